@@ -1,0 +1,137 @@
+//! The running daemon: [`AppState`] (the one value handlers and tasks share) and the
+//! start-up / shutdown sequence.
+//!
+//! ```text
+//!  build(): migrate control schema (advisory lock) → pool → bind listener
+//!  run():   spawn named tasks ──► serve HTTP until the shutdown token fires
+//!           SIGTERM/SIGINT ──► cancel token ──► stop accepting, drain in-flight requests
+//!                          ──► await every task ──► close the pool
+//! ```
+//!
+//! Tasks today: `http` (the axum server). Every task is named, watches the same
+//! [`CancellationToken`] and is awaited before the pool closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::db;
+use crate::registry::Registry;
+
+/// Shared state: configuration, the control pool and the modules built on it.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The control-plane pool.
+    pub pool: Pool,
+    /// Tenant registry.
+    pub registry: Registry,
+    /// Admin bearer token.
+    pub admin_token: SecretString,
+    /// Resolver bearer token, when configured.
+    pub resolver_token: Option<SecretString>,
+}
+
+/// A daemon that has migrated the control schema and bound its port, ready to run.
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Migrates the control schema, opens the pool and binds `config.listen` (port 0 picks
+    /// a free port, which the tests use).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.require_serve()?;
+        let url = config.require_database_url()?.clone();
+        let applied = db::migrate_control(&url)
+            .await
+            .context("applying control-plane migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "control-plane migrations applied");
+        }
+        let pool = db::control_pool(&url, config.pool_size)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
+        let state = AppState {
+            admin_token: config.admin_token.clone().context("admin token missing")?,
+            resolver_token: config.resolver_token.clone(),
+            registry: Registry::new(pool.clone()),
+            pool,
+            config: Arc::new(config),
+        };
+        Ok(Application { state, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    /// The shared state (tests reach the registry through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains and closes.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application { state, listener } = self;
+        let router = crate::http::router(state.clone());
+        tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "drover listening");
+        let http_shutdown = shutdown.clone();
+        let http = tokio::spawn(
+            async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                    .await
+            }
+            .instrument(tracing::info_span!("task", name = "http")),
+        );
+        let result = http.await.context("http task panicked")?;
+        state.pool.close();
+        tracing::info!("drover stopped");
+        result.context("http server failed")
+    }
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+            _ = term => tracing::info!("SIGTERM: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+/// `drover serve`: build, then run until a signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone());
+    app.run(token).await
+}

@@ -1,0 +1,66 @@
+//! A small HTTP client for the daemon's API, used by the client commands.
+
+use anyhow::{bail, Context};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Talks to one daemon with the admin token from `DROVER_ADMIN_TOKEN`.
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client for `server`; fails when no token is set.
+    pub fn new(server: &str) -> anyhow::Result<ApiClient> {
+        let token = std::env::var("DROVER_ADMIN_TOKEN")
+            .context("DROVER_ADMIN_TOKEN is not set (the CLI never takes tokens as arguments)")?;
+        let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("cli:{actor}")) {
+            headers.insert("x-drover-actor", v);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(ApiClient {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    /// Sends a request and decodes the JSON answer; an API error becomes one clear line.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach drover at {} (is `drover serve` running? set --server or DROVER_SERVER)", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the response")?;
+        if !status.is_success() {
+            let parsed: Option<Value> = serde_json::from_str(&text).ok();
+            let msg = parsed
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            bail!("{} {}", status.as_u16(), msg);
+        }
+        serde_json::from_str(&text).with_context(|| format!("unexpected response from {url}"))
+    }
+}

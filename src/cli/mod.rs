@@ -1,0 +1,264 @@
+//! The command line: argument definitions and dispatch. Daemon-side commands (`serve`,
+//! `migrate-control`, `check`, `check-config`) run against the control DB directly; the
+//! `tenants` commands talk to a running daemon over HTTP like any other client.
+//!
+//! Exit codes: 0 success, 1 failure (error printed as one line), 2 usage error,
+//! 3 `drover check` found inconsistencies.
+
+mod client;
+mod output;
+mod tenants;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, LogFormat};
+use crate::db;
+use crate::registry::Registry;
+
+pub use tenants::TenantsCommand;
+
+/// drover: tenant registry, DSN resolution and canary-first migration waves for
+/// database-per-tenant PostgreSQL fleets.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file; DROVER_* environment variables override it.
+    #[arg(long, short = 'c', global = true, env = "DROVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// Where the daemon is and how to print its answers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of a running drover daemon.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (migrates the control schema first).
+    ///
+    /// Example: DROVER_DATABASE_URL=postgres://drover@localhost/drover DROVER_ADMIN_TOKEN=$(openssl rand -hex 32) drover serve
+    Serve,
+    /// Apply pending control-plane migrations and exit (safe to run from several places at once).
+    MigrateControl,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Report registry inconsistencies; exits 3 when anything is found.
+    ///
+    /// Example: drover check --stuck-after 30m
+    Check {
+        /// How long a tenant may stay in provisioning before it is reported (default: config).
+        #[arg(long, value_parser = config::parse_duration)]
+        stuck_after: Option<Duration>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage tenants through a running daemon.
+    Tenants {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: Box<TenantsCommand>,
+    },
+}
+
+/// Exit code for `drover check` findings.
+pub const EXIT_FINDINGS: u8 = 3;
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, without repeating text already shown.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(s.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(s.trim());
+    }
+    out
+}
+
+fn init_tracing(config: Option<&Config>) {
+    let (filter, format) = match config {
+        Some(c) => (c.log_filter.clone(), c.log_format),
+        None => ("warn".to_string(), LogFormat::Pretty),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || Config::load(cli.config.as_deref());
+    match cli.command {
+        Command::Serve => {
+            let config = load()?;
+            init_tracing(Some(&config));
+            crate::app::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MigrateControl => {
+            let config = load()?;
+            init_tracing(Some(&config));
+            let applied = db::migrate_control(config.require_database_url()?).await?;
+            if applied.is_empty() {
+                println!(
+                    "control schema already at version {}",
+                    db::control_head_version()
+                );
+            } else {
+                println!("applied control migrations {applied:?}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => check_config(load),
+        Command::Check { stuck_after, json } => {
+            let config = load()?;
+            init_tracing(None);
+            check(&config, stuck_after, json).await
+        }
+        Command::Tenants { client, command } => {
+            init_tracing(None);
+            tenants::run(&client, *command).await
+        }
+    }
+}
+
+fn check_config(
+    load: impl Fn() -> Result<Config, config::ConfigError>,
+) -> anyhow::Result<ExitCode> {
+    let config = match load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(e) = config.require_serve() {
+        eprint!("{e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let set = |b: bool| if b { "set" } else { "not set" };
+    println!("configuration ok");
+    println!(
+        "  database_url              {}",
+        set(config.database_url.is_some())
+    );
+    println!("  listen                    {}", config.listen);
+    println!(
+        "  admin_token               {}",
+        set(config.admin_token.is_some())
+    );
+    println!(
+        "  resolver_token            {}",
+        set(config.resolver_token.is_some())
+    );
+    println!(
+        "  migrations_dir            {}",
+        config.migrations_dir.display()
+    );
+    println!(
+        "  secrets_dir               {}",
+        config
+            .secrets_dir
+            .as_ref()
+            .map_or("not set".into(), |p| p.display().to_string())
+    );
+    println!(
+        "  provision_url             {}",
+        set(config.provision_url.is_some())
+    );
+    println!("  instance_id               {}", config.instance_id);
+    println!("  pool_size                 {}", config.pool_size);
+    println!(
+        "  provisioning_stuck_after  {:?}",
+        config.provisioning_stuck_after
+    );
+    println!("  shutdown_grace            {:?}", config.shutdown_grace);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(
+    config: &Config,
+    stuck_after: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let pool = db::control_pool(config.require_database_url()?, 2)?;
+    let registry = Registry::new(pool.clone());
+    let report = registry
+        .health(stuck_after.unwrap_or(config.provisioning_stuck_after))
+        .await?;
+    pool.close();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.ok {
+        println!("registry ok: no inconsistencies found");
+    } else {
+        for f in &report.findings {
+            println!("{} ({}): {}", f.kind, f.slugs.len(), f.slugs.join(", "));
+            println!("  {}", f.description);
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}

@@ -1,0 +1,395 @@
+//! `drover tenants …`: the registry through the daemon's API.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::ApiClient;
+use super::output::table;
+use super::{ClientArgs, Output};
+use crate::registry::{Event, NewTenant, Page, Tenant, TenantPatch, TenantStatus};
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// List tenants (all pages unless --limit is given).
+    ///
+    /// Example: drover tenants list --status active --label plan=pro
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tenants with these labels (key=value, repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Substring of the display name (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
+        /// Include soft-deleted tenants.
+        #[arg(long)]
+        include_deleted: bool,
+        /// Show at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one tenant.
+    Get { slug: String },
+    /// Register a tenant whose database already exists.
+    ///
+    /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --status active
+    Create {
+        slug: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        db_host: String,
+        #[arg(long, default_value_t = 5432)]
+        db_port: i32,
+        #[arg(long)]
+        db_name: String,
+        #[arg(long)]
+        db_user: String,
+        /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
+        #[arg(long)]
+        secret_ref: String,
+        /// key=value, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Flag as a canary tenant for migration waves.
+        #[arg(long)]
+        canary: bool,
+        /// Initial status: provisioning (default) or active.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        billing_plan: Option<String>,
+        #[arg(long)]
+        contact_email: Option<String>,
+    },
+    /// Change fields of a tenant (only the given ones).
+    ///
+    /// Example: drover tenants update acme --display-name "Acme Inc" --label plan=enterprise
+    Update {
+        slug: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        db_host: Option<String>,
+        #[arg(long)]
+        db_port: Option<i32>,
+        #[arg(long)]
+        db_name: Option<String>,
+        #[arg(long)]
+        db_user: Option<String>,
+        #[arg(long)]
+        secret_ref: Option<String>,
+        /// Replace all labels with these (key=value, repeatable).
+        #[arg(long = "label")]
+        labels: Option<Vec<String>>,
+        #[arg(long)]
+        canary: Option<bool>,
+        /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Suspend a tenant: resolution answers 423 with the reason.
+    Suspend {
+        slug: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Make a suspended tenant active again.
+    Resume { slug: String },
+    /// Soft-delete a tenant (its database is kept).
+    Delete { slug: String },
+    /// A tenant's events, newest first.
+    Events {
+        slug: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+fn labels_map(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => anyhow::bail!("--label wants key=value, got {p:?}"),
+        })
+        .collect()
+}
+
+fn parse_status(s: Option<String>) -> anyhow::Result<Option<TenantStatus>> {
+    s.map(|s| {
+        s.parse::<TenantStatus>()
+            .map_err(|e| anyhow::anyhow!("--{e}"))
+    })
+    .transpose()
+}
+
+fn path_slug(slug: &str) -> String {
+    // Slugs are [a-z0-9-]; anything else cannot exist, but must not break the URL either.
+    slug.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32 & 0xff)
+            }
+        })
+        .collect()
+}
+
+fn print_tenants(output: Output, tenants: &[Tenant]) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(tenants)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.slug.clone(),
+                t.status.to_string(),
+                t.schema_version.map_or("-".into(), |v| v.to_string()),
+                format!("{}:{}/{}", t.db_host, t.db_port, t.db_name),
+                if t.canary { "yes".into() } else { "".into() },
+                t.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.display_name.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SLUG", "STATUS", "VERSION", "DATABASE", "CANARY", "LABELS", "NAME",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(t)?);
+        return Ok(());
+    }
+    let v = serde_json::to_value(t)?;
+    if let Value::Object(map) = v {
+        for (k, v) in map {
+            let shown = match v {
+                Value::Null => "-".to_string(),
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            println!("{k:<18} {shown}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs one tenant command.
+pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.server)?;
+    let none: Option<&Value> = None;
+    match cmd {
+        TenantsCommand::List {
+            status,
+            labels,
+            search,
+            include_deleted,
+            limit,
+        } => {
+            let mut all = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = vec![("include_deleted".to_string(), include_deleted.to_string())];
+                if let Some(s) = &status {
+                    query.push(("status".into(), s.clone()));
+                }
+                if !labels.is_empty() {
+                    query.push(("label".into(), labels.join(",")));
+                }
+                if let Some(q) = &search {
+                    query.push(("q".into(), q.clone()));
+                }
+                if let Some(c) = &cursor {
+                    query.push(("cursor".into(), c.clone()));
+                }
+                let page_size = limit.map_or(500, |l| (l - all.len().min(l)).clamp(1, 500));
+                query.push(("limit".into(), page_size.to_string()));
+                let qs = serde_urlencoded_pairs(&query);
+                let page: Page<Tenant> = api
+                    .call(Method::GET, &format!("/v1/tenants?{qs}"), none)
+                    .await?;
+                all.extend(page.items);
+                cursor = page.next_cursor;
+                if cursor.is_none() || limit.is_some_and(|l| all.len() >= l) {
+                    break;
+                }
+            }
+            print_tenants(args.output, &all)?;
+        }
+        TenantsCommand::Get { slug } => {
+            let t: Tenant = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/tenants/{}", path_slug(&slug)),
+                    none,
+                )
+                .await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Create {
+            slug,
+            display_name,
+            db_host,
+            db_port,
+            db_name,
+            db_user,
+            secret_ref,
+            labels,
+            canary,
+            status,
+            billing_plan,
+            contact_email,
+        } => {
+            let body = NewTenant {
+                slug,
+                display_name,
+                db_name,
+                db_host,
+                db_port,
+                db_user,
+                db_secret_ref: secret_ref,
+                labels: labels_map(&labels)?,
+                canary,
+                status: parse_status(status)?,
+                provision: false,
+                billing_plan,
+                contact_email,
+                app_version: None,
+                maintenance_flag: false,
+            };
+            let t: Tenant = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Update {
+            slug,
+            display_name,
+            db_host,
+            db_port,
+            db_name,
+            db_user,
+            secret_ref,
+            labels,
+            canary,
+            status,
+        } => {
+            let patch = TenantPatch {
+                display_name,
+                db_host,
+                db_port,
+                db_name,
+                db_user,
+                db_secret_ref: secret_ref,
+                labels: labels.as_deref().map(labels_map).transpose()?,
+                canary,
+                status: parse_status(status)?,
+                ..TenantPatch::default()
+            };
+            let t: Tenant = api
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/tenants/{}", path_slug(&slug)),
+                    Some(&patch),
+                )
+                .await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Suspend { slug, reason } => {
+            let body = json!({ "reason": reason });
+            let t: Tenant = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/suspend", path_slug(&slug)),
+                    Some(&body),
+                )
+                .await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Resume { slug } => {
+            let t: Tenant = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/resume", path_slug(&slug)),
+                    none,
+                )
+                .await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Delete { slug } => {
+            let t: Tenant = api
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/tenants/{}", path_slug(&slug)),
+                    none,
+                )
+                .await?;
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Events { slug, limit } => {
+            let page: Page<Event> = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/tenants/{}/events?limit={limit}", path_slug(&slug)),
+                    none,
+                )
+                .await?;
+            if args.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&page.items)?);
+            } else {
+                let rows: Vec<Vec<String>> = page
+                    .items
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.created_at.to_rfc3339(),
+                            e.event_type.clone(),
+                            e.actor.clone(),
+                            e.payload.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["TIME", "EVENT", "ACTOR", "PAYLOAD"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `k=v&k2=v2` with percent-encoding of everything but unreserved characters.
+fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}

@@ -1,0 +1,518 @@
+//! Configuration: a TOML file (`--config`) overlaid by `DROVER_*` environment variables,
+//! validated once at start into a typed [`Config`].
+//!
+//! | file key                  | env var                          | default                 |
+//! |---------------------------|----------------------------------|-------------------------|
+//! | `database_url`            | `DROVER_DATABASE_URL`            | (required: control DB)  |
+//! | `listen`                  | `DROVER_LISTEN`                  | `127.0.0.1:8080`        |
+//! | —                         | `DROVER_ADMIN_TOKEN`             | (required by `serve`)   |
+//! | `admin_token_ref`         | `DROVER_ADMIN_TOKEN_REF`         |                         |
+//! | —                         | `DROVER_RESOLVER_TOKEN`          | (optional)              |
+//! | `resolver_token_ref`      | `DROVER_RESOLVER_TOKEN_REF`      |                         |
+//! | `migrations_dir`          | `DROVER_MIGRATIONS_DIR`          | `./tenant-migrations`   |
+//! | `secrets_dir`             | `DROVER_SECRETS_DIR`             | (none)                  |
+//! | `provision_url`           | `DROVER_PROVISION_URL`           | (none)                  |
+//! | `instance_id`             | `DROVER_INSTANCE_ID`             | hostname-pid            |
+//! | `log_format`              | `DROVER_LOG_FORMAT`              | `pretty` (or `json`)    |
+//! | `log`                     | `DROVER_LOG`                     | `info` (tracing filter) |
+//! | `pool_size`               | `DROVER_POOL_SIZE`               | `16`                    |
+//! | `provisioning_stuck_after`| `DROVER_PROVISIONING_STUCK_AFTER`| `15m`                   |
+//! | `shutdown_grace`          | `DROVER_SHUTDOWN_GRACE`          | `30s`                   |
+//! | `max_body_bytes`          | `DROVER_MAX_BODY_BYTES`          | `262144`                |
+//!
+//! Env wins over the file. Tokens come from the environment or from secret references,
+//! never from the command line or as plain values in the file (files get copied around).
+//! Every problem found is reported with the key or variable that caused it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::secrets::{self, SecretRef};
+
+/// Keys accepted in the TOML file. Env var = `DROVER_` + upper-case key.
+const FILE_KEYS: &[&str] = &[
+    "database_url",
+    "listen",
+    "admin_token_ref",
+    "resolver_token_ref",
+    "migrations_dir",
+    "secrets_dir",
+    "provision_url",
+    "instance_id",
+    "log_format",
+    "log",
+    "pool_size",
+    "provisioning_stuck_after",
+    "shutdown_grace",
+    "max_body_bytes",
+];
+
+/// Keys only accepted from the environment.
+const ENV_ONLY_KEYS: &[&str] = &["admin_token", "resolver_token"];
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for terminals.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Validated configuration. `Debug` never shows secrets (they are `SecretString`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Control-plane database URL.
+    pub database_url: Option<SecretString>,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Bearer token for admin endpoints.
+    pub admin_token: Option<SecretString>,
+    /// Bearer token for `/v1/resolve` (the admin token also works there).
+    pub resolver_token: Option<SecretString>,
+    /// Directory of tenant migrations.
+    pub migrations_dir: PathBuf,
+    /// Directory `file:` secret references are read under.
+    pub secrets_dir: Option<PathBuf>,
+    /// Admin connection used to create tenant databases.
+    pub provision_url: Option<SecretString>,
+    /// This replica's name in leases and events.
+    pub instance_id: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,drover=debug`.
+    pub log_filter: String,
+    /// Control-plane connection pool size.
+    pub pool_size: usize,
+    /// How long a tenant may sit in `provisioning` before the health report flags it.
+    pub provisioning_stuck_after: Duration,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+    /// Largest accepted HTTP request body.
+    pub max_body_bytes: usize,
+}
+
+/// One thing wrong with the configuration, naming where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `DROVER_LISTEN (environment)` or `listen (drover.toml)`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Every problem found while loading, so one run of `check-config` shows them all.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in key order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(key: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![ConfigProblem {
+                key: key.to_string(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Where a raw value came from, for error messages.
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+fn env_name(key: &str) -> String {
+    format!("DROVER_{}", key.to_ascii_uppercase())
+}
+
+impl Config {
+    /// Loads the optional TOML file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with(file, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::load`] with an injectable environment (tests).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = BTreeMap::new();
+        if let Some(path) = file {
+            read_file(path, &mut raw)?;
+        }
+        for key in FILE_KEYS.iter().chain(ENV_ONLY_KEYS) {
+            let name = env_name(key);
+            if let Some(value) = env(&name).filter(|v| !v.is_empty()) {
+                let origin = format!("{name} (environment)");
+                raw.insert(*key, Raw { value, origin });
+            }
+        }
+        let mut b = Builder {
+            raw,
+            problems: Vec::new(),
+        };
+        let config = b.build();
+        if b.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: b.problems,
+            })
+        }
+    }
+
+    /// The control DB URL, or an error telling the user how to set it.
+    pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
+        self.database_url.as_ref().ok_or_else(|| {
+            ConfigError::one(
+                "DROVER_DATABASE_URL",
+                "the control-plane database URL is required (set DROVER_DATABASE_URL or database_url in the config file)",
+            )
+        })
+    }
+
+    /// Everything `drover serve` needs, checked up front.
+    pub fn require_serve(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.require_database_url() {
+            problems.extend(e.problems);
+        }
+        if self.admin_token.is_none() {
+            problems.push(ConfigProblem {
+                key: "DROVER_ADMIN_TOKEN".into(),
+                message: "an admin token is required (set DROVER_ADMIN_TOKEN or DROVER_ADMIN_TOKEN_REF=file:admin-token)".into(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::one(&shown, format!("cannot read config file: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError::one(&shown, format!("not valid TOML: {e}")))?;
+    let mut problems = Vec::new();
+    for (key, value) in table {
+        let origin = format!("{key} ({shown})");
+        let Some(known) = FILE_KEYS.iter().find(|k| **k == key) else {
+            let hint = if ENV_ONLY_KEYS.contains(&key.as_str()) {
+                format!(
+                    "tokens are not accepted in the file; use {}_REF or the environment",
+                    env_name(&key)
+                )
+            } else {
+                format!("unknown key; known keys: {}", FILE_KEYS.join(", "))
+            };
+            problems.push(ConfigProblem {
+                key: origin,
+                message: hint,
+            });
+            continue;
+        };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                problems.push(ConfigProblem {
+                    key: origin,
+                    message: format!("expected a string or integer, found {}", other.type_str()),
+                });
+                continue;
+            }
+        };
+        raw.insert(known, Raw { value, origin });
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+struct Builder {
+    raw: BTreeMap<&'static str, Raw>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Builder {
+    fn build(&mut self) -> Config {
+        let secrets_dir = self.take("secrets_dir").map(|r| PathBuf::from(r.value));
+        let admin_token = self.token("admin_token", secrets_dir.as_deref());
+        let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
+        Config {
+            database_url: self
+                .take("database_url")
+                .map(|r| SecretString::from(r.value)),
+            listen: self.parsed("listen", "127.0.0.1:8080", |v| {
+                v.parse()
+                    .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:8080".into())
+            }),
+            admin_token,
+            resolver_token,
+            migrations_dir: PathBuf::from(
+                self.take("migrations_dir")
+                    .map_or_else(|| "./tenant-migrations".into(), |r| r.value),
+            ),
+            secrets_dir,
+            provision_url: self
+                .take("provision_url")
+                .map(|r| SecretString::from(r.value)),
+            instance_id: self
+                .take("instance_id")
+                .map_or_else(default_instance_id, |r| r.value),
+            log_format: self.parsed("log_format", "pretty", |v| match v {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected pretty or json".into()),
+            }),
+            log_filter: self.take("log").map_or_else(|| "info".into(), |r| r.value),
+            pool_size: self.parsed("pool_size", "16", |v| match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err("expected an integer between 1 and 1000".into()),
+            }),
+            provisioning_stuck_after: self.parsed(
+                "provisioning_stuck_after",
+                "15m",
+                parse_duration,
+            ),
+            shutdown_grace: self.parsed("shutdown_grace", "30s", parse_duration),
+            max_body_bytes: self.parsed("max_body_bytes", "262144", |v| match v.parse::<usize>() {
+                Ok(n) if n >= 1024 => Ok(n),
+                _ => Err("expected an integer of at least 1024".into()),
+            }),
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Raw> {
+        self.raw.remove(key)
+    }
+
+    fn parsed<T>(
+        &mut self,
+        key: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        let raw = self.take(key);
+        if let Some(r) = &raw {
+            match parse(r.value.trim()) {
+                Ok(v) => return v,
+                Err(message) => self.problems.push(ConfigProblem {
+                    key: r.origin.clone(),
+                    message,
+                }),
+            }
+        }
+        parse(default).unwrap_or_else(|_| unreachable!("default for {key} must parse"))
+    }
+
+    /// A token straight from the environment, or read through `<key>_ref`.
+    fn token(&mut self, key: &str, secrets_dir: Option<&Path>) -> Option<SecretString> {
+        let direct = self.take(key);
+        let by_ref = self.take(&format!("{key}_ref"));
+        let (value, origin) = match (direct, by_ref) {
+            (Some(d), Some(r)) => {
+                self.problems.push(ConfigProblem {
+                    key: r.origin,
+                    message: format!(
+                        "set either {} or {}_REF, not both",
+                        env_name(key),
+                        env_name(key)
+                    ),
+                });
+                let _ = d;
+                return None;
+            }
+            (Some(d), None) => (SecretString::from(d.value), d.origin),
+            (None, Some(r)) => {
+                let parsed = match r.value.parse::<SecretRef>() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.problems.push(ConfigProblem {
+                            key: r.origin,
+                            message: e.to_string(),
+                        });
+                        return None;
+                    }
+                };
+                match secrets::read_local(&parsed, secrets_dir) {
+                    Ok(v) => (v, r.origin),
+                    Err(e) => {
+                        self.problems.push(ConfigProblem {
+                            key: r.origin,
+                            message: e.to_string(),
+                        });
+                        return None;
+                    }
+                }
+            }
+            (None, None) => return None,
+        };
+        use secrecy::ExposeSecret;
+        if value.expose_secret().trim().len() < 16 {
+            self.problems.push(ConfigProblem {
+                key: origin,
+                message: "token must be at least 16 characters (try: openssl rand -hex 32)".into(),
+            });
+            return None;
+        }
+        Some(value)
+    }
+}
+
+/// `30`, `30s`, `5m`, `2h` → Duration.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 30s, 5m or 2h, got {v:?}"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown duration unit {unit:?}; use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "drover".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_wins_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("drover-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("drover.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npool_size = 4\n").unwrap();
+
+        let cfg =
+            Config::load_with(Some(&file), &env(&[("DROVER_LISTEN", "0.0.0.0:7000")])).unwrap();
+
+        assert_eq!(cfg.listen.port(), 7000);
+        assert_eq!(cfg.pool_size, 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = Config::load_with(
+            None,
+            &env(&[
+                ("DROVER_LISTEN", "nope"),
+                ("DROVER_POOL_SIZE", "0"),
+                ("DROVER_ADMIN_TOKEN", "short"),
+            ]),
+        )
+        .unwrap_err();
+
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"DROVER_LISTEN (environment)"), "{keys:?}");
+        assert!(keys.contains(&"DROVER_POOL_SIZE (environment)"), "{keys:?}");
+        assert!(
+            keys.contains(&"DROVER_ADMIN_TOKEN (environment)"),
+            "{keys:?}"
+        );
+        assert!(
+            !err.to_string().contains("short"),
+            "token value must not be echoed"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_and_plain_tokens_in_the_file_are_refused() {
+        let dir = std::env::temp_dir().join(format!("drover-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("drover.toml");
+        std::fs::write(
+            &file,
+            "lisen = \"x\"\nadmin_token = \"0123456789abcdef0\"\n",
+        )
+        .unwrap();
+
+        let err = Config::load_with(Some(&file), &env(&[])).unwrap_err();
+
+        assert_eq!(err.problems.len(), 2);
+        assert!(err.to_string().contains("lisen"));
+        assert!(err.to_string().contains("DROVER_ADMIN_TOKEN_REF"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn token_can_come_from_a_file_reference() {
+        let dir = std::env::temp_dir().join(format!("drover-cfg3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("admin-token"), "0123456789abcdef-token\n").unwrap();
+
+        let cfg = Config::load_with(
+            None,
+            &env(&[
+                ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+                ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
+            ]),
+        )
+        .unwrap();
+
+        assert_eq!(
+            cfg.admin_token.unwrap().expose_secret(),
+            "0123456789abcdef-token"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! Connections to the control-plane database: the shared pool, the embedded control
+//! migrations, and turning PostgreSQL errors into words an operator can act on.
+//!
+//! Control migrations run on a dedicated connection under a session-level advisory lock,
+//! so any number of replicas (or `drover migrate-control` runs) starting together apply
+//! each migration exactly once: the first holds the lock and migrates, the rest wait,
+//! then find nothing left to do.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("control-migrations");
+}
+
+/// Where refinery records control-plane migrations: beside the tables it created.
+pub const CONTROL_HISTORY_TABLE: &str = "control_plane.refinery_schema_history";
+
+/// Advisory-lock key serializing control migrations ("drover" in ASCII, then 1).
+const CONTROL_MIGRATION_LOCK: i64 = 0x6472_6f76_6572_0001;
+
+/// Failures talking to the control database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL could not be parsed. The URL itself is never shown: it may hold a password.
+    #[error("{0} is not a valid PostgreSQL connection URL (postgres://user@host:port/dbname)")]
+    BadUrl(&'static str),
+    /// A connection or query failed.
+    #[error("control database: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool in time.
+    #[error("control database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A control migration failed.
+    #[error("control migration failed: {0}")]
+    Migration(String),
+}
+
+impl DbError {
+    /// Whether retrying later may succeed (the database was unreachable or busy).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbError::Postgres(e) => is_retryable_pg(e),
+            DbError::Pool(_) => true,
+            DbError::BadUrl(_) | DbError::Migration(_) => false,
+        }
+    }
+}
+
+/// Retryable PostgreSQL failures: the connection dropped or the server asked us to retry.
+pub fn is_retryable_pg(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => e.is_closed() || e.as_db_error().is_none(),
+        Some(code) => {
+            let c = code.code();
+            // 08: connection exception, 40001/40P01: serialization/deadlock, 53300: too many
+            // connections, 55P03: lock not available, 57P01..03: server shutting down.
+            c.starts_with("08")
+                || matches!(
+                    c,
+                    "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+                )
+        }
+    }
+}
+
+/// A PostgreSQL error as one line with SQLSTATE, message, detail and hint; tokio-postgres'
+/// own Display says only "db error".
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Parses a control-DB URL without ever echoing it.
+pub fn parse_url(
+    url: &SecretString,
+    name: &'static str,
+) -> Result<tokio_postgres::Config, DbError> {
+    let mut cfg =
+        tokio_postgres::Config::from_str(url.expose_secret()).map_err(|_| DbError::BadUrl(name))?;
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("drover");
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(cfg)
+}
+
+/// The shared control-plane pool. Connections are opened lazily.
+pub fn control_pool(url: &SecretString, size: usize) -> Result<Pool, DbError> {
+    let cfg = parse_url(url, "DROVER_DATABASE_URL")?;
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| DbError::Migration(format!("cannot build pool: {e}")))
+}
+
+/// Opens one dedicated connection (not pooled), driving it on a background task.
+pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, DbError> {
+    let cfg = parse_url(url, "DROVER_DATABASE_URL")?;
+    let (client, conn) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %describe(&e), "control connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The highest control migration version embedded in this binary.
+pub fn control_head_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies pending control migrations under the advisory lock. Returns the versions this
+/// call applied (empty when another runner got there first).
+pub async fn migrate_control(url: &SecretString) -> Result<Vec<i32>, DbError> {
+    let mut client = connect(url).await?;
+    // A blocking wait is right here: control migrations are short and transactional, and
+    // every waiter needs the result anyway.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&CONTROL_MIGRATION_LOCK])
+        .await?;
+    client
+        .batch_execute("CREATE SCHEMA IF NOT EXISTS control_plane")
+        .await?;
+    let mut runner = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .set_abort_missing(true);
+    runner.set_migration_table_name(CONTROL_HISTORY_TABLE);
+    let result = runner.run_async(&mut client).await;
+    // Closing the session would release the lock too; unlocking keeps it tidy.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&CONTROL_MIGRATION_LOCK])
+        .await;
+    let report = result.map_err(|e| DbError::Migration(refinery_cause(&e)))?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.version())
+        .collect())
+}
+
+fn refinery_cause(e: &refinery::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(pg) = inner.downcast_ref::<tokio_postgres::Error>() {
+            s.push_str(": ");
+            s.push_str(&describe(pg));
+            break;
+        }
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// The control schema version recorded in the database (0 before the first migration).
+pub async fn control_schema_version(client: &tokio_postgres::Client) -> Result<i32, DbError> {
+    const SQL: &str = "SELECT coalesce(max(version), 0) FROM control_plane.refinery_schema_history";
+    const EXISTS: &str = "SELECT to_regclass('control_plane.refinery_schema_history') IS NOT NULL";
+    let exists: bool = client.query_one(EXISTS, &[]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one(SQL, &[]).await?.get(0))
+}

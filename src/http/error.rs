@@ -1,0 +1,137 @@
+//! The one place errors become HTTP responses: `{"error": {"code", "message", "field"?}}`.
+//!
+//! 4xx messages are written for the caller; 5xx bodies never carry internals (they may
+//! mention hosts or SQL), the cause goes to the log instead.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::registry::RegistryError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with a status, a stable machine-readable code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 401 with the standard challenge.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token (Authorization: Bearer <token>)",
+        )
+    }
+
+    /// 404 for routes that do not exist.
+    pub fn no_route() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see /openapi.json",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(f) = self.field {
+            body["error"]["field"] = json!(f);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        resp
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let (status, code) = match &e {
+            RegistryError::Invalid { field, message } => {
+                return ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_field",
+                    message: format!("{field}: {message}"),
+                    field: Some(field),
+                };
+            }
+            RegistryError::DuplicateSlug(_) => (StatusCode::CONFLICT, "duplicate_slug"),
+            RegistryError::DuplicateDbName(_) => (StatusCode::CONFLICT, "duplicate_db_name"),
+            RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            RegistryError::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
+            RegistryError::Unavailable(_) => (StatusCode::NOT_IMPLEMENTED, "not_available"),
+            RegistryError::Db(db) => {
+                tracing::error!(error = %db, retryable = db.is_retryable(), "control database error");
+                return if db.is_retryable() {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "control_db_unavailable",
+                        "control database unavailable; retry shortly",
+                    )
+                } else {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; the cause is in drover's log",
+                    )
+                };
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match &r {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        // serde's message names the field ("unknown field `x`", "missing field `slug`").
+        ApiError::new(status, "invalid_body", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            r.body_text(),
+        )
+    }
+}

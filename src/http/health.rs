@@ -1,0 +1,59 @@
+//! Liveness, readiness and the registry health report.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::db;
+use crate::registry::HealthReport;
+
+/// Liveness: the process answers.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the control DB answers and its schema is at this binary's head.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let head = db::control_head_version();
+    let version = async {
+        let client = state.pool.get().await.map_err(db::DbError::from)?;
+        db::control_schema_version(&client).await
+    }
+    .await;
+    match version {
+        Ok(v) if v == head => (
+            StatusCode::OK,
+            Json(
+                json!({ "status": "ready", "control_schema_version": v, "instance_id": state.config.instance_id }),
+            ),
+        ),
+        Ok(v) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "status": "not_ready", "reason": format!("control schema at version {v}, this binary needs {head}") }),
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not_ready", "reason": "control database unreachable" })),
+            )
+        }
+    }
+}
+
+/// `GET /v1/registry/health`.
+pub async fn registry_health(
+    State(state): State<AppState>,
+) -> Result<Json<HealthReport>, ApiError> {
+    Ok(Json(
+        state
+            .registry
+            .health(state.config.provisioning_stuck_after)
+            .await?,
+    ))
+}

@@ -1,0 +1,24 @@
+//! drover: tenant registry, slug → DSN resolution and fleet-wide schema migration waves
+//! for SaaS platforms that give every tenant its own PostgreSQL database.
+//!
+//! Data flow:
+//!
+//! ```text
+//!  CLI / HTTP ──► http (auth, JSON errors) ──► registry (all tenant SQL, events in the same tx)
+//!                                                  │
+//!  config (TOML + DROVER_* env) ──► app::run ──────┼──► db (control pool, control migrations
+//!                                                  │       under an advisory lock)
+//!  secrets (env:/file: refs, never values stored) ─┘
+//! ```
+//!
+//! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
+//! the integration tests drive the same code paths as the binary.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod devcluster;
+pub mod http;
+pub mod registry;
+pub mod secrets;

@@ -1,0 +1,594 @@
+//! The tenant registry: every SQL statement about tenants and their events lives here.
+//!
+//! Each write runs in one control-DB transaction that also inserts the tenant event
+//! describing it, so a change without its event (or an event without its change) cannot
+//! be committed. Rows are locked with `SELECT … FOR UPDATE` before a status change, so two
+//! concurrent operators serialize instead of both "winning". Validation happens in Rust
+//! first (clear, field-named errors); the schema's constraints repeat the rules.
+//!
+//! No loops or background tasks: callers (HTTP handlers, the CLI's `check`) drive it.
+
+mod error;
+mod health;
+mod model;
+
+pub use error::RegistryError;
+pub use health::{Finding, HealthReport};
+pub use model::{
+    validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug, Tenant, TenantPatch,
+    TenantStatus, Transition, RESERVED_SLUGS,
+};
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde_json::{json, Value};
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+/// All columns of `control_plane.tenants`, in [`tenant_from_row`] order.
+macro_rules! tenant_cols {
+    () => {
+        "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, \
+         schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
+         suspended_reason, maintenance_flag, created_at, updated_at, deleted_at"
+    };
+}
+
+/// Handle on the registry; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Registry {
+    pool: Pool,
+}
+
+fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
+    let labels: Value = row.try_get("labels")?;
+    let labels = match labels {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        display_name: row.try_get("display_name")?,
+        db_name: row.try_get("db_name")?,
+        db_host: row.try_get("db_host")?,
+        db_port: row.try_get("db_port")?,
+        db_user: row.try_get("db_user")?,
+        db_secret_ref: row.try_get("db_secret_ref")?,
+        schema_version: row.try_get("schema_version")?,
+        app_version: row.try_get("app_version")?,
+        status: status.parse()?,
+        labels,
+        canary: row.try_get("canary")?,
+        billing_plan: row.try_get("billing_plan")?,
+        contact_email: row.try_get("contact_email")?,
+        suspended_reason: row.try_get("suspended_reason")?,
+        maintenance_flag: row.try_get("maintenance_flag")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+/// Writes one tenant event. Call it inside the transaction that makes the change.
+pub async fn record_event(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    event_type: &str,
+    actor: &Actor,
+    payload: Value,
+) -> Result<(), RegistryError> {
+    const SQL: &str =
+        "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
+                       VALUES ($1, $2, $3, $4)";
+    client
+        .execute(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
+        .await?;
+    Ok(())
+}
+
+/// A slug from a URL or command line. One that cannot be valid cannot exist either,
+/// so it reads as "not found" rather than as a validation error.
+fn lookup_slug(slug: &str) -> Result<Slug, RegistryError> {
+    Slug::for_lookup(slug).map_err(|_| RegistryError::NotFound(slug.to_string()))
+}
+
+/// `key=value[,key=value]` → a JSON object for `labels @> $n`.
+fn parse_label_filter(s: &str) -> Result<Value, RegistryError> {
+    let mut map = serde_json::Map::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| RegistryError::Invalid {
+            field: "label",
+            message: format!("expected key=value, got {pair:?}"),
+        })?;
+        map.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+    }
+    Ok(Value::Object(map))
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Sets `*slot` to `new` and records the change when they differ.
+fn change<T: PartialEq + serde::Serialize + Clone>(
+    changes: &mut serde_json::Map<String, Value>,
+    field: &str,
+    slot: &mut T,
+    new: Option<T>,
+) {
+    if let Some(new) = new {
+        if *slot != new {
+            changes.insert(
+                field.into(),
+                json!({ "from": slot.clone(), "to": new.clone() }),
+            );
+            *slot = new;
+        }
+    }
+}
+
+impl Registry {
+    /// A registry over the control-plane pool.
+    pub fn new(pool: Pool) -> Self {
+        Registry { pool }
+    }
+
+    /// The pool, for modules that share the control DB.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Registers a tenant and writes its `created` event.
+    #[tracing::instrument(skip_all, fields(slug = %new.slug))]
+    pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
+             db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+            tenant_cols!()
+        );
+        let slug = new.validate()?;
+        if new.provision {
+            return Err(RegistryError::Unavailable(
+                "provision: true is not available in this version; create the database and role, then register the tenant".into(),
+            ));
+        }
+        let status = new.status.unwrap_or(TenantStatus::Provisioning);
+        let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                SQL,
+                &[
+                    &slug.as_str(),
+                    &new.display_name,
+                    &new.db_name,
+                    &new.db_host,
+                    &new.db_port,
+                    &new.db_user,
+                    &new.db_secret_ref,
+                    &labels,
+                    &new.canary,
+                    &status.as_str(),
+                    &new.billing_plan,
+                    &new.contact_email,
+                    &new.app_version,
+                    &new.maintenance_flag,
+                ],
+            )
+            .await?;
+        let tenant = tenant_from_row(&row)?;
+        let payload = json!({
+            "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
+            "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
+        });
+        record_event(&*tx, tenant.id, "created", actor, payload).await?;
+        tx.commit().await?;
+        tracing::info!(actor = actor.as_str(), "tenant created");
+        Ok(tenant)
+    }
+
+    /// The live tenant with this slug (case-insensitive).
+    pub async fn get(&self, slug: &str) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL"
+        );
+        let slug = lookup_slug(slug)?;
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(SQL).await?;
+        match client.query_opt(&stmt, &[&slug.as_str()]).await? {
+            Some(row) => tenant_from_row(&row),
+            None => Err(RegistryError::NotFound(slug.to_string())),
+        }
+    }
+
+    /// Lists tenants ordered by slug, one keyset page at a time.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Page<Tenant>, RegistryError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM control_plane.tenants \
+             WHERE ($1::text IS NULL OR status = $1) \
+               AND ($2::jsonb IS NULL OR labels @> $2) \
+               AND ($3::text IS NULL OR display_name ILIKE $3) \
+               AND ($4::boolean OR deleted_at IS NULL) \
+               AND ($5::text IS NULL OR (lower(slug), id) > ($5, $6::uuid)) \
+             ORDER BY lower(slug), id LIMIT $7"
+        );
+        let limit = filter.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(RegistryError::Invalid {
+                field: "limit",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let status = filter.status.map(|s| s.as_str());
+        let labels = filter
+            .label
+            .as_deref()
+            .map(parse_label_filter)
+            .transpose()?;
+        let q = filter.q.as_deref().map(like_pattern);
+        let (after_slug, after_id) = match filter.cursor.as_deref() {
+            None => (None, Uuid::nil()),
+            Some(c) => {
+                let bad = || RegistryError::Invalid {
+                    field: "cursor",
+                    message: "not a cursor from a previous page".into(),
+                };
+                let (s, id) = c.split_once(':').ok_or_else(bad)?;
+                (Some(s.to_string()), id.parse::<Uuid>().map_err(|_| bad())?)
+            }
+        };
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                SQL,
+                &[
+                    &status,
+                    &labels,
+                    &q,
+                    &filter.include_deleted,
+                    &after_slug,
+                    &after_id,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(tenant_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|t| format!("{}:{}", t.slug.to_lowercase(), t.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn lock_live(tx: &impl GenericClient, slug: &str) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL FOR UPDATE"
+        );
+        let slug = lookup_slug(slug)?;
+        match tx.query_opt(SQL, &[&slug.as_str()]).await? {
+            Some(row) => tenant_from_row(&row),
+            None => Err(RegistryError::NotFound(slug.to_string())),
+        }
+    }
+
+    /// Applies a PATCH. Writes `updated` (with each changed field's old and new value) and,
+    /// for provisioning → active, `status_changed`. A patch that changes nothing writes
+    /// nothing.
+    #[tracing::instrument(skip_all, fields(slug))]
+    pub async fn update(
+        &self,
+        slug: &str,
+        patch: &TenantPatch,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
+             db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
+             contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14 \
+             WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        );
+        patch.validate()?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let before = Self::lock_live(&*tx, slug).await?;
+        let mut t = before.clone();
+        let mut changes = serde_json::Map::new();
+        change(
+            &mut changes,
+            "display_name",
+            &mut t.display_name,
+            patch.display_name.clone(),
+        );
+        change(
+            &mut changes,
+            "db_name",
+            &mut t.db_name,
+            patch.db_name.clone(),
+        );
+        change(
+            &mut changes,
+            "db_host",
+            &mut t.db_host,
+            patch.db_host.clone(),
+        );
+        change(&mut changes, "db_port", &mut t.db_port, patch.db_port);
+        change(
+            &mut changes,
+            "db_user",
+            &mut t.db_user,
+            patch.db_user.clone(),
+        );
+        change(
+            &mut changes,
+            "db_secret_ref",
+            &mut t.db_secret_ref,
+            patch.db_secret_ref.clone(),
+        );
+        change(&mut changes, "labels", &mut t.labels, patch.labels.clone());
+        change(&mut changes, "canary", &mut t.canary, patch.canary);
+        change(
+            &mut changes,
+            "billing_plan",
+            &mut t.billing_plan,
+            patch.billing_plan.clone(),
+        );
+        change(
+            &mut changes,
+            "contact_email",
+            &mut t.contact_email,
+            patch.contact_email.clone(),
+        );
+        change(
+            &mut changes,
+            "app_version",
+            &mut t.app_version,
+            patch.app_version.clone(),
+        );
+        change(
+            &mut changes,
+            "maintenance_flag",
+            &mut t.maintenance_flag,
+            patch.maintenance_flag,
+        );
+        let status_change = match patch.status {
+            Some(want) if want != before.status => {
+                let to = Transition::Activate.apply(before.status).ok_or_else(|| {
+                    RegistryError::IllegalTransition {
+                        slug: before.slug.clone(),
+                        verb: "activate",
+                        from: before.status.to_string(),
+                    }
+                })?;
+                t.status = to;
+                Some((before.status, to))
+            }
+            _ => None,
+        };
+        if changes.is_empty() && status_change.is_none() {
+            return Ok(before);
+        }
+        let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
+        let row = tx
+            .query_one(
+                SQL,
+                &[
+                    &t.id,
+                    &t.display_name,
+                    &t.db_name,
+                    &t.db_host,
+                    &t.db_port,
+                    &t.db_user,
+                    &t.db_secret_ref,
+                    &labels,
+                    &t.canary,
+                    &t.billing_plan,
+                    &t.contact_email,
+                    &t.app_version,
+                    &t.maintenance_flag,
+                    &t.status.as_str(),
+                ],
+            )
+            .await?;
+        let after = tenant_from_row(&row)?;
+        if !changes.is_empty() {
+            record_event(&*tx, t.id, "updated", actor, json!({ "changed": changes })).await?;
+        }
+        if let Some((from, to)) = status_change {
+            record_event(
+                &*tx,
+                t.id,
+                "status_changed",
+                actor,
+                json!({ "from": from, "to": to }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            actor = actor.as_str(),
+            fields = changes.len(),
+            "tenant updated"
+        );
+        Ok(after)
+    }
+
+    /// active → suspended, with a reason resolution will report (423).
+    pub async fn suspend(
+        &self,
+        slug: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(RegistryError::Invalid {
+                field: "reason",
+                message: "must be 1-500 printable characters".into(),
+            });
+        }
+        self.transition(slug, &[Transition::Suspend], Some(reason), actor)
+            .await
+    }
+
+    /// suspended → active.
+    pub async fn resume(&self, slug: &str, actor: &Actor) -> Result<Tenant, RegistryError> {
+        self.transition(slug, &[Transition::Resume], None, actor)
+            .await
+    }
+
+    /// Soft delete: → deleting → deleted in one transaction, `deleted_at` set, so the
+    /// slug and database name are free again. The tenant's database is left alone.
+    pub async fn delete(&self, slug: &str, actor: &Actor) -> Result<Tenant, RegistryError> {
+        self.transition(
+            slug,
+            &[Transition::StartDelete, Transition::FinishDelete],
+            None,
+            actor,
+        )
+        .await
+    }
+
+    /// Runs `steps` in order on the locked row, one event per step, all in one transaction.
+    #[tracing::instrument(skip_all, fields(slug))]
+    async fn transition(
+        &self,
+        slug: &str,
+        steps: &[Transition],
+        reason: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "UPDATE control_plane.tenants SET status = $2, suspended_reason = $3, \
+             deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END \
+             WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        );
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut tenant = Self::lock_live(&*tx, slug).await?;
+        for step in steps {
+            let from = tenant.status;
+            let to = step
+                .apply(from)
+                .ok_or_else(|| RegistryError::IllegalTransition {
+                    slug: tenant.slug.clone(),
+                    verb: step.verb(),
+                    from: from.to_string(),
+                })?;
+            let row = tx
+                .query_one(SQL, &[&tenant.id, &to.as_str(), &reason])
+                .await?;
+            tenant = tenant_from_row(&row)?;
+            let mut payload = json!({ "from": from, "to": to });
+            if let Some(r) = reason {
+                payload["reason"] = json!(r);
+            }
+            record_event(&*tx, tenant.id, step.event_type(), actor, payload).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(actor = actor.as_str(), status = %tenant.status, "tenant status changed");
+        Ok(tenant)
+    }
+
+    /// The live tenant's events, newest first. `before` is the `id` of the last event of
+    /// the previous page.
+    pub async fn events(
+        &self,
+        slug: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Page<Event>, RegistryError> {
+        const SQL: &str = "SELECT e.id, e.event_type, e.actor, e.payload, e.created_at \
+             FROM control_plane.tenant_events e \
+             WHERE e.tenant_id = $1 AND ($2::bigint IS NULL OR (e.created_at, e.id) < \
+                 (SELECT created_at, id FROM control_plane.tenant_events WHERE id = $2)) \
+             ORDER BY e.created_at DESC, e.id DESC LIMIT $3";
+        if !(1..=1000).contains(&limit) {
+            return Err(RegistryError::Invalid {
+                field: "limit",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        let tenant = self.get(slug).await?;
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(SQL, &[&tenant.id, &before, &(limit + 1)])
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                Ok(Event {
+                    id: r.try_get(0)?,
+                    event_type: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Runs the registry health queries (see `health.sql`).
+    pub async fn health(&self, stuck_after: Duration) -> Result<HealthReport, RegistryError> {
+        let client = self.pool.get().await?;
+        let client: &tokio_postgres::Client = &client;
+        health::report(client, stuck_after).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filter_parses_pairs() {
+        assert_eq!(
+            parse_label_filter("plan=pro,region=eu").unwrap(),
+            json!({"plan": "pro", "region": "eu"})
+        );
+        assert!(parse_label_filter("plan").is_err());
+    }
+
+    #[test]
+    fn text_search_escapes_like_wildcards() {
+        assert_eq!(like_pattern("50%_off"), "%50\\%\\_off%");
+    }
+}

@@ -1,0 +1,620 @@
+//! Registry types: validated newtypes for everything that reaches SQL, the tenant row,
+//! request bodies and the status state machine.
+//!
+//! ```text
+//!                 activate                 suspend
+//!  provisioning ───────────► active ◄──────────────► suspended
+//!       │                      │        resume            │
+//!       │ delete               │ delete                   │ delete
+//!       └──────────────────────┴──────────► deleting ◄────┘
+//!                                              │ (same tx, or after the DB is dropped)
+//!                                              ▼
+//!                                           deleted   (terminal; slug and db_name reusable)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use super::RegistryError;
+
+/// Slugs that would collide with routes, system databases or well-known names.
+/// Kept in step with the `tenants_slug_not_reserved` constraint in the control schema.
+pub const RESERVED_SLUGS: &[&str] = &[
+    "admin",
+    "api",
+    "app",
+    "default",
+    "drover",
+    "healthz",
+    "internal",
+    "metrics",
+    "new",
+    "null",
+    "postgres",
+    "public",
+    "readyz",
+    "root",
+    "system",
+    "template0",
+    "template1",
+    "v1",
+    "www",
+];
+
+fn invalid(field: &'static str, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A tenant slug: `^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`, not reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Slug(String);
+
+impl Slug {
+    /// The slug text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses a slug typed by a person for lookup: case is folded, because slugs are
+    /// unique regardless of case.
+    pub fn for_lookup(s: &str) -> Result<Slug, RegistryError> {
+        s.to_ascii_lowercase().parse()
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Slug {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        let ok_inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-';
+        let ok_edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let valid = !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(ok_inner)
+            && ok_edge(&b[0])
+            && ok_edge(&b[b.len() - 1]);
+        if !valid {
+            return Err(invalid(
+                "slug",
+                "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
+            ));
+        }
+        if RESERVED_SLUGS.contains(&s) {
+            return Err(invalid("slug", format!("'{s}' is reserved")));
+        }
+        Ok(Slug(s.to_string()))
+    }
+}
+
+/// A PostgreSQL database or role name drover will quote as an identifier:
+/// `^[A-Za-z_][A-Za-z0-9_-]*$`, at most 63 bytes (longer names would be truncated by
+/// PostgreSQL, so they are refused rather than silently shortened).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DbIdent(String);
+
+impl DbIdent {
+    /// Validates `s` for the named field.
+    pub fn parse(field: &'static str, s: &str) -> Result<DbIdent, RegistryError> {
+        let b = s.as_bytes();
+        let valid = !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+        if valid {
+            Ok(DbIdent(s.to_string()))
+        } else {
+            Err(invalid(
+                field,
+                "must be 1-63 bytes of letters, digits, '_' and '-', starting with a letter or '_'",
+            ))
+        }
+    }
+
+    /// The identifier text (unquoted).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn validate_host(s: &str) -> Result<(), RegistryError> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:/_-[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "db_host",
+            "must be a host name, an IP address or a Unix socket directory (e.g. /cloudsql/project:region:instance)",
+        ))
+    }
+}
+
+fn validate_port(p: i32) -> Result<(), RegistryError> {
+    if (1..=65535).contains(&p) {
+        Ok(())
+    } else {
+        Err(invalid("db_port", "must be between 1 and 65535"))
+    }
+}
+
+fn validate_text(field: &'static str, s: &str, max: usize) -> Result<(), RegistryError> {
+    if s.trim().is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        Err(invalid(
+            field,
+            format!("must be 1-{max} printable characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_secret_ref(s: &str) -> Result<(), RegistryError> {
+    s.parse::<crate::secrets::SecretRef>()
+        .map(|_| ())
+        .map_err(|e| invalid("db_secret_ref", e.to_string()))
+}
+
+fn validate_email(s: &str) -> Result<(), RegistryError> {
+    let ok = s.len() <= 254
+        && !s.contains(char::is_whitespace)
+        && s.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "contact_email",
+            "must be an e-mail address like ops@acme.example",
+        ))
+    }
+}
+
+/// Label keys look like Kubernetes label keys; values are short printable strings.
+pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    if labels.len() > 64 {
+        return Err(invalid("labels", "at most 64 labels"));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+        if !key_ok {
+            return Err(invalid(
+                "labels",
+                format!("label key {k:?} must be 1-63 characters of letters, digits, '.', '_', '/', '-'"),
+            ));
+        }
+        if v.chars().count() > 255 || v.chars().any(char::is_control) {
+            return Err(invalid(
+                "labels",
+                format!("label {k:?}: value must be at most 255 printable characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Lifecycle state of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Registered; database not ready yet.
+    Provisioning,
+    /// Serving.
+    Active,
+    /// Refused by resolution (423) until resumed.
+    Suspended,
+    /// Being deleted.
+    Deleting,
+    /// Gone; kept for history.
+    Deleted,
+}
+
+impl TenantStatus {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Provisioning => "provisioning",
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+            TenantStatus::Deleting => "deleting",
+            TenantStatus::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TenantStatus {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "provisioning" => TenantStatus::Provisioning,
+            "active" => TenantStatus::Active,
+            "suspended" => TenantStatus::Suspended,
+            "deleting" => TenantStatus::Deleting,
+            "deleted" => TenantStatus::Deleted,
+            _ => {
+                return Err(invalid(
+                    "status",
+                    "must be one of provisioning, active, suspended, deleting, deleted",
+                ))
+            }
+        })
+    }
+}
+
+/// An operator action that changes status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// provisioning → active (`status_changed`).
+    Activate,
+    /// active → suspended (`suspended`).
+    Suspend,
+    /// suspended → active (`resumed`).
+    Resume,
+    /// provisioning | active | suspended → deleting (`deleting`).
+    StartDelete,
+    /// deleting → deleted (`deleted`).
+    FinishDelete,
+}
+
+impl Transition {
+    /// The verb shown in errors.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Transition::Activate => "activate",
+            Transition::Suspend => "suspend",
+            Transition::Resume => "resume",
+            Transition::StartDelete | Transition::FinishDelete => "delete",
+        }
+    }
+
+    /// The event written for this transition.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Transition::Activate => "status_changed",
+            Transition::Suspend => "suspended",
+            Transition::Resume => "resumed",
+            Transition::StartDelete => "deleting",
+            Transition::FinishDelete => "deleted",
+        }
+    }
+
+    /// The state reached from `from`, or `None` when the transition is not allowed.
+    pub fn apply(self, from: TenantStatus) -> Option<TenantStatus> {
+        use TenantStatus::*;
+        match (self, from) {
+            (Transition::Activate, Provisioning) => Some(Active),
+            (Transition::Suspend, Active) => Some(Suspended),
+            (Transition::Resume, Suspended) => Some(Active),
+            (Transition::StartDelete, Provisioning | Active | Suspended) => Some(Deleting),
+            (Transition::FinishDelete, Deleting) => Some(Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub db_name: String,
+    pub db_host: String,
+    pub db_port: i32,
+    pub db_user: String,
+    /// A reference (`file:…`), never the password.
+    pub db_secret_ref: String,
+    pub schema_version: Option<i32>,
+    pub app_version: Option<String>,
+    pub status: TenantStatus,
+    pub labels: BTreeMap<String, String>,
+    pub canary: bool,
+    pub billing_plan: Option<String>,
+    pub contact_email: Option<String>,
+    pub suspended_reason: Option<String>,
+    pub maintenance_flag: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /v1/tenants`. Unknown fields are refused.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub slug: String,
+    pub display_name: String,
+    pub db_name: String,
+    pub db_host: String,
+    #[serde(default = "default_port")]
+    pub db_port: i32,
+    pub db_user: String,
+    pub db_secret_ref: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub canary: bool,
+    /// Initial status: `provisioning` (default) or `active`.
+    #[serde(default)]
+    pub status: Option<TenantStatus>,
+    /// Create the role and database too (needs `DROVER_PROVISION_URL`).
+    #[serde(default)]
+    pub provision: bool,
+    #[serde(default)]
+    pub billing_plan: Option<String>,
+    #[serde(default)]
+    pub contact_email: Option<String>,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    #[serde(default)]
+    pub maintenance_flag: bool,
+}
+
+fn default_port() -> i32 {
+    5432
+}
+
+impl NewTenant {
+    /// Checks every field; the first problem is reported with its field name. Returns the
+    /// slug folded to lower case: slugs are case-insensitive and stored in lower case.
+    pub fn validate(&self) -> Result<Slug, RegistryError> {
+        let slug = Slug::for_lookup(&self.slug)?;
+        validate_text("display_name", &self.display_name, 200)?;
+        DbIdent::parse("db_name", &self.db_name)?;
+        validate_host(&self.db_host)?;
+        validate_port(self.db_port)?;
+        DbIdent::parse("db_user", &self.db_user)?;
+        validate_secret_ref(&self.db_secret_ref)?;
+        validate_labels(&self.labels)?;
+        if let Some(p) = &self.billing_plan {
+            validate_text("billing_plan", p, 100)?;
+        }
+        if let Some(e) = &self.contact_email {
+            validate_email(e)?;
+        }
+        if let Some(v) = &self.app_version {
+            validate_text("app_version", v, 100)?;
+        }
+        match self.status {
+            None | Some(TenantStatus::Provisioning) | Some(TenantStatus::Active) => {}
+            Some(_) => {
+                return Err(invalid(
+                    "status",
+                    "a new tenant starts as provisioning or active",
+                ))
+            }
+        }
+        Ok(slug)
+    }
+}
+
+/// `Some(None)` for an explicit JSON null, `None` when the field is absent.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `PATCH /v1/tenants/{slug}`: absent fields stay as they are; `null` clears an
+/// optional field. Status changes other than provisioning → active have endpoints of
+/// their own (suspend, resume, DELETE) because they carry a reason or side effects.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_secret_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub billing_plan: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub contact_email: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub app_version: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_flag: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TenantStatus>,
+}
+
+impl TenantPatch {
+    /// Validates the fields present.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        if let Some(v) = &self.display_name {
+            validate_text("display_name", v, 200)?;
+        }
+        if let Some(v) = &self.db_name {
+            DbIdent::parse("db_name", v)?;
+        }
+        if let Some(v) = &self.db_host {
+            validate_host(v)?;
+        }
+        if let Some(v) = self.db_port {
+            validate_port(v)?;
+        }
+        if let Some(v) = &self.db_user {
+            DbIdent::parse("db_user", v)?;
+        }
+        if let Some(v) = &self.db_secret_ref {
+            validate_secret_ref(v)?;
+        }
+        if let Some(v) = &self.labels {
+            validate_labels(v)?;
+        }
+        if let Some(Some(v)) = &self.billing_plan {
+            validate_text("billing_plan", v, 100)?;
+        }
+        if let Some(Some(v)) = &self.contact_email {
+            validate_email(v)?;
+        }
+        if let Some(Some(v)) = &self.app_version {
+            validate_text("app_version", v, 100)?;
+        }
+        match self.status {
+            None | Some(TenantStatus::Active) => Ok(()),
+            Some(_) => Err(invalid(
+                "status",
+                "PATCH can only set status active (from provisioning); use /suspend, /resume or DELETE",
+            )),
+        }
+    }
+}
+
+/// Filters for listing tenants. All are optional and combine with AND.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilter {
+    /// Only tenants in this status.
+    pub status: Option<TenantStatus>,
+    /// `key=value`; repeatable in the CLI, comma-separated in the query string.
+    pub label: Option<String>,
+    /// Case-insensitive substring of display_name.
+    pub q: Option<String>,
+    /// Include soft-deleted tenants.
+    #[serde(default)]
+    pub include_deleted: bool,
+    /// Page size (1-1000, default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of results and the cursor for the next, if any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A tenant event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub event_type: String,
+    pub actor: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who made a change: recorded on every event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    /// Accepts 1-100 printable characters.
+    pub fn new(s: &str) -> Result<Actor, RegistryError> {
+        validate_text("actor", s, 100)?;
+        Ok(Actor(s.to_string()))
+    }
+
+    /// The actor text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_rules_follow_the_spec() {
+        for ok in ["a", "acme", "acme-corp", "a1", "0abc", &"a".repeat(63)] {
+            assert!(ok.parse::<Slug>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Acme",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+            "admin",
+            "café",
+        ] {
+            assert!(bad.parse::<Slug>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn db_identifiers_over_63_bytes_are_refused_not_truncated() {
+        assert!(DbIdent::parse("db_name", &"t".repeat(63)).is_ok());
+        assert!(DbIdent::parse("db_name", &"t".repeat(64)).is_err());
+        assert!(DbIdent::parse("db_name", "t\"; DROP DATABASE x; --").is_err());
+    }
+
+    #[test]
+    fn transitions_allow_only_the_drawn_arrows() {
+        use TenantStatus::*;
+        assert_eq!(Transition::Resume.apply(Active), None);
+        assert_eq!(Transition::Suspend.apply(Active), Some(Suspended));
+        assert_eq!(Transition::Suspend.apply(Deleted), None);
+        assert_eq!(Transition::StartDelete.apply(Deleted), None);
+        assert_eq!(Transition::Activate.apply(Provisioning), Some(Active));
+        assert_eq!(Transition::Activate.apply(Suspended), None);
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let p: TenantPatch = serde_json::from_str(r#"{"billing_plan": null}"#).unwrap();
+        assert_eq!(p.billing_plan, Some(None));
+        assert_eq!(p.contact_email, None);
+    }
+}

@@ -1,0 +1,184 @@
+//! The `drover` binary: config checking, the tenants client and signal handling.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{drover_cmd, fresh_database, spawn_app, wait_until, ADMIN_TOKEN};
+
+fn tenants_cmd(server: &str) -> Command {
+    let mut cmd = drover_cmd();
+    cmd.env("DROVER_SERVER", server)
+        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .arg("tenants");
+    cmd
+}
+
+fn ok_stdout(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while this runtime serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_lists_suspends_and_shows_events_through_a_running_daemon() {
+    let app = spawn_app().await;
+    let server = app.base();
+
+    let created = tenants_cmd(&server)
+        .args([
+            "create",
+            "acme",
+            "--display-name",
+            "Acme Corp",
+            "--db-host",
+            "db1",
+            "--db-name",
+            "t_acme",
+        ])
+        .args([
+            "--db-user",
+            "t_acme",
+            "--secret-ref",
+            "file:tenants/acme",
+            "--label",
+            "plan=pro",
+            "--status",
+            "active",
+        ])
+        .output()
+        .unwrap();
+    let listed = tenants_cmd(&server)
+        .args(["list", "--label", "plan=pro"])
+        .output()
+        .unwrap();
+    let suspended = tenants_cmd(&server)
+        .args(["suspend", "acme", "--reason", "unpaid"])
+        .output()
+        .unwrap();
+    let json = tenants_cmd(&server)
+        .args(["get", "acme", "-o", "json"])
+        .output()
+        .unwrap();
+    let events = tenants_cmd(&server)
+        .args(["events", "acme"])
+        .output()
+        .unwrap();
+    let duplicate = tenants_cmd(&server)
+        .args([
+            "create",
+            "ACME",
+            "--display-name",
+            "x",
+            "--db-host",
+            "db1",
+            "--db-name",
+            "t_x",
+        ])
+        .args(["--db-user", "u", "--secret-ref", "file:x"])
+        .output()
+        .unwrap();
+
+    assert!(ok_stdout(created).contains("acme"));
+    let list = ok_stdout(listed);
+    assert!(list.starts_with("SLUG"), "{list}");
+    assert!(list.contains("acme") && list.contains("plan=pro"), "{list}");
+    ok_stdout(suspended);
+    let t: serde_json::Value = serde_json::from_str(&ok_stdout(json)).unwrap();
+    assert_eq!(t["status"], "suspended");
+    let ev = ok_stdout(events);
+    assert!(ev.contains("suspended") && ev.contains("cli:"), "{ev}");
+    assert_eq!(duplicate.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&duplicate.stderr);
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(
+        err.contains("409") && err.contains("already exists"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_names_every_bad_key_and_never_prints_a_token() {
+    let out = drover_cmd()
+        .arg("check-config")
+        .env("DROVER_LISTEN", "not-an-address")
+        .env("DROVER_POOL_SIZE", "zero")
+        .env("DROVER_ADMIN_TOKEN", "tiny-secret")
+        .output()
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DROVER_LISTEN"), "{err}");
+    assert!(err.contains("DROVER_POOL_SIZE"), "{err}");
+    assert!(err.contains("DROVER_ADMIN_TOKEN"), "{err}");
+    assert!(!err.contains("tiny-secret"), "{err}");
+}
+
+#[test]
+fn check_config_accepts_a_complete_configuration_and_redacts_secrets() {
+    let out = drover_cmd()
+        .arg("check-config")
+        .env(
+            "DROVER_DATABASE_URL",
+            "postgres://drover:pw-in-url@localhost/drover",
+        )
+        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+
+    let text = ok_stdout(out);
+    assert!(text.contains("configuration ok"));
+    assert!(
+        !text.contains("pw-in-url") && !text.contains(ADMIN_TOKEN),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn serve_migrates_then_stops_cleanly_on_sigterm() {
+    let url = fresh_database("control").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = drover_cmd()
+        .arg("serve")
+        .env("DROVER_DATABASE_URL", &url)
+        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let ready = wait_until(Duration::from_secs(20), || async {
+        matches!(reqwest::get(&ready_url).await, Ok(r) if r.status().is_success())
+    })
+    .await;
+    assert!(ready, "daemon never became ready");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = child.stdout.take();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM"));
+}

@@ -1,0 +1,134 @@
+//! Control-plane migrations and the schema's own constraints.
+
+use crate::helpers::{connect, drover_cmd, fresh_database, spawn_app};
+
+#[tokio::test]
+async fn three_concurrent_migrate_control_runs_all_succeed_and_apply_each_migration_once() {
+    let url = fresh_database("control").await;
+
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            drover_cmd()
+                .arg("migrate-control")
+                .env("DROVER_DATABASE_URL", &url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let applied = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("applied control migrations"))
+        .count();
+    assert_eq!(
+        applied, 1,
+        "exactly one run applies, the others find nothing to do"
+    );
+    let db = connect(&url).await;
+    let rows = db
+        .query(
+            "SELECT version, count(*) FROM control_plane.refinery_schema_history GROUP BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as i32, drover::db::control_head_version());
+    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1));
+}
+
+#[tokio::test]
+async fn database_constraints_refuse_rows_that_skip_rust_validation() {
+    let app = spawn_app().await;
+    let db = app.control_db().await;
+    let insert = |slug: &str, secret_ref: &str, status: &str| {
+        format!(
+            "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_user, db_secret_ref, status) \
+             VALUES ('{slug}', 'x', 't_{n}', 'db1', 'u', '{secret_ref}', '{status}')",
+            n = slug.len()
+        )
+    };
+
+    let mut refused = Vec::new();
+    for reserved in drover::registry::RESERVED_SLUGS {
+        refused.push(
+            db.batch_execute(&insert(reserved, "file:x", "active"))
+                .await
+                .is_err(),
+        );
+    }
+    refused.push(
+        db.batch_execute(&insert("Acme", "file:x", "active"))
+            .await
+            .is_err(),
+    );
+    refused.push(
+        db.batch_execute(&insert("acme", "postgres://a:b@h/d", "active"))
+            .await
+            .is_err(),
+    );
+    refused.push(
+        db.batch_execute(&insert("acme", "file:../x", "active"))
+            .await
+            .is_err(),
+    );
+    refused.push(
+        db.batch_execute(&insert("acme", "file:x", "sleeping"))
+            .await
+            .is_err(),
+    );
+    let accepted = db.batch_execute(&insert("acme", "file:x", "active")).await;
+
+    assert!(refused.iter().all(|r| *r), "{refused:?}");
+    assert!(accepted.is_ok(), "{accepted:?}");
+    let status: String = db
+        .query_one(
+            "SELECT status FROM control_plane.tenants WHERE slug = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "active");
+}
+
+#[tokio::test]
+async fn updated_at_is_maintained_by_the_trigger() {
+    let app = spawn_app().await;
+    app.create_tenant(&crate::helpers::tenant_body("acme"))
+        .await;
+    let db = app.control_db().await;
+    db.batch_execute(
+        "ALTER TABLE control_plane.tenants DISABLE TRIGGER tenants_touch_updated_at; \
+         UPDATE control_plane.tenants SET updated_at = now() - interval '1 day'; \
+         ALTER TABLE control_plane.tenants ENABLE TRIGGER tenants_touch_updated_at;",
+    )
+    .await
+    .unwrap();
+
+    db.batch_execute("UPDATE control_plane.tenants SET display_name = 'changed'")
+        .await
+        .unwrap();
+
+    let fresh: bool = db
+        .query_one(
+            "SELECT updated_at > now() - interval '1 minute' FROM control_plane.tenants",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(fresh);
+}

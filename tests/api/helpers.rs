@@ -1,0 +1,293 @@
+//! Test harness: one throwaway PostgreSQL cluster per test binary (or the server named by
+//! `DROVER_TEST_DATABASE_URL`), a fresh database per test, and `spawn_app` running the
+//! real router on port 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use drover::app::Application;
+use drover::config::Config;
+use drover::devcluster::{Cluster, ClusterOptions};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// The admin token every test app uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+enum Server {
+    Owned(Cluster),
+    External(String),
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("DROVER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Server::External(url),
+        _ => {
+            let opts = ClusterOptions {
+                stop_with_process: true,
+                ..ClusterOptions::default()
+            };
+            Server::Owned(
+                Cluster::start(opts)
+                    .unwrap_or_else(|e| panic!("cannot start a test PostgreSQL: {e}")),
+            )
+        }
+    })
+}
+
+/// URL of database `db` on the test server, as its superuser.
+pub fn db_url(db: &str) -> String {
+    match server() {
+        Server::Owned(c) => c.url(db),
+        Server::External(url) => {
+            let (base, query) = match url.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (url.as_str(), String::new()),
+            };
+            let cut = base
+                .rfind('/')
+                .filter(|i| *i > "postgres://".len())
+                .unwrap_or(base.len());
+            format!("{}/{db}{query}", &base[..cut])
+        }
+    }
+}
+
+/// The maintenance database used to create per-test databases.
+fn admin_db() -> String {
+    match server() {
+        Server::Owned(_) => db_url("postgres"),
+        Server::External(url) => url.clone(),
+    }
+}
+
+/// Opens a plain connection.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect failed: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// Creates a fresh, uniquely named database and returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&admin_db()).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("create database {name}: {e:?}"));
+    db_url(&name)
+}
+
+/// A configuration for a test daemon on `database_url`; `extra` adds DROVER_* pairs.
+pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("DROVER_DATABASE_URL".into(), database_url.into()),
+        ("DROVER_LISTEN".into(), "127.0.0.1:0".into()),
+        ("DROVER_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ("DROVER_POOL_SIZE".into(), "8".into()),
+        ("DROVER_INSTANCE_ID".into(), "test".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::load_with(None, &|k| env.get(k).cloned()).expect("test config is valid")
+}
+
+/// A running daemon on its own control database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the daemon on a fresh control database.
+pub async fn spawn_app() -> TestApp {
+    let url = fresh_database("control").await;
+    spawn_app_on(&url).await
+}
+
+/// Starts the daemon on an existing control database.
+pub async fn spawn_app_on(database_url: &str) -> TestApp {
+    let app = Application::build(test_config(database_url, &[]))
+        .await
+        .expect("application builds");
+    let addr = app.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        addr,
+        database_url: database_url.to_string(),
+        http: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A request with the admin token.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base()))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `POST /v1/tenants`.
+    pub async fn create_tenant(&self, body: &Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, "/v1/tenants")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/tenants/{slug}`.
+    pub async fn get_tenant(&self, slug: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, &format!("/v1/tenants/{slug}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/tenants/{slug}/{action}` with an optional body.
+    pub async fn act(&self, slug: &str, action: &str, body: Option<Value>) -> reqwest::Response {
+        let mut r = self.req(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{slug}/{action}"),
+        );
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// Event types of a tenant, newest first.
+    pub async fn event_types(&self, slug: &str) -> Vec<String> {
+        let page: Value = self
+            .req(
+                reqwest::Method::GET,
+                &format!("/v1/tenants/{slug}/events?limit=1000"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A direct connection to the control database.
+    pub async fn control_db(&self) -> tokio_postgres::Client {
+        connect(&self.database_url).await
+    }
+
+    /// Count of rows matching `where_sql` in control_plane.tenants (all rows, deleted too).
+    pub async fn tenant_rows(&self, where_sql: &str) -> i64 {
+        let db = self.control_db().await;
+        db.query_one(
+            &format!("SELECT count(*) FROM control_plane.tenants WHERE {where_sql}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    /// Count of all tenant events.
+    pub async fn event_rows(&self) -> i64 {
+        let db = self.control_db().await;
+        db.query_one("SELECT count(*) FROM control_plane.tenant_events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Stops the daemon and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.expect("app task").expect("app ran cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A valid create body for `slug`.
+pub fn tenant_body(slug: &str) -> Value {
+    json!({
+        "slug": slug,
+        "display_name": format!("{slug} Inc."),
+        "db_name": format!("t_{}", slug.replace('-', "_")),
+        "db_host": "db1.internal",
+        "db_port": 5432,
+        "db_user": format!("u_{}", slug.replace('-', "_")),
+        "db_secret_ref": format!("file:tenants/{slug}"),
+        "labels": {"plan": "pro", "region": "eu"},
+        "status": "active"
+    })
+}
+
+/// Path of the built `drover` binary.
+pub fn drover_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_drover")
+}
+
+/// A `drover` command with a clean DROVER_* environment.
+pub fn drover_cmd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(drover_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DROVER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real daemon, the real CLI binary, a real PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod control_schema;
+mod registry_check;
+mod tenants;
