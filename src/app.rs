@@ -8,7 +8,8 @@
 //!                          ──► await every task ──► close the pool
 //! ```
 //!
-//! Tasks today: `http` (the axum server). Every task is named, watches the same
+//! Tasks: `http` (the axum server) and `tenant-notify` (LISTEN for tenant changes, see
+//! [`crate::resolve::listener`]). Every task is named, watches the same
 //! [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::db;
 use crate::registry::Registry;
+use crate::resolve::{self, Resolver};
+use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
 
 /// Shared state: configuration, the control pool and the modules built on it.
 #[derive(Clone)]
@@ -38,6 +41,21 @@ pub struct AppState {
     pub admin_token: SecretString,
     /// Resolver bearer token, when configured.
     pub resolver_token: Option<SecretString>,
+    /// Slug → DSN resolution with its caches.
+    pub resolver: Arc<Resolver>,
+}
+
+/// The secret backends the configuration enables (`env:` always).
+pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
+    let file = config
+        .secrets_dir
+        .clone()
+        .map(|d| Arc::new(FileBackend::new(d)) as Arc<dyn SecretBackend>);
+    let vault = match &config.vault {
+        Some(v) => Some(Arc::new(VaultBackend::new(v.clone())?) as Arc<dyn SecretBackend>),
+        None => None,
+    };
+    Ok(SecretStore::new(file, vault))
 }
 
 /// A daemon that has migrated the control schema and bound its port, ready to run.
@@ -62,9 +80,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
+        let resolver = Arc::new(Resolver::new(
+            pool.clone(),
+            secret_store(&config)?,
+            &config.cache,
+        ));
         let state = AppState {
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
+            resolver,
             registry: Registry::new(pool.clone()),
             pool,
             config: Arc::new(config),
@@ -98,7 +122,15 @@ impl Application {
             }
             .instrument(tracing::info_span!("task", name = "http")),
         );
+        let url = state.config.require_database_url()?.clone();
+        let notify = tokio::spawn(
+            resolve::listener::run(state.resolver.clone(), url, shutdown.clone())
+                .instrument(tracing::info_span!("task", name = "tenant-notify")),
+        );
         let result = http.await.context("http task panicked")?;
+        // The HTTP server only returns early on an error; stop the others with it.
+        shutdown.cancel();
+        notify.await.context("tenant-notify task panicked")?;
         state.pool.close();
         tracing::info!("drover stopped");
         result.context("http server failed")

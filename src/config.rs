@@ -19,6 +19,15 @@
 //! | `provisioning_stuck_after`| `DROVER_PROVISIONING_STUCK_AFTER`| `15m`                   |
 //! | `shutdown_grace`          | `DROVER_SHUTDOWN_GRACE`          | `30s`                   |
 //! | `max_body_bytes`          | `DROVER_MAX_BODY_BYTES`          | `262144`                |
+//! | `secret_ttl`              | `DROVER_SECRET_TTL`              | `60s`                   |
+//! | `secret_stale_for`        | `DROVER_SECRET_STALE_FOR`        | `5m`                    |
+//! | `secret_negative_ttl`     | `DROVER_SECRET_NEGATIVE_TTL`     | `2s`                    |
+//! | `tenant_cache_ttl`        | `DROVER_TENANT_CACHE_TTL`        | `30s`                   |
+//! | `vault_addr`              | `DROVER_VAULT_ADDR`              | (none)                  |
+//! | —                         | `DROVER_VAULT_TOKEN`             | (or `vault_token_file`) |
+//! | `vault_token_file`        | `DROVER_VAULT_TOKEN_FILE`        |                         |
+//! | `vault_namespace`         | `DROVER_VAULT_NAMESPACE`         |                         |
+//! | `vault_timeout`           | `DROVER_VAULT_TIMEOUT`           | `5s`                    |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -50,10 +59,18 @@ const FILE_KEYS: &[&str] = &[
     "provisioning_stuck_after",
     "shutdown_grace",
     "max_body_bytes",
+    "secret_ttl",
+    "secret_stale_for",
+    "secret_negative_ttl",
+    "tenant_cache_ttl",
+    "vault_addr",
+    "vault_token_file",
+    "vault_namespace",
+    "vault_timeout",
 ];
 
 /// Keys only accepted from the environment.
-const ENV_ONLY_KEYS: &[&str] = &["admin_token", "resolver_token"];
+const ENV_ONLY_KEYS: &[&str] = &["admin_token", "resolver_token", "vault_token"];
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +112,23 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
+    /// Secret and tenant caching for resolution.
+    pub cache: CacheConfig,
+    /// Vault / OpenBao, when `vault:` references are used.
+    pub vault: Option<crate::secrets::VaultConfig>,
+}
+
+/// How long resolution trusts what it cached.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// A resolved secret is reused this long without asking the backend.
+    pub secret_ttl: Duration,
+    /// When the backend fails, a value past its TTL is still served this much longer.
+    pub secret_stale_for: Duration,
+    /// A failed read is remembered this long so a broken backend is not hammered.
+    pub secret_negative_ttl: Duration,
+    /// A tenant row is reused this long when change notifications are not arriving.
+    pub tenant_ttl: Duration,
 }
 
 /// One thing wrong with the configuration, naming where it came from.
@@ -306,7 +340,66 @@ impl Builder {
                 Ok(n) if n >= 1024 => Ok(n),
                 _ => Err("expected an integer of at least 1024".into()),
             }),
+            cache: CacheConfig {
+                secret_ttl: self.parsed("secret_ttl", "60s", parse_duration),
+                secret_stale_for: self.parsed("secret_stale_for", "5m", parse_duration),
+                secret_negative_ttl: self.parsed("secret_negative_ttl", "2s", parse_duration),
+                tenant_ttl: self.parsed("tenant_cache_ttl", "30s", parse_duration),
+            },
+            vault: self.vault(),
         }
+    }
+
+    fn vault(&mut self) -> Option<crate::secrets::VaultConfig> {
+        let addr = self.take("vault_addr");
+        let token = self.take("vault_token");
+        let token_file = self.take("vault_token_file");
+        let namespace = self.take("vault_namespace").map(|r| r.value);
+        let timeout = self.parsed("vault_timeout", "5s", parse_duration);
+        let addr = addr?;
+        if !(addr.value.starts_with("http://") || addr.value.starts_with("https://")) {
+            self.problems.push(ConfigProblem {
+                key: addr.origin,
+                message: "expected an http:// or https:// URL".into(),
+            });
+            return None;
+        }
+        let token = match (token, token_file) {
+            (Some(t), None) => SecretString::from(t.value),
+            (None, Some(f)) => match std::fs::read_to_string(&f.value) {
+                Ok(t) => SecretString::from(t.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    self.problems.push(ConfigProblem {
+                        key: f.origin,
+                        message: format!("cannot read the token file: {}", e.kind()),
+                    });
+                    return None;
+                }
+            },
+            (Some(_), Some(f)) => {
+                self.problems.push(ConfigProblem {
+                    key: f.origin,
+                    message: "set either DROVER_VAULT_TOKEN or DROVER_VAULT_TOKEN_FILE, not both"
+                        .into(),
+                });
+                return None;
+            }
+            (None, None) => {
+                self.problems.push(ConfigProblem {
+                    key: addr.origin,
+                    message:
+                        "vault needs a token: set DROVER_VAULT_TOKEN or DROVER_VAULT_TOKEN_FILE"
+                            .into(),
+                });
+                return None;
+            }
+        };
+        Some(crate::secrets::VaultConfig {
+            addr: addr.value,
+            token,
+            namespace,
+            timeout,
+        })
     }
 
     fn take(&mut self, key: &str) -> Option<Raw> {

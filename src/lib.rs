@@ -15,10 +15,12 @@
 //! the integration tests drive the same code paths as the binary.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devcluster;
 pub mod http;
 pub mod registry;
+pub mod resolve;
 pub mod secrets;

@@ -14,10 +14,22 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `server`; fails when no token is set.
+    /// A client for `server` with the admin token; fails when it is not set.
     pub fn new(server: &str) -> anyhow::Result<ApiClient> {
-        let token = std::env::var("DROVER_ADMIN_TOKEN")
-            .context("DROVER_ADMIN_TOKEN is not set (the CLI never takes tokens as arguments)")?;
+        Self::with_token_from(server, &["DROVER_ADMIN_TOKEN"])
+    }
+
+    /// A client whose token is the first of `vars` that is set.
+    pub fn with_token_from(server: &str, vars: &[&str]) -> anyhow::Result<ApiClient> {
+        let token = vars
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()))
+            .with_context(|| {
+                format!(
+                    "{} is not set (the CLI never takes tokens as arguments)",
+                    vars.join(" or ")
+                )
+            })?;
         let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let mut headers = reqwest::header::HeaderMap::new();
         if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("cli:{actor}")) {

@@ -80,6 +80,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the DSN and connection parameters of an active tenant
+    /// (token: DROVER_RESOLVER_TOKEN or DROVER_ADMIN_TOKEN).
+    ///
+    /// Example: psql "$(drover resolve acme -o json | jq -r .dsn)"
+    Resolve {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The tenant's slug.
+        slug: String,
+    },
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -173,6 +183,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load()?;
             init_tracing(None);
             check(&config, stuck_after, json).await
+        }
+        Command::Resolve { client, slug } => {
+            init_tracing(None);
+            tenants::resolve(&client, &slug).await
         }
         Command::Tenants { client, command } => {
             init_tracing(None);

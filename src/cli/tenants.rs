@@ -55,6 +55,9 @@ pub enum TenantsCommand {
         /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
         #[arg(long)]
         secret_ref: String,
+        /// libpq option for the DSN, e.g. sslmode=verify-full (repeatable).
+        #[arg(long = "db-option")]
+        db_options: Vec<String>,
         /// key=value, repeatable.
         #[arg(long = "label")]
         labels: Vec<String>,
@@ -86,6 +89,9 @@ pub enum TenantsCommand {
         db_user: Option<String>,
         #[arg(long)]
         secret_ref: Option<String>,
+        /// Replace all DSN options with these (key=value, repeatable).
+        #[arg(long = "db-option")]
+        db_options: Option<Vec<String>>,
         /// Replace all labels with these (key=value, repeatable).
         #[arg(long = "label")]
         labels: Option<Vec<String>>,
@@ -118,7 +124,7 @@ fn labels_map(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .iter()
         .map(|p| match p.split_once('=') {
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => anyhow::bail!("--label wants key=value, got {p:?}"),
+            None => anyhow::bail!("expected key=value, got {p:?}"),
         })
         .collect()
 }
@@ -255,6 +261,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             db_name,
             db_user,
             secret_ref,
+            db_options,
             labels,
             canary,
             status,
@@ -269,6 +276,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 db_port,
                 db_user,
                 db_secret_ref: secret_ref,
+                db_options: labels_map(&db_options)?,
                 labels: labels_map(&labels)?,
                 canary,
                 status: parse_status(status)?,
@@ -289,6 +297,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             db_name,
             db_user,
             secret_ref,
+            db_options,
             labels,
             canary,
             status,
@@ -300,6 +309,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 db_name,
                 db_user,
                 db_secret_ref: secret_ref,
+                db_options: db_options.as_deref().map(labels_map).transpose()?,
                 labels: labels.as_deref().map(labels_map).transpose()?,
                 canary,
                 status: parse_status(status)?,
@@ -392,4 +402,41 @@ fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// `drover resolve SLUG`.
+pub async fn resolve(args: &ClientArgs, slug: &str) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::with_token_from(
+        &args.server,
+        &["DROVER_RESOLVER_TOKEN", "DROVER_ADMIN_TOKEN"],
+    )?;
+    let none: Option<&Value> = None;
+    let v: Value = api
+        .call(
+            Method::GET,
+            &format!("/v1/resolve/{}", path_slug(slug)),
+            none,
+        )
+        .await?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for key in [
+            "slug",
+            "host",
+            "port",
+            "dbname",
+            "user",
+            "schema_version",
+            "dsn",
+        ] {
+            let shown = match &v[key] {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{key:<15} {shown}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,12 @@
 //! HTTP API (axum): routing, bearer-token auth and JSON extraction. One file per resource;
 //! errors become responses only in [`error`].
 //!
-//! `/healthz`, `/readyz` need no token; everything under `/v1` needs the admin token.
+//! `/healthz`, `/readyz` need no token; `/v1/resolve` needs the resolver or the admin
+//! token; everything else under `/v1` needs the admin token.
 
 pub mod error;
 mod health;
+mod resolve;
 mod tenants;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -37,10 +39,16 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{slug}/events", get(tenants::events))
         .route("/registry/health", get(health::registry_health))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let resolver = Router::new()
+        .route("/resolve/{slug}", get(resolve::resolve))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_resolver,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest("/v1", admin)
+        .nest("/v1", admin.merge(resolver))
         .fallback(|| async { ApiError::no_route() })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
@@ -78,6 +86,28 @@ async fn require_admin(
             Ok(next.run(Request::from_parts(parts, body)).await)
         }
         _ => Err(ApiError::unauthorized()),
+    }
+}
+
+async fn require_resolver(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let ok = bearer(&parts).is_some_and(|t| {
+        // Evaluate both so the time taken does not reveal which token matched.
+        let admin = token_matches(t, &state.admin_token);
+        let resolver = state
+            .resolver_token
+            .as_ref()
+            .is_some_and(|r| token_matches(t, r));
+        admin | resolver
+    });
+    if ok {
+        Ok(next.run(Request::from_parts(parts, body)).await)
+    } else {
+        Err(ApiError::unauthorized())
     }
 }
 

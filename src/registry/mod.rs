@@ -15,8 +15,8 @@ mod model;
 pub use error::RegistryError;
 pub use health::{Finding, HealthReport};
 pub use model::{
-    validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug, Tenant, TenantPatch,
-    TenantStatus, Transition, RESERVED_SLUGS,
+    validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug,
+    Tenant, TenantPatch, TenantStatus, Transition, RESERVED_SLUGS,
 };
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ use uuid::Uuid;
 /// All columns of `control_plane.tenants`, in [`tenant_from_row`] order.
 macro_rules! tenant_cols {
     () => {
-        "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, \
+        "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, db_options, \
          schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
          suspended_reason, maintenance_flag, created_at, updated_at, deleted_at"
     };
@@ -42,9 +42,9 @@ pub struct Registry {
     pool: Pool,
 }
 
-fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
-    let labels: Value = row.try_get("labels")?;
-    let labels = match labels {
+/// A jsonb object of strings as a map; non-string values are kept as their JSON text.
+pub fn string_map(v: Value) -> BTreeMap<String, String> {
+    match v {
         Value::Object(map) => map
             .into_iter()
             .map(|(k, v)| match v {
@@ -53,7 +53,11 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
             })
             .collect(),
         _ => BTreeMap::new(),
-    };
+    }
+}
+
+fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
+    let labels = string_map(row.try_get("labels")?);
     let status: String = row.try_get("status")?;
     Ok(Tenant {
         id: row.try_get("id")?,
@@ -64,6 +68,7 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
         db_port: row.try_get("db_port")?,
         db_user: row.try_get("db_user")?,
         db_secret_ref: row.try_get("db_secret_ref")?,
+        db_options: string_map(row.try_get("db_options")?),
         schema_version: row.try_get("schema_version")?,
         app_version: row.try_get("app_version")?,
         status: status.parse()?,
@@ -157,8 +162,8 @@ impl Registry {
     pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {
         const SQL: &str = concat!(
             "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
-             db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+             db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
+             db_options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
             tenant_cols!()
         );
         let slug = new.validate()?;
@@ -169,6 +174,7 @@ impl Registry {
         }
         let status = new.status.unwrap_or(TenantStatus::Provisioning);
         let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
+        let options = serde_json::to_value(&new.db_options).unwrap_or_else(|_| json!({}));
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -189,6 +195,7 @@ impl Registry {
                     &new.contact_email,
                     &new.app_version,
                     &new.maintenance_flag,
+                    &options,
                 ],
             )
             .await?;
@@ -313,7 +320,7 @@ impl Registry {
         const SQL: &str = concat!(
             "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
              db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
-             contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14 \
+             contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14, db_options = $15 \
              WHERE id = $1 RETURNING ",
             tenant_cols!()
         );
@@ -353,6 +360,12 @@ impl Registry {
             "db_secret_ref",
             &mut t.db_secret_ref,
             patch.db_secret_ref.clone(),
+        );
+        change(
+            &mut changes,
+            "db_options",
+            &mut t.db_options,
+            patch.db_options.clone(),
         );
         change(&mut changes, "labels", &mut t.labels, patch.labels.clone());
         change(&mut changes, "canary", &mut t.canary, patch.canary);
@@ -398,6 +411,7 @@ impl Registry {
             return Ok(before);
         }
         let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
+        let options = serde_json::to_value(&t.db_options).unwrap_or_else(|_| json!({}));
         let row = tx
             .query_one(
                 SQL,
@@ -416,6 +430,7 @@ impl Registry {
                     &t.app_version,
                     &t.maintenance_flag,
                     &t.status.as_str(),
+                    &options,
                 ],
             )
             .await?;

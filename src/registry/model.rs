@@ -213,6 +213,61 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Registry
     Ok(())
 }
 
+/// libpq connection options a tenant may carry into its DSN, and their allowed values.
+const DB_OPTION_KEYS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+    "target_session_attrs",
+    "channel_binding",
+];
+
+/// Checks `db_options` against the allow-list (unknown keys would silently do nothing in
+/// some clients and break others).
+pub fn validate_db_options(options: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    for (k, v) in options {
+        if !DB_OPTION_KEYS.contains(&k.as_str()) {
+            return Err(invalid(
+                "db_options",
+                format!(
+                    "unsupported option {k:?}; allowed: {}",
+                    DB_OPTION_KEYS.join(", ")
+                ),
+            ));
+        }
+        let ok = match k.as_str() {
+            "sslmode" => [
+                "disable",
+                "allow",
+                "prefer",
+                "require",
+                "verify-ca",
+                "verify-full",
+            ]
+            .contains(&v.as_str()),
+            "connect_timeout" => v.parse::<u32>().is_ok(),
+            "channel_binding" => ["disable", "prefer", "require"].contains(&v.as_str()),
+            "target_session_attrs" => [
+                "any",
+                "read-write",
+                "read-only",
+                "primary",
+                "standby",
+                "prefer-standby",
+            ]
+            .contains(&v.as_str()),
+            _ => !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control),
+        };
+        if !ok {
+            return Err(invalid("db_options", format!("invalid value for {k}")));
+        }
+    }
+    Ok(())
+}
+
 /// Lifecycle state of a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,6 +386,8 @@ pub struct Tenant {
     pub db_user: String,
     /// A reference (`file:…`), never the password.
     pub db_secret_ref: String,
+    /// libpq options added to the resolved DSN (e.g. `sslmode`).
+    pub db_options: BTreeMap<String, String>,
     pub schema_version: Option<i32>,
     pub app_version: Option<String>,
     pub status: TenantStatus,
@@ -357,6 +414,8 @@ pub struct NewTenant {
     pub db_port: i32,
     pub db_user: String,
     pub db_secret_ref: String,
+    #[serde(default)]
+    pub db_options: BTreeMap<String, String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -392,6 +451,7 @@ impl NewTenant {
         validate_port(self.db_port)?;
         DbIdent::parse("db_user", &self.db_user)?;
         validate_secret_ref(&self.db_secret_ref)?;
+        validate_db_options(&self.db_options)?;
         validate_labels(&self.labels)?;
         if let Some(p) = &self.billing_plan {
             validate_text("billing_plan", p, 100)?;
@@ -443,6 +503,8 @@ pub struct TenantPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_secret_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_options: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<bool>,
@@ -490,6 +552,9 @@ impl TenantPatch {
         }
         if let Some(v) = &self.db_secret_ref {
             validate_secret_ref(v)?;
+        }
+        if let Some(v) = &self.db_options {
+            validate_db_options(v)?;
         }
         if let Some(v) = &self.labels {
             validate_labels(v)?;

@@ -6,16 +6,20 @@
 //! as [`SecretString`]: they never reach logs, events, error messages or `Debug` output;
 //! errors name the reference, never what it points to.
 
+mod backend;
 mod reference;
+pub mod vault;
 
+pub use backend::{BoxFuture, EnvBackend, FileBackend, SecretBackend, SecretStore};
 pub use reference::{Scheme, SecretRef, SecretRefError};
+pub use vault::{VaultBackend, VaultConfig};
 
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
 /// Reading the value behind a reference failed. Messages name the reference, not the value.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretError {
     /// The variable or file does not exist.
     #[error("secret {reference} not found: {why}")]
@@ -26,10 +30,13 @@ pub enum SecretError {
     /// `file:` needs `DROVER_SECRETS_DIR`.
     #[error("secret {reference} is a file: reference but no secrets directory is configured (set DROVER_SECRETS_DIR)")]
     NoSecretsDir { reference: String },
-    /// The backend exists but could not be read right now (I/O error, permission).
+    /// The backend could not be read right now (I/O error, backend down, sealed, timeout).
     #[error("secret {reference} could not be read: {why}")]
     Unreadable { reference: String, why: String },
-    /// The scheme has no backend in this build or configuration.
+    /// The backend refused us (bad or expired token, policy): a person must fix it.
+    #[error("secret {reference}: access denied by the backend: {why}")]
+    Denied { reference: String, why: String },
+    /// The scheme has no backend in this configuration.
     #[error("secret {reference}: the {scheme} backend is not configured")]
     Unsupported {
         reference: String,

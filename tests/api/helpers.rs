@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use drover::app::Application;
+use drover::app::{AppState, Application};
 use drover::config::Config;
 use drover::devcluster::{Cluster, ClusterOptions};
 use serde_json::{json, Value};
@@ -111,6 +111,7 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub database_url: String,
+    pub state: AppState,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -122,17 +123,30 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_on(&url).await
 }
 
+/// Starts the daemon on a fresh control database with extra DROVER_* settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let url = fresh_database("control").await;
+    spawn_app_on_with(&url, extra).await
+}
+
 /// Starts the daemon on an existing control database.
 pub async fn spawn_app_on(database_url: &str) -> TestApp {
-    let app = Application::build(test_config(database_url, &[]))
+    spawn_app_on_with(database_url, &[]).await
+}
+
+/// Starts the daemon on an existing control database with extra DROVER_* settings.
+pub async fn spawn_app_on_with(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let app = Application::build(test_config(database_url, extra))
         .await
         .expect("application builds");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
     TestApp {
         addr,
         database_url: database_url.to_string(),
+        state,
         http: reqwest::Client::new(),
         shutdown,
         task: Some(task),
@@ -290,4 +304,85 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Host and port of the test server, for tenant rows that point at it.
+pub fn server_host_port() -> (String, u16) {
+    let cfg: tokio_postgres::Config = db_url("postgres").parse().unwrap();
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    (host, cfg.get_ports().first().copied().unwrap_or(5432))
+}
+
+/// A tenant database owned by a login role that must authenticate with `password`
+/// (the harness' pg_hba requires SCRAM for members of `drover_password_auth`).
+/// Returns the database (and role) name.
+pub async fn password_tenant_db(prefix: &str, password: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&admin_db()).await;
+    let quoted_pw = password.replace('\'', "''");
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE drover_password_auth NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             CREATE ROLE \"{name}\" LOGIN PASSWORD '{quoted_pw}' IN ROLE drover_password_auth;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create role {name}: {e:?}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("create tenant db {name}: {e:?}"));
+    name
+}
+
+/// A fresh directory for `file:` secrets, removed when dropped.
+pub struct SecretsDir(pub std::path::PathBuf);
+
+impl SecretsDir {
+    /// Creates an empty directory.
+    pub fn new() -> SecretsDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "drover-test-secrets-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        SecretsDir(dir)
+    }
+
+    /// Writes `value` (plus a newline, as editors do) to `name`.
+    pub fn put(&self, name: &str, value: &str) {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{value}\n")).unwrap();
+    }
+
+    /// The directory as a string for DROVER_SECRETS_DIR.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for SecretsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Collects a child's stderr on a thread, so a chatty child never blocks on a full pipe.
+pub fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    })
 }

@@ -5,5 +5,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod control_schema;
+mod openbao;
 mod registry_check;
+mod resolve;
 mod tenants;

@@ -1,0 +1,77 @@
+//! `GET /v1/resolve/{slug}`: where is this tenant's database? Every answer carries
+//! `Cache-Control: no-store` (a DSN must not sit in a proxy cache); the request log shows
+//! the slug and the status only.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::resolve::{Resolution, ResolveError};
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+/// The handler.
+pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
+    let answer = match state.resolver.resolve(&slug).await {
+        Ok(Resolution::Ok(r)) => {
+            let t = &r.tenant;
+            // The DSN leaves the secret wrapper only here, straight into the response body.
+            let body = json!({
+                "slug": t.slug,
+                "dsn": r.dsn.expose_secret(),
+                "host": t.db_host,
+                "port": t.db_port,
+                "dbname": t.db_name,
+                "user": t.db_user,
+                "options": t.db_options,
+                "schema_version": t.schema_version,
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Ok(Resolution::Suspended { reason }) => {
+            let body = json!({ "error": {
+                "code": "tenant_suspended",
+                "message": format!("tenant '{slug}' is suspended"),
+                "suspended_reason": reason,
+            }});
+            (StatusCode::LOCKED, Json(body)).into_response()
+        }
+        Ok(Resolution::NotReady { status }) => error(
+            StatusCode::CONFLICT,
+            "tenant_not_ready",
+            format!("tenant '{slug}' is {status}; retry when it is active"),
+        ),
+        Ok(Resolution::NotFound) => error(
+            StatusCode::NOT_FOUND,
+            "tenant_not_found",
+            format!("no tenant '{slug}'"),
+        ),
+        Err(e) => {
+            let code = match e {
+                ResolveError::SecretUnavailable(_) => "secret_unavailable",
+                ResolveError::ControlDb(_) => "control_db_unavailable",
+            };
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            resp
+        }
+    };
+    no_store(answer)
+}

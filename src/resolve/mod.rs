@@ -1,0 +1,261 @@
+//! Slug → DSN resolution for application servers: the hot path.
+//!
+//! `resolve(slug)` reads the tenant row (cached, invalidated by LISTEN/NOTIFY from any
+//! replica, TTL as the fallback) and, for an active tenant, the password behind its secret
+//! reference (cached with TTL, stale-on-error within a bound, negative-cached, single
+//! flight), then builds the DSN. The status policy of SPEC §5 lives in [`Resolution`]:
+//!
+//! ```text
+//!  active ─► Ok(dsn)         suspended ─► Suspended(reason) (423)
+//!  provisioning|deleting ─► NotReady (409)     unknown|deleted ─► NotFound (404)
+//!  secret backend failing and nothing cached ─► Err(SecretUnavailable) (503)
+//! ```
+//!
+//! Loops: the `tenant-notify` task in [`listener`]. Passwords and DSNs exist only as
+//! `SecretString`; nothing here logs them.
+
+pub mod dsn;
+pub mod listener;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use secrecy::SecretString;
+
+use crate::cache::{CachePolicy, Freshness, TtlCache};
+use crate::config::CacheConfig;
+use crate::registry::{string_map, Slug, TenantStatus};
+use crate::secrets::{SecretError, SecretRef, SecretStore};
+
+/// What resolution needs of a tenant row.
+#[derive(Debug, Clone)]
+pub struct TenantConn {
+    pub slug: String,
+    pub status: TenantStatus,
+    pub db_host: String,
+    pub db_port: i32,
+    pub db_name: String,
+    pub db_user: String,
+    pub db_secret_ref: String,
+    pub db_options: BTreeMap<String, String>,
+    pub schema_version: Option<i32>,
+    pub suspended_reason: Option<String>,
+}
+
+/// A successful resolution. Not `Debug`: it holds the DSN.
+pub struct Resolved {
+    /// The tenant's connection parameters.
+    pub tenant: Arc<TenantConn>,
+    /// `postgresql://…` with the password.
+    pub dsn: SecretString,
+}
+
+/// The answer for a slug, by tenant status.
+pub enum Resolution {
+    /// Active: here is the DSN.
+    Ok(Resolved),
+    /// Suspended, with the reason.
+    Suspended { reason: Option<String> },
+    /// Provisioning or deleting: exists, but not connectable now.
+    NotReady { status: TenantStatus },
+    /// Unknown or deleted.
+    NotFound,
+}
+
+/// Why resolution could not answer; both are retryable by the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// The secret backend failed and nothing usable was cached.
+    #[error(transparent)]
+    SecretUnavailable(#[from] SecretError),
+    /// The control DB failed and nothing usable was cached.
+    #[error("control database unavailable: {0}")]
+    ControlDb(String),
+}
+
+impl ResolveError {
+    /// Whether the caller should retry: always, after the `Retry-After` it was given.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// Counters the metrics module exports.
+#[derive(Debug, Default)]
+pub struct ResolveStats {
+    /// Resolutions answered 200.
+    pub ok: AtomicU64,
+    /// Answered 404/409/423.
+    pub refused: AtomicU64,
+    /// Answered 503.
+    pub unavailable: AtomicU64,
+    /// Secret cache hits.
+    pub secret_hits: AtomicU64,
+    /// Secret cache misses (backend reads that succeeded).
+    pub secret_misses: AtomicU64,
+    /// Stale secrets served because the backend failed.
+    pub secret_stale: AtomicU64,
+}
+
+/// The resolver; shared by all request handlers.
+pub struct Resolver {
+    pool: Pool,
+    store: SecretStore,
+    tenants: TtlCache<Option<Arc<TenantConn>>, ResolveError>,
+    secrets: TtlCache<Arc<SecretString>, SecretError>,
+    /// Counters for metrics and tests.
+    pub stats: ResolveStats,
+}
+
+const MAX_CACHED: usize = 200_000;
+
+impl Resolver {
+    /// A resolver over the control pool and secret backends.
+    pub fn new(pool: Pool, store: SecretStore, cfg: &CacheConfig) -> Self {
+        let tenants = TtlCache::new(CachePolicy {
+            ttl: cfg.tenant_ttl,
+            stale_for: cfg.secret_stale_for,
+            negative_ttl: cfg.secret_negative_ttl,
+            max_entries: MAX_CACHED,
+        });
+        let secrets = TtlCache::new(CachePolicy {
+            ttl: cfg.secret_ttl,
+            stale_for: cfg.secret_stale_for,
+            negative_ttl: cfg.secret_negative_ttl,
+            max_entries: MAX_CACHED,
+        });
+        Resolver {
+            pool,
+            store,
+            tenants,
+            secrets,
+            stats: ResolveStats::default(),
+        }
+    }
+
+    /// Drops one tenant from the cache (a change notification arrived).
+    pub fn forget_tenant(&self, slug: &str) {
+        self.tenants.invalidate(slug);
+    }
+
+    /// Drops every cached tenant (the notification stream was interrupted).
+    pub fn forget_all_tenants(&self) {
+        self.tenants.clear();
+    }
+
+    /// Resolves `slug` under the status policy.
+    #[tracing::instrument(skip_all, fields(slug))]
+    pub async fn resolve(&self, slug: &str) -> Result<Resolution, ResolveError> {
+        let Ok(slug) = Slug::for_lookup(slug) else {
+            return Ok(self.count(Resolution::NotFound));
+        };
+        let (tenant, _) = self
+            .tenants
+            .get_or_load(slug.as_str(), || load_tenant(&self.pool, slug.as_str()))
+            .await?;
+        let Some(tenant) = tenant else {
+            return Ok(self.count(Resolution::NotFound));
+        };
+        let answer = match tenant.status {
+            TenantStatus::Active => {
+                let password = match self.password(&tenant.db_secret_ref).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(secret_ref = %tenant.db_secret_ref, error = %e, "secret unavailable");
+                        return Err(e.into());
+                    }
+                };
+                let t = &tenant;
+                let dsn = dsn::build(
+                    &t.db_host,
+                    t.db_port,
+                    &t.db_name,
+                    &t.db_user,
+                    &password,
+                    &t.db_options,
+                );
+                Resolution::Ok(Resolved { tenant, dsn })
+            }
+            TenantStatus::Suspended => Resolution::Suspended {
+                reason: tenant.suspended_reason.clone(),
+            },
+            TenantStatus::Deleted => Resolution::NotFound,
+            status => Resolution::NotReady { status },
+        };
+        Ok(self.count(answer))
+    }
+
+    fn count(&self, r: Resolution) -> Resolution {
+        let counter = match r {
+            Resolution::Ok(_) => &self.stats.ok,
+            _ => &self.stats.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    async fn password(&self, reference: &str) -> Result<Arc<SecretString>, SecretError> {
+        let parsed: SecretRef =
+            reference
+                .parse()
+                .map_err(|e: crate::secrets::SecretRefError| SecretError::NotFound {
+                    reference: "(stored reference)".into(),
+                    why: e.to_string(),
+                })?;
+        let (value, freshness) = self
+            .secrets
+            .get_or_load(reference, || async {
+                self.store.read(&parsed).await.map(Arc::new)
+            })
+            .await?;
+        let counter = match freshness {
+            Freshness::Hit => &self.stats.secret_hits,
+            Freshness::Miss => &self.stats.secret_misses,
+            Freshness::Stale => {
+                tracing::warn!(
+                    secret_ref = reference,
+                    "secret backend failing; serving a stale value"
+                );
+                &self.stats.secret_stale
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(value)
+    }
+}
+
+async fn load_tenant(pool: &Pool, slug: &str) -> Result<Option<Arc<TenantConn>>, ResolveError> {
+    const SQL: &str =
+        "SELECT slug, status, db_host, db_port, db_name, db_user, db_secret_ref, db_options, \
+                       schema_version, suspended_reason \
+                       FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL";
+    let fail = |e: String| ResolveError::ControlDb(e);
+    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    let stmt = client
+        .prepare_cached(SQL)
+        .await
+        .map_err(|e| fail(crate::db::describe(&e)))?;
+    let row = client
+        .query_opt(&stmt, &[&slug])
+        .await
+        .map_err(|e| fail(crate::db::describe(&e)))?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.get(1);
+    Ok(Some(Arc::new(TenantConn {
+        slug: row.get(0),
+        status: status
+            .parse()
+            .map_err(|_| fail(format!("unknown status {status:?}")))?,
+        db_host: row.get(2),
+        db_port: row.get(3),
+        db_name: row.get(4),
+        db_user: row.get(5),
+        db_secret_ref: row.get(6),
+        db_options: string_map(row.get(7)),
+        schema_version: row.get(8),
+        suspended_reason: row.get(9),
+    })))
+}

@@ -1,0 +1,399 @@
+//! `GET /v1/resolve/{slug}`: status policy, real connections, cache invalidation, no leaks.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    drain_stderr, drover_cmd, fresh_database, password_tenant_db, server_host_port,
+    spawn_app_on_with, spawn_app_with, tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN,
+};
+
+const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
+const NASTY_PASSWORD: &str = "p@ss:w/o?r#d% 'q' x&y=z";
+
+async fn resolve(app: &TestApp, slug: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}/v1/resolve/{slug}", app.base()))
+        .bearer_auth(RESOLVER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A daemon with a secrets dir and a resolver token, and one active tenant `acme`
+/// pointing at a real database whose role needs `NASTY_PASSWORD`.
+async fn app_with_real_tenant(extra: &[(&str, &str)]) -> (TestApp, SecretsDir, String) {
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/acme", NASTY_PASSWORD);
+    let mut settings = vec![
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(&settings).await;
+    let db = password_tenant_db("tacme", NASTY_PASSWORD).await;
+    let (host, port) = server_host_port();
+    let mut body = tenant_body("acme");
+    body["db_host"] = json!(host);
+    body["db_port"] = json!(port);
+    body["db_name"] = json!(db);
+    body["db_user"] = json!(db);
+    assert_eq!(app.create_tenant(&body).await.status(), StatusCode::CREATED);
+    (app, secrets, db)
+}
+
+#[tokio::test]
+async fn resolved_dsn_connects_to_a_database_whose_password_is_full_of_special_characters() {
+    let (app, _secrets, db) = app_with_real_tenant(&[]).await;
+
+    let resp = resolve(&app, "acme").await;
+
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["dbname"], db);
+    let dsn = body["dsn"].as_str().unwrap();
+    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+        .await
+        .expect("the DSN connects");
+    tokio::spawn(conn);
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, db);
+    let wrong = dsn.replace("p%40ss", "nope");
+    assert!(
+        tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
+            .await
+            .is_err(),
+        "the role really needs its password"
+    );
+}
+
+#[tokio::test]
+async fn status_policy_answers_200_423_409_and_404() {
+    let (app, secrets, _db) = app_with_real_tenant(&[]).await;
+    for slug in ["sleepy", "fresh", "going", "gone"] {
+        secrets.put(&format!("tenants/{slug}"), "pw");
+        app.create_tenant(&tenant_body(slug)).await;
+    }
+    app.act(
+        "sleepy",
+        "suspend",
+        Some(json!({"reason": "unpaid invoice"})),
+    )
+    .await;
+    app.req(Method::PATCH, "/v1/tenants/fresh")
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+    app.control_db()
+        .await
+        .batch_execute(
+            "UPDATE control_plane.tenants SET status = 'provisioning' WHERE slug = 'fresh'; \
+                        UPDATE control_plane.tenants SET status = 'deleting' WHERE slug = 'going';",
+        )
+        .await
+        .unwrap();
+    app.req(Method::DELETE, "/v1/tenants/gone")
+        .send()
+        .await
+        .unwrap();
+
+    let active = resolve(&app, "acme").await;
+    let suspended = resolve(&app, "sleepy").await;
+    let provisioning = resolve(&app, "fresh").await;
+    let deleting = resolve(&app, "going").await;
+    let deleted = resolve(&app, "gone").await;
+    let unknown = resolve(&app, "nobody").await;
+    let invalid = resolve(&app, "Not_A_Slug!").await;
+
+    assert_eq!(active.status(), StatusCode::OK);
+    assert_eq!(suspended.status(), StatusCode::LOCKED);
+    assert_eq!(suspended.headers()["cache-control"], "no-store");
+    let body: Value = suspended.json().await.unwrap();
+    assert_eq!(body["error"]["suspended_reason"], "unpaid invoice");
+    assert_eq!(provisioning.status(), StatusCode::CONFLICT);
+    assert_eq!(deleting.status(), StatusCode::CONFLICT);
+    assert_eq!(deleted.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(invalid.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn resolve_accepts_the_resolver_and_admin_tokens_and_the_resolver_token_nothing_else() {
+    let (app, _secrets, _db) = app_with_real_tenant(&[]).await;
+    let url = format!("{}/v1/resolve/acme", app.base());
+
+    let with_admin = app
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let without = app.http.get(&url).send().await.unwrap();
+    let resolver_on_admin_route = app
+        .http
+        .get(format!("{}/v1/tenants", app.base()))
+        .bearer_auth(RESOLVER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(with_admin.status(), StatusCode::OK);
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resolver_on_admin_route.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspend_through_one_replica_is_seen_by_another_within_two_seconds() {
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/acme", "pw");
+    let control = fresh_database("control").await;
+    // A long TTL, so only the change notification can explain a fast update.
+    let settings = [
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+        ("DROVER_TENANT_CACHE_TTL", "10m"),
+    ];
+    let a = spawn_app_on_with(&control, &settings).await;
+    let b = spawn_app_on_with(&control, &settings).await;
+    a.create_tenant(&tenant_body("acme")).await;
+    assert_eq!(
+        resolve(&b, "acme").await.status(),
+        StatusCode::OK,
+        "B has acme cached as active"
+    );
+
+    a.act("acme", "suspend", Some(json!({"reason": "abuse"})))
+        .await;
+
+    let seen = wait_until(Duration::from_secs(2), || async {
+        resolve(&b, "acme").await.status() == StatusCode::LOCKED
+    })
+    .await;
+    assert!(seen, "replica B still resolves a suspended tenant");
+}
+
+#[tokio::test]
+async fn missing_or_escaping_secret_is_503_with_retry_after_naming_the_ref_only() {
+    let secrets = SecretsDir::new();
+    std::os::unix::fs::symlink("/etc/passwd", secrets.0.join("escape")).unwrap();
+    let app = spawn_app_with(&[
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+    ])
+    .await;
+    let mut missing = tenant_body("missing");
+    missing["db_secret_ref"] = json!("file:tenants/missing");
+    let mut escape = tenant_body("escape");
+    escape["db_secret_ref"] = json!("file:escape");
+    app.create_tenant(&missing).await;
+    app.create_tenant(&escape).await;
+
+    let m = resolve(&app, "missing").await;
+    let e = resolve(&app, "escape").await;
+
+    assert_eq!(m.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(m.headers().contains_key("retry-after"));
+    assert_eq!(m.headers()["cache-control"], "no-store");
+    let body: Value = m.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "secret_unavailable");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("file:tenants/missing"));
+    assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = e.text().await.unwrap();
+    assert!(text.contains("outside the secrets directory"), "{text}");
+    assert!(!text.contains("root:"), "{text}");
+}
+
+#[tokio::test]
+async fn a_rotated_file_secret_is_picked_up_after_the_ttl_and_a_vanished_one_is_served_stale_then_503(
+) {
+    let (app, secrets, _db) = app_with_real_tenant(&[
+        ("DROVER_SECRET_TTL", "300ms"),
+        ("DROVER_SECRET_STALE_FOR", "1500ms"),
+        ("DROVER_SECRET_NEGATIVE_TTL", "100ms"),
+    ])
+    .await;
+    let dsn = |v: Value| v["dsn"].as_str().unwrap().to_string();
+    let first = dsn(resolve(&app, "acme").await.json().await.unwrap());
+
+    secrets.put("tenants/acme", "rotated");
+    let rotated = wait_until(Duration::from_secs(3), || async {
+        let r = resolve(&app, "acme").await;
+        r.status() == StatusCode::OK && dsn(r.json().await.unwrap()).contains(":rotated@")
+    })
+    .await;
+    std::fs::remove_file(secrets.0.join("tenants/acme")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stale = resolve(&app, "acme").await.status();
+    let gone = wait_until(Duration::from_secs(4), || async {
+        resolve(&app, "acme").await.status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+
+    assert!(first.contains("p%40ss"));
+    assert!(rotated, "new secret value never showed up");
+    assert_eq!(
+        stale,
+        StatusCode::OK,
+        "a vanished secret is served stale within the bound"
+    );
+    assert!(gone, "stale value served past its bound");
+    assert!(
+        app.state
+            .resolver
+            .stats
+            .secret_stale
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/acme", NASTY_PASSWORD);
+    let control = fresh_database("control").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = drover_cmd()
+        .arg("serve")
+        .env("DROVER_DATABASE_URL", &control)
+        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN)
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DROVER_LOG", "trace")
+        .env("DROVER_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = drain_stderr(&mut child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            matches!(http.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success())
+        })
+        .await
+    );
+    let db = password_tenant_db("tleak", NASTY_PASSWORD).await;
+    let (host, pg_port) = server_host_port();
+    let mut body = tenant_body("acme");
+    body["db_host"] = json!(host);
+    body["db_port"] = json!(pg_port);
+    body["db_name"] = json!(db);
+    body["db_user"] = json!(db);
+    let mut broken = tenant_body("broken");
+    broken["db_secret_ref"] = json!("file:tenants/none");
+    for b in [&body, &broken] {
+        http.post(format!("{base}/v1/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(b)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let ok = http
+        .get(format!("{base}/v1/resolve/acme"))
+        .bearer_auth(RESOLVER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let dsn = ok.json::<Value>().await.unwrap()["dsn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = http
+        .get(format!("{base}/v1/resolve/broken"))
+        .bearer_auth(RESOLVER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let logs = tokio::task::spawn_blocking(move || {
+        child.wait().unwrap();
+        stderr.join().unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        logs.contains("/v1/resolve/acme"),
+        "the access log shows the slug"
+    );
+    assert!(logs.lines().count() > 20, "trace logging was on");
+    let encoded = drover::resolve::dsn::encode(NASTY_PASSWORD);
+    for needle in [
+        NASTY_PASSWORD,
+        encoded.as_str(),
+        dsn.as_str(),
+        "p@ss",
+        RESOLVER_TOKEN,
+        ADMIN_TOKEN,
+    ] {
+        assert!(!logs.contains(needle), "logs leak {needle:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_changes() {
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/acme", "pw");
+    let settings = [
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+        ("DROVER_TENANT_CACHE_TTL", "10m"),
+    ];
+    let app = spawn_app_with(&settings).await;
+    app.create_tenant(&tenant_body("acme")).await;
+    assert_eq!(resolve(&app, "acme").await.status(), StatusCode::OK);
+    let db = app.control_db().await;
+    let listeners = || async {
+        db.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    assert!(wait_until(Duration::from_secs(5), || async { listeners().await == 1 }).await);
+
+    db.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await
+    .unwrap();
+    let reconnected = wait_until(Duration::from_secs(5), || async { listeners().await == 1 }).await;
+    app.act("acme", "suspend", Some(json!({"reason": "abuse"})))
+        .await;
+
+    assert!(reconnected, "the listener did not come back");
+    let seen = wait_until(Duration::from_secs(3), || async {
+        resolve(&app, "acme").await.status() == StatusCode::LOCKED
+    })
+    .await;
+    assert!(seen);
+}
