@@ -75,6 +75,11 @@ impl VaultBackend {
                 "vault (DROVER_VAULT_ADDR must be an http:// or https:// URL)",
             ));
         }
+        if config.timeout.is_zero() {
+            return Err(misconfigured(
+                "vault (DROVER_VAULT_TIMEOUT must be longer than zero)",
+            ));
+        }
         let mut headers = HeaderMap::new();
         let mut token = HeaderValue::from_str(config.token.expose_secret())
             .ok()

@@ -397,3 +397,83 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
     .await;
     assert!(seen);
 }
+
+#[tokio::test]
+async fn vault_secrets_resolve_pick_up_new_versions_and_survive_a_sealed_vault_within_the_bound() {
+    let Some(bao) = crate::openbao::OpenBao::start().await else {
+        return;
+    };
+    bao.put("tenants/acme", json!({"password": "v1-secret"}))
+        .await;
+    let app = spawn_app_with(&[
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+        ("DROVER_VAULT_ADDR", &bao.addr),
+        ("DROVER_VAULT_TOKEN", &bao.root_token),
+        ("DROVER_SECRET_TTL", "300ms"),
+        ("DROVER_SECRET_STALE_FOR", "2s"),
+        ("DROVER_SECRET_NEGATIVE_TTL", "100ms"),
+    ])
+    .await;
+    let mut body = tenant_body("acme");
+    body["db_secret_ref"] = json!("vault:secret/tenants/acme#password");
+    app.create_tenant(&body).await;
+    let dsn_of = |v: Value| v["dsn"].as_str().unwrap_or_default().to_string();
+
+    let first = dsn_of(resolve(&app, "acme").await.json().await.unwrap());
+    bao.put("tenants/acme", json!({"password": "v2-secret"}))
+        .await;
+    let rotated = wait_until(Duration::from_secs(3), || async {
+        dsn_of(resolve(&app, "acme").await.json().await.unwrap()).contains(":v2-secret@")
+    })
+    .await;
+    bao.seal().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let while_sealed = resolve(&app, "acme").await;
+    let while_sealed_status = while_sealed.status();
+    let stale_dsn = dsn_of(while_sealed.json().await.unwrap());
+    let unavailable = wait_until(Duration::from_secs(5), || async {
+        resolve(&app, "acme").await.status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+
+    assert!(first.contains(":v1-secret@"), "{first}");
+    assert!(rotated, "the new version never showed up");
+    assert_eq!(
+        while_sealed_status,
+        StatusCode::OK,
+        "served stale while sealed"
+    );
+    assert!(stale_dsn.contains(":v2-secret@"));
+    assert!(unavailable, "stale value served past its bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_resolutions_of_a_cold_slug_read_the_secret_once() {
+    let (app, _secrets, _db) = app_with_real_tenant(&[]).await;
+    let resolver = app.state.resolver.clone();
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let r = resolver.clone();
+            tokio::spawn(async move {
+                matches!(
+                    r.resolve("acme").await,
+                    Ok(drover::resolve::Resolution::Ok(_))
+                )
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap() as usize;
+    }
+
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(ok, 1000);
+    assert_eq!(
+        resolver.stats.secret_misses.load(Relaxed),
+        1,
+        "one backend read"
+    );
+    assert_eq!(resolver.stats.secret_hits.load(Relaxed), 999);
+}
