@@ -8,8 +8,9 @@
 //!                          ──► await every task ──► close the pool
 //! ```
 //!
-//! Tasks: `http` (the axum server) and `tenant-notify` (LISTEN for tenant changes, see
-//! [`crate::resolve::listener`]). Every task is named, watches the same
+//! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
+//! [`crate::resolve::listener`]) and `wave-worker` (claims and migrates wave targets, see
+//! [`crate::waves::executor`]). Every task is named, watches the same
 //! [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -24,9 +25,12 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::db;
+use crate::migrate::MigrationSet;
 use crate::registry::Registry;
 use crate::resolve::{self, Resolver};
 use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
+use crate::waves::executor::Executor;
+use crate::waves::WaveStore;
 
 /// Shared state: configuration, the control pool and the modules built on it.
 #[derive(Clone)]
@@ -43,6 +47,25 @@ pub struct AppState {
     pub resolver_token: Option<SecretString>,
     /// Slug → DSN resolution with its caches.
     pub resolver: Arc<Resolver>,
+    /// Migration waves in the control DB.
+    pub waves: WaveStore,
+    /// This replica's wave worker (and the loaded migration files).
+    pub executor: Arc<Executor>,
+}
+
+/// The tenant migration files; a missing directory is an empty set (waves then refuse
+/// with a clear error), a broken one stops the start-up naming the bad file.
+pub fn load_migrations(config: &Config) -> anyhow::Result<MigrationSet> {
+    if !config.migrations_dir.exists() {
+        tracing::warn!(dir = %config.migrations_dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves are unavailable");
+        return Ok(MigrationSet::default());
+    }
+    MigrationSet::load(&config.migrations_dir).with_context(|| {
+        format!(
+            "loading tenant migrations from {} (DROVER_MIGRATIONS_DIR)",
+            config.migrations_dir.display()
+        )
+    })
 }
 
 /// The secret backends the configuration enables (`env:` always).
@@ -70,13 +93,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.require_serve()?;
         let url = config.require_database_url()?.clone();
-        let applied = db::migrate_control(&url)
+        let applied = db::migrate_control(&url, config.ca_file.as_deref())
             .await
             .context("applying control-plane migrations")?;
         if !applied.is_empty() {
             tracing::info!(?applied, "control-plane migrations applied");
         }
-        let pool = db::control_pool(&url, config.pool_size)?;
+        let pool = db::control_pool(&url, config.pool_size, config.ca_file.as_deref())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
@@ -85,7 +108,19 @@ impl Application {
             secret_store(&config)?,
             &config.cache,
         ));
+        let waves = WaveStore::new(pool.clone());
+        let executor = Arc::new(Executor::new(
+            waves.clone(),
+            resolver.clone(),
+            &config.instance_id,
+            config.waves,
+            config.migrations_dir.clone(),
+            config.ca_file.clone(),
+            load_migrations(&config)?,
+        ));
         let state = AppState {
+            waves,
+            executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
             resolver,
@@ -124,13 +159,26 @@ impl Application {
         );
         let url = state.config.require_database_url()?.clone();
         let notify = tokio::spawn(
-            resolve::listener::run(state.resolver.clone(), url, shutdown.clone())
-                .instrument(tracing::info_span!("task", name = "tenant-notify")),
+            resolve::listener::run(
+                state.resolver.clone(),
+                url,
+                state.config.ca_file.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("task", name = "tenant-notify")),
+        );
+        let worker = tokio::spawn(
+            state
+                .executor
+                .clone()
+                .run(shutdown.clone(), state.config.shutdown_grace)
+                .instrument(tracing::info_span!("task", name = "wave-worker")),
         );
         let result = http.await.context("http task panicked")?;
         // The HTTP server only returns early on an error; stop the others with it.
         shutdown.cancel();
         notify.await.context("tenant-notify task panicked")?;
+        worker.await.context("wave-worker task panicked")?;
         state.pool.close();
         tracing::info!("drover stopped");
         result.context("http server failed")

@@ -28,6 +28,11 @@
 //! | `vault_token_file`        | `DROVER_VAULT_TOKEN_FILE`        |                         |
 //! | `vault_namespace`         | `DROVER_VAULT_NAMESPACE`         |                         |
 //! | `vault_timeout`           | `DROVER_VAULT_TIMEOUT`           | `5s`                    |
+//! | `ca_file`                 | `DROVER_CA_FILE`                 | (webpki roots)          |
+//! | `wave_lease`              | `DROVER_WAVE_LEASE`              | `30s`                   |
+//! | `worker_slots`            | `DROVER_WORKER_SLOTS`            | `16`                    |
+//! | `lock_wait`               | `DROVER_LOCK_WAIT`               | `10s`                   |
+//! | `retry_backoff`           | `DROVER_RETRY_BACKOFF`           | `1s`                    |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -67,6 +72,11 @@ const FILE_KEYS: &[&str] = &[
     "vault_token_file",
     "vault_namespace",
     "vault_timeout",
+    "ca_file",
+    "wave_lease",
+    "worker_slots",
+    "lock_wait",
+    "retry_backoff",
 ];
 
 /// Keys only accepted from the environment.
@@ -116,6 +126,23 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Vault / OpenBao, when `vault:` references are used.
     pub vault: Option<crate::secrets::VaultConfig>,
+    /// How this replica works on waves.
+    pub waves: WaveConfig,
+    /// CA bundle (PEM) for `sslmode=verify-ca|verify-full` when a connection names none.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How this replica works on migration waves.
+#[derive(Debug, Clone, Copy)]
+pub struct WaveConfig {
+    /// A claimed tenant is this replica's for this long unless renewed (renewed every third).
+    pub lease: Duration,
+    /// Tenants this replica migrates at once, over all waves.
+    pub slots: usize,
+    /// How long to poll for a tenant's advisory lock before giving up (retryable).
+    pub lock_wait: Duration,
+    /// First retry delay; doubles per attempt, capped at 60 s.
+    pub retry_backoff: Duration,
 }
 
 /// How long resolution trusts what it cached.
@@ -347,6 +374,20 @@ impl Builder {
                 tenant_ttl: self.parsed("tenant_cache_ttl", "30s", parse_duration),
             },
             vault: self.vault(),
+            ca_file: self.take("ca_file").map(|r| PathBuf::from(r.value)),
+            waves: WaveConfig {
+                lease: self.parsed("wave_lease", "30s", |v| match parse_duration(v) {
+                    Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+                    Ok(_) => Err("must be at least 1s".into()),
+                    Err(e) => Err(e),
+                }),
+                slots: self.parsed("worker_slots", "16", |v| match v.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                    _ => Err("expected an integer between 1 and 1000".into()),
+                }),
+                lock_wait: self.parsed("lock_wait", "10s", parse_duration),
+                retry_backoff: self.parsed("retry_backoff", "1s", parse_duration),
+            },
         }
     }
 

@@ -6,12 +6,13 @@
 //! each migration exactly once: the first holds the lock and migrates, the rest wait,
 //! then find nothing left to do.
 
-use std::str::FromStr;
+use std::path::Path;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
+
+use crate::tls::{PgTarget, TlsError};
 
 mod embedded {
     refinery::embed_migrations!("control-migrations");
@@ -27,8 +28,13 @@ const CONTROL_MIGRATION_LOCK: i64 = 0x6472_6f76_6572_0001;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The URL could not be parsed. The URL itself is never shown: it may hold a password.
-    #[error("{0} is not a valid PostgreSQL connection URL (postgres://user@host:port/dbname)")]
-    BadUrl(&'static str),
+    #[error(
+        "{0} is not a valid PostgreSQL connection URL (postgres://user@host:port/dbname): {1}"
+    )]
+    BadUrl(&'static str, String),
+    /// TLS could not be set up (CA bundle unreadable, bad certificate).
+    #[error("control database TLS: {0}")]
+    Tls(String),
     /// A connection or query failed.
     #[error("control database: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
@@ -46,7 +52,7 @@ impl DbError {
         match self {
             DbError::Postgres(e) => is_retryable_pg(e),
             DbError::Pool(_) => true,
-            DbError::BadUrl(_) | DbError::Migration(_) => false,
+            DbError::BadUrl(..) | DbError::Tls(_) | DbError::Migration(_) => false,
         }
     }
 }
@@ -91,32 +97,38 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
-/// Parses a control-DB URL without ever echoing it.
-pub fn parse_url(
-    url: &SecretString,
-    name: &'static str,
-) -> Result<tokio_postgres::Config, DbError> {
-    let mut cfg =
-        tokio_postgres::Config::from_str(url.expose_secret()).map_err(|_| DbError::BadUrl(name))?;
-    if cfg.get_application_name().is_none() {
-        cfg.application_name("drover");
+impl From<TlsError> for DbError {
+    fn from(e: TlsError) -> Self {
+        match e {
+            TlsError::Connect(pg) => DbError::Postgres(pg),
+            other => DbError::Tls(other.to_string()),
+        }
     }
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(Duration::from_secs(5));
-    }
-    Ok(cfg)
 }
 
-/// The shared control-plane pool. Connections are opened lazily.
-pub fn control_pool(url: &SecretString, size: usize) -> Result<Pool, DbError> {
-    let cfg = parse_url(url, "DROVER_DATABASE_URL")?;
-    let mgr = Manager::from_config(
-        cfg,
-        NoTls,
+/// Parses a control-DB URL (with libpq `sslmode`/`sslrootcert`) without ever echoing it.
+pub fn parse_url(url: &SecretString, name: &'static str) -> Result<PgTarget, DbError> {
+    let mut target =
+        PgTarget::parse(url.expose_secret()).map_err(|e| DbError::BadUrl(name, e.to_string()))?;
+    if target.config.get_application_name().is_none() {
+        target.config.application_name("drover");
+    }
+    if target.config.get_connect_timeout().is_none() {
+        target.config.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(target)
+}
+
+/// The shared control-plane pool. Connections are opened lazily. `ca` is the default CA
+/// bundle for `sslmode=verify-*` (`DROVER_CA_FILE`).
+pub fn control_pool(url: &SecretString, size: usize, ca: Option<&Path>) -> Result<Pool, DbError> {
+    let target = parse_url(url, "DROVER_DATABASE_URL")?;
+    let mgr = target.manager(
+        ca,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
-    );
+    )?;
     Pool::builder(mgr)
         .max_size(size)
         .runtime(Runtime::Tokio1)
@@ -128,15 +140,11 @@ pub fn control_pool(url: &SecretString, size: usize) -> Result<Pool, DbError> {
 }
 
 /// Opens one dedicated connection (not pooled), driving it on a background task.
-pub async fn connect(url: &SecretString) -> Result<tokio_postgres::Client, DbError> {
-    let cfg = parse_url(url, "DROVER_DATABASE_URL")?;
-    let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %describe(&e), "control connection ended");
-        }
-    });
-    Ok(client)
+pub async fn connect(
+    url: &SecretString,
+    ca: Option<&Path>,
+) -> Result<tokio_postgres::Client, DbError> {
+    Ok(parse_url(url, "DROVER_DATABASE_URL")?.connect(ca).await?)
 }
 
 /// The highest control migration version embedded in this binary.
@@ -151,8 +159,8 @@ pub fn control_head_version() -> i32 {
 
 /// Applies pending control migrations under the advisory lock. Returns the versions this
 /// call applied (empty when another runner got there first).
-pub async fn migrate_control(url: &SecretString) -> Result<Vec<i32>, DbError> {
-    let mut client = connect(url).await?;
+pub async fn migrate_control(url: &SecretString, ca: Option<&Path>) -> Result<Vec<i32>, DbError> {
+    let mut client = connect(url, ca).await?;
     // A blocking wait is right here: control migrations are short and transactional, and
     // every waiter needs the result anyway.
     client

@@ -167,7 +167,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MigrateControl => {
             let config = load()?;
             init_tracing(Some(&config));
-            let applied = db::migrate_control(config.require_database_url()?).await?;
+            let applied =
+                db::migrate_control(config.require_database_url()?, config.ca_file.as_deref())
+                    .await?;
             if applied.is_empty() {
                 println!(
                     "control schema already at version {}",
@@ -254,7 +256,7 @@ async fn check(
     stuck_after: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let pool = db::control_pool(config.require_database_url()?, 2)?;
+    let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
     let registry = Registry::new(pool.clone());
     let report = registry
         .health(stuck_after.unwrap_or(config.provisioning_stuck_after))

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::registry::RegistryError;
+use crate::waves::WaveError;
 
 /// An error response.
 #[derive(Debug)]
@@ -108,6 +109,37 @@ impl From<RegistryError> for ApiError {
             }
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(db: crate::db::DbError) -> Self {
+        RegistryError::Db(db).into()
+    }
+}
+
+impl From<WaveError> for ApiError {
+    fn from(e: WaveError) -> Self {
+        match e {
+            WaveError::Invalid { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message: format!("{field}: {message}"),
+                field: Some(field),
+            },
+            WaveError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "wave_not_found", e.to_string())
+            }
+            WaveError::IllegalState { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "illegal_transition", e.to_string())
+            }
+            WaveError::Migrations(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_migrations",
+                e.to_string(),
+            ),
+            WaveError::Db(db) => db.into(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 mod health;
 mod resolve;
 mod tenants;
+mod waves;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -38,6 +39,13 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{slug}/resume", post(tenants::resume))
         .route("/tenants/{slug}/events", get(tenants::events))
         .route("/registry/health", get(health::registry_health))
+        .route("/waves", get(waves::list).post(waves::create))
+        .route("/waves/{id}", get(waves::get))
+        .route("/waves/{id}/targets", get(waves::targets))
+        .route("/waves/{id}/pause", post(waves::pause))
+        .route("/waves/{id}/resume", post(waves::resume))
+        .route("/waves/{id}/abort", post(waves::abort))
+        .route("/fleet", get(waves::fleet))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let resolver = Router::new()
         .route("/resolve/{slug}", get(resolve::resolve))

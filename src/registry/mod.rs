@@ -9,10 +9,12 @@
 //! No loops or background tasks: callers (HTTP handlers, the CLI's `check`) drive it.
 
 mod error;
+mod fleet;
 mod health;
 mod model;
 
 pub use error::RegistryError;
+pub use fleet::{FleetReport, Issue, VersionCount};
 pub use health::{Finding, HealthReport};
 pub use model::{
     validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug,
@@ -579,6 +581,13 @@ impl Registry {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// Schema versions across the fleet against `latest`.
+    pub async fn fleet(&self, latest: Option<i32>) -> Result<FleetReport, RegistryError> {
+        let client = self.pool.get().await?;
+        let client: &tokio_postgres::Client = &client;
+        fleet::report(client, latest).await
     }
 
     /// Runs the registry health queries (see `health.sql`).

@@ -11,11 +11,14 @@
 //! Runs for the daemon's lifetime; stops when the shutdown token fires. While it is
 //! disconnected the cache TTL bounds how stale a tenant row can be.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tokio_postgres::AsyncMessage;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Socket};
 use tokio_util::sync::CancellationToken;
 
 use super::Resolver;
@@ -25,10 +28,15 @@ use crate::db;
 pub const CHANNEL: &str = "drover_tenant_changed";
 
 /// Runs until `shutdown` fires.
-pub async fn run(resolver: Arc<Resolver>, url: SecretString, shutdown: CancellationToken) {
+pub async fn run(
+    resolver: Arc<Resolver>,
+    url: SecretString,
+    ca: Option<PathBuf>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let session = listen_once(&resolver, &url, &shutdown);
+        let session = listen_once(&resolver, &url, ca.as_deref(), &shutdown);
         match tokio::select! { r = session => r, _ = shutdown.cancelled() => return } {
             Ok(()) => backoff = Duration::from_millis(500),
             Err(e) => {
@@ -47,10 +55,30 @@ pub async fn run(resolver: Arc<Resolver>, url: SecretString, shutdown: Cancellat
 async fn listen_once(
     resolver: &Resolver,
     url: &SecretString,
+    ca: Option<&std::path::Path>,
     shutdown: &CancellationToken,
 ) -> Result<(), db::DbError> {
-    let cfg = db::parse_url(url, "DROVER_DATABASE_URL")?;
-    let (client, mut conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    let target = db::parse_url(url, "DROVER_DATABASE_URL")?;
+    let (cfg, tls) = target.prepare(ca)?;
+    match tls {
+        None => listen_with(resolver, &cfg, tokio_postgres::NoTls, shutdown).await,
+        Some(tls) => listen_with(resolver, &cfg, tls, shutdown).await,
+    }
+}
+
+async fn listen_with<T>(
+    resolver: &Resolver,
+    cfg: &tokio_postgres::Config,
+    tls: T,
+    shutdown: &CancellationToken,
+) -> Result<(), db::DbError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut conn) = cfg.connect(tls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // The connection must be polled for notifications to arrive; this drives it.
     let driver = tokio::spawn(async move {

@@ -197,7 +197,8 @@ impl Resolver {
         r
     }
 
-    async fn password(&self, reference: &str) -> Result<Arc<SecretString>, SecretError> {
+    /// The password behind a secret reference, through the secret cache.
+    pub async fn password(&self, reference: &str) -> Result<Arc<SecretString>, SecretError> {
         let parsed: SecretRef =
             reference
                 .parse()

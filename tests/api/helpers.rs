@@ -386,3 +386,179 @@ pub fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<
         s
     })
 }
+
+/// A temporary tenant-migrations directory.
+pub struct MigrationsDir(pub std::path::PathBuf);
+
+impl MigrationsDir {
+    /// A directory holding `files` (name, SQL).
+    pub fn new(files: &[(&str, &str)]) -> MigrationsDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "drover-test-migrations-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = MigrationsDir(dir);
+        for (name, sql) in files {
+            d.put(name, sql);
+        }
+        d
+    }
+
+    /// Adds or replaces a file.
+    pub fn put(&self, name: &str, sql: &str) {
+        std::fs::write(self.0.join(name), sql).unwrap();
+    }
+
+    /// The path as a string.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for MigrationsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Migrations whose every step leaves a row in `side_effects`, so a test can prove each
+/// ran exactly once per tenant. `sleep` slows V2 and V3 down to widen crash windows.
+pub fn counted_migrations(sleep_secs: f64) -> Vec<(String, String)> {
+    vec![
+        (
+            "V1__side_effects.sql".into(),
+            "CREATE TABLE side_effects (version int NOT NULL, at timestamptz DEFAULT clock_timestamp());\n\
+             INSERT INTO side_effects (version) VALUES (1);"
+                .into(),
+        ),
+        (
+            "V2__widgets.sql".into(),
+            format!("CREATE TABLE widgets (id int PRIMARY KEY, name text);\nINSERT INTO side_effects (version) VALUES (2);\nSELECT pg_sleep({sleep_secs});"),
+        ),
+        (
+            "V3__widget_colour.sql".into(),
+            format!("ALTER TABLE widgets ADD COLUMN colour text;\nINSERT INTO side_effects (version) VALUES (3);\nSELECT pg_sleep({sleep_secs});"),
+        ),
+    ]
+}
+
+/// A tenant database registered with the daemon.
+pub struct TenantDb {
+    pub slug: String,
+    pub url: String,
+}
+
+/// Creates `n` tenant databases on the test server named `{prefix}-{i}` and registers them
+/// (active; the first `canaries` flagged canary). All share the `file:tenants/pw` secret.
+pub async fn register_tenants(
+    app: &TestApp,
+    secrets: &SecretsDir,
+    prefix: &str,
+    n: usize,
+    canaries: usize,
+) -> Vec<TenantDb> {
+    secrets.put("tenants/pw", "unused-with-trust-auth");
+    let (host, port) = server_host_port();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let url = fresh_database("tenant").await;
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let slug = format!("{prefix}-{i:03}");
+        let mut body = tenant_body(&slug);
+        body["db_host"] = json!(host);
+        body["db_port"] = json!(port);
+        body["db_name"] = json!(db);
+        body["db_user"] = json!("postgres");
+        body["db_secret_ref"] = json!("file:tenants/pw");
+        body["canary"] = json!(i < canaries);
+        let resp = app.create_tenant(&body).await;
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::CREATED,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        out.push(TenantDb { slug, url });
+    }
+    out
+}
+
+/// `POST /v1/waves` → the wave id.
+pub async fn start_wave(app: &TestApp, body: Value) -> String {
+    let resp = app
+        .req(reqwest::Method::POST, "/v1/waves")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// `GET /v1/waves/{id}` against any daemon base URL.
+pub async fn wave_at(base: &str, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/waves/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the wave reaches a state in `states`; panics with the wave after `timeout`.
+pub async fn wait_wave(base: &str, id: &str, states: &[&str], timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let w = wave_at(base, id).await;
+        if states.contains(&w["state"].as_str().unwrap_or("")) {
+            return w;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wave never reached {states:?}: {w:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (version, count) of `refinery_schema_history`, or empty when the table is absent.
+pub async fn history(url: &str) -> Vec<i32> {
+    let c = connect(url).await;
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if !exists {
+        return Vec::new();
+    }
+    c.query(
+        "SELECT version FROM refinery_schema_history ORDER BY version",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Versions recorded in `side_effects`, in insertion order (duplicates would show twice).
+pub async fn side_effects(url: &str) -> Vec<i32> {
+    let c = connect(url).await;
+    c.query("SELECT version FROM side_effects ORDER BY version", &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}

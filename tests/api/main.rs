@@ -9,3 +9,5 @@ mod openbao;
 mod registry_check;
 mod resolve;
 mod tenants;
+mod tls;
+mod waves;

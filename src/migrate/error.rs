@@ -1,0 +1,164 @@
+//! Why migrating one tenant failed, and whether trying again can help.
+
+use crate::secrets::SecretError;
+
+/// A failed tenant migration. Messages carry the PostgreSQL SQLSTATE, message and detail;
+/// never a password.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MigrateError {
+    /// Could not connect (refused, reset, DNS, TLS handshake, too many connections).
+    #[error("cannot connect to the tenant database: {0}")]
+    Connect(String),
+    /// The tenant's secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Another runner holds the tenant's migration lock.
+    #[error("another runner holds the tenant's migration lock (waited {waited_ms} ms)")]
+    LockBusy { waited_ms: u64 },
+    /// A migration failed in PostgreSQL.
+    #[error("V{version}: {code}: {message}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Sql {
+        version: i32,
+        code: String,
+        message: String,
+        detail: Option<String>,
+    },
+    /// The tenant's history disagrees with the migration files; never repaired automatically.
+    #[error("drift at V{version}: {why}")]
+    Drift { version: i32, why: String },
+    /// A no-transaction migration stopped half-way, or left an invalid index behind.
+    #[error("needs attention at V{version}: {why}")]
+    NeedsAttention { version: i32, why: String },
+    /// The connection broke mid-way, or another unexpected failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The `reason` label of failure metrics and the `error_kind` of a wave target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Transient: retried with backoff.
+    Retryable,
+    /// SQL error in a migration.
+    Sql,
+    /// History diverges from the files.
+    Drift,
+    /// Statement or lock timeout.
+    Timeout,
+    /// Half-applied no-transaction migration or invalid index.
+    NeedsAttention,
+}
+
+impl FailureKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Retryable => "retryable",
+            FailureKind::Sql => "sql",
+            FailureKind::Drift => "drift",
+            FailureKind::Timeout => "timeout",
+            FailureKind::NeedsAttention => "needs_attention",
+        }
+    }
+}
+
+/// SQLSTATEs worth retrying: lock timeout, too many connections, serialization failure,
+/// deadlock, server shutting down, connection exceptions.
+fn retryable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "55P03" | "53300" | "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+        )
+}
+
+impl MigrateError {
+    /// Whether retrying (after a backoff) may succeed. SQL errors and drift never are.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MigrateError::Connect(_) | MigrateError::LockBusy { .. } | MigrateError::Other(_) => {
+                true
+            }
+            MigrateError::Secret(e) => e.is_retryable(),
+            MigrateError::Sql { code, .. } => retryable_code(code),
+            MigrateError::Drift { .. } | MigrateError::NeedsAttention { .. } => false,
+        }
+    }
+
+    /// The failure class for metrics and reports.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            MigrateError::Sql { code, .. } if code == "57014" || code == "55P03" => {
+                FailureKind::Timeout
+            }
+            MigrateError::Drift { .. } => FailureKind::Drift,
+            MigrateError::NeedsAttention { .. } => FailureKind::NeedsAttention,
+            e if e.is_retryable() => FailureKind::Retryable,
+            _ => FailureKind::Sql,
+        }
+    }
+
+    /// From a tokio-postgres error raised while applying `version`.
+    pub fn from_pg(version: i32, e: &tokio_postgres::Error) -> MigrateError {
+        match e.as_db_error() {
+            Some(db) => MigrateError::Sql {
+                version,
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+            },
+            None if e.is_closed() => {
+                MigrateError::Other(format!("connection closed during V{version}"))
+            }
+            None => MigrateError::Connect(crate::db::describe(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(code: &str) -> MigrateError {
+        MigrateError::Sql {
+            version: 1,
+            code: code.into(),
+            message: "m".into(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn lock_timeouts_and_connection_trouble_are_retryable_sql_errors_are_not() {
+        assert!(sql("55P03").is_retryable());
+        assert!(sql("53300").is_retryable());
+        assert!(sql("40001").is_retryable());
+        assert!(MigrateError::Connect("refused".into()).is_retryable());
+        assert!(!sql("23502").is_retryable());
+        assert!(!sql("42P07").is_retryable());
+        assert!(!MigrateError::Drift {
+            version: 2,
+            why: "edited".into()
+        }
+        .is_retryable());
+    }
+
+    #[test]
+    fn failures_are_classified_for_metrics() {
+        assert_eq!(sql("57014").kind(), FailureKind::Timeout);
+        assert_eq!(sql("55P03").kind(), FailureKind::Timeout);
+        assert_eq!(sql("23505").kind(), FailureKind::Sql);
+        assert_eq!(
+            MigrateError::Connect("x".into()).kind(),
+            FailureKind::Retryable
+        );
+        assert_eq!(
+            MigrateError::Drift {
+                version: 1,
+                why: "x".into()
+            }
+            .kind(),
+            FailureKind::Drift
+        );
+    }
+}

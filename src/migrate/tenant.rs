@@ -1,0 +1,390 @@
+//! Migrating one tenant database, safely against any other runner.
+//!
+//! ```text
+//!  connect (own connection, resolved credentials)
+//!   └► poll pg_try_advisory_lock every 100 ms up to lock_wait   (never a blocking waiter:
+//!       │                                                        it would deadlock against
+//!       │                                                        CREATE INDEX CONCURRENTLY)
+//!       ├► SET lock_timeout, statement_timeout
+//!       ├► read refinery_schema_history (after the lock: another runner may just have run)
+//!       ├► check it against the files: edited or missing version → Drift, nothing runs
+//!       ├► pending ≤ target: transactional runs → refinery (file + history row in one tx)
+//!       │                    no-transaction file → statement by statement, then its row
+//!       ├► re-read the history: it must end at the target
+//!       └► pg_advisory_unlock (checked), close
+//! ```
+//!
+//! Recording the outcome in the control DB is the caller's job (`waves`), in one
+//! control transaction after this returns.
+
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::Client;
+
+use crate::tls::{PgTarget, SslMode};
+
+use super::error::MigrateError;
+use super::set::MigrationSet;
+use super::split::split_statements;
+
+/// Advisory-lock key every drover runner takes in a tenant database ("drover" + 2).
+pub const TENANT_LOCK_KEY: i64 = 0x6472_6f76_6572_0002;
+
+/// Where a tenant database is and how to log in.
+pub struct TenantConnection {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: SecretString,
+    /// libpq options from the registry (`sslmode`, `sslrootcert`, `connect_timeout`,
+    /// `application_name` are honoured).
+    pub options: std::collections::BTreeMap<String, String>,
+    /// CA bundle for `verify-*` when `sslrootcert` is not set (`DROVER_CA_FILE`).
+    pub default_ca: Option<std::path::PathBuf>,
+}
+
+/// Limits for one run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// `lock_timeout` for the migration statements.
+    pub lock_timeout: Duration,
+    /// `statement_timeout` for the migration statements.
+    pub statement_timeout: Duration,
+    /// How long to poll for the tenant's advisory lock.
+    pub lock_wait: Duration,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Highest applied version before (None: no history yet).
+    pub from: Option<i32>,
+    /// Highest applied version after.
+    pub to: Option<i32>,
+    /// Versions this run applied.
+    pub applied: Vec<i32>,
+    /// Time spent waiting for the advisory lock.
+    pub lock_wait: Duration,
+}
+
+async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, MigrateError> {
+    let opt = |k: &str| conn.options.get(k).map(String::as_str);
+    let connect_timeout = opt("connect_timeout")
+        .and_then(|v| v.parse().ok())
+        .map_or(limits.connect_timeout, Duration::from_secs);
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&conn.host)
+        .port(conn.port)
+        .dbname(&conn.dbname)
+        .user(&conn.user)
+        .password(conn.password.expose_secret())
+        .application_name(opt("application_name").unwrap_or("drover-migrate"))
+        .connect_timeout(connect_timeout);
+    let mode: SslMode = opt("sslmode")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(SslMode::Prefer);
+    let target = PgTarget::from_config(cfg, mode, opt("sslrootcert").map(Into::into));
+    target
+        .connect(conn.default_ca.as_deref())
+        .await
+        .map_err(|e| match e {
+            crate::tls::TlsError::Connect(pg) => MigrateError::Connect(crate::db::describe(&pg)),
+            other => MigrateError::Connect(other.to_string()),
+        })
+}
+
+async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateError> {
+    let started = Instant::now();
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&TENANT_LOCK_KEY])
+            .await
+            .map_err(|e| MigrateError::from_pg(0, &e))?
+            .get(0);
+        if got {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= wait {
+            return Err(MigrateError::LockBusy {
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (version, name, checksum) rows of `refinery_schema_history`; empty when it does not exist.
+pub async fn read_history(
+    client: &Client,
+) -> Result<Vec<(i32, String, String)>, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query("SELECT version, coalesce(name, ''), coalesce(checksum, '') FROM refinery_schema_history ORDER BY version", &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Checks the history against the files; returns the current version.
+pub fn check_history(
+    history: &[(i32, String, String)],
+    set: &MigrationSet,
+) -> Result<Option<i32>, MigrateError> {
+    for (version, name, checksum) in history {
+        let Some(file) = set.get(*version) else {
+            return Err(MigrateError::Drift {
+                version: *version,
+                why: format!("V{version}__{name} is applied but missing from the migration files"),
+            });
+        };
+        if file.checksum.to_string() != *checksum || file.name != *name {
+            return Err(MigrateError::Drift {
+                version: *version,
+                why: format!(
+                    "{} was edited after it was applied (checksum {} in the database, {} on disk)",
+                    file.file_name(),
+                    checksum,
+                    file.checksum
+                ),
+            });
+        }
+    }
+    let current = history.iter().map(|h| h.0).max();
+    if let Some(cur) = current {
+        if let Some(gap) = set
+            .files()
+            .iter()
+            .find(|f| f.version < cur && !history.iter().any(|h| h.0 == f.version))
+        {
+            return Err(MigrateError::Drift {
+                version: gap.version,
+                why: format!(
+                    "{} is not applied but later versions are (a file was added below V{cur})",
+                    gap.file_name()
+                ),
+            });
+        }
+    }
+    Ok(current)
+}
+
+/// Brings one tenant database up to `target` (see the module diagram).
+pub async fn run(
+    conn: &TenantConnection,
+    set: &MigrationSet,
+    target: i32,
+    limits: &RunLimits,
+) -> Result<RunOutcome, MigrateError> {
+    let mut client = connect(conn, limits).await?;
+    let lock_wait = take_lock(&client, limits.lock_wait).await?;
+    let result = run_locked(&mut client, set, target, limits).await;
+    // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
+    match client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&TENANT_LOCK_KEY])
+        .await
+    {
+        Ok(row) if !row.get::<_, bool>(0) => {
+            tracing::error!("tenant migration lock was not held at unlock")
+        }
+        _ => {}
+    }
+    result.map(|(from, to, applied)| RunOutcome {
+        from,
+        to,
+        applied,
+        lock_wait,
+    })
+}
+
+type Ran = (Option<i32>, Option<i32>, Vec<i32>);
+
+async fn run_locked(
+    client: &mut Client,
+    set: &MigrationSet,
+    target: i32,
+    limits: &RunLimits,
+) -> Result<Ran, MigrateError> {
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            limits.lock_timeout.as_millis(),
+            limits.statement_timeout.as_millis()
+        ))
+        .await
+        .map_err(|e| MigrateError::from_pg(0, &e))?;
+    let history = read_history(client)
+        .await
+        .map_err(|e| MigrateError::from_pg(0, &e))?;
+    let from = check_history(&history, set)?;
+    let pending: Vec<_> = set
+        .files()
+        .iter()
+        .filter(|f| Some(f.version) > from && f.version <= target)
+        .collect();
+    if pending.is_empty() {
+        return Ok((from, from, Vec::new()));
+    }
+    let mut applied = Vec::new();
+    let mut i = 0;
+    while i < pending.len() {
+        if pending[i].no_transaction {
+            run_no_transaction(client, pending[i]).await?;
+            applied.push(pending[i].version);
+            i += 1;
+            continue;
+        }
+        // The longest run of transactional files goes to refinery in one call.
+        let mut end = i;
+        while end + 1 < pending.len() && !pending[end + 1].no_transaction {
+            end += 1;
+        }
+        let migrations: Vec<refinery::Migration> = set
+            .files()
+            .iter()
+            .filter(|f| f.version <= pending[end].version)
+            .map(|f| f.refinery())
+            .collect();
+        let report = refinery::Runner::new(&migrations)
+            .set_target(refinery::Target::Version(pending[end].version))
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .run_async(client)
+            .await;
+        match report {
+            Ok(r) => applied.extend(r.applied_migrations().iter().map(|m| m.version())),
+            Err(e) => {
+                let done = e
+                    .report()
+                    .map(|r| r.applied_migrations().len())
+                    .unwrap_or(0);
+                let failed = pending
+                    .get(i + done)
+                    .map_or(pending[i].version, |f| f.version);
+                return Err(refinery_error(failed, &e));
+            }
+        }
+        i = end + 1;
+    }
+    let after = read_history(client)
+        .await
+        .map_err(|e| MigrateError::from_pg(0, &e))?;
+    let to = check_history(&after, set)?;
+    let expected = pending.last().map(|f| f.version);
+    if to != expected {
+        return Err(MigrateError::Other(format!(
+            "history ends at {to:?} after the run, expected {expected:?}"
+        )));
+    }
+    Ok((from, to, applied))
+}
+
+fn refinery_error(version: i32, e: &refinery::Error) -> MigrateError {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(pg) = inner.downcast_ref::<tokio_postgres::Error>() {
+            return MigrateError::from_pg(version, pg);
+        }
+        source = inner.source();
+    }
+    MigrateError::Other(format!("V{version}: {e}"))
+}
+
+/// Indexes left INVALID, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
+async fn invalid(client: &Client) -> Vec<String> {
+    const SQL: &str =
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1";
+    client
+        .query(SQL, &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .unwrap_or_default()
+}
+
+/// Runs a `-- drover:no-transaction` file statement by statement, then writes its
+/// history row exactly as refinery would.
+async fn run_no_transaction(
+    client: &Client,
+    file: &super::set::MigrationFile,
+) -> Result<(), MigrateError> {
+    // A retry of CREATE INDEX CONCURRENTLY IF NOT EXISTS would skip the broken index
+    // silently; refuse instead and say how to fix it.
+    let before = invalid(client).await;
+    if !before.is_empty() {
+        return Err(MigrateError::NeedsAttention {
+            version: file.version,
+            why: format!(
+                "invalid index(es) {} left by a failed CREATE INDEX CONCURRENTLY; drop them (DROP INDEX CONCURRENTLY …) and resume",
+                before.join(", ")
+            ),
+        });
+    }
+    let statements = split_statements(&file.sql);
+    for (n, stmt) in statements.iter().enumerate() {
+        if let Err(e) = client.batch_execute(stmt).await {
+            let cause = MigrateError::from_pg(file.version, &e);
+            if cause.is_retryable() && n == 0 {
+                return Err(cause);
+            }
+            let left = invalid(client).await;
+            let shown: String = stmt.chars().take(200).collect();
+            let mut why = format!(
+                "statement {} of {} failed: {shown}: {cause}",
+                n + 1,
+                statements.len()
+            );
+            if !left.is_empty() {
+                why.push_str(&format!(
+                    "; invalid index(es) left behind: {}",
+                    left.join(", ")
+                ));
+            }
+            return Err(MigrateError::NeedsAttention {
+                version: file.version,
+                why,
+            });
+        }
+    }
+    const TABLE: &str =
+        "CREATE TABLE IF NOT EXISTS refinery_schema_history(version int4 PRIMARY KEY, \
+                         name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255))";
+    const INSERT: &str = "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)";
+    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    client
+        .batch_execute(TABLE)
+        .await
+        .map_err(|e| MigrateError::from_pg(file.version, &e))?;
+    client
+        .execute(
+            INSERT,
+            &[
+                &file.version,
+                &file.name,
+                &applied_on,
+                &file.checksum.to_string(),
+            ],
+        )
+        .await
+        .map_err(|e| MigrateError::NeedsAttention {
+            version: file.version,
+            why: format!(
+                "statements ran but the history row could not be written: {}",
+                crate::db::describe(&e)
+            ),
+        })?;
+    Ok(())
+}

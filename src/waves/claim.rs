@@ -1,0 +1,275 @@
+//! Claiming wave targets and recording what happened to them.
+//!
+//! Claim → commit → work → record: no control-DB transaction is open while a tenant is
+//! migrated. A claim is a lease (`lease_owner`, `lease_expires_at`) that the worker renews
+//! while the tenant runs; an expired lease makes the target claimable again, and the next
+//! runner re-reads the tenant's own history before doing anything.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::WaveError;
+use crate::migrate::{MigrateError, RunOutcome};
+use crate::registry::{record_event, Actor};
+
+/// A target this replica now holds.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub wave_id: Uuid,
+    pub tenant_id: Uuid,
+    pub slug: String,
+    /// Attempts so far, including this one.
+    pub attempt: i32,
+    pub target_version: i32,
+    pub lock_timeout_ms: i32,
+    pub statement_timeout_ms: i32,
+    pub max_attempts: i32,
+}
+
+/// Claims up to `max` targets of the wave's current phase for `owner`, honouring the
+/// wave's global and per-host concurrency across all replicas. `accept_plan` sees the
+/// wave's frozen migration fingerprint; returning false claims nothing.
+pub async fn claim(
+    pool: &Pool,
+    wave_id: Uuid,
+    owner: &str,
+    lease: Duration,
+    max: usize,
+    accept_plan: impl Fn(&Value) -> bool,
+) -> Result<Vec<Claimed>, WaveError> {
+    // The wave row lock serializes claimers of one wave, which is what makes the
+    // concurrency caps hold across replicas; SKIP LOCKED means nobody waits for it.
+    const WAVE: &str = "SELECT state, current_phase, max_concurrency, max_per_host, target_version, lock_timeout_ms, \
+         statement_timeout_ms, max_attempts, plan->'migrations' FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    const RUNNING: &str = "SELECT db_host, count(*) FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1";
+    const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND phase = $2 \
+           AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
+         ORDER BY slug LIMIT $3 FOR UPDATE SKIP LOCKED";
+    const TAKE: &str = "UPDATE control_plane.wave_targets SET state = 'running', lease_owner = $2, \
+         lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
+         WHERE wave_id = $1 AND tenant_id = ANY($4) RETURNING tenant_id, slug, attempts";
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(w) = tx.query_opt(WAVE, &[&wave_id]).await? else {
+        return Ok(Vec::new());
+    };
+    let state: String = w.get(0);
+    let plan: Option<Value> = w.get(8);
+    if !(state == "canary" || state == "rolling") || !accept_plan(&plan.unwrap_or(Value::Null)) {
+        return Ok(Vec::new());
+    }
+    let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
+    let mut per_host: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for r in tx.query(RUNNING, &[&wave_id]).await? {
+        per_host.insert(r.get(0), r.get(1));
+    }
+    let running: i64 = per_host.values().sum();
+    let mut free = (max_conc as i64 - running).clamp(0, max as i64) as usize;
+    if free == 0 {
+        return Ok(Vec::new());
+    }
+    let mut picked = Vec::new();
+    for r in tx
+        .query(CANDIDATES, &[&wave_id, &phase, &(max_conc as i64 * 4)])
+        .await?
+    {
+        let host: String = r.get(2);
+        let on_host = per_host.entry(host).or_default();
+        if *on_host >= max_host as i64 {
+            continue;
+        }
+        *on_host += 1;
+        picked.push(r.get::<_, Uuid>(0));
+        free -= 1;
+        if free == 0 {
+            break;
+        }
+    }
+    if picked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = tx
+        .query(TAKE, &[&wave_id, &owner, &lease.as_secs_f64(), &picked])
+        .await?;
+    tx.commit().await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            wave_id,
+            tenant_id: r.get(0),
+            slug: r.get(1),
+            attempt: r.get(2),
+            target_version: w.get(4),
+            lock_timeout_ms: w.get(5),
+            statement_timeout_ms: w.get(6),
+            max_attempts: w.get(7),
+        })
+        .collect())
+}
+
+/// Extends the lease; false when it is no longer ours.
+pub async fn renew(
+    pool: &Pool,
+    c: &Claimed,
+    owner: &str,
+    lease: Duration,
+) -> Result<bool, WaveError> {
+    const SQL: &str = "UPDATE control_plane.wave_targets SET lease_expires_at = now() + make_interval(secs => $4::float8) \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            SQL,
+            &[&c.wave_id, &c.tenant_id, &owner, &lease.as_secs_f64()],
+        )
+        .await?
+        == 1)
+}
+
+/// Records a success: the tenant's `schema_version`, a `migrated` event when something
+/// changed, and the target, in one transaction. The tenant update and event are written
+/// even if the lease was lost meanwhile: the work happened, and the replica that took the
+/// target over will find the tenant at the target and write no second event.
+pub async fn succeed(
+    pool: &Pool,
+    c: &Claimed,
+    owner: &str,
+    out: &RunOutcome,
+    duration_ms: i64,
+    actor: &Actor,
+) -> Result<(), WaveError> {
+    const TENANT: &str =
+        "SELECT schema_version FROM control_plane.tenants WHERE id = $1 FOR UPDATE";
+    const SET_VERSION: &str = "UPDATE control_plane.tenants SET schema_version = $2, migration_issue = NULL WHERE id = $1";
+    const TARGET: &str = "UPDATE control_plane.wave_targets SET state = 'succeeded', from_version = $4, to_version = $5, \
+         finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let recorded: Option<i32> = tx.query_one(TENANT, &[&c.tenant_id]).await?.get(0);
+    tx.execute(SET_VERSION, &[&c.tenant_id, &out.to]).await?;
+    if !out.applied.is_empty() || recorded != out.to {
+        // When nothing was applied here but the registry lagged (a crash between the tenant's
+        // commit and ours), `from` is what the registry believed.
+        let from = if out.applied.is_empty() {
+            recorded
+        } else {
+            out.from
+        };
+        let payload = json!({
+            "from": from, "to": out.to, "wave_id": c.wave_id, "duration_ms": duration_ms, "applied": out.applied,
+        });
+        record_event(&*tx, c.tenant_id, "migrated", actor, payload)
+            .await
+            .map_err(registry_err)?;
+    }
+    let owned = tx
+        .execute(
+            TARGET,
+            &[
+                &c.wave_id,
+                &c.tenant_id,
+                &owner,
+                &out.from,
+                &out.to,
+                &duration_ms,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    if owned == 0 {
+        tracing::warn!(slug = %c.slug, "lease lost while migrating; the tenant's new version is recorded, the target is left to its new owner");
+    }
+    Ok(())
+}
+
+fn registry_err(e: crate::registry::RegistryError) -> WaveError {
+    match e {
+        crate::registry::RegistryError::Db(d) => WaveError::Db(d),
+        other => WaveError::Db(crate::db::DbError::Migration(other.to_string())),
+    }
+}
+
+/// Records a failure: back to pending after a backoff when retryable and attempts remain,
+/// otherwise failed with an `error` event (and the tenant flagged for drift or attention).
+pub async fn fail(
+    pool: &Pool,
+    c: &Claimed,
+    owner: &str,
+    err: &MigrateError,
+    backoff: Duration,
+    actor: &Actor,
+) -> Result<bool, WaveError> {
+    const RETRY: &str = "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, \
+         next_attempt_at = now() + make_interval(secs => $4::float8), error = $5, error_kind = $6 \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    const FAILED: &str = "UPDATE control_plane.wave_targets SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, \
+         finished_at = now(), error = $4, error_kind = $5 \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    const ISSUE: &str = "UPDATE control_plane.tenants SET migration_issue = $2 WHERE id = $1";
+    let kind = err.kind().as_str();
+    let message = err.to_string();
+    let retry = err.is_retryable() && c.attempt < c.max_attempts;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if retry {
+        tx.execute(
+            RETRY,
+            &[
+                &c.wave_id,
+                &c.tenant_id,
+                &owner,
+                &backoff.as_secs_f64(),
+                &message,
+                &kind,
+            ],
+        )
+        .await?;
+    } else {
+        let owned = tx
+            .execute(FAILED, &[&c.wave_id, &c.tenant_id, &owner, &message, &kind])
+            .await?;
+        if owned == 1 {
+            let payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": message, "attempts": c.attempt });
+            record_event(&*tx, c.tenant_id, "error", actor, payload)
+                .await
+                .map_err(registry_err)?;
+            if let MigrateError::Drift { version, .. }
+            | MigrateError::NeedsAttention { version, .. } = err
+            {
+                let issue = json!({ "kind": kind, "version": version, "message": message, "wave_id": c.wave_id });
+                tx.execute(ISSUE, &[&c.tenant_id, &issue]).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(retry)
+}
+
+/// Marks a target skipped (the tenant is provisioning, deleting or deleted).
+pub async fn skip(pool: &Pool, c: &Claimed, owner: &str, reason: &str) -> Result<(), WaveError> {
+    const SQL: &str = "UPDATE control_plane.wave_targets SET state = 'skipped', error = $4, finished_at = now(), \
+         lease_owner = NULL, lease_expires_at = NULL WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3";
+    let client = pool.get().await?;
+    client
+        .execute(SQL, &[&c.wave_id, &c.tenant_id, &owner, &reason])
+        .await?;
+    Ok(())
+}
+
+/// Gives back every lease `owner` holds (graceful shutdown), so another replica can
+/// continue at once instead of waiting for the leases to expire.
+pub async fn release_all(pool: &Pool, owner: &str) -> Result<u64, WaveError> {
+    const SQL: &str = "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, \
+         attempts = greatest(attempts - 1, 0), next_attempt_at = now() WHERE lease_owner = $1 AND state = 'running'";
+    let client = pool.get().await?;
+    Ok(client.execute(SQL, &[&owner]).await?)
+}

@@ -1,0 +1,78 @@
+//! Migration waves: move a set of tenants to a target version, canaries first, then
+//! batches, halting before a bad migration spreads.
+//!
+//! ```text
+//!             ┌────────── pause ──────────┐        resume ▲ (to the state it left)
+//!             │                           ▼               │
+//!  pending ─► canary ─► soaking ─► rolling ─► completed    paused
+//!     │         │ a canary fails     │ failure budget spent
+//!     │         ▼                    ▼
+//!     │       halted ◄───────────────┘   resume: failed targets back to pending
+//!     └──(no canaries)──► rolling         abort (any non-final state) ─► aborted
+//! ```
+//!
+//! Work is rows: `wave_targets`, claimed by any replica with `FOR UPDATE SKIP LOCKED` and a
+//! lease renewed while the tenant runs ([`claim`]). State changes of a wave happen in a
+//! transaction holding its row lock, so exactly one replica moves it ([`store`]).
+//! [`executor`] is the per-replica loop (the `wave-worker` task): every 250 ms, or at
+//! once when a tenant finishes, it advances active waves and claims free work.
+//!
+//! Tenants whose status changes mid-wave: suspended ones are still migrated (their
+//! schema must be current when they come back); provisioning, deleting and deleted ones
+//! are skipped with the reason recorded.
+
+pub mod claim;
+pub mod executor;
+pub mod plan;
+pub mod store;
+
+pub use plan::{CanarySpec, Selector, WaveRequest};
+pub use store::{WaveStore, WaveView};
+
+use crate::db::DbError;
+
+/// Why a wave operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WaveError {
+    /// The request is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// No wave with this id.
+    #[error("no wave {0}")]
+    NotFound(String),
+    /// The operation does not apply in the wave's state.
+    #[error("cannot {action} wave {id}: it is {state}")]
+    IllegalState {
+        id: String,
+        action: &'static str,
+        state: String,
+    },
+    /// The migration files could not be loaded.
+    #[error("tenant migrations: {0}")]
+    Migrations(#[from] crate::migrate::SetError),
+    /// The control DB failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl WaveError {
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WaveError::Db(e) if e.is_retryable())
+    }
+}
+
+impl From<tokio_postgres::Error> for WaveError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        WaveError::Db(DbError::Postgres(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for WaveError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        WaveError::Db(DbError::Pool(e))
+    }
+}

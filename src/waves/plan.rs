@@ -1,0 +1,337 @@
+//! Turning a `POST /v1/waves` request into a frozen plan: which tenants, which of them are
+//! canaries, which batch each of the rest is in. Pure functions; the SQL is in `store`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::WaveError;
+
+/// Which tenants a wave covers. Empty = every live active or suspended tenant.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Tenants carrying all these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Exactly these tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slugs: Option<Vec<String>>,
+    /// Tenants on this billing plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_plan: Option<String>,
+}
+
+/// Which tenants go first. Empty = the selected tenants flagged `canary`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    /// These tenants (must be selected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slugs: Option<Vec<String>>,
+    /// N tenants, chosen deterministically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// N % of the selected tenants (rounded up), chosen deterministically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+}
+
+/// Body of `POST /v1/waves`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveRequest {
+    /// Version to reach; default the latest migration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+    /// Tenants per batch (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i32>,
+    /// Tenants migrated at once across all replicas (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i32>,
+    /// Tenants migrated at once on one database host (default: max_concurrency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_host: Option<i32>,
+    /// Halt when more than this many tenants failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<i32>,
+    /// Halt when more than this percentage of the wave failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_percent: Option<f64>,
+    /// Wait after the canaries succeeded (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_seconds: Option<i32>,
+    /// Per-tenant `lock_timeout` (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_ms: Option<i32>,
+    /// Per-tenant `statement_timeout` (default 600000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_ms: Option<i32>,
+    /// Attempts per tenant for retryable errors (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i32>,
+}
+
+/// The effective settings, every default filled in and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub batch_size: i32,
+    pub max_concurrency: i32,
+    pub max_per_host: i32,
+    pub max_failures: Option<i32>,
+    pub max_failure_percent: Option<f64>,
+    pub soak_seconds: i32,
+    pub lock_timeout_ms: i32,
+    pub statement_timeout_ms: i32,
+    pub max_attempts: i32,
+}
+
+fn positive(field: &'static str, v: Option<i32>, default: i32, max: i32) -> Result<i32, WaveError> {
+    let v = v.unwrap_or(default);
+    if v < 1 || v > max {
+        return Err(WaveError::Invalid {
+            field,
+            message: format!("must be between 1 and {max}"),
+        });
+    }
+    Ok(v)
+}
+
+impl WaveRequest {
+    /// Fills defaults and checks ranges.
+    pub fn settings(&self) -> Result<Settings, WaveError> {
+        let max_concurrency = positive("max_concurrency", self.max_concurrency, 10, 1000)?;
+        if self.max_failures.is_some_and(|n| n < 0) {
+            return Err(WaveError::Invalid {
+                field: "max_failures",
+                message: "must be 0 or more".into(),
+            });
+        }
+        if self
+            .max_failure_percent
+            .is_some_and(|p| !(0.0..=100.0).contains(&p))
+        {
+            return Err(WaveError::Invalid {
+                field: "max_failure_percent",
+                message: "must be between 0 and 100".into(),
+            });
+        }
+        let soak_seconds = self.soak_seconds.unwrap_or(30);
+        if !(0..=7 * 86400).contains(&soak_seconds) {
+            return Err(WaveError::Invalid {
+                field: "soak_seconds",
+                message: "must be between 0 and 604800".into(),
+            });
+        }
+        Ok(Settings {
+            batch_size: positive("batch_size", self.batch_size, 50, 100_000)?,
+            max_concurrency,
+            max_per_host: positive("max_per_host", self.max_per_host, max_concurrency, 1000)?,
+            max_failures: self.max_failures,
+            max_failure_percent: self.max_failure_percent,
+            soak_seconds,
+            lock_timeout_ms: positive("lock_timeout_ms", self.lock_timeout_ms, 5_000, 3_600_000)?,
+            statement_timeout_ms: positive(
+                "statement_timeout_ms",
+                self.statement_timeout_ms,
+                600_000,
+                86_400_000,
+            )?,
+            max_attempts: positive("max_attempts", self.max_attempts, 5, 100)?,
+        })
+    }
+}
+
+/// A tenant a wave may cover, as read at plan time.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: Uuid,
+    pub slug: String,
+    pub db_host: String,
+    pub canary: bool,
+}
+
+/// A planned target: the tenant and its phase (0 = canary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub id: Uuid,
+    pub slug: String,
+    pub db_host: String,
+    pub phase: i32,
+}
+
+/// FNV-1a of the slug: a stable, well-mixed order for choosing canaries, so "3 canaries"
+/// picks the same tenants every time but not simply the first three alphabetically.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Assigns phases: canaries to 0, the rest in slug order to batches 1..n.
+/// `candidates` must already be the selected tenants. Returns targets and the batch count.
+pub fn assign_phases(
+    mut candidates: Vec<Candidate>,
+    canary: &CanarySpec,
+    batch_size: i32,
+) -> Result<(Vec<Planned>, i32), WaveError> {
+    candidates.sort_by(|a, b| a.slug.cmp(&b.slug));
+    let chosen: BTreeSet<String> = if let Some(slugs) = &canary.slugs {
+        let wanted: BTreeSet<String> = slugs.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|s| !candidates.iter().any(|c| &&c.slug == s))
+            .collect();
+        if !missing.is_empty() {
+            return Err(WaveError::Invalid {
+                field: "canary.slugs",
+                message: format!(
+                    "not among the selected tenants: {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        wanted
+    } else if canary.count.is_some() || canary.percent.is_some() {
+        let n = match (canary.count, canary.percent) {
+            (Some(n), _) => n as usize,
+            (None, Some(p)) if (0.0..=100.0).contains(&p) => {
+                (candidates.len() as f64 * p / 100.0).ceil() as usize
+            }
+            _ => {
+                return Err(WaveError::Invalid {
+                    field: "canary.percent",
+                    message: "must be between 0 and 100".into(),
+                })
+            }
+        };
+        let mut by_hash: Vec<&Candidate> = candidates.iter().collect();
+        by_hash.sort_by_key(|c| (stable_hash(&c.slug), c.slug.clone()));
+        by_hash.iter().take(n).map(|c| c.slug.clone()).collect()
+    } else {
+        candidates
+            .iter()
+            .filter(|c| c.canary)
+            .map(|c| c.slug.clone())
+            .collect()
+    };
+    let mut planned = Vec::with_capacity(candidates.len());
+    let mut batch_index = 0usize;
+    for c in candidates {
+        let phase = if chosen.contains(&c.slug) {
+            0
+        } else {
+            batch_index += 1;
+            ((batch_index - 1) / batch_size as usize) as i32 + 1
+        };
+        planned.push(Planned {
+            id: c.id,
+            slug: c.slug,
+            db_host: c.db_host,
+            phase,
+        });
+    }
+    let batches = planned.iter().map(|p| p.phase).max().unwrap_or(0);
+    Ok((planned, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cands(n: usize, canary: &[usize]) -> Vec<Candidate> {
+        (0..n)
+            .map(|i| Candidate {
+                id: Uuid::from_u128(i as u128 + 1),
+                slug: format!("t{i:02}"),
+                db_host: "db1".into(),
+                canary: canary.contains(&i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flagged_canaries_go_first_and_the_rest_fill_batches_in_slug_order() {
+        let (plan, batches) = assign_phases(cands(7, &[3]), &CanarySpec::default(), 3).unwrap();
+
+        assert_eq!(batches, 2);
+        let phase = |s: &str| plan.iter().find(|p| p.slug == s).unwrap().phase;
+        assert_eq!(phase("t03"), 0);
+        assert_eq!(
+            [phase("t00"), phase("t01"), phase("t02"), phase("t04")],
+            [1, 1, 1, 2]
+        );
+        assert_eq!([phase("t05"), phase("t06")], [2, 2]);
+    }
+
+    #[test]
+    fn canary_count_and_percent_are_deterministic() {
+        let spec = CanarySpec {
+            count: Some(2),
+            ..Default::default()
+        };
+        let a = assign_phases(cands(20, &[]), &spec, 5).unwrap().0;
+        let b = assign_phases(cands(20, &[]), &spec, 5).unwrap().0;
+        let pct = assign_phases(
+            cands(20, &[]),
+            &CanarySpec {
+                percent: Some(10.0),
+                ..Default::default()
+            },
+            5,
+        )
+        .unwrap()
+        .0;
+
+        let canaries = |p: &[Planned]| {
+            p.iter()
+                .filter(|t| t.phase == 0)
+                .map(|t| t.slug.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(canaries(&a).len(), 2);
+        assert_eq!(canaries(&a), canaries(&b));
+        assert_eq!(canaries(&pct), canaries(&a));
+    }
+
+    #[test]
+    fn explicit_canaries_must_be_selected() {
+        let spec = CanarySpec {
+            slugs: Some(vec!["nope".into()]),
+            ..Default::default()
+        };
+
+        let err = assign_phases(cands(3, &[]), &spec, 5).unwrap_err();
+
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn defaults_fill_in_and_ranges_are_checked() {
+        let s = WaveRequest::default().settings().unwrap();
+        assert_eq!(
+            (
+                s.batch_size,
+                s.max_concurrency,
+                s.max_per_host,
+                s.max_attempts
+            ),
+            (50, 10, 10, 5)
+        );
+        let bad = WaveRequest {
+            batch_size: Some(0),
+            ..Default::default()
+        };
+        assert!(bad.settings().is_err());
+    }
+}

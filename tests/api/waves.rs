@@ -1,0 +1,583 @@
+//! Migration waves in one daemon: canary gate, failure budget, retries, timeouts, drift,
+//! no-transaction files, operator actions and the fleet report.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    connect, counted_migrations, history, register_tenants, side_effects, spawn_app_with,
+    start_wave, wait_wave, MigrationsDir, SecretsDir, TestApp,
+};
+
+const DONE: &[&str] = &["completed", "halted", "aborted"];
+
+async fn app_with(
+    migrations: &MigrationsDir,
+    secrets: &SecretsDir,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let mut settings = vec![
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RETRY_BACKOFF", "100ms"),
+    ];
+    settings.extend_from_slice(extra);
+    spawn_app_with(&settings).await
+}
+
+fn counted() -> MigrationsDir {
+    let files = counted_migrations(0.0);
+    MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
+    let targets: Vec<Value> = app
+        .req(Method::GET, &format!("/v1/waves/{id}/targets?state=failed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    targets
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "ok", 7, 2).await;
+
+    let id = start_wave(
+        &app,
+        json!({"batch_size": 2, "soak_seconds": 0, "max_concurrency": 3}),
+    )
+    .await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["target_version"], 3);
+    assert_eq!(wave["counts"]["succeeded"], 7);
+    let phases: Vec<(String, i64)> = wave["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            ("canary".into(), 2),
+            ("batch 1".into(), 2),
+            ("batch 2".into(), 2),
+            ("batch 3".into(), 1)
+        ]
+    );
+    for t in &tenants {
+        assert_eq!(history(&t.url).await, vec![1, 2, 3]);
+        assert_eq!(side_effects(&t.url).await, vec![1, 2, 3]);
+        let got: Value = app.get_tenant(&t.slug).await.json().await.unwrap();
+        assert_eq!(got["schema_version"], 3);
+    }
+    let db = app.control_db().await;
+    let payload: Value = db
+        .query_one(
+            "SELECT payload FROM control_plane.tenant_events WHERE event_type = 'migrated' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(payload["from"], Value::Null);
+    assert_eq!(payload["to"], 3);
+    assert_eq!(payload["wave_id"], id.as_str());
+    assert!(payload["duration_ms"].is_number());
+    let batch_started: bool = db
+        .query_one(
+            "SELECT min(started_at) FILTER (WHERE phase = 1) >= max(finished_at) FILTER (WHERE phase = 0) \
+             FROM control_plane.wave_targets",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        batch_started,
+        "no batch tenant started before every canary finished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "cn", 6, 2).await;
+    connect(&tenants[1].url)
+        .await
+        .batch_execute("CREATE TABLE widgets (x int)")
+        .await
+        .unwrap();
+
+    let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(wave["state"], "halted", "{wave:#}");
+    let reason = wave["halt_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cn-001") && reason.contains("42P07"),
+        "{reason}"
+    );
+    assert_eq!(failed_slugs(&app, &id).await, vec!["cn-001"]);
+    for t in &tenants[2..] {
+        assert!(
+            history(&t.url).await.is_empty(),
+            "batch tenant {} was touched",
+            t.slug
+        );
+    }
+    let err: Value = app
+        .req(Method::GET, "/v1/tenants/cn-001/events")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(err["items"][0]["event_type"], "error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_of_two() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "bg", 20, 0).await;
+    for i in [2, 5, 8] {
+        connect(&tenants[i].url)
+            .await
+            .batch_execute("CREATE TABLE widgets (x int)")
+            .await
+            .unwrap();
+    }
+
+    let id = start_wave(
+        &app,
+        json!({"batch_size": 20, "max_concurrency": 1, "max_failures": 2}),
+    )
+    .await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(90)).await;
+
+    assert_eq!(wave["state"], "halted", "{wave:#}");
+    assert_eq!(wave["counts"]["failed"], 3);
+    assert_eq!(
+        wave["counts"]["succeeded"], 6,
+        "tenants after the third failure were not started"
+    );
+    assert!(wave["halt_reason"]
+        .as_str()
+        .unwrap()
+        .contains("failure budget"));
+    assert_eq!(
+        failed_slugs(&app, &id).await,
+        vec!["bg-002", "bg-005", "bg-008"]
+    );
+    assert!(history(&tenants[19].url).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succeeded() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "rs", 4, 1).await;
+    connect(&tenants[0].url)
+        .await
+        .batch_execute("CREATE TABLE widgets (x int)")
+        .await
+        .unwrap();
+    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
+    wait_wave(&app.base(), &id, &["halted"], Duration::from_secs(60)).await;
+
+    connect(&tenants[0].url)
+        .await
+        .batch_execute("DROP TABLE widgets")
+        .await
+        .unwrap();
+    let resumed = app
+        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(resumed.status(), StatusCode::OK);
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    for t in &tenants {
+        assert_eq!(side_effects(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_server_is_down_is_retried_and_succeeds_once_it_is_back() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let mut other = tokio::task::spawn_blocking(|| {
+        drover::devcluster::Cluster::start(drover::devcluster::ClusterOptions {
+            stop_with_process: true,
+            ..Default::default()
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    other.psql("postgres", "CREATE DATABASE t_remote").unwrap();
+    secrets.put("tenants/pw", "x");
+    let mut body = crate::helpers::tenant_body("remote");
+    body["db_host"] = json!("127.0.0.1");
+    body["db_port"] = json!(other.port());
+    body["db_name"] = json!("t_remote");
+    body["db_user"] = json!("postgres");
+    body["db_secret_ref"] = json!("file:tenants/pw");
+    app.create_tenant(&body).await;
+    other = tokio::task::spawn_blocking(move || {
+        other.stop_server().unwrap();
+        other
+    })
+    .await
+    .unwrap();
+
+    let id = start_wave(&app, json!({"max_attempts": 30})).await;
+    let base = app.base();
+    let saw_retry = crate::helpers::wait_until(Duration::from_secs(20), || async {
+        let w = crate::helpers::wave_at(&base, &id).await;
+        w["counts"]["pending"] == 1
+            && app_target_error(&app, &id)
+                .await
+                .is_some_and(|(k, _)| k == "retryable")
+    })
+    .await;
+    let other = tokio::task::spawn_blocking(move || {
+        other.start_server().unwrap();
+        other
+    })
+    .await
+    .unwrap();
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert!(
+        saw_retry,
+        "the refused connection was not classified retryable"
+    );
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(side_effects(&other.url("t_remote")).await, vec![1, 2, 3]);
+}
+
+async fn app_target_error(app: &TestApp, id: &str) -> Option<(String, String)> {
+    let t: Vec<Value> = app
+        .req(Method::GET, &format!("/v1/waves/{id}/targets"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let t = t.first()?;
+    Some((
+        t["error_kind"].as_str()?.to_string(),
+        t["error"].as_str()?.to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_another_session_gives_that_tenant_a_lock_timeout_and_the_wave_does_not_hang(
+) {
+    let migrations = MigrationsDir::new(&[
+        ("V1__t.sql", "CREATE TABLE accounts (id int);"),
+        ("V2__col.sql", "ALTER TABLE accounts ADD COLUMN email text;"),
+    ]);
+    let secrets = SecretsDir::new();
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "lk", 2, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let mut holder = connect(&tenants[0].url).await;
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let id = start_wave(
+        &app,
+        json!({"lock_timeout_ms": 300, "max_attempts": 2, "max_failures": 5}),
+    )
+    .await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(30)).await;
+    tx.rollback().await.unwrap();
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["failed"], 1);
+    assert_eq!(wave["counts"]["succeeded"], 1);
+    let (kind, error) = app_target_error_of(&app, &id, "lk-000").await;
+    assert_eq!(kind, "timeout");
+    assert!(error.contains("55P03"), "{error}");
+    assert_eq!(history(&tenants[0].url).await, vec![1]);
+}
+
+async fn app_target_error_of(app: &TestApp, id: &str, slug: &str) -> (String, String) {
+    let t: Vec<Value> = app
+        .req(Method::GET, &format!("/v1/waves/{id}/targets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = t.iter().find(|t| t["slug"] == slug).unwrap();
+    (
+        t["error_kind"].as_str().unwrap_or("").to_string(),
+        t["error"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_migration_is_drift_and_nothing_runs_on_that_tenant() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "dr", 2, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    connect(&tenants[0].url)
+        .await
+        .batch_execute("UPDATE refinery_schema_history SET checksum = '42' WHERE version = 1")
+        .await
+        .unwrap();
+
+    let id = start_wave(&app, json!({"max_failures": 1})).await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
+    let (kind, error) = app_target_error_of(&app, &id, "dr-000").await;
+    assert_eq!(kind, "drift");
+    assert!(error.contains("V1") && error.contains("edited"), "{error}");
+    assert_eq!(
+        history(&tenants[0].url).await,
+        vec![1],
+        "nothing ran on the drifted tenant"
+    );
+    assert_eq!(side_effects(&tenants[0].url).await, vec![1]);
+    assert_eq!(history(&tenants[1].url).await, vec![1, 2, 3]);
+    let fleet: Value = app
+        .req(Method::GET, "/v1/fleet")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fleet["drifted"][0]["slug"], "dr-000");
+    assert_eq!(fleet["drifted"][0]["issue"]["version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_needs_attention() {
+    let migrations = MigrationsDir::new(&[
+        ("V1__t.sql", "CREATE TABLE accounts (id int, email text);"),
+        (
+            "V2__email_idx.sql",
+            "-- drover:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY accounts_email_key ON accounts (email);\n",
+        ),
+    ]);
+    let secrets = SecretsDir::new();
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "nt", 2, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    connect(&tenants[1].url)
+        .await
+        .batch_execute("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')")
+        .await
+        .unwrap();
+
+    let id = start_wave(&app, json!({"max_failures": 1})).await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(wave["counts"]["succeeded"], 1, "{wave:#}");
+    assert_eq!(history(&tenants[0].url).await, vec![1, 2]);
+    let valid: bool = connect(&tenants[0].url)
+        .await
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'accounts_email_key'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let (kind, error) = app_target_error_of(&app, &id, "nt-001").await;
+    assert_eq!(kind, "needs_attention");
+    assert!(
+        error.contains("invalid index") && error.contains("accounts_email_key"),
+        "{error}"
+    );
+    assert_eq!(history(&tenants[1].url).await, vec![1]);
+    let fleet: Value = app
+        .req(Method::GET, "/v1/fleet")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fleet["needs_attention"][0]["slug"], "nt-001");
+
+    // A retry must not skip the broken index silently.
+    connect(&tenants[1].url)
+        .await
+        .batch_execute("DELETE FROM accounts WHERE id = 2")
+        .await
+        .unwrap();
+    let retry = start_wave(&app, json!({"selector": {"slugs": ["nt-001"]}})).await;
+    wait_wave(&app.base(), &retry, DONE, Duration::from_secs(60)).await;
+    let (_, again) = app_target_error_of(&app, &retry, "nt-001").await;
+    assert!(again.contains("drop them"), "{again}");
+    assert_eq!(history(&tenants[1].url).await, vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "op", 3, 1).await;
+    let bad_target = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"target_version": 9}))
+        .send()
+        .await
+        .unwrap();
+    let unknown = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"batchsize": 9}))
+        .send()
+        .await
+        .unwrap();
+    let missing = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"selector": {"slugs": ["nobody"]}}))
+        .send()
+        .await
+        .unwrap();
+    let id = start_wave(&app, json!({"soak_seconds": 3600})).await;
+    wait_wave(&app.base(), &id, &["soaking"], Duration::from_secs(30)).await;
+
+    let paused: Value = app
+        .req(Method::POST, &format!("/v1/waves/{id}/pause"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pause_again = app
+        .req(Method::POST, &format!("/v1/waves/{id}/pause"))
+        .send()
+        .await
+        .unwrap();
+    let resumed: Value = app
+        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let aborted: Value = app
+        .req(Method::POST, &format!("/v1/waves/{id}/abort"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list: Vec<Value> = app
+        .req(Method::GET, "/v1/waves")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(bad_target.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(pause_again.status(), StatusCode::CONFLICT);
+    assert_eq!(resumed["state"], "soaking");
+    assert_eq!(aborted["state"], "aborted");
+    assert_eq!(aborted["counts"]["skipped"], 2);
+    assert_eq!(aborted["counts"]["succeeded"], 1);
+    assert_eq!(list[0]["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quickly() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[("DROVER_WORKER_SLOTS", "16")]).await;
+    let template = crate::helpers::fresh_database("tmpl").await;
+    let tdb = template.rsplit('/').next().unwrap().to_string();
+    // Migrate the template once through a one-tenant wave, then clone it 200 times.
+    secrets.put("tenants/pw", "x");
+    let (host, port) = crate::helpers::server_host_port();
+    let mut body = crate::helpers::tenant_body("template");
+    body["db_host"] = json!(host);
+    body["db_port"] = json!(port);
+    body["db_name"] = json!(tdb);
+    body["db_user"] = json!("postgres");
+    body["db_secret_ref"] = json!("file:tenants/pw");
+    app.create_tenant(&body).await;
+    let w = start_wave(&app, json!({})).await;
+    wait_wave(&app.base(), &w, &["completed"], Duration::from_secs(30)).await;
+    app.req(Method::DELETE, "/v1/tenants/template")
+        .send()
+        .await
+        .unwrap();
+    let admin = connect(&crate::helpers::db_url("postgres")).await;
+    let mut slugs = Vec::new();
+    for i in 0..200 {
+        let name = format!("{tdb}_c{i}");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tdb}\""))
+            .await
+            .unwrap();
+        let slug = format!("up-{i:03}");
+        body["slug"] = json!(slug);
+        body["db_name"] = json!(name);
+        assert_eq!(app.create_tenant(&body).await.status(), StatusCode::CREATED);
+        slugs.push((slug, crate::helpers::db_url(&name)));
+    }
+
+    let started = std::time::Instant::now();
+    let id = start_wave(&app, json!({"batch_size": 200, "max_concurrency": 16})).await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let took = started.elapsed();
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 200);
+    for (_, url) in slugs.iter().step_by(20) {
+        assert_eq!(side_effects(url).await, vec![1, 2, 3], "nothing re-ran");
+    }
+    println!("no-op wave over 200 up-to-date tenants: {took:?}");
+}
