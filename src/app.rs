@@ -32,9 +32,21 @@ use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
 
-/// Shared state: configuration, the control pool and the modules built on it.
+/// Shared state: configuration, the control pool and the modules built on it. Cloning is
+/// one reference-count increment (axum clones it for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppInner {
     /// Validated configuration.
     pub config: Arc<Config>,
     /// The control-plane pool.
@@ -118,7 +130,7 @@ impl Application {
             config.ca_file.clone(),
             load_migrations(&config)?,
         ));
-        let state = AppState {
+        let state = AppState(Arc::new(AppInner {
             waves,
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
@@ -127,7 +139,7 @@ impl Application {
             registry: Registry::new(pool.clone()),
             pool,
             config: Arc::new(config),
-        };
+        }));
         Ok(Application { state, listener })
     }
 

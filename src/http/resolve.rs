@@ -30,19 +30,15 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
 pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
     let answer = match state.resolver.resolve(&slug).await {
         Ok(Resolution::Ok(r)) => {
-            let t = &r.tenant;
-            // The DSN leaves the secret wrapper only here, straight into the response body.
-            let body = json!({
-                "slug": t.slug,
-                "dsn": r.dsn.expose_secret(),
-                "host": t.db_host,
-                "port": t.db_port,
-                "dbname": t.db_name,
-                "user": t.db_user,
-                "options": t.db_options,
-                "schema_version": t.schema_version,
-            });
-            (StatusCode::OK, Json(body)).into_response()
+            // The body (it holds the DSN) leaves its secret wrapper only here, copied
+            // straight into the response.
+            let body = r.rendered.body.expose_secret().to_owned();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
         }
         Ok(Resolution::Suspended { reason }) => {
             let body = json!({ "error": {

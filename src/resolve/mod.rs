@@ -30,7 +30,7 @@ use crate::registry::{string_map, Slug, TenantStatus};
 use crate::secrets::{SecretError, SecretRef, SecretStore};
 
 /// What resolution needs of a tenant row.
-#[derive(Debug, Clone)]
+/// Not `Debug`: it caches a DSN.
 pub struct TenantConn {
     pub slug: String,
     pub status: TenantStatus,
@@ -42,14 +42,73 @@ pub struct TenantConn {
     pub db_options: BTreeMap<String, String>,
     pub schema_version: Option<i32>,
     pub suspended_reason: Option<String>,
+    /// The answer last rendered for this row, with the password it was rendered from:
+    /// rebuilt only when the secret cache hands out a different password.
+    rendered: std::sync::Mutex<Option<(Arc<SecretString>, Arc<Rendered>)>>,
+}
+
+/// A rendered 200 answer. Both fields hold the password, so both are secrets.
+pub struct Rendered {
+    /// `postgresql://…` with the password.
+    pub dsn: SecretString,
+    /// The JSON body of `GET /v1/resolve/{slug}`.
+    pub body: SecretString,
+}
+
+/// The 200 body, rendered once per tenant row and password.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    slug: &'a str,
+    dsn: &'a str,
+    host: &'a str,
+    port: i32,
+    dbname: &'a str,
+    user: &'a str,
+    options: &'a BTreeMap<String, String>,
+    schema_version: Option<i32>,
+}
+
+impl TenantConn {
+    fn render(&self, password: &Arc<SecretString>) -> Arc<Rendered> {
+        use secrecy::ExposeSecret;
+        let mut cached = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((pw, r)) = cached.as_ref() {
+            if Arc::ptr_eq(pw, password) {
+                return r.clone();
+            }
+        }
+        let dsn = dsn::build(
+            &self.db_host,
+            self.db_port,
+            &self.db_name,
+            &self.db_user,
+            password,
+            &self.db_options,
+        );
+        let answer = Answer {
+            slug: &self.slug,
+            dsn: dsn.expose_secret(),
+            host: &self.db_host,
+            port: self.db_port,
+            dbname: &self.db_name,
+            user: &self.db_user,
+            options: &self.db_options,
+            schema_version: self.schema_version,
+        };
+        // Serializing borrowed strings and a string map cannot fail.
+        let body = SecretString::from(serde_json::to_string(&answer).unwrap_or_default());
+        let r = Arc::new(Rendered { dsn, body });
+        *cached = Some((password.clone(), r.clone()));
+        r
+    }
 }
 
 /// A successful resolution. Not `Debug`: it holds the DSN.
 pub struct Resolved {
     /// The tenant's connection parameters.
     pub tenant: Arc<TenantConn>,
-    /// `postgresql://…` with the password.
-    pub dsn: SecretString,
+    /// The DSN and the response body.
+    pub rendered: Arc<Rendered>,
 }
 
 /// The answer for a slug, by tenant status.
@@ -146,11 +205,47 @@ impl Resolver {
     }
 
     /// Resolves `slug` under the status policy.
-    #[tracing::instrument(skip_all, fields(slug))]
     pub async fn resolve(&self, slug: &str) -> Result<Resolution, ResolveError> {
         let Ok(slug) = Slug::for_lookup(slug) else {
             return Ok(self.count(Resolution::NotFound));
         };
+        // Hot path: both answers cached, no await. The loading path is boxed so the
+        // handler's future stays small (it is allocated for every request).
+        if let Some(answer) = self.cached(slug.as_str()) {
+            return Ok(self.count(answer));
+        }
+        Box::pin(self.resolve_loading(slug)).await
+    }
+
+    /// The answer from fresh cache entries only.
+    fn cached(&self, slug: &str) -> Option<Resolution> {
+        let tenant = self.tenants.peek(slug)?;
+        let Some(tenant) = tenant else {
+            return Some(Resolution::NotFound);
+        };
+        Some(match tenant.status {
+            TenantStatus::Active => {
+                let password = self.secrets.peek(&tenant.db_secret_ref)?;
+                self.stats.secret_hits.fetch_add(1, Ordering::Relaxed);
+                let rendered = tenant.render(&password);
+                Resolution::Ok(Resolved { tenant, rendered })
+            }
+            other => Self::refusal(&tenant, other),
+        })
+    }
+
+    fn refusal(tenant: &TenantConn, status: TenantStatus) -> Resolution {
+        match status {
+            TenantStatus::Suspended => Resolution::Suspended {
+                reason: tenant.suspended_reason.clone(),
+            },
+            TenantStatus::Deleted => Resolution::NotFound,
+            status => Resolution::NotReady { status },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(slug = %slug))]
+    async fn resolve_loading(&self, slug: Slug) -> Result<Resolution, ResolveError> {
         let (tenant, _) = self
             .tenants
             .get_or_load(slug.as_str(), || load_tenant(&self.pool, slug.as_str()))
@@ -168,22 +263,10 @@ impl Resolver {
                         return Err(e.into());
                     }
                 };
-                let t = &tenant;
-                let dsn = dsn::build(
-                    &t.db_host,
-                    t.db_port,
-                    &t.db_name,
-                    &t.db_user,
-                    &password,
-                    &t.db_options,
-                );
-                Resolution::Ok(Resolved { tenant, dsn })
+                let rendered = tenant.render(&password);
+                Resolution::Ok(Resolved { tenant, rendered })
             }
-            TenantStatus::Suspended => Resolution::Suspended {
-                reason: tenant.suspended_reason.clone(),
-            },
-            TenantStatus::Deleted => Resolution::NotFound,
-            status => Resolution::NotReady { status },
+            other => Self::refusal(&tenant, other),
         };
         Ok(self.count(answer))
     }
@@ -258,5 +341,6 @@ async fn load_tenant(pool: &Pool, slug: &str) -> Result<Option<Arc<TenantConn>>,
         db_options: string_map(row.get(7)),
         schema_version: row.get(8),
         suspended_reason: row.get(9),
+        rendered: std::sync::Mutex::new(None),
     })))
 }

@@ -460,7 +460,19 @@ pub async fn register_tenants(
     n: usize,
     canaries: usize,
 ) -> Vec<TenantDb> {
+    register_tenants_at(&app.base(), secrets, prefix, n, canaries).await
+}
+
+/// [`register_tenants`] against any daemon's base URL.
+pub async fn register_tenants_at(
+    base: &str,
+    secrets: &SecretsDir,
+    prefix: &str,
+    n: usize,
+    canaries: usize,
+) -> Vec<TenantDb> {
     secrets.put("tenants/pw", "unused-with-trust-auth");
+    let http = reqwest::Client::new();
     let (host, port) = server_host_port();
     let mut out = Vec::new();
     for i in 0..n {
@@ -474,7 +486,13 @@ pub async fn register_tenants(
         body["db_user"] = json!("postgres");
         body["db_secret_ref"] = json!("file:tenants/pw");
         body["canary"] = json!(i < canaries);
-        let resp = app.create_tenant(&body).await;
+        let resp = http
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             resp.status(),
             reqwest::StatusCode::CREATED,
@@ -488,8 +506,14 @@ pub async fn register_tenants(
 
 /// `POST /v1/waves` → the wave id.
 pub async fn start_wave(app: &TestApp, body: Value) -> String {
-    let resp = app
-        .req(reqwest::Method::POST, "/v1/waves")
+    start_wave_at(&app.base(), body).await
+}
+
+/// [`start_wave`] against any daemon's base URL.
+pub async fn start_wave_at(base: &str, body: Value) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/waves"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&body)
         .send()
         .await
@@ -561,4 +585,82 @@ pub async fn side_effects(url: &str) -> Vec<i32> {
         .await
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default()
+}
+
+/// A `drover serve` child process.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub base: String,
+    pub instance: String,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Daemon {
+    /// Starts `drover serve` on a free port and waits until it is ready.
+    pub async fn start(control_url: &str, instance: &str, env: &[(&str, &str)]) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = drover_cmd();
+        cmd.arg("serve")
+            .env("DROVER_DATABASE_URL", control_url)
+            .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DROVER_INSTANCE_ID", instance)
+            .env("DROVER_LOG", "info,drover=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let logs = Some(drain_stderr(&mut child));
+        let base = format!("http://127.0.0.1:{port}");
+        let ready_url = format!("{base}/readyz");
+        let ready = wait_until(Duration::from_secs(30), || async {
+            matches!(reqwest::get(&ready_url).await, Ok(r) if r.status().is_success())
+        })
+        .await;
+        assert!(ready, "drover serve {instance} never became ready");
+        Daemon {
+            child,
+            base,
+            instance: instance.to_string(),
+            logs,
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit; returns (success, logs).
+    pub async fn terminate(mut self) -> (bool, String) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut child = std::mem::replace(
+            &mut self.child,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        let logs = self.logs.take();
+        tokio::task::spawn_blocking(move || {
+            let ok = child.wait().unwrap().success();
+            (ok, logs.map(|l| l.join().unwrap()).unwrap_or_default())
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod control_schema;
 mod openbao;
 mod registry_check;
+mod replicas;
 mod resolve;
 mod tenants;
 mod tls;

@@ -1,0 +1,176 @@
+//! Real `drover serve` processes: crash in the middle of a wave, several replicas on one
+//! wave, graceful shutdown handing work over.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    connect, counted_migrations, fresh_database, history, register_tenants_at, side_effects,
+    start_wave_at, wait_until, wait_wave, wave_at, Daemon, MigrationsDir, SecretsDir,
+};
+
+fn slow_migrations() -> MigrationsDir {
+    let files = counted_migrations(0.3);
+    MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn env<'a>(m: &'a MigrationsDir, s: &'a SecretsDir) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", s.path()),
+        ("DROVER_WAVE_LEASE", "2s"),
+        ("DROVER_RETRY_BACKOFF", "100ms"),
+        ("DROVER_SHUTDOWN_GRACE", "20s"),
+    ]
+}
+
+async fn migrated_actors(control: &str) -> Vec<String> {
+    connect(control)
+        .await
+        .query("SELECT DISTINCT actor FROM control_plane.tenant_events WHERE event_type = 'migrated' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_wave_then_restart_finishes_every_tenant_exactly_once() {
+    let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let mut first = Daemon::start(&control, "first", &env(&migrations, &secrets)).await;
+    let tenants = register_tenants_at(&first.base, &secrets, "k9", 10, 0).await;
+    let id = start_wave_at(&first.base, json!({"max_concurrency": 3, "batch_size": 10})).await;
+    let base = first.base.clone();
+    let mid_wave = wait_until(Duration::from_secs(30), || async {
+        let w = wave_at(&base, &id).await;
+        w["counts"]["succeeded"].as_i64() >= Some(2) && w["counts"]["running"].as_i64() >= Some(1)
+    })
+    .await;
+    assert!(mid_wave, "the wave never got going");
+
+    first.kill9();
+    let at_kill: Vec<Vec<i32>> =
+        futures_util::future::join_all(tenants.iter().map(|t| history(&t.url))).await;
+    let second = Daemon::start(&control, "second", &env(&migrations, &secrets)).await;
+    let wave = wait_wave(
+        &second.base,
+        &id,
+        &["completed", "halted"],
+        Duration::from_secs(60),
+    )
+    .await;
+
+    assert!(
+        at_kill.iter().any(|h| h.len() < 3),
+        "the kill happened before the wave finished"
+    );
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 10);
+    for t in &tenants {
+        assert_eq!(history(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+        assert_eq!(
+            side_effects(&t.url).await,
+            vec![1, 2, 3],
+            "{} ran a migration twice",
+            t.slug
+        );
+    }
+    let versions: Vec<Option<i32>> = connect(&control)
+        .await
+        .query("SELECT schema_version FROM control_plane.tenants", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(versions.iter().all(|v| *v == Some(3)), "{versions:?}");
+    let report = crate::helpers::drover_cmd()
+        .arg("check")
+        .env("DROVER_DATABASE_URL", &control)
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "registry consistent after the crash: {}",
+        String::from_utf8_lossy(&report.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_wave_and_migrate_every_tenant_exactly_once() {
+    let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let mut e = env(&migrations, &secrets);
+    e.push(("DROVER_WORKER_SLOTS", "2"));
+    let a = Daemon::start(&control, "replica-a", &e).await;
+    let b = Daemon::start(&control, "replica-b", &e).await;
+    let tenants = register_tenants_at(&a.base, &secrets, "two", 12, 0).await;
+
+    let id = start_wave_at(&a.base, json!({"max_concurrency": 4, "batch_size": 12})).await;
+    let wave = wait_wave(
+        &b.base,
+        &id,
+        &["completed", "halted"],
+        Duration::from_secs(60),
+    )
+    .await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    for t in &tenants {
+        assert_eq!(side_effects(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+    }
+    assert_eq!(
+        migrated_actors(&control).await,
+        vec!["drover:replica-a", "drover:replica-b"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_completes_the_wave() {
+    let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let a = Daemon::start(&control, "leaving", &env(&migrations, &secrets)).await;
+    let tenants = register_tenants_at(&a.base, &secrets, "st", 8, 0).await;
+    let id = start_wave_at(&a.base, json!({"max_concurrency": 2, "batch_size": 8})).await;
+    let base = a.base.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            wave_at(&base, &id).await["counts"]["running"].as_i64() >= Some(1)
+        })
+        .await
+    );
+
+    let (clean, logs) = a.terminate().await;
+    let leases: i64 = connect(&control)
+        .await
+        .query_one(
+            "SELECT count(*) FROM control_plane.wave_targets WHERE lease_owner IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let b = Daemon::start(&control, "staying", &env(&migrations, &secrets)).await;
+    let wave: Value = wait_wave(
+        &b.base,
+        &id,
+        &["completed", "halted"],
+        Duration::from_secs(60),
+    )
+    .await;
+
+    assert!(clean, "exit after SIGTERM was not clean: {logs}");
+    assert_eq!(leases, 0, "leases left behind after a graceful stop");
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    for t in &tenants {
+        assert_eq!(side_effects(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+    }
+}
