@@ -591,7 +591,6 @@ pub async fn side_effects(url: &str) -> Vec<i32> {
 pub struct Daemon {
     pub child: std::process::Child,
     pub base: String,
-    pub instance: String,
     logs: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -624,12 +623,7 @@ impl Daemon {
         })
         .await;
         assert!(ready, "drover serve {instance} never became ready");
-        Daemon {
-            child,
-            base,
-            instance: instance.to_string(),
-            logs,
-        }
+        Daemon { child, base, logs }
     }
 
     /// SIGKILL: no chance to clean up.
