@@ -8,6 +8,7 @@
 mod client;
 mod output;
 mod tenants;
+mod waves;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use crate::db;
 use crate::registry::Registry;
 
 pub use tenants::TenantsCommand;
+pub use waves::WavesCommand;
 
 /// drover: tenant registry, DSN resolution and canary-first migration waves for
 /// database-per-tenant PostgreSQL fleets.
@@ -90,6 +92,26 @@ pub enum Command {
         /// The tenant's slug.
         slug: String,
     },
+    /// Start, watch and steer migration waves through a running daemon.
+    Waves {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: Box<WavesCommand>,
+    },
+    /// Schema versions across the fleet; drifted tenants and tenants needing attention.
+    Fleet {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The tenant migration files (DROVER_MIGRATIONS_DIR) as drover reads them.
+    Migrations {
+        #[command(subcommand)]
+        command: MigrationsCommand,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -97,6 +119,13 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<TenantsCommand>,
     },
+}
+
+/// `drover migrations …`.
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// Versions, names, checksums; fails naming any file refinery would skip.
+    List,
 }
 
 /// Exit code for `drover check` findings.
@@ -189,6 +218,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve { client, slug } => {
             init_tracing(None);
             tenants::resolve(&client, &slug).await
+        }
+        Command::Waves { client, command } => {
+            init_tracing(None);
+            match *command {
+                WavesCommand::Pause { id } => waves::act(&client, "pause", &id).await,
+                WavesCommand::Resume { id } => waves::act(&client, "resume", &id).await,
+                WavesCommand::Abort { id } => waves::act(&client, "abort", &id).await,
+                other => waves::run(&client, other).await,
+            }
+        }
+        Command::Fleet { client } => {
+            init_tracing(None);
+            waves::fleet(&client).await
+        }
+        Command::Migrations {
+            command: MigrationsCommand::List,
+            output,
+        } => {
+            let config = load()?;
+            waves::migrations_list(&config.migrations_dir, output)
         }
         Command::Tenants { client, command } => {
             init_tracing(None);

@@ -581,3 +581,82 @@ async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quic
     }
     println!("no-op wave over 200 up-to-date tenants: {took:?}");
 }
+
+fn cli(app: &TestApp) -> std::process::Command {
+    let mut cmd = crate::helpers::drover_cmd();
+    cmd.env("DROVER_SERVER", app.base())
+        .env("DROVER_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waves_start_watch_exits_zero_on_completion_and_non_zero_on_a_halt() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "cli", 3, 1).await;
+    let mut ok = cli(&app);
+    ok.args(["waves", "start", "--target", "2", "--soak", "0s", "--watch"]);
+    let completed = tokio::task::spawn_blocking(move || ok.output().unwrap())
+        .await
+        .unwrap();
+    connect(&tenants[0].url)
+        .await
+        .batch_execute(
+            "CREATE TABLE colour_clash (x int); ALTER TABLE widgets ADD COLUMN colour int",
+        )
+        .await
+        .unwrap();
+    let mut bad = cli(&app);
+    bad.args(["waves", "start", "--soak", "0s", "--watch"]);
+    let halted = tokio::task::spawn_blocking(move || bad.output().unwrap())
+        .await
+        .unwrap();
+    let mut fleet = cli(&app);
+    fleet.arg("fleet");
+    let fleet = tokio::task::spawn_blocking(move || fleet.output().unwrap())
+        .await
+        .unwrap();
+
+    assert!(
+        completed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&completed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&completed.stdout).contains("completed: 3 succeeded"));
+    assert_eq!(halted.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&halted.stderr);
+    assert!(err.contains("halted") && err.contains("cli-000"), "{err}");
+    let fleet = String::from_utf8_lossy(&fleet.stdout);
+    assert!(
+        fleet.contains("V2") && fleet.contains("latest version  V3"),
+        "{fleet}"
+    );
+}
+
+#[test]
+fn migrations_list_shows_checksums_and_fails_naming_a_file_refinery_would_skip() {
+    let dir = MigrationsDir::new(&[
+        ("V1__ok.sql", "SELECT 1;"),
+        ("V2__idx.sql", "-- drover:no-transaction\nSELECT 2;"),
+    ]);
+    let ok = crate::helpers::drover_cmd()
+        .args(["migrations", "list"])
+        .env("DROVER_MIGRATIONS_DIR", dir.path())
+        .output()
+        .unwrap();
+    dir.put("V3__add-col.sql", "SELECT 3;");
+    let bad = crate::helpers::drover_cmd()
+        .args(["migrations", "list"])
+        .env("DROVER_MIGRATIONS_DIR", dir.path())
+        .output()
+        .unwrap();
+
+    let table = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success());
+    assert!(
+        table.contains("V1") && table.contains("V2") && table.contains("yes"),
+        "{table}"
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("V3__add-col.sql"));
+}

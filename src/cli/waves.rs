@@ -1,0 +1,458 @@
+//! `drover waves …`, `drover fleet` and `drover migrations list`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::client::ApiClient;
+use super::output::table;
+use super::{ClientArgs, Output};
+use crate::config::parse_duration;
+use crate::registry::FleetReport;
+use crate::waves::{CanarySpec, Selector, WaveRequest, WaveView};
+
+/// Arguments of `drover waves start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Version to reach (default: the latest migration file).
+    #[arg(long)]
+    pub target: Option<i32>,
+    /// Only tenants with this label (key=value, repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Only these tenants (repeatable).
+    #[arg(long = "slug")]
+    pub slugs: Vec<String>,
+    /// Only tenants on this billing plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Canary tenants (repeatable; default: tenants flagged canary).
+    #[arg(long = "canary-slug")]
+    pub canary_slugs: Vec<String>,
+    /// Pick N canaries deterministically.
+    #[arg(long)]
+    pub canary_count: Option<u32>,
+    /// Pick N % of the tenants as canaries.
+    #[arg(long)]
+    pub canary_percent: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<i32>,
+    #[arg(long)]
+    pub max_concurrency: Option<i32>,
+    #[arg(long)]
+    pub max_per_host: Option<i32>,
+    /// Halt when more than N tenants failed (default: halt on the first failure).
+    #[arg(long)]
+    pub max_failures: Option<i32>,
+    /// Halt when more than P % of the tenants failed.
+    #[arg(long)]
+    pub max_failure_percent: Option<f64>,
+    /// Soak time after the canaries, e.g. 30s, 5m.
+    #[arg(long, value_parser = parse_duration)]
+    pub soak: Option<Duration>,
+    /// Per-tenant lock_timeout, e.g. 5s.
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// Per-tenant statement_timeout, e.g. 10m.
+    #[arg(long, value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
+    /// Draw live progress until the wave ends; exit non-zero if it halts or is aborted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Wave commands.
+#[derive(Debug, Subcommand)]
+pub enum WavesCommand {
+    /// Start a wave (canaries, soak, then batches) and optionally watch it.
+    ///
+    /// Example: drover waves start --canary-count 2 --batch-size 50 --max-failures 3 --soak 5m --watch
+    Start(Box<StartArgs>),
+    /// Recent waves.
+    List,
+    /// One wave: state, counts, phases, failures.
+    Show { id: String },
+    /// Live progress bars until the wave ends; exits non-zero if it halts or is aborted.
+    Watch { id: String },
+    /// Stop claiming new tenants (in-flight ones finish).
+    Pause { id: String },
+    /// Continue a paused wave, or retry the failed tenants of a halted one.
+    Resume { id: String },
+    /// End the wave; pending tenants are skipped.
+    Abort { id: String },
+}
+
+fn pairs(v: &[String]) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("expected key=value, got {p:?}"))
+        })
+        .collect::<anyhow::Result<_>>()
+        .map(Some)
+}
+
+fn ms(d: Option<Duration>) -> Option<i32> {
+    d.map(|d| d.as_millis().min(i32::MAX as u128) as i32)
+}
+
+/// Runs one wave command.
+pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.server)?;
+    let none: Option<&Value> = None;
+    let (id, watch) = match cmd {
+        WavesCommand::Start(a) => {
+            let StartArgs {
+                target,
+                labels,
+                slugs,
+                plan,
+                canary_slugs,
+                canary_count,
+                canary_percent,
+                batch_size,
+                max_concurrency,
+                max_per_host,
+                max_failures,
+                max_failure_percent,
+                soak,
+                lock_timeout,
+                statement_timeout,
+                max_attempts,
+                watch,
+            } = *a;
+            let selector = Selector {
+                labels: pairs(&labels)?,
+                slugs: (!slugs.is_empty()).then_some(slugs),
+                billing_plan: plan,
+            };
+            let canary = CanarySpec {
+                slugs: (!canary_slugs.is_empty()).then_some(canary_slugs),
+                count: canary_count,
+                percent: canary_percent,
+            };
+            let req = WaveRequest {
+                target_version: target,
+                selector: Some(selector),
+                canary: Some(canary),
+                batch_size,
+                max_concurrency,
+                max_per_host,
+                max_failures,
+                max_failure_percent,
+                soak_seconds: soak.map(|d| d.as_secs() as i32),
+                lock_timeout_ms: ms(lock_timeout),
+                statement_timeout_ms: ms(statement_timeout),
+                max_attempts,
+            };
+            let w: WaveView = api.call(Method::POST, "/v1/waves", Some(&req)).await?;
+            if !watch {
+                print_wave(args.output, &w)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "wave {} started: {} tenants to V{}",
+                w.id,
+                w.counts.total(),
+                w.target_version
+            );
+            (w.id.to_string(), true)
+        }
+        WavesCommand::List => {
+            let waves: Vec<WaveView> = api.call(Method::GET, "/v1/waves", none).await?;
+            if args.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&waves)?);
+            } else {
+                let rows: Vec<Vec<String>> = waves
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.id.to_string(),
+                            w.state.clone(),
+                            format!("V{}", w.target_version),
+                            format!("{}/{}", w.counts.succeeded, w.counts.total()),
+                            w.counts.failed.to_string(),
+                            w.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                            w.created_by.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["ID", "STATE", "TARGET", "DONE", "FAILED", "CREATED", "BY"],
+                    &rows,
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        WavesCommand::Show { id } => {
+            let w: WaveView = api
+                .call(Method::GET, &format!("/v1/waves/{}", enc(&id)), none)
+                .await?;
+            print_wave(args.output, &w)?;
+            return Ok(exit_for(&w.state));
+        }
+        WavesCommand::Watch { id } => (id, true),
+        WavesCommand::Pause { id } | WavesCommand::Resume { id } | WavesCommand::Abort { id } => {
+            unreachable!("handled by act: {id}")
+        }
+    };
+    debug_assert!(watch);
+    watch_wave(&api, &id).await
+}
+
+/// pause / resume / abort.
+pub async fn act(args: &ClientArgs, action: &str, id: &str) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.server)?;
+    let none: Option<&Value> = None;
+    let w: WaveView = api
+        .call(
+            Method::POST,
+            &format!("/v1/waves/{}/{action}", enc(id)),
+            none,
+        )
+        .await?;
+    print_wave(args.output, &w)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn enc(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect()
+}
+
+fn exit_for(state: &str) -> ExitCode {
+    match state {
+        "halted" | "aborted" => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn print_wave(output: Output, w: &WaveView) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(w)?);
+        return Ok(());
+    }
+    println!("wave     {}", w.id);
+    println!(
+        "state    {}{}",
+        w.state,
+        w.halt_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!("target   V{}", w.target_version);
+    let c = &w.counts;
+    println!(
+        "tenants  {} total: {} succeeded, {} failed, {} running, {} pending, {} skipped",
+        c.total(),
+        c.succeeded,
+        c.failed,
+        c.running,
+        c.pending,
+        c.skipped
+    );
+    if let Some(eta) = w.eta_seconds {
+        println!("eta      ~{eta} s");
+    }
+    let rows: Vec<Vec<String>> = w
+        .phases
+        .iter()
+        .map(|p| {
+            let c = &p.counts;
+            vec![
+                p.name.clone(),
+                p.total.to_string(),
+                c.succeeded.to_string(),
+                c.failed.to_string(),
+                c.running.to_string(),
+                c.pending.to_string(),
+                c.skipped.to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    table(
+        &[
+            "PHASE", "TOTAL", "OK", "FAILED", "RUNNING", "PENDING", "SKIPPED",
+        ],
+        &rows,
+    );
+    if !w.failures.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = w
+            .failures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.slug.clone(),
+                    f.kind.clone().unwrap_or_default(),
+                    f.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["FAILED TENANT", "KIND", "ERROR"], &rows);
+    }
+    Ok(())
+}
+
+/// Live bars per phase until the wave reaches a final state.
+async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<ExitCode> {
+    let none: Option<&Value> = None;
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let header = multi.add(ProgressBar::new_spinner());
+    let mut bars: BTreeMap<i32, ProgressBar> = BTreeMap::new();
+    let mut last_state = String::new();
+    loop {
+        let w: WaveView = api
+            .call(Method::GET, &format!("/v1/waves/{}", enc(id)), none)
+            .await?;
+        for p in &w.phases {
+            let bar = bars.entry(p.phase).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new(p.total as u64));
+                b.set_style(style.clone());
+                b.set_prefix(p.name.clone());
+                b
+            });
+            let c = &p.counts;
+            bar.set_position((c.succeeded + c.failed + c.skipped) as u64);
+            bar.set_message(format!(
+                "ok {} failed {} running {}",
+                c.succeeded, c.failed, c.running
+            ));
+        }
+        let eta = w
+            .eta_seconds
+            .map(|s| format!(", eta ~{s}s"))
+            .unwrap_or_default();
+        header.set_message(format!(
+            "wave {} {} → V{}{eta}",
+            w.id, w.state, w.target_version
+        ));
+        if w.state != last_state {
+            // Also as plain lines, for logs and terminals without bars.
+            if multi.is_hidden() {
+                eprintln!("wave {}: {}", w.id, w.state);
+            }
+            last_state = w.state.clone();
+        }
+        if matches!(w.state.as_str(), "completed" | "halted" | "aborted") {
+            header.finish_with_message(format!("wave {} {}", w.id, w.state));
+            for b in bars.values() {
+                b.finish();
+            }
+            if let Some(reason) = &w.halt_reason {
+                eprintln!("{}: {reason}", w.state);
+            }
+            for f in &w.failures {
+                eprintln!(
+                    "  {} [{}]: {}",
+                    f.slug,
+                    f.kind.as_deref().unwrap_or("?"),
+                    f.error.as_deref().unwrap_or("")
+                );
+            }
+            println!(
+                "wave {} {}: {} succeeded, {} failed, {} skipped",
+                w.id, w.state, w.counts.succeeded, w.counts.failed, w.counts.skipped
+            );
+            return Ok(exit_for(&w.state));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `drover fleet`.
+pub async fn fleet(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let api = ApiClient::new(&args.server)?;
+    let none: Option<&Value> = None;
+    let f: FleetReport = api.call(Method::GET, "/v1/fleet", none).await?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "latest version  {}",
+        f.latest_version.map_or("-".into(), |v| format!("V{v}"))
+    );
+    println!("tenants         {} ({} behind)", f.tenants, f.behind);
+    let rows: Vec<Vec<String>> = f
+        .by_version
+        .iter()
+        .map(|v| {
+            vec![
+                v.version
+                    .map_or("never migrated".into(), |v| format!("V{v}")),
+                v.tenants.to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    table(&["VERSION", "TENANTS"], &rows);
+    for (title, list) in [
+        ("DRIFTED", &f.drifted),
+        ("NEEDS ATTENTION", &f.needs_attention),
+    ] {
+        if !list.is_empty() {
+            println!();
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.slug.clone(),
+                        i.issue["message"].as_str().unwrap_or("").to_string(),
+                    ]
+                })
+                .collect();
+            table(&[title, "ISSUE"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `drover migrations list`: the local files as this binary sees them.
+pub fn migrations_list(dir: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
+    let set = crate::migrate::MigrationSet::load(dir)?;
+    if output == Output::Json {
+        let files: Vec<Value> = set
+            .files()
+            .iter()
+            .map(|f| serde_json::json!({"version": f.version, "name": f.name, "checksum": f.checksum.to_string(), "no_transaction": f.no_transaction}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&files)?);
+    } else {
+        let rows: Vec<Vec<String>> = set
+            .files()
+            .iter()
+            .map(|f| {
+                vec![
+                    format!("V{}", f.version),
+                    f.name.clone(),
+                    f.checksum.to_string(),
+                    if f.no_transaction {
+                        "yes".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect();
+        table(&["VERSION", "NAME", "CHECKSUM", "NO-TRANSACTION"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
