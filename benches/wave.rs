@@ -205,8 +205,16 @@ async fn main() {
         .env("DROVER_MIGRATIONS_DIR", work.join("migrations"))
         .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("DROVER_WORKER_SLOTS", "16")
-        .env("DROVER_LOG", "warn")
+        .env(
+            "DROVER_LOG",
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env("DROVER_LOG_FORMAT", "json")
         .stdout(Stdio::null())
+        .stderr(match std::env::var("BENCH_LOG_FILE") {
+            Ok(f) => Stdio::from(std::fs::File::create(f).unwrap()),
+            Err(_) => Stdio::inherit(),
+        })
         .spawn()
         .expect("drover serve starts");
     let api = Api {

@@ -5,7 +5,7 @@
 //!   └► poll pg_try_advisory_lock every 100 ms up to lock_wait   (never a blocking waiter:
 //!       │                                                        it would deadlock against
 //!       │                                                        CREATE INDEX CONCURRENTLY)
-//!       ├► SET lock_timeout, statement_timeout
+//!       ├► lock_timeout, statement_timeout (set in the startup packet)
 //!       ├► read refinery_schema_history (after the lock: another runner may just have run)
 //!       ├► check it against the files: edited or missing version → Drift, nothing runs
 //!       ├► pending ≤ target: transactional runs → refinery (file + history row in one tx)
@@ -83,6 +83,12 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
         .user(&conn.user)
         .password(conn.password.expose_secret())
         .application_name(opt("application_name").unwrap_or("drover-migrate"))
+        // Session settings travel in the startup packet: no extra round trip.
+        .options(&format!(
+            "-c lock_timeout={} -c statement_timeout={}",
+            limits.lock_timeout.as_millis(),
+            limits.statement_timeout.as_millis()
+        ))
         .connect_timeout(connect_timeout);
     let mode: SslMode = opt("sslmode")
         .and_then(|m| m.parse().ok())
@@ -100,11 +106,12 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
 async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateError> {
     let started = Instant::now();
     loop {
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&TENANT_LOCK_KEY])
-            .await
-            .map_err(|e| MigrateError::from_pg(0, &e))?
-            .get(0);
+        let got = simple_bool(
+            client,
+            &format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY})"),
+        )
+        .await
+        .map_err(|e| MigrateError::from_pg(0, &e))?;
         if got {
             return Ok(started.elapsed());
         }
@@ -117,26 +124,37 @@ async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateE
     }
 }
 
+/// One-round-trip boolean query (simple protocol: no prepare step).
+async fn simple_bool(client: &Client, sql: &str) -> Result<bool, tokio_postgres::Error> {
+    let rows = client.simple_query(sql).await?;
+    Ok(rows
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
+}
+
 /// (version, name, checksum) rows of `refinery_schema_history`; empty when it does not exist.
+/// One round trip: an absent table answers with 42P01 rather than a second query.
 pub async fn read_history(
     client: &Client,
 ) -> Result<Vec<(i32, String, String)>, tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(Vec::new());
-    }
-    let rows = client
-        .query("SELECT version, coalesce(name, ''), coalesce(checksum, '') FROM refinery_schema_history ORDER BY version", &[])
-        .await?;
-    Ok(rows
+    const SQL: &str = "SELECT version, coalesce(name, ''), coalesce(checksum, '') FROM refinery_schema_history ORDER BY version";
+    let messages = match client.simple_query(SQL).await {
+        Ok(m) => m,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(messages
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
+                r.get(1).unwrap_or_default().to_string(),
+                r.get(2).unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        })
         .collect())
 }
 
@@ -190,17 +208,24 @@ pub async fn run(
     target: i32,
     limits: &RunLimits,
 ) -> Result<RunOutcome, MigrateError> {
+    let started = Instant::now();
     let mut client = connect(conn, limits).await?;
+    let connected = started.elapsed();
     let lock_wait = take_lock(&client, limits.lock_wait).await?;
-    let result = run_locked(&mut client, set, target, limits).await;
+    tracing::debug!(
+        connect_ms = connected.as_millis() as u64,
+        lock_ms = lock_wait.as_millis() as u64,
+        "tenant connected and locked"
+    );
+    let result = run_locked(&mut client, set, target).await;
     // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
-    match client
-        .query_one("SELECT pg_advisory_unlock($1)", &[&TENANT_LOCK_KEY])
-        .await
+    match simple_bool(
+        &client,
+        &format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})"),
+    )
+    .await
     {
-        Ok(row) if !row.get::<_, bool>(0) => {
-            tracing::error!("tenant migration lock was not held at unlock")
-        }
+        Ok(false) => tracing::error!("tenant migration lock was not held at unlock"),
         _ => {}
     }
     result.map(|(from, to, applied)| RunOutcome {
@@ -217,16 +242,7 @@ async fn run_locked(
     client: &mut Client,
     set: &MigrationSet,
     target: i32,
-    limits: &RunLimits,
 ) -> Result<Ran, MigrateError> {
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
-            limits.lock_timeout.as_millis(),
-            limits.statement_timeout.as_millis()
-        ))
-        .await
-        .map_err(|e| MigrateError::from_pg(0, &e))?;
     let history = read_history(client)
         .await
         .map_err(|e| MigrateError::from_pg(0, &e))?;

@@ -27,6 +27,21 @@ pub struct Claimed {
     pub lock_timeout_ms: i32,
     pub statement_timeout_ms: i32,
     pub max_attempts: i32,
+    /// The tenant as it is now (read in the claim, so the worker needs no extra query).
+    pub tenant: TenantNow,
+}
+
+/// A claimed tenant's current status and connection parameters.
+#[derive(Debug, Clone)]
+pub struct TenantNow {
+    /// `None` when the tenant was deleted since the plan was made.
+    pub status: Option<String>,
+    pub db_host: String,
+    pub db_port: i32,
+    pub db_name: String,
+    pub db_user: String,
+    pub db_secret_ref: String,
+    pub db_options: Value,
 }
 
 /// Claims up to `max` targets of the wave's current phase for `owner`, honouring the
@@ -50,9 +65,11 @@ pub async fn claim(
          WHERE wave_id = $1 AND phase = $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
          ORDER BY slug LIMIT $3 FOR UPDATE SKIP LOCKED";
-    const TAKE: &str = "UPDATE control_plane.wave_targets SET state = 'running', lease_owner = $2, \
+    const TAKE: &str = "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
-         WHERE wave_id = $1 AND tenant_id = ANY($4) RETURNING tenant_id, slug, attempts";
+         FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
+         RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END, \
+                   t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options";
     if max == 0 {
         return Ok(Vec::new());
     }
@@ -68,7 +85,8 @@ pub async fn claim(
     }
     let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
     let mut per_host: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    for r in tx.query(RUNNING, &[&wave_id]).await? {
+    let running_stmt = tx.prepare_cached(RUNNING).await?;
+    for r in tx.query(&running_stmt, &[&wave_id]).await? {
         per_host.insert(r.get(0), r.get(1));
     }
     let running: i64 = per_host.values().sum();
@@ -111,6 +129,15 @@ pub async fn claim(
             lock_timeout_ms: w.get(5),
             statement_timeout_ms: w.get(6),
             max_attempts: w.get(7),
+            tenant: TenantNow {
+                status: r.get(3),
+                db_host: r.get(4),
+                db_port: r.get(5),
+                db_name: r.get(6),
+                db_user: r.get(7),
+                db_secret_ref: r.get(8),
+                db_options: r.get(9),
+            },
         })
         .collect())
 }
@@ -154,8 +181,13 @@ pub async fn succeed(
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let recorded: Option<i32> = tx.query_one(TENANT, &[&c.tenant_id]).await?.get(0);
-    tx.execute(SET_VERSION, &[&c.tenant_id, &out.to]).await?;
+    let (tenant, set_version, target) = (
+        tx.prepare_cached(TENANT).await?,
+        tx.prepare_cached(SET_VERSION).await?,
+        tx.prepare_cached(TARGET).await?,
+    );
+    let recorded: Option<i32> = tx.query_one(&tenant, &[&c.tenant_id]).await?.get(0);
+    tx.execute(&set_version, &[&c.tenant_id, &out.to]).await?;
     if !out.applied.is_empty() || recorded != out.to {
         // When nothing was applied here but the registry lagged (a crash between the tenant's
         // commit and ours), `from` is what the registry believed.
@@ -173,7 +205,7 @@ pub async fn succeed(
     }
     let owned = tx
         .execute(
-            TARGET,
+            &target,
             &[
                 &c.wave_id,
                 &c.tenant_id,

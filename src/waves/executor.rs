@@ -34,6 +34,9 @@ pub struct Executor {
     default_ca: Option<PathBuf>,
     set: RwLock<Arc<MigrationSet>>,
     wake: Notify,
+    /// A tenant failed for good since the last tick: check the failure budget first.
+    failed: std::sync::atomic::AtomicBool,
+    advanced_at: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Instant>>,
 }
 
 enum Ran {
@@ -69,6 +72,8 @@ impl Executor {
             default_ca,
             set: RwLock::new(Arc::new(set)),
             wake: Notify::new(),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -156,27 +161,56 @@ impl Executor {
         }
     }
 
+    fn advance_due(&self, id: uuid::Uuid) -> bool {
+        let mut at = self.advanced_at.lock().unwrap_or_else(|p| p.into_inner());
+        let due = at
+            .get(&id)
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+        if due {
+            at.insert(id, Instant::now());
+        }
+        due
+    }
+
     async fn tick(
         self: &Arc<Self>,
         slots: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
     ) -> Result<(), WaveError> {
+        let failed = self.failed.swap(false, std::sync::atomic::Ordering::AcqRel);
         for id in self.store.active().await? {
-            // Advance until it settles: a finished batch starts the next one in this tick.
-            while self.store.advance(id).await? {}
+            // The state machine is checked every 200 ms, at once after a failure (the
+            // budget must stop claims before they spread), and whenever there is nothing
+            // left to claim (the phase may be done). Not after every tenant: on a
+            // 1,000-tenant wave that would count the targets 1,000 times.
+            let due = failed || self.advance_due(id);
+            if due {
+                while self.store.advance(id).await? {}
+            }
             let free = slots.available_permits();
             if free == 0 {
                 break;
             }
-            let claimed = claim::claim(
-                self.store.pool(),
-                id,
-                &self.owner,
-                self.cfg.lease,
-                free,
-                |p| self.plan_matches(p),
-            )
-            .await?;
+            let claim = || {
+                claim::claim(
+                    self.store.pool(),
+                    id,
+                    &self.owner,
+                    self.cfg.lease,
+                    free,
+                    |p| self.plan_matches(p),
+                )
+            };
+            let mut claimed = claim().await?;
+            if claimed.is_empty() && !due {
+                // Advance until it settles: a finished batch starts the next one now.
+                while self.store.advance(id).await? {}
+                self.advanced_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, Instant::now());
+                claimed = claim().await?;
+            }
             for c in claimed {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
@@ -211,6 +245,7 @@ impl Executor {
         let result = self.migrate(&c).await;
         heartbeat.abort();
         let ms = started.elapsed().as_millis() as i64;
+        let record_started = Instant::now();
         let pool = self.store.pool();
         let recorded = match &result {
             Ok(Ran::Done(out)) => {
@@ -223,12 +258,21 @@ impl Executor {
                     * 2u32.saturating_pow(c.attempt.saturating_sub(1) as u32);
                 let backoff = backoff.min(Duration::from_secs(60));
                 let retried = claim::fail(pool, &c, &self.owner, e, backoff, &self.actor).await;
+                if matches!(retried, Ok(false)) {
+                    self.failed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
                 if let Ok(r) = &retried {
                     tracing::warn!(error = %e, kind = e.kind().as_str(), retry = r, "tenant migration failed");
                 }
                 retried.map(|_| ())
             }
         };
+        tracing::debug!(
+            ms,
+            record_ms = record_started.elapsed().as_millis() as u64,
+            "tenant done"
+        );
         if let Err(e) = recorded {
             // The lease runs out and the tenant is re-checked by whoever claims it next.
             tracing::error!(error = %e, "could not record the outcome in the control DB");
@@ -236,38 +280,20 @@ impl Executor {
     }
 
     async fn migrate(&self, c: &Claimed) -> Result<Ran, MigrateError> {
-        const TENANT: &str =
-            "SELECT status, db_host, db_port, db_name, db_user, db_secret_ref, db_options \
-             FROM control_plane.tenants WHERE id = $1 AND deleted_at IS NULL";
-        let row = {
-            let client = self
-                .store
-                .pool()
-                .get()
-                .await
-                .map_err(|e| MigrateError::Other(format!("control database: {e}")))?;
-            client
-                .query_opt(TENANT, &[&c.tenant_id])
-                .await
-                .map_err(|e| MigrateError::Other(crate::db::describe(&e)))?
-        };
-        let Some(row) = row else {
-            return Ok(Ran::Skipped("tenant was deleted".into()));
-        };
-        let status: String = row.get(0);
-        if !(status == "active" || status == "suspended") {
-            return Ok(Ran::Skipped(format!("tenant is {status}")));
+        let t = &c.tenant;
+        match t.status.as_deref() {
+            None => return Ok(Ran::Skipped("tenant was deleted".into())),
+            Some("active" | "suspended") => {}
+            Some(other) => return Ok(Ran::Skipped(format!("tenant is {other}"))),
         }
-        let secret_ref: String = row.get(5);
-        let password = self.resolver.password(&secret_ref).await?;
-        let port: i32 = row.get(2);
+        let password = self.resolver.password(&t.db_secret_ref).await?;
         let conn = TenantConnection {
-            host: row.get(1),
-            port: u16::try_from(port).unwrap_or(5432),
-            dbname: row.get(3),
-            user: row.get(4),
+            host: t.db_host.clone(),
+            port: u16::try_from(t.db_port).unwrap_or(5432),
+            dbname: t.db_name.clone(),
+            user: t.db_user.clone(),
             password: SecretString::from(password.expose_secret().to_string()),
-            options: string_map(row.get(6)),
+            options: string_map(t.db_options.clone()),
             default_ca: self.default_ca.clone(),
         };
         let limits = RunLimits {
