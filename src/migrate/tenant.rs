@@ -84,7 +84,7 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
         .password(conn.password.expose_secret())
         .application_name(opt("application_name").unwrap_or("drover-migrate"))
         // Session settings travel in the startup packet: no extra round trip.
-        .options(&format!(
+        .options(format!(
             "-c lock_timeout={} -c statement_timeout={}",
             limits.lock_timeout.as_millis(),
             limits.statement_timeout.as_millis()
@@ -219,14 +219,9 @@ pub async fn run(
     );
     let result = run_locked(&mut client, set, target).await;
     // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
-    match simple_bool(
-        &client,
-        &format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})"),
-    )
-    .await
-    {
-        Ok(false) => tracing::error!("tenant migration lock was not held at unlock"),
-        _ => {}
+    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    if let Ok(false) = simple_bool(&client, &unlock).await {
+        tracing::error!("tenant migration lock was not held at unlock");
     }
     result.map(|(from, to, applied)| RunOutcome {
         from,
