@@ -42,6 +42,9 @@ pub struct TenantNow {
     pub db_user: String,
     pub db_secret_ref: String,
     pub db_options: Value,
+    /// What the registry records as the tenant's version, and whether it has an open issue.
+    pub schema_version: Option<i32>,
+    pub has_issue: bool,
 }
 
 /// Claims up to `max` targets of the wave's current phase for `owner`, honouring the
@@ -69,7 +72,8 @@ pub async fn claim(
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
          FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
          RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END, \
-                   t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options";
+                   t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options, \
+                   t.schema_version, t.migration_issue IS NOT NULL";
     if max == 0 {
         return Ok(Vec::new());
     }
@@ -137,6 +141,8 @@ pub async fn claim(
                 db_user: r.get(7),
                 db_secret_ref: r.get(8),
                 db_options: r.get(9),
+                schema_version: r.get(10),
+                has_issue: r.get(11),
             },
         })
         .collect())
@@ -175,10 +181,32 @@ pub async fn succeed(
 ) -> Result<(), WaveError> {
     const TENANT: &str =
         "SELECT schema_version FROM control_plane.tenants WHERE id = $1 FOR UPDATE";
-    const SET_VERSION: &str = "UPDATE control_plane.tenants SET schema_version = $2, migration_issue = NULL WHERE id = $1";
+    // Up-to-date tenants leave their row alone: no new tuple, no index churn, no NOTIFY.
+    const SET_VERSION: &str =
+        "UPDATE control_plane.tenants SET schema_version = $2, migration_issue = NULL \
+         WHERE id = $1 AND (schema_version IS DISTINCT FROM $2 OR migration_issue IS NOT NULL)";
     const TARGET: &str = "UPDATE control_plane.wave_targets SET state = 'succeeded', from_version = $4, to_version = $5, \
          finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    if out.applied.is_empty() && c.tenant.schema_version == out.to && !c.tenant.has_issue {
+        // Already at the target and the registry agrees: only the target row changes.
+        let client = pool.get().await?;
+        let stmt = client.prepare_cached(TARGET).await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &c.wave_id,
+                    &c.tenant_id,
+                    &owner,
+                    &out.from,
+                    &out.to,
+                    &duration_ms,
+                ],
+            )
+            .await?;
+        return Ok(());
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let (tenant, set_version, target) = (
