@@ -573,8 +573,13 @@ fn has_initdb(dir: &Path) -> bool {
 fn find_bindir() -> Result<PathBuf, ClusterError> {
     let env_dir = std::env::var_os("DROVER_PG_BINDIR").filter(|v| !v.is_empty());
     let env_dir = env_dir.map(PathBuf::from);
-    if let Some(dir) = env_dir.as_deref().filter(|d| !has_initdb(d)) {
-        warn!(dir = %dir.display(), "DROVER_PG_BINDIR has no initdb; searching elsewhere");
+    // An explicit choice that does not work is an error, not a hint to look elsewhere:
+    // silently using another PostgreSQL version would surprise whoever set it.
+    if let Some(dir) = env_dir.as_deref() {
+        if !has_initdb(dir) {
+            warn!(dir = %dir.display(), "DROVER_PG_BINDIR has no initdb");
+            return Err(ClusterError::BinariesNotFound);
+        }
     }
     // Debian's /usr/bin/pg_config may describe a client-only install, hence the check below.
     let pg_config = Command::new("pg_config")

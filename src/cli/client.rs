@@ -19,6 +19,18 @@ impl ApiClient {
         Self::with_token_from(server, &["DROVER_ADMIN_TOKEN"])
     }
 
+    /// A client with an explicit token (the quickstart made it itself).
+    pub fn with_token(server: &str, token: &str) -> anyhow::Result<ApiClient> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(ApiClient {
+            base: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        })
+    }
+
     /// A client whose token is the first of `vars` that is set.
     pub fn with_token_from(server: &str, vars: &[&str]) -> anyhow::Result<ApiClient> {
         let token = vars

@@ -7,6 +7,7 @@
 
 mod client;
 mod output;
+mod quickstart;
 mod tenants;
 mod waves;
 
@@ -63,6 +64,10 @@ pub struct ClientArgs {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// See drover work in a minute: a throwaway PostgreSQL, 24 tenants, a canary-then-batch wave.
+    ///
+    /// Example: cargo run --release -- quickstart --exit
+    Quickstart(quickstart::QuickstartArgs),
     /// Run the daemon (migrates the control schema first).
     ///
     /// Example: DROVER_DATABASE_URL=postgres://drover@localhost/drover DROVER_ADMIN_TOKEN=$(openssl rand -hex 32) drover serve
@@ -192,6 +197,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(Some(&config));
             crate::app::serve(config).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Quickstart(args) => {
+            init_tracing(None);
+            quickstart::run(args).await
         }
         Command::MigrateControl => {
             let config = load()?;

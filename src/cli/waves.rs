@@ -309,7 +309,7 @@ fn print_wave(output: Output, w: &WaveView) -> anyhow::Result<()> {
 }
 
 /// Live bars per phase until the wave reaches a final state.
-async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<ExitCode> {
     let none: Option<&Value> = None;
     let multi = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")

@@ -182,3 +182,57 @@ async fn serve_migrates_then_stops_cleanly_on_sigterm() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM"));
 }
+
+#[tokio::test]
+async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look() {
+    let dir = std::env::temp_dir().join(format!("drover-qs-{}", std::process::id()));
+
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            drover_cmd()
+                .args(["quickstart", "--exit", "--tenants", "6", "--dir"])
+                .arg(&dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("completed: 6 succeeded, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/v1/resolve/tenant-05"), "{stdout}");
+    assert!(stdout.contains("psql 'postgresql://"), "{stdout}");
+    assert!(stdout.contains("/healthz"), "{stdout}");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "the throwaway cluster is removed on exit: {leftovers:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quickstart_without_postgresql_binaries_says_what_to_install() {
+    let out = drover_cmd()
+        .args(["quickstart", "--exit", "--dir"])
+        .arg(std::env::temp_dir().join(format!("drover-qs-nobin-{}", std::process::id())))
+        .env("DROVER_PG_BINDIR", "/nonexistent")
+        .output()
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install -y postgresql"), "{err}");
+}

@@ -1,0 +1,258 @@
+//! `drover quickstart`: the product working in under a minute, on a throwaway PostgreSQL.
+//!
+//! ```text
+//!  start a throwaway cluster (./.drover/quickstart)  ─ or use DROVER_DATABASE_URL
+//!   → control DB + 24 tenant databases, passwords in file: secrets
+//!   → the daemon in-process (control migrations, HTTP, wave worker)
+//!   → register the tenants (2 canaries) → wave to the latest migration, live bars
+//!   → resolve one DSN, show the psql line → serve until Ctrl-C (or exit with --exit)
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::client::ApiClient;
+use crate::app::Application;
+use crate::config::Config;
+use crate::devcluster::{Cluster, ClusterOptions};
+
+/// Options of `drover quickstart`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuickstartArgs {
+    /// Where the throwaway cluster and secrets live.
+    #[arg(long, default_value = ".drover/quickstart")]
+    pub dir: PathBuf,
+    /// Number of demo tenants.
+    #[arg(long, default_value_t = 24)]
+    pub tenants: usize,
+    /// Keep the cluster's data directory when drover exits.
+    #[arg(long)]
+    pub keep: bool,
+    /// Exit after the tour instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+/// 32 random hex digits from the kernel's generator.
+fn token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs the tour.
+pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
+    let external = std::env::var("DROVER_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let dir = std::env::current_dir()?.join(&args.dir);
+    std::fs::create_dir_all(dir.join("secrets/tenants"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let (cluster, admin_url) = match &external {
+        Some(url) => {
+            println!("using the PostgreSQL server of DROVER_DATABASE_URL");
+            (None, url.clone())
+        }
+        None => {
+            println!(
+                "starting a throwaway PostgreSQL cluster in {} ...",
+                dir.display()
+            );
+            let (parent, keep) = (dir.clone(), args.keep);
+            let cluster = tokio::task::spawn_blocking(move || {
+                Cluster::start(ClusterOptions {
+                    parent_dir: Some(parent),
+                    keep,
+                    stop_with_process: true,
+                    ..Default::default()
+                })
+            })
+            .await??;
+            let url = cluster.url("postgres");
+            (Some(cluster), url)
+        }
+    };
+    let admin = crate::db::connect(&secrecy::SecretString::from(admin_url.clone()), None).await?;
+    let (host, port) = {
+        let target = crate::tls::PgTarget::parse(&admin_url)?;
+        let host = match target.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        (
+            host,
+            target.config.get_ports().first().copied().unwrap_or(5432),
+        )
+    };
+    let existing: Vec<String> = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'qs_%'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut names = vec!["qs_control".to_string()];
+    names.extend((0..args.tenants).map(|i| format!("qs_tenant_{i:02}")));
+    for db in &names {
+        if !existing.contains(db) {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {db}"))
+                .await?;
+        }
+    }
+    println!(
+        "created {} tenant databases and a control database",
+        args.tenants
+    );
+
+    let control_url = replace_dbname(&admin_url, "qs_control");
+    let (admin_token, resolver_token) = (token()?, token()?);
+    let listen = if std::net::TcpListener::bind("127.0.0.1:8080").is_ok() {
+        "127.0.0.1:8080"
+    } else {
+        "127.0.0.1:0"
+    };
+    let env: Vec<(String, String)> = vec![
+        ("DROVER_DATABASE_URL".into(), control_url),
+        ("DROVER_LISTEN".into(), listen.into()),
+        ("DROVER_ADMIN_TOKEN".into(), admin_token.clone()),
+        ("DROVER_RESOLVER_TOKEN".into(), resolver_token.clone()),
+        (
+            "DROVER_SECRETS_DIR".into(),
+            dir.join("secrets").display().to_string(),
+        ),
+        (
+            "DROVER_MIGRATIONS_DIR".into(),
+            std::env::var("DROVER_MIGRATIONS_DIR").unwrap_or_else(|_| "./tenant-migrations".into()),
+        ),
+        ("DROVER_LOG".into(), "warn".into()),
+    ];
+    let config = Config::load_with(None, &|k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })?;
+    let app = Application::build(config).await?;
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(app.run(shutdown.clone()));
+    println!("drover is serving on {base}");
+
+    let api = ApiClient::with_token(&base, &admin_token)?;
+    for i in 0..args.tenants {
+        let slug = format!("tenant-{i:02}");
+        // The throwaway cluster trusts local connections; the file secret shows the mechanism.
+        std::fs::write(
+            dir.join(format!("secrets/tenants/{slug}")),
+            format!("demo-password-{i}\n"),
+        )?;
+        let body = json!({
+            "slug": slug, "display_name": format!("Demo tenant {i}"), "db_name": format!("qs_tenant_{i:02}"),
+            "db_host": host, "db_port": port, "db_user": "postgres", "db_secret_ref": format!("file:tenants/{slug}"),
+            "status": "active", "canary": i < 2, "labels": {"plan": if i % 3 == 0 { "pro" } else { "free" }},
+        });
+        let existing: Result<Value, _> = api
+            .call(Method::GET, &format!("/v1/tenants/{slug}"), None::<&Value>)
+            .await;
+        if existing.is_err() {
+            let _: Value = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+        }
+    }
+    println!(
+        "registered {} tenants (tenant-00 and tenant-01 are canaries)\n",
+        args.tenants
+    );
+
+    let wave: Value = api
+        .call(
+            Method::POST,
+            "/v1/waves",
+            Some(&json!({"batch_size": 8, "max_concurrency": 4, "soak_seconds": 2})),
+        )
+        .await?;
+    let id = wave["id"].as_str().unwrap_or_default().to_string();
+    println!(
+        "wave {id}: canaries first, a 2 s soak, then batches of 8 to V{}",
+        wave["target_version"]
+    );
+    let outcome = super::waves::watch_wave(&api, &id).await?;
+
+    let sample = format!("tenant-{:02}", args.tenants.saturating_sub(1).min(7));
+    let resolved: Value = ApiClient::with_token(&base, &resolver_token)?
+        .call(
+            Method::GET,
+            &format!("/v1/resolve/{sample}"),
+            None::<&Value>,
+        )
+        .await?;
+    let dsn = resolved["dsn"].as_str().unwrap_or_default();
+    println!("\nresolve a tenant the way an application server does:");
+    println!("  curl -s -H 'Authorization: Bearer {resolver_token}' {base}/v1/resolve/{sample}");
+    println!("  → {}", serde_json::to_string(&resolved)?);
+    println!("  psql '{dsn}' -c '\\dt'");
+    println!(
+        "\nhealth: {base}/healthz  readiness: {base}/readyz  fleet: {base}/v1/fleet (admin token)"
+    );
+    println!("try next:");
+    println!("  export DROVER_SERVER={base} DROVER_ADMIN_TOKEN={admin_token}");
+    println!("  cargo run --release -- tenants list");
+    println!("  cargo run --release -- fleet");
+    println!("  cargo run --release -- waves list");
+
+    if !args.exit {
+        println!("\nserving until Ctrl-C ...");
+        crate::app::cancel_on_signal(shutdown.clone());
+    } else {
+        shutdown.cancel();
+    }
+    daemon.await??;
+    drop(admin);
+    if let Some(mut c) = cluster {
+        let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        if args.keep {
+            println!("kept the cluster's data in {}", dir.display());
+        }
+    }
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(dir.join("secrets"));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(outcome)
+}
+
+/// The same connection string pointing at another database.
+fn replace_dbname(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let cut = base[scheme_end..]
+        .rfind('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{db}{query}", &base[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_swapped_and_the_rest_kept() {
+        assert_eq!(
+            replace_dbname("postgres://u@h:5/postgres?sslmode=require", "x"),
+            "postgres://u@h:5/x?sslmode=require"
+        );
+        assert_eq!(
+            replace_dbname("postgres://u@h:5", "x"),
+            "postgres://u@h:5/x"
+        );
+    }
+}
