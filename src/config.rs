@@ -275,9 +275,17 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&shown, format!("cannot read config file: {e}")))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| ConfigError::one(&shown, format!("not valid TOML: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e: toml::de::Error| {
+        // The parser's own Display quotes the offending line, which may hold a
+        // password (an unquoted database_url): report the position only.
+        let line = e.span().map_or(0, |sp| {
+            text[..sp.start.min(text.len())].matches('\n').count() + 1
+        });
+        ConfigError::one(
+            &shown,
+            format!("not valid TOML at line {line}: {}", e.message()),
+        )
+    })?;
     let mut problems = Vec::new();
     for (key, value) in table {
         let origin = format!("{key} ({shown})");
@@ -509,7 +517,9 @@ impl Builder {
             (None, None) => return None,
         };
         use secrecy::ExposeSecret;
-        if value.expose_secret().trim().len() < 16 {
+        // A token file written by an editor ends in a newline; the header never does.
+        let value = SecretString::from(value.expose_secret().trim().to_string());
+        if value.expose_secret().len() < 16 {
             self.problems.push(ConfigProblem {
                 key: origin,
                 message: "token must be at least 16 characters (try: openssl rand -hex 32)".into(),
@@ -640,6 +650,26 @@ mod tests {
             cfg.admin_token.unwrap().expose_secret(),
             "0123456789abcdef-token"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_toml_syntax_error_reports_the_line_but_not_its_text() {
+        let dir = std::env::temp_dir().join(format!("drover-cfg4-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("drover.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\ndatabase_url = postgres://u:hunter2@h/db\n",
+        )
+        .unwrap();
+
+        let err = Config::load_with(Some(&file), &env(&[]))
+            .unwrap_err()
+            .to_string();
+
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

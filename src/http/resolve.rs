@@ -59,11 +59,18 @@ pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) ->
             format!("no tenant '{slug}'"),
         ),
         Err(e) => {
-            let code = match e {
-                ResolveError::SecretUnavailable(_) => "secret_unavailable",
-                ResolveError::ControlDb(_) => "control_db_unavailable",
+            let (code, message) = match &e {
+                ResolveError::SecretUnavailable(_) => ("secret_unavailable", e.to_string()),
+                // The cause (hosts, SQL states) is for the log, not for the caller.
+                ResolveError::ControlDb(_) => {
+                    tracing::warn!(error = %e, "resolution: control database unavailable");
+                    (
+                        "control_db_unavailable",
+                        "control database unavailable; retry shortly".to_string(),
+                    )
+                }
             };
-            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             resp

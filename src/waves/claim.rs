@@ -65,9 +65,9 @@ pub async fn claim(
     const RUNNING: &str = "SELECT db_host, count(*) FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1";
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
-         WHERE wave_id = $1 AND phase = $2 \
+         WHERE wave_id = $1 AND phase <= $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
-         ORDER BY slug LIMIT $3 FOR UPDATE SKIP LOCKED";
+         ORDER BY phase, slug LIMIT $3 FOR UPDATE SKIP LOCKED";
     const TAKE: &str = "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
          FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
@@ -214,23 +214,6 @@ pub async fn succeed(
         tx.prepare_cached(SET_VERSION).await?,
         tx.prepare_cached(TARGET).await?,
     );
-    let recorded: Option<i32> = tx.query_one(&tenant, &[&c.tenant_id]).await?.get(0);
-    tx.execute(&set_version, &[&c.tenant_id, &out.to]).await?;
-    if !out.applied.is_empty() || recorded != out.to {
-        // When nothing was applied here but the registry lagged (a crash between the tenant's
-        // commit and ours), `from` is what the registry believed.
-        let from = if out.applied.is_empty() {
-            recorded
-        } else {
-            out.from
-        };
-        let payload = json!({
-            "from": from, "to": out.to, "wave_id": c.wave_id, "duration_ms": duration_ms, "applied": out.applied,
-        });
-        record_event(&*tx, c.tenant_id, "migrated", actor, payload)
-            .await
-            .map_err(registry_err)?;
-    }
     let owned = tx
         .execute(
             &target,
@@ -244,6 +227,34 @@ pub async fn succeed(
             ],
         )
         .await?;
+    let recorded: Option<i32> = tx.query_one(&tenant, &[&c.tenant_id]).await?.get(0);
+    // Without the lease, another runner owns this tenant now and may have recorded a
+    // newer version already: only move the registry forward, never back, and only
+    // write an event when it actually moves (so the tenant never gets two).
+    let write = if owned == 1 {
+        true
+    } else {
+        recorded.is_none_or(|r| out.to.is_some_and(|to| to > r))
+    };
+    if write {
+        tx.execute(&set_version, &[&c.tenant_id, &out.to]).await?;
+        let moved = recorded != out.to;
+        if (owned == 1 && !out.applied.is_empty()) || moved {
+            // When nothing was applied here but the registry lagged (a crash between the
+            // tenant's commit and ours), `from` is what the registry believed.
+            let from = if out.applied.is_empty() || owned == 0 {
+                recorded
+            } else {
+                out.from
+            };
+            let payload = json!({
+                "from": from, "to": out.to, "wave_id": c.wave_id, "duration_ms": duration_ms, "applied": out.applied,
+            });
+            record_event(&*tx, c.tenant_id, "migrated", actor, payload)
+                .await
+                .map_err(registry_err)?;
+        }
+    }
     tx.commit().await?;
     if owned == 0 {
         tracing::warn!(slug = %c.slug, "lease lost while migrating; the tenant's new version is recorded, the target is left to its new owner");

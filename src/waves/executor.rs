@@ -39,6 +39,30 @@ pub struct Executor {
     advanced_at: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Instant>>,
 }
 
+fn process_nonce() -> u32 {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    match random {
+        Ok(()) => u32::from_le_bytes(b),
+        Err(_) => {
+            std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()))
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum Ran {
     Done(tenant::RunOutcome),
     Skipped(String),
@@ -65,7 +89,9 @@ impl Executor {
         Executor {
             store,
             resolver,
-            owner: owner.to_string(),
+            // Unique per process even when two replicas share DROVER_INSTANCE_ID, so one
+            // replica can never renew or release the other's leases.
+            owner: format!("{owner}#{:08x}", process_nonce()),
             actor,
             cfg,
             migrations_dir,
@@ -242,8 +268,10 @@ impl Executor {
                 }
             })
         };
+        // Aborted on drop too, so a panicking job cannot keep renewing a dead lease.
+        let heartbeat = AbortOnDrop(heartbeat);
         let result = self.migrate(&c).await;
-        heartbeat.abort();
+        drop(heartbeat);
         let ms = started.elapsed().as_millis() as i64;
         let record_started = Instant::now();
         let pool = self.store.pool();

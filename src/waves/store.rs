@@ -470,17 +470,28 @@ impl WaveStore {
             per_phase.entry(p).or_default().add(&s, n);
             all.add(&s, n);
         }
-        let open = |p: i32| per_phase.get(&p).map_or(0, |c| c.pending + c.running);
+        // Open targets of every phase up to `p`: after a halted wave is resumed, failed
+        // tenants of earlier batches are pending again and must finish before it moves on.
+        let open_through = |p: i32| {
+            per_phase
+                .range(..=p)
+                .map(|(_, c)| c.pending + c.running)
+                .sum::<i64>()
+        };
         let next_batch = |from: i32| (from + 1..=phase_count).find(|p| per_phase.contains_key(p));
+        // The percentage is of the tenants in the phases started so far, not of the whole
+        // wave: a failing first batch of a large wave must stop it.
+        let started: i64 = per_phase.range(..=phase).map(|(_, c)| c.total()).sum();
         let over_budget = match (max_failures, max_pct) {
             (None, None) => all.failed > 0,
             (n, p) => {
                 n.is_some_and(|n| all.failed > n as i64)
                     || p.is_some_and(|p| {
-                        all.total() > 0 && all.failed as f64 * 100.0 / all.total() as f64 > p
+                        started > 0 && all.failed as f64 * 100.0 / started as f64 > p
                     })
             }
         };
+        let canaries = per_phase.get(&0).cloned().unwrap_or_default();
         let to: Option<(&str, i32, Option<String>)> = match state.as_str() {
             "pending" if per_phase.contains_key(&0) => Some(("canary", 0, None)),
             "pending" => Some(match next_batch(0) {
@@ -492,7 +503,16 @@ impl WaveStore {
                 let (slug, err): (String, String) = (r.get(0), r.get(1));
                 Some(("halted", 0, Some(format!("canary {slug} failed: {err}"))))
             }
-            "canary" if open(0) == 0 => Some(("soaking", 0, None)),
+            // A skipped canary (deleted or provisioning meanwhile) is no evidence: halt.
+            "canary" if canaries.skipped > 0 => Some((
+                "halted",
+                0,
+                Some(
+                    "a canary tenant was skipped (its status changed); choose canaries again"
+                        .into(),
+                ),
+            )),
+            "canary" if open_through(0) == 0 => Some(("soaking", 0, None)),
             "soaking" if soak_done.unwrap_or(false) => Some(match next_batch(0) {
                 Some(p) => ("rolling", p, None),
                 None => ("completed", phase, None),
@@ -510,15 +530,16 @@ impl WaveStore {
                     "halted",
                     phase,
                     Some(format!(
-                        "failure budget spent: {} of {} tenants failed (budget {budget})",
+                        "failure budget spent: {} of {} tenants started so far failed (budget {budget})",
                         all.failed,
-                        all.total()
+                        started
                     )),
                 ))
             }
-            "rolling" if open(phase) == 0 => Some(match next_batch(phase) {
+            "rolling" if open_through(phase) == 0 => Some(match next_batch(phase) {
                 Some(p) => ("rolling", p, None),
-                None => ("completed", phase, None),
+                None if all.pending + all.running == 0 => ("completed", phase, None),
+                None => return Ok(false),
             }),
             _ => None,
         };

@@ -660,3 +660,73 @@ fn migrations_list_shows_checksums_and_fails_naming_a_file_refinery_would_skip()
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("V3__add-col.sql"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_before_completing()
+{
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "rb", 6, 0).await;
+    for i in [1, 3] {
+        connect(&tenants[i].url)
+            .await
+            .batch_execute("CREATE TABLE widgets (x int)")
+            .await
+            .unwrap();
+    }
+    let id = start_wave(
+        &app,
+        json!({"batch_size": 2, "max_concurrency": 1, "max_failures": 1}),
+    )
+    .await;
+    let halted = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    assert_eq!(halted["state"], "halted", "{halted:#}");
+    assert_eq!(halted["current_phase"], 2);
+
+    for i in [1, 3] {
+        connect(&tenants[i].url)
+            .await
+            .batch_execute("DROP TABLE widgets")
+            .await
+            .unwrap();
+    }
+    app.req(Method::POST, &format!("/v1/waves/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    let wave = wait_wave(
+        &app.base(),
+        &id,
+        &["completed", "halted", "aborted"],
+        Duration::from_secs(60),
+    )
+    .await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 6);
+    assert_eq!(wave["counts"]["pending"], 0);
+    for t in &tenants {
+        assert_eq!(side_effects(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wave() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "pc", 10, 0).await;
+    for t in &tenants[..2] {
+        connect(&t.url)
+            .await
+            .batch_execute("CREATE TABLE widgets (x int)")
+            .await
+            .unwrap();
+    }
+
+    // 2 of 10 is 20 % of the wave but 100 % of the first batch of 2.
+    let id = start_wave(&app, json!({"batch_size": 2, "max_failure_percent": 25})).await;
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+
+    assert_eq!(wave["state"], "halted", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 0, "no later batch started");
+}
