@@ -133,6 +133,9 @@ impl From<WaveError> for ApiError {
             WaveError::IllegalState { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "illegal_transition", e.to_string())
             }
+            WaveError::Overlap(_) => {
+                ApiError::new(StatusCode::CONFLICT, "wave_overlap", e.to_string())
+            }
             WaveError::Migrations(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_migrations",

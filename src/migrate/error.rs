@@ -9,6 +9,9 @@ pub enum MigrateError {
     /// Could not connect (refused, reset, DNS, TLS handshake, too many connections).
     #[error("cannot connect to the tenant database: {0}")]
     Connect(String),
+    /// The server or its certificate refused us for good (TLS verification, bad config).
+    #[error("cannot connect to the tenant database: {0}")]
+    Refused(String),
     /// The tenant's secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -81,7 +84,9 @@ impl MigrateError {
             }
             MigrateError::Secret(e) => e.is_retryable(),
             MigrateError::Sql { code, .. } => retryable_code(code),
-            MigrateError::Drift { .. } | MigrateError::NeedsAttention { .. } => false,
+            MigrateError::Drift { .. }
+            | MigrateError::NeedsAttention { .. }
+            | MigrateError::Refused(_) => false,
         }
     }
 
@@ -130,6 +135,11 @@ mod tests {
 
     #[test]
     fn lock_timeouts_and_connection_trouble_are_retryable_sql_errors_are_not() {
+        assert!(
+            !sql("28P01").is_retryable(),
+            "a wrong password does not fix itself"
+        );
+        assert!(!MigrateError::Refused("certificate".into()).is_retryable());
         assert!(sql("55P03").is_retryable());
         assert!(sql("53300").is_retryable());
         assert!(sql("40001").is_retryable());

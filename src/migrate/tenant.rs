@@ -97,9 +97,16 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
     target
         .connect(conn.default_ca.as_deref())
         .await
-        .map_err(|e| match e {
-            crate::tls::TlsError::Connect(pg) => MigrateError::Connect(crate::db::describe(&pg)),
-            other => MigrateError::Connect(other.to_string()),
+        .map_err(|e| {
+            // Refused logins (bad password, no such database) and certificate rejections
+            // will not fix themselves; a refused or reset connection may.
+            match e {
+                crate::tls::TlsError::Connect(pg) if pg.as_db_error().is_some() => {
+                    MigrateError::from_pg(0, &pg)
+                }
+                e if e.is_retryable() => MigrateError::Connect(e.to_string()),
+                e => MigrateError::Refused(e.to_string()),
+            }
         })
 }
 
@@ -297,9 +304,11 @@ async fn run_locked(
     let to = check_history(&after, set)?;
     let expected = pending.last().map(|f| f.version);
     if to != expected {
-        return Err(MigrateError::Other(format!(
-            "history ends at {to:?} after the run, expected {expected:?}"
-        )));
+        // Something other than this run changed the history meanwhile: a person must look.
+        return Err(MigrateError::NeedsAttention {
+            version: expected.unwrap_or(0),
+            why: format!("history ends at {to:?} after the run, expected {expected:?}"),
+        });
     }
     Ok((from, to, applied))
 }

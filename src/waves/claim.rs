@@ -74,6 +74,14 @@ pub async fn claim(
          RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END, \
                    t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options, \
                    t.schema_version, t.migration_issue IS NOT NULL";
+    // A target whose lease ran out with no attempts left: its runner died every time
+    // (e.g. the tenant's migration keeps getting the replica OOM-killed). Fail it rather
+    // than hand it to the next replica forever.
+    const EXHAUSTED: &str = "UPDATE control_plane.wave_targets SET state = 'failed', lease_owner = NULL, \
+         lease_expires_at = NULL, finished_at = now(), error_kind = 'retryable', \
+         error = 'the replica migrating this tenant stopped ' || attempts || ' times (lease expired); not retried again' \
+         WHERE wave_id = $1 AND state = 'running' AND lease_expires_at <= now() AND attempts >= $2 \
+         RETURNING tenant_id, error";
     if max == 0 {
         return Ok(Vec::new());
     }
@@ -88,6 +96,21 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
+    let max_attempts: i32 = w.get(7);
+    let exhausted = tx.query(EXHAUSTED, &[&wave_id, &max_attempts]).await?;
+    if !exhausted.is_empty() {
+        let actor = Actor::new("drover").map_err(registry_err)?;
+        for r in &exhausted {
+            let (tenant, error): (Uuid, String) = (r.get(0), r.get(1));
+            let payload = json!({ "wave_id": wave_id, "kind": "retryable", "error": error });
+            record_event(&*tx, tenant, "error", &actor, payload)
+                .await
+                .map_err(registry_err)?;
+        }
+        // The budget must see these before anything else is claimed.
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
     let mut per_host: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let running_stmt = tx.prepare_cached(RUNNING).await?;
     for r in tx.query(&running_stmt, &[&wave_id]).await? {

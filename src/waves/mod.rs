@@ -43,6 +43,9 @@ pub enum WaveError {
     /// No wave with this id.
     #[error("no wave {0}")]
     NotFound(String),
+    /// Some of the tenants are in another wave that has not finished.
+    #[error("{0}")]
+    Overlap(String),
     /// The operation does not apply in the wave's state.
     #[error("cannot {action} wave {id}: it is {state}")]
     IllegalState {

@@ -201,6 +201,22 @@ impl WaveStore {
             .collect();
         let plan = json!({ "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len() });
         let tx = client.transaction().await?;
+        // Two unfinished waves over one tenant would let the second bypass the first's
+        // canary gate and failure budget; the second must wait or the first be aborted.
+        const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
+             JOIN control_plane.waves w ON w.id = t.wave_id \
+             WHERE w.state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
+               AND t.tenant_id = ANY($1) ORDER BY t.slug LIMIT 5";
+        let ids_for_overlap: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
+        let busy = tx.query(OVERLAP, &[&ids_for_overlap]).await?;
+        if let Some(first) = busy.first() {
+            let slugs: Vec<String> = busy.iter().map(|r| r.get(1)).collect();
+            return Err(WaveError::Overlap(format!(
+                "tenants {} are in unfinished wave {}; let it complete or abort it first",
+                slugs.join(", "),
+                first.get::<_, String>(0)
+            )));
+        }
         let id: Uuid = tx
             .query_one(
                 INSERT_WAVE,

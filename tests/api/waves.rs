@@ -730,3 +730,56 @@ async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wav
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(wave["counts"]["succeeded"], 0, "no later batch started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "ov", 3, 1).await;
+    let first = start_wave(&app, json!({"soak_seconds": 3600})).await;
+    wait_wave(&app.base(), &first, &["soaking"], Duration::from_secs(30)).await;
+
+    let second = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"canary": {"count": 0}}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "wave_overlap");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&first),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_forever() {
+    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let app = app_with(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "ex", 2, 0).await;
+    let id = start_wave(
+        &app,
+        json!({"max_attempts": 3, "max_failures": 5, "max_concurrency": 1}),
+    )
+    .await;
+    // As if three replicas in a row had died holding ex-001: running, lease long gone.
+    app.control_db()
+        .await
+        .batch_execute(&format!(
+            "UPDATE control_plane.wave_targets SET state = 'running', attempts = 3, lease_owner = 'dead#1', \
+             lease_expires_at = now() - interval '1 minute' WHERE wave_id = '{id}' AND slug = 'ex-001'"
+        ))
+        .await
+        .unwrap();
+
+    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(30)).await;
+
+    assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
+    let (_, error) = app_target_error_of(&app, &id, "ex-001").await;
+    assert!(error.contains("stopped 3 times"), "{error}");
+    let events = app.event_types("ex-001").await;
+    assert_eq!(events[0], "error");
+}
