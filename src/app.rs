@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
-//! [`crate::resolve::listener`]) and `wave-worker` (claims and migrates wave targets, see
-//! [`crate::waves::executor`]). Every task is named, watches the same
+//! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
+//! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
+//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`]. Every task is named, watches the same
 //! [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::db;
 use crate::migrate::MigrationSet;
 use crate::registry::Registry;
 use crate::resolve::{self, Resolver};
+use crate::schedule::{Leadership, ScheduleStore};
 use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
@@ -63,6 +65,10 @@ pub struct AppInner {
     pub waves: WaveStore,
     /// This replica's wave worker (and the loaded migration files).
     pub executor: Arc<Executor>,
+    /// Schedules in the control DB.
+    pub schedules: ScheduleStore,
+    /// Whether this replica currently leads (runs the scheduler).
+    pub leadership: Arc<Leadership>,
 }
 
 /// The tenant migration files; a missing directory is an empty set (waves then refuse
@@ -131,6 +137,8 @@ impl Application {
             load_migrations(&config)?,
         ));
         let state = AppState(Arc::new(AppInner {
+            schedules: ScheduleStore::new(pool.clone()),
+            leadership: Arc::new(Leadership::default()),
             waves,
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
@@ -186,11 +194,34 @@ impl Application {
                 .run(shutdown.clone(), state.config.shutdown_grace)
                 .instrument(tracing::info_span!("task", name = "wave-worker")),
         );
+        let leader = tokio::spawn(
+            crate::schedule::leader::run(
+                state.pool.clone(),
+                state.config.instance_id.clone(),
+                state.config.leader_ttl,
+                state.leadership.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("task", name = "leader")),
+        );
+        let scheduler = tokio::spawn(
+            crate::schedule::scheduler::run(
+                state.pool.clone(),
+                state.config.instance_id.clone(),
+                state.leadership.clone(),
+                state.executor.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("task", name = "scheduler")),
+        );
         let result = http.await.context("http task panicked")?;
         // The HTTP server only returns early on an error; stop the others with it.
         shutdown.cancel();
         notify.await.context("tenant-notify task panicked")?;
         worker.await.context("wave-worker task panicked")?;
+        scheduler.await.context("scheduler task panicked")?;
+        // Last: resigning leadership lets another replica take over at once.
+        leader.await.context("leader task panicked")?;
         state.pool.close();
         tracing::info!("drover stopped");
         result.context("http server failed")

@@ -33,6 +33,7 @@
 //! | `worker_slots`            | `DROVER_WORKER_SLOTS`            | `16`                    |
 //! | `lock_wait`               | `DROVER_LOCK_WAIT`               | `10s`                   |
 //! | `retry_backoff`           | `DROVER_RETRY_BACKOFF`           | `1s`                    |
+//! | `leader_ttl`              | `DROVER_LEADER_TTL`              | `15s`                   |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -77,6 +78,7 @@ const FILE_KEYS: &[&str] = &[
     "worker_slots",
     "lock_wait",
     "retry_backoff",
+    "leader_ttl",
 ];
 
 /// Keys only accepted from the environment.
@@ -130,6 +132,8 @@ pub struct Config {
     pub waves: WaveConfig,
     /// CA bundle (PEM) for `sslmode=verify-ca|verify-full` when a connection names none.
     pub ca_file: Option<PathBuf>,
+    /// The leader lease's length; renewed every third of it.
+    pub leader_ttl: Duration,
 }
 
 /// How this replica works on migration waves.
@@ -383,6 +387,11 @@ impl Builder {
             },
             vault: self.vault(),
             ca_file: self.take("ca_file").map(|r| PathBuf::from(r.value)),
+            leader_ttl: self.parsed("leader_ttl", "15s", |v| match parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+                Ok(_) => Err("must be at least 1s".into()),
+                Err(e) => Err(e),
+            }),
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", "30s", |v| match parse_duration(v) {
                     Ok(d) if d >= Duration::from_secs(1) => Ok(d),

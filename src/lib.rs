@@ -24,6 +24,7 @@ pub mod http;
 pub mod migrate;
 pub mod registry;
 pub mod resolve;
+pub mod schedule;
 pub mod secrets;
 pub mod tls;
 pub mod waves;

@@ -50,6 +50,11 @@ impl ApiError {
         )
     }
 
+    /// Names the offending field in the body.
+    pub fn set_field(&mut self, field: &'static str) {
+        self.field = Some(field);
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

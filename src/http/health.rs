@@ -27,7 +27,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Ok(v) if v == head => (
             StatusCode::OK,
             Json(
-                json!({ "status": "ready", "control_schema_version": v, "instance_id": state.config.instance_id }),
+                json!({ "status": "ready", "control_schema_version": v, "instance_id": state.config.instance_id,
+                        "leader": state.leadership.is_leader() }),
             ),
         ),
         Ok(v) => (

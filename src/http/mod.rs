@@ -7,6 +7,7 @@
 pub mod error;
 mod health;
 mod resolve;
+mod schedules;
 mod tenants;
 mod waves;
 
@@ -46,6 +47,15 @@ pub fn router(state: AppState) -> Router {
         .route("/waves/{id}/resume", post(waves::resume))
         .route("/waves/{id}/abort", post(waves::abort))
         .route("/fleet", get(waves::fleet))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get)
+                .patch(schedules::update)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/cluster", get(schedules::cluster))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let resolver = Router::new()
         .route("/resolve/{slug}", get(resolve::resolve))

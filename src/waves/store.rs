@@ -124,6 +124,21 @@ impl WaveStore {
         set: &MigrationSet,
         actor: &Actor,
     ) -> Result<WaveView, WaveError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = Self::create_in(&tx, req, set, actor).await?;
+        tx.commit().await?;
+        self.view(id).await
+    }
+
+    /// [`WaveStore::create`] inside the caller's transaction (the scheduler records the
+    /// tick in the same one). Returns the wave's id.
+    pub async fn create_in(
+        tx: &tokio_postgres::Transaction<'_>,
+        req: &WaveRequest,
+        set: &MigrationSet,
+        actor: &Actor,
+    ) -> Result<Uuid, WaveError> {
         const CANDIDATES: &str = "SELECT id, slug, db_host, canary FROM control_plane.tenants \
              WHERE deleted_at IS NULL AND status IN ('active', 'suspended') \
                AND ($1::jsonb IS NULL OR labels @> $1) \
@@ -157,8 +172,7 @@ impl WaveStore {
             .slugs
             .as_ref()
             .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect());
-        let mut client = self.pool.get().await?;
-        let rows = client
+        let rows = tx
             .query(CANDIDATES, &[&labels, &slugs, &sel.billing_plan])
             .await?;
         let candidates: Vec<Candidate> = rows
@@ -200,7 +214,6 @@ impl WaveStore {
             .filter(|(v, _, _)| *v <= target)
             .collect();
         let plan = json!({ "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len() });
-        let tx = client.transaction().await?;
         // Two unfinished waves over one tenant would let the second bypass the first's
         // canary gate and failure budget; the second must wait or the first be aborted.
         const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
@@ -244,9 +257,8 @@ impl WaveStore {
         let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
         tx.execute(INSERT_TARGETS, &[&id, &ids, &names, &hosts, &phases])
             .await?;
-        tx.commit().await?;
         tracing::info!(wave = %id, target, tenants = planned.len(), batches, actor = actor.as_str(), "wave created");
-        self.view(id).await
+        Ok(id)
     }
 
     /// Progress of one wave.

@@ -9,6 +9,7 @@ mod openbao;
 mod registry_check;
 mod replicas;
 mod resolve;
+mod schedules;
 mod tenants;
 mod tls;
 mod waves;

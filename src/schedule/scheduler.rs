@@ -1,0 +1,129 @@
+//! The `scheduler` task: on the leader only, once a second, fire the schedules that are due.
+//!
+//! Exactly once per tick: a tick's wave is created in the same transaction that inserts the
+//! `(schedule, tick)` row of `schedule_fires`, so even two replicas that both believe they
+//! lead (a lease expiring mid-transaction) cannot both fire it: the second insert conflicts.
+//!
+//! Missed ticks (no leader ran, or the daemon was down) follow one policy: only the most
+//! recent missed tick may fire, and only if it is at most `misfire_grace_seconds` old;
+//! otherwise it is recorded as `skipped_missed` and logged. Ticks are never replayed in a
+//! burst. A schedule whose previous wave is unfinished skips the tick (`on_overlap: skip`,
+//! recorded as `skipped_overlap`) or waits for it (`queue`, subject to the same grace).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+use super::cron::{parse_timezone, CronSpec};
+use super::leader::Leadership;
+use super::store::{fire_in, ScheduleError};
+use crate::waves::executor::Executor;
+use crate::waves::WaveRequest;
+
+/// Runs until `shutdown`.
+pub async fn run(
+    pool: Pool,
+    me: String,
+    leadership: Arc<Leadership>,
+    executor: Arc<Executor>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if !leadership.is_leader() {
+            continue;
+        }
+        match tick(&pool, &me, &executor).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(handled = n, "schedules handled");
+                executor.poke();
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
+        }
+    }
+}
+
+/// The most recent tick at or before `now`, starting from the stored `next_fire_at`.
+fn latest_due(
+    spec: &CronSpec,
+    tz: chrono_tz::Tz,
+    next_fire_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let mut tick = next_fire_at;
+    // Bounded: a schedule every second that missed a day is 86,400 steps; past the bound
+    // the tick is simply old enough to be skipped.
+    for _ in 0..100_000 {
+        match spec.next_after(tz, tick, 1).first() {
+            Some(n) if *n <= now => tick = *n,
+            _ => break,
+        }
+    }
+    tick
+}
+
+/// Handles every due schedule once; returns how many.
+pub async fn tick(pool: &Pool, me: &str, executor: &Executor) -> Result<usize, ScheduleError> {
+    const DUE: &str =
+        "SELECT name, cron, timezone, template, on_overlap, misfire_grace_seconds, next_fire_at, \
+         (SELECT state FROM control_plane.waves w WHERE w.id = s.last_wave_id) \
+         FROM control_plane.schedules s WHERE enabled AND next_fire_at <= now() \
+         ORDER BY next_fire_at LIMIT 20 FOR UPDATE OF s SKIP LOCKED";
+    const ADVANCE: &str =
+        "UPDATE control_plane.schedules SET next_fire_at = $2, last_fire_at = $3, \
+         last_wave_id = coalesce($4, last_wave_id) WHERE name = $1";
+    const SKIPPED: &str = "INSERT INTO control_plane.schedule_fires (schedule_name, tick, outcome, detail, handled_by) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+    let mut client = pool.get().await?;
+    let mut tx = client.transaction().await?;
+    let rows = tx.query(DUE, &[]).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let set = executor.reload().map_err(crate::waves::WaveError::from)?;
+    let now = Utc::now();
+    for row in &rows {
+        let (name, cron, tz): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let template: WaveRequest = serde_json::from_value(row.get(3)).unwrap_or_default();
+        let (on_overlap, grace, next_fire_at): (String, i32, DateTime<Utc>) =
+            (row.get(4), row.get(5), row.get(6));
+        let previous: Option<String> = row.get(7);
+        let (spec, zone) = (CronSpec::parse(&cron)?, parse_timezone(&tz)?);
+        let tick = latest_due(&spec, zone, next_fire_at, now);
+        let next = spec.next_after(zone, now, 1).first().copied();
+        let unfinished = previous
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "completed" | "aborted"));
+        let late = now - tick > chrono::Duration::seconds(grace as i64);
+        let mut wave = None;
+        if late {
+            let detail = format!(
+                "tick was {}s late (grace {grace}s)",
+                (now - tick).num_seconds()
+            );
+            tracing::warn!(schedule = %name, %tick, %detail, "missed tick skipped");
+            tx.execute(SKIPPED, &[&name, &tick, &"skipped_missed", &detail, &me])
+                .await?;
+        } else if unfinished && on_overlap == "queue" {
+            // Leave next_fire_at on this tick: it fires once the previous wave ends (within grace).
+            continue;
+        } else if unfinished {
+            let detail = "the schedule's previous wave is still unfinished";
+            tx.execute(SKIPPED, &[&name, &tick, &"skipped_overlap", &detail, &me])
+                .await?;
+        } else if let Some(f) = fire_in(&mut tx, &name, tick, &template, &set, me).await? {
+            tracing::info!(schedule = %name, %tick, outcome = %f.outcome, wave = ?f.wave_id, "schedule fired");
+            wave = f.wave_id;
+        }
+        tx.execute(ADVANCE, &[&name, &next, &tick, &wave]).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}

@@ -1,0 +1,275 @@
+//! Schedules: the API, firing on the leader, and exactly once per tick across replicas.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    connect, counted_migrations, fresh_database, register_tenants_at, spawn_app_with, wait_until,
+    Daemon, MigrationsDir, SecretsDir, ADMIN_TOKEN,
+};
+
+fn migrations() -> MigrationsDir {
+    let files = counted_migrations(0.0);
+    MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+const QUICK_WAVE: &str = r#"{"soak_seconds": 0, "canary": {"count": 0}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered() {
+    let (m, secrets) = (migrations(), SecretsDir::new());
+    let app = spawn_app_with(&[
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+    ])
+    .await;
+    register_tenants_at(&app.base(), &secrets, "sc", 2, 0).await;
+    let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
+    let post = |body: Value| app.req(Method::POST, "/v1/schedules").json(&body).send();
+
+    let bad_cron = post(json!({"name": "nightly", "cron": "0 3 * * 8"}))
+        .await
+        .unwrap();
+    let bad_tz =
+        post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Mars/Olympus"}))
+            .await
+            .unwrap();
+    let created = post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template}))
+        .await
+        .unwrap();
+    let duplicate = post(json!({"name": "nightly", "cron": "@daily"}))
+        .await
+        .unwrap();
+    let disabled: Value = app
+        .req(Method::PATCH, "/v1/schedules/nightly")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let triggered = app
+        .req(Method::POST, "/v1/schedules/nightly/trigger")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(bad_cron.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let err: Value = bad_cron.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "cron");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("day-of-week"),
+        "{err}"
+    );
+    assert_eq!(bad_tz.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let view: Value = created.json().await.unwrap();
+    let fires: Vec<&str> = view["next_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(fires.len(), 5);
+    assert!(
+        fires.iter().all(|f| f.contains("T03:00:00+0")),
+        "03:00 Berlin time: {fires:?}"
+    );
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(triggered.status(), StatusCode::CREATED);
+    let fired: Value = triggered.json().await.unwrap();
+    let wave = fired["wave_id"].as_str().unwrap();
+    let w: Value = app
+        .req(Method::GET, &format!("/v1/waves/{wave}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["created_by"], "schedule:nightly");
+    let gone = app
+        .req(Method::DELETE, "/v1/schedules/nightly")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_fires_every_tick_once_and_a_new_leader_takes_over_after_kill_9_without_doubling_a_tick(
+) {
+    let (m, secrets) = (migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let env = [
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_LEADER_TTL", "3s"),
+        ("DROVER_WAVE_LEASE", "2s"),
+    ];
+    let mut replicas = [
+        Daemon::start(&control, "r1", &env).await,
+        Daemon::start(&control, "r2", &env).await,
+        Daemon::start(&control, "r3", &env).await,
+    ];
+    register_tenants_at(&replicas[0].base, &secrets, "tick", 1, 0).await;
+    let http = reqwest::Client::new();
+    let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
+    let resp = http
+        .post(format!("{}/v1/schedules", replicas[0].base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "every-2s", "cron": "*/2 * * * * *", "template": template, "misfire_grace_seconds": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let db = connect(&control).await;
+    let fired = || async {
+        db.query_one(
+            "SELECT count(*) FROM control_plane.schedule_fires WHERE outcome = 'fired'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || async { fired().await >= 3 }).await,
+        "the schedule never fired"
+    );
+
+    let leader: String = db
+        .query_one("SELECT holder FROM control_plane.leader", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let killed_at = chrono::Utc::now();
+    let index = ["r1", "r2", "r3"]
+        .iter()
+        .position(|n| *n == leader)
+        .expect("a replica leads");
+    replicas[index].kill9();
+    let before = fired().await;
+    let took_over = wait_until(Duration::from_secs(15), || async {
+        let holder: Option<String> = db
+            .query_one(
+                "SELECT CASE WHEN expires_at > now() THEN holder END FROM control_plane.leader",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        holder.is_some_and(|h| h != leader)
+    })
+    .await;
+    let kept_firing = wait_until(Duration::from_secs(15), || async {
+        fired().await >= before + 3
+    })
+    .await;
+
+    assert!(took_over, "no replica took over the lease within its TTL");
+    assert!(
+        kept_firing,
+        "the schedule stopped firing after the leader died"
+    );
+    let per_tick: Vec<(i64,)> = db
+        .query(
+            "SELECT count(w.id) FROM control_plane.schedule_fires f \
+             LEFT JOIN control_plane.waves w ON w.id = f.wave_id WHERE f.outcome = 'fired' GROUP BY f.tick",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0),))
+        .collect();
+    assert!(
+        per_tick.iter().all(|(n,)| *n == 1),
+        "every fired tick has exactly one wave: {per_tick:?}"
+    );
+    let waves: i64 = db
+        .query_one(
+            "SELECT count(*) FROM control_plane.waves WHERE created_by = 'schedule:every-2s'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waves as usize, per_tick.len(), "no wave without its tick");
+    let after_kill: i64 = db
+        .query_one(
+            "SELECT count(*) FROM control_plane.schedule_fires WHERE outcome = 'fired' AND tick > $1 AND handled_by <> $2",
+            &[&killed_at, &leader],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        after_kill > 0,
+        "ticks after the kill were fired by the new leader"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_before_the_lease_ends()
+{
+    let control = fresh_database("control").await;
+    let env = [("DROVER_LEADER_TTL", "30s")];
+    let first = Daemon::start(&control, "first", &env).await;
+    let db = connect(&control).await;
+    let holder = || async {
+        db.query_one(
+            "SELECT CASE WHEN expires_at > now() THEN holder END FROM control_plane.leader",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            holder().await.as_deref() == Some("first")
+        })
+        .await
+    );
+    let second = Daemon::start(&control, "second", &env).await;
+    let cluster: Value = reqwest::Client::new()
+        .get(format!("{}/v1/cluster", second.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let (clean, _) = first.terminate().await;
+    let taken = wait_until(Duration::from_secs(15), || async {
+        holder().await.as_deref() == Some("second")
+    })
+    .await;
+
+    assert_eq!(cluster["leader"]["holder"], "first");
+    assert_eq!(
+        cluster["replicas"].as_array().unwrap().len(),
+        2,
+        "{cluster}"
+    );
+    assert!(clean);
+    assert!(
+        taken,
+        "the second replica should lead within one renewal period (10 s), not after the 30 s lease"
+    );
+}
