@@ -85,6 +85,12 @@ impl ApiClient {
                 .unwrap_or_else(|| text.chars().take(200).collect());
             bail!("{} {}", status.as_u16(), msg);
         }
+        // 204 No Content decodes as JSON null.
+        let text = if text.trim().is_empty() {
+            "null".to_string()
+        } else {
+            text
+        };
         serde_json::from_str(&text).with_context(|| format!("unexpected response from {url}"))
     }
 }

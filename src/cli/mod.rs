@@ -8,6 +8,7 @@
 mod client;
 mod output;
 mod quickstart;
+mod schedules;
 mod tenants;
 mod waves;
 
@@ -103,6 +104,13 @@ pub enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: Box<WavesCommand>,
+    },
+    /// Scheduled waves (cron expressions with a timezone and a wave template).
+    Schedules {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: schedules::SchedulesCommand,
     },
     /// Schema versions across the fleet; drifted tenants and tenants needing attention.
     Fleet {
@@ -235,6 +243,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 WavesCommand::Resume { id } => waves::act(&client, "resume", &id).await,
                 WavesCommand::Abort { id } => waves::act(&client, "abort", &id).await,
                 other => waves::run(&client, other).await,
+            }
+        }
+        Command::Schedules { client, command } => {
+            init_tracing(None);
+            match command {
+                schedules::SchedulesCommand::Enable { name } => {
+                    schedules::set_enabled(&client, &name, true).await
+                }
+                schedules::SchedulesCommand::Disable { name } => {
+                    schedules::set_enabled(&client, &name, false).await
+                }
+                other => schedules::run(&client, other).await,
             }
         }
         Command::Fleet { client } => {

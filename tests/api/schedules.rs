@@ -273,3 +273,61 @@ async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_bef
         "the second replica should lead within one renewal period (10 s), not after the 30 s lease"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_shows_disables_triggers_and_deletes_a_schedule() {
+    let (m, secrets) = (migrations(), SecretsDir::new());
+    let app = spawn_app_with(&[
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+    ])
+    .await;
+    register_tenants_at(&app.base(), &secrets, "cs", 1, 0).await;
+    let run = |args: Vec<&'static str>| {
+        let mut cmd = crate::helpers::drover_cmd();
+        cmd.env("DROVER_SERVER", app.base())
+            .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .arg("schedules")
+            .args(args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+
+    let created = run(vec![
+        "create",
+        "weekdays",
+        "0 3 * * 1-5",
+        "--timezone",
+        "America/New_York",
+        "--template",
+        QUICK_WAVE,
+    ])
+    .await
+    .unwrap();
+    let shown = run(vec!["show", "weekdays"]).await.unwrap();
+    let disabled = run(vec!["disable", "weekdays", "-o", "json"])
+        .await
+        .unwrap();
+    let triggered = run(vec!["trigger", "weekdays"]).await.unwrap();
+    let deleted = run(vec!["delete", "weekdays"]).await.unwrap();
+    let listed = run(vec!["list"]).await.unwrap();
+
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("MON,TUE,WED,THU,FRI") && text.contains("T03:00:00-0"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_slice(&disabled.stdout).unwrap();
+    assert_eq!(json["enabled"], false);
+    assert!(String::from_utf8_lossy(&triggered.stdout).contains("\"fired\""));
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("weekdays"));
+}
