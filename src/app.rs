@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::db;
+use crate::metrics::Metrics;
 use crate::migrate::MigrationSet;
 use crate::registry::Registry;
 use crate::resolve::{self, Resolver};
@@ -69,6 +70,8 @@ pub struct AppInner {
     pub schedules: ScheduleStore,
     /// Whether this replica currently leads (runs the scheduler).
     pub leadership: Arc<Leadership>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The tenant migration files; a missing directory is an empty set (waves then refuse
@@ -121,24 +124,25 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
+        let metrics = Arc::new(Metrics::new());
         let resolver = Arc::new(Resolver::new(
             pool.clone(),
             secret_store(&config)?,
             &config.cache,
+            &metrics,
         ));
         let waves = WaveStore::new(pool.clone());
         let executor = Arc::new(Executor::new(
             waves.clone(),
             resolver.clone(),
-            &config.instance_id,
-            config.waves,
-            config.migrations_dir.clone(),
-            config.ca_file.clone(),
+            &config,
             load_migrations(&config)?,
+            metrics.clone(),
         ));
         let state = AppState(Arc::new(AppInner {
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),
+            metrics: metrics.clone(),
             waves,
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,

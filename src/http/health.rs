@@ -58,3 +58,20 @@ pub async fn registry_health(
             .await?,
     ))
 }
+
+/// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
+/// nothing here names a tenant or a secret).
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let latest = state.executor.migrations().latest();
+    let body = state
+        .metrics
+        .render(&state.pool, latest, state.leadership.is_leader())
+        .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}

@@ -6,6 +6,7 @@
 
 pub mod error;
 mod health;
+pub mod openapi;
 mod resolve;
 mod schedules;
 mod tenants;
@@ -65,14 +66,38 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
         .nest("/v1", admin.merge(resolver))
         .fallback(|| async { ApiError::no_route() })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts every request by route template (never the raw path: slugs would make one
+/// series per tenant), method and status, and times it.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.http_requests_total
+        .with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()])
+        .inc();
+    m.http_request_duration_seconds
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// Constant-time comparison of the presented token with the expected one.

@@ -28,6 +28,7 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
 
 /// The handler.
 pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
+    let started = std::time::Instant::now();
     let answer = match state.resolver.resolve(&slug).await {
         Ok(Resolution::Ok(r)) => {
             // The body (it holds the DSN) leaves its secret wrapper only here, copied
@@ -76,5 +77,9 @@ pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) ->
             resp
         }
     };
+    state
+        .metrics
+        .resolution_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
     no_store(answer)
 }

@@ -18,10 +18,10 @@ pub mod dsn;
 pub mod listener;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+use prometheus::IntCounter;
 use secrecy::SecretString;
 
 use crate::cache::{CachePolicy, Freshness, TtlCache};
@@ -141,21 +141,45 @@ impl ResolveError {
     }
 }
 
-/// Counters the metrics module exports.
-#[derive(Debug, Default)]
+/// Resolution counters: handles into [`crate::metrics::Metrics`], bound to their label
+/// values once so the hot path does no label lookups.
 pub struct ResolveStats {
-    /// Resolutions answered 200.
-    pub ok: AtomicU64,
-    /// Answered 404/409/423.
-    pub refused: AtomicU64,
+    /// Answered 200.
+    pub ok: IntCounter,
+    /// Answered 423.
+    pub suspended: IntCounter,
+    /// Answered 409.
+    pub not_ready: IntCounter,
+    /// Answered 404.
+    pub not_found: IntCounter,
     /// Answered 503.
-    pub unavailable: AtomicU64,
+    pub unavailable: IntCounter,
     /// Secret cache hits.
-    pub secret_hits: AtomicU64,
+    pub secret_hits: IntCounter,
     /// Secret cache misses (backend reads that succeeded).
-    pub secret_misses: AtomicU64,
+    pub secret_misses: IntCounter,
     /// Stale secrets served because the backend failed.
-    pub secret_stale: AtomicU64,
+    pub secret_stale: IntCounter,
+    backend_errors: prometheus::IntCounterVec,
+}
+
+impl ResolveStats {
+    /// Handles into `m`.
+    pub fn new(m: &crate::metrics::Metrics) -> Self {
+        let outcome = |o: &str| m.resolutions_total.with_label_values(&[o]);
+        let cache = |r: &str| m.secret_cache_total.with_label_values(&[r]);
+        ResolveStats {
+            ok: outcome("ok"),
+            suspended: outcome("suspended"),
+            not_ready: outcome("not_ready"),
+            not_found: outcome("not_found"),
+            unavailable: outcome("unavailable"),
+            secret_hits: cache("hit"),
+            secret_misses: cache("miss"),
+            secret_stale: cache("stale"),
+            backend_errors: m.secret_backend_errors_total.clone(),
+        }
+    }
 }
 
 /// The resolver; shared by all request handlers.
@@ -172,7 +196,12 @@ const MAX_CACHED: usize = 200_000;
 
 impl Resolver {
     /// A resolver over the control pool and secret backends.
-    pub fn new(pool: Pool, store: SecretStore, cfg: &CacheConfig) -> Self {
+    pub fn new(
+        pool: Pool,
+        store: SecretStore,
+        cfg: &CacheConfig,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
         let tenants = TtlCache::new(CachePolicy {
             ttl: cfg.tenant_ttl,
             stale_for: cfg.secret_stale_for,
@@ -190,7 +219,7 @@ impl Resolver {
             store,
             tenants,
             secrets,
-            stats: ResolveStats::default(),
+            stats: ResolveStats::new(metrics),
         }
     }
 
@@ -226,7 +255,7 @@ impl Resolver {
         Some(match tenant.status {
             TenantStatus::Active => {
                 let password = self.secrets.peek(&tenant.db_secret_ref)?;
-                self.stats.secret_hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.secret_hits.inc();
                 let rendered = tenant.render(&password);
                 Resolution::Ok(Resolved { tenant, rendered })
             }
@@ -258,7 +287,7 @@ impl Resolver {
                 let password = match self.password(&tenant.db_secret_ref).await {
                     Ok(p) => p,
                     Err(e) => {
-                        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                        self.stats.unavailable.inc();
                         tracing::warn!(secret_ref = %tenant.db_secret_ref, error = %e, "secret unavailable");
                         return Err(e.into());
                     }
@@ -274,39 +303,46 @@ impl Resolver {
     fn count(&self, r: Resolution) -> Resolution {
         let counter = match r {
             Resolution::Ok(_) => &self.stats.ok,
-            _ => &self.stats.refused,
+            Resolution::Suspended { .. } => &self.stats.suspended,
+            Resolution::NotReady { .. } => &self.stats.not_ready,
+            Resolution::NotFound => &self.stats.not_found,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         r
     }
 
     /// The password behind a secret reference, through the secret cache.
     pub async fn password(&self, reference: &str) -> Result<Arc<SecretString>, SecretError> {
-        let parsed: SecretRef =
-            reference
-                .parse()
-                .map_err(|e: crate::secrets::SecretRefError| SecretError::NotFound {
-                    reference: "(stored reference)".into(),
-                    why: e.to_string(),
-                })?;
-        let (value, freshness) = self
-            .secrets
-            .get_or_load(reference, || async {
-                self.store.read(&parsed).await.map(Arc::new)
-            })
-            .await?;
-        let counter = match freshness {
-            Freshness::Hit => &self.stats.secret_hits,
-            Freshness::Miss => &self.stats.secret_misses,
+        let load = || async {
+            // Parsed only on a miss: the hit path stays a map lookup.
+            let parsed: SecretRef =
+                reference
+                    .parse()
+                    .map_err(|e: crate::secrets::SecretRefError| SecretError::NotFound {
+                        reference: "(stored reference)".into(),
+                        why: e.to_string(),
+                    })?;
+            let read = self.store.read(&parsed).await.map(Arc::new);
+            if read.is_err() {
+                self.stats
+                    .backend_errors
+                    .with_label_values(&[parsed.scheme().as_str()])
+                    .inc();
+            }
+            read
+        };
+        let (value, freshness) = self.secrets.get_or_load(reference, load).await?;
+        match freshness {
+            Freshness::Hit => self.stats.secret_hits.inc(),
+            Freshness::Miss => self.stats.secret_misses.inc(),
             Freshness::Stale => {
                 tracing::warn!(
                     secret_ref = reference,
                     "secret backend failing; serving a stale value"
                 );
-                &self.stats.secret_stale
+                self.stats.secret_stale.inc();
             }
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(value)
     }
 }

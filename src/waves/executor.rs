@@ -32,6 +32,7 @@ pub struct Executor {
     cfg: WaveConfig,
     migrations_dir: PathBuf,
     default_ca: Option<PathBuf>,
+    metrics: Arc<crate::metrics::Metrics>,
     set: RwLock<Arc<MigrationSet>>,
     wake: Notify,
     /// A tenant failed for good since the last tick: check the failure budget first.
@@ -69,16 +70,21 @@ enum Ran {
 }
 
 impl Executor {
-    /// An executor for this replica.
+    /// An executor for this replica: its instance id, wave settings, migrations directory
+    /// and CA bundle come from `config`.
     pub fn new(
         store: WaveStore,
         resolver: Arc<Resolver>,
-        owner: &str,
-        cfg: WaveConfig,
-        migrations_dir: PathBuf,
-        default_ca: Option<PathBuf>,
+        config: &crate::config::Config,
         set: MigrationSet,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        let owner = config.instance_id.as_str();
+        let (cfg, migrations_dir, default_ca): (WaveConfig, PathBuf, Option<PathBuf>) = (
+            config.waves,
+            config.migrations_dir.clone(),
+            config.ca_file.clone(),
+        );
         let actor = Actor::new(&format!(
             "drover:{}",
             owner.chars().take(90).collect::<String>()
@@ -96,6 +102,7 @@ impl Executor {
             cfg,
             migrations_dir,
             default_ca,
+            metrics,
             set: RwLock::new(Arc::new(set)),
             wake: Notify::new(),
             failed: std::sync::atomic::AtomicBool::new(false),
@@ -274,6 +281,25 @@ impl Executor {
         drop(heartbeat);
         let ms = started.elapsed().as_millis() as i64;
         let record_started = Instant::now();
+        self.metrics
+            .migration_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(Ran::Done(out)) => {
+                self.metrics
+                    .migrations_applied_total
+                    .inc_by(out.applied.len() as u64);
+                self.metrics
+                    .lock_wait_seconds
+                    .observe(out.lock_wait.as_secs_f64());
+            }
+            Err(e) => self
+                .metrics
+                .migrations_failed_total
+                .with_label_values(&[e.kind().as_str()])
+                .inc(),
+            Ok(Ran::Skipped(_)) => {}
+        }
         let pool = self.store.pool();
         let recorded = match &result {
             Ok(Ran::Done(out)) => {

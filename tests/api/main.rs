@@ -5,6 +5,8 @@ mod helpers;
 mod auth;
 mod cli;
 mod control_schema;
+mod observability;
+mod openapi;
 mod openbao;
 mod registry_check;
 mod replicas;

@@ -1,0 +1,289 @@
+//! Every Prometheus metric drover exports, in one struct owned by the app state; the doc
+//! comment of each field is its HELP text. Names carry the `drover_` prefix, base units
+//! and `_total` on counters; no label carries a tenant, so 10,000 tenants stay a handful
+//! of series.
+//!
+//! Hot paths (resolution, migrations, HTTP) update counters and histograms directly.
+//! Fleet-wide gauges (tenants by status and version, waves, schedules) come from the
+//! control DB when `/metrics` is scraped, at most once per [`FLEET_REFRESH`], so a fleet
+//! of replicas scraped every few seconds does not hammer the DB.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const TENANT_STATUSES: [&str; 4] = ["provisioning", "active", "suspended", "deleting"];
+const ISSUE_KINDS: [&str; 2] = ["drift", "needs_attention"];
+const WAVE_STATES: [&str; 8] = [
+    "pending",
+    "canary",
+    "soaking",
+    "rolling",
+    "completed",
+    "halted",
+    "paused",
+    "aborted",
+];
+const PHASE_KINDS: [&str; 2] = ["canary", "batch"];
+const TARGET_STATES: [&str; 5] = ["pending", "running", "succeeded", "failed", "skipped"];
+
+/// How stale the fleet gauges may be.
+pub const FLEET_REFRESH: Duration = Duration::from_secs(5);
+
+/// The metrics.
+pub struct Metrics {
+    registry: Registry,
+    refreshed: Mutex<Option<Instant>>,
+    /// Build information (value 1), labelled with the version.
+    pub build_info: IntGaugeVec,
+    /// Waves by state (every wave ever created, by its current state).
+    pub waves: IntGaugeVec,
+    /// Targets of unfinished waves by phase kind (canary or batch) and target state.
+    pub wave_targets: IntGaugeVec,
+    /// Live tenants by status.
+    pub tenants: IntGaugeVec,
+    /// Live active or suspended tenants by recorded schema version ("none" before the first migration).
+    pub tenants_by_schema_version: IntGaugeVec,
+    /// Live active or suspended tenants below the latest migration version.
+    pub tenants_behind: IntGauge,
+    /// Tenants with a migration problem a person must fix, by kind (drift, needs_attention).
+    pub tenants_needing_attention: IntGaugeVec,
+    /// Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.
+    pub migration_duration_seconds: Histogram,
+    /// Tenant migrations (files) applied.
+    pub migrations_applied_total: IntCounter,
+    /// Tenant migration runs that failed, by reason (retryable, sql, drift, timeout, needs_attention).
+    pub migrations_failed_total: IntCounterVec,
+    /// Time spent waiting for a tenant's migration advisory lock, in seconds.
+    pub lock_wait_seconds: Histogram,
+    /// Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).
+    pub resolutions_total: IntCounterVec,
+    /// Latency of GET /v1/resolve, in seconds.
+    pub resolution_duration_seconds: Histogram,
+    /// Secret cache lookups by result (hit, miss, stale).
+    pub secret_cache_total: IntCounterVec,
+    /// Secret backend read failures by scheme (env, file, vault).
+    pub secret_backend_errors_total: IntCounterVec,
+    /// Next fire time of each enabled schedule, as a Unix timestamp in seconds.
+    pub schedule_next_fire_timestamp_seconds: IntGaugeVec,
+    /// 1 while this replica holds the leader lease, else 0.
+    pub leader: IntGauge,
+    /// HTTP requests by route template, method and status code.
+    pub http_requests_total: IntCounterVec,
+    /// HTTP request latency by route template and method, in seconds.
+    pub http_request_duration_seconds: HistogramVec,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered, with every bounded label value present from the start
+    /// (so dashboards and alerts see zeros rather than no data).
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let m = Metrics {
+            build_info: gauge_vec(&r, "drover_build_info", "Build information (value 1), labelled with the version.", &["version"]),
+            waves: gauge_vec(&r, "drover_waves", "Waves by state (every wave ever created, by its current state).", &["state"]),
+            wave_targets: gauge_vec(&r, "drover_wave_targets", "Targets of unfinished waves by phase kind (canary or batch) and target state.", &["phase", "state"]),
+            tenants: gauge_vec(&r, "drover_tenants", "Live tenants by status.", &["status"]),
+            tenants_by_schema_version: gauge_vec(&r, "drover_tenants_by_schema_version", "Live active or suspended tenants by recorded schema version (\"none\" before the first migration).", &["version"]),
+            tenants_behind: {
+                let g = IntGauge::new("drover_tenants_behind", "Live active or suspended tenants below the latest migration version.").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
+            tenants_needing_attention: gauge_vec(&r, "drover_tenants_needing_attention", "Tenants with a migration problem a person must fix, by kind (drift, needs_attention).", &["kind"]),
+            migration_duration_seconds: histogram(&r, "drover_migration_duration_seconds", "Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.", vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+            migrations_applied_total: {
+                let c = IntCounter::new("drover_migrations_applied_total", "Tenant migrations (files) applied.").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                c
+            },
+            migrations_failed_total: counter_vec(&r, "drover_migrations_failed_total", "Tenant migration runs that failed, by reason (retryable, sql, drift, timeout, needs_attention).", &["reason"]),
+            lock_wait_seconds: histogram(&r, "drover_lock_wait_seconds", "Time spent waiting for a tenant's migration advisory lock, in seconds.", vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
+            resolutions_total: counter_vec(&r, "drover_resolutions_total", "Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).", &["outcome"]),
+            resolution_duration_seconds: histogram(&r, "drover_resolution_duration_seconds", "Latency of GET /v1/resolve, in seconds.", vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
+            secret_cache_total: counter_vec(&r, "drover_secret_cache_total", "Secret cache lookups by result (hit, miss, stale).", &["result"]),
+            secret_backend_errors_total: counter_vec(&r, "drover_secret_backend_errors_total", "Secret backend read failures by scheme (env, file, vault).", &["scheme"]),
+            schedule_next_fire_timestamp_seconds: gauge_vec(&r, "drover_schedule_next_fire_timestamp_seconds", "Next fire time of each enabled schedule, as a Unix timestamp in seconds.", &["schedule"]),
+            leader: {
+                let g = IntGauge::new("drover_leader", "1 while this replica holds the leader lease, else 0.").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
+            http_requests_total: counter_vec(&r, "drover_http_requests_total", "HTTP requests by route template, method and status code.", &["route", "method", "status"]),
+            http_request_duration_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new("drover_http_request_duration_seconds", "HTTP request latency by route template and method, in seconds.")
+                        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+                    &["route", "method"],
+                )
+                .unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(h.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                h
+            },
+            registry: r,
+            refreshed: Mutex::new(None),
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for s in WAVE_STATES {
+            m.waves.with_label_values(&[s]).set(0);
+        }
+        for p in PHASE_KINDS {
+            for s in TARGET_STATES {
+                m.wave_targets.with_label_values(&[p, s]).set(0);
+            }
+        }
+        for s in TENANT_STATUSES {
+            m.tenants.with_label_values(&[s]).set(0);
+        }
+        for k in ISSUE_KINDS {
+            m.tenants_needing_attention.with_label_values(&[k]).set(0);
+        }
+        for r in ["retryable", "sql", "drift", "timeout", "needs_attention"] {
+            m.migrations_failed_total.with_label_values(&[r]);
+        }
+        for o in ["ok", "suspended", "not_ready", "not_found", "unavailable"] {
+            m.resolutions_total.with_label_values(&[o]);
+        }
+        for r in ["hit", "miss", "stale"] {
+            m.secret_cache_total.with_label_values(&[r]);
+        }
+        for s in ["env", "file", "vault"] {
+            m.secret_backend_errors_total.with_label_values(&[s]);
+        }
+        m
+    }
+
+    /// The text exposition, refreshing the fleet gauges first when they are stale.
+    pub async fn render(&self, pool: &Pool, latest_version: Option<i32>, leader: bool) -> String {
+        self.leader.set(leader as i64);
+        let due = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() >= FLEET_REFRESH);
+        if due {
+            match self.refresh_fleet(pool, latest_version).await {
+                Ok(()) => {
+                    *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fleet metrics refresh failed; serving the previous values")
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    async fn refresh_fleet(
+        &self,
+        pool: &Pool,
+        latest: Option<i32>,
+    ) -> Result<(), crate::db::DbError> {
+        const STATUS: &str = "SELECT status, count(*) FROM control_plane.tenants WHERE deleted_at IS NULL GROUP BY 1";
+        const VERSIONS: &str =
+            "SELECT coalesce(schema_version::text, 'none'), count(*) FROM control_plane.tenants \
+             WHERE deleted_at IS NULL AND status IN ('active', 'suspended') GROUP BY 1";
+        const BEHIND: &str = "SELECT count(*) FROM control_plane.tenants WHERE deleted_at IS NULL \
+             AND status IN ('active', 'suspended') AND $1::int IS NOT NULL AND (schema_version IS NULL OR schema_version < $1)";
+        const ISSUES: &str =
+            "SELECT migration_issue->>'kind', count(*) FROM control_plane.tenants \
+             WHERE deleted_at IS NULL AND migration_issue IS NOT NULL GROUP BY 1";
+        const WAVES: &str = "SELECT state, count(*) FROM control_plane.waves GROUP BY 1";
+        const TARGETS: &str =
+            "SELECT CASE WHEN t.phase = 0 THEN 'canary' ELSE 'batch' END, t.state, count(*) \
+             FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
+             WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1, 2";
+        const SCHEDULES: &str =
+            "SELECT name, extract(epoch FROM next_fire_at)::bigint FROM control_plane.schedules \
+             WHERE enabled AND next_fire_at IS NOT NULL";
+        let client = pool.get().await?;
+        // Bounded label sets are set in full (zeros included); a value the query no longer
+        // returns must drop to 0, not keep its last count.
+        let set_all = |g: &IntGaugeVec, known: &[&str], rows: &[tokio_postgres::Row]| {
+            for k in known {
+                let n = rows
+                    .iter()
+                    .find(|r| r.get::<_, String>(0) == *k)
+                    .map_or(0, |r| r.get::<_, i64>(1));
+                g.with_label_values(&[*k]).set(n);
+            }
+        };
+        set_all(
+            &self.tenants,
+            &TENANT_STATUSES,
+            &client.query(STATUS, &[]).await?,
+        );
+        // Versions come and go: drop old series instead of leaving zeros forever.
+        self.tenants_by_schema_version.reset();
+        for r in client.query(VERSIONS, &[]).await? {
+            self.tenants_by_schema_version
+                .with_label_values(&[r.get::<_, String>(0).as_str()])
+                .set(r.get(1));
+        }
+        self.tenants_behind
+            .set(client.query_one(BEHIND, &[&latest]).await?.get(0));
+        set_all(
+            &self.tenants_needing_attention,
+            &ISSUE_KINDS,
+            &client.query(ISSUES, &[]).await?,
+        );
+        set_all(&self.waves, &WAVE_STATES, &client.query(WAVES, &[]).await?);
+        let targets = client.query(TARGETS, &[]).await?;
+        for p in PHASE_KINDS {
+            for st in TARGET_STATES {
+                let n = targets
+                    .iter()
+                    .find(|r| r.get::<_, String>(0) == p && r.get::<_, String>(1) == st)
+                    .map_or(0, |r| r.get::<_, i64>(2));
+                self.wave_targets.with_label_values(&[p, st]).set(n);
+            }
+        }
+        self.schedule_next_fire_timestamp_seconds.reset();
+        for r in client.query(SCHEDULES, &[]).await? {
+            let (name, at): (String, i64) = (r.get(0), r.get(1));
+            self.schedule_next_fire_timestamp_seconds
+                .with_label_values(&[name.as_str()])
+                .set(at);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! `/metrics` checked by `promtool`, and every dashboard expression evaluated by a real
+//! Prometheus that scraped a drover which ran a wave and served resolutions.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    counted_migrations, register_tenants, spawn_app_with, start_wave, wait_until, wait_wave,
+    MigrationsDir, SecretsDir, ADMIN_TOKEN,
+};
+
+const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
+
+/// A binary from PATH, or None (then the test skips loudly unless CI requires it).
+fn tool(name: &str) -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    if !path.is_empty() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("DROVER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+        "{name} is required (apt-get install -y prometheus)"
+    );
+    eprintln!("*** skipping: {name} not installed (apt-get install -y prometheus)");
+    None
+}
+
+/// Every PromQL expression of every panel, and every label_values() template query.
+fn dashboard_queries() -> Vec<(String, String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in d["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().unwrap() {
+                out.push((
+                    name.clone(),
+                    panel["title"].as_str().unwrap().to_string(),
+                    t["expr"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        for v in d["templating"]["list"].as_array().unwrap() {
+            if let Some(q) = v["query"]["query"].as_str() {
+                out.push((
+                    name.clone(),
+                    format!("variable {}", v["name"]),
+                    q.to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_from_a_real_prometheus(
+) {
+    let (Some(promtool), Some(prometheus)) = (tool("promtool"), tool("prometheus")) else {
+        return;
+    };
+    let files = counted_migrations(0.0);
+    let m = MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let secrets = SecretsDir::new();
+    let app = spawn_app_with(&[
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+    ])
+    .await;
+    register_tenants(&app, &secrets, "obs", 3, 1).await;
+    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
+    wait_wave(&app.base(), &id, &["completed"], Duration::from_secs(60)).await;
+    for slug in ["obs-000", "obs-001", "nobody"] {
+        app.http
+            .get(format!("{}/v1/resolve/{slug}", app.base()))
+            .bearer_auth(RESOLVER_TOKEN)
+            .send()
+            .await
+            .unwrap();
+    }
+    app.req(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "nightly", "cron": "0 3 * * *"}))
+        .send()
+        .await
+        .unwrap();
+    let exposition = app
+        .http
+        .get(format!("{}/metrics", app.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // promtool reads the exposition on stdin.
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), exposition.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        !exposition.contains("obs-0"),
+        "no tenant appears in a label"
+    );
+
+    let dir = std::env::temp_dir().join(format!("drover-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: drover\n    static_configs: [{{targets: ['{}']}}]\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let mut prom = Command::new(&prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let query = |q: String| {
+        let api = api.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{api}/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?;
+            r.json::<Value>().await.ok()
+        }
+    };
+    let scraped_twice = wait_until(Duration::from_secs(30), || async {
+        query("count_over_time(up{job=\"drover\"}[1m])".into())
+            .await
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .map(|n| n.parse::<f64>().unwrap_or(0.0) >= 3.0)
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(scraped_twice, "Prometheus never scraped drover");
+
+    let mut failures = Vec::new();
+    for (dashboard, panel, expr) in dashboard_queries() {
+        let empty = if let Some(rest) = expr.strip_prefix("label_values(") {
+            let (metric, label) = rest.trim_end_matches(')').split_once(',').unwrap();
+            let r: Value = reqwest::Client::new()
+                .get(format!("{api}/label/{}/values", label.trim()))
+                .query(&[("match[]", metric.trim())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["status"] != "success" || r["data"].as_array().is_none_or(|a| a.is_empty())
+        } else {
+            match query(expr.clone()).await {
+                Some(r) => {
+                    r["status"] != "success"
+                        || r["data"]["result"].as_array().is_none_or(|a| a.is_empty())
+                }
+                None => true,
+            }
+        };
+        if empty {
+            failures.push(format!("{dashboard} / {panel}: {expr}"));
+        }
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "expressions without data:\n{}",
+        failures.join("\n")
+    );
+    let _ = ADMIN_TOKEN;
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
+
+    let check = Command::new(&promtool)
+        .args(["check", "rules", "alerts.yml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let test = Command::new(&promtool)
+        .args(["test", "rules", "alerts_test.yml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
