@@ -233,32 +233,53 @@ impl Application {
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT.
-pub fn cancel_on_signal(token: CancellationToken) {
+pub fn cancel_on_signal(token: CancellationToken, executor: Option<Arc<Executor>>) {
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
-            _ = term => tracing::info!("SIGTERM: shutting down"),
-        }
+        let mut term: Option<()> = None;
+        let first = next_signal(&mut term).await;
+        tracing::info!("{first}: shutting down (a second signal stops at once)");
         token.cancel();
+        let second = next_signal(&mut term).await;
+        // Exiting closes every connection: the server rolls back any open tenant
+        // transaction, and the leases of unfinished tenants expire for other replicas.
+        tracing::warn!("{second} again: stopping now, in-flight tenants are rolled back");
+        if let Some(e) = executor {
+            e.cancel_in_flight().await;
+        }
+        std::process::exit(130);
     });
+}
+
+#[cfg(unix)]
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> &'static str {
+    let term_recv = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term_recv => "SIGTERM",
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal(_: &mut Option<()>) -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
 }
 
 /// `drover serve`: build, then run until a signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let token = CancellationToken::new();
-    cancel_on_signal(token.clone());
+    cancel_on_signal(token.clone(), Some(app.state().executor.clone()));
     app.run(token).await
 }

@@ -208,7 +208,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
 
     if !args.exit {
         println!("\nserving until Ctrl-C ...");
-        crate::app::cancel_on_signal(shutdown.clone());
+        crate::app::cancel_on_signal(shutdown.clone(), None);
     } else {
         shutdown.cancel();
     }

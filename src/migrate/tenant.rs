@@ -214,9 +214,13 @@ pub async fn run(
     set: &MigrationSet,
     target: i32,
     limits: &RunLimits,
+    on_connect: impl FnOnce(tokio_postgres::CancelToken),
 ) -> Result<RunOutcome, MigrateError> {
     let started = Instant::now();
     let mut client = connect(conn, limits).await?;
+    // Lets a hard stop cancel the running statement instead of waiting for the server
+    // to notice the closed socket (it only does when it next talks to the client).
+    on_connect(client.cancel_token());
     let connected = started.elapsed();
     let lock_wait = take_lock(&client, limits.lock_wait).await?;
     tracing::debug!(

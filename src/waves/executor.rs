@@ -38,6 +38,8 @@ pub struct Executor {
     /// A tenant failed for good since the last tick: check the failure budget first.
     failed: std::sync::atomic::AtomicBool,
     advanced_at: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Instant>>,
+    /// Cancel handles of tenant connections migrating right now.
+    in_flight: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, tokio_postgres::CancelToken>>,
 }
 
 fn process_nonce() -> u32 {
@@ -107,6 +109,7 @@ impl Executor {
             wake: Notify::new(),
             failed: std::sync::atomic::AtomicBool::new(false),
             advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
+            in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -120,6 +123,28 @@ impl Executor {
         let set = Arc::new(MigrationSet::load(&self.migrations_dir)?);
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
         Ok(set)
+    }
+
+    /// Asks every tenant server to cancel the statement this replica is running there (a
+    /// hard stop): the migration's transaction rolls back now rather than when the
+    /// server next notices the connection is gone.
+    pub async fn cancel_in_flight(&self) {
+        let tokens: Vec<_> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for t in tokens {
+            // Best effort: a server that insists on TLS for cancel requests keeps running
+            // until it notices the closed connection.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                t.cancel_query(tokio_postgres::NoTls),
+            )
+            .await;
+        }
     }
 
     /// Wakes the loop (a wave was created or changed).
@@ -357,8 +382,18 @@ impl Executor {
             connect_timeout: Duration::from_secs(5),
         };
         let set = self.migrations();
-        tenant::run(&conn, &set, c.target_version, &limits)
-            .await
-            .map(Ran::Done)
+        let tenant_id = c.tenant_id;
+        let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tenant_id, token);
+        })
+        .await;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tenant_id);
+        result.map(Ran::Done)
     }
 }

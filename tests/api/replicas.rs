@@ -174,3 +174,65 @@ async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_complet
         assert_eq!(side_effects(&t.url).await, vec![1, 2, 3], "{}", t.slug);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_back() {
+    let files = counted_migrations(20.0);
+    let migrations = MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let secrets = SecretsDir::new();
+    let control = fresh_database("control").await;
+    let d = Daemon::start(&control, "impatient", &env(&migrations, &secrets)).await;
+    let tenants = register_tenants_at(&d.base, &secrets, "sg", 1, 0).await;
+    let id = start_wave_at(&d.base, json!({"max_concurrency": 1})).await;
+    let base = d.base.clone();
+    // V2 sleeps 20 s inside its transaction: wait until it is running.
+    let db = connect(&tenants[0].url).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            db.query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20%' AND state = 'active' AND pid <> pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
+        })
+        .await
+    );
+    let _ = wave_at(&base, &id).await;
+
+    let pid = d.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (_, logs) = d.terminate().await;
+
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the second signal did not stop it at once"
+    );
+    assert!(logs.contains("again: stopping now"), "{logs}");
+    let rolled_back = wait_until(Duration::from_secs(10), || async {
+        db.query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20%' AND state = 'active' AND pid <> pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    })
+    .await;
+    assert!(
+        rolled_back,
+        "the server still runs the dead daemon's migration"
+    );
+    assert_eq!(
+        history(&tenants[0].url).await,
+        vec![1],
+        "V2 was rolled back, not half-applied"
+    );
+}
