@@ -331,3 +331,44 @@ async fn the_cli_creates_shows_disables_triggers_and_deletes_a_schedule() {
     );
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("weekdays"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_while_the_previous_scheduled_wave_is_unfinished_is_skipped_and_recorded() {
+    let (m, secrets) = (migrations(), SecretsDir::new());
+    let app = spawn_app_with(&[
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_LEADER_TTL", "3s"),
+    ])
+    .await;
+    register_tenants_at(&app.base(), &secrets, "ovl", 2, 1).await;
+    // Waves that soak for an hour stay unfinished, so every later tick overlaps.
+    let created = app
+        .req(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "busy", "cron": "* * * * * *", "template": {"soak_seconds": 3600}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let db = app.control_db().await;
+    let outcomes = || async {
+        db.query(
+            "SELECT outcome, count(*) FROM control_plane.schedule_fires WHERE schedule_name = 'busy' GROUP BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect::<Vec<_>>()
+    };
+
+    let skipped = wait_until(Duration::from_secs(20), || async {
+        outcomes().await.iter().any(|(o, n)| o == "skipped_overlap" && *n >= 2)
+    })
+    .await;
+
+    assert!(skipped, "{:?}", outcomes().await);
+    let fired: i64 = outcomes().await.iter().filter(|(o, _)| o == "fired").map(|(_, n)| n).sum();
+    assert_eq!(fired, 1, "only the first tick started a wave");
+}
