@@ -125,6 +125,13 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Output,
     },
+    /// Print a shell completion script.
+    ///
+    /// Example: drover completions bash > /etc/bash_completion.d/drover
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -204,6 +211,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load()?;
             init_tracing(Some(&config));
             crate::app::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "drover", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(ExitCode::SUCCESS)
         }
         Command::Quickstart(args) => {

@@ -236,3 +236,14 @@ fn quickstart_without_postgresql_binaries_says_what_to_install() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apt-get install -y postgresql"), "{err}");
 }
+
+#[test]
+fn completions_are_printed_for_bash_and_help_explains_each_command_with_an_example() {
+    let bash = drover_cmd().args(["completions", "bash"]).output().unwrap();
+    let help = drover_cmd().args(["waves", "start", "--help"]).output().unwrap();
+
+    assert!(bash.status.success());
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_drover()"));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Example: drover waves start"), "{text}");
+}
