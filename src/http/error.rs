@@ -97,6 +97,20 @@ impl From<RegistryError> for ApiError {
             RegistryError::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
             RegistryError::Unavailable(_) => (StatusCode::NOT_IMPLEMENTED, "not_available"),
             RegistryError::Db(db) => {
+                // SQLSTATE class 22 (data exception: a NUL byte, an out-of-range number) is
+                // the caller's input that PostgreSQL refused, not a server failure.
+                if let crate::db::DbError::Postgres(pg) = &db {
+                    if let Some(d) = pg
+                        .as_db_error()
+                        .filter(|d| d.code().code().starts_with("22"))
+                    {
+                        return ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid_input",
+                            d.message().to_string(),
+                        );
+                    }
+                }
                 tracing::error!(error = %db, retryable = db.is_retryable(), "control database error");
                 return if db.is_retryable() {
                     ApiError::new(

@@ -112,6 +112,16 @@ pub fn spec() -> Value {
     })
 }
 
+/// No control characters (Rust's `char::is_control`: C0, DEL, C1), as `validate_text` and
+/// the actor check demand.
+const NO_CONTROL: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+
+/// [`NO_CONTROL`] and not blank.
+const PRINTABLE: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+/// `env:VAR`, `file:a/b`, `vault:mount/path#field` (see `secrets::reference`).
+const SECRET_REF: &str = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+)$";
+
 const DESCRIPTION: &str = "Tenant registry, slug → DSN resolution and canary-first schema \
 migration waves for database-per-tenant PostgreSQL fleets.\n\n\
 Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metrics` and \
@@ -119,8 +129,8 @@ Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metric
 token; everything else under `/v1` takes the admin token only.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \
-is one. 5xx bodies never carry internals (the cause is in drover's log). A 503 carries \
-`Retry-After`.\n\n\
+is one. 5xx bodies never carry internals (the cause is in drover's log). A 503 under `/v1` \
+carries `Retry-After`.\n\n\
 Every change writes its tenant event in the same transaction; an optional \
 `X-Drover-Actor: alice` header is recorded as the actor (`api:alice`).";
 
@@ -595,13 +605,13 @@ fn parameters() -> Value {
             "in": "header",
             "required": false,
             "description": "Who is making the change, recorded on the events as `api:<value>` (default `api`).",
-            "schema": { "type": "string", "maxLength": 96 },
+            "schema": { "type": "string", "maxLength": 96, "pattern": NO_CONTROL },
         },
         "statusFilter": query("status", "Only tenants in this status.", schema_ref("TenantStatus")),
         "labelFilter": query(
             "label",
             "Only tenants carrying all these labels: `key=value`, comma-separated (`plan=pro,region=eu`).",
-            string(),
+            json!({ "type": "string", "pattern": "^(([^,]*=[^,]*)?,)*([^,]*=[^,]*)?$", "example": "plan=pro" }),
         ),
         "q": query("q", "Case-insensitive substring of `display_name`.", string()),
         "includeDeleted": query(
@@ -690,11 +700,20 @@ fn schemas() -> Value {
             "description": description,
         })
     };
-    let text = |max: u32, description: &str| json!({ "type": "string", "minLength": 1, "maxLength": max, "description": description });
+    let text = |max: u32, description: &str| {
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max,
+            "pattern": PRINTABLE,
+            "description": description,
+        })
+    };
     let email = json!({
         "type": "string",
         "maxLength": 254,
-        "description": "An e-mail address like ops@acme.example.",
+        "pattern": r"^[^@\s]+@\S*\.\S*$",
+        "description": "An e-mail address like ops@acme.example (at most 254 bytes).",
     });
     let host = json!({
         "type": "string",
@@ -706,9 +725,18 @@ fn schemas() -> Value {
     let port = json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 });
     let secret_ref = json!({
         "type": "string",
-        "pattern": "^(env|file|vault):.+$",
+        "maxLength": 512,
+        "pattern": SECRET_REF,
         "description": "A secret reference, never the password: `env:VAR`, `file:relative/path` or \
-            `vault:mount/path#field`. Anything containing `://`, `@`, whitespace or `..` is refused.",
+            `vault:mount/path#field` (path segments of letters, digits, `.`, `_`, `-`; `.` and `..` \
+            segments are refused).",
+    });
+    let option_text = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": NO_CONTROL,
+        "description": "At most 255 bytes.",
     });
     let labels = json!({
         "type": "object",
@@ -787,11 +815,11 @@ fn schemas() -> Value {
             "description": "libpq connection options appended to the resolved DSN; only these keys are allowed.",
             "properties": {
                 "sslmode": { "type": "string", "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] },
-                "sslrootcert": string(),
-                "sslcert": string(),
-                "sslkey": string(),
-                "connect_timeout": { "type": "string", "pattern": "^[0-9]{1,9}$" },
-                "application_name": string(),
+                "sslrootcert": option_text.clone(),
+                "sslcert": option_text.clone(),
+                "sslkey": option_text.clone(),
+                "connect_timeout": { "type": "string", "pattern": "^[0-9]{1,9}$", "description": "Seconds." },
+                "application_name": option_text,
                 "target_session_attrs": {
                     "type": "string",
                     "enum": ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"],
@@ -1125,5 +1153,58 @@ fn schemas() -> Value {
             "options": schema_ref("DbOptions"),
             "schema_version": nullable(int32()),
         })));
+    for (name, example) in examples() {
+        if let Some(schema) = schemas.get_mut(name) {
+            schema["example"] = example;
+        }
+    }
     Value::Object(schemas)
+}
+
+/// Request body examples (also the first requests schemathesis sends).
+fn examples() -> [(&'static str, Value); 6] {
+    [
+        (
+            "NewTenant",
+            json!({
+                "slug": "acme",
+                "display_name": "Acme Inc.",
+                "db_name": "tenant_acme",
+                "db_host": "db1.internal",
+                "db_port": 5432,
+                "db_user": "acme",
+                "db_secret_ref": "file:tenants/acme",
+                "db_options": { "sslmode": "verify-full" },
+                "labels": { "plan": "pro", "region": "eu" },
+                "canary": false,
+                "status": "active",
+            }),
+        ),
+        (
+            "TenantPatch",
+            json!({ "billing_plan": "enterprise", "contact_email": null }),
+        ),
+        ("SuspendRequest", json!({ "reason": "invoice overdue" })),
+        (
+            "WaveRequest",
+            json!({
+                "selector": { "labels": { "region": "eu" } },
+                "canary": { "count": 2 },
+                "batch_size": 50,
+                "max_failures": 3,
+                "soak_seconds": 300,
+            }),
+        ),
+        (
+            "NewSchedule",
+            json!({
+                "name": "nightly",
+                "cron": "0 3 * * 1-5",
+                "timezone": "Europe/Berlin",
+                "template": { "batch_size": 50, "max_failures": 2 },
+                "on_overlap": "skip",
+            }),
+        ),
+        ("SchedulePatch", json!({ "enabled": false })),
+    ]
 }

@@ -204,9 +204,9 @@ impl ScheduleStore {
             "INSERT INTO control_plane.schedules (name, cron, timezone, template, enabled, on_overlap, \
              misfire_grace_seconds, next_fire_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLS}"
         );
-        crate::registry::Slug::for_lookup(&s.name).map_err(|_| ScheduleError::Invalid {
+        s.name.parse::<crate::registry::Slug>().map_err(|_| ScheduleError::Invalid {
             field: "name",
-            message: "must look like a slug: a-z, 0-9 and '-'".into(),
+            message: "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit".into(),
         })?;
         let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
         let next = next_fire(&s.cron, &tz)?;
@@ -290,6 +290,12 @@ impl ScheduleStore {
         };
         let on_overlap = p.on_overlap.clone().unwrap_or(current.on_overlap);
         check_overlap(&on_overlap)?;
+        if p.misfire_grace_seconds.is_some_and(|g| g < 0) {
+            return Err(ScheduleError::Invalid {
+                field: "misfire_grace_seconds",
+                message: "must be 0 or more".into(),
+            });
+        }
         let sql = format!(
             "UPDATE control_plane.schedules SET cron = $2, timezone = $3, template = $4, enabled = $5, on_overlap = $6, \
              misfire_grace_seconds = $7, next_fire_at = $8 WHERE name = $1 RETURNING {COLS}"

@@ -240,7 +240,10 @@ fn quickstart_without_postgresql_binaries_says_what_to_install() {
 #[test]
 fn completions_are_printed_for_bash_and_help_explains_each_command_with_an_example() {
     let bash = drover_cmd().args(["completions", "bash"]).output().unwrap();
-    let help = drover_cmd().args(["waves", "start", "--help"]).output().unwrap();
+    let help = drover_cmd()
+        .args(["waves", "start", "--help"])
+        .output()
+        .unwrap();
 
     assert!(bash.status.success());
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_drover()"));

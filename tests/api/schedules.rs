@@ -364,11 +364,51 @@ async fn a_tick_while_the_previous_scheduled_wave_is_unfinished_is_skipped_and_r
     };
 
     let skipped = wait_until(Duration::from_secs(20), || async {
-        outcomes().await.iter().any(|(o, n)| o == "skipped_overlap" && *n >= 2)
+        outcomes()
+            .await
+            .iter()
+            .any(|(o, n)| o == "skipped_overlap" && *n >= 2)
     })
     .await;
 
     assert!(skipped, "{:?}", outcomes().await);
-    let fired: i64 = outcomes().await.iter().filter(|(o, _)| o == "fired").map(|(_, n)| n).sum();
+    let fired: i64 = outcomes()
+        .await
+        .iter()
+        .filter(|(o, _)| o == "fired")
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(fired, 1, "only the first tick started a wave");
+}
+
+#[tokio::test]
+async fn bad_schedule_names_negative_grace_and_nul_bytes_are_422_not_500() {
+    let app = spawn_app_with(&[]).await;
+    app.req(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "ok", "cron": "@daily"}))
+        .send()
+        .await
+        .unwrap();
+
+    let upper = app
+        .req(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "Upper", "cron": "@daily"}))
+        .send()
+        .await
+        .unwrap();
+    let grace = app
+        .req(Method::PATCH, "/v1/schedules/ok")
+        .json(&json!({"misfire_grace_seconds": -1}))
+        .send()
+        .await
+        .unwrap();
+    let nul = app
+        .req(Method::GET, "/v1/tenants?q=%00")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(upper.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(grace.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(nul.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
