@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod control_schema;
+mod deploy;
 mod observability;
 mod openapi;
 mod openbao;
