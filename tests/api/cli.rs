@@ -162,10 +162,7 @@ async fn serve_migrates_then_stops_cleanly_on_sigterm() {
     .await;
     assert!(ready, "daemon never became ready");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = crate::helpers::sigterm(&child.id().to_string());
 
     assert!(killed.success());
     let out = tokio::task::spawn_blocking(move || {

@@ -634,10 +634,7 @@ impl Daemon {
 
     /// SIGTERM, then waits for the exit; returns (success, logs).
     pub async fn terminate(mut self) -> (bool, String) {
-        std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        crate::helpers::sigterm(&self.child.id().to_string());
         let mut child = std::mem::replace(
             &mut self.child,
             std::process::Command::new("true").spawn().unwrap(),
@@ -657,4 +654,12 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM through the shell's builtin `kill` (a minimal image may lack /bin/kill).
+pub fn sigterm(pid: &str) -> std::process::ExitStatus {
+    std::process::Command::new("sh")
+        .args(["-c", "kill -TERM \"$1\"", "sh", pid])
+        .status()
+        .unwrap()
 }

@@ -205,10 +205,7 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
     let _ = wave_at(&base, &id).await;
 
     let pid = d.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    crate::helpers::sigterm(&pid);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     let (_, logs) = d.terminate().await;

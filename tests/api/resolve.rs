@@ -319,10 +319,7 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
         .send()
         .await
         .unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    crate::helpers::sigterm(&child.id().to_string());
     let logs = tokio::task::spawn_blocking(move || {
         child.wait().unwrap();
         stderr.join().unwrap()
