@@ -211,23 +211,19 @@ pub async fn succeed(
     const TARGET: &str = "UPDATE control_plane.wave_targets SET state = 'succeeded', from_version = $4, to_version = $5, \
          finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    let target_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &c.wave_id,
+        &c.tenant_id,
+        &owner,
+        &out.from,
+        &out.to,
+        &duration_ms,
+    ];
     if out.applied.is_empty() && c.tenant.schema_version == out.to && !c.tenant.has_issue {
         // Already at the target and the registry agrees: only the target row changes.
         let client = pool.get().await?;
         let stmt = client.prepare_cached(TARGET).await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &c.wave_id,
-                    &c.tenant_id,
-                    &owner,
-                    &out.from,
-                    &out.to,
-                    &duration_ms,
-                ],
-            )
-            .await?;
+        client.execute(&stmt, &target_params).await?;
         return Ok(());
     }
     let mut client = pool.get().await?;
@@ -237,19 +233,7 @@ pub async fn succeed(
         tx.prepare_cached(SET_VERSION).await?,
         tx.prepare_cached(TARGET).await?,
     );
-    let owned = tx
-        .execute(
-            &target,
-            &[
-                &c.wave_id,
-                &c.tenant_id,
-                &owner,
-                &out.from,
-                &out.to,
-                &duration_ms,
-            ],
-        )
-        .await?;
+    let owned = tx.execute(&target, &target_params).await?;
     let recorded: Option<i32> = tx.query_one(&tenant, &[&c.tenant_id]).await?.get(0);
     // Without the lease, another runner owns this tenant now and may have recorded a
     // newer version already: only move the registry forward, never back, and only
