@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::client::ApiClient;
 use super::output::table;
 use super::{ClientArgs, Output};
+use crate::resolve::dsn::encode;
 use crate::schedule::ScheduleView;
 
 /// Schedule commands.
@@ -80,14 +81,7 @@ fn print(output: Output, s: &ScheduleView) -> anyhow::Result<()> {
 pub async fn run(args: &ClientArgs, cmd: SchedulesCommand) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
     let none: Option<&Value> = None;
-    let path = |n: &str| {
-        format!(
-            "/v1/schedules/{}",
-            n.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect::<String>()
-        )
-    };
+    let path = |n: &str| format!("/v1/schedules/{}", encode(n));
     match cmd {
         SchedulesCommand::List => {
             let all: Vec<ScheduleView> = api.call(Method::GET, "/v1/schedules", none).await?;
@@ -155,12 +149,7 @@ pub async fn run(args: &ClientArgs, cmd: SchedulesCommand) -> anyhow::Result<Exi
 /// `enable` / `disable`.
 pub async fn set_enabled(args: &ClientArgs, name: &str, enabled: bool) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
-    let path = format!(
-        "/v1/schedules/{}",
-        name.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect::<String>()
-    );
+    let path = format!("/v1/schedules/{}", encode(name));
     let s: ScheduleView = api
         .call(Method::PATCH, &path, Some(&json!({ "enabled": enabled })))
         .await?;

@@ -11,6 +11,7 @@ use super::client::ApiClient;
 use super::output::table;
 use super::{ClientArgs, Output};
 use crate::registry::{Event, NewTenant, Page, Tenant, TenantPatch, TenantStatus};
+use crate::resolve::dsn::encode;
 
 /// Tenant commands.
 #[derive(Debug, Subcommand)]
@@ -137,19 +138,6 @@ fn parse_status(s: Option<String>) -> anyhow::Result<Option<TenantStatus>> {
     .transpose()
 }
 
-fn path_slug(slug: &str) -> String {
-    // Slugs are [a-z0-9-]; anything else cannot exist, but must not break the URL either.
-    slug.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c.to_string()
-            } else {
-                format!("%{:02X}", c as u32 & 0xff)
-            }
-        })
-        .collect()
-}
-
 fn print_tenants(output: Output, tenants: &[Tenant]) -> anyhow::Result<()> {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(tenants)?);
@@ -231,7 +219,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 }
                 let page_size = limit.map_or(500, |l| (l - all.len().min(l)).clamp(1, 500));
                 query.push(("limit".into(), page_size.to_string()));
-                let qs = serde_urlencoded_pairs(&query);
+                let qs = query_string(&query);
                 let page: Page<Tenant> = api
                     .call(Method::GET, &format!("/v1/tenants?{qs}"), none)
                     .await?;
@@ -245,11 +233,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
         }
         TenantsCommand::Get { slug } => {
             let t: Tenant = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/tenants/{}", path_slug(&slug)),
-                    none,
-                )
+                .call(Method::GET, &format!("/v1/tenants/{}", encode(&slug)), none)
                 .await?;
             print_tenant(args.output, &t)?;
         }
@@ -318,7 +302,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             let t: Tenant = api
                 .call(
                     Method::PATCH,
-                    &format!("/v1/tenants/{}", path_slug(&slug)),
+                    &format!("/v1/tenants/{}", encode(&slug)),
                     Some(&patch),
                 )
                 .await?;
@@ -329,7 +313,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             let t: Tenant = api
                 .call(
                     Method::POST,
-                    &format!("/v1/tenants/{}/suspend", path_slug(&slug)),
+                    &format!("/v1/tenants/{}/suspend", encode(&slug)),
                     Some(&body),
                 )
                 .await?;
@@ -339,7 +323,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             let t: Tenant = api
                 .call(
                     Method::POST,
-                    &format!("/v1/tenants/{}/resume", path_slug(&slug)),
+                    &format!("/v1/tenants/{}/resume", encode(&slug)),
                     none,
                 )
                 .await?;
@@ -349,7 +333,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             let t: Tenant = api
                 .call(
                     Method::DELETE,
-                    &format!("/v1/tenants/{}", path_slug(&slug)),
+                    &format!("/v1/tenants/{}", encode(&slug)),
                     none,
                 )
                 .await?;
@@ -359,7 +343,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             let page: Page<Event> = api
                 .call(
                     Method::GET,
-                    &format!("/v1/tenants/{}/events?limit={limit}", path_slug(&slug)),
+                    &format!("/v1/tenants/{}/events?limit={limit}", encode(&slug)),
                     none,
                 )
                 .await?;
@@ -385,21 +369,11 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// `k=v&k2=v2` with percent-encoding of everything but unreserved characters.
-fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
-    fn enc(s: &str) -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
+/// `k=v&k2=v2`, percent-encoded.
+fn query_string(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -412,11 +386,7 @@ pub async fn resolve(args: &ClientArgs, slug: &str) -> anyhow::Result<ExitCode> 
     )?;
     let none: Option<&Value> = None;
     let v: Value = api
-        .call(
-            Method::GET,
-            &format!("/v1/resolve/{}", path_slug(slug)),
-            none,
-        )
+        .call(Method::GET, &format!("/v1/resolve/{}", encode(slug)), none)
         .await?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&v)?);

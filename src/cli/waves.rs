@@ -14,6 +14,7 @@ use super::output::table;
 use super::{ClientArgs, Output};
 use crate::config::parse_duration;
 use crate::registry::FleetReport;
+use crate::resolve::dsn::encode;
 use crate::waves::{CanarySpec, Selector, WaveRequest, WaveView};
 
 /// Arguments of `drover waves start`.
@@ -197,7 +198,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
         }
         WavesCommand::Show { id } => {
             let w: WaveView = api
-                .call(Method::GET, &format!("/v1/waves/{}", enc(&id)), none)
+                .call(Method::GET, &format!("/v1/waves/{}", encode(&id)), none)
                 .await?;
             print_wave(args.output, &w)?;
             return Ok(exit_for(&w.state));
@@ -218,18 +219,12 @@ pub async fn act(args: &ClientArgs, action: &str, id: &str) -> anyhow::Result<Ex
     let w: WaveView = api
         .call(
             Method::POST,
-            &format!("/v1/waves/{}/{action}", enc(id)),
+            &format!("/v1/waves/{}/{action}", encode(id)),
             none,
         )
         .await?;
     print_wave(args.output, &w)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn enc(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-        .collect()
 }
 
 fn exit_for(state: &str) -> ExitCode {
@@ -320,7 +315,7 @@ pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<Exit
     let mut last_state = String::new();
     loop {
         let w: WaveView = api
-            .call(Method::GET, &format!("/v1/waves/{}", enc(id)), none)
+            .call(Method::GET, &format!("/v1/waves/{}", encode(id)), none)
             .await?;
         for p in &w.phases {
             let bar = bars.entry(p.phase).or_insert_with(|| {

@@ -132,12 +132,6 @@ impl MigrationSet {
         Ok(MigrationSet { files })
     }
 
-    /// A set from files already in memory (tests, benchmarks).
-    pub fn from_files(mut files: Vec<MigrationFile>) -> MigrationSet {
-        files.sort_by_key(|f| f.version);
-        MigrationSet { files }
-    }
-
     /// All files, by version.
     pub fn files(&self) -> &[MigrationFile] {
         &self.files

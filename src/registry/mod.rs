@@ -154,11 +154,6 @@ impl Registry {
         Registry { pool }
     }
 
-    /// The pool, for modules that share the control DB.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// Registers a tenant and writes its `created` event.
     #[tracing::instrument(skip_all, fields(slug = %new.slug))]
     pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {

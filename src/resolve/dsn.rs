@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 use secrecy::{ExposeSecret, SecretString};
 
-/// Percent-encodes everything except RFC 3986 unreserved characters.
+/// Percent-encodes everything except RFC 3986 unreserved characters (DSN parts here,
+/// URL path segments and query values in the CLI).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
