@@ -1,9 +1,8 @@
 //! The `drover` binary: config checking, the tenants client and signal handling.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use crate::helpers::{drover_cmd, fresh_database, spawn_app, wait_until, ADMIN_TOKEN};
+use crate::helpers::{drover_cmd, fresh_database, spawn_app, ADMIN_TOKEN};
 
 fn tenants_cmd(server: &str) -> Command {
     let mut cmd = drover_cmd();
@@ -141,43 +140,13 @@ fn check_config_accepts_a_complete_configuration_and_redacts_secrets() {
 #[tokio::test]
 async fn serve_migrates_then_stops_cleanly_on_sigterm() {
     let url = fresh_database("control").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = drover_cmd()
-        .arg("serve")
-        .env("DROVER_DATABASE_URL", &url)
-        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let ready = wait_until(Duration::from_secs(20), || async {
-        matches!(reqwest::get(&ready_url).await, Ok(r) if r.status().is_success())
-    })
-    .await;
-    assert!(ready, "daemon never became ready");
+    // `start` returns once /readyz answers 200: the control schema is at head.
+    let daemon = crate::helpers::Daemon::start(&url, "sigterm", &[]).await;
 
-    let killed = crate::helpers::sigterm(&child.id().to_string());
+    let (clean, logs) = daemon.terminate().await;
 
-    assert!(killed.success());
-    let out = tokio::task::spawn_blocking(move || {
-        let _ = child.stdout.take();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM"));
+    assert!(clean, "exit after SIGTERM was not clean: {logs}");
+    assert!(logs.contains("SIGTERM"), "{logs}");
 }
 
 #[tokio::test]

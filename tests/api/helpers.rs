@@ -166,6 +166,17 @@ impl TestApp {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// `GET path` with the admin token, decoded from JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `POST /v1/tenants`.
     pub async fn create_tenant(&self, body: &Value) -> reqwest::Response {
         self.req(reqwest::Method::POST, "/v1/tenants")
@@ -662,4 +673,14 @@ pub fn sigterm(pid: &str) -> std::process::ExitStatus {
         .args(["-c", "kill -TERM \"$1\"", "sh", pid])
         .status()
         .unwrap()
+}
+
+/// Creates `widgets` in a tenant database so the counted migrations' V2 (which creates
+/// it) fails there with 42P07: a tenant broken the way real data breaks migrations.
+pub async fn plant_widgets_clash(url: &str) {
+    connect(url)
+        .await
+        .batch_execute("CREATE TABLE widgets (x int)")
+        .await
+        .unwrap();
 }

@@ -62,14 +62,7 @@ async fn drover_check_finds_each_kind_of_planted_inconsistency() {
     .unwrap();
 
     let out = run_check(&app.database_url, &["--stuck-after", "1h", "--json"]);
-    let api: Value = app
-        .req(Method::GET, "/v1/registry/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api: Value = app.get_json("/v1/registry/health").await;
 
     assert_eq!(
         out.status.code(),

@@ -1,14 +1,13 @@
 //! `GET /v1/resolve/{slug}`: status policy, real connections, cache invalidation, no leaks.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    drain_stderr, drover_cmd, fresh_database, password_tenant_db, server_host_port,
-    spawn_app_on_with, spawn_app_with, tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN,
+    fresh_database, password_tenant_db, server_host_port, spawn_app_on_with, spawn_app_with,
+    tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
@@ -258,33 +257,19 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", NASTY_PASSWORD);
     let control = fresh_database("control").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = drover_cmd()
-        .arg("serve")
-        .env("DROVER_DATABASE_URL", &control)
-        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN)
-        .env("DROVER_SECRETS_DIR", secrets.path())
-        .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DROVER_LOG", "trace")
-        .env("DROVER_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = drain_stderr(&mut child);
-    let base = format!("http://127.0.0.1:{port}");
+    let daemon = crate::helpers::Daemon::start(
+        &control,
+        "trace",
+        &[
+            ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_LOG", "trace"),
+            ("DROVER_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let base = daemon.base.clone();
     let http = reqwest::Client::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            matches!(http.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success())
-        })
-        .await
-    );
     let db = password_tenant_db("tleak", NASTY_PASSWORD).await;
     let (host, pg_port) = server_host_port();
     let mut body = tenant_body("acme");
@@ -319,13 +304,7 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
         .send()
         .await
         .unwrap();
-    crate::helpers::sigterm(&child.id().to_string());
-    let logs = tokio::task::spawn_blocking(move || {
-        child.wait().unwrap();
-        stderr.join().unwrap()
-    })
-    .await
-    .unwrap();
+    let (_, logs) = daemon.terminate().await;
 
     assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -359,24 +338,33 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
     app.create_tenant(&tenant_body("acme")).await;
     assert_eq!(resolve(&app, "acme").await.status(), StatusCode::OK);
     let db = app.control_db().await;
+    // The listener's backend, identified by pid so a new connection is told from the old.
     let listeners = || async {
-        db.query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        db.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
             &[],
         )
         .await
         .unwrap()
-        .get::<_, i64>(0)
+        .iter()
+        .map(|r| r.get::<_, i32>(0))
+        .collect::<Vec<_>>()
     };
-    assert!(wait_until(Duration::from_secs(5), || async { listeners().await == 1 }).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            listeners().await.len() == 1
+        })
+        .await
+    );
+    let old = listeners().await[0];
 
-    db.batch_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .await
-    .unwrap();
-    let reconnected = wait_until(Duration::from_secs(5), || async { listeners().await == 1 }).await;
+    db.execute("SELECT pg_terminate_backend($1)", &[&old])
+        .await
+        .unwrap();
+    let reconnected = wait_until(Duration::from_secs(5), || async {
+        listeners().await.iter().any(|pid| *pid != old)
+    })
+    .await;
     app.act("acme", "suspend", Some(json!({"reason": "abuse"})))
         .await;
 

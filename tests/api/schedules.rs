@@ -91,14 +91,7 @@ async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered
     assert_eq!(triggered.status(), StatusCode::CREATED);
     let fired: Value = triggered.json().await.unwrap();
     let wave = fired["wave_id"].as_str().unwrap();
-    let w: Value = app
-        .req(Method::GET, &format!("/v1/waves/{wave}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let w: Value = app.get_json(&format!("/v1/waves/{wave}")).await;
     assert_eq!(w["created_by"], "schedule:nightly");
     let gone = app
         .req(Method::DELETE, "/v1/schedules/nightly")

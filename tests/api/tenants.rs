@@ -404,13 +404,8 @@ async fn list_filters_by_status_label_and_text_and_pages_by_keyset() {
     let page1 = list("limit=2").await;
     let cursor = page1["next_cursor"].as_str().unwrap().to_string();
     let page2: Value = app
-        .req(Method::GET, &format!("/v1/tenants?limit=2&cursor={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/tenants?limit=2&cursor={cursor}"))
+        .await;
     let bad = app
         .req(Method::GET, "/v1/tenants?status=sleeping")
         .send()
@@ -435,14 +430,7 @@ async fn events_are_paginated_newest_first() {
         app.act("acme", "resume", None).await;
     }
 
-    let first: Value = app
-        .req(Method::GET, "/v1/tenants/acme/events?limit=4")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.get_json("/v1/tenants/acme/events?limit=4").await;
     let cursor = first["next_cursor"].as_str().unwrap();
     let rest: Value = app
         .req(

@@ -39,13 +39,8 @@ fn counted() -> MigrationsDir {
 
 async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
     let targets: Vec<Value> = app
-        .req(Method::GET, &format!("/v1/waves/{id}/targets?state=failed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/waves/{id}/targets?state=failed"))
+        .await;
     targets
         .iter()
         .map(|t| t["slug"].as_str().unwrap().to_string())
@@ -127,11 +122,7 @@ async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
     let (migrations, secrets) = (counted(), SecretsDir::new());
     let app = app_with(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "cn", 6, 2).await;
-    connect(&tenants[1].url)
-        .await
-        .batch_execute("CREATE TABLE widgets (x int)")
-        .await
-        .unwrap();
+    crate::helpers::plant_widgets_clash(&tenants[1].url).await;
 
     let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
     let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
@@ -150,14 +141,7 @@ async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
             t.slug
         );
     }
-    let err: Value = app
-        .req(Method::GET, "/v1/tenants/cn-001/events")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let err: Value = app.get_json("/v1/tenants/cn-001/events").await;
     assert_eq!(err["items"][0]["event_type"], "error");
 }
 
@@ -167,11 +151,7 @@ async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_o
     let app = app_with(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "bg", 20, 0).await;
     for i in [2, 5, 8] {
-        connect(&tenants[i].url)
-            .await
-            .batch_execute("CREATE TABLE widgets (x int)")
-            .await
-            .unwrap();
+        crate::helpers::plant_widgets_clash(&tenants[i].url).await;
     }
 
     let id = start_wave(
@@ -203,11 +183,7 @@ async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succ
     let (migrations, secrets) = (counted(), SecretsDir::new());
     let app = app_with(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "rs", 4, 1).await;
-    connect(&tenants[0].url)
-        .await
-        .batch_execute("CREATE TABLE widgets (x int)")
-        .await
-        .unwrap();
+    crate::helpers::plant_widgets_clash(&tenants[0].url).await;
     let id = start_wave(&app, json!({"soak_seconds": 0})).await;
     wait_wave(&app.base(), &id, &["halted"], Duration::from_secs(60)).await;
 
@@ -337,14 +313,7 @@ async fn a_lock_held_by_another_session_gives_that_tenant_a_lock_timeout_and_the
 }
 
 async fn app_target_error_of(app: &TestApp, id: &str, slug: &str) -> (String, String) {
-    let t: Vec<Value> = app
-        .req(Method::GET, &format!("/v1/waves/{id}/targets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Vec<Value> = app.get_json(&format!("/v1/waves/{id}/targets")).await;
     let t = t.iter().find(|t| t["slug"] == slug).unwrap();
     (
         t["error_kind"].as_str().unwrap_or("").to_string(),
@@ -379,14 +348,7 @@ async fn an_edited_migration_is_drift_and_nothing_runs_on_that_tenant() {
     );
     assert_eq!(side_effects(&tenants[0].url).await, vec![1]);
     assert_eq!(history(&tenants[1].url).await, vec![1, 2, 3]);
-    let fleet: Value = app
-        .req(Method::GET, "/v1/fleet")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet: Value = app.get_json("/v1/fleet").await;
     assert_eq!(fleet["drifted"][0]["slug"], "dr-000");
     assert_eq!(fleet["drifted"][0]["issue"]["version"], 1);
 }
@@ -433,14 +395,7 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
         "{error}"
     );
     assert_eq!(history(&tenants[1].url).await, vec![1]);
-    let fleet: Value = app
-        .req(Method::GET, "/v1/fleet")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet: Value = app.get_json("/v1/fleet").await;
     assert_eq!(fleet["needs_attention"][0]["slug"], "nt-001");
 
     // A retry must not skip the broken index silently.
@@ -511,14 +466,7 @@ async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
         .json()
         .await
         .unwrap();
-    let list: Vec<Value> = app
-        .req(Method::GET, "/v1/waves")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = app.get_json("/v1/waves").await;
 
     assert_eq!(bad_target.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -668,11 +616,7 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
     let app = app_with(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "rb", 6, 0).await;
     for i in [1, 3] {
-        connect(&tenants[i].url)
-            .await
-            .batch_execute("CREATE TABLE widgets (x int)")
-            .await
-            .unwrap();
+        crate::helpers::plant_widgets_clash(&tenants[i].url).await;
     }
     let id = start_wave(
         &app,
@@ -716,11 +660,7 @@ async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wav
     let app = app_with(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "pc", 10, 0).await;
     for t in &tenants[..2] {
-        connect(&t.url)
-            .await
-            .batch_execute("CREATE TABLE widgets (x int)")
-            .await
-            .unwrap();
+        crate::helpers::plant_widgets_clash(&t.url).await;
     }
 
     // 2 of 10 is 20 % of the wave but 100 % of the first batch of 2.
