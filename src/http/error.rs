@@ -19,6 +19,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<&'static str>,
+    /// One more member of the error object (e.g. `suspended_reason`).
+    extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            extra: None,
         }
     }
 
@@ -50,6 +53,12 @@ impl ApiError {
         )
     }
 
+    /// Adds one more member to the error object.
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.extra = Some((key, value));
+        self
+    }
+
     /// Names the offending field in the body.
     pub fn set_field(&mut self, field: &'static str) {
         self.field = Some(field);
@@ -66,6 +75,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
         if let Some(f) = self.field {
             body["error"]["field"] = json!(f);
+        }
+        if let Some((key, value)) = self.extra {
+            body["error"][key] = value;
         }
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -89,6 +101,7 @@ impl From<RegistryError> for ApiError {
                     code: "invalid_field",
                     message: format!("{field}: {message}"),
                     field: Some(field),
+                    extra: None,
                 };
             }
             RegistryError::DuplicateSlug(_) => (StatusCode::CONFLICT, "duplicate_slug"),
@@ -145,6 +158,7 @@ impl From<WaveError> for ApiError {
                 code: "invalid_field",
                 message: format!("{field}: {message}"),
                 field: Some(field),
+                extra: None,
             },
             WaveError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "wave_not_found", e.to_string())
@@ -161,6 +175,28 @@ impl From<WaveError> for ApiError {
                 e.to_string(),
             ),
             WaveError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<crate::resolve::ResolveError> for ApiError {
+    fn from(e: crate::resolve::ResolveError) -> Self {
+        use crate::resolve::ResolveError;
+        match &e {
+            ResolveError::SecretUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret_unavailable",
+                e.to_string(),
+            ),
+            // The cause (hosts, SQL states) is for the log, not for the caller.
+            ResolveError::ControlDb(_) => {
+                tracing::warn!(error = %e, "resolution: control database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "control_db_unavailable",
+                    "control database unavailable; retry shortly",
+                )
+            }
         }
     }
 }

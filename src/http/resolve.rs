@@ -5,25 +5,17 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::ApiError;
 use crate::app::AppState;
-use crate::resolve::{Resolution, ResolveError};
+use crate::resolve::Resolution;
 
 fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
 }
 
 /// The handler.
@@ -41,41 +33,26 @@ pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) ->
             )
                 .into_response()
         }
-        Ok(Resolution::Suspended { reason }) => {
-            let body = json!({ "error": {
-                "code": "tenant_suspended",
-                "message": format!("tenant '{slug}' is suspended"),
-                "suspended_reason": reason,
-            }});
-            (StatusCode::LOCKED, Json(body)).into_response()
-        }
-        Ok(Resolution::NotReady { status }) => error(
+        Ok(Resolution::Suspended { reason }) => ApiError::new(
+            StatusCode::LOCKED,
+            "tenant_suspended",
+            format!("tenant '{slug}' is suspended"),
+        )
+        .with("suspended_reason", json!(reason))
+        .into_response(),
+        Ok(Resolution::NotReady { status }) => ApiError::new(
             StatusCode::CONFLICT,
             "tenant_not_ready",
             format!("tenant '{slug}' is {status}; retry when it is active"),
-        ),
-        Ok(Resolution::NotFound) => error(
+        )
+        .into_response(),
+        Ok(Resolution::NotFound) => ApiError::new(
             StatusCode::NOT_FOUND,
             "tenant_not_found",
             format!("no tenant '{slug}'"),
-        ),
-        Err(e) => {
-            let (code, message) = match &e {
-                ResolveError::SecretUnavailable(_) => ("secret_unavailable", e.to_string()),
-                // The cause (hosts, SQL states) is for the log, not for the caller.
-                ResolveError::ControlDb(_) => {
-                    tracing::warn!(error = %e, "resolution: control database unavailable");
-                    (
-                        "control_db_unavailable",
-                        "control database unavailable; retry shortly".to_string(),
-                    )
-                }
-            };
-            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            resp
-        }
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     };
     state
         .metrics
