@@ -41,6 +41,10 @@ pub enum DbError {
     /// No connection could be taken from the pool in time.
     #[error("control database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// Setting the control database up failed in a way no retry fixes (a bug or a
+    /// misconfiguration), e.g. the pool could not be built.
+    #[error("control database: {0}")]
+    Internal(String),
     /// A control migration failed.
     #[error("control migration failed: {0}")]
     Migration(String),
@@ -52,7 +56,10 @@ impl DbError {
         match self {
             DbError::Postgres(e) => is_retryable_pg(e),
             DbError::Pool(_) => true,
-            DbError::BadUrl(..) | DbError::Tls(_) | DbError::Migration(_) => false,
+            DbError::BadUrl(..)
+            | DbError::Tls(_)
+            | DbError::Internal(_)
+            | DbError::Migration(_) => false,
         }
     }
 }
@@ -136,7 +143,7 @@ pub fn control_pool(url: &SecretString, size: usize, ca: Option<&Path>) -> Resul
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
-        .map_err(|e| DbError::Migration(format!("cannot build pool: {e}")))
+        .map_err(|e| DbError::Internal(format!("cannot build the connection pool: {e}")))
 }
 
 /// Opens one dedicated connection (not pooled), driving it on a background task.

@@ -272,7 +272,7 @@ pub async fn succeed(
 fn registry_err(e: crate::registry::RegistryError) -> WaveError {
     match e {
         crate::registry::RegistryError::Db(d) => WaveError::Db(d),
-        other => WaveError::Db(crate::db::DbError::Migration(other.to_string())),
+        other => WaveError::Db(crate::db::DbError::Internal(other.to_string())),
     }
 }
 
