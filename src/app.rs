@@ -11,8 +11,10 @@
 //! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
 //! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
 //! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
-//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`]. Every task is named, watches the same
-//! [`CancellationToken`] and is awaited before the pool closes.
+//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], and
+//! one `provision` task per provisioning job (see [`crate::provision`]). Every task is
+//! named, watches the same [`CancellationToken`] (provisioning jobs: their grace period)
+//! and is awaited before the pool closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use crate::config::Config;
 use crate::db;
 use crate::metrics::Metrics;
 use crate::migrate::MigrationSet;
+use crate::provision::{self, Provisioner};
 use crate::registry::Registry;
 use crate::resolve::{self, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
@@ -72,6 +75,8 @@ pub struct AppInner {
     pub leadership: Arc<Leadership>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Creates and drops tenant databases (background jobs).
+    pub provisioner: Arc<Provisioner>,
 }
 
 /// The tenant migration files; a missing directory is an empty set (waves then refuse
@@ -125,9 +130,10 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
         let metrics = Arc::new(Metrics::new());
+        let secrets = secret_store(&config)?;
         let resolver = Arc::new(Resolver::new(
             pool.clone(),
-            secret_store(&config)?,
+            secrets.clone(),
             &config.cache,
             &metrics,
         ));
@@ -139,7 +145,18 @@ impl Application {
             load_migrations(&config)?,
             metrics.clone(),
         ));
+        let config = Arc::new(config);
+        let registry = Registry::new(pool.clone());
+        let provisioner = Arc::new(Provisioner::new(provision::Parts {
+            config: config.clone(),
+            secrets,
+            registry: registry.clone(),
+            executor: executor.clone(),
+            resolver: resolver.clone(),
+            metrics: metrics.clone(),
+        })?);
         let state = AppState(Arc::new(AppInner {
+            provisioner,
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),
             metrics: metrics.clone(),
@@ -148,9 +165,9 @@ impl Application {
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
             resolver,
-            registry: Registry::new(pool.clone()),
+            registry,
             pool,
-            config: Arc::new(config),
+            config,
         }));
         Ok(Application { state, listener })
     }
@@ -223,6 +240,10 @@ impl Application {
         shutdown.cancel();
         notify.await.context("tenant-notify task panicked")?;
         worker.await.context("wave-worker task panicked")?;
+        state
+            .provisioner
+            .shutdown(state.config.shutdown_grace)
+            .await;
         scheduler.await.context("scheduler task panicked")?;
         // Last: resigning leadership lets another replica take over at once.
         leader.await.context("leader task panicked")?;

@@ -8,7 +8,11 @@
 //!                                                  │
 //!  config (TOML + DROVER_* env) ──► app::run ──────┼──► db (control pool, control migrations
 //!                                                  │       under an advisory lock)
-//!  secrets (env:/file: refs, never values stored) ─┘
+//!  secrets (env:/file:/vault: refs, never values) ┘
+//!
+//!  provision ──► admin connection: role + database ──► secrets (write) ──► migrate (one tenant)
+//!  waves ──► claims in the control DB ──► migrate (one tenant, advisory lock) per target
+//!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
 //! ```
 //!
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
@@ -23,6 +27,7 @@ pub mod devcluster;
 pub mod http;
 pub mod metrics;
 pub mod migrate;
+pub mod provision;
 pub mod registry;
 pub mod resolve;
 pub mod schedule;

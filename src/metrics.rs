@@ -61,6 +61,8 @@ pub struct Metrics {
     pub migrations_failed_total: IntCounterVec,
     /// Time spent waiting for a tenant's migration advisory lock, in seconds.
     pub lock_wait_seconds: Histogram,
+    /// Provisioning jobs finished, by outcome (succeeded, failed).
+    pub provisioning_total: IntCounterVec,
     /// Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).
     pub resolutions_total: IntCounterVec,
     /// Latency of GET /v1/resolve, in seconds.
@@ -132,6 +134,7 @@ impl Metrics {
                 r.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable!("{e}"));
                 c
             },
+            provisioning_total: counter_vec(&r, "drover_provisioning_total", "Tenant provisioning jobs finished, by outcome (succeeded, failed).", &["outcome"]),
             migrations_failed_total: counter_vec(&r, "drover_migrations_failed_total", "Tenant migration runs that failed, by reason (retryable, sql, drift, timeout, needs_attention).", &["reason"]),
             lock_wait_seconds: histogram(&r, "drover_lock_wait_seconds", "Time spent waiting for a tenant's migration advisory lock, in seconds.", vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
             resolutions_total: counter_vec(&r, "drover_resolutions_total", "Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).", &["outcome"]),
@@ -177,6 +180,9 @@ impl Metrics {
         }
         for r in ["retryable", "sql", "drift", "timeout", "needs_attention"] {
             m.migrations_failed_total.with_label_values(&[r]);
+        }
+        for o in ["succeeded", "failed"] {
+            m.provisioning_total.with_label_values(&[o]);
         }
         for o in ["ok", "suspended", "not_ready", "not_found", "unavailable"] {
             m.resolutions_total.with_label_values(&[o]);

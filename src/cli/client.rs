@@ -65,8 +65,33 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> anyhow::Result<T> {
+        self.send(method, path, body, None).await
+    }
+
+    /// [`ApiClient::call`] for a request the server answers only when a job is done
+    /// (`?wait=true`): no 30-second limit, an hour instead.
+    pub async fn call_waiting<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let limit = std::time::Duration::from_secs(3600);
+        self.send(method, path, body, Some(limit)).await
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<std::time::Duration>,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }

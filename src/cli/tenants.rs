@@ -38,9 +38,12 @@ pub enum TenantsCommand {
     },
     /// Show one tenant.
     Get { slug: String },
-    /// Register a tenant whose database already exists.
+    /// Register a tenant whose database already exists, or (--provision) have drover
+    /// create its role and database, store the password and migrate it.
     ///
     /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --status active
+    ///
+    /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --provision --wait
     Create {
         slug: String,
         #[arg(long)]
@@ -72,6 +75,23 @@ pub enum TenantsCommand {
         billing_plan: Option<String>,
         #[arg(long)]
         contact_email: Option<String>,
+        /// Create the role and database on DROVER_PROVISION_URL, write a generated password
+        /// behind --secret-ref (file: or vault:) and migrate to the latest version.
+        #[arg(long)]
+        provision: bool,
+        /// With --provision: wait until the tenant is active (or the job failed).
+        #[arg(long, requires = "provision")]
+        wait: bool,
+    },
+    /// Retry provisioning a tenant still in `provisioning` (reuses what an earlier attempt
+    /// created).
+    ///
+    /// Example: drover tenants provision acme --wait
+    Provision {
+        slug: String,
+        /// Wait until the tenant is active (or the job failed).
+        #[arg(long)]
+        wait: bool,
     },
     /// Change fields of a tenant (only the given ones).
     ///
@@ -110,8 +130,15 @@ pub enum TenantsCommand {
     },
     /// Make a suspended tenant active again.
     Resume { slug: String },
-    /// Soft-delete a tenant (its database is kept).
-    Delete { slug: String },
+    /// Soft-delete a tenant (its database is kept unless --drop-database).
+    ///
+    /// Example: drover tenants delete acme --drop-database
+    Delete {
+        slug: String,
+        /// Also drop the database and role drover provisioned, and remove the secret.
+        #[arg(long)]
+        drop_database: bool,
+    },
     /// A tenant's events, newest first.
     Events {
         slug: String,
@@ -251,6 +278,8 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             status,
             billing_plan,
             contact_email,
+            provision,
+            wait,
         } => {
             let body = NewTenant {
                 slug,
@@ -264,13 +293,28 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 labels: labels_map(&labels)?,
                 canary,
                 status: parse_status(status)?,
-                provision: false,
+                provision,
                 billing_plan,
                 contact_email,
                 app_version: None,
                 maintenance_flag: false,
             };
-            let t: Tenant = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+            let t: Tenant = if wait {
+                api.call_waiting(Method::POST, "/v1/tenants?wait=true", Some(&body))
+                    .await?
+            } else {
+                api.call(Method::POST, "/v1/tenants", Some(&body)).await?
+            };
+            print_tenant(args.output, &t)?;
+        }
+        TenantsCommand::Provision { slug, wait } => {
+            let path = format!("/v1/tenants/{}/provision", encode(&slug));
+            let t: Tenant = if wait {
+                api.call_waiting(Method::POST, &format!("{path}?wait=true"), none)
+                    .await?
+            } else {
+                api.call(Method::POST, &path, none).await?
+            };
             print_tenant(args.output, &t)?;
         }
         TenantsCommand::Update {
@@ -329,14 +373,15 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 .await?;
             print_tenant(args.output, &t)?;
         }
-        TenantsCommand::Delete { slug } => {
-            let t: Tenant = api
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/tenants/{}", encode(&slug)),
-                    none,
-                )
-                .await?;
+        TenantsCommand::Delete {
+            slug,
+            drop_database,
+        } => {
+            let mut path = format!("/v1/tenants/{}", encode(&slug));
+            if drop_database {
+                path.push_str("?drop_database=true");
+            }
+            let t: Tenant = api.call_waiting(Method::DELETE, &path, none).await?;
             print_tenant(args.output, &t)?;
         }
         TenantsCommand::Events { slug, limit } => {

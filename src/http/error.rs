@@ -179,6 +179,53 @@ impl From<WaveError> for ApiError {
     }
 }
 
+impl From<crate::provision::ProvisionError> for ApiError {
+    fn from(e: crate::provision::ProvisionError) -> Self {
+        match e {
+            crate::provision::ProvisionError::Lookup(r) => r.into(),
+            other => ApiError::from_provision(&other),
+        }
+    }
+}
+
+impl ApiError {
+    /// A (de)provisioning failure, also when only a shared reference is at hand (a job's
+    /// result seen by several waiting requests).
+    pub fn from_provision(e: &crate::provision::ProvisionError) -> Self {
+        use crate::provision::ProvisionError as P;
+        match e {
+            P::Invalid { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message: format!("{field}: {message}"),
+                field: Some(field),
+                extra: None,
+            },
+            P::NotConfigured => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_available", e.to_string())
+            }
+            P::Busy => ApiError::new(StatusCode::CONFLICT, "provisioning_busy", e.to_string()),
+            P::Foreign { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", e.to_string()),
+            P::Config(_) => {
+                tracing::error!(error = %e, "provisioning misconfigured");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the cause is in drover's log",
+                )
+            }
+            // Admin-only endpoints: the step and its cause are what the operator needs,
+            // and the same text is in the tenant's `error` event.
+            other => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "provisioning_failed",
+                other.to_string(),
+            )
+            .with("step", json!(other.step())),
+        }
+    }
+}
+
 impl From<crate::resolve::ResolveError> for ApiError {
     fn from(e: crate::resolve::ResolveError) -> Self {
         use crate::resolve::ResolveError;

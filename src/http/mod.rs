@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/tenants/{slug}/suspend", post(tenants::suspend))
         .route("/tenants/{slug}/resume", post(tenants::resume))
+        .route("/tenants/{slug}/provision", post(tenants::provision))
         .route("/tenants/{slug}/events", get(tenants::events))
         .route("/registry/health", get(health::registry_health))
         .route("/waves", get(waves::list).post(waves::create))

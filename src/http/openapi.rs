@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/tenants/{slug}"),
     ("POST", "/v1/tenants/{slug}/suspend"),
     ("POST", "/v1/tenants/{slug}/resume"),
+    ("POST", "/v1/tenants/{slug}/provision"),
     ("GET", "/v1/tenants/{slug}/events"),
     ("GET", "/v1/registry/health"),
     ("GET", "/v1/waves"),
@@ -380,13 +381,21 @@ fn operation(method: &str, path: &str) -> Value {
             .responses(json!({ "200": ok("A page of tenants.", schema_ref("TenantPage")) }), &errors(&["422"], AUTHED)),
         ("POST", "/v1/tenants") => Op::new("tenants", "createTenant", "Register a tenant")
             .describe("Writes a `created` event. Slugs and database names are unique among live tenants regardless of case; \
-                the slug is stored in lower case. `provision: true` also creates the role and database (needs \
-                `DROVER_PROVISION_URL`; without it the answer is 501).")
-            .params(&["actor"])
+                the slug is stored in lower case. `provision: true` also creates the login role (password \
+                generated and written behind `db_secret_ref`, which must be `file:` or `vault:`) and the database \
+                on `DROVER_PROVISION_URL` (501 without it), then migrates it to the latest tenant migration: the \
+                answer is 202 with the tenant in `provisioning` while that runs in the background, or with \
+                `wait=true` 201 with the active tenant (502 `provisioning_failed`, with `step`, when a step fails; \
+                the tenant stays `provisioning` with an `error` event and `POST /v1/tenants/{slug}/provision` \
+                retries).")
+            .params(&["wait", "actor"])
             .body(schema_ref("NewTenant"), true)
             .responses(
-                json!({ "201": ok("The tenant as stored.", schema_ref("Tenant")) }),
-                &errors(&["409", "501"], WITH_BODY),
+                json!({
+                    "201": ok("The tenant as stored (with `provision` and `wait=true`: active, migrated).", schema_ref("Tenant")),
+                    "202": ok("`provision: true`: the tenant, `provisioning`; the job runs in the background.", schema_ref("Tenant")),
+                }),
+                &errors(&["409", "501", "502"], WITH_BODY),
             )
             .links(
                 "201",
@@ -408,9 +417,28 @@ fn operation(method: &str, path: &str) -> Value {
             .body(schema_ref("TenantPatch"), true)
             .responses(json!({ "200": ok("The tenant after the change.", schema_ref("Tenant")) }), &errors(&["404", "409"], WITH_BODY)),
         ("DELETE", "/v1/tenants/{slug}") => Op::new("tenants", "deleteTenant", "Soft-delete a tenant")
-            .describe("The database is kept; the slug and db_name become reusable. Writes `deleting` and `deleted` events.")
-            .params(&["slug", "actor"])
-            .responses(json!({ "200": ok("The tenant, now deleted.", schema_ref("Tenant")) }), &errors(&["404", "409", "422"], AUTHED)),
+            .describe("The database is kept unless `drop_database=true`; the slug and db_name become reusable. Writes \
+                `deleting` and `deleted` events. With `drop_database=true` (needs `DROVER_PROVISION_URL`) drover \
+                terminates the database's sessions, drops the database and the role it provisioned and removes the \
+                secret; a database or role drover did not create for this tenant is refused (409 `name_taken`) \
+                before anything changes, and a failed step leaves the tenant `deleting` (502; send the request again).")
+            .params(&["slug", "dropDatabase", "actor"])
+            .responses(
+                json!({ "200": ok("The tenant, now deleted.", schema_ref("Tenant")) }),
+                &errors(&["404", "409", "422", "501", "502"], AUTHED),
+            ),
+        ("POST", "/v1/tenants/{slug}/provision") => Op::new("tenants", "provisionTenant", "Retry provisioning")
+            .describe("For a tenant still in `provisioning` (a step failed, or the daemon stopped mid-job): runs every \
+                step again, reusing the role, database and password an earlier attempt created, refusing any it did \
+                not create. 409 when the tenant is not `provisioning` or another runner is on it right now.")
+            .params(&["slug", "wait", "actor"])
+            .responses(
+                json!({
+                    "200": ok("`wait=true`: the tenant, active and migrated.", schema_ref("Tenant")),
+                    "202": ok("The tenant, `provisioning`; the job runs in the background.", schema_ref("Tenant")),
+                }),
+                &errors(&["404", "409", "422", "501", "502"], AUTHED),
+            ),
         ("POST", "/v1/tenants/{slug}/suspend") => Op::new("tenants", "suspendTenant", "active → suspended")
             .describe("Resolution answers 423 for a suspended tenant; waves still migrate it.")
             .params(&["slug", "actor"])
@@ -641,6 +669,16 @@ fn parameters() -> Value {
             json!({ "type": "integer", "format": "int64", "default": 20 }),
         ),
         "targetState": query("state", "Only targets in this state.", schema_ref("TargetState")),
+        "wait": query(
+            "wait",
+            "With provisioning: answer when the job has finished instead of at once.",
+            json!({ "type": "boolean", "default": false }),
+        ),
+        "dropDatabase": query(
+            "drop_database",
+            "Also drop the database and role drover provisioned and remove the secret (never the default).",
+            json!({ "type": "boolean", "default": false }),
+        ),
         "targetsLimit": query(
             "limit",
             "How many targets (values outside 1-100000 are clamped).",
@@ -667,7 +705,9 @@ fn error_responses() -> Value {
         "409": error(
             "A conflict: a live duplicate slug or db_name (`duplicate_slug`, `duplicate_db_name`), a status change \
              the state machine does not allow (`illegal_transition`), a tenant in an unfinished wave (`wave_overlap`), \
-             a duplicate schedule name (`duplicate_schedule`), a tick already handled (`already_fired`).",
+             a duplicate schedule name (`duplicate_schedule`), a tick already handled (`already_fired`), a role or \
+             database by that name that drover did not create for this tenant (`name_taken`), another runner \
+             provisioning the tenant right now (`provisioning_busy`).",
         ),
         "413": error("The body is larger than `max_body_bytes` (`invalid_body`)."),
         "415": error("The body is not declared `Content-Type: application/json` (`invalid_body`)."),
@@ -678,6 +718,11 @@ fn error_responses() -> Value {
         ),
         "500": error("An internal error (`internal`); the cause is in drover's log."),
         "501": error("The request needs a feature this daemon is not configured for (`not_available`)."),
+        "502": error(
+            "A provisioning step failed on the tenant's server or secret backend (`provisioning_failed`, with `step`: \
+             `connect`, `lock`, `secret`, `role`, `database`, `migrate`, `activate`, `drop_database`, `drop_role`); \
+             the same text is in the tenant's `error` event.",
+        ),
         "503": {
             "description": "The control database is unavailable (`control_db_unavailable`); retry after `Retry-After` seconds.",
             "headers": { "Retry-After": { "$ref": "#/components/headers/RetryAfter" } },
@@ -785,6 +830,7 @@ fn schemas() -> Value {
                             nullable(string()),
                             "Only on 423 from /v1/resolve: why the tenant is suspended.",
                         ),
+                        "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
                     },
                 },
             },
@@ -874,7 +920,9 @@ fn schemas() -> Value {
                 "provision": {
                     "type": "boolean",
                     "default": false,
-                    "description": "Create the role and database too (needs `DROVER_PROVISION_URL`).",
+                    "description": "Create the role and database too, store the generated password behind \
+                        `db_secret_ref` (`file:` or `vault:`) and migrate to the latest version (needs \
+                        `DROVER_PROVISION_URL`). The tenant starts `provisioning` and becomes `active` when done.",
                 },
                 "billing_plan": nullable(text(100, "1-100 printable characters.")),
                 "contact_email": nullable(email.clone()),

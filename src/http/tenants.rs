@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
-use crate::registry::{Event, ListFilter, NewTenant, Page, Tenant, TenantPatch};
+use crate::registry::{Event, ListFilter, NewTenant, Page, Tenant, TenantPatch, TenantStatus};
 
 /// `GET /v1/tenants?status=&label=k=v&q=&limit=&cursor=&include_deleted=`.
 pub async fn list(
@@ -17,16 +17,82 @@ pub async fn list(
     Ok(Json(s.registry.list(&f).await?))
 }
 
-/// `POST /v1/tenants` → 201.
+/// `?wait=true`: answer when the provisioning job has finished.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /v1/tenants[?wait=true]` → 201; with `provision: true` → 202 (tenant in
+/// `provisioning`, the job runs in the background) or, waiting, 201 with the active tenant.
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
+    ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.registry.create(&body, &actor).await?),
-    ))
+    if !body.provision {
+        return Ok((
+            StatusCode::CREATED,
+            Json(s.registry.create(&body, &actor).await?),
+        ));
+    }
+    body.validate()?;
+    s.provisioner.check_request(&body.db_secret_ref)?;
+    let tenant = s.registry.create(&body, &actor).await?;
+    let job = s.provisioner.start(tenant.clone());
+    if q.wait {
+        return Ok((StatusCode::CREATED, Json(finished(job).await?)));
+    }
+    Ok((StatusCode::ACCEPTED, Json(tenant)))
+}
+
+/// `POST /v1/tenants/{slug}/provision[?wait=true]`: runs provisioning again for a tenant
+/// still in `provisioning` (after a failure, or a restart mid-job); reuses what an earlier
+/// attempt created. 202, or 200 when waiting.
+pub async fn provision(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    if !s.provisioner.available() {
+        return Err(crate::provision::ProvisionError::NotConfigured.into());
+    }
+    let tenant = s.registry.get(&slug).await?;
+    if tenant.status != TenantStatus::Provisioning {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "illegal_transition",
+            format!(
+                "cannot provision tenant '{}': it is {}",
+                tenant.slug, tenant.status
+            ),
+        ));
+    }
+    s.provisioner.check_request(&tenant.db_secret_ref)?;
+    let job = s.provisioner.start(tenant.clone());
+    if q.wait {
+        return Ok((StatusCode::OK, Json(finished(job).await?)));
+    }
+    Ok((StatusCode::ACCEPTED, Json(tenant)))
+}
+
+/// The job's result once it has one.
+async fn finished(
+    mut job: tokio::sync::watch::Receiver<Option<crate::provision::JobResult>>,
+) -> Result<Tenant, ApiError> {
+    let done = job
+        .wait_for(Option::is_some)
+        .await
+        .map(|r| r.clone())
+        .unwrap_or(None);
+    match done {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => Err(ApiError::from_provision(&e)),
+        None => Err(crate::provision::ProvisionError::Cancelled.into()),
+    }
 }
 
 /// `GET /v1/tenants/{slug}`.
@@ -73,12 +139,26 @@ pub async fn resume(
     Ok(Json(s.registry.resume(&slug, &actor).await?))
 }
 
-/// `DELETE /v1/tenants/{slug}`: soft delete.
+/// Query of `DELETE /v1/tenants/{slug}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Also drop the database and role drover provisioned, and remove the secret.
+    #[serde(default)]
+    drop_database: bool,
+}
+
+/// `DELETE /v1/tenants/{slug}[?drop_database=true]`: soft delete; the database is kept
+/// unless `drop_database=true` says otherwise.
 pub async fn delete(
     State(s): State<AppState>,
     Caller(actor): Caller,
     Path(slug): Path<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Tenant>, ApiError> {
+    if q.drop_database {
+        return Ok(Json(s.provisioner.deprovision(&slug, &actor).await?));
+    }
     Ok(Json(s.registry.delete(&slug, &actor).await?))
 }
 

@@ -38,6 +38,8 @@ macro_rules! tenant_cols {
     };
 }
 
+mod lifecycle;
+
 /// Handle on the registry; cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct Registry {
@@ -164,10 +166,13 @@ impl Registry {
             tenant_cols!()
         );
         let slug = new.validate()?;
-        if new.provision {
-            return Err(RegistryError::Unavailable(
-                "provision: true is not available in this version; create the database and role, then register the tenant".into(),
-            ));
+        // Whether drover can provision is the caller's check (`crate::provision`); here a
+        // provisioned tenant simply starts where its job expects it.
+        if new.provision && new.status == Some(TenantStatus::Active) {
+            return Err(RegistryError::Invalid {
+                field: "status",
+                message: "a tenant created with provision: true starts as provisioning and becomes active when its database is ready".into(),
+            });
         }
         let status = new.status.unwrap_or(TenantStatus::Provisioning);
         let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
@@ -200,6 +205,7 @@ impl Registry {
         let payload = json!({
             "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
             "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
+            "provision": new.provision,
         });
         record_event(&*tx, tenant.id, "created", actor, payload).await?;
         tx.commit().await?;

@@ -228,6 +228,11 @@ impl Resolver {
         self.tenants.invalidate(slug);
     }
 
+    /// Drops one cached secret (drover just wrote or removed it).
+    pub fn forget_secret(&self, reference: &str) {
+        self.secrets.invalidate(reference);
+    }
+
     /// Drops every cached tenant (the notification stream was interrupted).
     pub fn forget_all_tenants(&self) {
         self.tenants.clear();

@@ -1,5 +1,6 @@
 //! One backend per scheme behind [`SecretBackend`]; [`SecretStore`] routes a reference to
-//! the backend for its scheme.
+//! the backend for its scheme. Reading is every backend's job; writing and removing (for
+//! provisioning) only `file:` and `vault:` can do.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{read_local, Scheme, SecretError, SecretRef};
+use super::{read_local, remove_file_under, write_file_under, Scheme, SecretError, SecretRef};
 
 /// A boxed future, so backends can sit behind `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -20,6 +21,28 @@ pub trait SecretBackend: Send + Sync {
         &'a self,
         reference: &'a SecretRef,
     ) -> BoxFuture<'a, Result<SecretString, SecretError>>;
+
+    /// Stores `value` behind the reference, replacing what was there.
+    fn write<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+        _value: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(async move {
+            Err(SecretError::ReadOnly {
+                reference: reference.to_string(),
+            })
+        })
+    }
+
+    /// Removes the value behind the reference; one that is already gone is not an error.
+    fn remove<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(async move {
+            Err(SecretError::ReadOnly {
+                reference: reference.to_string(),
+            })
+        })
+    }
 }
 
 /// `env:NAME`: a variable of the daemon's environment.
@@ -64,6 +87,38 @@ impl SecretBackend for FileBackend {
                 })
         })
     }
+
+    fn write<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+        value: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(async move {
+            let (r, dir, v) = (reference.clone(), self.dir.clone(), value.clone());
+            tokio::task::spawn_blocking(move || write_file_under(&r, &dir, &v))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SecretError::Unreadable {
+                        reference: reference.to_string(),
+                        why: "writer task failed".into(),
+                    })
+                })
+        })
+    }
+
+    fn remove<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(async move {
+            let (r, dir) = (reference.clone(), self.dir.clone());
+            tokio::task::spawn_blocking(move || remove_file_under(&r, &dir))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SecretError::Unreadable {
+                        reference: reference.to_string(),
+                        why: "remover task failed".into(),
+                    })
+                })
+        })
+    }
 }
 
 /// Routes each reference to the backend of its scheme.
@@ -89,13 +144,42 @@ impl SecretStore {
 
     /// Reads through the backend for the reference's scheme.
     pub async fn read(&self, reference: &SecretRef) -> Result<SecretString, SecretError> {
+        self.backend(reference)?.read(reference).await
+    }
+
+    /// Writes through the backend for the reference's scheme (`env:` refuses).
+    pub async fn write(
+        &self,
+        reference: &SecretRef,
+        value: &SecretString,
+    ) -> Result<(), SecretError> {
+        self.backend(reference)?.write(reference, value).await
+    }
+
+    /// Removes through the backend for the reference's scheme (`env:` refuses).
+    pub async fn remove(&self, reference: &SecretRef) -> Result<(), SecretError> {
+        self.backend(reference)?.remove(reference).await
+    }
+
+    /// Whether drover could store a value behind this reference here (its backend is
+    /// configured and writable), without touching the backend.
+    pub fn check_writable(&self, reference: &SecretRef) -> Result<(), SecretError> {
+        if reference.scheme() == Scheme::Env {
+            return Err(SecretError::ReadOnly {
+                reference: reference.to_string(),
+            });
+        }
+        self.backend(reference).map(|_| ())
+    }
+
+    fn backend(&self, reference: &SecretRef) -> Result<&Arc<dyn SecretBackend>, SecretError> {
         let backend = match reference.scheme() {
             Scheme::Env => Some(&self.env),
             Scheme::File => self.file.as_ref(),
             Scheme::Vault => self.vault.as_ref(),
         };
         match backend {
-            Some(b) => b.read(reference).await,
+            Some(b) => Ok(b),
             None => Err(SecretError::Unsupported {
                 reference: reference.to_string(),
                 scheme: match reference.scheme() {

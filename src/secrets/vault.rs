@@ -4,6 +4,11 @@
 //! `GET {addr}/v1/secret/data/tenants/acme` and returns field `password` of the current
 //! version. There is no cache at this layer: every read asks the server.
 //!
+//! Provisioning writes a field with check-and-set on the version it read (the secret's
+//! other fields are kept; a concurrent writer makes the write fail, retryably, instead of
+//! one writer silently undoing the other) and removes it the same way; a secret left
+//! with no fields has its metadata (every version) deleted.
+//!
 //! Failures are sorted for the caller: the server being unreachable, slow, sealed or
 //! failing (5xx, 429) is [`SecretError::Unreadable`] (retryable); a refused token or policy
 //! (403) is [`SecretError::Denied`]; a missing path, mount or field is
@@ -147,6 +152,125 @@ impl VaultBackend {
         tracing::debug!(version, "read vault secret");
         Ok(value)
     }
+
+    /// The fields of the current version and that version (0 and no fields when the path
+    /// holds nothing yet, which is what check-and-set expects for a first write).
+    async fn current(
+        &self,
+        reference: &SecretRef,
+        loc: &Kv2Location<'_>,
+    ) -> Result<(serde_json::Map<String, Value>, u64), SecretError> {
+        let response = self
+            .http
+            .get(loc.url(&self.base))
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| transport_error(reference, &e, self.timeout))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(reference, &e, self.timeout))?;
+        let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let version = doc["data"]["metadata"]["version"].as_u64().unwrap_or(0);
+        match status {
+            StatusCode::OK => match &doc["data"]["data"] {
+                Value::Object(fields) => Ok((fields.clone(), version)),
+                _ => Ok((serde_json::Map::new(), version)),
+            },
+            StatusCode::NOT_FOUND
+                if vault_errors(&body).is_none_or(|s| !s.contains("no handler")) =>
+            {
+                Ok((serde_json::Map::new(), version))
+            }
+            _ => Err(status_error(reference, loc, status, &body)),
+        }
+    }
+
+    /// Sends `fields` as the next version, if the current one is still `cas`.
+    async fn put(
+        &self,
+        reference: &SecretRef,
+        loc: &Kv2Location<'_>,
+        fields: serde_json::Map<String, Value>,
+        cas: u64,
+    ) -> Result<(), SecretError> {
+        let body = serde_json::json!({ "options": { "cas": cas }, "data": fields });
+        let response = self
+            .http
+            .post(loc.url(&self.base))
+            .headers(self.headers.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(reference, &e, self.timeout))?;
+        drop(body);
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let answer = response.bytes().await.unwrap_or_default();
+        if status == StatusCode::BAD_REQUEST
+            && vault_errors(&answer).is_some_and(|s| s.contains("check-and-set"))
+        {
+            return Err(SecretError::Unreadable {
+                reference: reference.to_string(),
+                why: "the secret changed while drover was writing it; try again".into(),
+            });
+        }
+        Err(status_error(reference, loc, status, &answer))
+    }
+
+    fn location<'r>(reference: &'r SecretRef) -> Result<Kv2Location<'r>, SecretError> {
+        Kv2Location::parse(reference).ok_or_else(|| SecretError::Unsupported {
+            reference: reference.to_string(),
+            scheme: "vault (the reference is not vault:mount/path#field)",
+        })
+    }
+
+    /// Sets the reference's field, keeping the secret's other fields.
+    #[tracing::instrument(name = "vault_write", skip_all, fields(reference = %reference))]
+    async fn write_kv2(
+        &self,
+        reference: &SecretRef,
+        value: &SecretString,
+    ) -> Result<(), SecretError> {
+        let loc = Self::location(reference)?;
+        let (mut fields, version) = self.current(reference, &loc).await?;
+        fields.insert(
+            loc.field.to_string(),
+            Value::String(value.expose_secret().to_string()),
+        );
+        self.put(reference, &loc, fields, version).await
+    }
+
+    /// Removes the reference's field; the whole secret when nothing else is left in it.
+    #[tracing::instrument(name = "vault_remove", skip_all, fields(reference = %reference))]
+    async fn remove_kv2(&self, reference: &SecretRef) -> Result<(), SecretError> {
+        let loc = Self::location(reference)?;
+        let (mut fields, version) = self.current(reference, &loc).await?;
+        if fields.remove(loc.field).is_none() {
+            return Ok(());
+        }
+        if !fields.is_empty() {
+            return self.put(reference, &loc, fields, version).await;
+        }
+        let url = format!("{}/v1/{}/metadata/{}", self.base, loc.mount, loc.path);
+        let response = self
+            .http
+            .delete(url)
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| transport_error(reference, &e, self.timeout))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let answer = response.bytes().await.unwrap_or_default();
+        Err(status_error(reference, &loc, status, &answer))
+    }
 }
 
 impl SecretBackend for VaultBackend {
@@ -155,6 +279,18 @@ impl SecretBackend for VaultBackend {
         reference: &'a SecretRef,
     ) -> BoxFuture<'a, Result<SecretString, SecretError>> {
         Box::pin(self.read_kv2(reference))
+    }
+
+    fn write<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+        value: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(self.write_kv2(reference, value))
+    }
+
+    fn remove<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<(), SecretError>> {
+        Box::pin(self.remove_kv2(reference))
     }
 }
 

@@ -125,6 +125,15 @@ impl Executor {
         Ok(set)
     }
 
+    /// The files on disk now (reloaded), or the loaded set when there is no migrations
+    /// directory at all (a daemon that only resolves).
+    pub fn fresh_migrations(&self) -> Result<Arc<MigrationSet>, crate::migrate::SetError> {
+        if !self.migrations_dir.exists() {
+            return Ok(self.migrations());
+        }
+        self.reload()
+    }
+
     /// Asks every tenant server to cancel the statement this replica is running there (a
     /// hard stop): the migration's transaction rolls back now rather than when the
     /// server next notices the connection is gone.

@@ -9,6 +9,7 @@ mod deploy;
 mod observability;
 mod openapi;
 mod openbao;
+mod provision;
 mod registry_check;
 mod replicas;
 mod resolve;

@@ -1,0 +1,151 @@
+//! Registry writes for provisioning and deprovisioning: the steps that bracket work on the
+//! tenant's database (done by `crate::provision`, never inside these transactions).
+//!
+//! ```text
+//!  provisioning ──finish_provisioning──► active        (+ migrated, provisioned)
+//!  any live     ──begin_delete─────────► deleting      (+ deleting {drop_database})
+//!  deleting     ──finish_delete────────► deleted       (+ deleted {database_dropped, …})
+//!  any          ──record_error─────────► (unchanged)   (+ error {operation, step, error})
+//! ```
+
+use serde_json::{json, Value};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{record_event, tenant_from_row, Actor, Registry, RegistryError, Tenant};
+use super::{TenantStatus, Transition};
+use crate::migrate::RunOutcome;
+
+impl Registry {
+    async fn lock_by_id(tx: &impl GenericClient, id: Uuid) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM control_plane.tenants WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+        );
+        match tx.query_opt(SQL, &[&id]).await? {
+            Some(row) => tenant_from_row(&row),
+            None => Err(RegistryError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Writes an `error` event; the tenant itself is left as it is.
+    pub async fn record_error(
+        &self,
+        tenant_id: Uuid,
+        actor: &Actor,
+        payload: Value,
+    ) -> Result<(), RegistryError> {
+        let client = self.pool.get().await?;
+        record_event(&**client, tenant_id, "error", actor, payload).await
+    }
+
+    /// provisioning → active with the schema version the new database reached, writing
+    /// `migrated` (so the health report's version check holds) and `provisioned`.
+    pub async fn finish_provisioning(
+        &self,
+        id: Uuid,
+        outcome: &RunOutcome,
+        provisioned: Value,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "UPDATE control_plane.tenants SET status = 'active', schema_version = $2 \
+             WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        );
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let before = Self::lock_by_id(&*tx, id).await?;
+        if before.status != TenantStatus::Provisioning {
+            return Err(RegistryError::IllegalTransition {
+                slug: before.slug,
+                verb: "activate",
+                from: before.status.to_string(),
+            });
+        }
+        let row = tx.query_one(SQL, &[&id, &outcome.to]).await?;
+        let tenant = tenant_from_row(&row)?;
+        if outcome.to.is_some() {
+            let migrated = json!({
+                "from": outcome.from, "to": outcome.to, "wave_id": null,
+                "duration_ms": provisioned["duration_ms"], "applied": outcome.applied,
+            });
+            record_event(&*tx, id, "migrated", actor, migrated).await?;
+        }
+        record_event(&*tx, id, "provisioned", actor, provisioned).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// → deleting, before the database is dropped. A tenant already `deleting` (an earlier
+    /// attempt stopped half-way) is returned as it is, so the drop can be retried.
+    pub async fn begin_delete(
+        &self,
+        slug: &str,
+        extra: Value,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "UPDATE control_plane.tenants SET status = 'deleting' WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        );
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let before = Self::lock_live(&*tx, slug).await?;
+        if before.status == TenantStatus::Deleting {
+            return Ok(before);
+        }
+        if Transition::StartDelete.apply(before.status).is_none() {
+            return Err(RegistryError::IllegalTransition {
+                slug: before.slug,
+                verb: "delete",
+                from: before.status.to_string(),
+            });
+        }
+        let row = tx.query_one(SQL, &[&before.id]).await?;
+        let tenant = tenant_from_row(&row)?;
+        let mut payload = json!({ "from": before.status, "to": "deleting" });
+        merge(&mut payload, extra);
+        record_event(&*tx, before.id, "deleting", actor, payload).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// deleting → deleted (`deleted_at` set, slug and db_name free again).
+    pub async fn finish_delete(
+        &self,
+        id: Uuid,
+        extra: Value,
+        actor: &Actor,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "UPDATE control_plane.tenants SET status = 'deleted', deleted_at = now() \
+             WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        );
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let before = Self::lock_by_id(&*tx, id).await?;
+        if before.status != TenantStatus::Deleting {
+            return Err(RegistryError::IllegalTransition {
+                slug: before.slug,
+                verb: "finish deleting",
+                from: before.status.to_string(),
+            });
+        }
+        let row = tx.query_one(SQL, &[&id]).await?;
+        let tenant = tenant_from_row(&row)?;
+        let mut payload = json!({ "from": "deleting", "to": "deleted" });
+        merge(&mut payload, extra);
+        record_event(&*tx, id, "deleted", actor, payload).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
+        a.extend(b);
+    }
+}

@@ -1,0 +1,693 @@
+//! Provisioning and deprovisioning tenant databases against the real test server, through
+//! a non-superuser admin role (CREATEDB + CREATEROLE), as in production.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// An admin role for `DROVER_PROVISION_URL` with the given attributes; returns its URL.
+async fn provisioner_role(attrs: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "prov_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&db_url("postgres")).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {name} LOGIN {attrs} PASSWORD 'prov-pw'"
+        ))
+        .await
+        .unwrap();
+    let (host, port) = server_host_port();
+    format!("postgres://{name}:prov-pw@{host}:{port}/postgres")
+}
+
+/// Names unique to one test: (slug, database and role name).
+fn names(prefix: &str) -> (String, String) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let slug = format!("{prefix}-{}-{n}", std::process::id());
+    (slug.clone(), format!("pt_{}", slug.replace('-', "_")))
+}
+
+fn provision_body(slug: &str, db: &str) -> Value {
+    let (host, port) = server_host_port();
+    json!({
+        "slug": slug, "display_name": format!("{slug} Ltd"),
+        "db_name": db, "db_host": host, "db_port": port, "db_user": db,
+        "db_secret_ref": format!("file:tenants/{slug}"),
+        "provision": true,
+    })
+}
+
+struct Setup {
+    app: TestApp,
+    secrets: SecretsDir,
+    migrations: MigrationsDir,
+}
+
+async fn setup(provision_url: &str, files: &[(&str, &str)]) -> Setup {
+    let secrets = SecretsDir::new();
+    let migrations = MigrationsDir::new(files);
+    let app = spawn_app_with(&[
+        ("DROVER_PROVISION_URL", provision_url),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+    ])
+    .await;
+    Setup {
+        app,
+        secrets,
+        migrations,
+    }
+}
+
+const V1: (&str, &str) = (
+    "V1__widgets.sql",
+    "CREATE TABLE widgets (id bigint PRIMARY KEY);",
+);
+const V2: (&str, &str) = ("V2__names.sql", "ALTER TABLE widgets ADD COLUMN name text;");
+
+async fn status_of(app: &TestApp, slug: &str) -> String {
+    let t: Value = app.get_json(&format!("/v1/tenants/{slug}")).await;
+    t["status"].as_str().unwrap_or_default().to_string()
+}
+
+async fn events(app: &TestApp, slug: &str) -> Vec<Value> {
+    let page: Value = app
+        .get_json(&format!("/v1/tenants/{slug}/events?limit=100"))
+        .await;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn one_value(sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+    let admin = connect(&db_url("postgres")).await;
+    admin.query_one(sql, params).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn provisioned_tenant_has_its_role_database_private_secret_and_latest_schema() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1, V2]).await;
+    let (slug, db) = names("prov");
+
+    let created = s
+        .app
+        .req(Method::POST, "/v1/tenants")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let status = created.status();
+    let body: Value = created.json().await.unwrap();
+    let app = &s.app;
+    let active = wait_until(Duration::from_secs(30), || async {
+        status_of(app, &slug).await == "active"
+    })
+    .await;
+
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "provisioning");
+    assert!(active, "events: {:?}", events(app, &slug).await);
+    let owner = one_value(
+        "SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+         WHERE d.datname = $1 AND r.rolname = $1",
+        &[&db],
+    )
+    .await;
+    assert_eq!(owner, 1, "database owned by the tenant role");
+    let public_connect = one_value(
+        "SELECT count(*) FROM pg_database WHERE datname = $1 AND has_database_privilege('public', oid, 'CONNECT')",
+        &[&db],
+    )
+    .await;
+    assert_eq!(
+        public_connect, 0,
+        "PUBLIC may not connect to a tenant database"
+    );
+    let secret = s.secrets.0.join(format!("tenants/{slug}"));
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let t: Value = app.get_json(&format!("/v1/tenants/{slug}")).await;
+    assert_eq!(t["schema_version"], 2);
+    assert_eq!(t["db_secret_ref"], format!("file:tenants/{slug}"));
+    let kinds: Vec<String> = events(app, &slug)
+        .await
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["provisioned", "migrated", "created"]);
+    let provisioned = &events(app, &slug).await[0];
+    assert_eq!(provisioned["payload"]["version"], 2);
+    // The password must really be the one behind the ref: make the role use SCRAM (the
+    // harness trusts other roles) and log in with the DSN resolution hands out.
+    connect(&db_url("postgres"))
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE drover_password_auth NOLOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT drover_password_auth TO {db}"
+        ))
+        .await
+        .unwrap();
+    let resolved: Value = app.get_json(&format!("/v1/resolve/{slug}")).await;
+    let tenant_client = connect(resolved["dsn"].as_str().unwrap()).await;
+    let history: i64 = tenant_client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(history, 2);
+}
+
+#[tokio::test]
+async fn failed_migration_leaves_tenant_provisioning_and_retry_finishes_without_duplicates() {
+    let broken = (
+        "V2__names.sql",
+        "ALTER TABLE no_such_table ADD COLUMN name text;",
+    );
+    let s = setup(
+        &provisioner_role("CREATEDB CREATEROLE").await,
+        &[V1, broken],
+    )
+    .await;
+    let (slug, db) = names("retry");
+
+    let first = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let first_status = first.status();
+    let first_body: Value = first.json().await.unwrap();
+    let status_after_failure = status_of(&s.app, &slug).await;
+    let error_event = events(&s.app, &slug).await[0].clone();
+    s.migrations.put(V2.0, V2.1);
+    let retry = s
+        .app
+        .req(
+            Method::POST,
+            &format!("/v1/tenants/{slug}/provision?wait=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let retry_status = retry.status();
+    let retried: Value = retry.json().await.unwrap();
+
+    assert_eq!(first_status, StatusCode::BAD_GATEWAY, "{first_body}");
+    assert_eq!(first_body["error"]["step"], "migrate");
+    assert!(
+        first_body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_table"),
+        "{first_body}"
+    );
+    assert_eq!(status_after_failure, "provisioning");
+    assert_eq!(error_event["event_type"], "error");
+    assert_eq!(error_event["payload"]["step"], "migrate");
+    assert_eq!(retry_status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["status"], "active");
+    assert_eq!(retried["schema_version"], 2);
+    let roles = one_value("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&db]).await;
+    let dbs = one_value(
+        "SELECT count(*) FROM pg_database WHERE datname = $1",
+        &[&db],
+    )
+    .await;
+    assert_eq!((roles, dbs), (1, 1));
+    let provisioned: Vec<Value> = events(&s.app, &slug)
+        .await
+        .into_iter()
+        .filter(|e| e["event_type"] == "provisioned")
+        .collect();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0]["payload"]["role_created"], false);
+    assert_eq!(provisioned[0]["payload"]["database_created"], false);
+}
+
+#[tokio::test]
+async fn admin_role_without_createrole_fails_at_the_role_step_until_it_is_granted() {
+    let url = provisioner_role("CREATEDB").await;
+    let s = setup(&url, &[V1]).await;
+    let (slug, db) = names("norole");
+    let admin_role = url
+        .trim_start_matches("postgres://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let first = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let first_status = first.status();
+    let first_body: Value = first.json().await.unwrap();
+    let status_after_failure = status_of(&s.app, &slug).await;
+    connect(&db_url("postgres"))
+        .await
+        .batch_execute(&format!("ALTER ROLE {admin_role} CREATEROLE"))
+        .await
+        .unwrap();
+    let retry = s
+        .app
+        .req(
+            Method::POST,
+            &format!("/v1/tenants/{slug}/provision?wait=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(first_status, StatusCode::BAD_GATEWAY, "{first_body}");
+    assert_eq!(first_body["error"]["step"], "role");
+    assert!(
+        first_body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("42501"),
+        "the SQLSTATE is shown, not just 'db error': {first_body}"
+    );
+    assert_eq!(status_after_failure, "provisioning");
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(status_of(&s.app, &slug).await, "active");
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_or_quoted_never_spliced_into_sql() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, _) = names("hostile");
+    let long = "t".repeat(64);
+    let refused = [
+        ("db_name", json!("t\"; DROP DATABASE postgres; --")),
+        ("db_name", json!("t'; SELECT 1; --")),
+        ("db_name", json!(long)),
+        ("db_user", json!("tënant")),
+        ("slug", json!("acme'; --")),
+    ];
+
+    let mut answers = Vec::new();
+    for (field, value) in &refused {
+        let mut body = provision_body(&slug, "pt_ok");
+        body[*field] = value.clone();
+        let r = s
+            .app
+            .req(Method::POST, "/v1/tenants")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answers.push((field, r.status(), r.json::<Value>().await.unwrap()));
+    }
+    // Upper case and '-' are legal but only survive PostgreSQL when quoted.
+    let tricky = format!("PT-Mixed_{}", std::process::id());
+    let ok = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &tricky))
+        .send()
+        .await
+        .unwrap();
+
+    for (field, status, body) in answers {
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
+        assert_eq!(body["error"]["field"], *field, "{body}");
+    }
+    assert_eq!(s.app.tenant_rows("slug LIKE 'hostile%'").await, 1);
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let exact = one_value(
+        "SELECT count(*) FROM pg_database WHERE datname = $1",
+        &[&tricky],
+    )
+    .await;
+    assert_eq!(exact, 1, "the database has exactly the requested name");
+}
+
+#[tokio::test]
+async fn deprovision_drops_database_role_and_secret_even_with_open_sessions() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, db) = names("drop");
+    let created = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let (host, port) = server_host_port();
+    let idle_session = connect(&format!("postgres://{db}@{host}:{port}/{db}")).await;
+
+    let deleted = s
+        .app
+        .req(
+            Method::DELETE,
+            &format!("/v1/tenants/{slug}?drop_database=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let deleted_status = deleted.status();
+    let body: Value = deleted.json().await.unwrap();
+
+    assert_eq!(deleted_status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "deleted");
+    assert_eq!(
+        one_value(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&db]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        one_value("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&db]).await,
+        0
+    );
+    assert!(!s.secrets.0.join(format!("tenants/{slug}")).exists());
+    assert!(idle_session.simple_query("SELECT 1").await.is_err());
+    let control = s.app.control_db().await;
+    let payload: Value = control
+        .query_one(
+            "SELECT e.payload FROM control_plane.tenant_events e JOIN control_plane.tenants t \
+             ON t.id = e.tenant_id WHERE t.slug = $1 AND e.event_type = 'deleted'",
+            &[&slug],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        payload,
+        json!({"from": "deleting", "to": "deleted", "database_dropped": true,
+               "role_dropped": true, "secret_removed": true})
+    );
+}
+
+#[tokio::test]
+async fn delete_without_drop_database_keeps_database_role_and_secret() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, db) = names("keep");
+    s.app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+
+    let deleted = s
+        .app
+        .req(Method::DELETE, &format!("/v1/tenants/{slug}"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(
+        one_value(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&db]
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        one_value("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&db]).await,
+        1
+    );
+    assert!(s.secrets.0.join(format!("tenants/{slug}")).exists());
+}
+
+#[tokio::test]
+async fn a_database_drover_did_not_create_is_never_adopted_or_dropped() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, db) = names("foreign");
+    connect(&db_url("postgres"))
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let (registered, registered_db) = names("plain");
+    connect(&db_url("postgres"))
+        .await
+        .batch_execute(&format!("CREATE DATABASE {registered_db}"))
+        .await
+        .unwrap();
+    let mut plain = provision_body(&registered, &registered_db);
+    plain["provision"] = json!(false);
+    plain["status"] = json!("active");
+    s.app.create_tenant(&plain).await;
+
+    let adopt = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let adopt_status = adopt.status();
+    let adopt_body: Value = adopt.json().await.unwrap();
+    let drop = s
+        .app
+        .req(
+            Method::DELETE,
+            &format!("/v1/tenants/{registered}?drop_database=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drop_status = drop.status();
+
+    assert_eq!(adopt_status, StatusCode::CONFLICT, "{adopt_body}");
+    assert_eq!(adopt_body["error"]["code"], "name_taken");
+    assert_eq!(status_of(&s.app, &slug).await, "provisioning");
+    assert!(
+        !s.secrets.0.join(format!("tenants/{slug}")).exists(),
+        "no password is written for a refused name"
+    );
+    assert_eq!(drop_status, StatusCode::CONFLICT);
+    assert_eq!(status_of(&s.app, &registered).await, "active");
+    assert_eq!(
+        one_value(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&registered_db]
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn provisioning_without_an_admin_connection_is_refused_before_anything_is_written() {
+    let app = spawn_app().await;
+    let (slug, db) = names("nourl");
+
+    let r = app
+        .req(Method::POST, "/v1/tenants")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("DROVER_PROVISION_URL"));
+    assert_eq!(app.tenant_rows("true").await, 0);
+}
+
+#[tokio::test]
+async fn provisioning_with_an_env_reference_is_refused_naming_the_field() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, db) = names("envref");
+    let mut body = provision_body(&slug, &db);
+    body["db_secret_ref"] = json!("env:TENANT_PASSWORD");
+
+    let r = s
+        .app
+        .req(Method::POST, "/v1/tenants")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "db_secret_ref");
+    assert_eq!(s.app.tenant_rows("true").await, 0);
+}
+
+#[tokio::test]
+async fn cli_provisions_with_wait_and_deprovisions_with_drop_database() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1, V2]).await;
+    let (slug, db) = names("cli");
+    let (host, port) = server_host_port();
+    let run = |args: Vec<String>| {
+        let server = s.app.base();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                drover_cmd()
+                    .env("DROVER_SERVER", server)
+                    .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let create: Vec<String> = [
+        "tenants",
+        "create",
+        &slug,
+        "--display-name",
+        "CLI Ltd",
+        "--db-host",
+        &host,
+        "--db-port",
+        &port.to_string(),
+        "--db-name",
+        &db,
+        "--db-user",
+        &db,
+        "--secret-ref",
+        &format!("file:tenants/{slug}"),
+        "--provision",
+        "--wait",
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+
+    let created = run(create).await;
+    let deleted = run(vec![
+        "tenants".into(),
+        "delete".into(),
+        slug.clone(),
+        "--drop-database".into(),
+    ])
+    .await;
+
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let t: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(
+        (t["status"].as_str(), t["schema_version"].as_i64()),
+        (Some("active"), Some(2))
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert_eq!(
+        one_value(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&db]
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_deprovision_removes_it()
+{
+    let Some(bao) = crate::openbao::OpenBao::start().await else {
+        return;
+    };
+    bao.put("tenants/other", json!({"keep": "me"})).await;
+    let migrations = MigrationsDir::new(&[V1]);
+    let app = spawn_app_with(&[
+        (
+            "DROVER_PROVISION_URL",
+            &provisioner_role("CREATEDB CREATEROLE").await,
+        ),
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ("DROVER_VAULT_ADDR", &bao.addr),
+        ("DROVER_VAULT_TOKEN", &bao.root_token),
+    ])
+    .await;
+    let (slug, db) = names("vault");
+    let mut body = provision_body(&slug, &db);
+    body["db_secret_ref"] = json!(format!("vault:secret/tenants/{slug}#password"));
+    let read = |path: String| {
+        let (addr, token) = (bao.addr.clone(), bao.root_token.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{addr}/v1/secret/data/{path}"))
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let created = app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let created_status = created.status();
+    let (status, stored) = read(format!("tenants/{slug}")).await;
+    connect(&db_url("postgres"))
+        .await
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE drover_password_auth NOLOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT drover_password_auth TO {db}"
+        ))
+        .await
+        .unwrap();
+    let resolved: Value = app.get_json(&format!("/v1/resolve/{slug}")).await;
+    let login = connect(resolved["dsn"].as_str().unwrap()).await;
+    let logged_in = login.simple_query("SELECT 1").await.is_ok();
+    let deleted = app
+        .req(
+            Method::DELETE,
+            &format!("/v1/tenants/{slug}?drop_database=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (gone, _) = read(format!("tenants/{slug}")).await;
+    let (kept, other) = read("tenants/other".into()).await;
+
+    assert_eq!(created_status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        stored["data"]["data"]["password"].as_str().map(str::len),
+        Some(43)
+    );
+    assert!(logged_in, "the password in Vault is the role's");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(gone, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (kept, &other["data"]["data"]),
+        (StatusCode::OK, &json!({"keep": "me"}))
+    );
+}
