@@ -691,3 +691,82 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
         (StatusCode::OK, &json!({"keep": "me"}))
     );
 }
+
+#[tokio::test]
+async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_retry_finishes_it() {
+    let control = fresh_database("control").await;
+    let secrets = SecretsDir::new();
+    let slow = (
+        "V1__slow.sql",
+        "SELECT pg_sleep(2); CREATE TABLE widgets (id bigint);",
+    );
+    let migrations = MigrationsDir::new(&[slow]);
+    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
+    let env = [
+        ("DROVER_PROVISION_URL", provision_url.as_str()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+    ];
+    let mut first = Daemon::start(&control, "first", &env).await;
+    let (slug, db) = names("crash");
+    let http = reqwest::Client::new();
+    let accepted = http
+        .post(format!("{}/v1/tenants", first.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let migrating = wait_until(Duration::from_secs(20), || async {
+        let admin = connect(&db_url("postgres")).await;
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert!(migrating, "the job never reached the migration");
+
+    first.kill9();
+    let second = Daemon::start(&control, "second", &env).await;
+    let stuck: Value = http
+        .get(format!("{}/v1/tenants/{slug}", second.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let retried = http
+        .post(format!(
+            "{}/v1/tenants/{slug}/provision?wait=true",
+            second.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let retried_status = retried.status();
+    let body: Value = retried.json().await.unwrap();
+
+    assert_eq!(stuck["status"], "provisioning");
+    assert_eq!(retried_status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["schema_version"], 1);
+    assert_eq!(
+        history(&format!(
+            "postgres://{db}@{}:{}/{db}",
+            server_host_port().0,
+            server_host_port().1
+        ))
+        .await,
+        [1]
+    );
+}
