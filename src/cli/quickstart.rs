@@ -2,9 +2,11 @@
 //!
 //! ```text
 //!  start a throwaway cluster (./.drover/quickstart)  ─ or use DROVER_DATABASE_URL
-//!   → control DB + 24 tenant databases, passwords in file: secrets
-//!   → the daemon in-process (control migrations, HTTP, wave worker)
-//!   → register the tenants (2 canaries) → wave to the latest migration, live bars
+//!   → control DB; the daemon in-process (control migrations, HTTP, wave worker,
+//!     provisioning through the cluster's superuser)
+//!   → provision 24 tenants through the API (role, database, password in a file: secret,
+//!     migrated to all but the newest tenant migration; 2 canaries)
+//!   → "a new migration landed": the newest file appears → a wave, canaries first, live bars
 //!   → resolve one DSN, show the psql line → serve until Ctrl-C (or exit with --exit)
 //! ```
 
@@ -37,6 +39,9 @@ pub struct QuickstartArgs {
     /// Exit after the tour instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// Address to serve on; when it is taken, any free port is used instead.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// 32 random hex digits from the kernel's generator.
@@ -91,39 +96,28 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
             target.config.get_ports().first().copied().unwrap_or(5432),
         )
     };
-    let existing: Vec<String> = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'qs_%'",
+    let has_control: bool = admin
+        .query_one(
+            "SELECT count(*) > 0 FROM pg_database WHERE datname = 'qs_control'",
             &[],
         )
         .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut names = vec!["qs_control".to_string()];
-    names.extend((0..args.tenants).map(|i| format!("qs_tenant_{i:02}")));
-    for db in &names {
-        if !existing.contains(db) {
-            admin
-                .batch_execute(&format!("CREATE DATABASE {db}"))
-                .await?;
-        }
+        .get(0);
+    if !has_control {
+        admin.batch_execute("CREATE DATABASE qs_control").await?;
     }
-    println!(
-        "created {} tenant databases and a control database",
-        args.tenants
-    );
+    let (migrations, newest) = stage_migrations(&dir)?;
 
     let control_url = replace_dbname(&admin_url, "qs_control");
     let (admin_token, resolver_token) = (token()?, token()?);
-    let listen = if std::net::TcpListener::bind("127.0.0.1:8080").is_ok() {
-        "127.0.0.1:8080"
+    let listen = if std::net::TcpListener::bind(args.listen).is_ok() {
+        args.listen
     } else {
-        "127.0.0.1:0"
+        std::net::SocketAddr::new(args.listen.ip(), 0)
     };
     let env: Vec<(String, String)> = vec![
         ("DROVER_DATABASE_URL".into(), control_url),
-        ("DROVER_LISTEN".into(), listen.into()),
+        ("DROVER_LISTEN".into(), listen.to_string()),
         ("DROVER_ADMIN_TOKEN".into(), admin_token.clone()),
         ("DROVER_RESOLVER_TOKEN".into(), resolver_token.clone()),
         (
@@ -132,8 +126,9 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "DROVER_MIGRATIONS_DIR".into(),
-            std::env::var("DROVER_MIGRATIONS_DIR").unwrap_or_else(|_| "./tenant-migrations".into()),
+            migrations.display().to_string(),
         ),
+        ("DROVER_PROVISION_URL".into(), admin_url.clone()),
         ("DROVER_LOG".into(), "warn".into()),
     ];
     let config = Config::load_with(None, &|k| {
@@ -146,29 +141,14 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("drover is serving on {base}");
 
     let api = ApiClient::with_token(&base, &admin_token)?;
-    for i in 0..args.tenants {
-        let slug = format!("tenant-{i:02}");
-        // The throwaway cluster trusts local connections; the file secret shows the mechanism.
-        std::fs::write(
-            dir.join(format!("secrets/tenants/{slug}")),
-            format!("demo-password-{i}\n"),
-        )?;
-        let body = json!({
-            "slug": slug, "display_name": format!("Demo tenant {i}"), "db_name": format!("qs_tenant_{i:02}"),
-            "db_host": host, "db_port": port, "db_user": "postgres", "db_secret_ref": format!("file:tenants/{slug}"),
-            "status": "active", "canary": i < 2, "labels": {"plan": if i % 3 == 0 { "pro" } else { "free" }},
-        });
-        let existing: Result<Value, _> = api
-            .call(Method::GET, &format!("/v1/tenants/{slug}"), None::<&Value>)
-            .await;
-        if existing.is_err() {
-            let _: Value = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
-        }
+    provision_demo_tenants(&api, args.tenants, &host, port).await?;
+    if let Some(file) = &newest {
+        std::fs::copy(file, migrations.join(file.file_name().unwrap_or_default()))?;
+        println!(
+            "\na new tenant migration landed: {}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        );
     }
-    println!(
-        "registered {} tenants (tenant-00 and tenant-01 are canaries)\n",
-        args.tenants
-    );
 
     let wave: Value = api
         .call(
@@ -197,8 +177,20 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("  curl -s -H 'Authorization: Bearer {resolver_token}' {base}/v1/resolve/{sample}");
     println!("  → {}", serde_json::to_string(&resolved)?);
     println!("  psql '{dsn}' -c '\\dt'");
+    println!("\nmetrics for Prometheus: {base}/metrics, e.g.");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("drover_tenants_by_schema_version")
+            || l.starts_with("drover_waves{state=\"completed\"}")
+            || l.starts_with("drover_provisioning_total")
+    }) {
+        println!("  {line}");
+    }
     println!(
-        "\nhealth: {base}/healthz  readiness: {base}/readyz  fleet: {base}/v1/fleet (admin token)"
+        "health: {base}/healthz  readiness: {base}/readyz  fleet: {base}/v1/fleet (admin token)"
     );
     println!("try next:");
     println!("  export DROVER_SERVER={base} DROVER_ADMIN_TOKEN={admin_token}");
@@ -222,9 +214,94 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.keep {
         let _ = std::fs::remove_dir_all(dir.join("secrets"));
+        let _ = std::fs::remove_dir_all(&migrations);
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(outcome)
+}
+
+/// Copies the tenant migrations (`DROVER_MIGRATIONS_DIR`, default `./tenant-migrations`)
+/// into `dir/migrations`, all but the newest: the tenants are provisioned at the version
+/// before it, and the newest is what the tour's wave rolls out. Returns the directory and
+/// the held-back file.
+fn stage_migrations(dir: &std::path::Path) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    let source = std::env::var("DROVER_MIGRATIONS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("./tenant-migrations"));
+    let set = crate::migrate::MigrationSet::load(&source).with_context(|| {
+        format!(
+            "loading the tenant migrations from {} (run quickstart from the repository, or set DROVER_MIGRATIONS_DIR)",
+            source.display()
+        )
+    })?;
+    let staged = dir.join("migrations");
+    let _ = std::fs::remove_dir_all(&staged);
+    std::fs::create_dir_all(&staged)?;
+    let newest = set.latest();
+    let mut held_back = None;
+    for f in set.files() {
+        let from = source.join(f.file_name());
+        if Some(f.version) == newest {
+            held_back = Some(from);
+        } else {
+            std::fs::copy(&from, staged.join(f.file_name()))?;
+        }
+    }
+    Ok((staged, held_back))
+}
+
+/// Creates the demo tenants with `provision: true` and draws a bar until all are active.
+async fn provision_demo_tenants(
+    api: &ApiClient,
+    count: usize,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(count as u64).with_style(
+        indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("provisioning");
+    let mut jobs = futures_util::stream::FuturesUnordered::new();
+    for i in 0..count {
+        let slug = format!("tenant-{i:02}");
+        let db = format!("qs_tenant_{i:02}");
+        let body = json!({
+            "slug": slug, "display_name": format!("Demo tenant {i}"), "db_name": db,
+            "db_host": host, "db_port": port, "db_user": db,
+            "db_secret_ref": format!("file:tenants/{slug}"), "provision": true,
+            "canary": i < 2, "labels": {"plan": if i % 3 == 0 { "pro" } else { "free" }},
+        });
+        jobs.push(async move {
+            // A kept cluster from an earlier run may hold the tenant already.
+            let existing: Result<Value, _> = api
+                .call(Method::GET, &format!("/v1/tenants/{slug}"), None::<&Value>)
+                .await;
+            let done: anyhow::Result<Value> = match existing {
+                Ok(t) if t["status"] != "provisioning" => Ok(t),
+                Ok(_) => {
+                    let path = format!("/v1/tenants/{slug}/provision?wait=true");
+                    api.call_waiting(Method::POST, &path, None::<&Value>).await
+                }
+                Err(_) => {
+                    api.call_waiting(Method::POST, "/v1/tenants?wait=true", Some(&body))
+                        .await
+                }
+            };
+            done.with_context(|| format!("provisioning {slug}"))
+        });
+    }
+    while let Some(done) = futures_util::StreamExt::next(&mut jobs).await {
+        done?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "provisioned {count} tenants through the API: a role, a database and a generated password \
+         (in a file: secret) each, migrated; tenant-00 and tenant-01 are canaries"
+    );
+    Ok(())
 }
 
 /// The same connection string pointing at another database.

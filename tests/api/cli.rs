@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{drover_cmd, fresh_database, spawn_app, ADMIN_TOKEN};
+use crate::helpers::{drover_bin, drover_cmd, fresh_database, spawn_app, ADMIN_TOKEN};
 
 fn tenants_cmd(server: &str) -> Command {
     let mut cmd = drover_cmd();
@@ -157,7 +157,15 @@ async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look()
         let dir = dir.clone();
         move || {
             drover_cmd()
-                .args(["quickstart", "--exit", "--tenants", "6", "--dir"])
+                .args([
+                    "quickstart",
+                    "--exit",
+                    "--tenants",
+                    "6",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--dir",
+                ])
                 .arg(&dir)
                 .output()
                 .unwrap()
@@ -172,8 +180,15 @@ async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look()
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("provisioned 6 tenants"), "{stdout}");
+    assert!(stdout.contains("a new tenant migration landed"), "{stdout}");
     assert!(
         stdout.contains("completed: 6 succeeded, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/metrics"), "{stdout}");
+    assert!(
+        stdout.contains("drover_tenants_by_schema_version{version=\"4\"} 6"),
         "{stdout}"
     );
     assert!(stdout.contains("/v1/resolve/tenant-05"), "{stdout}");
@@ -187,6 +202,66 @@ async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look()
         "the throwaway cluster is removed on exit: {leftovers:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn quickstart_runs_as_a_normal_user_too() {
+    // As root the cluster runs as `postgres` (initdb refuses root); here the whole tour
+    // runs as an ordinary account, as a developer's laptop would.
+    if !nix_is_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("drover-qs-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::process::Command::new("chown")
+        .args(["postgres:", dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            let mut cmd = std::process::Command::new("runuser");
+            cmd.args(["-u", "postgres", "--", drover_bin()])
+                .args([
+                    "quickstart",
+                    "--exit",
+                    "--tenants",
+                    "3",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--dir",
+                ])
+                .arg(dir.join("qs"))
+                .env("HOME", &dir);
+            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
+                cmd.env_remove(k);
+            }
+            cmd.output().unwrap()
+        }
+    })
+    .await
+    .unwrap();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("completed: 3 succeeded, 0 failed"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 #[test]

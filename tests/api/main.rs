@@ -10,6 +10,7 @@ mod observability;
 mod openapi;
 mod openbao;
 mod provision;
+mod readme;
 mod registry_check;
 mod replicas;
 mod resolve;
