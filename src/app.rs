@@ -11,10 +11,10 @@
 //! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
 //! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
 //! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
-//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], and
-//! one `provision` task per provisioning job (see [`crate::provision`]). Every task is
-//! named, watches the same [`CancellationToken`] (provisioning jobs: their grace period)
-//! and is awaited before the pool closes.
+//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], one
+//! `provision` task per provisioning job and `provision-drain`, which gives them the grace
+//! period on shutdown (see [`crate::provision`]). Every task is named, watches the same
+//! [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -235,15 +235,25 @@ impl Application {
             )
             .instrument(tracing::info_span!("task", name = "scheduler")),
         );
+        // Drains provisioning jobs as soon as shutdown starts (not after the HTTP server):
+        // a `?wait=true` request holds the server's graceful shutdown until its job ends.
+        let provisioning = tokio::spawn({
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                let grace = state.config.shutdown_grace;
+                state.provisioner.shutdown(grace).await;
+            }
+            .instrument(tracing::info_span!("task", name = "provision-drain"))
+        });
         let result = http.await.context("http task panicked")?;
         // The HTTP server only returns early on an error; stop the others with it.
         shutdown.cancel();
         notify.await.context("tenant-notify task panicked")?;
         worker.await.context("wave-worker task panicked")?;
-        state
-            .provisioner
-            .shutdown(state.config.shutdown_grace)
-            .await;
+        provisioning
+            .await
+            .context("provision-drain task panicked")?;
         scheduler.await.context("scheduler task panicked")?;
         // Last: resigning leadership lets another replica take over at once.
         leader.await.context("leader task panicked")?;

@@ -770,3 +770,63 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
         [1]
     );
 }
+
+#[tokio::test]
+async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() {
+    let control = fresh_database("control").await;
+    let secrets = SecretsDir::new();
+    let slow = (
+        "V1__slow.sql",
+        "SELECT pg_sleep(2); CREATE TABLE widgets (id bigint);",
+    );
+    let migrations = MigrationsDir::new(&[slow]);
+    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
+    let daemon = Daemon::start(
+        &control,
+        "graceful",
+        &[
+            ("DROVER_PROVISION_URL", provision_url.as_str()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+            ("DROVER_SHUTDOWN_GRACE", "30s"),
+        ],
+    )
+    .await;
+    let (slug, db) = names("graceful");
+    let accepted = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", daemon.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let migrating = wait_until(Duration::from_secs(20), || async {
+        let admin = connect(&db_url("postgres")).await;
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert!(migrating, "the job never reached the migration");
+
+    let (exited_cleanly, logs) = daemon.terminate().await;
+
+    assert!(exited_cleanly, "{logs}");
+    let status: String = connect(&control)
+        .await
+        .query_one(
+            "SELECT status FROM control_plane.tenants WHERE slug = $1",
+            &[&slug],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "active", "{logs}");
+}
