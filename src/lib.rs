@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod devcluster;
 pub mod http;
+pub mod manifest;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;
