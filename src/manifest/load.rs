@@ -229,15 +229,22 @@ pub fn parse_file(file: &str, text: Arc<str>) -> Parsed {
                 if found.is_empty() {
                     loaded.push(Loaded { definition, source });
                 }
-                for FieldProblem {
-                    field,
-                    locate: at,
-                    message,
-                } in found
-                {
-                    let line = locate(&text, i, &at);
-                    problems.push(problem(Some(i + 1), Some(field), line, message));
-                }
+                let mut located: Vec<Problem> = found
+                    .into_iter()
+                    .map(
+                        |FieldProblem {
+                             field,
+                             locate: at,
+                             message,
+                         }| {
+                            let line = locate(&text, i, &at);
+                            problem(Some(i + 1), Some(field), line, message)
+                        },
+                    )
+                    .collect();
+                // Read top to bottom, like the file.
+                located.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+                problems.append(&mut located);
             }
             Err(e) => {
                 let (line, message) = split_location(&e);
