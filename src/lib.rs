@@ -9,6 +9,8 @@
 //!  config (TOML + DROVER_* env) ──► app::run ──────┼──► db (control pool, control migrations
 //!                                                  │       under an advisory lock)
 //!  secrets (env:/file: refs, never values stored) ─┘
+//!
+//!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so

@@ -245,8 +245,9 @@ fn print_plan(plan: &Plan, definitions: usize) {
             plan.deleting.join(", ")
         );
     }
+    let s = if definitions == 1 { "" } else { "s" };
     println!(
-        "Plan ({definitions} definitions): {} to create, {} to update, {} to delete, {} unchanged.",
+        "Plan ({definitions} definition{s}): {} to create, {} to update, {} to delete, {} unchanged.",
         plan.count(Action::Create),
         plan.count(Action::Update),
         plan.count(Action::Delete),

@@ -143,7 +143,7 @@ pub enum Command {
         #[command(flatten)]
         args: apply::ApplyArgs,
     },
-    /// Write every live tenant as a definition file (DIR/<slug>.yaml; secrets stay references).
+    /// Write every live tenant as a definition file (DIR/SLUG.yaml; secrets stay references).
     ///
     /// Example: drover export -o tenants/
     Export(apply::ExportArgs),

@@ -106,6 +106,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, ManifestError> {
             Err(p) => problems.push(p),
         }
     }
+    // A file named twice (`-f dir -f dir/a.yaml`) is read once, where first found.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     let mut loaded = Vec::new();
     for file in &files {
         let name = file.display().to_string();

@@ -104,6 +104,8 @@ mod tests {
             .map(|l| (l.definition.name(), l.source.document))
             .collect();
         assert_eq!(names, [("alpha", 1), ("charlie", 2), ("bravo", 1)]);
+        let twice = load(&[dir.0.clone(), dir.0.join("b.yaml")]).unwrap();
+        assert_eq!(twice.len(), 3, "a file named twice is read once");
     }
 
     #[test]

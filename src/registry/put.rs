@@ -144,6 +144,19 @@ impl Registry {
         if let Some(problem) = declared.problems().into_iter().next() {
             return Err(problem);
         }
+        match self.put_once(declared, actor).await {
+            // Another request created it between our lookup and our insert: it exists
+            // now, so the declaration is an update (two identical PUTs both succeed).
+            Err(RegistryError::DuplicateSlug(_)) => self.put_once(declared, actor).await,
+            other => other,
+        }
+    }
+
+    async fn put_once(
+        &self,
+        declared: &Declared,
+        actor: &Actor,
+    ) -> Result<(Tenant, bool), RegistryError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let (tenant, created) = match Self::lock_live(&*tx, &declared.tenant.slug).await {

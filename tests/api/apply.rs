@@ -548,3 +548,19 @@ async fn put_of_a_suspended_definition_creates_then_suspends_in_one_go() {
         "trimmed reason compares equal"
     );
 }
+
+#[tokio::test]
+async fn concurrent_puts_of_one_new_tenant_both_succeed_and_create_it_once() {
+    let app = spawn_app().await;
+
+    let (a, b) = tokio::join!(
+        put(&app, "acme", "application/yaml", definition("acme", "eu")),
+        put(&app, "acme", "application/yaml", definition("acme", "eu")),
+    );
+
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CREATED]);
+    assert_eq!(app.tenant_rows("slug = 'acme'").await, 1);
+    assert_eq!(app.event_types("acme").await, vec!["created"]);
+}
