@@ -5,18 +5,16 @@
 //! Each file is read twice by the YAML parser: once for the documents' syntax (a syntax
 //! error ends the file: libyaml cannot resynchronize after one), then once per document
 //! into [`Definition`], so a wrong field in one document does not hide the next one's.
-//! Validation problems found after parsing are pointed at by parsing their document once
-//! more with a probe that fails on purpose at the field's node, which is how the line of
-//! any node is learnt from `yaml_serde` (it exposes positions only on errors).
+//! Validation problems found after parsing are pointed at with [`super::locate`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::locate::locate;
 use super::model::{Definition, FieldProblem};
 use super::ManifestError;
 
@@ -274,12 +272,10 @@ pub enum BodyError {
 
 /// Parses one definition (the body of `PUT /v1/tenants/{slug}` as YAML).
 pub fn parse_one(text: &str) -> Result<Definition, BodyError> {
-    let parsed = parse_file("body", Arc::from(text));
-    if parsed.syntax_error {
-        if let Some(p) = parsed.problems.into_iter().next() {
-            return Err(BodyError::Syntax(p));
-        }
-        unreachable!("a syntax error is recorded as a problem");
+    let mut parsed = parse_file("body", Arc::from(text));
+    // The syntax error is the last problem recorded (reading stops there).
+    if let Some(p) = parsed.problems.pop().filter(|_| parsed.syntax_error) {
+        return Err(BodyError::Syntax(p));
     }
     if !parsed.problems.is_empty() {
         return Err(BodyError::Invalid(parsed.problems));
@@ -375,119 +371,4 @@ fn split_field(message: &str) -> (Option<String>, String) {
         (p, None) => p,
     };
     (field, rest)
-}
-
-const PROBE_HIT: &str = "drover: probe reached its node";
-
-/// The line of the node at `path` in document `index` (0-based) of `text`.
-fn locate(text: &str, index: usize, path: &[String]) -> Option<usize> {
-    let doc = yaml_serde::Deserializer::from_str(text).nth(index)?;
-    match Probe(path).deserialize(doc) {
-        Err(e) if e.to_string().contains(PROBE_HIT) => e.location().map(|l| l.line()),
-        _ => None,
-    }
-}
-
-/// Walks a document along `path` and fails at the node it names, so the parser attaches
-/// that node's position to the error.
-struct Probe<'a>(&'a [String]);
-
-impl<'de> DeserializeSeed<'de> for Probe<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Probe<'_> {
-    fn scalar<E: de::Error>(self) -> Result<(), E> {
-        if self.0.is_empty() {
-            Err(E::custom(PROBE_HIT))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for Probe<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML node")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((head, rest)) = self.0.split_first() else {
-            return Err(de::Error::custom(PROBE_HIT));
-        };
-        while let Some(key) = map.next_key::<Key>()? {
-            if key.0.as_deref() == Some(head.as_str()) {
-                return map.next_value_seed(Probe(rest));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.0.is_empty() {
-            return Err(de::Error::custom(PROBE_HIT));
-        }
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.scalar()
-    }
-}
-
-/// A mapping key as text when it is a string (other keys never match a path).
-struct Key(Option<String>);
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key(Some(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Key, E> {
-                Ok(Key(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Key, E> {
-                Ok(Key(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Key, E> {
-                Ok(Key(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Key, E> {
-                Ok(Key(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
-                Ok(Key(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }

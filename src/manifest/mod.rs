@@ -16,6 +16,7 @@
 
 mod diff;
 mod load;
+mod locate;
 mod model;
 
 pub use diff::{diff, plan, Action, Change, Item, Options, Plan};
