@@ -274,8 +274,10 @@ pub enum BodyError {
 pub fn parse_one(text: &str) -> Result<Definition, BodyError> {
     let mut parsed = parse_file("body", Arc::from(text));
     // The syntax error is the last problem recorded (reading stops there).
-    if let Some(p) = parsed.problems.pop().filter(|_| parsed.syntax_error) {
-        return Err(BodyError::Syntax(p));
+    if parsed.syntax_error {
+        if let Some(p) = parsed.problems.pop() {
+            return Err(BodyError::Syntax(p));
+        }
     }
     if !parsed.problems.is_empty() {
         return Err(BodyError::Invalid(parsed.problems));

@@ -180,6 +180,13 @@ mod tests {
         assert!(matches!(parse_one(&two), Err(BodyError::Invalid(_))));
         assert!(matches!(parse_one(""), Err(BodyError::Invalid(_))));
         assert!(matches!(parse_one("a: [b"), Err(BodyError::Syntax(_))));
+        let two_problems = tenant_yaml("acme")
+            .replace("host: db1", "host: 'db 1'")
+            .replace("user: u", "user: '1u'");
+        match parse_one(&two_problems) {
+            Err(BodyError::Invalid(p)) => assert_eq!(p.len(), 2, "{p:?}"),
+            other => panic!("expected two problems, got {other:?}"),
+        }
         assert!(!ManifestError::Empty("x".into()).is_retryable());
     }
 }
