@@ -13,6 +13,7 @@
 //!  provision ──► admin connection: role + database ──► secrets (write) ──► migrate (one tenant)
 //!  waves ──► claims in the control DB ──► migrate (one tenant, advisory lock) per target
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
+//!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
@@ -25,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod devcluster;
 pub mod http;
+pub mod manifest;
 pub mod metrics;
 pub mod migrate;
 pub mod provision;

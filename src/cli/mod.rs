@@ -2,9 +2,11 @@
 //! `migrate-control`, `check`, `check-config`) run against the control DB directly; the
 //! `tenants` commands talk to a running daemon over HTTP like any other client.
 //!
-//! Exit codes: 0 success, 1 failure (error printed as one line), 2 usage error,
-//! 3 `drover check` found inconsistencies.
+//! Exit codes: 0 success, 1 failure (error printed as one line; for `apply`, also invalid
+//! definitions, each problem on its own line), 2 usage error, 3 `drover check` found
+//! inconsistencies.
 
+mod apply;
 mod client;
 mod output;
 mod quickstart;
@@ -132,6 +134,19 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Make the registry match YAML tenant definitions: validate every file, print the plan, apply it.
+    ///
+    /// Example: drover apply -f tenants/ --dry-run
+    Apply {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+    },
+    /// Write every live tenant as a definition file (DIR/SLUG.yaml; secrets stay references).
+    ///
+    /// Example: drover export -o tenants/
+    Export(apply::ExportArgs),
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -282,6 +297,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load()?;
             waves::migrations_list(&config.migrations_dir, output)
+        }
+        Command::Apply { client, args } => {
+            init_tracing(None);
+            apply::apply(&client, args).await
+        }
+        Command::Export(args) => {
+            init_tracing(None);
+            apply::export(&args).await
         }
         Command::Tenants { client, command } => {
             init_tracing(None);

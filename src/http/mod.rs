@@ -4,6 +4,7 @@
 //! `/healthz`, `/readyz` need no token; `/v1/resolve` needs the resolver or the admin
 //! token; everything else under `/v1` needs the admin token.
 
+mod definitions;
 pub mod error;
 mod health;
 pub mod openapi;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/tenants/{slug}",
             get(tenants::get)
+                .put(definitions::put)
                 .patch(tenants::update)
                 .delete(tenants::delete),
         )

@@ -22,6 +22,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tenants"),
     ("POST", "/v1/tenants"),
     ("GET", "/v1/tenants/{slug}"),
+    ("PUT", "/v1/tenants/{slug}"),
     ("PATCH", "/v1/tenants/{slug}"),
     ("DELETE", "/v1/tenants/{slug}"),
     ("POST", "/v1/tenants/{slug}/suspend"),
@@ -275,6 +276,12 @@ impl Op {
         self
     }
 
+    /// A required body offered in several media types (`content` is the OpenAPI map).
+    fn body_content(mut self, content: Value) -> Op {
+        self.body = Some(json!({ "required": true, "content": content }));
+        self
+    }
+
     fn responses(mut self, ok: Value, errors: &[&str]) -> Op {
         self.responses = with_errors(ok, errors);
         self
@@ -400,7 +407,7 @@ fn operation(method: &str, path: &str) -> Value {
             .links(
                 "201",
                 links(
-                    &["getTenant", "updateTenant", "deleteTenant", "suspendTenant", "resumeTenant", "listTenantEvents", "resolve"],
+                    &["getTenant", "putTenant", "updateTenant", "deleteTenant", "suspendTenant", "resumeTenant", "listTenantEvents", "resolve"],
                     "slug",
                     "$response.body#/slug",
                 ),
@@ -409,6 +416,31 @@ fn operation(method: &str, path: &str) -> Value {
             .describe("Soft-deleted tenants are not found.")
             .params(&["slug"])
             .responses(json!({ "200": ok("The tenant.", schema_ref("Tenant")) }), &errors(&["404"], AUTHED)),
+        ("PUT", "/v1/tenants/{slug}") => Op::new("tenants", "putTenant", "Declare a tenant: create it, or make it match the definition")
+            .describe("Tenants as code: the body is a tenant definition, the document `drover apply` reads, as JSON \
+                or YAML (`Content-Type: application/yaml`, `application/x-yaml` or `text/yaml`). `metadata.name` must \
+                equal the slug in the path (422 `name_mismatch` otherwise). Creates the tenant (201, `created` event) \
+                or changes only what differs (200, an `updated` event listing the changed fields); a definition the \
+                tenant already matches writes nothing. Absent optional fields are cleared. `spec.status` drives \
+                suspend and resume (events `suspended`, `resumed`, `status_changed`); a status the tenant cannot \
+                reach with one allowed transition (e.g. back to `provisioning`) is 409 `illegal_transition`. 422 \
+                `invalid_definition` lists every problem in `error.problems`, with the line for YAML bodies.")
+            .params(&["slug", "actor"])
+            .body_content(
+                json!({
+                    "application/json": { "schema": schema_ref("TenantDefinition") },
+                    "application/yaml": { "schema": schema_ref("TenantDefinition") },
+                    "application/x-yaml": { "schema": schema_ref("TenantDefinition") },
+                    "text/yaml": { "schema": schema_ref("TenantDefinition") },
+                }),
+            )
+            .responses(
+                json!({
+                    "200": ok("The tenant matches the definition (changed or not).", schema_ref("Tenant")),
+                    "201": ok("The tenant was created.", schema_ref("Tenant")),
+                }),
+                &errors(&["409"], WITH_BODY),
+            ),
         ("PATCH", "/v1/tenants/{slug}") => Op::new("tenants", "updateTenant", "Change the given fields")
             .describe("Absent fields (and `null` for fields that cannot be cleared) stay as they are; `null` clears \
                 `billing_plan`, `contact_email` and `app_version`. `status` may only be set to `active`, from \
@@ -831,6 +863,19 @@ fn schemas() -> Value {
                             "Only on 423 from /v1/resolve: why the tenant is suspended.",
                         ),
                         "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
+                        "problems": {
+                            "type": "array",
+                            "description": "Only with `invalid_definition` (PUT /v1/tenants/{slug}): every problem.",
+                            "items": {
+                                "type": "object",
+                                "required": ["message"],
+                                "properties": {
+                                    "field": described(string(), "The field's path in the definition, e.g. `spec.database.port`."),
+                                    "line": described(int64(), "1-based line in the body, where the parser gives one."),
+                                    "message": string(),
+                                },
+                            },
+                        },
                     },
                 },
             },
@@ -930,6 +975,48 @@ fn schemas() -> Value {
                 "maintenance_flag": { "type": "boolean", "default": false },
             }),
         ));
+    schemas.insert("TenantDefinition".into(), json!({
+            "description": "A tenant as code (the files `drover apply` reads, one YAML document each). Unknown \
+                fields are refused at every level; the rules of `NewTenant` apply to the same values.",
+            "type": "object",
+            "required": ["apiVersion", "kind", "metadata", "spec"],
+            "additionalProperties": false,
+            "properties": {
+                "apiVersion": { "type": "string", "enum": [crate::manifest::API_VERSION] },
+                "kind": { "type": "string", "enum": [crate::manifest::KIND] },
+                "metadata": closed(&["name", "displayName"], json!({
+                    "name": described(
+                        json!({ "type": "string", "pattern": slug_pattern }),
+                        "The slug, in lower case; equal to the one in the path.",
+                    ),
+                    "displayName": text(200, "1-200 printable characters."),
+                    "labels": labels.clone(),
+                })),
+                "spec": closed(&["database"], json!({
+                    "database": closed(&["host", "name", "user", "secretRef"], json!({
+                        "host": host.clone(),
+                        "port": json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535, "default": 5432 }),
+                        "name": ident("The tenant's database."),
+                        "user": ident("The role drover and applications connect as."),
+                        "secretRef": secret_ref.clone(),
+                        "options": schema_ref("DbOptions"),
+                    })),
+                    "canary": { "type": "boolean", "default": false },
+                    "status": {
+                        "type": "string",
+                        "enum": ["provisioning", "active", "suspended"],
+                        "default": "active",
+                        "description": "Reached with at most one allowed transition: provisioning → active, \
+                            active ↔ suspended. `deleting`/`deleted` cannot be declared (DELETE the tenant).",
+                    },
+                    "suspendedReason": text(500, "Required with `status: suspended`, refused otherwise."),
+                    "billingPlan": text(100, "1-100 printable characters; absent clears it."),
+                    "contactEmail": email.clone(),
+                    "appVersion": text(100, "1-100 printable characters; absent clears it."),
+                    "maintenanceFlag": { "type": "boolean", "default": false },
+                })),
+            },
+        }));
     schemas.insert("TenantPatch".into(), json!({
             "description": "Absent fields stay as they are. `null` clears `billing_plan`, `contact_email` and \
                 `app_version`; on the other fields it means \"unchanged\".",
@@ -1210,8 +1297,21 @@ fn schemas() -> Value {
 }
 
 /// Request body examples (also the first requests schemathesis sends).
-fn examples() -> [(&'static str, Value); 6] {
+fn examples() -> [(&'static str, Value); 7] {
     [
+        (
+            "TenantDefinition",
+            json!({
+                "apiVersion": "drover.dev/v1",
+                "kind": "Tenant",
+                "metadata": { "name": "acme", "displayName": "Acme Corp", "labels": { "plan": "pro", "region": "eu" } },
+                "spec": {
+                    "database": { "host": "db1", "port": 5432, "name": "t_acme", "user": "t_acme", "secretRef": "file:tenants/acme" },
+                    "canary": false,
+                    "status": "active",
+                },
+            }),
+        ),
         (
             "NewTenant",
             json!({

@@ -20,6 +20,7 @@ pub use model::{
     validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug,
     Tenant, TenantPatch, TenantStatus, Transition, RESERVED_SLUGS,
 };
+pub use put::{declared_transition, Declared, Refused};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,7 +39,9 @@ macro_rules! tenant_cols {
     };
 }
 
+// Declared after `tenant_cols!` so their statements can use the macro.
 mod lifecycle;
+mod put;
 
 /// Handle on the registry; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -467,14 +470,8 @@ impl Registry {
         reason: &str,
         actor: &Actor,
     ) -> Result<Tenant, RegistryError> {
+        model::validate_reason("reason", reason)?;
         let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
-        {
-            return Err(RegistryError::Invalid {
-                field: "reason",
-                message: "must be 1-500 printable characters".into(),
-            });
-        }
         self.transition(slug, &[Transition::Suspend], Some(reason), actor)
             .await
     }

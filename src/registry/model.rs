@@ -444,34 +444,57 @@ impl NewTenant {
     /// Checks every field; the first problem is reported with its field name. Returns the
     /// slug folded to lower case: slugs are case-insensitive and stored in lower case.
     pub fn validate(&self) -> Result<Slug, RegistryError> {
-        let slug = Slug::for_lookup(&self.slug)?;
-        validate_text("display_name", &self.display_name, 200)?;
-        DbIdent::parse("db_name", &self.db_name)?;
-        validate_host(&self.db_host)?;
-        validate_port(self.db_port)?;
-        DbIdent::parse("db_user", &self.db_user)?;
-        validate_secret_ref(&self.db_secret_ref)?;
-        validate_db_options(&self.db_options)?;
-        validate_labels(&self.labels)?;
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Slug::for_lookup(&self.slug),
+        }
+    }
+
+    /// Every field problem, in field order (empty when the body is valid). Tenant
+    /// definitions report all of them at once; the API answers with the first.
+    pub fn problems(&self) -> Vec<RegistryError> {
+        let mut out = Vec::new();
+        let mut check = |r: Result<(), RegistryError>| {
+            if let Err(e) = r {
+                out.push(e);
+            }
+        };
+        check(Slug::for_lookup(&self.slug).map(drop));
+        check(validate_text("display_name", &self.display_name, 200));
+        check(DbIdent::parse("db_name", &self.db_name).map(drop));
+        check(validate_host(&self.db_host));
+        check(validate_port(self.db_port));
+        check(DbIdent::parse("db_user", &self.db_user).map(drop));
+        check(validate_secret_ref(&self.db_secret_ref));
+        check(validate_db_options(&self.db_options));
+        check(validate_labels(&self.labels));
         if let Some(p) = &self.billing_plan {
-            validate_text("billing_plan", p, 100)?;
+            check(validate_text("billing_plan", p, 100));
         }
         if let Some(e) = &self.contact_email {
-            validate_email(e)?;
+            check(validate_email(e));
         }
         if let Some(v) = &self.app_version {
-            validate_text("app_version", v, 100)?;
+            check(validate_text("app_version", v, 100));
         }
         match self.status {
             None | Some(TenantStatus::Provisioning) | Some(TenantStatus::Active) => {}
-            Some(_) => {
-                return Err(invalid(
-                    "status",
-                    "a new tenant starts as provisioning or active",
-                ))
-            }
+            Some(_) => check(Err(invalid(
+                "status",
+                "a new tenant starts as provisioning or active",
+            ))),
         }
-        Ok(slug)
+        out
+    }
+}
+
+/// A suspension reason: 1-500 printable characters once trimmed (resolution's 423 shows it).
+pub fn validate_reason(field: &'static str, reason: &str) -> Result<(), RegistryError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        Err(invalid(field, "must be 1-500 printable characters"))
+    } else {
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod apply;
 mod auth;
 mod cli;
 mod control_schema;

@@ -978,6 +978,50 @@ async fn real_responses_match_the_document() {
     .unwrap();
     check(d, "PATCH", one, r, StatusCode::CONFLICT).await;
 
+    // PUT: a definition as YAML or JSON; every problem listed on 422.
+    let put = |ct: &'static str, slug: &str, b: String| {
+        app.req(Method::PUT, &format!("/v1/tenants/{slug}"))
+            .header("content-type", ct)
+            .body(b)
+            .send()
+    };
+    let definition = |name: &str, status: &str| {
+        format!(
+            "apiVersion: drover.dev/v1\nkind: Tenant\nmetadata: {{name: {name}, displayName: {name}}}\n\
+             spec: {{database: {{host: db1, name: t_{name}, user: u, secretRef: 'file:tenants/{name}'}}, status: {status}}}\n"
+        )
+    };
+    let yaml = "application/yaml";
+    let r = put(yaml, "omega", definition("omega", "active"))
+        .await
+        .unwrap();
+    check(d, "PUT", one, r, StatusCode::CREATED).await;
+    let as_json: Value = yaml_serde::from_str(&definition("omega", "active")).unwrap();
+    let r = put("application/json", "omega", as_json.to_string())
+        .await
+        .unwrap();
+    check(d, "PUT", one, r, StatusCode::OK).await;
+    let r = put(yaml, "omega", definition("omega", "provisioning"))
+        .await
+        .unwrap();
+    check(d, "PUT", one, r, StatusCode::CONFLICT).await;
+    let r = put(yaml, "omega", definition("omega", "suspended"))
+        .await
+        .unwrap();
+    let body = check(d, "PUT", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        body["error"]["problems"][0]["field"],
+        "spec.suspendedReason"
+    );
+    let r = put(yaml, "other", definition("omega", "active"))
+        .await
+        .unwrap();
+    check(d, "PUT", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let r = put(yaml, "omega", "spec: [".into()).await.unwrap();
+    check(d, "PUT", one, r, StatusCode::BAD_REQUEST).await;
+    let r = put("text/plain", "omega", "x".into()).await.unwrap();
+    check(d, "PUT", one, r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+
     let suspend = "/v1/tenants/{slug}/suspend";
     let r = send(
         Method::POST,
