@@ -257,6 +257,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 WavesCommand::Pause { id } => waves::act(&client, "pause", &id).await,
                 WavesCommand::Resume { id } => waves::act(&client, "resume", &id).await,
                 WavesCommand::Abort { id } => waves::act(&client, "abort", &id).await,
+                WavesCommand::Promote { id } => waves::act(&client, "promote", &id).await,
                 other => waves::run(&client, other).await,
             }
         }

@@ -2,26 +2,36 @@
 //! batches, halting before a bad migration spreads.
 //!
 //! ```text
-//!             ┌────────── pause ──────────┐        resume ▲ (to the state it left)
-//!             │                           ▼               │
-//!  pending ─► canary ─► soaking ─► rolling ─► completed    paused
-//!     │         │ a canary fails     │ failure budget spent
-//!     │         ▼                    ▼
-//!     │       halted ◄───────────────┘   resume: failed targets back to pending
+//!             ┌────────── pause ──────────┐        resume ▲ (to the state it left;
+//!             │                           ▼               │  into soaking: soak again)
+//!  pending ─► canary ─► soaking ─► rolling ─► completed    paused ◄── analysis inconclusive
+//!     │         │ a canary fails │ │ ▲ failure budget spent
+//!     │         ▼                │ │ └── promote (operator: skip the rest of the soak)
+//!     │       halted ◄───────────┘─┘   analysis failed; resume: failed targets back to pending
 //!     └──(no canaries)──► rolling         abort (any non-final state) ─► aborted
+//!
+//!  dry run: pending ─► rolling (one phase, never halts) ─► completed
 //! ```
 //!
 //! Work is rows: `wave_targets`, claimed by any replica with `FOR UPDATE SKIP LOCKED` and a
 //! lease renewed while the tenant runs ([`claim`]). State changes of a wave happen in a
 //! transaction holding its row lock, so exactly one replica moves it ([`store`]).
 //! [`executor`] is the per-replica loop (the `wave-worker` task): every 250 ms, or at
-//! once when a tenant finishes, it advances active waves and claims free work.
+//! once when a tenant finishes, it advances active waves, claims free work and claims due
+//! analysis checks of soaking waves ([`analysis`]).
+//!
+//! Dry-run waves ([`dry_run`]) run every pending migration in a rolled-back transaction
+//! and record who would fail and why; a real wave can quarantine those tenants
+//! (`exclude_failed_of`). Creating a wave is [`create`].
 //!
 //! Tenants whose status changes mid-wave: suspended ones are still migrated (their
 //! schema must be current when they come back); provisioning, deleting and deleted ones
 //! are skipped with the reason recorded.
 
+pub mod analysis;
 pub mod claim;
+pub mod create;
+pub mod dry_run;
 pub mod executor;
 pub mod plan;
 pub mod store;

@@ -2,10 +2,12 @@
 
 mod helpers;
 
+mod analysis;
 mod auth;
 mod cli;
 mod control_schema;
 mod deploy;
+mod dry_run;
 mod observability;
 mod openapi;
 mod openbao;
