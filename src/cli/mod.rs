@@ -342,6 +342,10 @@ fn check_config(
         config.provisioning_stuck_after
     );
     println!("  shutdown_grace            {:?}", config.shutdown_grace);
+    println!(
+        "  prometheus_url            {}",
+        config.prometheus_url.as_deref().unwrap_or("not set")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

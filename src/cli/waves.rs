@@ -216,7 +216,11 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                     .map(|w| {
                         vec![
                             w.id.to_string(),
-                            w.state.clone(),
+                            if w.dry_run {
+                                format!("{} (dry run)", w.state)
+                            } else {
+                                w.state.clone()
+                            },
                             format!("V{}", w.target_version),
                             format!("{}/{}", w.counts.succeeded, w.counts.total()),
                             w.counts.failed.to_string(),
