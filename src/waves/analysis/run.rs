@@ -189,6 +189,14 @@ pub async fn evaluate(exec: &Executor, due: &Due) -> Vec<Measurement> {
     }
 }
 
+/// Why a tenant could not be asked (no migration version: none was running).
+fn unreachable_tenant(e: crate::migrate::MigrateError) -> String {
+    match e {
+        crate::migrate::MigrateError::Sql { code, message, .. } => format!("{code}: {message}"),
+        other => other.to_string(),
+    }
+}
+
 /// Runs a sql check's query on one tenant in a read-only transaction. Ok((value, passed))
 /// when the query ran; Err(why) when it could not (an inconclusive measurement).
 async fn sql_on_tenant(
@@ -200,7 +208,7 @@ async fn sql_on_tenant(
     let conn = exec
         .tenant_connection(tenant)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(unreachable_tenant)?;
     let limits = crate::migrate::RunLimits {
         lock_timeout: timeout,
         statement_timeout: timeout,
@@ -217,7 +225,7 @@ async fn sql_on_tenant(
         "drover-analysis",
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(unreachable_tenant)?;
     let pg = |e: tokio_postgres::Error| crate::db::describe(&e);
     let tx = client
         .build_transaction()
