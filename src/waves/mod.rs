@@ -2,13 +2,16 @@
 //! batches, halting before a bad migration spreads.
 //!
 //! ```text
-//!             ┌────────── pause ──────────┐        resume ▲ (to the state it left;
-//!             │                           ▼               │  into soaking: soak again)
-//!  pending ─► canary ─► soaking ─► rolling ─► completed    paused ◄── analysis inconclusive
-//!     │         │ a canary fails │ │ ▲ failure budget spent
-//!     │         ▼                │ │ └── promote (operator: skip the rest of the soak)
-//!     │       halted ◄───────────┘─┘   analysis failed; resume: failed targets back to pending
-//!     └──(no canaries)──► rolling         abort (any non-final state) ─► aborted
+//!  pending ─► canary ─► soaking ─► rolling (batch 1..n) ─► completed
+//!     └──────(no canaries)──────────┘
+//!
+//!  canary   ── a canary failed ──────────► halted   (resume: failed targets run again)
+//!  soaking  ── an analysis check failed ─► halted   (resume: the soak starts over)
+//!  soaking  ── analysis inconclusive ────► paused   (resume: the soak starts over)
+//!  soaking  ── promote (operator) ───────► rolling  (the rest of the soak is skipped)
+//!  rolling  ── failure budget spent ─────► halted
+//!  pending/canary/soaking/rolling ── pause ──► paused (resume: back to where it was)
+//!  any state but completed/aborted ── abort ──► aborted
 //!
 //!  dry run: pending ─► rolling (one phase, never halts) ─► completed
 //! ```

@@ -208,9 +208,10 @@ impl WaveStore {
         let skipped = listed(client.query(SKIPPED, &[&id]).await?);
         let dry: bool = w.get(12);
         let pg: &tokio_postgres::Client = &client;
-        let dry_run_report = match dry {
-            true => Some(dry_run::report(pg, id).await?),
-            false => None,
+        let dry_run_report = if dry {
+            Some(dry_run::report(pg, id).await?)
+        } else {
+            None
         };
         let analysis = analysis::run::view(pg, id).await?;
         let concurrency: i32 = w.get(11);

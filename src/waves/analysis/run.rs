@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
+use super::prometheus::Inconclusive;
 use super::{AnalysisView, Check, CheckKind, CheckView, EvaluationView, VIEW_EVALUATIONS};
 use crate::waves::claim::TenantNow;
 use crate::waves::executor::Executor;
@@ -136,23 +137,20 @@ pub async fn evaluate(exec: &Executor, due: &Due) -> Vec<Measurement> {
     match check.kind {
         CheckKind::Prometheus => {
             let measured = match (exec.prometheus(), check.condition()) {
-                (None, _) => Err(super::prometheus::Inconclusive(
+                (Some(p), Some(cond)) => p
+                    .scalar(&check.query, timeout)
+                    .await
+                    .map(|v| (v, cond.holds(v))),
+                (None, _) => Err(Inconclusive(
                     "this replica has no prometheus_url (DROVER_PROMETHEUS_URL) configured".into(),
                 )),
-                (Some(_), None) => Err(super::prometheus::Inconclusive(
-                    "the success_condition does not parse".into(),
-                )),
-                (Some(p), Some(_)) => p.scalar(&check.query, timeout).await,
+                (Some(_), None) => Err(Inconclusive("the success_condition does not parse".into())),
             };
             vec![match measured {
-                Ok(v) => Measurement {
+                Ok((v, holds)) => Measurement {
                     tenant: None,
                     value: Some(v.to_string()),
-                    verdict: if check.condition().is_some_and(|c| c.holds(v)) {
-                        Verdict::Pass
-                    } else {
-                        Verdict::Fail
-                    },
+                    verdict: if holds { Verdict::Pass } else { Verdict::Fail },
                     detail: None,
                 },
                 Err(why) => Measurement {
