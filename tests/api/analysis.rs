@@ -168,6 +168,30 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
     assert_eq!(rows, 1, "the check deleted a row");
     untouched(&tenants[1..]).await;
 
+    // Resume soaks again from zero, and the same check pauses it again.
+    let resumed: Value = app
+        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed["state"], "soaking", "{resumed:#}");
+    assert_eq!(resumed["analysis"]["checks"][0]["runs"], 0);
+    let again = wait_wave(
+        &app.base(),
+        &id,
+        &["paused", "halted", "completed"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(again["state"], "paused", "{again:#}");
+    assert!(
+        again["analysis"]["evaluations_total"].as_i64()
+            > wave["analysis"]["evaluations_total"].as_i64()
+    );
+
     let promoted = app
         .req(Method::POST, &format!("/v1/waves/{id}/promote"))
         .header("X-Drover-Actor", "alice")
