@@ -8,8 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, free_port, history, register_tenants, spawn_app_with, start_wave,
-    tool, wait_until, wait_wave, MigrationsDir, Prometheus, SecretsDir, TenantDb, TestApp,
+    connect, counted_migrations, drover_cmd, free_port, history, register_tenants, spawn_app_with,
+    start_wave, tool, wait_until, wait_wave, MigrationsDir, Prometheus, SecretsDir, TenantDb,
+    TestApp, ADMIN_TOKEN,
 };
 
 const DONE: &[&str] = &["completed", "halted", "aborted"];
@@ -127,6 +128,30 @@ async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_
         "{metrics}"
     );
     assert!(!metrics.contains("sq-00"), "no tenant in a label");
+    let (server, wave_id) = (app.base(), id.clone());
+    let shown = tokio::task::spawn_blocking(move || {
+        drover_cmd()
+            .env("DROVER_SERVER", server)
+            .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["waves", "show", &wave_id])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(
+        shown.status.code(),
+        Some(1),
+        "a halted wave shows with exit 1"
+    );
+    assert!(
+        stdout.contains("analysis check healthy failed")
+            && stdout
+                .lines()
+                .any(|l| l.contains("sq-001") && l.contains("fail")),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
