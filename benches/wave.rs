@@ -5,6 +5,8 @@
 //! 2. drover: a wave of that one migration over 200 other databases (max_concurrency 8),
 //!    twice: first on fresh databases (refinery creates its history table: one-time
 //!    onboarding cost), then the same-shaped next migration (the steady state of a fleet).
+//!    Before the second, a dry run of that migration over the same 200 databases (run and
+//!    rolled back; nothing written).
 //! 3. A no-op wave over 1,000 tenants already at the target.
 //!
 //! Prints wall times, the ratio to the floor and the daemon's peak RSS.
@@ -276,6 +278,10 @@ async fn main() {
     };
     let (first_time, w) = api.wave(plan(json!({"timed": "yes"}), 1)).await;
     assert_eq!(w["state"], "completed", "{w}");
+    let mut dry = plan(json!({"timed": "yes"}), 2);
+    dry["dry_run"] = json!(true);
+    let (dry_time, dw) = api.wave(dry).await;
+    assert_eq!(dw["dry_run_report"]["would_succeed"], n as i64, "{dw}");
     let (cpu0, sys0) = (cpu_secs(daemon.id()), machine_cpu_secs());
     let (wave_time, w) = api.wave(plan(json!({"timed": "yes"}), 2)).await;
     let (cpu1, sys1) = (cpu_secs(daemon.id()), machine_cpu_secs());
@@ -302,6 +308,11 @@ async fn main() {
         "  drover, next migration (steady state)      {:>6.2} s = {:.2} x the floor (best P={best_p}; target <= 1.15)",
         wave_time.as_secs_f64(),
         wave_time.as_secs_f64() / best.as_secs_f64()
+    );
+    println!(
+        "  dry run of the next migration              {:>6.2} s = {:.2} x the real wave (run, then rolled back)",
+        dry_time.as_secs_f64(),
+        dry_time.as_secs_f64() / wave_time.as_secs_f64()
     );
     println!(
         "  no-op wave, {noop} up-to-date tenants {:>6.2} s   (target < 3 s)",

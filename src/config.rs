@@ -34,6 +34,7 @@
 //! | `lock_wait`               | `DROVER_LOCK_WAIT`               | `10s`                   |
 //! | `retry_backoff`           | `DROVER_RETRY_BACKOFF`           | `1s`                    |
 //! | `leader_ttl`              | `DROVER_LEADER_TTL`              | `15s`                   |
+//! | `prometheus_url`          | `DROVER_PROMETHEUS_URL`          | (none: no prometheus checks) |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -79,6 +80,7 @@ const FILE_KEYS: &[&str] = &[
     "lock_wait",
     "retry_backoff",
     "leader_ttl",
+    "prometheus_url",
 ];
 
 /// Keys only accepted from the environment.
@@ -134,6 +136,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// The leader lease's length; renewed every third of it.
     pub leader_ttl: Duration,
+    /// Prometheus (HTTP API base URL) that `prometheus` analysis checks query.
+    pub prometheus_url: Option<String>,
 }
 
 /// How this replica works on migration waves.
@@ -391,6 +395,16 @@ impl Builder {
                 Ok(d) if d >= Duration::from_secs(1) => Ok(d),
                 Ok(_) => Err("must be at least 1s".into()),
                 Err(e) => Err(e),
+            }),
+            prometheus_url: self.take("prometheus_url").and_then(|r| {
+                crate::waves::analysis::prometheus::check_url(&r.value)
+                    .map_err(|e| {
+                        self.problems.push(ConfigProblem {
+                            key: r.origin.clone(),
+                            message: e.to_string(),
+                        })
+                    })
+                    .ok()
             }),
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", "30s", |v| match parse_duration(v) {

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub schedule_next_fire_timestamp_seconds: IntGaugeVec,
     /// 1 while this replica holds the leader lease, else 0.
     pub leader: IntGauge,
+    /// Canary analysis measurements by check name, check type (sql, prometheus) and verdict (pass, fail, inconclusive).
+    pub analysis_evaluations_total: IntCounterVec,
     /// HTTP requests by route template, method and status code.
     pub http_requests_total: IntCounterVec,
     /// HTTP request latency by route template and method, in seconds.
@@ -147,6 +149,7 @@ impl Metrics {
                 r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
                 g
             },
+            analysis_evaluations_total: counter_vec(&r, "drover_analysis_evaluations_total", "Canary analysis measurements by check name, check type (sql, prometheus) and verdict (pass, fail, inconclusive).", &["check", "type", "verdict"]),
             http_requests_total: counter_vec(&r, "drover_http_requests_total", "HTTP requests by route template, method and status code.", &["route", "method", "status"]),
             http_request_duration_seconds: {
                 let h = HistogramVec::new(

@@ -272,6 +272,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 WavesCommand::Pause { id } => waves::act(&client, "pause", &id).await,
                 WavesCommand::Resume { id } => waves::act(&client, "resume", &id).await,
                 WavesCommand::Abort { id } => waves::act(&client, "abort", &id).await,
+                WavesCommand::Promote { id } => waves::act(&client, "promote", &id).await,
                 other => waves::run(&client, other).await,
             }
         }
@@ -364,6 +365,10 @@ fn check_config(
         config.provisioning_stuck_after
     );
     println!("  shutdown_grace            {:?}", config.shutdown_grace);
+    println!(
+        "  prometheus_url            {}",
+        config.prometheus_url.as_deref().unwrap_or("not set")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,6 +64,16 @@ pub struct StartArgs {
     pub statement_timeout: Option<Duration>,
     #[arg(long)]
     pub max_attempts: Option<i32>,
+    /// Run every pending migration in a transaction that is always rolled back and report
+    /// who would fail and why; nothing is written to any tenant.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip (quarantine) the tenants this completed dry-run wave found failing.
+    #[arg(long, value_name = "DRY_RUN_WAVE_ID")]
+    pub exclude_failed_of: Option<uuid::Uuid>,
+    /// Canary analysis checks: a JSON array, or @FILE holding one (see the README).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub analysis: Option<String>,
     /// Draw live progress until the wave ends; exit non-zero if it halts or is aborted.
     #[arg(long)]
     pub watch: bool,
@@ -88,6 +98,25 @@ pub enum WavesCommand {
     Resume { id: String },
     /// End the wave; pending tenants are skipped.
     Abort { id: String },
+    /// End a soaking wave's soak now and start its batches (recorded with your name).
+    Promote { id: String },
+}
+
+/// `--analysis`: inline JSON or `@path`.
+fn analysis_arg(
+    v: Option<String>,
+) -> anyhow::Result<Option<Vec<crate::waves::analysis::CheckSpec>>> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let text = match v.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--analysis: cannot read {path}: {e}"))?,
+        None => v,
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--analysis: expected a JSON array of checks: {e}"))
 }
 
 fn pairs(v: &[String]) -> anyhow::Result<Option<BTreeMap<String, String>>> {
@@ -131,6 +160,9 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 lock_timeout,
                 statement_timeout,
                 max_attempts,
+                dry_run,
+                exclude_failed_of,
+                analysis,
                 watch,
             } = *a;
             let selector = Selector {
@@ -156,6 +188,9 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 lock_timeout_ms: ms(lock_timeout),
                 statement_timeout_ms: ms(statement_timeout),
                 max_attempts,
+                dry_run: dry_run.then_some(true),
+                exclude_failed_of,
+                analysis: analysis_arg(analysis)?,
             };
             let w: WaveView = api.call(Method::POST, "/v1/waves", Some(&req)).await?;
             if !watch {
@@ -163,7 +198,8 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::SUCCESS);
             }
             eprintln!(
-                "wave {} started: {} tenants to V{}",
+                "{} {} started: {} tenants to V{}",
+                if w.dry_run { "dry run" } else { "wave" },
                 w.id,
                 w.counts.total(),
                 w.target_version
@@ -180,7 +216,11 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                     .map(|w| {
                         vec![
                             w.id.to_string(),
-                            w.state.clone(),
+                            if w.dry_run {
+                                format!("{} (dry run)", w.state)
+                            } else {
+                                w.state.clone()
+                            },
                             format!("V{}", w.target_version),
                             format!("{}/{}", w.counts.succeeded, w.counts.total()),
                             w.counts.failed.to_string(),
@@ -204,9 +244,10 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
             return Ok(exit_for(&w.state));
         }
         WavesCommand::Watch { id } => (id, true),
-        WavesCommand::Pause { id } | WavesCommand::Resume { id } | WavesCommand::Abort { id } => {
-            unreachable!("handled by act: {id}")
-        }
+        WavesCommand::Pause { id } => return act(args, "pause", &id).await,
+        WavesCommand::Resume { id } => return act(args, "resume", &id).await,
+        WavesCommand::Abort { id } => return act(args, "abort", &id).await,
+        WavesCommand::Promote { id } => return act(args, "promote", &id).await,
     };
     debug_assert!(watch);
     watch_wave(&api, &id).await
@@ -248,7 +289,17 @@ fn print_wave(output: Output, w: &WaveView) -> anyhow::Result<()> {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
-    println!("target   V{}", w.target_version);
+    println!(
+        "target   V{}{}",
+        w.target_version,
+        if w.dry_run { " (dry run)" } else { "" }
+    );
+    if let Some(src) = w.exclude_failed_of {
+        println!("excludes the tenants dry run {src} found failing");
+    }
+    if let (Some(by), Some(at)) = (&w.promoted_by, w.promoted_at) {
+        println!("promoted by {by} at {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
     let c = &w.counts;
     println!(
         "tenants  {} total: {} succeeded, {} failed, {} running, {} pending, {} skipped",
@@ -300,7 +351,113 @@ fn print_wave(output: Output, w: &WaveView) -> anyhow::Result<()> {
             .collect();
         table(&["FAILED TENANT", "KIND", "ERROR"], &rows);
     }
+    if !w.skipped.is_empty() && w.dry_run_report.is_none() {
+        println!();
+        let rows: Vec<Vec<String>> = w
+            .skipped
+            .iter()
+            .map(|f| vec![f.slug.clone(), f.error.clone().unwrap_or_default()])
+            .collect();
+        table(&["SKIPPED TENANT", "REASON"], &rows);
+    }
+    if let Some(r) = &w.dry_run_report {
+        print_dry_run(r);
+    }
+    if let Some(a) = &w.analysis {
+        print_analysis(a);
+    }
     Ok(())
+}
+
+/// One line per distinct outcome: `count × file code: message: slugs`.
+fn print_dry_run(r: &crate::waves::dry_run::DryRunReport) {
+    println!();
+    println!(
+        "dry run  {} would succeed, {} would fail, {} not run, {} pending",
+        r.would_succeed, r.would_fail, r.not_run, r.pending
+    );
+    for (title, groups) in [("fails", &r.failures), ("not run", &r.skipped)] {
+        for g in groups {
+            let what = [g.file.clone(), g.code.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let what = if what.is_empty() {
+                g.kind.clone().unwrap_or_default()
+            } else {
+                what
+            };
+            println!(
+                "  {} × {title} {what}: {}: {}",
+                g.count,
+                g.message,
+                g.slugs.join(", ")
+            );
+            if let Some(d) = &g.example_detail {
+                println!("      e.g. {d}");
+            }
+        }
+    }
+}
+
+fn print_analysis(a: &crate::waves::analysis::AnalysisView) {
+    println!();
+    let rows: Vec<Vec<String>> = a
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.kind.clone(),
+                format!("{}s", c.interval_seconds),
+                c.runs.to_string(),
+                format!("{}/{}", c.failures, c.failure_limit),
+                format!("{}/{}", c.inconclusives, c.inconclusive_limit),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CHECK",
+            "TYPE",
+            "EVERY",
+            "RUNS",
+            "FAILED/LIMIT",
+            "INCONCLUSIVE/LIMIT",
+        ],
+        &rows,
+    );
+    if a.evaluations.is_empty() {
+        return;
+    }
+    println!();
+    let rows: Vec<Vec<String>> = a
+        .evaluations
+        .iter()
+        .take(50)
+        .map(|e| {
+            vec![
+                e.at.format("%H:%M:%S").to_string(),
+                e.check.clone(),
+                e.tenant.clone().unwrap_or_default(),
+                e.value.clone().unwrap_or_default(),
+                e.verdict.clone(),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["AT", "CHECK", "TENANT", "VALUE", "VERDICT", "DETAIL"],
+        &rows,
+    );
+    if a.evaluations_total > 50 {
+        println!(
+            "({} measurements in all; -o json shows the last {})",
+            a.evaluations_total,
+            a.evaluations.len()
+        );
+    }
 }
 
 /// Live bars per phase until the wave reaches a final state.
@@ -361,6 +518,15 @@ pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<Exit
                     f.kind.as_deref().unwrap_or("?"),
                     f.error.as_deref().unwrap_or("")
                 );
+            }
+            if let Some(r) = &w.dry_run_report {
+                print_dry_run(r);
+                // A script gating a release on the dry run needs a failing exit status.
+                return Ok(if r.would_fail > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    exit_for(&w.state)
+                });
             }
             println!(
                 "wave {} {}: {} succeeded, {} failed, {} skipped",

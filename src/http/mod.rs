@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/waves/{id}/pause", post(waves::pause))
         .route("/waves/{id}/resume", post(waves::resume))
         .route("/waves/{id}/abort", post(waves::abort))
+        .route("/waves/{id}/promote", post(waves::promote))
         .route("/fleet", get(waves::fleet))
         .route("/schedules", get(schedules::list).post(schedules::create))
         .route(

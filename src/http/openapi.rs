@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/waves/{id}/pause"),
     ("POST", "/v1/waves/{id}/resume"),
     ("POST", "/v1/waves/{id}/abort"),
+    ("POST", "/v1/waves/{id}/promote"),
     ("GET", "/v1/fleet"),
     ("GET", "/v1/schedules"),
     ("POST", "/v1/schedules"),
@@ -493,13 +494,16 @@ fn operation(method: &str, path: &str) -> Value {
             .responses(json!({ "200": ok("Waves.", json!({ "type": "array", "items": schema_ref("Wave") })) }), &errors(&["422"], AUTHED)),
         ("POST", "/v1/waves") => Op::new("waves", "createWave", "Start a wave")
             .describe("Freezes the plan: the selected live active and suspended tenants, which are canaries, the batch \
-                of every other. Replicas start on it within a tick. 409 when a selected tenant is in an unfinished wave.")
+                of every other. Replicas start on it within a tick. 409 when a selected tenant is in an unfinished wave. \
+                With `dry_run` every pending migration runs in a transaction that is always rolled back and the wave \
+                reports who would fail and why; `exclude_failed_of` skips the tenants a completed dry run found failing; \
+                `analysis` gates the batches on checks evaluated during the soak.")
             .params(&["actor"])
             .body(schema_ref("WaveRequest"), true)
             .responses(json!({ "201": ok("The new wave.", schema_ref("Wave")) }), &errors(&["409"], WITH_BODY))
             .links(
                 "201",
-                links(&["getWave", "listWaveTargets", "pauseWave", "resumeWave", "abortWave"], "id", "$response.body#/id"),
+                links(&["getWave", "listWaveTargets", "pauseWave", "resumeWave", "abortWave", "promoteWave"], "id", "$response.body#/id"),
             ),
         ("GET", "/v1/waves/{id}") => Op::new("waves", "getWave", "State, counts, per-phase progress, failures, ETA")
             .params(&["waveId"])
@@ -513,9 +517,13 @@ fn operation(method: &str, path: &str) -> Value {
         ("POST", "/v1/waves/{id}/pause") => wave_action("pauseWave", "Pause a moving wave"),
         ("POST", "/v1/waves/{id}/resume") => wave_action(
             "resumeWave",
-            "Resume a paused wave; a halted one retries its failed tenants",
+            "Resume a paused wave (one paused while soaking soaks again); a halted one retries its failed tenants",
         ),
         ("POST", "/v1/waves/{id}/abort") => wave_action("abortWave", "Abort an unfinished wave"),
+        ("POST", "/v1/waves/{id}/promote") => wave_action(
+            "promoteWave",
+            "End a soaking (or soak-paused) wave's soak now and start its batches; recorded with the actor",
+        ),
         ("GET", "/v1/fleet") => Op::new("waves", "fleet", "Tenants per schema version, behind, drifted, needing attention")
             .responses(json!({ "200": ok("The fleet report.", schema_ref("FleetReport")) }), AUTHED),
 
@@ -1149,8 +1157,55 @@ fn schemas() -> Value {
                 "lock_timeout_ms": described(nullable(int32_range(1, 3_600_000)), "Per-tenant lock_timeout (default 5000)."),
                 "statement_timeout_ms": described(nullable(int32_range(1, 86_400_000)), "Per-tenant statement_timeout (default 600000)."),
                 "max_attempts": described(nullable(int32_range(1, 100)), "Attempts per tenant for retryable errors (default 5)."),
+                "dry_run": described(
+                    nullable(json!({ "type": "boolean", "default": false })),
+                    "Run every pending migration in a transaction that is always rolled back and report who would \
+                     fail and why. No canaries, soak or failure budget; nothing is written to any tenant.",
+                ),
+                "exclude_failed_of": described(
+                    nullable(uuid()),
+                    "A completed dry-run wave: its failed tenants are skipped (quarantined) with the reason.",
+                ),
+                "analysis": described(
+                    nullable(json!({ "type": "array", "maxItems": 20, "items": schema_ref("AnalysisCheck") })),
+                    "Checks evaluated during the soak; the wave needs canaries. Prometheus checks need `prometheus_url`.",
+                ),
             },
         }));
+    schemas.insert("AnalysisCheck".into(), closed(&["name", "type", "query"], json!({
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
+                "description": "Unique within the wave.",
+            },
+            "type": { "type": "string", "enum": ["sql", "prometheus"] },
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 10_000,
+                "pattern": r"^[^\x00]*\S[^\x00]*$",
+                "description": "sql: one statement run on every canary database in a read-only transaction; passes \
+                    when it returns one row whose first column is true. prometheus: a PromQL instant query returning \
+                    one number (a scalar or a single series); no data or an error is inconclusive.",
+            },
+            "success_condition": described(
+                nullable(json!({ "type": "string", "pattern": r"^\s*result\s*(<=|>=|==|!=|<|>)\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\s*$" })),
+                "Prometheus checks only (required there): `result <op> <number>` with <op> one of <, <=, >, >=, ==, !=.",
+            ),
+            "interval_seconds": described(nullable(int32_range(1, 86_400)), "Seconds between evaluations (default 30)."),
+            "failure_limit": described(
+                nullable(int32_range(0, 10_000)),
+                "Failed measurements tolerated during the soak (default 0); one more halts the wave.",
+            ),
+            "inconclusive_limit": described(
+                nullable(int32_range(0, 10_000)),
+                "Inconclusive measurements tolerated during the soak (default 0); one more pauses the wave.",
+            ),
+            "timeout_ms": described(
+                nullable(int32_range(100, 300_000)),
+                "Statement timeout (sql) or request timeout (prometheus), default 5000.",
+            ),
+        })));
     schemas.insert("WaveState".into(), wave_state);
     schemas.insert("TargetState".into(), json!({ "type": "string", "enum": ["pending", "running", "succeeded", "failed", "skipped"] }));
     schemas.insert("Counts".into(), object(counts));
@@ -1183,6 +1238,60 @@ fn schemas() -> Value {
                 json!({ "type": "object" }),
                 "The frozen plan: the request, the effective settings, the migrations' checksums, the tenant count.",
             ),
+            "dry_run": { "type": "boolean" },
+            "exclude_failed_of": described(nullable(uuid()), "The dry run whose failed tenants this wave skips."),
+            "promoted_by": described(nullable(string()), "Who ended the soak early."),
+            "promoted_at": nullable(date_time()),
+            "skipped": described(
+                json!({ "type": "array", "items": schema_ref("Failure") }),
+                "Skipped tenants (quarantined, status changed, aborted) with the reason in `error`; the first 100.",
+            ),
+            "dry_run_report": described(nullable(schema_ref("DryRunReport")), "Dry runs only."),
+            "analysis": described(nullable(schema_ref("Analysis")), "Waves with analysis checks only."),
+        })));
+    let group = object(json!({
+        "count": int64(),
+        "kind": described(nullable(string()), "`sql`, `drift`, `timeout`, `retryable`, `needs_attention`, `not_run`, ..."),
+        "code": described(nullable(string()), "SQLSTATE."),
+        "file": described(nullable(string()), "The migration file to blame."),
+        "message": string(),
+        "example_detail": described(nullable(string()), "PostgreSQL's detail for one of the tenants."),
+        "slugs": { "type": "array", "items": string() },
+    }));
+    schemas.insert("DryRunReport".into(), object(json!({
+            "would_succeed": int64(),
+            "would_fail": int64(),
+            "not_run": described(int64(), "Tenants a no-transaction file (or their status) kept from running."),
+            "pending": described(int64(), "Tenants not examined yet."),
+            "failures": described(json!({ "type": "array", "items": group.clone() }), "One entry per distinct error, largest first."),
+            "skipped": described(json!({ "type": "array", "items": group }), "One entry per reason."),
+        })));
+    schemas.insert("Analysis".into(), object(json!({
+            "checks": { "type": "array", "items": object(json!({
+                "name": string(),
+                "type": { "type": "string", "enum": ["sql", "prometheus"] },
+                "query": string(),
+                "success_condition": nullable(string()),
+                "interval_seconds": int32(),
+                "failure_limit": int32(),
+                "inconclusive_limit": int32(),
+                "runs": described(int32(), "Evaluations in the current soak."),
+                "failures": described(int32(), "Failed measurements in the current soak."),
+                "inconclusives": described(int32(), "Inconclusive measurements in the current soak."),
+                "next_run_at": nullable(date_time()),
+            })) },
+            "evaluations": described(
+                json!({ "type": "array", "items": object(json!({
+                    "at": date_time(),
+                    "check": string(),
+                    "tenant": described(nullable(string()), "The canary tenant (sql checks)."),
+                    "value": described(nullable(string()), "What the query returned."),
+                    "verdict": { "type": "string", "enum": ["pass", "fail", "inconclusive"] },
+                    "detail": described(nullable(string()), "Why a measurement was inconclusive."),
+                })) }),
+                "The most recent 500 measurements, newest first.",
+            ),
+            "evaluations_total": int64(),
         })));
     schemas.insert(
         "Target".into(),
@@ -1197,6 +1306,11 @@ fn schemas() -> Value {
             "error": nullable(string()),
             "duration_ms": nullable(int64()),
             "lease_owner": described(nullable(string()), "The replica working on it."),
+            "detail": described(
+                nullable(json!({ "type": "object" })),
+                "Dry runs: `outcome`, and for a failure `code`, `message`, `detail`, `file`, `version`, or the \
+                 files `not_run`; quarantined targets: the `dry_run_wave` that found them.",
+            ),
         })),
     );
     schemas.insert("NewSchedule".into(), closed(&["name", "cron"], json!({

@@ -48,6 +48,9 @@ pub async fn create(
     Caller(actor): Caller,
     ApiJson(body): ApiJson<NewSchedule>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    if let Some(t) = &body.template {
+        super::waves::require_prometheus(&s, t)?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(s.schedules.create(&body, &actor).await?),
@@ -68,6 +71,9 @@ pub async fn update(
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<SchedulePatch>,
 ) -> Result<Json<ScheduleView>, ApiError> {
+    if let Some(t) = &patch.template {
+        super::waves::require_prometheus(&s, t)?;
+    }
     Ok(Json(s.schedules.update(&name, &patch).await?))
 }
 

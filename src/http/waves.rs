@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
 use crate::registry::FleetReport;
+use crate::waves::analysis::CheckKind;
 use crate::waves::store::TargetView;
 use crate::waves::{WaveError, WaveRequest, WaveView};
 
@@ -17,12 +18,30 @@ fn wave_id(id: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::from(WaveError::NotFound(id.to_string())))
 }
 
+/// A prometheus check needs `prometheus_url` on this replica; say so now rather than
+/// pausing the wave at its first evaluation.
+pub(super) fn require_prometheus(s: &AppState, req: &WaveRequest) -> Result<(), ApiError> {
+    let wants = req
+        .analysis
+        .iter()
+        .flatten()
+        .any(|c| c.kind == CheckKind::Prometheus);
+    if wants && s.config.prometheus_url.is_none() {
+        return Err(ApiError::from(WaveError::Invalid {
+            field: "analysis",
+            message: "prometheus checks need prometheus_url (DROVER_PROMETHEUS_URL) in drover's configuration".into(),
+        }));
+    }
+    Ok(())
+}
+
 /// `POST /v1/waves` → 201: freezes the plan; replicas start on it within a tick.
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
     ApiJson(req): ApiJson<WaveRequest>,
 ) -> Result<(StatusCode, Json<WaveView>), ApiError> {
+    require_prometheus(&s, &req)?;
     // Reload so files added since start-up count, and a broken file is reported now.
     let set = s.executor.reload().map_err(WaveError::from)?;
     let view = s.waves.create(&req, &set, &actor).await?;
@@ -121,6 +140,15 @@ pub async fn abort(
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
     act(s, a, id, "abort").await
+}
+
+/// `POST /v1/waves/{id}/promote`: end the soak now and start the batches.
+pub async fn promote(
+    State(s): State<AppState>,
+    Caller(a): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WaveView>, ApiError> {
+    act(s, a, id, "promote").await
 }
 
 /// `GET /v1/fleet`.

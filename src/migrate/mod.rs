@@ -1,12 +1,14 @@
 //! Tenant migrations: the migration set on disk ([`set`]), the one-tenant runner
-//! ([`tenant`]) and its errors ([`error`]). Waves (`crate::waves`) decide which tenants
+//! ([`tenant`]), its rolled-back twin for dry runs ([`dry_run`]) and their errors ([`error`]). Waves (`crate::waves`) decide which tenants
 //! run when; this module makes running one tenant safe.
 
+pub mod dry_run;
 pub mod error;
 pub mod set;
 pub mod split;
 pub mod tenant;
 
+pub use dry_run::DryRunOutcome;
 pub use error::{FailureKind, MigrateError};
 pub use set::{MigrationFile, MigrationSet, SetError};
 pub use tenant::{RunLimits, RunOutcome, TenantConnection};

@@ -72,6 +72,17 @@ pub struct RunOutcome {
 }
 
 async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, MigrateError> {
+    connect_with(conn, limits, "", "drover-migrate").await
+}
+
+/// Connects with the limits' timeouts, `extra_options` (more `-c name=value` settings for
+/// the startup packet) and `app_name` unless the tenant's options name one.
+pub(crate) async fn connect_with(
+    conn: &TenantConnection,
+    limits: &RunLimits,
+    extra_options: &str,
+    app_name: &str,
+) -> Result<Client, MigrateError> {
     let opt = |k: &str| conn.options.get(k).map(String::as_str);
     let connect_timeout = opt("connect_timeout")
         .and_then(|v| v.parse().ok())
@@ -82,10 +93,10 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
         .dbname(&conn.dbname)
         .user(&conn.user)
         .password(conn.password.expose_secret())
-        .application_name(opt("application_name").unwrap_or("drover-migrate"))
+        .application_name(opt("application_name").unwrap_or(app_name))
         // Session settings travel in the startup packet: no extra round trip.
         .options(format!(
-            "-c lock_timeout={} -c statement_timeout={}",
+            "-c lock_timeout={} -c statement_timeout={} {extra_options}",
             limits.lock_timeout.as_millis(),
             limits.statement_timeout.as_millis()
         ))
@@ -110,7 +121,7 @@ async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, 
         })
 }
 
-async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateError> {
+pub(crate) async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateError> {
     let started = Instant::now();
     loop {
         let got = simple_bool(
@@ -132,7 +143,7 @@ async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateE
 }
 
 /// One-round-trip boolean query (simple protocol: no prepare step).
-async fn simple_bool(client: &Client, sql: &str) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn simple_bool(client: &Client, sql: &str) -> Result<bool, tokio_postgres::Error> {
     let rows = client.simple_query(sql).await?;
     Ok(rows
         .iter()

@@ -27,6 +27,8 @@ pub struct Claimed {
     pub lock_timeout_ms: i32,
     pub statement_timeout_ms: i32,
     pub max_attempts: i32,
+    /// A dry-run wave: run and roll back, record nothing on the tenant.
+    pub dry_run: bool,
     /// The tenant as it is now (read in the claim, so the worker needs no extra query).
     pub tenant: TenantNow,
 }
@@ -61,7 +63,7 @@ pub async fn claim(
     // The wave row lock serializes claimers of one wave, which is what makes the
     // concurrency caps hold across replicas; SKIP LOCKED means nobody waits for it.
     const WAVE: &str = "SELECT state, current_phase, max_concurrency, max_per_host, target_version, lock_timeout_ms, \
-         statement_timeout_ms, max_attempts, plan->'migrations' FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+         statement_timeout_ms, max_attempts, plan->'migrations', dry_run FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
     const RUNNING: &str = "SELECT db_host, count(*) FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1";
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
@@ -98,9 +100,11 @@ pub async fn claim(
     let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
     let max_attempts: i32 = w.get(7);
     let exhausted = tx.query(EXHAUSTED, &[&wave_id, &max_attempts]).await?;
+    let dry_run: bool = w.get(9);
     if !exhausted.is_empty() {
         let actor = Actor::new("drover").map_err(registry_err)?;
-        for r in &exhausted {
+        // A dry run writes nothing about the tenant, not even its failure.
+        for r in exhausted.iter().filter(|_| !dry_run) {
             let (tenant, error): (Uuid, String) = (r.get(0), r.get(1));
             let payload = json!({ "wave_id": wave_id, "kind": "retryable", "error": error });
             record_event(&*tx, tenant, "error", &actor, payload)
@@ -156,6 +160,7 @@ pub async fn claim(
             lock_timeout_ms: w.get(5),
             statement_timeout_ms: w.get(6),
             max_attempts: w.get(7),
+            dry_run: w.get(9),
             tenant: TenantNow {
                 status: r.get(3),
                 db_host: r.get(4),

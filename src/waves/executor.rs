@@ -1,6 +1,8 @@
 //! The `wave-worker` task: one per replica. Every 250 ms, or at once when one of its
 //! tenants finishes, it advances every active wave's state machine and claims free work
-//! up to its slot count; each claimed tenant runs on its own task with a lease heartbeat.
+//! up to its slot count; each claimed tenant runs on its own task with a lease heartbeat
+//! (dry-run targets run and roll back instead). The same tick claims due analysis checks
+//! of soaking waves and evaluates each on its own task.
 //!
 //! On shutdown it stops claiming, gives in-flight tenants `shutdown_grace` to finish, then
 //! cancels the rest (dropping their connections rolls back the open tenant transaction on
@@ -16,12 +18,19 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::claim::{self, Claimed};
+use super::analysis::prometheus::PrometheusClient;
+use super::analysis::run as analysis;
+use super::claim::{self, Claimed, TenantNow};
 use super::{WaveError, WaveStore};
 use crate::config::WaveConfig;
-use crate::migrate::{tenant, MigrateError, MigrationSet, RunLimits, TenantConnection};
+use crate::migrate::{
+    dry_run, tenant, DryRunOutcome, MigrateError, MigrationSet, RunLimits, TenantConnection,
+};
 use crate::registry::{string_map, Actor};
 use crate::resolve::Resolver;
+
+/// Analysis checks one replica claims per tick.
+const ANALYSIS_CLAIMS: i64 = 8;
 
 /// Shared by the loop and the tenant tasks.
 pub struct Executor {
@@ -40,6 +49,8 @@ pub struct Executor {
     advanced_at: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Instant>>,
     /// Cancel handles of tenant connections migrating right now.
     in_flight: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, tokio_postgres::CancelToken>>,
+    /// `prometheus_url`, for analysis checks.
+    prometheus: Option<PrometheusClient>,
 }
 
 fn process_nonce() -> u32 {
@@ -71,6 +82,16 @@ enum Ran {
     Skipped(String),
 }
 
+enum DryRan {
+    Done(DryRunOutcome),
+    Skipped(String),
+}
+
+enum Prepared {
+    Skip(String),
+    Go(TenantConnection, RunLimits),
+}
+
 impl Executor {
     /// An executor for this replica: its instance id, wave settings, migrations directory
     /// and CA bundle come from `config`.
@@ -82,6 +103,13 @@ impl Executor {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let owner = config.instance_id.as_str();
+        // The URL was checked with the rest of the configuration; a client that still
+        // cannot be built leaves prometheus checks inconclusive, with the reason logged.
+        let prometheus = config.prometheus_url.as_deref().and_then(|u| {
+            PrometheusClient::new(u)
+                .map_err(|e| tracing::error!(error = %e, "prometheus checks will be inconclusive"))
+                .ok()
+        });
         let (cfg, migrations_dir, default_ca): (WaveConfig, PathBuf, Option<PathBuf>) = (
             config.waves,
             config.migrations_dir.clone(),
@@ -110,7 +138,30 @@ impl Executor {
             failed: std::sync::atomic::AtomicBool::new(false),
             advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
+            prometheus,
         }
+    }
+
+    /// The Prometheus client for analysis checks, when `prometheus_url` is set.
+    pub fn prometheus(&self) -> Option<&PrometheusClient> {
+        self.prometheus.as_ref()
+    }
+
+    /// How to reach a tenant: its row's parameters and its resolved password.
+    pub(crate) async fn tenant_connection(
+        &self,
+        t: &TenantNow,
+    ) -> Result<TenantConnection, MigrateError> {
+        let password = self.resolver.password(&t.db_secret_ref).await?;
+        Ok(TenantConnection {
+            host: t.db_host.clone(),
+            port: u16::try_from(t.db_port).unwrap_or(5432),
+            dbname: t.db_name.clone(),
+            user: t.db_user.clone(),
+            password: SecretString::from(password.expose_secret().to_string()),
+            options: string_map(t.db_options.clone()),
+            default_ca: self.default_ca.clone(),
+        })
     }
 
     /// The migration set as last loaded.
@@ -245,6 +296,15 @@ impl Executor {
         jobs: &mut JoinSet<()>,
     ) -> Result<(), WaveError> {
         let failed = self.failed.swap(false, std::sync::atomic::Ordering::AcqRel);
+        // Analysis checks take no worker slot: they are short, bounded by their timeout,
+        // and a soaking wave has no tenant work competing for the slots anyway.
+        for due in analysis::claim_due(self.store.pool(), &self.owner, ANALYSIS_CLAIMS).await? {
+            let me = self.clone();
+            jobs.spawn(async move {
+                me.clone().evaluate(due).await;
+                me.wake.notify_one();
+            });
+        }
         for id in self.store.active().await? {
             // The state machine is checked every 200 ms, at once after a failure (the
             // budget must stop claims before they spread), and whenever there is nothing
@@ -311,6 +371,15 @@ impl Executor {
         };
         // Aborted on drop too, so a panicking job cannot keep renewing a dead lease.
         let heartbeat = AbortOnDrop(heartbeat);
+        if c.dry_run {
+            let result = self.dry_run(&c).await;
+            drop(heartbeat);
+            let ms = started.elapsed().as_millis() as i64;
+            if let Err(e) = self.record_dry_run(&c, result, ms).await {
+                tracing::error!(error = %e, "could not record the dry run in the control DB");
+            }
+            return;
+        }
         let result = self.migrate(&c).await;
         drop(heartbeat);
         let ms = started.elapsed().as_millis() as i64;
@@ -342,10 +411,15 @@ impl Executor {
             }
             Ok(Ran::Skipped(reason)) => claim::skip(pool, &c, &self.owner, reason).await,
             Err(e) => {
-                let backoff = self.cfg.retry_backoff
-                    * 2u32.saturating_pow(c.attempt.saturating_sub(1) as u32);
-                let backoff = backoff.min(Duration::from_secs(60));
-                let retried = claim::fail(pool, &c, &self.owner, e, backoff, &self.actor).await;
+                let retried = claim::fail(
+                    pool,
+                    &c,
+                    &self.owner,
+                    e,
+                    self.backoff(c.attempt),
+                    &self.actor,
+                )
+                .await;
                 if matches!(retried, Ok(false)) {
                     self.failed
                         .store(true, std::sync::atomic::Ordering::Release);
@@ -367,42 +441,130 @@ impl Executor {
         }
     }
 
-    async fn migrate(&self, c: &Claimed) -> Result<Ran, MigrateError> {
+    #[tracing::instrument(skip_all, fields(wave = %due.wave_id, check = %due.check.name))]
+    async fn evaluate(self: Arc<Self>, due: analysis::Due) {
+        let measurements = analysis::evaluate(&self, &due).await;
+        for m in &measurements {
+            self.metrics
+                .analysis_evaluations_total
+                .with_label_values(&[
+                    due.check.name.as_str(),
+                    due.check.kind.as_str(),
+                    m.verdict.as_str(),
+                ])
+                .inc();
+            tracing::info!(
+                tenant = m.tenant.as_deref().unwrap_or(""),
+                value = m.value.as_deref().unwrap_or(""),
+                verdict = m.verdict.as_str(),
+                detail = m.detail.as_deref().unwrap_or(""),
+                "analysis measurement"
+            );
+        }
+        if let Err(e) = analysis::record(self.store.pool(), &self.owner, &due, &measurements).await
+        {
+            // The lease runs out and the check is evaluated again.
+            tracing::error!(error = %e, "could not record the analysis in the control DB");
+        }
+    }
+
+    /// The retry delay after attempt `attempt`: doubling, capped at 60 s.
+    fn backoff(&self, attempt: i32) -> Duration {
+        let backoff =
+            self.cfg.retry_backoff * 2u32.saturating_pow(attempt.saturating_sub(1) as u32);
+        backoff.min(Duration::from_secs(60))
+    }
+
+    /// The tenant's connection and the wave's limits, or why it is skipped.
+    async fn prepare(&self, c: &Claimed) -> Result<Prepared, MigrateError> {
         let t = &c.tenant;
         match t.status.as_deref() {
-            None => return Ok(Ran::Skipped("tenant was deleted".into())),
+            None => return Ok(Prepared::Skip("tenant was deleted".into())),
             Some("active" | "suspended") => {}
-            Some(other) => return Ok(Ran::Skipped(format!("tenant is {other}"))),
+            Some(other) => return Ok(Prepared::Skip(format!("tenant is {other}"))),
         }
-        let password = self.resolver.password(&t.db_secret_ref).await?;
-        let conn = TenantConnection {
-            host: t.db_host.clone(),
-            port: u16::try_from(t.db_port).unwrap_or(5432),
-            dbname: t.db_name.clone(),
-            user: t.db_user.clone(),
-            password: SecretString::from(password.expose_secret().to_string()),
-            options: string_map(t.db_options.clone()),
-            default_ca: self.default_ca.clone(),
-        };
+        let conn = self.tenant_connection(t).await?;
         let limits = RunLimits {
             lock_timeout: Duration::from_millis(c.lock_timeout_ms as u64),
             statement_timeout: Duration::from_millis(c.statement_timeout_ms as u64),
             lock_wait: self.cfg.lock_wait,
             connect_timeout: Duration::from_secs(5),
         };
-        let set = self.migrations();
-        let tenant_id = c.tenant_id;
-        let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(tenant_id, token);
-        })
-        .await;
+        Ok(Prepared::Go(conn, limits))
+    }
+
+    /// Remembers a tenant connection's cancel handle while it runs (for a hard stop).
+    fn track(&self, tenant_id: uuid::Uuid, token: tokio_postgres::CancelToken) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant_id, token);
+    }
+
+    fn untrack(&self, tenant_id: uuid::Uuid) {
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&tenant_id);
+    }
+
+    async fn migrate(&self, c: &Claimed) -> Result<Ran, MigrateError> {
+        let (conn, limits) = match self.prepare(c).await? {
+            Prepared::Skip(reason) => return Ok(Ran::Skipped(reason)),
+            Prepared::Go(conn, limits) => (conn, limits),
+        };
+        let set = self.migrations();
+        let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
+            self.track(c.tenant_id, token)
+        })
+        .await;
+        self.untrack(c.tenant_id);
         result.map(Ran::Done)
+    }
+
+    async fn dry_run(&self, c: &Claimed) -> Result<DryRan, MigrateError> {
+        let (conn, limits) = match self.prepare(c).await? {
+            Prepared::Skip(reason) => return Ok(DryRan::Skipped(reason)),
+            Prepared::Go(conn, limits) => (conn, limits),
+        };
+        let set = self.migrations();
+        let result = dry_run::dry_run(&conn, &set, c.target_version, &limits, |token| {
+            self.track(c.tenant_id, token)
+        })
+        .await;
+        self.untrack(c.tenant_id);
+        result.map(DryRan::Done)
+    }
+
+    /// Records a dry run's outcome: the target row only, and none of the migration metrics.
+    async fn record_dry_run(
+        &self,
+        c: &Claimed,
+        result: Result<DryRan, MigrateError>,
+        ms: i64,
+    ) -> Result<(), WaveError> {
+        let pool = self.store.pool();
+        let result = match result {
+            Ok(DryRan::Skipped(reason)) => return claim::skip(pool, c, &self.owner, &reason).await,
+            Ok(DryRan::Done(out)) => {
+                tracing::info!(from = ?out.from, checked = ?out.checked, not_run = ?out.not_run, ms, "tenant dry-run");
+                Ok(out)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, kind = e.kind().as_str(), ms, "tenant dry-run found a failure");
+                Err(e)
+            }
+        };
+        let set = self.migrations();
+        crate::waves::dry_run::record(
+            pool,
+            c,
+            &self.owner,
+            &result,
+            &set,
+            ms,
+            self.backoff(c.attempt),
+        )
+        .await
     }
 }

@@ -2,26 +2,39 @@
 //! batches, halting before a bad migration spreads.
 //!
 //! ```text
-//!             ┌────────── pause ──────────┐        resume ▲ (to the state it left)
-//!             │                           ▼               │
-//!  pending ─► canary ─► soaking ─► rolling ─► completed    paused
-//!     │         │ a canary fails     │ failure budget spent
-//!     │         ▼                    ▼
-//!     │       halted ◄───────────────┘   resume: failed targets back to pending
-//!     └──(no canaries)──► rolling         abort (any non-final state) ─► aborted
+//!  pending ─► canary ─► soaking ─► rolling (batch 1..n) ─► completed
+//!     └──────(no canaries)──────────┘
+//!
+//!  canary   ── a canary failed ──────────► halted   (resume: failed targets run again)
+//!  soaking  ── an analysis check failed ─► halted   (resume: the soak starts over)
+//!  soaking  ── analysis inconclusive ────► paused   (resume: the soak starts over)
+//!  soaking  ── promote (operator) ───────► rolling  (the rest of the soak is skipped)
+//!  rolling  ── failure budget spent ─────► halted
+//!  pending/canary/soaking/rolling ── pause ──► paused (resume: back to where it was)
+//!  any state but completed/aborted ── abort ──► aborted
+//!
+//!  dry run: pending ─► rolling (one phase, never halts) ─► completed
 //! ```
 //!
 //! Work is rows: `wave_targets`, claimed by any replica with `FOR UPDATE SKIP LOCKED` and a
 //! lease renewed while the tenant runs ([`claim`]). State changes of a wave happen in a
 //! transaction holding its row lock, so exactly one replica moves it ([`store`]).
 //! [`executor`] is the per-replica loop (the `wave-worker` task): every 250 ms, or at
-//! once when a tenant finishes, it advances active waves and claims free work.
+//! once when a tenant finishes, it advances active waves, claims free work and claims due
+//! analysis checks of soaking waves ([`analysis`]).
+//!
+//! Dry-run waves ([`dry_run`]) run every pending migration in a rolled-back transaction
+//! and record who would fail and why; a real wave can quarantine those tenants
+//! (`exclude_failed_of`). Creating a wave is [`create`].
 //!
 //! Tenants whose status changes mid-wave: suspended ones are still migrated (their
 //! schema must be current when they come back); provisioning, deleting and deleted ones
 //! are skipped with the reason recorded.
 
+pub mod analysis;
 pub mod claim;
+pub mod create;
+pub mod dry_run;
 pub mod executor;
 pub mod plan;
 pub mod store;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::analysis::{validate as validate_checks, Check, CheckSpec};
 use super::WaveError;
 
 /// Which tenants a wave covers. Empty = every live active or suspended tenant.
@@ -76,6 +77,16 @@ pub struct WaveRequest {
     /// Attempts per tenant for retryable errors (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,
+    /// Run every pending migration in a transaction that is always rolled back, and
+    /// report who would fail and why. No canaries, soak or failure budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    /// Skip (quarantine) the tenants this completed dry-run wave found failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_failed_of: Option<Uuid>,
+    /// Checks evaluated during the soak; they decide whether the batches start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Vec<CheckSpec>>,
 }
 
 /// The effective settings, every default filled in and checked.
@@ -90,6 +101,9 @@ pub struct Settings {
     pub lock_timeout_ms: i32,
     pub statement_timeout_ms: i32,
     pub max_attempts: i32,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<Check>,
 }
 
 fn positive(field: &'static str, v: Option<i32>, default: i32, max: i32) -> Result<i32, WaveError> {
@@ -122,6 +136,14 @@ impl WaveRequest {
                 message: "must be between 0 and 100".into(),
             });
         }
+        let dry_run = self.dry_run.unwrap_or(false);
+        let analysis = validate_checks(self.analysis.as_deref().unwrap_or_default())?;
+        if dry_run && !analysis.is_empty() {
+            return Err(WaveError::Invalid {
+                field: "analysis",
+                message: "a dry run has no soak to analyse; analysis applies to real waves".into(),
+            });
+        }
         let soak_seconds = self.soak_seconds.unwrap_or(30);
         if !(0..=7 * 86400).contains(&soak_seconds) {
             return Err(WaveError::Invalid {
@@ -144,6 +166,8 @@ impl WaveRequest {
                 86_400_000,
             )?,
             max_attempts: positive("max_attempts", self.max_attempts, 5, 100)?,
+            dry_run,
+            analysis,
         })
     }
 }

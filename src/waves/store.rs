@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
-use super::plan::{assign_phases, Candidate, WaveRequest};
+use super::analysis::{self, run::Gate, AnalysisView};
+use super::dry_run::{self, DryRunReport};
+use super::plan::WaveRequest;
 use super::WaveError;
 use crate::migrate::MigrationSet;
 use crate::registry::Actor;
@@ -80,6 +81,26 @@ pub struct WaveView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub plan: serde_json::Value,
+    /// A dry run: nothing is written to tenants.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The dry-run wave whose failed tenants this wave skips.
+    #[serde(default)]
+    pub exclude_failed_of: Option<Uuid>,
+    /// Who ended the soak early, and when.
+    #[serde(default)]
+    pub promoted_by: Option<String>,
+    #[serde(default)]
+    pub promoted_at: Option<DateTime<Utc>>,
+    /// Skipped tenants with the reason (quarantined, status changed, aborted), first 100.
+    #[serde(default)]
+    pub skipped: Vec<FailureView>,
+    /// Dry runs: outcomes, failures grouped by error.
+    #[serde(default)]
+    pub dry_run_report: Option<DryRunReport>,
+    /// Canary analysis: the checks and every measurement.
+    #[serde(default)]
+    pub analysis: Option<AnalysisView>,
 }
 
 /// A target row for `GET /v1/waves/{id}/targets`.
@@ -95,6 +116,10 @@ pub struct TargetView {
     pub error: Option<String>,
     pub duration_ms: Option<i64>,
     pub lease_owner: Option<String>,
+    /// Dry runs: code, message, detail and file of a failure, or the files not run;
+    /// quarantined targets: the dry run that found them.
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// The states in which a wave is still moving.
@@ -139,136 +164,20 @@ impl WaveStore {
         set: &MigrationSet,
         actor: &Actor,
     ) -> Result<Uuid, WaveError> {
-        const CANDIDATES: &str = "SELECT id, slug, db_host, canary FROM control_plane.tenants \
-             WHERE deleted_at IS NULL AND status IN ('active', 'suspended') \
-               AND ($1::jsonb IS NULL OR labels @> $1) \
-               AND ($2::text[] IS NULL OR slug = ANY($2)) \
-               AND ($3::text IS NULL OR billing_plan = $3)";
-        const INSERT_WAVE: &str = "INSERT INTO control_plane.waves (target_version, phase_count, plan, batch_size, \
-             max_concurrency, max_per_host, max_failures, max_failure_percent, soak_seconds, lock_timeout_ms, \
-             statement_timeout_ms, max_attempts, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
-        const INSERT_TARGETS: &str =
-            "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase) \
-             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[])";
-        let s = req.settings()?;
-        let latest = set.latest().ok_or(WaveError::Invalid {
-            field: "target_version",
-            message: "the tenant migration directory has no migrations".into(),
-        })?;
-        let target = req.target_version.unwrap_or(latest);
-        if set.get(target).is_none() {
-            return Err(WaveError::Invalid {
-                field: "target_version",
-                message: format!("no migration V{target}; latest is V{latest}"),
-            });
-        }
-        let sel = req.selector.clone().unwrap_or_default();
-        let labels = sel
-            .labels
-            .as_ref()
-            .map(|l| serde_json::to_value(l).unwrap_or_default());
-        let slugs: Option<Vec<String>> = sel
-            .slugs
-            .as_ref()
-            .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect());
-        let rows = tx
-            .query(CANDIDATES, &[&labels, &slugs, &sel.billing_plan])
-            .await?;
-        let candidates: Vec<Candidate> = rows
-            .iter()
-            .map(|r| Candidate {
-                id: r.get(0),
-                slug: r.get(1),
-                db_host: r.get(2),
-                canary: r.get(3),
-            })
-            .collect();
-        if let Some(wanted) = &slugs {
-            let missing: Vec<&str> = wanted
-                .iter()
-                .filter(|w| !candidates.iter().any(|c| &c.slug == *w))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                return Err(WaveError::Invalid {
-                    field: "selector.slugs",
-                    message: format!("no active or suspended tenant: {}", missing.join(", ")),
-                });
-            }
-        }
-        if candidates.is_empty() {
-            return Err(WaveError::Invalid {
-                field: "selector",
-                message: "matches no active or suspended tenant".into(),
-            });
-        }
-        let (planned, batches) = assign_phases(
-            candidates,
-            &req.canary.clone().unwrap_or_default(),
-            s.batch_size,
-        )?;
-        let fingerprint: Vec<_> = set
-            .fingerprint()
-            .into_iter()
-            .filter(|(v, _, _)| *v <= target)
-            .collect();
-        let plan = json!({ "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len() });
-        // Two unfinished waves over one tenant would let the second bypass the first's
-        // canary gate and failure budget; the second must wait or the first be aborted.
-        const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
-             JOIN control_plane.waves w ON w.id = t.wave_id \
-             WHERE w.state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
-               AND t.tenant_id = ANY($1) ORDER BY t.slug LIMIT 5";
-        let ids_for_overlap: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
-        let busy = tx.query(OVERLAP, &[&ids_for_overlap]).await?;
-        if let Some(first) = busy.first() {
-            let slugs: Vec<String> = busy.iter().map(|r| r.get(1)).collect();
-            return Err(WaveError::Overlap(format!(
-                "tenants {} are in unfinished wave {}; let it complete or abort it first",
-                slugs.join(", "),
-                first.get::<_, String>(0)
-            )));
-        }
-        let id: Uuid = tx
-            .query_one(
-                INSERT_WAVE,
-                &[
-                    &target,
-                    &batches,
-                    &plan,
-                    &s.batch_size,
-                    &s.max_concurrency,
-                    &s.max_per_host,
-                    &s.max_failures,
-                    &s.max_failure_percent,
-                    &s.soak_seconds,
-                    &s.lock_timeout_ms,
-                    &s.statement_timeout_ms,
-                    &s.max_attempts,
-                    &actor.as_str(),
-                ],
-            )
-            .await?
-            .get(0);
-        let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
-        let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
-        let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
-        let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
-        tx.execute(INSERT_TARGETS, &[&id, &ids, &names, &hosts, &phases])
-            .await?;
-        tracing::info!(wave = %id, target, tenants = planned.len(), batches, actor = actor.as_str(), "wave created");
-        Ok(id)
+        super::create::create_in(tx, req, set, actor).await
     }
 
     /// Progress of one wave.
     pub async fn view(&self, id: Uuid) -> Result<WaveView, WaveError> {
         const WAVE: &str = "SELECT state, target_version, current_phase, phase_count, plan, halt_reason, soak_until, \
-             created_by, created_at, started_at, finished_at, max_concurrency FROM control_plane.waves WHERE id = $1";
+             created_by, created_at, started_at, finished_at, max_concurrency, dry_run, exclude_failed_of, \
+             promoted_by, promoted_at FROM control_plane.waves WHERE id = $1";
         const PHASES: &str = "SELECT phase, state, count(*), avg(duration_ms)::float8 FROM control_plane.wave_targets \
              WHERE wave_id = $1 GROUP BY 1, 2 ORDER BY 1";
         const FAILURES: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
              WHERE wave_id = $1 AND state = 'failed' ORDER BY slug LIMIT 100";
+        const SKIPPED: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
+             WHERE wave_id = $1 AND state = 'skipped' ORDER BY slug LIMIT 100";
         let client = self.pool.get().await?;
         let w = client
             .query_opt(WAVE, &[&id])
@@ -286,16 +195,25 @@ impl WaveStore {
                 dur_n += n;
             }
         }
-        let failures = client
-            .query(FAILURES, &[&id])
-            .await?
-            .iter()
-            .map(|r| FailureView {
-                slug: r.get(0),
-                kind: r.get(1),
-                error: r.get(2),
-            })
-            .collect();
+        let listed = |rows: Vec<tokio_postgres::Row>| -> Vec<FailureView> {
+            rows.iter()
+                .map(|r| FailureView {
+                    slug: r.get(0),
+                    kind: r.get(1),
+                    error: r.get(2),
+                })
+                .collect()
+        };
+        let failures = listed(client.query(FAILURES, &[&id]).await?);
+        let skipped = listed(client.query(SKIPPED, &[&id]).await?);
+        let dry: bool = w.get(12);
+        let pg: &tokio_postgres::Client = &client;
+        let dry_run_report = if dry {
+            Some(dry_run::report(pg, id).await?)
+        } else {
+            None
+        };
+        let analysis = analysis::run::view(pg, id).await?;
         let concurrency: i32 = w.get(11);
         let remaining = counts.pending + counts.running;
         let eta_seconds = (dur_n > 0 && remaining > 0).then(|| {
@@ -321,6 +239,8 @@ impl WaveStore {
                     phase,
                     name: if phase == 0 {
                         "canary".into()
+                    } else if dry {
+                        "dry run".into()
                     } else {
                         format!("batch {phase}")
                     },
@@ -331,6 +251,13 @@ impl WaveStore {
             counts,
             failures,
             eta_seconds,
+            dry_run: dry,
+            exclude_failed_of: w.get(13),
+            promoted_by: w.get(14),
+            promoted_at: w.get(15),
+            skipped,
+            dry_run_report,
+            analysis,
         })
     }
 
@@ -362,7 +289,7 @@ impl WaveStore {
     ) -> Result<Vec<TargetView>, WaveError> {
         const SQL: &str =
             "SELECT slug, phase, state, attempts, from_version, to_version, error_kind, error, \
-             duration_ms, lease_owner FROM control_plane.wave_targets \
+             duration_ms, lease_owner, detail FROM control_plane.wave_targets \
              WHERE wave_id = $1 AND ($2::text IS NULL OR state = $2) ORDER BY phase, slug LIMIT $3";
         let client = self.pool.get().await?;
         let rows = client.query(SQL, &[&id, &state, &limit]).await?;
@@ -379,11 +306,16 @@ impl WaveStore {
                 error: r.get(7),
                 duration_ms: r.get(8),
                 lease_owner: r.get(9),
+                detail: r.get(10),
             })
             .collect())
     }
 
-    /// Operator action: pause, resume or abort.
+    /// Operator action: pause, resume, abort or promote.
+    ///
+    /// Resuming a wave that was paused while soaking restarts the soak and its analysis
+    /// (the evidence before the pause is not enough, or a person would have promoted);
+    /// promote ends the soak at once and starts the first batch, recorded with the actor.
     pub async fn act(
         &self,
         id: Uuid,
@@ -399,6 +331,15 @@ impl WaveStore {
         const SKIP_PENDING: &str =
             "UPDATE control_plane.wave_targets SET state = 'skipped', error = 'wave aborted' \
              WHERE wave_id = $1 AND state = 'pending'";
+        const RESOAK: &str = "UPDATE control_plane.waves SET soak_until = now() + make_interval(secs => soak_seconds) \
+             WHERE id = $1";
+        const FIRST_BATCH: &str =
+            "SELECT min(phase) FROM control_plane.wave_targets WHERE wave_id = $1 AND phase > 0";
+        const PROMOTE: &str = "UPDATE control_plane.waves SET \
+             state = CASE WHEN $2::int IS NULL THEN 'completed' ELSE 'rolling' END, \
+             current_phase = coalesce($2, current_phase), paused_from = NULL, halt_reason = NULL, \
+             promoted_by = $3, promoted_at = now(), \
+             finished_at = CASE WHEN $2::int IS NULL THEN now() ELSE finished_at END WHERE id = $1";
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -424,6 +365,17 @@ impl WaveStore {
                 let back = paused_from.unwrap_or_else(|| "pending".into());
                 tx.execute(SET, &[&id, &back, &None::<String>, &None::<String>])
                     .await?;
+                if back == "soaking" {
+                    tx.execute(RESOAK, &[&id]).await?;
+                    analysis::run::start_soak(&tx, id).await?;
+                }
+            }
+            "promote"
+                if state == "soaking"
+                    || (state == "paused" && paused_from.as_deref() == Some("soaking")) =>
+            {
+                let first: Option<i32> = tx.query_one(FIRST_BATCH, &[&id]).await?.get(0);
+                tx.execute(PROMOTE, &[&id, &first, &actor.as_str()]).await?;
             }
             "resume" if state == "halted" => {
                 // After a fix: the failed tenants run again; the succeeded ones are never touched.
@@ -452,7 +404,12 @@ impl WaveStore {
             _ => return Err(illegal()),
         }
         tx.commit().await?;
-        tracing::info!(wave = %id, action, actor = actor.as_str(), "wave {action}d");
+        tracing::info!(wave = %id, action, actor = actor.as_str(), "wave {}", match action {
+            "promote" => "promoted",
+            "pause" => "paused",
+            "resume" => "resumed",
+            _ => "aborted",
+        });
         self.view(id).await
     }
 
@@ -473,7 +430,10 @@ impl WaveStore {
     /// another replica holds the wave's row lock right now.
     pub async fn advance(&self, id: Uuid) -> Result<bool, WaveError> {
         const LOCK: &str = "SELECT state, current_phase, phase_count, soak_until <= now(), max_failures, \
-             max_failure_percent, soak_seconds FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+             max_failure_percent, soak_seconds, dry_run FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+        const PAUSE: &str =
+            "UPDATE control_plane.waves SET state = 'paused', paused_from = $2, halt_reason = $3 \
+             WHERE id = $1";
         const COUNTS: &str = "SELECT phase, state, count(*) FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1, 2";
         const FIRST_FAILED_CANARY: &str =
             "SELECT slug, coalesce(error, '') FROM control_plane.wave_targets \
@@ -489,8 +449,8 @@ impl WaveStore {
         };
         let (state, phase, phase_count): (String, i32, i32) = (w.get(0), w.get(1), w.get(2));
         let soak_done: Option<bool> = w.get(3);
-        let (max_failures, max_pct, soak): (Option<i32>, Option<f64>, i32) =
-            (w.get(4), w.get(5), w.get(6));
+        let (max_failures, max_pct, soak, dry_run): (Option<i32>, Option<f64>, i32, bool) =
+            (w.get(4), w.get(5), w.get(6), w.get(7));
         let mut per_phase: BTreeMap<i32, Counts> = BTreeMap::new();
         let mut all = Counts::default();
         for r in tx.query(COUNTS, &[&id]).await? {
@@ -510,16 +470,28 @@ impl WaveStore {
         // The percentage is of the tenants in the phases started so far, not of the whole
         // wave: a failing first batch of a large wave must stop it.
         let started: i64 = per_phase.range(..=phase).map(|(_, c)| c.total()).sum();
-        let over_budget = match (max_failures, max_pct) {
-            (None, None) => all.failed > 0,
-            (n, p) => {
-                n.is_some_and(|n| all.failed > n as i64)
-                    || p.is_some_and(|p| {
-                        started > 0 && all.failed as f64 * 100.0 / started as f64 > p
-                    })
-            }
-        };
+        // A dry run never halts: finding every failing tenant is its whole point.
+        let over_budget = !dry_run
+            && match (max_failures, max_pct) {
+                (None, None) => all.failed > 0,
+                (n, p) => {
+                    n.is_some_and(|n| all.failed > n as i64)
+                        || p.is_some_and(|p| {
+                            started > 0 && all.failed as f64 * 100.0 / started as f64 > p
+                        })
+                }
+            };
         let canaries = per_phase.get(&0).cloned().unwrap_or_default();
+        let gate = match state.as_str() {
+            "soaking" => analysis::run::gate(&tx, id, soak_done.unwrap_or(false)).await?,
+            _ => Gate::Wait,
+        };
+        if let Gate::Pause(reason) = &gate {
+            tx.execute(PAUSE, &[&id, &"soaking", reason]).await?;
+            tx.commit().await?;
+            tracing::warn!(wave = %id, reason = %reason, "wave paused by its analysis");
+            return Ok(true);
+        }
         let to: Option<(&str, i32, Option<String>)> = match state.as_str() {
             "pending" if per_phase.contains_key(&0) => Some(("canary", 0, None)),
             "pending" => Some(match next_batch(0) {
@@ -541,10 +513,14 @@ impl WaveStore {
                 ),
             )),
             "canary" if open_through(0) == 0 => Some(("soaking", 0, None)),
-            "soaking" if soak_done.unwrap_or(false) => Some(match next_batch(0) {
-                Some(p) => ("rolling", p, None),
-                None => ("completed", phase, None),
-            }),
+            "soaking" => match gate {
+                Gate::Halt(reason) => Some(("halted", 0, Some(reason))),
+                Gate::Pass => Some(match next_batch(0) {
+                    Some(p) => ("rolling", p, None),
+                    None => ("completed", phase, None),
+                }),
+                Gate::Wait | Gate::Pause(_) => None,
+            },
             "rolling" if over_budget => {
                 let budget = match (max_failures, max_pct) {
                     (None, None) => "0".to_string(),
@@ -576,6 +552,9 @@ impl WaveStore {
         };
         tx.execute(SET, &[&id, &new_state, &new_phase, &reason, &(soak as f64)])
             .await?;
+        if new_state == "soaking" {
+            analysis::run::start_soak(&tx, id).await?;
+        }
         tx.commit().await?;
         tracing::info!(wave = %id, from = %state, to = new_state, phase = new_phase, reason = reason.as_deref().unwrap_or(""), "wave advanced");
         Ok(true)

@@ -684,3 +684,149 @@ pub async fn plant_widgets_clash(url: &str) {
         .await
         .unwrap();
 }
+
+/// A binary from PATH, or None (then the test skips loudly, unless
+/// DROVER_REQUIRE_PROMETHEUS=1 makes a missing Prometheus a failure).
+pub fn tool(name: &str) -> Option<String> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    if !path.is_empty() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("DROVER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+        "{name} is required (apt-get install -y prometheus)"
+    );
+    eprintln!("*** skipping: {name} not installed (apt-get install -y prometheus)");
+    None
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Prometheus (the Debian package's binary) scraping one drover every second, on
+/// its own port and data directory; killed when dropped.
+pub struct Prometheus {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    /// Starts `binary` on `port` scraping `target` (host:port of a drover).
+    pub fn start(binary: &str, port: u16, target: SocketAddr) -> Prometheus {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "drover-prom-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n  - job_name: drover\n    static_configs: [{{targets: ['{target}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Prometheus {
+            child: Some(child),
+            port,
+            dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The API's answer to an instant query, or None when Prometheus does not answer.
+    pub async fn query(&self, q: &str) -> Option<Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url()))
+            .query(&[("query", q)])
+            .send()
+            .await
+            .ok()?;
+        r.json::<Value>().await.ok()
+    }
+
+    /// Waits until Prometheus has scraped drover at least `n` times.
+    pub async fn wait_scraped(&self, n: u32) -> bool {
+        wait_until(Duration::from_secs(30), || async {
+            self.query("count_over_time(up{job=\"drover\"}[1m])")
+                .await
+                .and_then(|v| {
+                    v["data"]["result"][0]["value"][1]
+                        .as_str()
+                        .map(|c| c.parse::<f64>().unwrap_or(0.0) >= n as f64)
+                })
+                .unwrap_or(false)
+        })
+        .await
+    }
+
+    /// Kills Prometheus now (a real outage for whoever queries it).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `pg_dump --schema-only` of a database on the test server, without the random
+/// `\restrict` key newer pg_dump releases write (it differs on every run).
+pub fn pg_dump_schema(url: &str) -> String {
+    let program = match server() {
+        Server::Owned(c) => c.bindir().join("pg_dump"),
+        Server::External(_) => std::path::PathBuf::from("pg_dump"),
+    };
+    let out = std::process::Command::new(&program)
+        .args(["--schema-only", "--no-owner", "--dbname", url])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -2,11 +2,13 @@
 
 mod helpers;
 
+mod analysis;
 mod apply;
 mod auth;
 mod cli;
 mod control_schema;
 mod deploy;
+mod dry_run;
 mod observability;
 mod openapi;
 mod openbao;

@@ -8,29 +8,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    counted_migrations, register_tenants, spawn_app_with, start_wave, wait_until, wait_wave,
-    MigrationsDir, SecretsDir, ADMIN_TOKEN,
+    counted_migrations, free_port, register_tenants, spawn_app_with, start_wave, tool, wait_wave,
+    MigrationsDir, Prometheus, SecretsDir, ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
-
-/// A binary from PATH, or None (then the test skips loudly unless CI requires it).
-fn tool(name: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-    if !path.is_empty() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("DROVER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-        "{name} is required (apt-get install -y prometheus)"
-    );
-    eprintln!("*** skipping: {name} not installed (apt-get install -y prometheus)");
-    None
-}
 
 /// Every PromQL expression of every panel, and every label_values() template query.
 fn dashboard_queries() -> Vec<(String, String, String)> {
@@ -137,61 +119,12 @@ async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_fr
         "no tenant appears in a label"
     );
 
-    let dir = std::env::temp_dir().join(format!("drover-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-             scrape_configs:\n  - job_name: drover\n    static_configs: [{{targets: ['{}']}}]\n",
-            app.addr
-        ),
-    )
-    .unwrap();
-    let mut prom = Command::new(&prometheus)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let api = format!("http://127.0.0.1:{port}/api/v1");
-    let query = |q: String| {
-        let api = api.clone();
-        async move {
-            let r = reqwest::Client::new()
-                .get(format!("{api}/query"))
-                .query(&[("query", q)])
-                .send()
-                .await
-                .ok()?;
-            r.json::<Value>().await.ok()
-        }
-    };
-    let scraped_twice = wait_until(Duration::from_secs(30), || async {
-        query("count_over_time(up{job=\"drover\"}[1m])".into())
-            .await
-            .and_then(|v| {
-                v["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .map(|n| n.parse::<f64>().unwrap_or(0.0) >= 3.0)
-            })
-            .unwrap_or(false)
-    })
-    .await;
-    assert!(scraped_twice, "Prometheus never scraped drover");
+    let prom = Prometheus::start(&prometheus, free_port(), app.addr);
+    let api = format!("{}/api/v1", prom.url());
+    assert!(
+        prom.wait_scraped(3).await,
+        "Prometheus never scraped drover"
+    );
 
     let mut failures = Vec::new();
     for (dashboard, panel, expr) in dashboard_queries() {
@@ -208,7 +141,7 @@ async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_fr
                 .unwrap();
             r["status"] != "success" || r["data"].as_array().is_none_or(|a| a.is_empty())
         } else {
-            match query(expr.clone()).await {
+            match prom.query(&expr).await {
                 Some(r) => {
                     r["status"] != "success"
                         || r["data"]["result"].as_array().is_none_or(|a| a.is_empty())
@@ -220,9 +153,7 @@ async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_fr
             failures.push(format!("{dashboard} / {panel}: {expr}"));
         }
     }
-    let _ = prom.kill();
-    let _ = prom.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(prom);
     assert!(
         failures.is_empty(),
         "expressions without data:\n{}",

@@ -1265,6 +1265,64 @@ async fn real_responses_match_the_document() {
     check(d, "POST", "/v1/waves/{id}/pause", r, StatusCode::NOT_FOUND).await;
     check(
         d,
+        "POST",
+        "/v1/waves/{id}/promote",
+        act("promote").await.unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // A wave with analysis checks and a dry run: their views carry `analysis` and
+    // `dry_run_report` (the dry run finds the unreachable hosts and reports them).
+    let r = send(Method::POST, w, json!({ "selector": { "slugs": ["acme", "beta"] }, "canary": { "count": 1 }, "max_attempts": 1,
+        "analysis": [{ "name": "ok", "type": "sql", "query": "SELECT true", "interval_seconds": 5 }] })).await.unwrap();
+    let analysed = check(d, "POST", w, r, StatusCode::CREATED).await;
+    assert!(analysed["analysis"]["checks"].is_array(), "{analysed}");
+    let analysed = analysed["id"].as_str().unwrap().to_string();
+    let r = app
+        .req(Method::POST, &format!("/v1/waves/{analysed}/abort"))
+        .send()
+        .await
+        .unwrap();
+    check(d, "POST", "/v1/waves/{id}/abort", r, StatusCode::OK).await;
+    let r = send(
+        Method::POST,
+        w,
+        json!({ "dry_run": true, "max_attempts": 1 }),
+    )
+    .await
+    .unwrap();
+    let dry = check(d, "POST", w, r, StatusCode::CREATED).await;
+    let dry = dry["id"].as_str().unwrap().to_string();
+    let finished = wait_until(Duration::from_secs(30), || async {
+        let v: Value = get(&format!("/v1/waves/{dry}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["state"] == "completed"
+    })
+    .await;
+    assert!(finished, "the dry run never completed");
+    let report = check(
+        d,
+        "GET",
+        "/v1/waves/{id}",
+        get(&format!("/v1/waves/{dry}")).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(report["dry_run_report"]["failures"].is_array(), "{report}");
+    check(
+        d,
+        "GET",
+        targets,
+        get(&format!("/v1/waves/{dry}/targets")).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    check(
+        d,
         "GET",
         "/v1/fleet",
         get("/v1/fleet").await.unwrap(),

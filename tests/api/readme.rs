@@ -107,9 +107,21 @@ fn every_drover_command_in_the_readmes_parses_with_the_real_cli() {
                     .filter(|_| !line.starts_with("install"))
             };
             let Some(at) = at else { continue };
-            let args = &argv[at..];
+            // Placeholders like WAVE_ID stand for a real id.
+            let args: Vec<String> = argv[at..]
+                .iter()
+                .map(|w| {
+                    let placeholder =
+                        w.ends_with("_ID") && w.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                    if placeholder {
+                        "00000000-0000-0000-0000-000000000000".to_string()
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
             checked += 1;
-            if let Err(e) = drover::cli::Cli::try_parse_from(args) {
+            if let Err(e) = drover::cli::Cli::try_parse_from(&args) {
                 failures.push(format!("{file}: {line}\n  {}", e.kind()));
             }
         }

@@ -1,0 +1,474 @@
+//! Claiming, evaluating and recording analysis checks, and the soak gate.
+//!
+//! Claim → commit → evaluate → record, as for tenant migrations: a claim moves the check's
+//! `next_run_at` one interval on and sets a lease (`running_until`); a replica that dies
+//! mid-evaluation loses the lease and the check is evaluated again by whoever claims it
+//! next. The gate ([`gate`]) runs inside the wave's row-locked transaction in
+//! `WaveStore::advance`.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::prometheus::Inconclusive;
+use super::{AnalysisView, Check, CheckKind, CheckView, EvaluationView, VIEW_EVALUATIONS};
+use crate::waves::claim::TenantNow;
+use crate::waves::executor::Executor;
+use crate::waves::WaveError;
+
+/// A check this replica claimed, with the canary tenants a sql check runs on.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub wave_id: Uuid,
+    pub check: Check,
+    /// (slug, tenant) of every canary of the wave (empty for prometheus checks).
+    pub canaries: Vec<(String, TenantNow)>,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub tenant: Option<String>,
+    pub value: Option<String>,
+    pub verdict: Verdict,
+    pub detail: Option<String>,
+}
+
+/// The verdict of one measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The stored spelling (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// How long an evaluation may take before its claim lapses: the check's timeout plus a
+/// connection timeout and a margin (sql checks run on every canary at once).
+fn lease_secs() -> &'static str {
+    "(c.spec->>'timeout_ms')::float8 / 1000 + 30"
+}
+
+/// Claims up to `max` due checks of soaking waves for `owner`.
+pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, WaveError> {
+    // Due: never run in this soak, or next run inside the soak window, or the previous
+    // evaluator's lease ran out. Evaluations stop once the soak's last one has happened.
+    let claim = format!(
+        "UPDATE control_plane.wave_checks c SET running_by = $1, \
+            running_until = now() + make_interval(secs => {lease}), \
+            next_run_at = now() + make_interval(secs => c.interval_seconds) \
+         FROM (SELECT d.wave_id, d.name FROM control_plane.wave_checks d \
+               JOIN control_plane.waves w ON w.id = d.wave_id \
+               WHERE w.state = 'soaking' AND ( \
+                   (d.running_until IS NULL AND d.next_run_at <= now() \
+                    AND (d.runs = 0 OR d.next_run_at <= w.soak_until)) \
+                   OR d.running_until <= now()) \
+               ORDER BY d.next_run_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) due \
+         WHERE c.wave_id = due.wave_id AND c.name = due.name \
+         RETURNING c.wave_id, c.name, c.kind, c.spec",
+        lease = lease_secs()
+    );
+    const CANARIES: &str = "SELECT t.slug, CASE WHEN n.deleted_at IS NULL THEN n.status END, n.db_host, n.db_port, \
+         n.db_name, n.db_user, n.db_secret_ref, n.db_options, n.schema_version, n.migration_issue IS NOT NULL \
+         FROM control_plane.wave_targets t JOIN control_plane.tenants n ON n.id = t.tenant_id \
+         WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug";
+    let client = pool.get().await?;
+    let rows = client.query(&claim, &[&owner, &max]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let wave_id: Uuid = r.get(0);
+        let spec: Value = r.get(3);
+        let Ok(check) = serde_json::from_value::<Check>(spec) else {
+            tracing::error!(wave = %wave_id, check = r.get::<_, String>(1), "stored analysis check does not parse; skipping it");
+            continue;
+        };
+        let canaries = if check.kind == CheckKind::Sql {
+            client
+                .query(CANARIES, &[&wave_id])
+                .await?
+                .iter()
+                .map(|t| {
+                    (
+                        t.get::<_, String>(0),
+                        TenantNow {
+                            status: t.get(1),
+                            db_host: t.get(2),
+                            db_port: t.get(3),
+                            db_name: t.get(4),
+                            db_user: t.get(5),
+                            db_secret_ref: t.get(6),
+                            db_options: t.get(7),
+                            schema_version: t.get(8),
+                            has_issue: t.get(9),
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.push(Due {
+            wave_id,
+            check,
+            canaries,
+        });
+    }
+    Ok(out)
+}
+
+/// Evaluates a claimed check: every canary at once for sql, one query for prometheus.
+pub async fn evaluate(exec: &Executor, due: &Due) -> Vec<Measurement> {
+    let check = &due.check;
+    let timeout = Duration::from_millis(check.timeout_ms as u64);
+    match check.kind {
+        CheckKind::Prometheus => {
+            let measured = match (exec.prometheus(), check.condition()) {
+                (Some(p), Some(cond)) => p
+                    .scalar(&check.query, timeout)
+                    .await
+                    .map(|v| (v, cond.holds(v))),
+                (None, _) => Err(Inconclusive(
+                    "this replica has no prometheus_url (DROVER_PROMETHEUS_URL) configured".into(),
+                )),
+                (Some(_), None) => Err(Inconclusive("the success_condition does not parse".into())),
+            };
+            vec![match measured {
+                Ok((v, holds)) => Measurement {
+                    tenant: None,
+                    value: Some(v.to_string()),
+                    verdict: if holds { Verdict::Pass } else { Verdict::Fail },
+                    detail: None,
+                },
+                Err(why) => Measurement {
+                    tenant: None,
+                    value: None,
+                    verdict: Verdict::Inconclusive,
+                    detail: Some(why.0),
+                },
+            }]
+        }
+        CheckKind::Sql if due.canaries.is_empty() => vec![Measurement {
+            tenant: None,
+            value: None,
+            verdict: Verdict::Inconclusive,
+            detail: Some("the wave has no succeeded canary tenant to run the query on".into()),
+        }],
+        CheckKind::Sql => {
+            join_all(due.canaries.iter().map(|(slug, tenant)| async move {
+                let (value, verdict, detail) =
+                    match sql_on_tenant(exec, tenant, check, timeout).await {
+                        Ok((value, true)) => (Some(value), Verdict::Pass, None),
+                        Ok((value, false)) => (Some(value), Verdict::Fail, None),
+                        Err(why) => (None, Verdict::Inconclusive, Some(why)),
+                    };
+                Measurement {
+                    tenant: Some(slug.clone()),
+                    value,
+                    verdict,
+                    detail,
+                }
+            }))
+            .await
+        }
+    }
+}
+
+/// Why a tenant could not be asked (no migration version: none was running).
+fn unreachable_tenant(e: crate::migrate::MigrateError) -> String {
+    match e {
+        crate::migrate::MigrateError::Sql { code, message, .. } => format!("{code}: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Runs a sql check's query on one tenant in a read-only transaction. Ok((value, passed))
+/// when the query ran; Err(why) when it could not (an inconclusive measurement).
+async fn sql_on_tenant(
+    exec: &Executor,
+    tenant: &TenantNow,
+    check: &Check,
+    timeout: Duration,
+) -> Result<(String, bool), String> {
+    let conn = exec
+        .tenant_connection(tenant)
+        .await
+        .map_err(unreachable_tenant)?;
+    let limits = crate::migrate::RunLimits {
+        lock_timeout: timeout,
+        statement_timeout: timeout,
+        lock_wait: Duration::ZERO,
+        connect_timeout: Duration::from_secs(5),
+    };
+    // Read-only from the first packet: the session default, then an explicit read-only
+    // transaction whose snapshot is taken before the check's query runs, so not even a
+    // `SET TRANSACTION READ WRITE` as the query can lift it.
+    let mut client = crate::migrate::tenant::connect_with(
+        &conn,
+        &limits,
+        "-c default_transaction_read_only=on",
+        "drover-analysis",
+    )
+    .await
+    .map_err(unreachable_tenant)?;
+    let pg = |e: tokio_postgres::Error| crate::db::describe(&e);
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)?;
+    tx.batch_execute("SELECT 1").await.map_err(pg)?;
+    // Extended protocol: exactly one statement, never a script.
+    let rows = tx.query(check.query.as_str(), &[]).await.map_err(pg)?;
+    let _ = tx.rollback().await;
+    Ok(match rows.as_slice() {
+        [] => ("no rows".into(), false),
+        [row] => match row.try_get::<_, Option<bool>>(0) {
+            Ok(Some(b)) => (b.to_string(), b),
+            Ok(None) => ("null".into(), false),
+            Err(_) if row.is_empty() => ("no columns".into(), false),
+            Err(_) => (
+                format!("a {} instead of a boolean", row.columns()[0].type_().name()),
+                false,
+            ),
+        },
+        many => (format!("{} rows", many.len()), false),
+    })
+}
+
+/// Stores the measurements and updates the check's counters, in one transaction.
+pub async fn record(
+    pool: &Pool,
+    owner: &str,
+    due: &Due,
+    measurements: &[Measurement],
+) -> Result<(), WaveError> {
+    const INSERT: &str = "INSERT INTO control_plane.wave_check_evaluations \
+         (wave_id, check_name, tenant_slug, value, verdict, detail, evaluated_by) \
+         SELECT $1, $2, m.t, m.v, m.r, m.d, $7 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS m(t, v, r, d)";
+    // Only the lease holder clears the lease; a late result from a replica whose lease ran
+    // out still counts as evidence.
+    const COUNT: &str =
+        "UPDATE control_plane.wave_checks SET runs = runs + 1, failures = failures + $3, \
+         inconclusives = inconclusives + $4, \
+         running_until = CASE WHEN running_by = $5 THEN NULL ELSE running_until END, \
+         running_by = CASE WHEN running_by = $5 THEN NULL ELSE running_by END \
+         WHERE wave_id = $1 AND name = $2";
+    let count = |v: Verdict| measurements.iter().filter(|m| m.verdict == v).count() as i32;
+    let tenants: Vec<Option<&str>> = measurements.iter().map(|m| m.tenant.as_deref()).collect();
+    let values: Vec<Option<&str>> = measurements.iter().map(|m| m.value.as_deref()).collect();
+    let verdicts: Vec<&str> = measurements.iter().map(|m| m.verdict.as_str()).collect();
+    let details: Vec<Option<&str>> = measurements.iter().map(|m| m.detail.as_deref()).collect();
+    let name = due.check.name.as_str();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        INSERT,
+        &[
+            &due.wave_id,
+            &name,
+            &tenants,
+            &values,
+            &verdicts,
+            &details,
+            &owner,
+        ],
+    )
+    .await?;
+    tx.execute(
+        COUNT,
+        &[
+            &due.wave_id,
+            &name,
+            &count(Verdict::Fail),
+            &count(Verdict::Inconclusive),
+            &owner,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Starts (or restarts) the analysis of a wave entering its soak: counters to zero, the
+/// first evaluation one interval from now.
+pub async fn start_soak(tx: &Transaction<'_>, wave_id: Uuid) -> Result<(), WaveError> {
+    const SQL: &str = "UPDATE control_plane.wave_checks SET runs = 0, failures = 0, inconclusives = 0, \
+         running_by = NULL, running_until = NULL, next_run_at = now() + make_interval(secs => interval_seconds) \
+         WHERE wave_id = $1";
+    tx.execute(SQL, &[&wave_id]).await?;
+    Ok(())
+}
+
+/// What the analysis says about a soaking wave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Keep soaking.
+    Wait,
+    /// The soak is over and every check passed: start the batches.
+    Pass,
+    /// A check failed more often than it may: halt, with the reason.
+    Halt(String),
+    /// A check was inconclusive more often than it may: pause for a person.
+    Pause(String),
+}
+
+/// Decides for a soaking wave (inside the wave's row-locked transaction). `soak_done`:
+/// the soak time has passed.
+pub async fn gate(tx: &Transaction<'_>, wave_id: Uuid, soak_done: bool) -> Result<Gate, WaveError> {
+    const CHECKS: &str =
+        "SELECT c.name, c.failures, c.failure_limit, c.inconclusives, c.inconclusive_limit, \
+         c.runs > 0 AND c.running_until IS NULL AND c.next_run_at > w.soak_until \
+         FROM control_plane.wave_checks c JOIN control_plane.waves w ON w.id = c.wave_id \
+         WHERE c.wave_id = $1 ORDER BY c.name";
+    const SEEN: &str =
+        "SELECT coalesce(tenant_slug, ''), coalesce(value, ''), coalesce(detail, ''), \
+         to_char(evaluated_at AT TIME ZONE 'UTC', 'HH24:MI:SS\"Z\"') \
+         FROM control_plane.wave_check_evaluations \
+         WHERE wave_id = $1 AND check_name = $2 AND verdict = $3 ORDER BY id DESC LIMIT 5";
+    let rows = tx.query(CHECKS, &[&wave_id]).await?;
+    let mut all_finished = true;
+    for r in &rows {
+        let (name, failures, failure_limit): (String, i32, i32) = (r.get(0), r.get(1), r.get(2));
+        let (inconclusives, inconclusive_limit, finished): (i32, i32, bool) =
+            (r.get(3), r.get(4), r.get(5));
+        all_finished &= finished;
+        if failures > failure_limit {
+            let seen = tx.query(SEEN, &[&wave_id, &name, &"fail"]).await?;
+            let values: Vec<String> = seen
+                .iter()
+                .map(|s| {
+                    let (tenant, value, at): (String, String, String) =
+                        (s.get(0), s.get(1), s.get(3));
+                    if tenant.is_empty() {
+                        format!("{value} at {at}")
+                    } else {
+                        format!("{tenant}: {value} at {at}")
+                    }
+                })
+                .collect();
+            return Ok(Gate::Halt(format!(
+                "analysis check {name} failed {failures} time(s), failure_limit {failure_limit}: {}",
+                values.join("; ")
+            )));
+        }
+        if inconclusives > inconclusive_limit {
+            let seen = tx.query(SEEN, &[&wave_id, &name, &"inconclusive"]).await?;
+            let why = seen.first().map_or(String::new(), |s| {
+                let (tenant, detail): (String, String) = (s.get(0), s.get(2));
+                if tenant.is_empty() {
+                    detail
+                } else {
+                    format!("{tenant}: {detail}")
+                }
+            });
+            return Ok(Gate::Pause(format!(
+                "analysis check {name} was inconclusive {inconclusives} time(s), inconclusive_limit {inconclusive_limit} \
+                 (last: {why}); resume to soak again, promote to skip the soak, or abort"
+            )));
+        }
+    }
+    Ok(if soak_done && all_finished {
+        Gate::Pass
+    } else {
+        Gate::Wait
+    })
+}
+
+/// The analysis of a wave for its view; None when it has no checks.
+pub async fn view(
+    client: &impl tokio_postgres::GenericClient,
+    wave_id: Uuid,
+) -> Result<Option<AnalysisView>, WaveError> {
+    const CHECKS: &str = "SELECT name, kind, spec, interval_seconds, failure_limit, inconclusive_limit, runs, \
+         failures, inconclusives, next_run_at FROM control_plane.wave_checks WHERE wave_id = $1 ORDER BY name";
+    const EVALUATIONS: &str =
+        "SELECT evaluated_at, check_name, tenant_slug, value, verdict, detail \
+         FROM control_plane.wave_check_evaluations WHERE wave_id = $1 ORDER BY id DESC LIMIT $2";
+    const TOTAL: &str =
+        "SELECT count(*) FROM control_plane.wave_check_evaluations WHERE wave_id = $1";
+    let rows = client.query(CHECKS, &[&wave_id]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let checks = rows
+        .iter()
+        .map(|r| {
+            let spec: Value = r.get(2);
+            CheckView {
+                name: r.get(0),
+                kind: r.get(1),
+                query: spec["query"].as_str().unwrap_or_default().to_string(),
+                success_condition: spec["success_condition"].as_str().map(str::to_string),
+                interval_seconds: r.get(3),
+                failure_limit: r.get(4),
+                inconclusive_limit: r.get(5),
+                runs: r.get(6),
+                failures: r.get(7),
+                inconclusives: r.get(8),
+                next_run_at: r.get(9),
+            }
+        })
+        .collect();
+    let evaluations = client
+        .query(EVALUATIONS, &[&wave_id, &VIEW_EVALUATIONS])
+        .await?
+        .iter()
+        .map(|r| EvaluationView {
+            at: r.get(0),
+            check: r.get(1),
+            tenant: r.get(2),
+            value: r.get(3),
+            verdict: r.get(4),
+            detail: r.get(5),
+        })
+        .collect();
+    let evaluations_total: i64 = client.query_one(TOTAL, &[&wave_id]).await?.get(0);
+    Ok(Some(AnalysisView {
+        checks,
+        evaluations,
+        evaluations_total,
+    }))
+}
+
+/// Stores a wave's checks at creation (inside the creating transaction).
+pub async fn insert_checks(
+    tx: &Transaction<'_>,
+    wave_id: Uuid,
+    checks: &[Check],
+) -> Result<(), WaveError> {
+    const SQL: &str =
+        "INSERT INTO control_plane.wave_checks (wave_id, name, kind, spec, interval_seconds, \
+         failure_limit, inconclusive_limit) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    for c in checks {
+        let spec = serde_json::to_value(c).unwrap_or_default();
+        tx.execute(
+            SQL,
+            &[
+                &wave_id,
+                &c.name,
+                &c.kind.as_str(),
+                &spec,
+                &c.interval_seconds,
+                &c.failure_limit,
+                &c.inconclusive_limit,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! Creating a wave: select the tenants, set the quarantined ones aside, assign phases,
+//! refuse overlaps, and store the frozen plan with its targets and analysis checks, all
+//! in the caller's transaction.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::analysis;
+use super::dry_run::{self, QUARANTINED};
+use super::plan::{assign_phases, Candidate, Planned, WaveRequest};
+use super::WaveError;
+use crate::migrate::MigrationSet;
+use crate::registry::Actor;
+
+/// The live active or suspended tenants the request's selector matches.
+async fn candidates(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &WaveRequest,
+) -> Result<Vec<Candidate>, WaveError> {
+    const CANDIDATES: &str = "SELECT id, slug, db_host, canary FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND status IN ('active', 'suspended') \
+           AND ($1::jsonb IS NULL OR labels @> $1) \
+           AND ($2::text[] IS NULL OR slug = ANY($2)) \
+           AND ($3::text IS NULL OR billing_plan = $3)";
+    let sel = req.selector.clone().unwrap_or_default();
+    let labels = sel
+        .labels
+        .as_ref()
+        .map(|l| serde_json::to_value(l).unwrap_or_default());
+    let slugs: Option<Vec<String>> = sel
+        .slugs
+        .as_ref()
+        .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect());
+    let rows = tx
+        .query(CANDIDATES, &[&labels, &slugs, &sel.billing_plan])
+        .await?;
+    let candidates: Vec<Candidate> = rows
+        .iter()
+        .map(|r| Candidate {
+            id: r.get(0),
+            slug: r.get(1),
+            db_host: r.get(2),
+            canary: r.get(3),
+        })
+        .collect();
+    if let Some(wanted) = &slugs {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|w| !candidates.iter().any(|c| &c.slug == *w))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(WaveError::Invalid {
+                field: "selector.slugs",
+                message: format!("no active or suspended tenant: {}", missing.join(", ")),
+            });
+        }
+    }
+    if candidates.is_empty() {
+        return Err(WaveError::Invalid {
+            field: "selector",
+            message: "matches no active or suspended tenant".into(),
+        });
+    }
+    Ok(candidates)
+}
+
+/// Refuses a real wave over tenants another unfinished real wave still covers: the
+/// second would bypass the first's canary gate and failure budget. Dry runs write
+/// nothing, so they neither block nor are blocked; quarantined targets are not covered.
+async fn refuse_overlap(
+    tx: &tokio_postgres::Transaction<'_>,
+    planned: &[Planned],
+) -> Result<(), WaveError> {
+    const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
+         JOIN control_plane.waves w ON w.id = t.wave_id \
+         WHERE w.state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
+           AND NOT w.dry_run AND t.error_kind IS DISTINCT FROM 'quarantined' \
+           AND t.tenant_id = ANY($1) ORDER BY t.slug LIMIT 5";
+    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
+    let busy = tx.query(OVERLAP, &[&ids]).await?;
+    if let Some(first) = busy.first() {
+        let slugs: Vec<String> = busy.iter().map(|r| r.get(1)).collect();
+        return Err(WaveError::Overlap(format!(
+            "tenants {} are in unfinished wave {}; let it complete or abort it first",
+            slugs.join(", "),
+            first.get::<_, String>(0)
+        )));
+    }
+    Ok(())
+}
+
+/// See [`super::WaveStore::create_in`].
+pub async fn create_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &WaveRequest,
+    set: &MigrationSet,
+    actor: &Actor,
+) -> Result<Uuid, WaveError> {
+    const INSERT_WAVE: &str = "INSERT INTO control_plane.waves (target_version, phase_count, plan, batch_size, \
+         max_concurrency, max_per_host, max_failures, max_failure_percent, soak_seconds, lock_timeout_ms, \
+         statement_timeout_ms, max_attempts, created_by, dry_run, exclude_failed_of) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
+    const INSERT_TARGETS: &str =
+        "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase) \
+         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[])";
+    const INSERT_QUARANTINED: &str = "INSERT INTO control_plane.wave_targets \
+         (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
+         SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
+    let s = req.settings()?;
+    let latest = set.latest().ok_or(WaveError::Invalid {
+        field: "target_version",
+        message: "the tenant migration directory has no migrations".into(),
+    })?;
+    let target = req.target_version.unwrap_or(latest);
+    if set.get(target).is_none() {
+        return Err(WaveError::Invalid {
+            field: "target_version",
+            message: format!("no migration V{target}; latest is V{latest}"),
+        });
+    }
+    let all = candidates(tx, req).await?;
+    let reasons: BTreeMap<Uuid, String> = match req.exclude_failed_of {
+        Some(src) => dry_run::quarantined(tx, src).await?,
+        None => BTreeMap::new(),
+    };
+    let (quarantined, candidates): (Vec<Candidate>, Vec<Candidate>) =
+        all.into_iter().partition(|c| reasons.contains_key(&c.id));
+    let canary = req.canary.clone().unwrap_or_default();
+    if let Some(q) = canary
+        .slugs
+        .iter()
+        .flatten()
+        .find(|s| quarantined.iter().any(|c| c.slug.eq_ignore_ascii_case(s)))
+    {
+        return Err(WaveError::Invalid {
+            field: "canary.slugs",
+            message: format!("{q} is quarantined by the dry run in exclude_failed_of"),
+        });
+    }
+    if candidates.is_empty() {
+        return Err(WaveError::Invalid {
+            field: "exclude_failed_of",
+            message: "every selected tenant is quarantined; nothing left to migrate".into(),
+        });
+    }
+    let (planned, batches) = if s.dry_run {
+        // One phase: a dry run changes nothing, so there is nothing to gate.
+        let planned = candidates
+            .into_iter()
+            .map(|c| Planned {
+                id: c.id,
+                slug: c.slug,
+                db_host: c.db_host,
+                phase: 1,
+            })
+            .collect::<Vec<_>>();
+        (planned, 1)
+    } else {
+        assign_phases(candidates, &canary, s.batch_size)?
+    };
+    if !s.analysis.is_empty() && !planned.iter().any(|p| p.phase == 0) {
+        return Err(WaveError::Invalid {
+            field: "analysis",
+            message: "analysis runs on the canaries during the soak, and this wave has none: \
+                      flag tenants canary or set canary.slugs, canary.count or canary.percent"
+                .into(),
+        });
+    }
+    // Quarantined tenants sit in the last batch, already skipped: listed with the
+    // reason, never claimed, and never a canary (a skipped canary would halt the wave).
+    let quarantine_phase = batches.max(1);
+    let phase_count = if quarantined.is_empty() {
+        batches
+    } else {
+        quarantine_phase
+    };
+    let fingerprint: Vec<_> = set
+        .fingerprint()
+        .into_iter()
+        .filter(|(v, _, _)| *v <= target)
+        .collect();
+    let plan = json!({
+        "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
+        "quarantined": quarantined.len(),
+    });
+    if !s.dry_run {
+        refuse_overlap(tx, &planned).await?;
+    }
+    let id: Uuid = tx
+        .query_one(
+            INSERT_WAVE,
+            &[
+                &target,
+                &phase_count,
+                &plan,
+                &s.batch_size,
+                &s.max_concurrency,
+                &s.max_per_host,
+                &s.max_failures,
+                &s.max_failure_percent,
+                &s.soak_seconds,
+                &s.lock_timeout_ms,
+                &s.statement_timeout_ms,
+                &s.max_attempts,
+                &actor.as_str(),
+                &s.dry_run,
+                &req.exclude_failed_of,
+            ],
+        )
+        .await?
+        .get(0);
+    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
+    let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
+    let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
+    let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
+    tx.execute(INSERT_TARGETS, &[&id, &ids, &names, &hosts, &phases])
+        .await?;
+    if !quarantined.is_empty() {
+        let q_ids: Vec<Uuid> = quarantined.iter().map(|c| c.id).collect();
+        let q_names: Vec<&str> = quarantined.iter().map(|c| c.slug.as_str()).collect();
+        let q_hosts: Vec<&str> = quarantined.iter().map(|c| c.db_host.as_str()).collect();
+        let q_reasons: Vec<&str> = quarantined
+            .iter()
+            .map(|c| reasons.get(&c.id).map_or("quarantined", String::as_str))
+            .collect();
+        tx.execute(
+            INSERT_QUARANTINED,
+            &[
+                &id,
+                &q_ids,
+                &q_names,
+                &q_hosts,
+                &quarantine_phase,
+                &QUARANTINED,
+                &req.exclude_failed_of,
+                &q_reasons,
+            ],
+        )
+        .await?;
+    }
+    analysis::run::insert_checks(tx, id, &s.analysis).await?;
+    tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantined.len(), batches,
+        dry_run = s.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
+    Ok(id)
+}

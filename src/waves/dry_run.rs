@@ -1,0 +1,264 @@
+//! Dry-run waves in the control DB: recording what each tenant would do, the report that
+//! groups failures by error, and the quarantine a real wave takes from a dry run.
+//!
+//! A dry-run wave has one phase and no canaries, soak or failure budget:
+//! `pending → rolling → completed`. Its targets end `succeeded` (would succeed), `failed`
+//! (would fail; `detail` holds code, message, detail and file) or `skipped` (a
+//! no-transaction file stopped it, or the tenant's status). Recording writes only the
+//! target row: no tenant event, no `schema_version`, no `migration_issue`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::claim::Claimed;
+use super::WaveError;
+use crate::migrate::{DryRunOutcome, MigrateError, MigrationSet};
+
+/// `error_kind` of a target skipped because a dry run found it failing.
+pub const QUARANTINED: &str = "quarantined";
+/// `error_kind` of a dry-run target stopped by a no-transaction file.
+pub const NOT_RUN: &str = "not_run";
+
+/// The structured part of a failure (stored in `wave_targets.detail`).
+fn failure_detail(err: &MigrateError, set: &MigrationSet) -> Value {
+    match err {
+        MigrateError::Sql {
+            version,
+            code,
+            message,
+            detail,
+        } => json!({
+            "outcome": "fails",
+            "version": version,
+            "file": set.get(*version).map(|f| f.file_name()),
+            "code": code,
+            "message": message,
+            "detail": detail,
+        }),
+        MigrateError::Drift { version, .. } | MigrateError::NeedsAttention { version, .. } => {
+            json!({
+                "outcome": "fails",
+                "version": version,
+                "file": set.get(*version).map(|f| f.file_name()),
+                "message": err.to_string(),
+            })
+        }
+        other => json!({ "outcome": "fails", "message": other.to_string() }),
+    }
+}
+
+/// A target's final row.
+struct Finished {
+    state: &'static str,
+    from: Option<i32>,
+    to: Option<i32>,
+    kind: Option<&'static str>,
+    error: Option<String>,
+    detail: Value,
+}
+
+/// Records a dry run's result for one target. Retryable errors (lock busy, connection
+/// trouble, lock timeout) go back to pending with a backoff while attempts remain, exactly
+/// as in a real wave; everything else is final.
+pub async fn record(
+    pool: &Pool,
+    c: &Claimed,
+    owner: &str,
+    result: &Result<DryRunOutcome, MigrateError>,
+    set: &MigrationSet,
+    duration_ms: i64,
+    backoff: Duration,
+) -> Result<(), WaveError> {
+    const DONE: &str =
+        "UPDATE control_plane.wave_targets SET state = $4, from_version = $5, to_version = $6, \
+         error_kind = $7, error = $8, detail = $9, finished_at = now(), duration_ms = $10, \
+         lease_owner = NULL, lease_expires_at = NULL \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    const RETRY: &str =
+        "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, \
+         lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => $4::float8), \
+         error = $5, error_kind = $6 \
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+    let client = pool.get().await?;
+    let done = match result {
+        Ok(out) if out.not_run.is_empty() => Finished {
+            state: "succeeded",
+            from: out.from,
+            to: out.checked.last().copied().or(out.from),
+            kind: None,
+            error: None,
+            detail: json!({ "outcome": "would_succeed", "checked": out.checked }),
+        },
+        Ok(out) => Finished {
+            state: "skipped",
+            from: out.from,
+            to: out.checked.last().copied().or(out.from),
+            kind: Some(NOT_RUN),
+            error: out.not_run_reason.clone(),
+            detail: json!({ "outcome": "skipped", "checked": out.checked, "not_run": out.not_run }),
+        },
+        Err(e) if e.is_retryable() && c.attempt < c.max_attempts => {
+            client
+                .execute(
+                    RETRY,
+                    &[
+                        &c.wave_id,
+                        &c.tenant_id,
+                        &owner,
+                        &backoff.as_secs_f64(),
+                        &e.to_string(),
+                        &e.kind().as_str(),
+                    ],
+                )
+                .await?;
+            return Ok(());
+        }
+        Err(e) => Finished {
+            state: "failed",
+            from: c.tenant.schema_version,
+            to: None,
+            kind: Some(e.kind().as_str()),
+            error: Some(e.to_string()),
+            detail: failure_detail(e, set),
+        },
+    };
+    client
+        .execute(
+            DONE,
+            &[
+                &c.wave_id,
+                &c.tenant_id,
+                &owner,
+                &done.state,
+                &done.from,
+                &done.to,
+                &done.kind,
+                &done.error,
+                &done.detail,
+                &duration_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Tenants sharing one outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportGroup {
+    pub count: i64,
+    /// Failure class (`sql`, `drift`, `timeout`, ...) or `not_run`.
+    pub kind: Option<String>,
+    /// SQLSTATE, for SQL errors.
+    pub code: Option<String>,
+    /// The migration file, when one is to blame.
+    pub file: Option<String>,
+    pub message: String,
+    /// The PostgreSQL detail of one of the tenants (details differ per tenant, e.g. the
+    /// duplicated key; every tenant's is in `GET /v1/waves/{id}/targets`).
+    pub example_detail: Option<String>,
+    pub slugs: Vec<String>,
+}
+
+/// What a dry-run wave found, failures grouped by error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DryRunReport {
+    pub would_succeed: i64,
+    pub would_fail: i64,
+    pub not_run: i64,
+    /// Tenants not examined yet.
+    pub pending: i64,
+    /// Failures, one entry per distinct error, largest first.
+    pub failures: Vec<ReportGroup>,
+    /// Tenants skipped (no-transaction files, status), one entry per reason.
+    pub skipped: Vec<ReportGroup>,
+}
+
+/// The report of a dry-run wave.
+pub async fn report(
+    client: &impl tokio_postgres::GenericClient,
+    wave_id: Uuid,
+) -> Result<DryRunReport, WaveError> {
+    const COUNTS: &str =
+        "SELECT state, count(*) FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1";
+    const GROUPS: &str = "SELECT state, error_kind, detail->>'code', \
+         coalesce(detail->>'file', CASE WHEN detail ? 'not_run' THEN detail->'not_run'->>0 END), \
+         coalesce(detail->>'message', error, ''), min(detail->>'detail'), count(*), array_agg(slug ORDER BY slug) \
+         FROM control_plane.wave_targets WHERE wave_id = $1 AND state IN ('failed', 'skipped') \
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY count(*) DESC, 5";
+    let mut r = DryRunReport::default();
+    for row in client.query(COUNTS, &[&wave_id]).await? {
+        let (state, n): (String, i64) = (row.get(0), row.get(1));
+        match state.as_str() {
+            "succeeded" => r.would_succeed += n,
+            "failed" => r.would_fail += n,
+            "skipped" => r.not_run += n,
+            _ => r.pending += n,
+        }
+    }
+    for row in client.query(GROUPS, &[&wave_id]).await? {
+        let state: String = row.get(0);
+        let group = ReportGroup {
+            kind: row.get(1),
+            code: row.get(2),
+            file: row.get(3),
+            message: row.get(4),
+            example_detail: row.get(5),
+            count: row.get(6),
+            slugs: row.get(7),
+        };
+        if state == "failed" {
+            r.failures.push(group);
+        } else {
+            r.skipped.push(group);
+        }
+    }
+    Ok(r)
+}
+
+/// The tenants a completed dry-run wave found failing, with the reason a real wave
+/// quoting it (`exclude_failed_of`) skips them.
+pub async fn quarantined(
+    tx: &Transaction<'_>,
+    dry_run_wave: Uuid,
+) -> Result<BTreeMap<Uuid, String>, WaveError> {
+    const WAVE: &str = "SELECT dry_run, state FROM control_plane.waves WHERE id = $1";
+    const FAILED: &str =
+        "SELECT tenant_id, coalesce(error, 'failed') FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND state = 'failed'";
+    let invalid = |message: String| WaveError::Invalid {
+        field: "exclude_failed_of",
+        message,
+    };
+    let Some(w) = tx.query_opt(WAVE, &[&dry_run_wave]).await? else {
+        return Err(invalid(format!("no wave {dry_run_wave}")));
+    };
+    let (dry_run, state): (bool, String) = (w.get(0), w.get(1));
+    if !dry_run {
+        return Err(invalid(format!(
+            "wave {dry_run_wave} is not a dry run (start one with \"dry_run\": true)"
+        )));
+    }
+    if state != "completed" {
+        return Err(invalid(format!(
+            "dry run {dry_run_wave} is {state}; quarantine needs a completed dry run"
+        )));
+    }
+    Ok(tx
+        .query(FAILED, &[&dry_run_wave])
+        .await?
+        .iter()
+        .map(|r| {
+            let (id, error): (Uuid, String) = (r.get(0), r.get(1));
+            (
+                id,
+                format!("quarantined: dry run {dry_run_wave} found: {error}"),
+            )
+        })
+        .collect())
+}
