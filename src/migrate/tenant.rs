@@ -2,6 +2,8 @@
 //!
 //! ```text
 //!  connect (own connection, resolved credentials)
+//!   ├► read the history: already at the target (and no drift) → done, no lock taken
+//!   │   (the cheap check of an up-to-date tenant: committed history cannot go back)
 //!   └► poll pg_try_advisory_lock every 100 ms up to lock_wait   (never a blocking waiter:
 //!       │                                                        it would deadlock against
 //!       │                                                        CREATE INDEX CONCURRENTLY)
@@ -233,6 +235,14 @@ pub async fn run(
     // to notice the closed socket (it only does when it next talks to the client).
     on_connect(client.cancel_token());
     let connected = started.elapsed();
+    if let Some(current) = up_to_date(&client, set, target).await? {
+        return Ok(RunOutcome {
+            from: current,
+            to: current,
+            applied: Vec::new(),
+            lock_wait: Duration::ZERO,
+        });
+    }
     let lock_wait = take_lock(&client, limits.lock_wait).await?;
     tracing::debug!(
         connect_ms = connected.as_millis() as u64,
@@ -251,6 +261,25 @@ pub async fn run(
         applied,
         lock_wait,
     })
+}
+
+/// `Some(current version)` when nothing up to `target` is pending. Read without the lock:
+/// a runner mid-way holds its rows uncommitted, so this sees the tenant before it and
+/// answers `None`; what it does see is committed and stays.
+async fn up_to_date(
+    client: &Client,
+    set: &MigrationSet,
+    target: i32,
+) -> Result<Option<Option<i32>>, MigrateError> {
+    let history = read_history(client)
+        .await
+        .map_err(|e| MigrateError::from_pg(0, &e))?;
+    let current = check_history(&history, set)?;
+    let pending = set
+        .files()
+        .iter()
+        .any(|f| Some(f.version) > current && f.version <= target);
+    Ok((!pending).then_some(current))
 }
 
 type Ran = (Option<i32>, Option<i32>, Vec<i32>);

@@ -32,6 +32,9 @@ use crate::resolve::Resolver;
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
 
+/// How long the loop waits after a wake-up before it claims (see `run`).
+const WAKE_COALESCE: Duration = Duration::from_millis(10);
+
 /// Shared by the loop and the tenant tasks.
 pub struct Executor {
     store: WaveStore,
@@ -244,7 +247,13 @@ impl Executor {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Let the tenants finishing about now finish too, and claim their
+                    // successors in one statement: up-to-date tenants take milliseconds
+                    // each, and one claim (plus its checks) per tenant would make the
+                    // control DB, not the tenants, the cost of a no-op wave.
+                    tokio::time::sleep(WAKE_COALESCE).await;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
             while jobs.try_join_next().is_some() {}
