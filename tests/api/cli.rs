@@ -291,3 +291,66 @@ fn completions_are_printed_for_bash_and_help_explains_each_command_with_an_examp
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("Example: drover waves start"), "{text}");
 }
+
+#[tokio::test]
+async fn quickstart_uses_the_server_of_drover_database_url_instead_of_a_throwaway_cluster() {
+    let dir = std::env::temp_dir().join(format!("drover-qs-ext-{}", std::process::id()));
+    let server = crate::helpers::db_url("postgres");
+
+    let out = tokio::task::spawn_blocking({
+        let (dir, server) = (dir.clone(), server.clone());
+        move || {
+            drover_cmd()
+                .args([
+                    "quickstart",
+                    "--exit",
+                    "--tenants",
+                    "2",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--dir",
+                ])
+                .arg(&dir)
+                .env("DROVER_DATABASE_URL", server)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("using the PostgreSQL server of DROVER_DATABASE_URL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("completed: 2 succeeded, 0 failed"),
+        "{stdout}"
+    );
+    let admin = crate::helpers::connect(&server).await;
+    let created: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname IN ('qs_control', 'qs_tenant_00', 'qs_tenant_01')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 3, "the databases are on the given server");
+    for stmt in [
+        "DROP DATABASE qs_tenant_00 WITH (FORCE)",
+        "DROP DATABASE qs_tenant_01 WITH (FORCE)",
+        "DROP DATABASE qs_control WITH (FORCE)",
+        "DROP ROLE qs_tenant_00",
+        "DROP ROLE qs_tenant_01",
+    ] {
+        admin.batch_execute(stmt).await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
