@@ -1,0 +1,706 @@
+//! The schemas of request and response bodies (they follow the serde types field by
+//! field), with examples.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Schemas.
+
+pub(super) fn schemas() -> Value {
+    let slug_pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
+    let ident = |description: &str| {
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$",
+            "description": description,
+        })
+    };
+    let text = |max: u32, description: &str| {
+        json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max,
+            "pattern": PRINTABLE,
+            "description": description,
+        })
+    };
+    let email = json!({
+        "type": "string",
+        "maxLength": 254,
+        "pattern": r"^[^@\s]+@\S*\.\S*$",
+        "description": "An e-mail address like ops@acme.example (at most 254 bytes).",
+    });
+    let host = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^[A-Za-z0-9._:/\\[\\]-]+$",
+        "description": "A host name, an IP address or a Unix socket directory (`/cloudsql/project:region:instance`).",
+    });
+    let port = json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 });
+    let secret_ref = json!({
+        "type": "string",
+        "maxLength": 512,
+        "pattern": SECRET_REF,
+        "description": "A secret reference, never the password: `env:VAR`, `file:relative/path` or \
+            `vault:mount/path#field` (path segments of letters, digits, `.`, `_`, `-`; `.` and `..` \
+            segments are refused).",
+    });
+    let option_text = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": NO_CONTROL,
+        "description": "At most 255 bytes.",
+    });
+    let labels = json!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": { "type": "string", "maxLength": 255 },
+        "description": "Free key/values used to select tenants. Keys are 1-63 characters of letters, digits, \
+            `.`, `_`, `/`, `-`; values at most 255 printable characters.",
+    });
+    let wave_state = json!({
+        "type": "string",
+        "enum": ["pending", "canary", "soaking", "rolling", "completed", "halted", "paused", "aborted"],
+    });
+    let counts = json!({
+        "pending": int64(),
+        "running": int64(),
+        "succeeded": int64(),
+        "failed": int64(),
+        "skipped": int64(),
+    });
+    let mut phase = json!({
+        "phase": described(int32(), "0 is the canary phase, then batches 1, 2, ..."),
+        "name": described(string(), "`canary` or `batch N`."),
+        "total": int64(),
+    });
+    for (k, v) in counts.as_object().into_iter().flatten() {
+        phase[k] = v.clone();
+    }
+    let issue = object(json!({
+        "slug": string(),
+        "issue": described(json!({ "type": "object" }), "What went wrong; `kind` is `drift` for drifted tenants."),
+    }));
+
+    let mut schemas = Map::new();
+    schemas.insert("Error".into(), json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": described(string(), "Stable, machine-readable."),
+                        "message": described(string(), "For people."),
+                        "field": described(string(), "The offending request field, when there is one."),
+                        "suspended_reason": described(
+                            nullable(string()),
+                            "Only on 423 from /v1/resolve: why the tenant is suspended.",
+                        ),
+                        "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
+                        "problems": {
+                            "type": "array",
+                            "description": "Only with `invalid_definition` (PUT /v1/tenants/{slug}): every problem.",
+                            "items": {
+                                "type": "object",
+                                "required": ["message"],
+                                "properties": {
+                                    "field": described(string(), "The field's path in the definition, e.g. `spec.database.port`."),
+                                    "line": described(int64(), "1-based line in the body, where the parser gives one."),
+                                    "message": string(),
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }));
+    schemas.insert("Ready".into(), object(json!({
+            "status": { "type": "string", "enum": ["ready"] },
+            "control_schema_version": int32(),
+            "instance_id": string(),
+            "leader": described(json!({ "type": "boolean" }), "Whether this replica holds the leader lease."),
+        })));
+    schemas.insert(
+        "NotReady".into(),
+        object(json!({
+            "status": { "type": "string", "enum": ["not_ready"] },
+            "reason": string(),
+        })),
+    );
+    schemas.insert(
+        "TenantStatus".into(),
+        json!({
+            "type": "string",
+            "enum": ["provisioning", "active", "suspended", "deleting", "deleted"],
+        }),
+    );
+    schemas.insert("DbOptions".into(), json!({
+            "type": "object",
+            "additionalProperties": false,
+            "description": "libpq connection options appended to the resolved DSN; only these keys are allowed.",
+            "properties": {
+                "sslmode": { "type": "string", "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] },
+                "sslrootcert": option_text.clone(),
+                "sslcert": option_text.clone(),
+                "sslkey": option_text.clone(),
+                "connect_timeout": { "type": "string", "pattern": "^[0-9]{1,9}$", "description": "Seconds." },
+                "application_name": option_text,
+                "target_session_attrs": {
+                    "type": "string",
+                    "enum": ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"],
+                },
+                "channel_binding": { "type": "string", "enum": ["disable", "prefer", "require"] },
+            },
+        }));
+    schemas.insert("Tenant".into(), object(json!({
+            "id": uuid(),
+            "slug": json!({ "type": "string", "pattern": slug_pattern }),
+            "display_name": string(),
+            "db_name": string(),
+            "db_host": string(),
+            "db_port": port.clone(),
+            "db_user": string(),
+            "db_secret_ref": described(string(), "A reference (`file:…`), never the password."),
+            "db_options": schema_ref("DbOptions"),
+            "schema_version": described(nullable(int32()), "Last applied tenant migration; null before the first."),
+            "app_version": nullable(string()),
+            "status": schema_ref("TenantStatus"),
+            "labels": string_map(),
+            "canary": { "type": "boolean" },
+            "billing_plan": nullable(string()),
+            "contact_email": nullable(string()),
+            "suspended_reason": nullable(string()),
+            "maintenance_flag": { "type": "boolean" },
+            "created_at": date_time(),
+            "updated_at": date_time(),
+            "deleted_at": nullable(date_time()),
+        })));
+    schemas.insert("NewTenant".into(), closed(
+            &["slug", "display_name", "db_name", "db_host", "db_user", "db_secret_ref"],
+            json!({
+                "slug": {
+                    "type": "string",
+                    "pattern": slug_pattern,
+                    "description": "Stored in lower case (upper case is folded); some words (admin, api, metrics, ...) are reserved.",
+                },
+                "display_name": text(200, "1-200 printable characters."),
+                "db_name": ident("The tenant's database."),
+                "db_host": host.clone(),
+                "db_port": json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535, "default": 5432 }),
+                "db_user": ident("The role drover and applications connect as."),
+                "db_secret_ref": secret_ref.clone(),
+                "db_options": schema_ref("DbOptions"),
+                "labels": labels.clone(),
+                "canary": { "type": "boolean", "default": false },
+                "status": described(
+                    nullable(json!({ "type": "string", "enum": ["provisioning", "active"] })),
+                    "Initial status (default `provisioning`).",
+                ),
+                "provision": {
+                    "type": "boolean",
+                    "default": false,
+                    "description": "Create the role and database too, store the generated password behind \
+                        `db_secret_ref` (`file:` or `vault:`) and migrate to the latest version (needs \
+                        `DROVER_PROVISION_URL`). The tenant starts `provisioning` and becomes `active` when done.",
+                },
+                "billing_plan": nullable(text(100, "1-100 printable characters.")),
+                "contact_email": nullable(email.clone()),
+                "app_version": nullable(text(100, "1-100 printable characters.")),
+                "maintenance_flag": { "type": "boolean", "default": false },
+            }),
+        ));
+    schemas.insert("TenantDefinition".into(), json!({
+            "description": "A tenant as code (the files `drover apply` reads, one YAML document each). Unknown \
+                fields are refused at every level; the rules of `NewTenant` apply to the same values.",
+            "type": "object",
+            "required": ["apiVersion", "kind", "metadata", "spec"],
+            "additionalProperties": false,
+            "properties": {
+                "apiVersion": { "type": "string", "enum": [crate::manifest::API_VERSION] },
+                "kind": { "type": "string", "enum": [crate::manifest::KIND] },
+                "metadata": closed(&["name", "displayName"], json!({
+                    "name": described(
+                        json!({ "type": "string", "pattern": slug_pattern }),
+                        "The slug, in lower case; equal to the one in the path.",
+                    ),
+                    "displayName": text(200, "1-200 printable characters."),
+                    "labels": labels.clone(),
+                })),
+                "spec": closed(&["database"], json!({
+                    "database": closed(&["host", "name", "user", "secretRef"], json!({
+                        "host": host.clone(),
+                        "port": json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535, "default": 5432 }),
+                        "name": ident("The tenant's database."),
+                        "user": ident("The role drover and applications connect as."),
+                        "secretRef": secret_ref.clone(),
+                        "options": schema_ref("DbOptions"),
+                    })),
+                    "canary": { "type": "boolean", "default": false },
+                    "status": {
+                        "type": "string",
+                        "enum": ["provisioning", "active", "suspended"],
+                        "default": "active",
+                        "description": "Reached with at most one allowed transition: provisioning → active, \
+                            active ↔ suspended. `deleting`/`deleted` cannot be declared (DELETE the tenant).",
+                    },
+                    "suspendedReason": text(500, "Required with `status: suspended`, refused otherwise."),
+                    "billingPlan": text(100, "1-100 printable characters; absent clears it."),
+                    "contactEmail": email.clone(),
+                    "appVersion": text(100, "1-100 printable characters; absent clears it."),
+                    "maintenanceFlag": { "type": "boolean", "default": false },
+                })),
+            },
+        }));
+    schemas.insert("TenantPatch".into(), json!({
+            "description": "Absent fields stay as they are. `null` clears `billing_plan`, `contact_email` and \
+                `app_version`; on the other fields it means \"unchanged\".",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "display_name": nullable(text(200, "1-200 printable characters.")),
+                "db_name": nullable(ident("The tenant's database.")),
+                "db_host": nullable(host),
+                "db_port": nullable(port),
+                "db_user": nullable(ident("The role drover and applications connect as.")),
+                "db_secret_ref": nullable(secret_ref),
+                "db_options": nullable(schema_ref("DbOptions")),
+                "labels": nullable(labels.clone()),
+                "canary": nullable(json!({ "type": "boolean" })),
+                "billing_plan": nullable(text(100, "1-100 printable characters.")),
+                "contact_email": nullable(email),
+                "app_version": nullable(text(100, "1-100 printable characters.")),
+                "maintenance_flag": nullable(json!({ "type": "boolean" })),
+                "status": described(
+                    nullable(json!({ "type": "string", "enum": ["active"] })),
+                    "Only `active`, from `provisioning`; suspend, resume and DELETE have endpoints of their own.",
+                ),
+            },
+        }));
+    schemas.insert("SuspendRequest".into(), closed(&["reason"], json!({
+            "reason": text(500, "Why; 1-500 printable characters (trimmed). Shown by resolution's 423."),
+        })));
+    schemas.insert("TenantPage".into(), json!({
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": { "type": "array", "items": schema_ref("Tenant") },
+                "next_cursor": described(string(), "Pass as `cursor` for the next page; absent on the last page."),
+            },
+        }));
+    schemas.insert("Event".into(), object(json!({
+            "id": int64(),
+            "event_type": described(
+                string(),
+                "`created`, `updated`, `status_changed`, `suspended`, `resumed`, `deleting`, `deleted`, `migrated`, ...",
+            ),
+            "actor": described(string(), "`api`, `api:<X-Drover-Actor>`, `cli:<user>`, `schedule:<name>`, ..."),
+            "payload": described(json!({ "type": "object" }), "Depends on the event type."),
+            "created_at": date_time(),
+        })));
+    schemas.insert("EventPage".into(), json!({
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": { "type": "array", "items": schema_ref("Event") },
+                "next_cursor": described(string(), "Pass as `cursor` for the next (older) page; absent on the last page."),
+            },
+        }));
+    schemas.insert("HealthReport".into(), object(json!({
+            "ok": { "type": "boolean" },
+            "findings": {
+                "type": "array",
+                "items": object(json!({
+                    "kind": {
+                        "type": "string",
+                        "enum": ["duplicate_slug", "duplicate_db_name", "stuck_provisioning", "schema_version_mismatch", "soft_delete_incoherent"],
+                    },
+                    "description": string(),
+                    "slugs": { "type": "array", "items": string() },
+                })),
+            },
+        })));
+    schemas.insert("FleetReport".into(), object(json!({
+            "latest_version": described(nullable(int32()), "The latest migration file; null when there is none."),
+            "tenants": described(int64(), "Live active and suspended tenants."),
+            "by_version": {
+                "type": "array",
+                "items": object(json!({
+                    "version": described(nullable(int32()), "null: no migration applied yet."),
+                    "tenants": int64(),
+                })),
+            },
+            "behind": int64(),
+            "behind_slugs": described(json!({ "type": "array", "items": string() }), "The first 100, by slug."),
+            "drifted": { "type": "array", "items": issue.clone() },
+            "needs_attention": { "type": "array", "items": issue },
+        })));
+    schemas.insert("Selector".into(), json!({
+            "description": "Which tenants a wave covers; empty means every live active or suspended tenant.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "labels": described(nullable(string_map()), "Tenants carrying all these labels."),
+                "slugs": described(nullable(json!({ "type": "array", "items": string() })), "Exactly these tenants."),
+                "billing_plan": described(nullable(string()), "Tenants on this billing plan."),
+            },
+        }));
+    schemas.insert("CanarySpec".into(), json!({
+            "description": "Which tenants go first; empty means the selected tenants flagged `canary`.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "slugs": described(nullable(json!({ "type": "array", "items": string() })), "These tenants (they must be selected)."),
+                "count": described(
+                    nullable(json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64 })),
+                    "N tenants, chosen deterministically.",
+                ),
+                "percent": described(
+                    nullable(json!({ "type": "number", "format": "double", "minimum": 0, "maximum": 100 })),
+                    "N % of the selected tenants (rounded up), chosen deterministically.",
+                ),
+            },
+        }));
+    schemas.insert("WaveRequest".into(), json!({
+            "description": "Body of `POST /v1/waves` (and a schedule's `template`). Every field is optional.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "target_version": described(nullable(int32()), "Version to reach; default the latest migration file."),
+                "selector": nullable(schema_ref("Selector")),
+                "canary": nullable(schema_ref("CanarySpec")),
+                "batch_size": described(nullable(int32_range(1, 100_000)), "Tenants per batch (default 50)."),
+                "max_concurrency": described(nullable(int32_range(1, 1000)), "Tenants migrated at once across all replicas (default 10)."),
+                "max_per_host": described(nullable(int32_range(1, 1000)), "Tenants migrated at once on one database host (default max_concurrency)."),
+                "max_failures": described(
+                    nullable(json!({ "type": "integer", "format": "int32", "minimum": 0 })),
+                    "Halt when more than this many tenants failed. With neither this nor max_failure_percent, the first failure halts.",
+                ),
+                "max_failure_percent": described(
+                    nullable(json!({ "type": "number", "format": "double", "minimum": 0, "maximum": 100 })),
+                    "Halt when more than this percentage of the wave failed.",
+                ),
+                "soak_seconds": described(nullable(int32_range(0, 604_800)), "Wait after the canaries succeeded (default 30)."),
+                "lock_timeout_ms": described(nullable(int32_range(1, 3_600_000)), "Per-tenant lock_timeout (default 5000)."),
+                "statement_timeout_ms": described(nullable(int32_range(1, 86_400_000)), "Per-tenant statement_timeout (default 600000)."),
+                "max_attempts": described(nullable(int32_range(1, 100)), "Attempts per tenant for retryable errors (default 5)."),
+                "dry_run": described(
+                    nullable(json!({ "type": "boolean", "default": false })),
+                    "Run every pending migration in a transaction that is always rolled back and report who would \
+                     fail and why. No canaries, soak or failure budget; nothing is written to any tenant.",
+                ),
+                "exclude_failed_of": described(
+                    nullable(uuid()),
+                    "A completed dry-run wave: its failed tenants are skipped (quarantined) with the reason.",
+                ),
+                "analysis": described(
+                    nullable(json!({ "type": "array", "maxItems": 20, "items": schema_ref("AnalysisCheck") })),
+                    "Checks evaluated during the soak; the wave needs canaries. Prometheus checks need `prometheus_url`.",
+                ),
+            },
+        }));
+    schemas.insert("AnalysisCheck".into(), closed(&["name", "type", "query"], json!({
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$",
+                "description": "Unique within the wave.",
+            },
+            "type": { "type": "string", "enum": ["sql", "prometheus"] },
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 10_000,
+                "pattern": r"^[^\x00]*\S[^\x00]*$",
+                "description": "sql: one statement run on every canary database in a read-only transaction; passes \
+                    when it returns one row whose first column is true. prometheus: a PromQL instant query returning \
+                    one number (a scalar or a single series); no data or an error is inconclusive.",
+            },
+            "success_condition": described(
+                nullable(json!({ "type": "string", "pattern": r"^\s*result\s*(<=|>=|==|!=|<|>)\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\s*$" })),
+                "Prometheus checks only (required there): `result <op> <number>` with <op> one of <, <=, >, >=, ==, !=.",
+            ),
+            "interval_seconds": described(nullable(int32_range(1, 86_400)), "Seconds between evaluations (default 30)."),
+            "failure_limit": described(
+                nullable(int32_range(0, 10_000)),
+                "Failed measurements tolerated during the soak (default 0); one more halts the wave.",
+            ),
+            "inconclusive_limit": described(
+                nullable(int32_range(0, 10_000)),
+                "Inconclusive measurements tolerated during the soak (default 0); one more pauses the wave.",
+            ),
+            "timeout_ms": described(
+                nullable(int32_range(100, 300_000)),
+                "Statement timeout (sql) or request timeout (prometheus), default 5000.",
+            ),
+        })));
+    schemas.insert("WaveState".into(), wave_state);
+    schemas.insert("TargetState".into(), json!({ "type": "string", "enum": ["pending", "running", "succeeded", "failed", "skipped"] }));
+    schemas.insert("Counts".into(), object(counts));
+    schemas.insert("Phase".into(), object(phase));
+    schemas.insert(
+        "Failure".into(),
+        object(json!({
+            "slug": string(),
+            "kind": nullable(string()),
+            "error": nullable(string()),
+        })),
+    );
+    schemas.insert("Wave".into(), object(json!({
+            "id": uuid(),
+            "state": schema_ref("WaveState"),
+            "target_version": int32(),
+            "current_phase": int32(),
+            "phase_count": described(int32(), "Number of batch phases (the canary phase is 0)."),
+            "counts": schema_ref("Counts"),
+            "phases": { "type": "array", "items": schema_ref("Phase") },
+            "failures": { "type": "array", "items": schema_ref("Failure") },
+            "halt_reason": nullable(string()),
+            "soak_until": nullable(date_time()),
+            "eta_seconds": described(nullable(int64()), "Rough seconds left."),
+            "created_by": string(),
+            "created_at": date_time(),
+            "started_at": nullable(date_time()),
+            "finished_at": nullable(date_time()),
+            "plan": described(
+                json!({ "type": "object" }),
+                "The frozen plan: the request, the effective settings, the migrations' checksums, the tenant count.",
+            ),
+            "dry_run": { "type": "boolean" },
+            "exclude_failed_of": described(nullable(uuid()), "The dry run whose failed tenants this wave skips."),
+            "promoted_by": described(nullable(string()), "Who ended the soak early."),
+            "promoted_at": nullable(date_time()),
+            "skipped": described(
+                json!({ "type": "array", "items": schema_ref("Failure") }),
+                "Skipped tenants (quarantined, status changed, aborted) with the reason in `error`; the first 100.",
+            ),
+            "dry_run_report": described(nullable(schema_ref("DryRunReport")), "Dry runs only."),
+            "analysis": described(nullable(schema_ref("Analysis")), "Waves with analysis checks only."),
+        })));
+    let group = object(json!({
+        "count": int64(),
+        "kind": described(nullable(string()), "`sql`, `drift`, `timeout`, `retryable`, `needs_attention`, `not_run`, ..."),
+        "code": described(nullable(string()), "SQLSTATE."),
+        "file": described(nullable(string()), "The migration file to blame."),
+        "message": string(),
+        "example_detail": described(nullable(string()), "PostgreSQL's detail for one of the tenants."),
+        "slugs": { "type": "array", "items": string() },
+    }));
+    schemas.insert("DryRunReport".into(), object(json!({
+            "would_succeed": int64(),
+            "would_fail": int64(),
+            "not_run": described(int64(), "Tenants a no-transaction file (or their status) kept from running."),
+            "pending": described(int64(), "Tenants not examined yet."),
+            "failures": described(json!({ "type": "array", "items": group.clone() }), "One entry per distinct error, largest first."),
+            "skipped": described(json!({ "type": "array", "items": group }), "One entry per reason."),
+        })));
+    schemas.insert("Analysis".into(), object(json!({
+            "checks": { "type": "array", "items": object(json!({
+                "name": string(),
+                "type": { "type": "string", "enum": ["sql", "prometheus"] },
+                "query": string(),
+                "success_condition": nullable(string()),
+                "interval_seconds": int32(),
+                "failure_limit": int32(),
+                "inconclusive_limit": int32(),
+                "runs": described(int32(), "Evaluations in the current soak."),
+                "failures": described(int32(), "Failed measurements in the current soak."),
+                "inconclusives": described(int32(), "Inconclusive measurements in the current soak."),
+                "next_run_at": nullable(date_time()),
+            })) },
+            "evaluations": described(
+                json!({ "type": "array", "items": object(json!({
+                    "at": date_time(),
+                    "check": string(),
+                    "tenant": described(nullable(string()), "The canary tenant (sql checks)."),
+                    "value": described(nullable(string()), "What the query returned."),
+                    "verdict": { "type": "string", "enum": ["pass", "fail", "inconclusive"] },
+                    "detail": described(nullable(string()), "Why a measurement was inconclusive."),
+                })) }),
+                "The most recent 500 measurements, newest first.",
+            ),
+            "evaluations_total": int64(),
+        })));
+    schemas.insert(
+        "Target".into(),
+        object(json!({
+            "slug": string(),
+            "phase": int32(),
+            "state": schema_ref("TargetState"),
+            "attempts": int32(),
+            "from_version": nullable(int32()),
+            "to_version": nullable(int32()),
+            "error_kind": nullable(string()),
+            "error": nullable(string()),
+            "duration_ms": nullable(int64()),
+            "lease_owner": described(nullable(string()), "The replica working on it."),
+            "detail": described(
+                nullable(json!({ "type": "object" })),
+                "Dry runs: `outcome`, and for a failure `code`, `message`, `detail`, `file`, `version`, or the \
+                 files `not_run`; quarantined targets: the `dry_run_wave` that found them.",
+            ),
+        })),
+    );
+    schemas.insert("NewSchedule".into(), closed(&["name", "cron"], json!({
+            "name": { "type": "string", "pattern": slug_pattern, "description": "Looks like a slug." },
+            "cron": described(
+                string(),
+                "Crontab: five fields (0 and 7 are Sunday), a sixth leading field for seconds, a seventh for the \
+                 year, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.",
+            ),
+            "timezone": described(nullable(string()), "IANA timezone (default UTC)."),
+            "template": described(nullable(schema_ref("WaveRequest")), "The `POST /v1/waves` body each tick uses."),
+            "enabled": nullable(json!({ "type": "boolean", "default": true })),
+            "on_overlap": described(
+                nullable(json!({ "type": "string", "enum": ["skip", "queue"] })),
+                "What a tick does while the previous wave is unfinished (default `skip`).",
+            ),
+            "misfire_grace_seconds": described(
+                nullable(json!({ "type": "integer", "format": "int32", "minimum": 0, "default": 300 })),
+                "How late a missed tick may still fire.",
+            ),
+        })));
+    schemas.insert("SchedulePatch".into(), json!({
+            "description": "Absent or `null` fields stay as they are.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "cron": nullable(string()),
+                "timezone": nullable(string()),
+                "template": nullable(schema_ref("WaveRequest")),
+                "enabled": nullable(json!({ "type": "boolean" })),
+                "on_overlap": nullable(json!({ "type": "string", "enum": ["skip", "queue"] })),
+                "misfire_grace_seconds": nullable(json!({ "type": "integer", "format": "int32", "minimum": 0 })),
+            },
+        }));
+    schemas.insert("Schedule".into(), object(json!({
+            "name": string(),
+            "cron": string(),
+            "cron_translated": described(string(), "What the cron crate was given (day-of-week as names, seconds first)."),
+            "timezone": string(),
+            "template": described(json!({ "type": "object" }), "The wave request each tick uses."),
+            "enabled": { "type": "boolean" },
+            "on_overlap": { "type": "string", "enum": ["skip", "queue"] },
+            "misfire_grace_seconds": int32(),
+            "next_fire_at": nullable(date_time()),
+            "last_fire_at": nullable(date_time()),
+            "last_wave_id": nullable(uuid()),
+            "next_fires": described(
+                json!({ "type": "array", "items": date_time() }),
+                "The next five fire times, RFC 3339 in the schedule's timezone.",
+            ),
+        })));
+    schemas.insert(
+        "Fired".into(),
+        object(json!({
+            "schedule": string(),
+            "tick": date_time(),
+            "outcome": { "type": "string", "enum": ["fired", "failed"] },
+            "wave_id": nullable(uuid()),
+            "detail": described(nullable(string()), "Why no wave was created."),
+        })),
+    );
+    schemas.insert("Cluster".into(), object(json!({
+            "leader": object(json!({
+                "holder": described(nullable(string()), "The leading replica; null when the lease is free or expired."),
+                "term": int64(),
+                "expires_at": nullable(date_time()),
+            })),
+            "this_replica": object(json!({
+                "instance_id": string(),
+                "leader": { "type": "boolean" },
+            })),
+            "replicas": {
+                "type": "array",
+                "items": object(json!({
+                    "instance_id": string(),
+                    "version": string(),
+                    "started_at": date_time(),
+                    "last_heartbeat": date_time(),
+                })),
+            },
+        })));
+    schemas.insert("Resolution".into(), object(json!({
+            "slug": string(),
+            "dsn": described(string(), "A libpq URI with the password, percent-encoded, and the tenant's options."),
+            "host": string(),
+            "port": json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 }),
+            "dbname": string(),
+            "user": string(),
+            "options": schema_ref("DbOptions"),
+            "schema_version": nullable(int32()),
+        })));
+    for (name, example) in examples() {
+        if let Some(schema) = schemas.get_mut(name) {
+            schema["example"] = example;
+        }
+    }
+    Value::Object(schemas)
+}
+
+/// Request body examples (also the first requests schemathesis sends).
+pub(super) fn examples() -> [(&'static str, Value); 7] {
+    [
+        (
+            "TenantDefinition",
+            json!({
+                "apiVersion": "drover.dev/v1",
+                "kind": "Tenant",
+                "metadata": { "name": "acme", "displayName": "Acme Corp", "labels": { "plan": "pro", "region": "eu" } },
+                "spec": {
+                    "database": { "host": "db1", "port": 5432, "name": "t_acme", "user": "t_acme", "secretRef": "file:tenants/acme" },
+                    "canary": false,
+                    "status": "active",
+                },
+            }),
+        ),
+        (
+            "NewTenant",
+            json!({
+                "slug": "acme",
+                "display_name": "Acme Inc.",
+                "db_name": "tenant_acme",
+                "db_host": "db1.internal",
+                "db_port": 5432,
+                "db_user": "acme",
+                "db_secret_ref": "file:tenants/acme",
+                "db_options": { "sslmode": "verify-full" },
+                "labels": { "plan": "pro", "region": "eu" },
+                "canary": false,
+                "status": "active",
+            }),
+        ),
+        (
+            "TenantPatch",
+            json!({ "billing_plan": "enterprise", "contact_email": null }),
+        ),
+        ("SuspendRequest", json!({ "reason": "invoice overdue" })),
+        (
+            "WaveRequest",
+            json!({
+                "selector": { "labels": { "region": "eu" } },
+                "canary": { "count": 2 },
+                "batch_size": 50,
+                "max_failures": 3,
+                "soak_seconds": 300,
+            }),
+        ),
+        (
+            "NewSchedule",
+            json!({
+                "name": "nightly",
+                "cron": "0 3 * * 1-5",
+                "timezone": "Europe/Berlin",
+                "template": { "batch_size": 50, "max_failures": 2 },
+                "on_overlap": "skip",
+            }),
+        ),
+        ("SchedulePatch", json!({ "enabled": false })),
+    ]
+}
