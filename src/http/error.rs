@@ -206,6 +206,9 @@ impl ApiError {
             }
             P::Busy => ApiError::new(StatusCode::CONFLICT, "provisioning_busy", e.to_string()),
             P::Foreign { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", e.to_string()),
+            P::NothingToDrop { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_drop", e.to_string())
+            }
             P::Config(_) => {
                 tracing::error!(error = %e, "provisioning misconfigured");
                 ApiError::new(

@@ -40,7 +40,9 @@ pub async fn create(
         ));
     }
     body.validate()?;
-    s.provisioner.check_request(&body.db_secret_ref)?;
+    s.provisioner
+        .check_request(&body.db_secret_ref, None)
+        .await?;
     let tenant = s.registry.create(&body, &actor).await?;
     let job = s.provisioner.start(tenant.clone());
     if q.wait {
@@ -71,7 +73,9 @@ pub async fn provision(
             ),
         ));
     }
-    s.provisioner.check_request(&tenant.db_secret_ref)?;
+    s.provisioner
+        .check_request(&tenant.db_secret_ref, Some(tenant.id))
+        .await?;
     let job = s.provisioner.start(tenant.clone());
     if q.wait {
         return Ok((StatusCode::OK, Json(finished(job).await?)));

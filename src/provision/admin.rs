@@ -81,6 +81,8 @@ pub async fn ensure_role(
                 .batch_execute(&format!("ALTER ROLE {name} WITH LOGIN PASSWORD {verifier}"))
                 .await
                 .map_err(sql_err("role"))?;
+            // An earlier attempt may have stopped between CREATE ROLE and the grant.
+            grant_to_admin(admin, role).await?;
             Ok(false)
         }
         Found::Absent => {

@@ -47,6 +47,14 @@ pub enum ProvisionError {
         /// Its name.
         name: String,
     },
+    /// `drop_database=true` found neither the database nor the role on the admin server.
+    #[error("neither database {database:?} nor role {role:?} exists on the server of DROVER_PROVISION_URL; nothing to drop there (the tenant may live on another server): delete it without drop_database")]
+    NothingToDrop {
+        /// The database name.
+        database: String,
+        /// The role name.
+        role: String,
+    },
     /// The password could not be read, written or removed.
     #[error("secret: {0}")]
     Secret(SecretError),
@@ -94,7 +102,7 @@ impl ProvisionError {
             ProvisionError::Admin(_) => "connect",
             ProvisionError::Sql { step, .. } => step,
             ProvisionError::Foreign { what: "role", .. } => "role",
-            ProvisionError::Foreign { .. } => "database",
+            ProvisionError::Foreign { .. } | ProvisionError::NothingToDrop { .. } => "database",
             ProvisionError::Secret(_) => "secret",
             ProvisionError::Migrations(_) | ProvisionError::Migrate(_) => "migrate",
             ProvisionError::Registry(_) => "activate",
@@ -115,6 +123,7 @@ impl ProvisionError {
             | ProvisionError::Config(_)
             | ProvisionError::Invalid { .. }
             | ProvisionError::Foreign { .. }
+            | ProvisionError::NothingToDrop { .. }
             | ProvisionError::Migrations(_) => false,
         }
     }

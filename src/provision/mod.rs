@@ -136,7 +136,11 @@ impl Provisioner {
 
     /// Checks, before anything is written, that a tenant with this secret ref can be
     /// provisioned here: an admin connection exists and the ref's backend can be written.
-    pub fn check_request(&self, secret_ref: &str) -> Result<(), ProvisionError> {
+    pub async fn check_request(
+        &self,
+        secret_ref: &str,
+        tenant: Option<Uuid>,
+    ) -> Result<(), ProvisionError> {
         if self.admin.is_none() {
             return Err(ProvisionError::NotConfigured);
         }
@@ -159,7 +163,19 @@ impl Provisioner {
             .map_err(|e| ProvisionError::Invalid {
                 field: "db_secret_ref",
                 message: e.to_string(),
-            })
+            })?;
+        let shared = self
+            .registry
+            .secret_ref_shared(secret_ref, tenant)
+            .await
+            .map_err(ProvisionError::Lookup)?;
+        if shared {
+            return Err(ProvisionError::Invalid {
+                field: "db_secret_ref",
+                message: "another live tenant uses this secret reference; a provisioned tenant needs its own".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Starts (or joins) the provisioning job of a tenant in `provisioning`; the receiver
@@ -249,20 +265,28 @@ impl Provisioner {
     }
 
     /// Every step, in order (see the module diagram).
-    async fn provision(&self, t: &Tenant, started: Instant) -> Result<Tenant, ProvisionError> {
+    async fn provision(&self, queued: &Tenant, started: Instant) -> Result<Tenant, ProvisionError> {
+        let mut admin = self.admin_client().await?;
+        lock(&admin, queued.id).await?;
+        // The job may have waited for a slot or the lock: work from the row as it is now,
+        // and not at all if the tenant was deleted or activated meanwhile.
+        let t = &self
+            .registry
+            .get_by_id(queued.id)
+            .await
+            .map_err(ProvisionError::Lookup)?;
+        if t.status != TenantStatus::Provisioning {
+            return Err(ProvisionError::Lookup(
+                crate::registry::RegistryError::IllegalTransition {
+                    slug: t.slug.clone(),
+                    verb: "provision",
+                    from: t.status.to_string(),
+                },
+            ));
+        }
         let role = DbIdent::parse("db_user", &t.db_user).map_err(ProvisionError::invalid)?;
         let db = DbIdent::parse("db_name", &t.db_name).map_err(ProvisionError::invalid)?;
-        let secret_ref: SecretRef =
-            t.db_secret_ref
-                .parse()
-                .map_err(
-                    |e: crate::secrets::SecretRefError| ProvisionError::Invalid {
-                        field: "db_secret_ref",
-                        message: e.to_string(),
-                    },
-                )?;
-        let mut admin = self.admin_client().await?;
-        lock(&admin, t.id).await?;
+        let secret_ref = self.writable_ref(t).await?;
         // Refuse somebody else's role or database before a password is written anywhere.
         refuse_foreign(&admin, &db, &role, t.id).await?;
         let password = self.password(&secret_ref).await?;
@@ -276,14 +300,50 @@ impl Provisioner {
             "role_created": role_created, "database_created": db_created,
             "duration_ms": started.elapsed().as_millis() as u64,
         });
-        let tenant = self
+        let finished = self
             .registry
             .finish_provisioning(t.id, &outcome, payload, &self.actor)
-            .await
-            .map_err(|e| ProvisionError::Registry(e.to_string()))?;
+            .await;
         drop(admin);
+        let tenant = finished.map_err(|e| {
+            // Deleted (or activated by hand) while the job ran: what it built stays, and
+            // must not stay unnoticed.
+            tracing::error!(slug = %t.slug, role = role.as_str(), database = db.as_str(), error = %e,
+                "provisioning finished for a tenant that changed meanwhile; its role and database are left in place");
+            ProvisionError::Registry(format!(
+                "{e}; role {:?} and database {:?} were created and are left in place",
+                role.as_str(),
+                db.as_str()
+            ))
+        })?;
         tracing::info!(version = ?outcome.to, ms = started.elapsed().as_millis() as u64, "tenant provisioned");
         Ok(tenant)
+    }
+
+    /// The tenant's secret reference, if drover may write a password behind it: parsed,
+    /// and not shared with another live tenant (whose password it would replace).
+    async fn writable_ref(&self, t: &Tenant) -> Result<SecretRef, ProvisionError> {
+        let r: SecretRef =
+            t.db_secret_ref
+                .parse()
+                .map_err(
+                    |e: crate::secrets::SecretRefError| ProvisionError::Invalid {
+                        field: "db_secret_ref",
+                        message: e.to_string(),
+                    },
+                )?;
+        let shared = self
+            .registry
+            .secret_ref_shared(&t.db_secret_ref, Some(t.id))
+            .await
+            .map_err(ProvisionError::Lookup)?;
+        if shared {
+            return Err(ProvisionError::Invalid {
+                field: "db_secret_ref",
+                message: "another live tenant uses this secret reference; a provisioned tenant needs its own".into(),
+            });
+        }
+        Ok(r)
     }
 
     /// The password already behind the ref (an earlier attempt's, or one an operator put
@@ -354,6 +414,18 @@ impl Provisioner {
         let admin = self.admin_client().await?;
         lock(&admin, t.id).await?;
         refuse_foreign(&admin, &db, &role, t.id).await?;
+        let nothing_here = admin::database_state(&admin, &db, &role, t.id).await?
+            == admin::Found::Absent
+            && admin::role_state(&admin, &role, t.id).await? == admin::Found::Absent;
+        // Absent both: on a first attempt, the tenant lives on another server (or was never
+        // provisioned): say so rather than report a drop that did not happen. On a retry
+        // (`deleting`), an earlier attempt dropped them.
+        if nothing_here && t.status != TenantStatus::Deleting {
+            return Err(ProvisionError::NothingToDrop {
+                database: db.as_str().to_string(),
+                role: role.as_str().to_string(),
+            });
+        }
         self.registry
             .begin_delete(&t.slug, json!({ "drop_database": true }), actor)
             .await
@@ -380,8 +452,21 @@ impl Provisioner {
         actor: &Actor,
     ) -> Result<Tenant, ProvisionError> {
         let (db_dropped, role_dropped) = admin::drop_tenant(admin, db, role, t.id).await?;
+        // The password goes when drover provisioned the tenant (it wrote it), also on a
+        // retry whose database and role are already gone, but never while another live
+        // tenant logs in with the same reference.
+        let ours = self
+            .registry
+            .provisioned_by_drover(t.id)
+            .await
+            .map_err(ProvisionError::Lookup)?
+            && !self
+                .registry
+                .secret_ref_shared(&t.db_secret_ref, Some(t.id))
+                .await
+                .map_err(ProvisionError::Lookup)?;
         let secret_removed = match t.db_secret_ref.parse::<SecretRef>() {
-            Ok(r) if r.scheme() != crate::secrets::Scheme::Env && (db_dropped || role_dropped) => {
+            Ok(r) if r.scheme() != crate::secrets::Scheme::Env && ours => {
                 self.secrets
                     .remove(&r)
                     .await

@@ -16,6 +16,27 @@ use super::{record_event, tenant_from_row, Actor, Registry, RegistryError, Tenan
 use super::{TenantStatus, Transition};
 use crate::migrate::RunOutcome;
 
+/// Whether the tenant was created with `provision: true`: then only its provisioning job
+/// may make it active (an early activation would hand out a DSN for a database that does
+/// not exist yet).
+pub(super) async fn created_for_provisioning(
+    tx: &impl GenericClient,
+    id: Uuid,
+) -> Result<bool, RegistryError> {
+    const SQL: &str = "SELECT EXISTS (SELECT 1 FROM control_plane.tenant_events \
+         WHERE tenant_id = $1 AND event_type = 'created' AND payload->>'provision' = 'true')";
+    Ok(tx.query_one(SQL, &[&id]).await?.get(0))
+}
+
+/// The error for activating a tenant whose provisioning job has not finished.
+pub(super) fn job_activates(slug: &str) -> RegistryError {
+    RegistryError::IllegalTransition {
+        slug: slug.to_string(),
+        verb: "activate (it becomes active when its provisioning job finishes; see POST /v1/tenants/{slug}/provision)",
+        from: "provisioning".into(),
+    }
+}
+
 impl Registry {
     async fn lock_by_id(tx: &impl GenericClient, id: Uuid) -> Result<Tenant, RegistryError> {
         const SQL: &str = concat!(
@@ -27,6 +48,40 @@ impl Registry {
             Some(row) => tenant_from_row(&row),
             None => Err(RegistryError::NotFound(id.to_string())),
         }
+    }
+
+    /// The live tenant with this id (a provisioning job re-reads its tenant under its lock).
+    pub async fn get_by_id(&self, id: Uuid) -> Result<Tenant, RegistryError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM control_plane.tenants WHERE id = $1 AND deleted_at IS NULL"
+        );
+        let client = self.pool.get().await?;
+        match client.query_opt(SQL, &[&id]).await? {
+            Some(row) => tenant_from_row(&row),
+            None => Err(RegistryError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Whether another live tenant stores the same secret reference (drover must neither
+    /// overwrite nor remove a password someone else logs in with).
+    pub async fn secret_ref_shared(
+        &self,
+        reference: &str,
+        id: Option<Uuid>,
+    ) -> Result<bool, RegistryError> {
+        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM control_plane.tenants \
+             WHERE db_secret_ref = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2)";
+        let client = self.pool.get().await?;
+        Ok(client.query_one(SQL, &[&reference, &id]).await?.get(0))
+    }
+
+    /// Whether the tenant was created with `provision: true` (drover made its role,
+    /// database and password).
+    pub async fn provisioned_by_drover(&self, id: Uuid) -> Result<bool, RegistryError> {
+        let client = self.pool.get().await?;
+        created_for_provisioning(&**client, id).await
     }
 
     /// Writes an `error` event; the tenant itself is left as it is.

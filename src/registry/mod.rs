@@ -400,6 +400,12 @@ impl Registry {
             patch.maintenance_flag,
         );
         let status_change = match patch.status {
+            Some(want)
+                if want != before.status
+                    && lifecycle::created_for_provisioning(&*tx, before.id).await? =>
+            {
+                return Err(lifecycle::job_activates(&before.slug));
+            }
             Some(want) if want != before.status => {
                 let to = Transition::Activate.apply(before.status).ok_or_else(|| {
                     RegistryError::IllegalTransition {

@@ -253,6 +253,11 @@ async fn converge(
             from: before.status.to_string(),
         }
     })?;
+    if step == Some(Transition::Activate)
+        && super::lifecycle::created_for_provisioning(tx, before.id).await?
+    {
+        return Err(super::lifecycle::job_activates(&before.slug));
+    }
     let new = declared.tenant.clone();
     let mut t = before.clone();
     let mut changes = serde_json::Map::new();

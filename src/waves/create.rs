@@ -92,6 +92,10 @@ async fn refuse_overlap(
     Ok(())
 }
 
+/// Transaction-scoped advisory lock taken by every real wave creation ("drover" + 3,
+/// beside the control-migration lock's + 1 and the tenant migration lock's + 2).
+const CREATE_LOCK: &str = "SELECT pg_advisory_xact_lock(7237970105436602371)";
+
 /// See [`super::WaveStore::create_in`].
 pub async fn create_in(
     tx: &tokio_postgres::Transaction<'_>,
@@ -188,6 +192,10 @@ pub async fn create_in(
         "quarantined": quarantined.len(),
     });
     if !s.dry_run {
+        // Serializes real wave creations (a schedule tick and an operator at the same
+        // moment): under READ COMMITTED, two overlap checks could each miss the other's
+        // uncommitted wave. Held until this transaction ends.
+        tx.execute(CREATE_LOCK, &[]).await?;
         refuse_overlap(tx, &planned).await?;
     }
     let id: Uuid = tx

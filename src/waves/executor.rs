@@ -325,7 +325,9 @@ impl Executor {
             }
             let free = slots.available_permits();
             if free == 0 {
-                break;
+                // Keep advancing the other waves: their gates (soak, analysis, budget)
+                // must not wait for this replica's slots.
+                continue;
             }
             let claim = || {
                 claim::claim(

@@ -830,3 +830,81 @@ async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() 
         .get(0);
     assert_eq!(status, "active", "{logs}");
 }
+
+#[tokio::test]
+async fn a_tenant_being_provisioned_cannot_be_activated_by_hand_or_share_a_secret_reference() {
+    let broken = (
+        "V1__broken.sql",
+        "ALTER TABLE no_such_table ADD COLUMN x int;",
+    );
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[broken]).await;
+    let (slug, db) = names("early");
+    let failed = s
+        .app
+        .req(Method::POST, "/v1/tenants?wait=true")
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    let (other, other_db) = names("sharer");
+    let mut sharing = provision_body(&other, &other_db);
+    sharing["db_secret_ref"] = json!(format!("file:tenants/{slug}"));
+
+    let patched = s
+        .app
+        .req(Method::PATCH, &format!("/v1/tenants/{slug}"))
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+    let patched_status = patched.status();
+    let patched_body: Value = patched.json().await.unwrap();
+    let shared = s
+        .app
+        .req(Method::POST, "/v1/tenants")
+        .json(&sharing)
+        .send()
+        .await
+        .unwrap();
+    let shared_status = shared.status();
+    let shared_body: Value = shared.json().await.unwrap();
+
+    assert_eq!(patched_status, StatusCode::CONFLICT, "{patched_body}");
+    assert_eq!(status_of(&s.app, &slug).await, "provisioning");
+    assert_eq!(
+        shared_status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{shared_body}"
+    );
+    assert_eq!(shared_body["error"]["field"], "db_secret_ref");
+}
+
+#[tokio::test]
+async fn drop_database_for_a_tenant_whose_database_is_not_on_the_admin_server_is_refused() {
+    let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
+    let (slug, db) = names("elsewhere");
+    let mut registered = provision_body(&slug, &db);
+    registered["provision"] = json!(false);
+    registered["status"] = json!("active");
+    assert_eq!(
+        s.app.create_tenant(&registered).await.status(),
+        StatusCode::CREATED
+    );
+
+    let r = s
+        .app
+        .req(
+            Method::DELETE,
+            &format!("/v1/tenants/{slug}?drop_database=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "nothing_to_drop");
+    assert_eq!(status_of(&s.app, &slug).await, "active");
+}

@@ -723,3 +723,37 @@ async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_f
     let events = app.event_types("ex-001").await;
     assert_eq!(events[0], "error");
 }
+
+#[tokio::test]
+async fn waves_created_at_the_same_moment_over_the_same_tenants_never_both_start() {
+    let secrets = SecretsDir::new();
+    let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
+    let app = spawn_app_with(&[
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+    ])
+    .await;
+    register_tenants(&app, &secrets, "race", 3, 0).await;
+    let body = json!({"soak_seconds": 0, "canary": {"count": 0}});
+
+    let answers = futures_util::future::join_all((0..8).map(|_| {
+        app.req(reqwest::Method::POST, "/v1/waves")
+            .json(&body)
+            .send()
+    }))
+    .await;
+
+    let statuses: Vec<u16> = answers
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+}
