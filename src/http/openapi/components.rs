@@ -101,7 +101,8 @@ pub(super) fn error_responses() -> Value {
              the state machine does not allow (`illegal_transition`), a tenant in an unfinished wave (`wave_overlap`), \
              a duplicate schedule name (`duplicate_schedule`), a tick already handled (`already_fired`), a role or \
              database by that name that drover did not create for this tenant (`name_taken`), another runner \
-             provisioning the tenant right now (`provisioning_busy`).",
+             provisioning the tenant right now (`provisioning_busy`), `drop_database=true` with neither the database nor \
+             the role on the provisioning server (`nothing_to_drop`).",
         ),
         "413": error("The body is larger than `max_body_bytes` (`invalid_body`)."),
         "415": error("The body is not declared `Content-Type: application/json` (`invalid_body`)."),
