@@ -208,8 +208,14 @@ fn init_tracing(config: Option<&Config>) {
         Some(c) => (c.log_filter.clone(), c.log_format),
         None => ("warn".to_string(), LogFormat::Pretty),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // At debug, tokio-postgres logs every statement's text and parameters: provisioning's
+    // CREATE ROLE … PASSWORD '<SCRAM verifier>' and tenant data would reach the log. Capped
+    // here, whatever DROVER_LOG asks for (drover's own spans say which statement failed).
+    if let Ok(cap) = "tokio_postgres=info".parse() {
+        filter = filter.add_directive(cap);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -153,6 +153,43 @@ fn change<T: PartialEq + serde::Serialize + Clone>(
     }
 }
 
+/// Writes every settable column of `t` (PATCH and PUT compute the row, this stores it).
+async fn store_row(tx: &impl GenericClient, t: &Tenant) -> Result<Tenant, RegistryError> {
+    const SQL: &str = concat!(
+        "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
+         db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
+         contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14, db_options = $15, \
+         suspended_reason = $16 WHERE id = $1 RETURNING ",
+        tenant_cols!()
+    );
+    let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
+    let options = serde_json::to_value(&t.db_options).unwrap_or_else(|_| json!({}));
+    let row = tx
+        .query_one(
+            SQL,
+            &[
+                &t.id,
+                &t.display_name,
+                &t.db_name,
+                &t.db_host,
+                &t.db_port,
+                &t.db_user,
+                &t.db_secret_ref,
+                &labels,
+                &t.canary,
+                &t.billing_plan,
+                &t.contact_email,
+                &t.app_version,
+                &t.maintenance_flag,
+                &t.status.as_str(),
+                &options,
+                &t.suspended_reason,
+            ],
+        )
+        .await?;
+    tenant_from_row(&row)
+}
+
 impl Registry {
     /// A registry over the control-plane pool.
     pub fn new(pool: Pool) -> Self {
@@ -323,13 +360,6 @@ impl Registry {
         patch: &TenantPatch,
         actor: &Actor,
     ) -> Result<Tenant, RegistryError> {
-        const SQL: &str = concat!(
-            "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
-             db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
-             contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14, db_options = $15 \
-             WHERE id = $1 RETURNING ",
-            tenant_cols!()
-        );
         patch.validate()?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -422,31 +452,7 @@ impl Registry {
         if changes.is_empty() && status_change.is_none() {
             return Ok(before);
         }
-        let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
-        let options = serde_json::to_value(&t.db_options).unwrap_or_else(|_| json!({}));
-        let row = tx
-            .query_one(
-                SQL,
-                &[
-                    &t.id,
-                    &t.display_name,
-                    &t.db_name,
-                    &t.db_host,
-                    &t.db_port,
-                    &t.db_user,
-                    &t.db_secret_ref,
-                    &labels,
-                    &t.canary,
-                    &t.billing_plan,
-                    &t.contact_email,
-                    &t.app_version,
-                    &t.maintenance_flag,
-                    &t.status.as_str(),
-                    &options,
-                ],
-            )
-            .await?;
-        let after = tenant_from_row(&row)?;
+        let after = store_row(&*tx, &t).await?;
         if !changes.is_empty() {
             record_event(&*tx, t.id, "updated", actor, json!({ "changed": changes })).await?;
         }

@@ -239,13 +239,6 @@ async fn converge(
     declared: &Declared,
     actor: &Actor,
 ) -> Result<Tenant, RegistryError> {
-    const SQL: &str = concat!(
-        "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
-         db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
-         contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14, db_options = $15, \
-         suspended_reason = $16 WHERE id = $1 RETURNING ",
-        tenant_cols!()
-    );
     let step = declared_transition(before.status, declared.status).map_err(|r| {
         RegistryError::IllegalTransition {
             slug: before.slug.clone(),
@@ -326,32 +319,7 @@ async fn converge(
     if changes.is_empty() && step.is_none() {
         return Ok(before);
     }
-    let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
-    let options = serde_json::to_value(&t.db_options).unwrap_or_else(|_| json!({}));
-    let row = tx
-        .query_one(
-            SQL,
-            &[
-                &t.id,
-                &t.display_name,
-                &t.db_name,
-                &t.db_host,
-                &t.db_port,
-                &t.db_user,
-                &t.db_secret_ref,
-                &labels,
-                &t.canary,
-                &t.billing_plan,
-                &t.contact_email,
-                &t.app_version,
-                &t.maintenance_flag,
-                &t.status.as_str(),
-                &options,
-                &t.suspended_reason,
-            ],
-        )
-        .await?;
-    let after = tenant_from_row(&row)?;
+    let after = super::store_row(tx, &t).await?;
     if !changes.is_empty() {
         record_event(tx, t.id, "updated", actor, json!({ "changed": changes })).await?;
     }

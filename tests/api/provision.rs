@@ -692,6 +692,24 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
     );
 }
 
+/// Waits until the `pg_sleep` of a slow migration runs in database `db`.
+async fn wait_for_slow_migration(db: &str) {
+    let migrating = wait_until(Duration::from_secs(20), || async {
+        let admin = connect(&db_url("postgres")).await;
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert!(migrating, "the job never reached the migration");
+}
+
 #[tokio::test]
 async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_retry_finishes_it() {
     let control = fresh_database("control").await;
@@ -718,20 +736,7 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
         .await
         .unwrap();
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let migrating = wait_until(Duration::from_secs(20), || async {
-        let admin = connect(&db_url("postgres")).await;
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    })
-    .await;
-    assert!(migrating, "the job never reached the migration");
+    wait_for_slow_migration(&db).await;
 
     first.kill9();
     let second = Daemon::start(&control, "second", &env).await;
@@ -801,20 +806,7 @@ async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() 
         .await
         .unwrap();
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let migrating = wait_until(Duration::from_secs(20), || async {
-        let admin = connect(&db_url("postgres")).await;
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    })
-    .await;
-    assert!(migrating, "the job never reached the migration");
+    wait_for_slow_migration(&db).await;
 
     let (exited_cleanly, logs) = daemon.terminate().await;
 
@@ -907,4 +899,50 @@ async fn drop_database_for_a_tenant_whose_database_is_not_on_the_admin_server_is
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "nothing_to_drop");
     assert_eq!(status_of(&s.app, &slug).await, "active");
+}
+
+#[tokio::test]
+async fn trace_logs_of_provisioning_hold_neither_the_password_nor_its_verifier() {
+    let control = fresh_database("control").await;
+    let secrets = SecretsDir::new();
+    let migrations = MigrationsDir::new(&[V1]);
+    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
+    let daemon = Daemon::start(
+        &control,
+        "traced",
+        &[
+            ("DROVER_PROVISION_URL", provision_url.as_str()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+            ("DROVER_LOG", "trace,tokio_postgres=trace"),
+        ],
+    )
+    .await;
+    let (slug, db) = names("traced");
+
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/tenants?wait=true", daemon.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&provision_body(&slug, &db))
+        .send()
+        .await
+        .unwrap();
+    let status = created.status();
+    let (_, logs) = daemon.terminate().await;
+
+    assert_eq!(status, StatusCode::CREATED);
+    let password = std::fs::read_to_string(secrets.0.join(format!("tenants/{slug}"))).unwrap();
+    assert!(password.len() >= 43);
+    assert!(
+        !logs.contains(password.trim()),
+        "the password is in the log"
+    );
+    assert!(
+        !logs.contains("SCRAM-SHA-256$"),
+        "the role's verifier is in the log"
+    );
+    assert!(
+        !logs.contains("prov-pw"),
+        "the admin URL's password is in the log"
+    );
 }
