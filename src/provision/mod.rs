@@ -413,10 +413,7 @@ impl Provisioner {
         let db = DbIdent::parse("db_name", &t.db_name).map_err(ProvisionError::invalid)?;
         let admin = self.admin_client().await?;
         lock(&admin, t.id).await?;
-        refuse_foreign(&admin, &db, &role, t.id).await?;
-        let nothing_here = admin::database_state(&admin, &db, &role, t.id).await?
-            == admin::Found::Absent
-            && admin::role_state(&admin, &role, t.id).await? == admin::Found::Absent;
+        let nothing_here = refuse_foreign(&admin, &db, &role, t.id).await?;
         // Absent both: on a first attempt, the tenant lives on another server (or was never
         // provisioned): say so rather than report a drop that did not happen. On a retry
         // (`deleting`), an earlier attempt dropped them.
@@ -496,26 +493,28 @@ impl Provisioner {
 }
 
 /// Fails with [`ProvisionError::Foreign`] when the database or the role exists and is not
-/// drover's for this tenant.
+/// drover's for this tenant; otherwise whether both are absent.
 async fn refuse_foreign(
     admin: &tokio_postgres::Client,
     db: &DbIdent,
     role: &DbIdent,
     tenant: Uuid,
-) -> Result<(), ProvisionError> {
-    if admin::database_state(admin, db, role, tenant).await? == admin::Found::Foreign {
+) -> Result<bool, ProvisionError> {
+    let db_state = admin::database_state(admin, db, role, tenant).await?;
+    if db_state == admin::Found::Foreign {
         return Err(ProvisionError::Foreign {
             what: "database",
             name: db.as_str().to_string(),
         });
     }
-    if admin::role_state(admin, role, tenant).await? == admin::Found::Foreign {
+    let role_state = admin::role_state(admin, role, tenant).await?;
+    if role_state == admin::Found::Foreign {
         return Err(ProvisionError::Foreign {
             what: "role",
             name: role.as_str().to_string(),
         });
     }
-    Ok(())
+    Ok(db_state == admin::Found::Absent && role_state == admin::Found::Absent)
 }
 
 /// One runner per tenant across replicas: a session lock on the admin connection, held

@@ -153,6 +153,55 @@ fn change<T: PartialEq + serde::Serialize + Clone>(
     }
 }
 
+/// Inserts a tenant in `status` and writes its `created` event (POST and PUT both create
+/// through here). `new` is validated by the caller; `slug` is its lower-case form.
+async fn insert_row(
+    tx: &impl GenericClient,
+    new: &NewTenant,
+    slug: &Slug,
+    status: TenantStatus,
+    actor: &Actor,
+) -> Result<Tenant, RegistryError> {
+    const SQL: &str = concat!(
+        "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
+         db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
+         db_options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+        tenant_cols!()
+    );
+    let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
+    let options = serde_json::to_value(&new.db_options).unwrap_or_else(|_| json!({}));
+    let row = tx
+        .query_one(
+            SQL,
+            &[
+                &slug.as_str(),
+                &new.display_name,
+                &new.db_name,
+                &new.db_host,
+                &new.db_port,
+                &new.db_user,
+                &new.db_secret_ref,
+                &labels,
+                &new.canary,
+                &status.as_str(),
+                &new.billing_plan,
+                &new.contact_email,
+                &new.app_version,
+                &new.maintenance_flag,
+                &options,
+            ],
+        )
+        .await?;
+    let tenant = tenant_from_row(&row)?;
+    let payload = json!({
+        "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
+        "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
+        "provision": new.provision,
+    });
+    record_event(tx, tenant.id, "created", actor, payload).await?;
+    Ok(tenant)
+}
+
 /// Writes every settable column of `t` (PATCH and PUT compute the row, this stores it).
 async fn store_row(tx: &impl GenericClient, t: &Tenant) -> Result<Tenant, RegistryError> {
     const SQL: &str = concat!(
@@ -199,12 +248,6 @@ impl Registry {
     /// Registers a tenant and writes its `created` event.
     #[tracing::instrument(skip_all, fields(slug = %new.slug))]
     pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {
-        const SQL: &str = concat!(
-            "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
-             db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
-             db_options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
-            tenant_cols!()
-        );
         let slug = new.validate()?;
         // Whether drover can provision is the caller's check (`crate::provision`); here a
         // provisioned tenant simply starts where its job expects it.
@@ -215,39 +258,9 @@ impl Registry {
             });
         }
         let status = new.status.unwrap_or(TenantStatus::Provisioning);
-        let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
-        let options = serde_json::to_value(&new.db_options).unwrap_or_else(|_| json!({}));
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                SQL,
-                &[
-                    &slug.as_str(),
-                    &new.display_name,
-                    &new.db_name,
-                    &new.db_host,
-                    &new.db_port,
-                    &new.db_user,
-                    &new.db_secret_ref,
-                    &labels,
-                    &new.canary,
-                    &status.as_str(),
-                    &new.billing_plan,
-                    &new.contact_email,
-                    &new.app_version,
-                    &new.maintenance_flag,
-                    &options,
-                ],
-            )
-            .await?;
-        let tenant = tenant_from_row(&row)?;
-        let payload = json!({
-            "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
-            "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
-            "provision": new.provision,
-        });
-        record_event(&*tx, tenant.id, "created", actor, payload).await?;
+        let tenant = insert_row(&*tx, new, &slug, status, actor).await?;
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), "tenant created");
         Ok(tenant)

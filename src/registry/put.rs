@@ -24,8 +24,8 @@ use tokio_postgres::GenericClient;
 
 use super::model::validate_reason;
 use super::{
-    change, record_event, tenant_from_row, Actor, NewTenant, Registry, RegistryError, Slug, Tenant,
-    TenantStatus, Transition,
+    change, record_event, Actor, NewTenant, Registry, RegistryError, Slug, Tenant, TenantStatus,
+    Transition,
 };
 
 /// The complete declared state of one tenant.
@@ -187,48 +187,18 @@ async fn insert(
     declared: &Declared,
     actor: &Actor,
 ) -> Result<Tenant, RegistryError> {
-    const SQL: &str = concat!(
-        "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
-         db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
-         db_options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
-        tenant_cols!()
-    );
-    let new = &declared.tenant;
     let status = match declared.status {
         TenantStatus::Suspended => TenantStatus::Active,
         s => s,
     };
-    let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
-    let options = serde_json::to_value(&new.db_options).unwrap_or_else(|_| json!({}));
-    let row = tx
-        .query_one(
-            SQL,
-            &[
-                &new.slug,
-                &new.display_name,
-                &new.db_name,
-                &new.db_host,
-                &new.db_port,
-                &new.db_user,
-                &new.db_secret_ref,
-                &labels,
-                &new.canary,
-                &status.as_str(),
-                &new.billing_plan,
-                &new.contact_email,
-                &new.app_version,
-                &new.maintenance_flag,
-                &options,
-            ],
-        )
-        .await?;
-    let tenant = tenant_from_row(&row)?;
-    let payload = json!({
-        "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
-        "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
-    });
-    record_event(tx, tenant.id, "created", actor, payload).await?;
-    Ok(tenant)
+    let new = NewTenant {
+        // The `created` event says whether a provisioning job owns the tenant; a
+        // declaration never provisions (apply --provision goes through POST).
+        provision: false,
+        ..declared.tenant.clone()
+    };
+    let slug = Slug::for_lookup(&new.slug)?;
+    super::insert_row(tx, &new, &slug, status, actor).await
 }
 
 /// Changes the locked row `before` to the declared state: one UPDATE, an `updated` event

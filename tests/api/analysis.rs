@@ -8,36 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, drover_cmd, free_port, history, register_tenants, spawn_app_with,
-    start_wave, tool, wait_until, wait_wave, MigrationsDir, Prometheus, SecretsDir, TenantDb,
-    TestApp, ADMIN_TOKEN,
+    connect, counted_migrations_dir, drover_cmd, free_port, history, register_tenants, start_wave,
+    tool, wait_until, wait_wave, wave_app, MigrationsDir, Prometheus, SecretsDir, TenantDb,
+    TestApp, ADMIN_TOKEN, WAVE_DONE,
 };
-
-const DONE: &[&str] = &["completed", "halted", "aborted"];
-
-async fn app_with(
-    migrations: &MigrationsDir,
-    secrets: &SecretsDir,
-    extra: &[(&str, &str)],
-) -> TestApp {
-    let mut settings = vec![
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_RETRY_BACKOFF", "100ms"),
-    ];
-    settings.extend_from_slice(extra);
-    spawn_app_with(&settings).await
-}
-
-fn counted() -> MigrationsDir {
-    let files = counted_migrations(0.0);
-    MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    )
-}
 
 /// A `health` table in a tenant database holding one row.
 async fn plant_health(t: &TenantDb, ok: bool) {
@@ -69,8 +43,8 @@ async fn untouched(tenants: &[TenantDb]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_is_touched() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "sq", 5, 2).await;
     plant_health(&tenants[0], true).await;
     plant_health(&tenants[1], false).await;
@@ -82,7 +56,7 @@ async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_
         ]}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -156,8 +130,8 @@ async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_until_promoted() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "ro", 3, 1).await;
     plant_health(&tenants[0], true).await;
 
@@ -224,15 +198,15 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
         .await
         .unwrap();
     assert_eq!(promoted.status(), StatusCode::OK);
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
     assert_eq!(wave["state"], "completed", "{wave:#}");
     assert_eq!(wave["promoted_by"], "api:alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promoting_a_soaking_wave_by_hand_starts_the_batches_at_once() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "pr", 4, 1).await;
     let id = start_wave(&app, json!({"soak_seconds": 3600, "batch_size": 2})).await;
     wait_wave(&app.base(), &id, &["soaking"], Duration::from_secs(60)).await;
@@ -248,7 +222,7 @@ async fn promoting_a_soaking_wave_by_hand_starts_the_batches_at_once() {
         .await
         .unwrap();
 
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     let promoted: Value = early.json().await.unwrap();
     assert_eq!(promoted["state"], "rolling", "{promoted:#}");
@@ -274,7 +248,7 @@ async fn app_scraped_by_prometheus(
     let binary = tool("prometheus")?;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let app = app_with(migrations, secrets, &[("DROVER_PROMETHEUS_URL", &url)]).await;
+    let app = wave_app(migrations, secrets, &[("DROVER_PROMETHEUS_URL", &url)]).await;
     let prom = Prometheus::start(&binary, port, app.addr);
     assert!(
         prom.wait_scraped(2).await,
@@ -297,7 +271,7 @@ fn selecting(tenants: &[TenantDb]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_check_that_holds_lets_the_wave_through_and_one_that_does_not_halts_it() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let Some((app, _prom)) = app_scraped_by_prometheus(&migrations, &secrets).await else {
         return;
     };
@@ -310,14 +284,14 @@ async fn a_prometheus_check_that_holds_lets_the_wave_through_and_one_that_does_n
                "analysis": [prometheus_check("no-failures", "result == 0", 0)]}),
     )
     .await;
-    let through = wait_wave(&app.base(), &through, DONE, Duration::from_secs(60)).await;
+    let through = wait_wave(&app.base(), &through, WAVE_DONE, Duration::from_secs(60)).await;
     let stopped = start_wave(
         &app,
         json!({"selector": {"slugs": selecting(&failing)}, "soak_seconds": 2,
                "analysis": [prometheus_check("some-failures", "result > 0", 0)]}),
     )
     .await;
-    let stopped = wait_wave(&app.base(), &stopped, DONE, Duration::from_secs(60)).await;
+    let stopped = wait_wave(&app.base(), &stopped, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(through["state"], "completed", "{through:#}");
     let passed = evaluations(&through);
@@ -343,7 +317,7 @@ async fn a_prometheus_check_that_holds_lets_the_wave_through_and_one_that_does_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_stopped_mid_soak_makes_the_check_inconclusive_and_pauses_the_wave() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let Some((app, mut prom)) = app_scraped_by_prometheus(&migrations, &secrets).await else {
         return;
     };
@@ -395,8 +369,8 @@ async fn prometheus_stopped_mid_soak_makes_the_check_inconclusive_and_pauses_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_success_condition_other_than_result_op_number_is_refused_with_422() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(
         &migrations,
         &secrets,
         &[("DROVER_PROMETHEUS_URL", "http://127.0.0.1:9")],

@@ -149,37 +149,38 @@ async fn serve_migrates_then_stops_cleanly_on_sigterm() {
     assert!(logs.contains("SIGTERM"), "{logs}");
 }
 
-#[tokio::test]
-async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look() {
-    let dir = std::env::temp_dir().join(format!("drover-qs-{}", std::process::id()));
-
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || {
-            drover_cmd()
-                .args([
-                    "quickstart",
-                    "--exit",
-                    "--tenants",
-                    "6",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--dir",
-                ])
-                .arg(&dir)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs `quickstart --exit --tenants N --listen 127.0.0.1:0 --dir DIR` through `cmd` (the
+/// binary, or a wrapper such as `runuser`) and returns its stdout; a failed run fails the
+/// test with both outputs.
+async fn run_quickstart(mut cmd: Command, tenants: usize, dir: &std::path::Path) -> String {
+    cmd.args([
+        "quickstart",
+        "--exit",
+        "--listen",
+        "127.0.0.1:0",
+        "--tenants",
+    ])
+    .arg(tenants.to_string())
+    .arg("--dir")
+    .arg(dir);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[tokio::test]
+async fn quickstart_runs_end_to_end_and_shows_the_wave_a_dsn_and_where_to_look() {
+    let dir = std::env::temp_dir().join(format!("drover-qs-{}", std::process::id()));
+
+    let stdout = run_quickstart(drover_cmd(), 6, &dir).await;
+
     assert!(stdout.contains("provisioned 6 tenants"), "{stdout}");
     assert!(stdout.contains("a new tenant migration landed"), "{stdout}");
     assert!(
@@ -218,37 +219,15 @@ async fn quickstart_runs_as_a_normal_user_too() {
         .status()
         .unwrap();
 
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || {
-            let mut cmd = std::process::Command::new("runuser");
-            cmd.args(["-u", "postgres", "--", drover_bin()])
-                .args([
-                    "quickstart",
-                    "--exit",
-                    "--tenants",
-                    "3",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--dir",
-                ])
-                .arg(dir.join("qs"))
-                .env("HOME", &dir);
-            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
-                cmd.env_remove(k);
-            }
-            cmd.output().unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let mut as_postgres = Command::new("runuser");
+    as_postgres
+        .args(["-u", "postgres", "--", drover_bin()])
+        .env("HOME", &dir);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
+        as_postgres.env_remove(k);
+    }
+    let stdout = run_quickstart(as_postgres, 3, &dir.join("qs")).await;
 
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("completed: 3 succeeded, 0 failed"),
         "{stdout}"
@@ -297,34 +276,10 @@ async fn quickstart_uses_the_server_of_drover_database_url_instead_of_a_throwawa
     let dir = std::env::temp_dir().join(format!("drover-qs-ext-{}", std::process::id()));
     let server = crate::helpers::db_url("postgres");
 
-    let out = tokio::task::spawn_blocking({
-        let (dir, server) = (dir.clone(), server.clone());
-        move || {
-            drover_cmd()
-                .args([
-                    "quickstart",
-                    "--exit",
-                    "--tenants",
-                    "2",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--dir",
-                ])
-                .arg(&dir)
-                .env("DROVER_DATABASE_URL", server)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let mut cmd = drover_cmd();
+    cmd.env("DROVER_DATABASE_URL", &server);
+    let stdout = run_quickstart(cmd, 2, &dir).await;
 
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("using the PostgreSQL server of DROVER_DATABASE_URL"),
         "{stdout}"

@@ -9,20 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, drover_cmd, history, pg_dump_schema, register_tenants, spawn_app_with, start_wave,
-    wait_wave, MigrationsDir, SecretsDir, TenantDb, TestApp, ADMIN_TOKEN,
+    connect, drover_cmd, history, pg_dump_schema, register_tenants, start_wave, wait_wave,
+    wave_app, MigrationsDir, SecretsDir, TenantDb, TestApp, ADMIN_TOKEN, WAVE_DONE,
 };
-
-const DONE: &[&str] = &["completed", "halted", "aborted"];
-
-async fn app_with(migrations: &MigrationsDir, secrets: &SecretsDir) -> TestApp {
-    spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_RETRY_BACKOFF", "100ms"),
-    ])
-    .await
-}
 
 /// Everything a dry run must leave alone in one tenant: its schema, its rows, its
 /// history, what the registry records and the tenant's events.
@@ -85,7 +74,7 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
         "CREATE TABLE users (id int PRIMARY KEY, email text);",
     )]);
     let secrets = SecretsDir::new();
-    let app = app_with(&migrations, &secrets).await;
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "dr", 20, 2).await;
     let v1 = start_wave(&app, json!({"soak_seconds": 0, "batch_size": 20})).await;
     wait_wave(&app.base(), &v1, &["completed"], Duration::from_secs(120)).await;
@@ -136,7 +125,7 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
         .nth(1)
         .unwrap_or_else(|| panic!("no wave id in {stderr}"))
         .to_string();
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     // Assert: exactly the two, one line for both, with the error and the file.
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -187,7 +176,7 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
         json!({"exclude_failed_of": id, "soak_seconds": 0, "batch_size": 10, "max_concurrency": 4}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &real, DONE, Duration::from_secs(120)).await;
+    let wave = wait_wave(&app.base(), &real, WAVE_DONE, Duration::from_secs(120)).await;
 
     // Assert: the 18 moved on, the 2 are listed as skipped with the reason, untouched.
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -231,12 +220,12 @@ async fn a_no_transaction_file_is_listed_never_executed_and_no_history_table_app
         ("V3__more.sql", "ALTER TABLE things ADD COLUMN name text;"),
     ]);
     let secrets = SecretsDir::new();
-    let app = app_with(&migrations, &secrets).await;
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "nt", 3, 0).await;
     let events_before = app.event_rows().await;
 
     let id = start_wave(&app, json!({"dry_run": true})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     let report = &wave["dry_run_report"];
@@ -275,10 +264,10 @@ async fn a_no_transaction_file_is_listed_never_executed_and_no_history_table_app
 async fn quarantine_needs_a_completed_dry_run() {
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
     let secrets = SecretsDir::new();
-    let app = app_with(&migrations, &secrets).await;
+    let app = wave_app(&migrations, &secrets, &[]).await;
     register_tenants(&app, &secrets, "qd", 1, 0).await;
     let real = start_wave(&app, json!({"soak_seconds": 0})).await;
-    wait_wave(&app.base(), &real, DONE, Duration::from_secs(60)).await;
+    wait_wave(&app.base(), &real, WAVE_DONE, Duration::from_secs(60)).await;
 
     let not_dry = app
         .req(Method::POST, "/v1/waves")

@@ -830,3 +830,33 @@ pub fn pg_dump_schema(url: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Wave states a wave does not leave by itself.
+pub const WAVE_DONE: &[&str] = &["completed", "halted", "aborted"];
+
+/// A daemon for wave tests: these migrations and secrets, retries 100 ms apart, `extra`
+/// DROVER_* settings.
+pub async fn wave_app(
+    migrations: &MigrationsDir,
+    secrets: &SecretsDir,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let mut settings = vec![
+        ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_RETRY_BACKOFF", "100ms"),
+    ];
+    settings.extend_from_slice(extra);
+    spawn_app_with(&settings).await
+}
+
+/// [`counted_migrations`] without delays, as a directory.
+pub fn counted_migrations_dir() -> MigrationsDir {
+    let files = counted_migrations(0.0);
+    MigrationsDir::new(
+        &files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}

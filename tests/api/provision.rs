@@ -692,6 +692,43 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
     );
 }
 
+/// What a real `drover serve` process needs to provision: its own control database,
+/// secrets and migrations directories and a provisioner role.
+struct Fleet {
+    control: String,
+    secrets: SecretsDir,
+    migrations: MigrationsDir,
+    provision_url: String,
+}
+
+impl Fleet {
+    async fn new(files: &[(&str, &str)]) -> Fleet {
+        Fleet {
+            control: fresh_database("control").await,
+            secrets: SecretsDir::new(),
+            migrations: MigrationsDir::new(files),
+            provision_url: provisioner_role("CREATEDB CREATEROLE").await,
+        }
+    }
+
+    /// Starts a daemon on this fleet; `extra` adds DROVER_* settings.
+    async fn daemon(&self, instance: &str, extra: &[(&str, &str)]) -> Daemon {
+        let mut env = vec![
+            ("DROVER_PROVISION_URL", self.provision_url.as_str()),
+            ("DROVER_SECRETS_DIR", self.secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", self.migrations.path()),
+        ];
+        env.extend_from_slice(extra);
+        Daemon::start(&self.control, instance, &env).await
+    }
+}
+
+/// A migration slow enough to kill or stop a daemon in the middle of it.
+const SLOW: (&str, &str) = (
+    "V1__slow.sql",
+    "SELECT pg_sleep(2); CREATE TABLE widgets (id bigint);",
+);
+
 /// Waits until the `pg_sleep` of a slow migration runs in database `db`.
 async fn wait_for_slow_migration(db: &str) {
     let migrating = wait_until(Duration::from_secs(20), || async {
@@ -712,20 +749,8 @@ async fn wait_for_slow_migration(db: &str) {
 
 #[tokio::test]
 async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_retry_finishes_it() {
-    let control = fresh_database("control").await;
-    let secrets = SecretsDir::new();
-    let slow = (
-        "V1__slow.sql",
-        "SELECT pg_sleep(2); CREATE TABLE widgets (id bigint);",
-    );
-    let migrations = MigrationsDir::new(&[slow]);
-    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
-    let env = [
-        ("DROVER_PROVISION_URL", provision_url.as_str()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-    ];
-    let mut first = Daemon::start(&control, "first", &env).await;
+    let fleet = Fleet::new(&[SLOW]).await;
+    let mut first = fleet.daemon("first", &[]).await;
     let (slug, db) = names("crash");
     let http = reqwest::Client::new();
     let accepted = http
@@ -739,7 +764,7 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
     wait_for_slow_migration(&db).await;
 
     first.kill9();
-    let second = Daemon::start(&control, "second", &env).await;
+    let second = fleet.daemon("second", &[]).await;
     let stuck: Value = http
         .get(format!("{}/v1/tenants/{slug}", second.base))
         .bearer_auth(ADMIN_TOKEN)
@@ -778,25 +803,10 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
 
 #[tokio::test]
 async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() {
-    let control = fresh_database("control").await;
-    let secrets = SecretsDir::new();
-    let slow = (
-        "V1__slow.sql",
-        "SELECT pg_sleep(2); CREATE TABLE widgets (id bigint);",
-    );
-    let migrations = MigrationsDir::new(&[slow]);
-    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
-    let daemon = Daemon::start(
-        &control,
-        "graceful",
-        &[
-            ("DROVER_PROVISION_URL", provision_url.as_str()),
-            ("DROVER_SECRETS_DIR", secrets.path()),
-            ("DROVER_MIGRATIONS_DIR", migrations.path()),
-            ("DROVER_SHUTDOWN_GRACE", "30s"),
-        ],
-    )
-    .await;
+    let fleet = Fleet::new(&[SLOW]).await;
+    let daemon = fleet
+        .daemon("graceful", &[("DROVER_SHUTDOWN_GRACE", "30s")])
+        .await;
     let (slug, db) = names("graceful");
     let accepted = reqwest::Client::new()
         .post(format!("{}/v1/tenants", daemon.base))
@@ -811,7 +821,7 @@ async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() 
     let (exited_cleanly, logs) = daemon.terminate().await;
 
     assert!(exited_cleanly, "{logs}");
-    let status: String = connect(&control)
+    let status: String = connect(&fleet.control)
         .await
         .query_one(
             "SELECT status FROM control_plane.tenants WHERE slug = $1",
@@ -903,21 +913,10 @@ async fn drop_database_for_a_tenant_whose_database_is_not_on_the_admin_server_is
 
 #[tokio::test]
 async fn trace_logs_of_provisioning_hold_neither_the_password_nor_its_verifier() {
-    let control = fresh_database("control").await;
-    let secrets = SecretsDir::new();
-    let migrations = MigrationsDir::new(&[V1]);
-    let provision_url = provisioner_role("CREATEDB CREATEROLE").await;
-    let daemon = Daemon::start(
-        &control,
-        "traced",
-        &[
-            ("DROVER_PROVISION_URL", provision_url.as_str()),
-            ("DROVER_SECRETS_DIR", secrets.path()),
-            ("DROVER_MIGRATIONS_DIR", migrations.path()),
-            ("DROVER_LOG", "trace,tokio_postgres=trace"),
-        ],
-    )
-    .await;
+    let fleet = Fleet::new(&[V1]).await;
+    let daemon = fleet
+        .daemon("traced", &[("DROVER_LOG", "trace,tokio_postgres=trace")])
+        .await;
     let (slug, db) = names("traced");
 
     let created = reqwest::Client::new()
@@ -931,7 +930,8 @@ async fn trace_logs_of_provisioning_hold_neither_the_password_nor_its_verifier()
     let (_, logs) = daemon.terminate().await;
 
     assert_eq!(status, StatusCode::CREATED);
-    let password = std::fs::read_to_string(secrets.0.join(format!("tenants/{slug}"))).unwrap();
+    let password =
+        std::fs::read_to_string(fleet.secrets.0.join(format!("tenants/{slug}"))).unwrap();
     assert!(password.len() >= 43);
     assert!(
         !logs.contains(password.trim()),

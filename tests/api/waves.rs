@@ -7,35 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, history, register_tenants, side_effects, spawn_app_with,
-    start_wave, wait_wave, MigrationsDir, SecretsDir, TestApp,
+    connect, counted_migrations_dir, history, register_tenants, side_effects, spawn_app_with,
+    start_wave, wait_wave, wave_app, MigrationsDir, SecretsDir, TestApp, WAVE_DONE,
 };
-
-const DONE: &[&str] = &["completed", "halted", "aborted"];
-
-async fn app_with(
-    migrations: &MigrationsDir,
-    secrets: &SecretsDir,
-    extra: &[(&str, &str)],
-) -> TestApp {
-    let mut settings = vec![
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_RETRY_BACKOFF", "100ms"),
-    ];
-    settings.extend_from_slice(extra);
-    spawn_app_with(&settings).await
-}
-
-fn counted() -> MigrationsDir {
-    let files = counted_migrations(0.0);
-    MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    )
-}
 
 async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
     let targets: Vec<Value> = app
@@ -49,8 +23,8 @@ async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "ok", 7, 2).await;
 
     let id = start_wave(
@@ -58,7 +32,7 @@ async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
         json!({"batch_size": 2, "soak_seconds": 0, "max_concurrency": 3}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     assert_eq!(wave["target_version"], 3);
@@ -119,13 +93,13 @@ async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "cn", 6, 2).await;
     crate::helpers::plant_widgets_clash(&tenants[1].url).await;
 
     let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -147,8 +121,8 @@ async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_of_two() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "bg", 20, 0).await;
     for i in [2, 5, 8] {
         crate::helpers::plant_widgets_clash(&tenants[i].url).await;
@@ -159,7 +133,7 @@ async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_o
         json!({"batch_size": 20, "max_concurrency": 1, "max_failures": 2}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(90)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(90)).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(wave["counts"]["failed"], 3);
@@ -180,8 +154,8 @@ async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succeeded() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "rs", 4, 1).await;
     crate::helpers::plant_widgets_clash(&tenants[0].url).await;
     let id = start_wave(&app, json!({"soak_seconds": 0})).await;
@@ -197,7 +171,7 @@ async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succ
         .send()
         .await
         .unwrap();
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -208,8 +182,8 @@ async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_whose_server_is_down_is_retried_and_succeeds_once_it_is_back() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let mut other = tokio::task::spawn_blocking(|| {
         drover::devcluster::Cluster::start(drover::devcluster::ClusterOptions {
             stop_with_process: true,
@@ -251,7 +225,7 @@ async fn a_tenant_whose_server_is_down_is_retried_and_succeeds_once_it_is_back()
     })
     .await
     .unwrap();
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert!(
         saw_retry,
@@ -285,7 +259,7 @@ async fn a_lock_held_by_another_session_gives_that_tenant_a_lock_timeout_and_the
         ("V2__col.sql", "ALTER TABLE accounts ADD COLUMN email text;"),
     ]);
     let secrets = SecretsDir::new();
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "lk", 2, 0).await;
     let first = start_wave(&app, json!({"target_version": 1})).await;
     wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
@@ -300,7 +274,7 @@ async fn a_lock_held_by_another_session_gives_that_tenant_a_lock_timeout_and_the
         json!({"lock_timeout_ms": 300, "max_attempts": 2, "max_failures": 5}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(30)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
     tx.rollback().await.unwrap();
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -323,8 +297,8 @@ async fn app_target_error_of(app: &TestApp, id: &str, slug: &str) -> (String, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_migration_is_drift_and_nothing_runs_on_that_tenant() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "dr", 2, 0).await;
     let first = start_wave(&app, json!({"target_version": 1})).await;
     wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
@@ -335,7 +309,7 @@ async fn an_edited_migration_is_drift_and_nothing_runs_on_that_tenant() {
         .unwrap();
 
     let id = start_wave(&app, json!({"max_failures": 1})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
     let (kind, error) = app_target_error_of(&app, &id, "dr-000").await;
@@ -363,7 +337,7 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
         ),
     ]);
     let secrets = SecretsDir::new();
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "nt", 2, 0).await;
     let first = start_wave(&app, json!({"target_version": 1})).await;
     wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
@@ -374,7 +348,7 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
         .unwrap();
 
     let id = start_wave(&app, json!({"max_failures": 1})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["counts"]["succeeded"], 1, "{wave:#}");
     assert_eq!(history(&tenants[0].url).await, vec![1, 2]);
@@ -405,7 +379,7 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
         .await
         .unwrap();
     let retry = start_wave(&app, json!({"selector": {"slugs": ["nt-001"]}})).await;
-    wait_wave(&app.base(), &retry, DONE, Duration::from_secs(60)).await;
+    wait_wave(&app.base(), &retry, WAVE_DONE, Duration::from_secs(60)).await;
     let (_, again) = app_target_error_of(&app, &retry, "nt-001").await;
     assert!(again.contains("drop them"), "{again}");
     assert_eq!(history(&tenants[1].url).await, vec![1]);
@@ -413,8 +387,8 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     register_tenants(&app, &secrets, "op", 3, 1).await;
     let bad_target = app
         .req(Method::POST, "/v1/waves")
@@ -482,8 +456,8 @@ async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quickly() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[("DROVER_WORKER_SLOTS", "16")]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[("DROVER_WORKER_SLOTS", "16")]).await;
     let template = crate::helpers::fresh_database("tmpl").await;
     let tdb = template.rsplit('/').next().unwrap().to_string();
     // Migrate the template once through a one-tenant wave, then clone it 200 times.
@@ -519,7 +493,7 @@ async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quic
 
     let started = std::time::Instant::now();
     let id = start_wave(&app, json!({"batch_size": 200, "max_concurrency": 16})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
     let took = started.elapsed();
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -539,8 +513,8 @@ fn cli(app: &TestApp) -> std::process::Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_start_watch_exits_zero_on_completion_and_non_zero_on_a_halt() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "cli", 3, 1).await;
     let mut ok = cli(&app);
     ok.args(["waves", "start", "--target", "2", "--soak", "0s", "--watch"]);
@@ -612,8 +586,8 @@ fn migrations_list_shows_checksums_and_fails_naming_a_file_refinery_would_skip()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_before_completing()
 {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "rb", 6, 0).await;
     for i in [1, 3] {
         crate::helpers::plant_widgets_clash(&tenants[i].url).await;
@@ -623,7 +597,7 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
         json!({"batch_size": 2, "max_concurrency": 1, "max_failures": 1}),
     )
     .await;
-    let halted = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let halted = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
     assert_eq!(halted["state"], "halted", "{halted:#}");
     assert_eq!(halted["current_phase"], 2);
 
@@ -656,8 +630,8 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wave() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     let tenants = register_tenants(&app, &secrets, "pc", 10, 0).await;
     for t in &tenants[..2] {
         crate::helpers::plant_widgets_clash(&t.url).await;
@@ -665,7 +639,7 @@ async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wav
 
     // 2 of 10 is 20 % of the wave but 100 % of the first batch of 2.
     let id = start_wave(&app, json!({"batch_size": 2, "max_failure_percent": 25})).await;
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(60)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(wave["counts"]["succeeded"], 0, "no later batch started");
@@ -673,8 +647,8 @@ async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wav
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     register_tenants(&app, &secrets, "ov", 3, 1).await;
     let first = start_wave(&app, json!({"soak_seconds": 3600})).await;
     wait_wave(&app.base(), &first, &["soaking"], Duration::from_secs(30)).await;
@@ -697,8 +671,8 @@ async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_forever() {
-    let (migrations, secrets) = (counted(), SecretsDir::new());
-    let app = app_with(&migrations, &secrets, &[]).await;
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
     register_tenants(&app, &secrets, "ex", 2, 0).await;
     let id = start_wave(
         &app,
@@ -715,7 +689,7 @@ async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_f
         .await
         .unwrap();
 
-    let wave = wait_wave(&app.base(), &id, DONE, Duration::from_secs(30)).await;
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
 
     assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
     let (_, error) = app_target_error_of(&app, &id, "ex-001").await;
