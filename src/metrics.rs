@@ -19,16 +19,15 @@ use prometheus::{
 
 const TENANT_STATUSES: [&str; 4] = ["provisioning", "active", "suspended", "deleting"];
 const ISSUE_KINDS: [&str; 2] = ["drift", "needs_attention"];
-const WAVE_STATES: [&str; 8] = [
-    "pending",
-    "canary",
-    "soaking",
-    "rolling",
-    "completed",
-    "halted",
-    "paused",
-    "aborted",
-];
+const WAVE_STATES: [&str; 8] = {
+    let mut names = [""; 8];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = crate::waves::WaveState::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 const PHASE_KINDS: [&str; 2] = ["canary", "batch"];
 const TARGET_STATES: [&str; 5] = ["pending", "running", "succeeded", "failed", "skipped"];
 

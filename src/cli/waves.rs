@@ -15,7 +15,8 @@ use super::{ClientArgs, Output};
 use crate::config::parse_duration;
 use crate::registry::FleetReport;
 use crate::resolve::dsn::encode;
-use crate::waves::{CanarySpec, Selector, WaveRequest, WaveView};
+use crate::waves::timeline::Timeline;
+use crate::waves::{CanarySpec, Selector, WaveRequest, WaveState, WaveView};
 
 /// Arguments of `drover waves start`.
 #[derive(Debug, clap::Args)]
@@ -219,7 +220,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                             if w.dry_run {
                                 format!("{} (dry run)", w.state)
                             } else {
-                                w.state.clone()
+                                w.state.to_string()
                             },
                             format!("V{}", w.target_version),
                             format!("{}/{}", w.counts.succeeded, w.counts.total()),
@@ -241,7 +242,17 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 .call(Method::GET, &format!("/v1/waves/{}", encode(&id)), none)
                 .await?;
             print_wave(args.output, &w)?;
-            return Ok(exit_for(&w.state));
+            if args.output != Output::Json {
+                let timeline: Timeline = api
+                    .call(
+                        Method::GET,
+                        &format!("/v1/waves/{}/events", encode(&id)),
+                        none,
+                    )
+                    .await?;
+                print_timeline(&timeline);
+            }
+            return Ok(exit_for(w.state));
         }
         WavesCommand::Watch { id } => (id, true),
         WavesCommand::Pause { id } => return act(args, "pause", &id).await,
@@ -268,10 +279,37 @@ pub async fn act(args: &ClientArgs, action: &str, id: &str) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn exit_for(state: &str) -> ExitCode {
+fn exit_for(state: WaveState) -> ExitCode {
     match state {
-        "halted" | "aborted" => ExitCode::FAILURE,
+        WaveState::Halted | WaveState::Aborted => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
+    }
+}
+
+/// The wave's timeline, one line an event: time, type, actor and what the payload says.
+fn print_timeline(timeline: &Timeline) {
+    if timeline.items.is_empty() {
+        return;
+    }
+    println!("timeline");
+    for e in &timeline.items {
+        let detail: Vec<String> = e
+            .payload
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        println!(
+            "  {}  {:<15} {:<20} {}",
+            e.created_at.format("%Y-%m-%d %H:%M:%S"),
+            e.event_type,
+            e.actor,
+            detail.join(" ")
+        );
     }
 }
 
@@ -469,7 +507,7 @@ pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<Exit
         .progress_chars("=> ");
     let header = multi.add(ProgressBar::new_spinner());
     let mut bars: BTreeMap<i32, ProgressBar> = BTreeMap::new();
-    let mut last_state = String::new();
+    let mut last_state: Option<WaveState> = None;
     loop {
         let w: WaveView = api
             .call(Method::GET, &format!("/v1/waves/{}", encode(id)), none)
@@ -496,14 +534,17 @@ pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<Exit
             "wave {} {} → V{}{eta}",
             w.id, w.state, w.target_version
         ));
-        if w.state != last_state {
+        if Some(w.state) != last_state {
             // Also as plain lines, for logs and terminals without bars.
             if multi.is_hidden() {
                 eprintln!("wave {}: {}", w.id, w.state);
             }
-            last_state = w.state.clone();
+            last_state = Some(w.state);
         }
-        if matches!(w.state.as_str(), "completed" | "halted" | "aborted") {
+        if matches!(
+            w.state,
+            WaveState::Completed | WaveState::Halted | WaveState::Aborted
+        ) {
             header.finish_with_message(format!("wave {} {}", w.id, w.state));
             for b in bars.values() {
                 b.finish();
@@ -525,14 +566,14 @@ pub(crate) async fn watch_wave(api: &ApiClient, id: &str) -> anyhow::Result<Exit
                 return Ok(if r.would_fail > 0 {
                     ExitCode::FAILURE
                 } else {
-                    exit_for(&w.state)
+                    exit_for(w.state)
                 });
             }
             println!(
                 "wave {} {}: {} succeeded, {} failed, {} skipped",
                 w.id, w.state, w.counts.succeeded, w.counts.failed, w.counts.skipped
             );
-            return Ok(exit_for(&w.state));
+            return Ok(exit_for(w.state));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

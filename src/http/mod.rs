@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/waves", get(waves::list).post(waves::create))
         .route("/waves/{id}", get(waves::get))
         .route("/waves/{id}/targets", get(waves::targets))
+        .route("/waves/{id}/events", get(waves::events))
         .route("/waves/{id}/pause", post(waves::pause))
         .route("/waves/{id}/resume", post(waves::resume))
         .route("/waves/{id}/abort", post(waves::abort))

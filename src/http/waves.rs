@@ -11,7 +11,8 @@ use crate::app::AppState;
 use crate::registry::FleetReport;
 use crate::waves::analysis::CheckKind;
 use crate::waves::store::TargetView;
-use crate::waves::{WaveError, WaveRequest, WaveView};
+use crate::waves::timeline::Timeline;
+use crate::waves::{Action, WaveError, WaveRequest, WaveView};
 
 fn wave_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse()
@@ -74,6 +75,15 @@ pub async fn get(
     Ok(Json(s.waves.view(wave_id(&id)?).await?))
 }
 
+/// `GET /v1/waves/{id}/events`: the wave's timeline, oldest first.
+pub async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let items = s.waves.events(wave_id(&id)?).await?;
+    Ok(Json(Timeline { items }))
+}
+
 /// Query of `GET /v1/waves/{id}/targets`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,7 +118,7 @@ async fn act(
     s: AppState,
     actor: crate::registry::Actor,
     id: String,
-    action: &'static str,
+    action: Action,
 ) -> Result<Json<WaveView>, ApiError> {
     let view = s.waves.act(wave_id(&id)?, action, &actor).await?;
     s.executor.poke();
@@ -121,7 +131,7 @@ pub async fn pause(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
-    act(s, a, id, "pause").await
+    act(s, a, id, Action::Pause).await
 }
 
 /// `POST /v1/waves/{id}/resume`: a paused wave continues; a halted one retries its failed tenants.
@@ -130,7 +140,7 @@ pub async fn resume(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
-    act(s, a, id, "resume").await
+    act(s, a, id, Action::Resume).await
 }
 
 /// `POST /v1/waves/{id}/abort`.
@@ -139,7 +149,7 @@ pub async fn abort(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
-    act(s, a, id, "abort").await
+    act(s, a, id, Action::Abort).await
 }
 
 /// `POST /v1/waves/{id}/promote`: end the soak now and start the batches.
@@ -148,7 +158,7 @@ pub async fn promote(
     Caller(a): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
-    act(s, a, id, "promote").await
+    act(s, a, id, Action::Promote).await
 }
 
 /// `GET /v1/fleet`.

@@ -251,6 +251,12 @@ pub async fn create_in(
         .await?;
     }
     analysis::run::insert_checks(tx, id, &s.analysis).await?;
+    let canaries = planned.iter().filter(|p| p.phase == 0).count();
+    let created = json!({
+        "target_version": target, "tenants": planned.len(), "canaries": canaries,
+        "batches": batches, "quarantined": quarantined.len(), "dry_run": s.dry_run,
+    });
+    super::timeline::record_created(tx, id, actor, created).await?;
     tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantined.len(), batches,
         dry_run = s.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
     Ok(id)

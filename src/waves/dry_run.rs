@@ -244,7 +244,7 @@ pub async fn quarantined(
             "wave {dry_run_wave} is not a dry run (start one with \"dry_run\": true)"
         )));
     }
-    if state != "completed" {
+    if state.parse() != Ok(crate::waves::WaveState::Completed) {
         return Err(invalid(format!(
             "dry run {dry_run_wave} is {state}; quarantine needs a completed dry run"
         )));

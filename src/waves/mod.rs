@@ -37,9 +37,12 @@ pub mod create;
 pub mod dry_run;
 pub mod executor;
 pub mod plan;
+pub mod state;
 pub mod store;
+pub mod timeline;
 
 pub use plan::{CanarySpec, Selector, WaveRequest};
+pub use state::{Action, WaveState};
 pub use store::{WaveStore, WaveView};
 
 use crate::db::DbError;

@@ -8,39 +8,15 @@ use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::analysis::{self, run::Gate, AnalysisView};
+use super::analysis::{self, AnalysisView};
 use super::dry_run::{self, DryRunReport};
 use super::plan::WaveRequest;
+pub use super::state::Counts;
+use super::state::{self as machine, Action, Budget, Gate, Snapshot, Transition, WaveState};
+use super::timeline;
 use super::WaveError;
 use crate::migrate::MigrationSet;
 use crate::registry::Actor;
-
-/// Per-state target counts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Counts {
-    pub pending: i64,
-    pub running: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub skipped: i64,
-}
-
-impl Counts {
-    fn add(&mut self, state: &str, n: i64) {
-        match state {
-            "pending" => self.pending += n,
-            "running" => self.running += n,
-            "succeeded" => self.succeeded += n,
-            "failed" => self.failed += n,
-            _ => self.skipped += n,
-        }
-    }
-
-    /// All targets.
-    pub fn total(&self) -> i64 {
-        self.pending + self.running + self.succeeded + self.failed + self.skipped
-    }
-}
 
 /// Progress of one phase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,7 +41,7 @@ pub struct FailureView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaveView {
     pub id: Uuid,
-    pub state: String,
+    pub state: WaveState,
     pub target_version: i32,
     pub current_phase: i32,
     pub phase_count: i32,
@@ -122,9 +98,6 @@ pub struct TargetView {
     pub detail: Option<serde_json::Value>,
 }
 
-/// The states in which a wave is still moving.
-pub const ACTIVE_STATES: [&str; 4] = ["pending", "canary", "soaking", "rolling"];
-
 /// Wave SQL over the control pool.
 #[derive(Clone)]
 pub struct WaveStore {
@@ -167,12 +140,22 @@ impl WaveStore {
         super::create::create_in(tx, req, set, actor).await
     }
 
+    /// A wave's timeline, oldest first.
+    pub async fn events(&self, id: Uuid) -> Result<Vec<timeline::WaveEvent>, WaveError> {
+        const EXISTS: &str = "SELECT 1 FROM control_plane.waves WHERE id = $1";
+        let client = self.pool.get().await?;
+        if client.query_opt(EXISTS, &[&id]).await?.is_none() {
+            return Err(WaveError::NotFound(id.to_string()));
+        }
+        timeline::events(&**client, id).await
+    }
+
     /// Progress of one wave.
     pub async fn view(&self, id: Uuid) -> Result<WaveView, WaveError> {
         const WAVE: &str = "SELECT state, target_version, current_phase, phase_count, plan, halt_reason, soak_until, \
              created_by, created_at, started_at, finished_at, max_concurrency, dry_run, exclude_failed_of, \
              promoted_by, promoted_at FROM control_plane.waves WHERE id = $1";
-        const PHASES: &str = "SELECT phase, state, count(*), avg(duration_ms)::float8 FROM control_plane.wave_targets \
+        const PHASES: &str = "SELECT phase, state, count(*) AS n, avg(duration_ms)::float8 AS avg_ms FROM control_plane.wave_targets \
              WHERE wave_id = $1 GROUP BY 1, 2 ORDER BY 1";
         const FAILURES: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
              WHERE wave_id = $1 AND state = 'failed' ORDER BY slug LIMIT 100";
@@ -187,26 +170,29 @@ impl WaveStore {
         let mut counts = Counts::default();
         let (mut dur_sum, mut dur_n) = (0.0, 0i64);
         for r in client.query(PHASES, &[&id]).await? {
-            let (phase, state, n): (i32, String, i64) = (r.get(0), r.get(1), r.get(2));
+            let (phase, state, n): (i32, String, i64) =
+                (r.try_get("phase")?, r.try_get("state")?, r.try_get("n")?);
             phases.entry(phase).or_default().add(&state, n);
             counts.add(&state, n);
-            if let Some(avg) = r.get::<_, Option<f64>>(3) {
+            if let Some(avg) = r.try_get::<_, Option<f64>>("avg_ms")? {
                 dur_sum += avg * n as f64;
                 dur_n += n;
             }
         }
-        let listed = |rows: Vec<tokio_postgres::Row>| -> Vec<FailureView> {
+        let listed = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<FailureView>, WaveError> {
             rows.iter()
-                .map(|r| FailureView {
-                    slug: r.get(0),
-                    kind: r.get(1),
-                    error: r.get(2),
+                .map(|r| {
+                    Ok(FailureView {
+                        slug: r.try_get("slug")?,
+                        kind: r.try_get("error_kind")?,
+                        error: r.try_get("error")?,
+                    })
                 })
                 .collect()
         };
-        let failures = listed(client.query(FAILURES, &[&id]).await?);
-        let skipped = listed(client.query(SKIPPED, &[&id]).await?);
-        let dry: bool = w.get(12);
+        let failures = listed(client.query(FAILURES, &[&id]).await?)?;
+        let skipped = listed(client.query(SKIPPED, &[&id]).await?)?;
+        let dry: bool = w.try_get("dry_run")?;
         let pg: &tokio_postgres::Client = &client;
         let dry_run_report = if dry {
             Some(dry_run::report(pg, id).await?)
@@ -214,7 +200,7 @@ impl WaveStore {
             None
         };
         let analysis = analysis::run::view(pg, id).await?;
-        let concurrency: i32 = w.get(11);
+        let concurrency: i32 = w.try_get("max_concurrency")?;
         let remaining = counts.pending + counts.running;
         let eta_seconds = (dur_n > 0 && remaining > 0).then(|| {
             ((dur_sum / dur_n as f64) * remaining as f64 / concurrency as f64 / 1000.0).ceil()
@@ -222,17 +208,17 @@ impl WaveStore {
         });
         Ok(WaveView {
             id,
-            state: w.get(0),
-            target_version: w.get(1),
-            current_phase: w.get(2),
-            phase_count: w.get(3),
-            plan: w.get(4),
-            halt_reason: w.get(5),
-            soak_until: w.get(6),
-            created_by: w.get(7),
-            created_at: w.get(8),
-            started_at: w.get(9),
-            finished_at: w.get(10),
+            state: parse_state(w.try_get("state")?)?,
+            target_version: w.try_get("target_version")?,
+            current_phase: w.try_get("current_phase")?,
+            phase_count: w.try_get("phase_count")?,
+            plan: w.try_get("plan")?,
+            halt_reason: w.try_get("halt_reason")?,
+            soak_until: w.try_get("soak_until")?,
+            created_by: w.try_get("created_by")?,
+            created_at: w.try_get("created_at")?,
+            started_at: w.try_get("started_at")?,
+            finished_at: w.try_get("finished_at")?,
             phases: phases
                 .into_iter()
                 .map(|(phase, c)| PhaseView {
@@ -252,9 +238,9 @@ impl WaveStore {
             failures,
             eta_seconds,
             dry_run: dry,
-            exclude_failed_of: w.get(13),
-            promoted_by: w.get(14),
-            promoted_at: w.get(15),
+            exclude_failed_of: w.try_get("exclude_failed_of")?,
+            promoted_by: w.try_get("promoted_by")?,
+            promoted_at: w.try_get("promoted_at")?,
             skipped,
             dry_run_report,
             analysis,
@@ -270,8 +256,8 @@ impl WaveStore {
                 .query(SQL, &[&limit])
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -293,123 +279,62 @@ impl WaveStore {
              WHERE wave_id = $1 AND ($2::text IS NULL OR state = $2) ORDER BY phase, slug LIMIT $3";
         let client = self.pool.get().await?;
         let rows = client.query(SQL, &[&id, &state, &limit]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| TargetView {
-                slug: r.get(0),
-                phase: r.get(1),
-                state: r.get(2),
-                attempts: r.get(3),
-                from_version: r.get(4),
-                to_version: r.get(5),
-                error_kind: r.get(6),
-                error: r.get(7),
-                duration_ms: r.get(8),
-                lease_owner: r.get(9),
-                detail: r.get(10),
+        rows.iter()
+            .map(|r| {
+                Ok(TargetView {
+                    slug: r.try_get("slug")?,
+                    phase: r.try_get("phase")?,
+                    state: r.try_get("state")?,
+                    attempts: r.try_get("attempts")?,
+                    from_version: r.try_get("from_version")?,
+                    to_version: r.try_get("to_version")?,
+                    error_kind: r.try_get("error_kind")?,
+                    error: r.try_get("error")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    lease_owner: r.try_get("lease_owner")?,
+                    detail: r.try_get("detail")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Operator action: pause, resume, abort or promote.
+    /// Operator action: pause, resume, abort or promote, written with the actor.
     ///
     /// Resuming a wave that was paused while soaking restarts the soak and its analysis
     /// (the evidence before the pause is not enough, or a person would have promoted);
-    /// promote ends the soak at once and starts the first batch, recorded with the actor.
+    /// promote ends the soak at once and starts the first batch. The engine then takes
+    /// the steps that follow at once, so the answer shows where the wave went.
     pub async fn act(
         &self,
         id: Uuid,
-        action: &'static str,
+        action: Action,
         actor: &Actor,
     ) -> Result<WaveView, WaveError> {
         const LOCK: &str = "SELECT state, paused_from, current_phase FROM control_plane.waves WHERE id = $1 FOR UPDATE";
-        const SET: &str =
-            "UPDATE control_plane.waves SET state = $2, paused_from = $3, halt_reason = $4, \
-             finished_at = CASE WHEN $2 = 'aborted' THEN now() ELSE finished_at END WHERE id = $1";
-        const RETRY_FAILED: &str = "UPDATE control_plane.wave_targets SET state = 'pending', attempts = 0, \
-             next_attempt_at = now(), error = NULL, error_kind = NULL WHERE wave_id = $1 AND state = 'failed'";
-        const SKIP_PENDING: &str =
-            "UPDATE control_plane.wave_targets SET state = 'skipped', error = 'wave aborted' \
-             WHERE wave_id = $1 AND state = 'pending'";
-        const RESOAK: &str = "UPDATE control_plane.waves SET soak_until = now() + make_interval(secs => soak_seconds) \
-             WHERE id = $1";
-        const FIRST_BATCH: &str =
-            "SELECT min(phase) FROM control_plane.wave_targets WHERE wave_id = $1 AND phase > 0";
-        const PROMOTE: &str = "UPDATE control_plane.waves SET \
-             state = CASE WHEN $2::int IS NULL THEN 'completed' ELSE 'rolling' END, \
-             current_phase = coalesce($2, current_phase), paused_from = NULL, halt_reason = NULL, \
-             promoted_by = $3, promoted_at = now(), \
-             finished_at = CASE WHEN $2::int IS NULL THEN now() ELSE finished_at END WHERE id = $1";
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(LOCK, &[&id])
             .await?
             .ok_or_else(|| WaveError::NotFound(id.to_string()))?;
-        let (state, paused_from, phase): (String, Option<String>, i32) =
-            (row.get(0), row.get(1), row.get(2));
-        let illegal = || WaveError::IllegalState {
-            id: id.to_string(),
-            action,
-            state: state.clone(),
+        let state = parse_state(row.try_get("state")?)?;
+        let paused_from = row
+            .try_get::<_, Option<String>>("paused_from")?
+            .map(parse_state)
+            .transpose()?;
+        let phase: i32 = row.try_get("current_phase")?;
+        let Some(t) = machine::operate(state, paused_from, phase, action) else {
+            return Err(WaveError::IllegalState {
+                id: id.to_string(),
+                action: action.as_str(),
+                state: state.to_string(),
+            });
         };
-        match action {
-            "pause" if ACTIVE_STATES.contains(&state.as_str()) => {
-                tx.execute(
-                    SET,
-                    &[&id, &"paused", &Some(state.as_str()), &None::<String>],
-                )
-                .await?;
-            }
-            "resume" if state == "paused" => {
-                let back = paused_from.unwrap_or_else(|| "pending".into());
-                tx.execute(SET, &[&id, &back, &None::<String>, &None::<String>])
-                    .await?;
-                if back == "soaking" {
-                    tx.execute(RESOAK, &[&id]).await?;
-                    analysis::run::start_soak(&tx, id).await?;
-                }
-            }
-            "promote"
-                if state == "soaking"
-                    || (state == "paused" && paused_from.as_deref() == Some("soaking")) =>
-            {
-                let first: Option<i32> = tx.query_one(FIRST_BATCH, &[&id]).await?.get(0);
-                tx.execute(PROMOTE, &[&id, &first, &actor.as_str()]).await?;
-            }
-            "resume" if state == "halted" => {
-                // After a fix: the failed tenants run again; the succeeded ones are never touched.
-                tx.execute(RETRY_FAILED, &[&id]).await?;
-                let back = if phase == 0 { "canary" } else { "rolling" };
-                tx.execute(SET, &[&id, &back, &None::<String>, &None::<String>])
-                    .await?;
-            }
-            "abort"
-                if ACTIVE_STATES.contains(&state.as_str())
-                    || state == "paused"
-                    || state == "halted" =>
-            {
-                tx.execute(SKIP_PENDING, &[&id]).await?;
-                tx.execute(
-                    SET,
-                    &[
-                        &id,
-                        &"aborted",
-                        &None::<String>,
-                        &Some(format!("aborted by {}", actor.as_str())),
-                    ],
-                )
-                .await?;
-            }
-            _ => return Err(illegal()),
-        }
+        timeline::apply(&tx, id, &t, actor).await?;
         tx.commit().await?;
-        tracing::info!(wave = %id, action, actor = actor.as_str(), "wave {}", match action {
-            "promote" => "promoted",
-            "pause" => "paused",
-            "resume" => "resumed",
-            _ => "aborted",
-        });
+        tracing::info!(wave = %id, action = action.as_str(), actor = actor.as_str(), to = %t.to(), "wave {}", t.event_type());
+        let engine = engine_actor();
+        while self.advance_as(id, &engine).await? {}
         self.view(id).await
     }
 
@@ -418,145 +343,117 @@ impl WaveStore {
         const SQL: &str = "SELECT id FROM control_plane.waves \
              WHERE state IN ('pending', 'canary', 'soaking', 'rolling') ORDER BY created_at";
         let client = self.pool.get().await?;
-        Ok(client
+        client
             .query(SQL, &[])
             .await?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| Ok(r.try_get("id")?))
+            .collect()
     }
 
-    /// Moves the wave along its state machine if it is due. Skips (returns false) when
-    /// another replica holds the wave's row lock right now.
+    /// Moves the wave one step along its state machine if one is due. Skips (returns
+    /// false) when another replica holds the wave's row lock right now.
     pub async fn advance(&self, id: Uuid) -> Result<bool, WaveError> {
-        const LOCK: &str = "SELECT state, current_phase, phase_count, soak_until <= now(), max_failures, \
-             max_failure_percent, soak_seconds, dry_run FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
-        const PAUSE: &str =
-            "UPDATE control_plane.waves SET state = 'paused', paused_from = $2, halt_reason = $3 \
-             WHERE id = $1";
-        const COUNTS: &str = "SELECT phase, state, count(*) FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1, 2";
-        const FIRST_FAILED_CANARY: &str =
-            "SELECT slug, coalesce(error, '') FROM control_plane.wave_targets \
-             WHERE wave_id = $1 AND phase = 0 AND state = 'failed' ORDER BY finished_at LIMIT 1";
-        const SET: &str = "UPDATE control_plane.waves SET state = $2, current_phase = $3, halt_reason = $4, \
-             soak_until = CASE WHEN $2 = 'soaking' THEN now() + make_interval(secs => $5::float8) ELSE soak_until END, \
-             started_at = coalesce(started_at, now()), \
-             finished_at = CASE WHEN $2 = 'completed' THEN now() ELSE finished_at END WHERE id = $1";
+        self.advance_as(id, &engine_actor()).await
+    }
+
+    async fn advance_as(&self, id: Uuid, actor: &Actor) -> Result<bool, WaveError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(w) = tx.query_opt(LOCK, &[&id]).await? else {
+        let Some(snapshot) = snapshot(&tx, id).await? else {
             return Ok(false);
         };
-        let (state, phase, phase_count): (String, i32, i32) = (w.get(0), w.get(1), w.get(2));
-        let soak_done: Option<bool> = w.get(3);
-        let (max_failures, max_pct, soak, dry_run): (Option<i32>, Option<f64>, i32, bool) =
-            (w.get(4), w.get(5), w.get(6), w.get(7));
-        let mut per_phase: BTreeMap<i32, Counts> = BTreeMap::new();
-        let mut all = Counts::default();
-        for r in tx.query(COUNTS, &[&id]).await? {
-            let (p, s, n): (i32, String, i64) = (r.get(0), r.get(1), r.get(2));
-            per_phase.entry(p).or_default().add(&s, n);
-            all.add(&s, n);
-        }
-        // Open targets of every phase up to `p`: after a halted wave is resumed, failed
-        // tenants of earlier batches are pending again and must finish before it moves on.
-        let open_through = |p: i32| {
-            per_phase
-                .range(..=p)
-                .map(|(_, c)| c.pending + c.running)
-                .sum::<i64>()
-        };
-        let next_batch = |from: i32| (from + 1..=phase_count).find(|p| per_phase.contains_key(p));
-        // The percentage is of the tenants in the phases started so far, not of the whole
-        // wave: a failing first batch of a large wave must stop it.
-        let started: i64 = per_phase.range(..=phase).map(|(_, c)| c.total()).sum();
-        // A dry run never halts: finding every failing tenant is its whole point.
-        let over_budget = !dry_run
-            && match (max_failures, max_pct) {
-                (None, None) => all.failed > 0,
-                (n, p) => {
-                    n.is_some_and(|n| all.failed > n as i64)
-                        || p.is_some_and(|p| {
-                            started > 0 && all.failed as f64 * 100.0 / started as f64 > p
-                        })
-                }
-            };
-        let canaries = per_phase.get(&0).cloned().unwrap_or_default();
-        let gate = match state.as_str() {
-            "soaking" => analysis::run::gate(&tx, id, soak_done.unwrap_or(false)).await?,
-            _ => Gate::Wait,
-        };
-        if let Gate::Pause(reason) = &gate {
-            tx.execute(PAUSE, &[&id, &"soaking", reason]).await?;
-            tx.commit().await?;
-            tracing::warn!(wave = %id, reason = %reason, "wave paused by its analysis");
-            return Ok(true);
-        }
-        let to: Option<(&str, i32, Option<String>)> = match state.as_str() {
-            "pending" if per_phase.contains_key(&0) => Some(("canary", 0, None)),
-            "pending" => Some(match next_batch(0) {
-                Some(p) => ("rolling", p, None),
-                None => ("completed", phase, None),
-            }),
-            "canary" if per_phase.get(&0).is_some_and(|c| c.failed > 0) => {
-                let r = tx.query_one(FIRST_FAILED_CANARY, &[&id]).await?;
-                let (slug, err): (String, String) = (r.get(0), r.get(1));
-                Some(("halted", 0, Some(format!("canary {slug} failed: {err}"))))
-            }
-            // A skipped canary (deleted or provisioning meanwhile) is no evidence: halt.
-            "canary" if canaries.skipped > 0 => Some((
-                "halted",
-                0,
-                Some(
-                    "a canary tenant was skipped (its status changed); choose canaries again"
-                        .into(),
-                ),
-            )),
-            "canary" if open_through(0) == 0 => Some(("soaking", 0, None)),
-            "soaking" => match gate {
-                Gate::Halt(reason) => Some(("halted", 0, Some(reason))),
-                Gate::Pass => Some(match next_batch(0) {
-                    Some(p) => ("rolling", p, None),
-                    None => ("completed", phase, None),
-                }),
-                Gate::Wait | Gate::Pause(_) => None,
-            },
-            "rolling" if over_budget => {
-                let budget = match (max_failures, max_pct) {
-                    (None, None) => "0".to_string(),
-                    (n, p) => [n.map(|n| n.to_string()), p.map(|p| format!("{p}%"))]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" / "),
-                };
-                Some((
-                    "halted",
-                    phase,
-                    Some(format!(
-                        "failure budget spent: {} of {} tenants started so far failed (budget {budget})",
-                        all.failed,
-                        started
-                    )),
-                ))
-            }
-            "rolling" if open_through(phase) == 0 => Some(match next_batch(phase) {
-                Some(p) => ("rolling", p, None),
-                None if all.pending + all.running == 0 => ("completed", phase, None),
-                None => return Ok(false),
-            }),
-            _ => None,
-        };
-        let Some((new_state, new_phase, reason)) = to else {
+        let Some(t) = machine::step(&snapshot) else {
             return Ok(false);
         };
-        tx.execute(SET, &[&id, &new_state, &new_phase, &reason, &(soak as f64)])
-            .await?;
-        if new_state == "soaking" {
-            analysis::run::start_soak(&tx, id).await?;
-        }
+        timeline::apply(&tx, id, &t, actor).await?;
         tx.commit().await?;
-        tracing::info!(wave = %id, from = %state, to = new_state, phase = new_phase, reason = reason.as_deref().unwrap_or(""), "wave advanced");
+        match &t {
+            Transition::Halt { reason }
+            | Transition::Pause {
+                reason: Some(reason),
+                ..
+            } => {
+                tracing::warn!(wave = %id, from = %snapshot.state, to = %t.to(), %reason, "wave {}", t.event_type())
+            }
+            _ => {
+                tracing::info!(wave = %id, from = %snapshot.state, to = %t.to(), event = t.event_type(), "wave advanced")
+            }
+        }
         Ok(true)
     }
+}
+
+/// The engine's identity in the timeline.
+fn engine_actor() -> Actor {
+    Actor::new("drover").unwrap_or_else(|_| unreachable!("static actor is valid"))
+}
+
+fn parse_state(s: String) -> Result<WaveState, WaveError> {
+    s.parse().map_err(|e: machine::UnknownState| {
+        WaveError::Db(crate::db::DbError::Internal(e.to_string()))
+    })
+}
+
+/// Reads what [`machine::step`] decides from, locking the wave's row; `None` when another
+/// replica holds the lock (it is moving the wave right now).
+async fn snapshot(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: Uuid,
+) -> Result<Option<Snapshot>, WaveError> {
+    const LOCK: &str = "SELECT state, current_phase, phase_count, paused_from, soak_until IS NOT NULL AS soak_started, \
+         soak_until <= now() AS soak_done, max_failures, max_failure_percent, soak_seconds, dry_run \
+         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    const COUNTS: &str = "SELECT phase, state, count(*) AS n FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1, 2";
+    const FIRST_FAILED_CANARY: &str =
+        "SELECT slug, coalesce(error, '') AS error FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND phase = 0 AND state = 'failed' ORDER BY finished_at LIMIT 1";
+    let Some(w) = tx.query_opt(LOCK, &[&id]).await? else {
+        return Ok(None);
+    };
+    let state = parse_state(w.try_get("state")?)?;
+    let mut phases: BTreeMap<i32, Counts> = BTreeMap::new();
+    for r in tx.query(COUNTS, &[&id]).await? {
+        let (phase, target_state, n): (i32, String, i64) =
+            (r.try_get("phase")?, r.try_get("state")?, r.try_get("n")?);
+        phases.entry(phase).or_default().add(&target_state, n);
+    }
+    let soak_started: bool = w.try_get("soak_started")?;
+    let gate = if state == WaveState::Soaking && soak_started {
+        let done: Option<bool> = w.try_get("soak_done")?;
+        analysis::run::gate(tx, id, done.unwrap_or(false)).await?
+    } else {
+        Gate::Wait
+    };
+    let failed_canary =
+        if state == WaveState::Canary && phases.get(&0).is_some_and(|c| c.failed > 0) {
+            tx.query_opt(FIRST_FAILED_CANARY, &[&id])
+                .await?
+                .map(|r| -> Result<String, WaveError> {
+                    let (slug, error): (String, String) = (r.try_get("slug")?, r.try_get("error")?);
+                    Ok(format!("{slug} failed: {error}"))
+                })
+                .transpose()?
+        } else {
+            None
+        };
+    Ok(Some(Snapshot {
+        state,
+        phase: w.try_get("current_phase")?,
+        phase_count: w.try_get("phase_count")?,
+        paused_from: w
+            .try_get::<_, Option<String>>("paused_from")?
+            .map(parse_state)
+            .transpose()?,
+        soak_started,
+        soak_seconds: w.try_get("soak_seconds")?,
+        dry_run: w.try_get("dry_run")?,
+        budget: Budget {
+            max_failures: w.try_get("max_failures")?,
+            max_failure_percent: w.try_get("max_failure_percent")?,
+        },
+        phases,
+        gate,
+        failed_canary,
+    }))
 }

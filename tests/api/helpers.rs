@@ -548,6 +548,35 @@ pub async fn wave_at(base: &str, id: &str) -> Value {
         .unwrap()
 }
 
+/// `GET /v1/waves/{id}/events`: (type, actor, payload) of the wave's timeline, oldest first.
+pub async fn wave_timeline(app: &TestApp, id: &str) -> Vec<(String, String, Value)> {
+    let page: Value = app.get_json(&format!("/v1/waves/{id}/events")).await;
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {page:#}"))
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+                e["payload"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// `POST /v1/waves/{id}/{action}` (pause, resume, abort, promote) as `actor`; the wave after it.
+pub async fn wave_action(app: &TestApp, id: &str, action: &str, actor: &str) -> Value {
+    let resp = app
+        .req(reqwest::Method::POST, &format!("/v1/waves/{id}/{action}"))
+        .header("X-Drover-Actor", actor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "{action} {id}");
+    resp.json().await.unwrap()
+}
+
 /// Waits until the wave reaches a state in `states`; panics with the wave after `timeout`.
 pub async fn wait_wave(base: &str, id: &str, states: &[&str], timeout: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -19,5 +19,6 @@ mod replicas;
 mod resolve;
 mod schedules;
 mod tenants;
+mod timeline;
 mod tls;
 mod waves;

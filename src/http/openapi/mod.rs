@@ -42,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/waves"),
     ("GET", "/v1/waves/{id}"),
     ("GET", "/v1/waves/{id}/targets"),
+    ("GET", "/v1/waves/{id}/events"),
     ("POST", "/v1/waves/{id}/pause"),
     ("POST", "/v1/waves/{id}/resume"),
     ("POST", "/v1/waves/{id}/abort"),

@@ -164,7 +164,7 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
             .responses(json!({ "201": ok("The new wave.", schema_ref("Wave")) }), &errors(&["409"], WITH_BODY))
             .links(
                 "201",
-                links(&["getWave", "listWaveTargets", "pauseWave", "resumeWave", "abortWave", "promoteWave"], "id", "$response.body#/id"),
+                links(&["getWave", "listWaveTargets", "listWaveEvents", "pauseWave", "resumeWave", "abortWave", "promoteWave"], "id", "$response.body#/id"),
             ),
         ("GET", "/v1/waves/{id}") => Op::new("waves", "getWave", "State, counts, per-phase progress, failures, ETA")
             .params(&["waveId"])
@@ -175,6 +175,12 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
                 json!({ "200": ok("Targets by phase and slug.", json!({ "type": "array", "items": schema_ref("Target") })) }),
                 &errors(&["404", "422"], AUTHED),
             ),
+        ("GET", "/v1/waves/{id}/events") => Op::new("waves", "listWaveEvents", "The wave's timeline, oldest first")
+            .describe("One event per state change, written in the transaction that made it: `created`, `canary_started`, \
+                `canary_passed`, `soak_started`, `soak_passed`, `promoted`, `batch_started` (`{\"batch\": n}`), \
+                `halted` (`{\"reason\"}`), `paused`, `resumed`, `aborted`, `completed`. The actor is `drover` for the engine.")
+            .params(&["waveId"])
+            .responses(json!({ "200": ok("The timeline.", schema_ref("WaveTimeline")) }), &errors(&["404"], AUTHED)),
         ("POST", "/v1/waves/{id}/pause") => wave_action("pauseWave", "Pause a moving wave"),
         ("POST", "/v1/waves/{id}/resume") => wave_action(
             "resumeWave",

@@ -527,6 +527,24 @@ pub(super) fn schemas() -> Value {
             ),
             "evaluations_total": int64(),
         })));
+    schemas.insert("WaveEvent".into(), object(json!({
+            "id": int64(),
+            "type": {
+                "type": "string",
+                "enum": ["created", "canary_started", "canary_passed", "soak_started", "soak_passed", "promoted",
+                         "batch_started", "halted", "paused", "resumed", "aborted", "completed"],
+            },
+            "actor": described(string(), "`drover` for the engine; the caller for operator actions."),
+            "payload": described(json!({ "type": "object" }), "`batch_started`: `batch`; `halted`: `reason`; \
+                `paused`: `from` and, when the analysis paused it, `reason`; `resumed`: `from`, `to`."),
+            "created_at": date_time(),
+        })));
+    schemas.insert(
+        "WaveTimeline".into(),
+        object(json!({
+            "items": { "type": "array", "items": schema_ref("WaveEvent") },
+        })),
+    );
     schemas.insert(
         "Target".into(),
         object(json!({

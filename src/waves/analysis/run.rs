@@ -314,18 +314,7 @@ pub async fn start_soak(tx: &Transaction<'_>, wave_id: Uuid) -> Result<(), WaveE
     Ok(())
 }
 
-/// What the analysis says about a soaking wave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gate {
-    /// Keep soaking.
-    Wait,
-    /// The soak is over and every check passed: start the batches.
-    Pass,
-    /// A check failed more often than it may: halt, with the reason.
-    Halt(String),
-    /// A check was inconclusive more often than it may: pause for a person.
-    Pause(String),
-}
+pub use crate::waves::state::Gate;
 
 /// Decides for a soaking wave (inside the wave's row-locked transaction). `soak_done`:
 /// the soak time has passed.
