@@ -16,9 +16,13 @@
 //!  dry run: pending ─► rolling (one phase, never halts) ─► completed
 //! ```
 //!
+//! The machine is a type ([`state`]: [`WaveState`], a pure `step` for the engine and
+//! `operate` for operators, every arrow drawn there and unit-tested). A chosen transition
+//! is written by [`timeline::apply`] alone: the wave row and one `wave_events` row in one
+//! transaction that holds the wave's row lock, so exactly one replica moves it ([`store`]).
+//!
 //! Work is rows: `wave_targets`, claimed by any replica with `FOR UPDATE SKIP LOCKED` and a
-//! lease renewed while the tenant runs ([`claim`]). State changes of a wave happen in a
-//! transaction holding its row lock, so exactly one replica moves it ([`store`]).
+//! lease renewed while the tenant runs ([`claim`]).
 //! [`executor`] is the per-replica loop (the `wave-worker` task): every 250 ms, or at
 //! once when a tenant finishes, it advances active waves, claims free work and claims due
 //! analysis checks of soaking waves ([`analysis`]).
