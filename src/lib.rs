@@ -26,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod devcluster;
 pub mod http;
+pub mod lint;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
