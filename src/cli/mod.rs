@@ -8,6 +8,7 @@
 
 mod apply;
 mod client;
+mod lint;
 mod output;
 mod quickstart;
 mod schedules;
@@ -161,6 +162,19 @@ pub enum Command {
 pub enum MigrationsCommand {
     /// Versions, names, checksums; fails naming any file refinery would skip.
     List,
+    /// Lint the files for statements that lock or break a busy tenant; exit 1 on an error.
+    ///
+    /// Example: drover migrations lint ./tenant-migrations --format json
+    Lint {
+        /// The directory (default: DROVER_MIGRATIONS_DIR, else ./tenant-migrations).
+        dir: Option<std::path::PathBuf>,
+        /// Output format (`json` prints the report).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Output,
+        /// Lint only the files above this version (what a wave from it would run).
+        #[arg(long)]
+        after: Option<i32>,
+    },
 }
 
 /// Exit code for `drover check` findings.
@@ -304,6 +318,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load()?;
             waves::migrations_list(&config.migrations_dir, output)
+        }
+        Command::Migrations {
+            command: MigrationsCommand::Lint { dir, format, after },
+            output,
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => load()?.migrations_dir,
+            };
+            // `-o json` before the subcommand means the same as `--format json` after it.
+            let format = if output == Output::Json { output } else { format };
+            lint::lint(&dir, after, format)
         }
         Command::Apply { client, args } => {
             init_tracing(None);
