@@ -94,7 +94,7 @@ pub async fn trigger(
 ) -> Result<(StatusCode, Json<Fired>), ApiError> {
     let view = s.schedules.get(&name).await?;
     let template: WaveRequest = serde_json::from_value(view.template).unwrap_or_default();
-    let set = s.executor.reload().map_err(crate::waves::WaveError::from)?;
+    let set = s.catalog.reload().map_err(crate::waves::WaveError::from)?;
     let mut client = s.pool.get().await.map_err(crate::db::DbError::from)?;
     let mut tx = client
         .transaction()
