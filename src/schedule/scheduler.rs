@@ -9,6 +9,9 @@
 //! otherwise it is recorded as `skipped_missed` and logged. Ticks are never replayed in a
 //! burst. A schedule whose previous wave is unfinished skips the tick (`on_overlap: skip`,
 //! recorded as `skipped_overlap`) or waits for it (`queue`, subject to the same grace).
+//! A stored template that no longer parses (an upgrade renamed a field) fails its tick
+//! (`failed`, the parse error as detail) and starts nothing; the schedule still moves on
+//! to its next tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cron::{parse_timezone, CronSpec};
 use super::leader::Leadership;
-use super::store::{fire_in, ScheduleError};
+use super::store::{fail_in, fire_in, parse_template, ScheduleError};
 use crate::migrate::Catalog;
-use crate::waves::WaveRequest;
 
 /// Runs until `shutdown`; calls `wake_worker` after handling schedules, so the replica's
 /// wave worker starts on a new wave at once.
@@ -97,8 +99,7 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
             row.try_get("cron")?,
             row.try_get("timezone")?,
         );
-        let template: WaveRequest =
-            serde_json::from_value(row.try_get("template")?).unwrap_or_default();
+        let template = parse_template(&name, row.try_get("template")?);
         let (on_overlap, grace, next_fire_at): (String, i32, DateTime<Utc>) = (
             row.try_get("on_overlap")?,
             row.try_get("misfire_grace_seconds")?,
@@ -128,9 +129,19 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
             let detail = "the schedule's previous wave is still unfinished";
             tx.execute(SKIPPED, &[&name, &tick, &"skipped_overlap", &detail, &me])
                 .await?;
-        } else if let Some(f) = fire_in(&mut tx, &name, tick, &template, &set, me).await? {
-            tracing::info!(schedule = %name, %tick, outcome = %f.outcome, wave = ?f.wave_id, "schedule fired");
-            wave = f.wave_id;
+        } else {
+            let fired = match &template {
+                Ok(t) => fire_in(&mut tx, &name, tick, t, &set, me).await?,
+                Err(e) => {
+                    let detail = e.to_string();
+                    tracing::error!(schedule = %name, %tick, error = %detail, "scheduled wave not started");
+                    fail_in(&tx, &name, tick, &detail, me).await?
+                }
+            };
+            if let Some(f) = fired {
+                tracing::info!(schedule = %name, %tick, outcome = %f.outcome, wave = ?f.wave_id, "schedule fired");
+                wave = f.wave_id;
+            }
         }
         tx.execute(ADVANCE, &[&name, &next, &tick, &wave]).await?;
     }
