@@ -9,7 +9,7 @@
 //!   │        │          │          │            │           └ provisioning → active,
 //!   │        │          │          │            │             schema_version, `migrated`
 //!   │        │          │          │            │             + `provisioned` events (one tx)
-//!   │        │          │          │            └ tenant::run to the latest file
+//!   │        │          │          │            └ tenant::run to the catalog's latest file
 //!   │        │          │          └ CREATE DATABASE … OWNER role, or reuse ours
 //!   │        │          └ CREATE ROLE … PASSWORD <SCRAM verifier>, or reuse ours
 //!   │        └ reuse the password already behind the ref, else generate and write it
