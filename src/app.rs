@@ -8,6 +8,12 @@
 //!                          ──► await every task ──► close the pool
 //! ```
 //!
+//! State: the configuration, the control pool, the registry, the resolver, the migration
+//! catalog ([`Catalog`]: the tenant migration files, their reload and the fingerprint
+//! check of a wave's plan), the tenant connector ([`Connector`]: tenant row → connection,
+//! for waves, analysis and provisioning), the wave and schedule stores, this replica's
+//! wave worker, the leadership flag, the metrics and the provisioner.
+//!
 //! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
 //! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
 //! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
@@ -29,10 +35,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::db;
 use crate::metrics::Metrics;
-use crate::migrate::MigrationSet;
+use crate::migrate::Catalog;
 use crate::provision::{self, Provisioner};
 use crate::registry::Registry;
-use crate::resolve::{self, Resolver};
+use crate::resolve::{self, Connector, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
 use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
 use crate::waves::executor::Executor;
@@ -65,9 +71,13 @@ pub struct AppInner {
     pub resolver_token: Option<SecretString>,
     /// Slug → DSN resolution with its caches.
     pub resolver: Arc<Resolver>,
+    /// The tenant migration files: loaded, reloaded, matched against a wave's plan.
+    pub catalog: Arc<Catalog>,
+    /// Tenant row → connection (passwords through the resolver's secret cache).
+    pub connector: Connector,
     /// Migration waves in the control DB.
     pub waves: WaveStore,
-    /// This replica's wave worker (and the loaded migration files).
+    /// This replica's wave worker loop.
     pub executor: Arc<Executor>,
     /// Schedules in the control DB.
     pub schedules: ScheduleStore,
@@ -77,21 +87,6 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     /// Creates and drops tenant databases (background jobs).
     pub provisioner: Arc<Provisioner>,
-}
-
-/// The tenant migration files; a missing directory is an empty set (waves then refuse
-/// with a clear error), a broken one stops the start-up naming the bad file.
-pub fn load_migrations(config: &Config) -> anyhow::Result<MigrationSet> {
-    if !config.migrations_dir.exists() {
-        tracing::warn!(dir = %config.migrations_dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves are unavailable");
-        return Ok(MigrationSet::default());
-    }
-    MigrationSet::load(&config.migrations_dir).with_context(|| {
-        format!(
-            "loading tenant migrations from {} (DROVER_MIGRATIONS_DIR)",
-            config.migrations_dir.display()
-        )
-    })
 }
 
 /// The secret backends the configuration enables (`env:` always).
@@ -137,12 +132,21 @@ impl Application {
             &config.cache,
             &metrics,
         ));
+        // A missing directory is an empty catalog (waves then refuse with a clear error);
+        // a broken one stops the start-up naming the bad file.
+        let catalog = Arc::new(Catalog::load(&config.migrations_dir).with_context(|| {
+            format!(
+                "loading tenant migrations from {} (DROVER_MIGRATIONS_DIR)",
+                config.migrations_dir.display()
+            )
+        })?);
+        let connector = Connector::new(resolver.clone(), config.ca_file.clone());
         let waves = WaveStore::new(pool.clone());
         let executor = Arc::new(Executor::new(
             waves.clone(),
-            resolver.clone(),
+            catalog.clone(),
+            connector.clone(),
             &config,
-            load_migrations(&config)?,
             metrics.clone(),
         ));
         let config = Arc::new(config);
@@ -151,7 +155,8 @@ impl Application {
             config: config.clone(),
             secrets,
             registry: registry.clone(),
-            executor: executor.clone(),
+            catalog: catalog.clone(),
+            connector: connector.clone(),
             resolver: resolver.clone(),
             metrics: metrics.clone(),
         })?);
@@ -160,6 +165,8 @@ impl Application {
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),
             metrics: metrics.clone(),
+            catalog,
+            connector,
             waves,
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
@@ -225,12 +232,17 @@ impl Application {
             )
             .instrument(tracing::info_span!("task", name = "leader")),
         );
+        let wake_worker = {
+            let executor = state.executor.clone();
+            move || executor.poke()
+        };
         let scheduler = tokio::spawn(
             crate::schedule::scheduler::run(
                 state.pool.clone(),
                 state.config.instance_id.clone(),
                 state.leadership.clone(),
-                state.executor.clone(),
+                state.catalog.clone(),
+                wake_worker,
                 shutdown.clone(),
             )
             .instrument(tracing::info_span!("task", name = "scheduler")),

@@ -12,6 +12,8 @@
 //!
 //!  provision ──► admin connection: role + database ──► secrets (write) ──► migrate (one tenant)
 //!  waves ──► claims in the control DB ──► migrate (one tenant, advisory lock) per target
+//!  waves, analysis, provision ──► resolve::Connector (tenant row → connection)
+//!                             ──► migrate::Catalog (the files; a wave plan's fingerprint)
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```

@@ -328,7 +328,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => load()?.migrations_dir,
             };
             // `-o json` before the subcommand means the same as `--format json` after it.
-            let format = if output == Output::Json { output } else { format };
+            let format = if output == Output::Json {
+                output
+            } else {
+                format
+            };
             lint::lint(&dir, after, format)
         }
         Command::Apply { client, args } => {

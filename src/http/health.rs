@@ -62,7 +62,7 @@ pub async fn registry_health(
 /// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
 /// nothing here names a tenant or a secret).
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    let latest = state.executor.migrations().latest();
+    let latest = state.catalog.latest();
     let body = state
         .metrics
         .render(&state.pool, latest, state.leadership.is_leader())

@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, Caller};
 use crate::app::AppState;
-use crate::schedule::store::{fire_in, Fired};
+use crate::schedule::store::{fire_in, parse_template, Fired};
 use crate::schedule::{NewSchedule, ScheduleError, SchedulePatch, ScheduleView};
-use crate::waves::WaveRequest;
 
 impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
@@ -30,6 +29,15 @@ impl From<ScheduleError> for ApiError {
             }
             ScheduleError::Duplicate(_) => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_schedule", e.to_string())
+            }
+            ScheduleError::BrokenTemplate { .. } => {
+                let mut a = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_template",
+                    e.to_string(),
+                );
+                a.set_field("template");
+                a
             }
             ScheduleError::Wave(w) => w.into(),
             ScheduleError::Db(db) => db.into(),
@@ -93,8 +101,10 @@ pub async fn trigger(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<Fired>), ApiError> {
     let view = s.schedules.get(&name).await?;
-    let template: WaveRequest = serde_json::from_value(view.template).unwrap_or_default();
-    let set = s.executor.reload().map_err(crate::waves::WaveError::from)?;
+    // A template an upgrade made unreadable is refused, never run as an empty request
+    // (which would be a wave over every tenant).
+    let template = parse_template(&name, view.template)?;
+    let set = s.catalog.reload().map_err(crate::waves::WaveError::from)?;
     let mut client = s.pool.get().await.map_err(crate::db::DbError::from)?;
     let mut tx = client
         .transaction()

@@ -44,7 +44,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WaveView>), ApiError> {
     require_prometheus(&s, &req)?;
     // Reload so files added since start-up count, and a broken file is reported now.
-    let set = s.executor.reload().map_err(WaveError::from)?;
+    let set = s.catalog.reload().map_err(WaveError::from)?;
     let view = s.waves.create(&req, &set, &actor).await?;
     s.executor.poke();
     Ok((StatusCode::CREATED, Json(view)))
@@ -163,6 +163,6 @@ pub async fn promote(
 
 /// `GET /v1/fleet`.
 pub async fn fleet(State(s): State<AppState>) -> Result<Json<FleetReport>, ApiError> {
-    let latest = s.executor.migrations().latest();
+    let latest = s.catalog.latest();
     Ok(Json(s.registry.fleet(latest).await?))
 }

@@ -462,21 +462,17 @@ fn rename(stmt: &Stmt, r: &RenameStmt, scope: &Scope) -> Option<Finding> {
 
 /// The name of a volatile function the expression calls, if any.
 fn volatile_call(expr: &NodeEnum) -> Option<String> {
-    let check = |name: &str| VOLATILE.contains(&name).then(|| name.to_string());
+    let volatile = |f: &pg_query::protobuf::FuncCall| match f.funcname.last()?.node.as_ref() {
+        Some(NodeEnum::String(s)) if VOLATILE.contains(&s.sval.as_str()) => Some(s.sval.clone()),
+        _ => None,
+    };
     if let NodeEnum::FuncCall(f) = expr {
-        if let Some(n) = f.funcname.last().and_then(|n| n.node.as_ref()) {
-            if let NodeEnum::String(s) = n {
-                if let Some(v) = check(&s.sval) {
-                    return Some(v);
-                }
-            }
+        if let Some(name) = volatile(f) {
+            return Some(name);
         }
     }
     expr.nodes().into_iter().find_map(|(n, _, _, _)| match n {
-        NodeRef::FuncCall(f) => f.funcname.last().and_then(|n| match n.node.as_ref() {
-            Some(NodeEnum::String(s)) => check(&s.sval),
-            _ => None,
-        }),
+        NodeRef::FuncCall(f) => volatile(f),
         _ => None,
     })
 }

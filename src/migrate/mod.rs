@@ -1,13 +1,17 @@
-//! Tenant migrations: the migration set on disk ([`set`]), the one-tenant runner
-//! ([`tenant`]), its rolled-back twin for dry runs ([`dry_run`]) and their errors ([`error`]). Waves (`crate::waves`) decide which tenants
-//! run when; this module makes running one tenant safe.
+//! Tenant migrations: the migration set on disk ([`set`]), the catalog of sets this
+//! replica knows and the fingerprint check of a wave's plan ([`catalog`]), the one-tenant
+//! runner ([`tenant`]), its rolled-back twin for dry runs ([`dry_run`]) and their errors
+//! ([`error`]). Waves (`crate::waves`) decide which tenants run when; this module makes
+//! running one tenant safe. Connections come from `crate::resolve::connector`.
 
+pub mod catalog;
 pub mod dry_run;
 pub mod error;
 pub mod set;
 pub mod split;
 pub mod tenant;
 
+pub use catalog::Catalog;
 pub use dry_run::DryRunOutcome;
 pub use error::{FailureKind, MigrateError};
 pub use set::{MigrationFile, MigrationSet, SetError};

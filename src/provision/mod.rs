@@ -9,7 +9,7 @@
 //!   │        │          │          │            │           └ provisioning → active,
 //!   │        │          │          │            │             schema_version, `migrated`
 //!   │        │          │          │            │             + `provisioned` events (one tx)
-//!   │        │          │          │            └ tenant::run to the latest file
+//!   │        │          │          │            └ tenant::run to the catalog's latest file
 //!   │        │          │          └ CREATE DATABASE … OWNER role, or reuse ours
 //!   │        │          └ CREATE ROLE … PASSWORD <SCRAM verifier>, or reuse ours
 //!   │        └ reuse the password already behind the ref, else generate and write it
@@ -47,11 +47,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::migrate::{tenant, RunLimits, TenantConnection};
+use crate::migrate::{tenant, Catalog, RunLimits};
 use crate::registry::{Actor, DbIdent, Registry, Tenant, TenantStatus};
+use crate::resolve::{Connector, TenantDb};
 use crate::secrets::{SecretError, SecretRef, SecretStore};
 use crate::tls::PgTarget;
-use crate::waves::executor::Executor;
 
 /// Provisioning jobs one replica runs at once: CREATE DATABASE copies a template and
 /// checkpoints, so a burst of 50 creates would stall the server for everyone else.
@@ -70,7 +70,8 @@ pub struct Provisioner {
     default_ca: Option<PathBuf>,
     secrets: SecretStore,
     registry: Registry,
-    executor: Arc<Executor>,
+    catalog: Arc<Catalog>,
+    connector: Connector,
     resolver: Arc<crate::resolve::Resolver>,
     lock_wait: Duration,
     actor: Actor,
@@ -89,8 +90,10 @@ pub struct Parts {
     pub secrets: SecretStore,
     /// The registry.
     pub registry: Registry,
-    /// The wave executor, for the migration files.
-    pub executor: Arc<Executor>,
+    /// The tenant migration files (a new tenant is migrated to the latest).
+    pub catalog: Arc<Catalog>,
+    /// Tenant connections (with the CA bundle).
+    pub connector: Connector,
     /// Resolution, whose secret cache must forget a password drover just replaced.
     pub resolver: Arc<crate::resolve::Resolver>,
     /// Metrics.
@@ -117,7 +120,8 @@ impl Provisioner {
             default_ca: p.config.ca_file.clone(),
             secrets: p.secrets,
             registry: p.registry,
-            executor: p.executor,
+            catalog: p.catalog,
+            connector: p.connector,
             resolver: p.resolver,
             lock_wait: p.config.waves.lock_wait,
             actor,
@@ -369,18 +373,10 @@ impl Provisioner {
         password: SecretString,
     ) -> Result<tenant::RunOutcome, ProvisionError> {
         let set = self
-            .executor
-            .fresh_migrations()
+            .catalog
+            .fresh()
             .map_err(|e| ProvisionError::Migrations(e.to_string()))?;
-        let conn = TenantConnection {
-            host: t.db_host.clone(),
-            port: u16::try_from(t.db_port).unwrap_or(5432),
-            dbname: t.db_name.clone(),
-            user: t.db_user.clone(),
-            password,
-            options: t.db_options.clone(),
-            default_ca: self.default_ca.clone(),
-        };
+        let conn = self.connector.with_password(&TenantDb::from(t), password);
         let limits = RunLimits {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(600),

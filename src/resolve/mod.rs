@@ -14,8 +14,11 @@
 //! Loops: the `tenant-notify` task in [`listener`]. Passwords and DSNs exist only as
 //! `SecretString`; nothing here logs them.
 
+pub mod connector;
 pub mod dsn;
 pub mod listener;
+
+pub use connector::{Connector, TenantDb};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use secrecy::SecretString;
 
 use crate::cache::{CachePolicy, Freshness, TtlCache};
 use crate::config::CacheConfig;
-use crate::registry::{string_map, Slug, TenantStatus};
+use crate::registry::{Slug, TenantStatus};
 use crate::secrets::{SecretError, SecretRef, SecretStore};
 
 /// What resolution needs of a tenant row.
@@ -34,12 +37,8 @@ use crate::secrets::{SecretError, SecretRef, SecretStore};
 pub struct TenantConn {
     pub slug: String,
     pub status: TenantStatus,
-    pub db_host: String,
-    pub db_port: i32,
-    pub db_name: String,
-    pub db_user: String,
-    pub db_secret_ref: String,
-    pub db_options: BTreeMap<String, String>,
+    /// Where its database is and which secret logs into it.
+    pub db: TenantDb,
     pub schema_version: Option<i32>,
     pub suspended_reason: Option<String>,
     /// The answer last rendered for this row, with the password it was rendered from:
@@ -77,22 +76,23 @@ impl TenantConn {
                 return r.clone();
             }
         }
+        let db = &self.db;
         let dsn = dsn::build(
-            &self.db_host,
-            self.db_port,
-            &self.db_name,
-            &self.db_user,
+            &db.host,
+            db.port,
+            &db.dbname,
+            &db.user,
             password,
-            &self.db_options,
+            &db.options,
         );
         let answer = Answer {
             slug: &self.slug,
             dsn: dsn.expose_secret(),
-            host: &self.db_host,
-            port: self.db_port,
-            dbname: &self.db_name,
-            user: &self.db_user,
-            options: &self.db_options,
+            host: &db.host,
+            port: db.port,
+            dbname: &db.dbname,
+            user: &db.user,
+            options: &db.options,
             schema_version: self.schema_version,
         };
         // Serializing borrowed strings and a string map cannot fail.
@@ -259,7 +259,7 @@ impl Resolver {
         };
         Some(match tenant.status {
             TenantStatus::Active => {
-                let password = self.secrets.peek(&tenant.db_secret_ref)?;
+                let password = self.secrets.peek(&tenant.db.secret_ref)?;
                 self.stats.secret_hits.inc();
                 let rendered = tenant.render(&password);
                 Resolution::Ok(Resolved { tenant, rendered })
@@ -289,11 +289,11 @@ impl Resolver {
         };
         let answer = match tenant.status {
             TenantStatus::Active => {
-                let password = match self.password(&tenant.db_secret_ref).await {
+                let password = match self.password(&tenant.db.secret_ref).await {
                     Ok(p) => p,
                     Err(e) => {
                         self.stats.unavailable.inc();
-                        tracing::warn!(secret_ref = %tenant.db_secret_ref, error = %e, "secret unavailable");
+                        tracing::warn!(secret_ref = %tenant.db.secret_ref, error = %e, "secret unavailable");
                         return Err(e.into());
                     }
                 };
@@ -368,20 +368,16 @@ async fn load_tenant(pool: &Pool, slug: &str) -> Result<Option<Arc<TenantConn>>,
         .await
         .map_err(|e| fail(crate::db::describe(&e)))?;
     let Some(row) = row else { return Ok(None) };
-    let status: String = row.get(1);
+    let pg = |e: tokio_postgres::Error| fail(crate::db::describe(&e));
+    let status: String = row.try_get("status").map_err(pg)?;
     Ok(Some(Arc::new(TenantConn {
-        slug: row.get(0),
+        slug: row.try_get("slug").map_err(pg)?,
         status: status
             .parse()
             .map_err(|_| fail(format!("unknown status {status:?}")))?,
-        db_host: row.get(2),
-        db_port: row.get(3),
-        db_name: row.get(4),
-        db_user: row.get(5),
-        db_secret_ref: row.get(6),
-        db_options: string_map(row.get(7)),
-        schema_version: row.get(8),
-        suspended_reason: row.get(9),
+        db: TenantDb::from_row(&row).map_err(pg)?,
+        schema_version: row.try_get("schema_version").map_err(pg)?,
+        suspended_reason: row.try_get("suspended_reason").map_err(pg)?,
         rendered: std::sync::Mutex::new(None),
     })))
 }

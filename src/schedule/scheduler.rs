@@ -9,6 +9,9 @@
 //! otherwise it is recorded as `skipped_missed` and logged. Ticks are never replayed in a
 //! burst. A schedule whose previous wave is unfinished skips the tick (`on_overlap: skip`,
 //! recorded as `skipped_overlap`) or waits for it (`queue`, subject to the same grace).
+//! A stored template that no longer parses (an upgrade renamed a field) fails its tick
+//! (`failed`, the parse error as detail) and starts nothing; the schedule still moves on
+//! to its next tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +22,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::cron::{parse_timezone, CronSpec};
 use super::leader::Leadership;
-use super::store::{fire_in, ScheduleError};
-use crate::waves::executor::Executor;
-use crate::waves::WaveRequest;
+use super::store::{fail_in, fire_in, parse_template, ScheduleError};
+use crate::migrate::Catalog;
 
-/// Runs until `shutdown`.
+/// Runs until `shutdown`; calls `wake_worker` after handling schedules, so the replica's
+/// wave worker starts on a new wave at once.
 pub async fn run(
     pool: Pool,
     me: String,
     leadership: Arc<Leadership>,
-    executor: Arc<Executor>,
+    catalog: Arc<Catalog>,
+    wake_worker: impl Fn() + Send + 'static,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -39,11 +43,11 @@ pub async fn run(
         if !leadership.is_leader() {
             continue;
         }
-        match tick(&pool, &me, &executor).await {
+        match tick(&pool, &me, &catalog).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(handled = n, "schedules handled");
-                executor.poke();
+                wake_worker();
             }
             Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
         }
@@ -70,10 +74,10 @@ fn latest_due(
 }
 
 /// Handles every due schedule once; returns how many.
-pub async fn tick(pool: &Pool, me: &str, executor: &Executor) -> Result<usize, ScheduleError> {
+pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, ScheduleError> {
     const DUE: &str =
         "SELECT name, cron, timezone, template, on_overlap, misfire_grace_seconds, next_fire_at, \
-         (SELECT state FROM control_plane.waves w WHERE w.id = s.last_wave_id) \
+         (SELECT state FROM control_plane.waves w WHERE w.id = s.last_wave_id) AS previous_state \
          FROM control_plane.schedules s WHERE enabled AND next_fire_at <= now() \
          ORDER BY next_fire_at LIMIT 20 FOR UPDATE OF s SKIP LOCKED";
     const ADVANCE: &str =
@@ -87,14 +91,21 @@ pub async fn tick(pool: &Pool, me: &str, executor: &Executor) -> Result<usize, S
     if rows.is_empty() {
         return Ok(0);
     }
-    let set = executor.reload().map_err(crate::waves::WaveError::from)?;
+    let set = catalog.reload().map_err(crate::waves::WaveError::from)?;
     let now = Utc::now();
     for row in &rows {
-        let (name, cron, tz): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        let template: WaveRequest = serde_json::from_value(row.get(3)).unwrap_or_default();
-        let (on_overlap, grace, next_fire_at): (String, i32, DateTime<Utc>) =
-            (row.get(4), row.get(5), row.get(6));
-        let previous: Option<String> = row.get(7);
+        let (name, cron, tz): (String, String, String) = (
+            row.try_get("name")?,
+            row.try_get("cron")?,
+            row.try_get("timezone")?,
+        );
+        let template = parse_template(&name, row.try_get("template")?);
+        let (on_overlap, grace, next_fire_at): (String, i32, DateTime<Utc>) = (
+            row.try_get("on_overlap")?,
+            row.try_get("misfire_grace_seconds")?,
+            row.try_get("next_fire_at")?,
+        );
+        let previous: Option<String> = row.try_get("previous_state")?;
         let (spec, zone) = (CronSpec::parse(&cron)?, parse_timezone(&tz)?);
         let tick = latest_due(&spec, zone, next_fire_at, now);
         let next = spec.next_after(zone, now, 1).first().copied();
@@ -118,9 +129,19 @@ pub async fn tick(pool: &Pool, me: &str, executor: &Executor) -> Result<usize, S
             let detail = "the schedule's previous wave is still unfinished";
             tx.execute(SKIPPED, &[&name, &tick, &"skipped_overlap", &detail, &me])
                 .await?;
-        } else if let Some(f) = fire_in(&mut tx, &name, tick, &template, &set, me).await? {
-            tracing::info!(schedule = %name, %tick, outcome = %f.outcome, wave = ?f.wave_id, "schedule fired");
-            wave = f.wave_id;
+        } else {
+            let fired = match &template {
+                Ok(t) => fire_in(&mut tx, &name, tick, t, &set, me).await?,
+                Err(e) => {
+                    let detail = e.to_string();
+                    tracing::error!(schedule = %name, %tick, error = %detail, "scheduled wave not started");
+                    fail_in(&tx, &name, tick, &detail, me).await?
+                }
+            };
+            if let Some(f) = fired {
+                tracing::info!(schedule = %name, %tick, outcome = %f.outcome, wave = ?f.wave_id, "schedule fired");
+                wave = f.wave_id;
+            }
         }
         tx.execute(ADVANCE, &[&name, &next, &tick, &wave]).await?;
     }

@@ -27,12 +27,30 @@ pub enum ScheduleError {
     /// The name is taken.
     #[error("a schedule named '{0}' already exists")]
     Duplicate(String),
+    /// The stored template is not a valid `POST /v1/waves` body any more (e.g. a field
+    /// was renamed by an upgrade): nothing may run from it until a person replaces it.
+    #[error("the stored template of schedule '{name}' no longer parses ({why}); replace it with PATCH /v1/schedules/{name} and a new template")]
+    BrokenTemplate { name: String, why: String },
     /// Creating the tick's wave failed.
     #[error(transparent)]
     Wave(#[from] WaveError),
     /// The control DB failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl ScheduleError {
+    /// Whether the same request may succeed later: only when the control DB failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ScheduleError::Wave(e) => e.is_retryable(),
+            ScheduleError::Db(e) => e.is_retryable(),
+            ScheduleError::Invalid { .. }
+            | ScheduleError::NotFound(_)
+            | ScheduleError::Duplicate(_)
+            | ScheduleError::BrokenTemplate { .. } => false,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for ScheduleError {
@@ -347,6 +365,42 @@ pub struct Fired {
     pub detail: Option<String>,
 }
 
+/// The wave request a stored template describes. Never a default: an empty request would
+/// be a wave over every tenant to the latest version.
+pub fn parse_template(name: &str, stored: serde_json::Value) -> Result<WaveRequest, ScheduleError> {
+    serde_json::from_value(stored).map_err(|e| ScheduleError::BrokenTemplate {
+        name: name.to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// Records `tick` of `name` as `failed` with `detail` inside `tx`, starting nothing (the
+/// tick's wave could not even be asked for); a tick already handled does nothing.
+pub async fn fail_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    tick: DateTime<Utc>,
+    detail: &str,
+    handled_by: &str,
+) -> Result<Option<Fired>, ScheduleError> {
+    const SQL: &str = "INSERT INTO control_plane.schedule_fires (schedule_name, tick, outcome, detail, handled_by) \
+         VALUES ($1, $2, 'failed', $3, $4) ON CONFLICT DO NOTHING";
+    if tx
+        .execute(SQL, &[&name, &tick, &detail, &handled_by])
+        .await?
+        == 0
+    {
+        return Ok(None);
+    }
+    Ok(Some(Fired {
+        schedule: name.into(),
+        tick,
+        outcome: "failed".into(),
+        wave_id: None,
+        detail: Some(detail.into()),
+    }))
+}
+
 /// Fires `tick` of `name` inside `tx`: the fire row and the wave commit together or not at
 /// all; a tick already handled (by another leader, or a retry) does nothing.
 pub async fn fire_in(
@@ -398,5 +452,49 @@ pub async fn fire_in(
                 detail: Some(detail),
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_template_with_an_unknown_field_is_broken_and_names_the_field() {
+        let err = parse_template("nightly", json!({"canary_count": 2})).unwrap_err();
+
+        assert!(
+            matches!(&err, ScheduleError::BrokenTemplate { name, .. } if name == "nightly"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("canary_count"), "{err}");
+        assert!(
+            err.to_string().contains("PATCH /v1/schedules/nightly"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn an_empty_stored_template_is_the_default_request() {
+        let req = parse_template("nightly", json!({})).unwrap();
+
+        assert!(req.analysis.is_none());
+    }
+
+    #[test]
+    fn only_control_db_failures_are_retryable() {
+        let db = ScheduleError::Db(DbError::Pool(deadpool_postgres::PoolError::Timeout(
+            deadpool_postgres::TimeoutType::Wait,
+        )));
+        let invalid = ScheduleError::Invalid {
+            field: "cron",
+            message: "bad".into(),
+        };
+
+        assert!(db.is_retryable());
+        assert!(!invalid.is_retryable());
+        assert!(!ScheduleError::NotFound("x".into()).is_retryable());
     }
 }

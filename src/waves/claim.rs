@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::WaveError;
 use crate::migrate::{MigrateError, RunOutcome};
 use crate::registry::{record_event, Actor};
+use crate::resolve::TenantDb;
 
 /// A target this replica now holds.
 #[derive(Debug, Clone)]
@@ -38,15 +39,24 @@ pub struct Claimed {
 pub struct TenantNow {
     /// `None` when the tenant was deleted since the plan was made.
     pub status: Option<String>,
-    pub db_host: String,
-    pub db_port: i32,
-    pub db_name: String,
-    pub db_user: String,
-    pub db_secret_ref: String,
-    pub db_options: Value,
+    /// Where its database is.
+    pub db: TenantDb,
     /// What the registry records as the tenant's version, and whether it has an open issue.
     pub schema_version: Option<i32>,
     pub has_issue: bool,
+}
+
+impl TenantNow {
+    /// Reads `status` (NULL once deleted), `schema_version`, `has_issue` and the
+    /// [`TenantDb`] columns of `row`, by name.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<TenantNow, tokio_postgres::Error> {
+        Ok(TenantNow {
+            status: row.try_get("status")?,
+            db: TenantDb::from_row(row)?,
+            schema_version: row.try_get("schema_version")?,
+            has_issue: row.try_get("has_issue")?,
+        })
+    }
 }
 
 /// Claims up to `max` targets of the wave's current phase for `owner`, honouring the
@@ -73,9 +83,9 @@ pub async fn claim(
     const TAKE: &str = "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
          FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
-         RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END, \
+         RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END AS status, \
                    t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options, \
-                   t.schema_version, t.migration_issue IS NOT NULL";
+                   t.schema_version, t.migration_issue IS NOT NULL AS has_issue";
     // A target whose lease ran out with no attempts left: its runner died every time
     // (e.g. the tenant's migration keeps getting the replica OOM-killed). Fail it rather
     // than hand it to the next replica forever.
@@ -149,31 +159,24 @@ pub async fn claim(
         .query(TAKE, &[&wave_id, &owner, &lease.as_secs_f64(), &picked])
         .await?;
     tx.commit().await?;
-    Ok(rows
+    let claimed = rows
         .iter()
-        .map(|r| Claimed {
-            wave_id,
-            tenant_id: r.get(0),
-            slug: r.get(1),
-            attempt: r.get(2),
-            target_version: w.get(4),
-            lock_timeout_ms: w.get(5),
-            statement_timeout_ms: w.get(6),
-            max_attempts: w.get(7),
-            dry_run: w.get(9),
-            tenant: TenantNow {
-                status: r.get(3),
-                db_host: r.get(4),
-                db_port: r.get(5),
-                db_name: r.get(6),
-                db_user: r.get(7),
-                db_secret_ref: r.get(8),
-                db_options: r.get(9),
-                schema_version: r.get(10),
-                has_issue: r.get(11),
-            },
+        .map(|r| {
+            Ok(Claimed {
+                wave_id,
+                tenant_id: r.try_get("tenant_id")?,
+                slug: r.try_get("slug")?,
+                attempt: r.try_get("attempts")?,
+                target_version: w.get(4),
+                lock_timeout_ms: w.get(5),
+                statement_timeout_ms: w.get(6),
+                max_attempts: w.get(7),
+                dry_run: w.get(9),
+                tenant: TenantNow::from_row(r)?,
+            })
         })
-        .collect())
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(claimed)
 }
 
 /// Extends the lease; false when it is no longer ours.

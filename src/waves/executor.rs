@@ -8,26 +8,23 @@
 //! cancels the rest (dropping their connections rolls back the open tenant transaction on
 //! the server) and releases its leases so another replica continues at once.
 
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::analysis::prometheus::PrometheusClient;
 use super::analysis::run as analysis;
-use super::claim::{self, Claimed, TenantNow};
+use super::claim::{self, Claimed};
 use super::{WaveError, WaveStore};
 use crate::config::WaveConfig;
 use crate::migrate::{
-    dry_run, tenant, DryRunOutcome, MigrateError, MigrationSet, RunLimits, TenantConnection,
+    dry_run, tenant, Catalog, DryRunOutcome, MigrateError, RunLimits, TenantConnection,
 };
-use crate::registry::{string_map, Actor};
-use crate::resolve::Resolver;
+use crate::registry::Actor;
+use crate::resolve::Connector;
 
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
@@ -38,14 +35,13 @@ const WAKE_COALESCE: Duration = Duration::from_millis(10);
 /// Shared by the loop and the tenant tasks.
 pub struct Executor {
     store: WaveStore,
-    resolver: Arc<Resolver>,
+    /// The migration files a wave's frozen fingerprint is checked against.
+    catalog: Arc<Catalog>,
+    connector: Connector,
     owner: String,
     actor: Actor,
     cfg: WaveConfig,
-    migrations_dir: PathBuf,
-    default_ca: Option<PathBuf>,
     metrics: Arc<crate::metrics::Metrics>,
-    set: RwLock<Arc<MigrationSet>>,
     wake: Notify,
     /// A tenant failed for good since the last tick: check the failure budget first.
     failed: std::sync::atomic::AtomicBool,
@@ -96,13 +92,13 @@ enum Prepared {
 }
 
 impl Executor {
-    /// An executor for this replica: its instance id, wave settings, migrations directory
-    /// and CA bundle come from `config`.
+    /// An executor for this replica: its instance id, wave settings and Prometheus URL
+    /// come from `config`.
     pub fn new(
         store: WaveStore,
-        resolver: Arc<Resolver>,
+        catalog: Arc<Catalog>,
+        connector: Connector,
         config: &crate::config::Config,
-        set: MigrationSet,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let owner = config.instance_id.as_str();
@@ -113,11 +109,7 @@ impl Executor {
                 .map_err(|e| tracing::error!(error = %e, "prometheus checks will be inconclusive"))
                 .ok()
         });
-        let (cfg, migrations_dir, default_ca): (WaveConfig, PathBuf, Option<PathBuf>) = (
-            config.waves,
-            config.migrations_dir.clone(),
-            config.ca_file.clone(),
-        );
+        let cfg: WaveConfig = config.waves;
         let actor = Actor::new(&format!(
             "drover:{}",
             owner.chars().take(90).collect::<String>()
@@ -127,65 +119,20 @@ impl Executor {
         });
         Executor {
             store,
-            resolver,
+            catalog,
+            connector,
             // Unique per process even when two replicas share DROVER_INSTANCE_ID, so one
             // replica can never renew or release the other's leases.
             owner: format!("{owner}#{:08x}", process_nonce()),
             actor,
             cfg,
-            migrations_dir,
-            default_ca,
             metrics,
-            set: RwLock::new(Arc::new(set)),
             wake: Notify::new(),
             failed: std::sync::atomic::AtomicBool::new(false),
             advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
         }
-    }
-
-    /// The Prometheus client for analysis checks, when `prometheus_url` is set.
-    pub fn prometheus(&self) -> Option<&PrometheusClient> {
-        self.prometheus.as_ref()
-    }
-
-    /// How to reach a tenant: its row's parameters and its resolved password.
-    pub(crate) async fn tenant_connection(
-        &self,
-        t: &TenantNow,
-    ) -> Result<TenantConnection, MigrateError> {
-        let password = self.resolver.password(&t.db_secret_ref).await?;
-        Ok(TenantConnection {
-            host: t.db_host.clone(),
-            port: u16::try_from(t.db_port).unwrap_or(5432),
-            dbname: t.db_name.clone(),
-            user: t.db_user.clone(),
-            password: SecretString::from(password.expose_secret().to_string()),
-            options: string_map(t.db_options.clone()),
-            default_ca: self.default_ca.clone(),
-        })
-    }
-
-    /// The migration set as last loaded.
-    pub fn migrations(&self) -> Arc<MigrationSet> {
-        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Reloads the migration files from disk (wave creation does this, so new files count).
-    pub fn reload(&self) -> Result<Arc<MigrationSet>, crate::migrate::SetError> {
-        let set = Arc::new(MigrationSet::load(&self.migrations_dir)?);
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = set.clone();
-        Ok(set)
-    }
-
-    /// The files on disk now (reloaded), or the loaded set when there is no migrations
-    /// directory at all (a daemon that only resolves).
-    pub fn fresh_migrations(&self) -> Result<Arc<MigrationSet>, crate::migrate::SetError> {
-        if !self.migrations_dir.exists() {
-            return Ok(self.migrations());
-        }
-        self.reload()
     }
 
     /// Asks every tenant server to cancel the statement this replica is running there (a
@@ -213,31 +160,6 @@ impl Executor {
     /// Wakes the loop (a wave was created or changed).
     pub fn poke(&self) {
         self.wake.notify_one();
-    }
-
-    /// Whether our files match the wave's frozen fingerprint (reloading once if not).
-    fn plan_matches(&self, plan: &Value) -> bool {
-        let matches = |set: &MigrationSet| {
-            let Some(frozen) = plan.as_array() else {
-                return false;
-            };
-            frozen.iter().all(|f| {
-                let (v, checksum) = (
-                    f[0].as_i64().unwrap_or(-1) as i32,
-                    f[2].as_str().unwrap_or(""),
-                );
-                set.get(v)
-                    .is_some_and(|m| m.checksum.to_string() == checksum)
-            })
-        };
-        if matches(&self.migrations()) {
-            return true;
-        }
-        let ok = self.reload().map(|s| matches(&s)).unwrap_or(false);
-        if !ok {
-            tracing::error!("this replica's tenant migration files differ from a wave's plan; not working on it");
-        }
-        ok
     }
 
     /// The loop; returns after shutdown, leases released.
@@ -336,7 +258,7 @@ impl Executor {
                     &self.owner,
                     self.cfg.lease,
                     free,
-                    |p| self.plan_matches(p),
+                    |p| self.catalog.for_plan(p).is_some(),
                 )
             };
             let mut claimed = claim().await?;
@@ -454,7 +376,8 @@ impl Executor {
 
     #[tracing::instrument(skip_all, fields(wave = %due.wave_id, check = %due.check.name))]
     async fn evaluate(self: Arc<Self>, due: analysis::Due) {
-        let measurements = analysis::evaluate(&self, &due).await;
+        let measurements =
+            analysis::evaluate(&self.connector, self.prometheus.as_ref(), &due).await;
         for m in &measurements {
             self.metrics
                 .analysis_evaluations_total
@@ -494,7 +417,7 @@ impl Executor {
             Some("active" | "suspended") => {}
             Some(other) => return Ok(Prepared::Skip(format!("tenant is {other}"))),
         }
-        let conn = self.tenant_connection(t).await?;
+        let conn = self.connector.connection(&t.db).await?;
         let limits = RunLimits {
             lock_timeout: Duration::from_millis(c.lock_timeout_ms as u64),
             statement_timeout: Duration::from_millis(c.statement_timeout_ms as u64),
@@ -524,7 +447,7 @@ impl Executor {
             Prepared::Skip(reason) => return Ok(Ran::Skipped(reason)),
             Prepared::Go(conn, limits) => (conn, limits),
         };
-        let set = self.migrations();
+        let set = self.catalog.current();
         let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
             self.track(c.tenant_id, token)
         })
@@ -538,7 +461,7 @@ impl Executor {
             Prepared::Skip(reason) => return Ok(DryRan::Skipped(reason)),
             Prepared::Go(conn, limits) => (conn, limits),
         };
-        let set = self.migrations();
+        let set = self.catalog.current();
         let result = dry_run::dry_run(&conn, &set, c.target_version, &limits, |token| {
             self.track(c.tenant_id, token)
         })
@@ -566,7 +489,7 @@ impl Executor {
                 Err(e)
             }
         };
-        let set = self.migrations();
+        let set = self.catalog.current();
         crate::waves::dry_run::record(
             pool,
             c,

@@ -34,6 +34,10 @@
 //! Tenants whose status changes mid-wave: suspended ones are still migrated (their
 //! schema must be current when they come back); provisioning, deleting and deleted ones
 //! are skipped with the reason recorded.
+//!
+//! The migration files a wave runs come from [`crate::migrate::Catalog`] (matched against
+//! the plan's frozen fingerprint before any target is claimed); connections to its
+//! tenants from [`crate::resolve::Connector`].
 
 pub mod analysis;
 pub mod claim;

@@ -412,3 +412,96 @@ async fn bad_schedule_names_negative_grace_and_nul_bytes_are_422_not_500() {
     assert_eq!(grace.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(nul.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_template_that_no_longer_parses_fails_its_tick_with_the_reason_and_starts_no_wave()
+{
+    let (m, secrets) = (migrations(), SecretsDir::new());
+    let app = spawn_app_with(&[
+        ("DROVER_MIGRATIONS_DIR", m.path()),
+        ("DROVER_SECRETS_DIR", secrets.path()),
+        ("DROVER_LEADER_TTL", "3s"),
+    ])
+    .await;
+    register_tenants_at(&app.base(), &secrets, "brk", 2, 0).await;
+    let created = app
+        .req(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "broken", "cron": "* * * * * *", "enabled": false, "template": {"soak_seconds": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let db = app.control_db().await;
+    // What an upgrade that renamed a field leaves behind.
+    db.execute(
+        "UPDATE control_plane.schedules SET template = '{\"canary_count\": 2}', enabled = true, \
+         next_fire_at = now() WHERE name = 'broken'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let fires = || async {
+        db.query(
+            "SELECT outcome, detail, wave_id FROM control_plane.schedule_fires WHERE schedule_name = 'broken'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>("outcome"),
+                r.get::<_, Option<String>>("detail"),
+                r.get::<_, Option<uuid::Uuid>>("wave_id"),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+
+    let handled = wait_until(Duration::from_secs(20), || async {
+        fires().await.len() >= 2
+    })
+    .await;
+    let triggered = app
+        .req(Method::POST, "/v1/schedules/broken/trigger")
+        .send()
+        .await
+        .unwrap();
+
+    assert!(handled, "two ticks handled: {:?}", fires().await);
+    for (outcome, detail, wave) in fires().await {
+        assert_eq!(outcome, "failed");
+        let detail = detail.unwrap_or_default();
+        assert!(
+            detail.contains("no longer parses") && detail.contains("canary_count"),
+            "{detail}"
+        );
+        assert_eq!(wave, None);
+    }
+    let waves: i64 = db
+        .query_one("SELECT count(*) FROM control_plane.waves", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waves, 0, "a broken template starts nothing");
+    let moved_on: bool = db
+        .query_one(
+            "SELECT next_fire_at > last_fire_at FROM control_plane.schedules WHERE name = 'broken'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(moved_on, "the schedule advances to its next tick");
+    assert_eq!(triggered.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let err: Value = triggered.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "invalid_template", "{err}");
+    assert_eq!(err["error"]["field"], "template", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("canary_count"),
+        "{err}"
+    );
+}

@@ -109,7 +109,8 @@ pub(super) fn error_responses() -> Value {
         "422": error(
             "A field is invalid (`invalid_field`, with `field`), the body does not fit the schema \
              (`invalid_body`: unknown or missing field, wrong type), a query parameter is invalid (`invalid_query`), \
-             or the tenant migration files are broken (`invalid_migrations`).",
+             the tenant migration files are broken (`invalid_migrations`), or a schedule's stored template no \
+             longer parses (`invalid_template`, with `field`).",
         ),
         "500": error("An internal error (`internal`); the cause is in drover's log."),
         "501": error("The request needs a feature this daemon is not configured for (`not_available`)."),

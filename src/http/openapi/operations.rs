@@ -224,7 +224,8 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
             .describe("Goes through the same exactly-once path as a tick. 201 with the wave's id when a wave was created; \
                 422 with the same body (outcome `failed`, the reason in `detail`) when it could not be, e.g. no tenant \
                 matches or a selected tenant is in an unfinished wave; 422 with an error body when the migration \
-                files are broken.")
+                files are broken or the stored template no longer parses (`invalid_template`, e.g. after an upgrade \
+                renamed one of its fields: replace it with `PATCH`).")
             .params(&["scheduleName", "actor"])
             .responses(
                 json!({

@@ -15,9 +15,10 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::prometheus::Inconclusive;
+use super::prometheus::PrometheusClient;
 use super::{AnalysisView, Check, CheckKind, CheckView, EvaluationView, VIEW_EVALUATIONS};
+use crate::resolve::Connector;
 use crate::waves::claim::TenantNow;
-use crate::waves::executor::Executor;
 use crate::waves::WaveError;
 
 /// A check this replica claimed, with the canary tenants a sql check runs on.
@@ -82,8 +83,8 @@ pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, W
          RETURNING c.wave_id, c.name, c.kind, c.spec",
         lease = lease_secs()
     );
-    const CANARIES: &str = "SELECT t.slug, CASE WHEN n.deleted_at IS NULL THEN n.status END, n.db_host, n.db_port, \
-         n.db_name, n.db_user, n.db_secret_ref, n.db_options, n.schema_version, n.migration_issue IS NOT NULL \
+    const CANARIES: &str = "SELECT t.slug, CASE WHEN n.deleted_at IS NULL THEN n.status END AS status, n.db_host, n.db_port, \
+         n.db_name, n.db_user, n.db_secret_ref, n.db_options, n.schema_version, n.migration_issue IS NOT NULL AS has_issue \
          FROM control_plane.wave_targets t JOIN control_plane.tenants n ON n.id = t.tenant_id \
          WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug";
     let client = pool.get().await?;
@@ -101,23 +102,8 @@ pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, W
                 .query(CANARIES, &[&wave_id])
                 .await?
                 .iter()
-                .map(|t| {
-                    (
-                        t.get::<_, String>(0),
-                        TenantNow {
-                            status: t.get(1),
-                            db_host: t.get(2),
-                            db_port: t.get(3),
-                            db_name: t.get(4),
-                            db_user: t.get(5),
-                            db_secret_ref: t.get(6),
-                            db_options: t.get(7),
-                            schema_version: t.get(8),
-                            has_issue: t.get(9),
-                        },
-                    )
-                })
-                .collect()
+                .map(|t| Ok((t.try_get("slug")?, TenantNow::from_row(t)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?
         } else {
             Vec::new()
         };
@@ -130,13 +116,18 @@ pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, W
     Ok(out)
 }
 
-/// Evaluates a claimed check: every canary at once for sql, one query for prometheus.
-pub async fn evaluate(exec: &Executor, due: &Due) -> Vec<Measurement> {
+/// Evaluates a claimed check: every canary at once for sql (connected through
+/// `connector`), one query for prometheus (`prometheus`: None without `prometheus_url`).
+pub async fn evaluate(
+    connector: &Connector,
+    prometheus: Option<&PrometheusClient>,
+    due: &Due,
+) -> Vec<Measurement> {
     let check = &due.check;
     let timeout = Duration::from_millis(check.timeout_ms as u64);
     match check.kind {
         CheckKind::Prometheus => {
-            let measured = match (exec.prometheus(), check.condition()) {
+            let measured = match (prometheus, check.condition()) {
                 (Some(p), Some(cond)) => p
                     .scalar(&check.query, timeout)
                     .await
@@ -170,7 +161,7 @@ pub async fn evaluate(exec: &Executor, due: &Due) -> Vec<Measurement> {
         CheckKind::Sql => {
             join_all(due.canaries.iter().map(|(slug, tenant)| async move {
                 let (value, verdict, detail) =
-                    match sql_on_tenant(exec, tenant, check, timeout).await {
+                    match sql_on_tenant(connector, tenant, check, timeout).await {
                         Ok((value, true)) => (Some(value), Verdict::Pass, None),
                         Ok((value, false)) => (Some(value), Verdict::Fail, None),
                         Err(why) => (None, Verdict::Inconclusive, Some(why)),
@@ -198,15 +189,15 @@ fn unreachable_tenant(e: crate::migrate::MigrateError) -> String {
 /// Runs a sql check's query on one tenant in a read-only transaction. Ok((value, passed))
 /// when the query ran; Err(why) when it could not (an inconclusive measurement).
 async fn sql_on_tenant(
-    exec: &Executor,
+    connector: &Connector,
     tenant: &TenantNow,
     check: &Check,
     timeout: Duration,
 ) -> Result<(String, bool), String> {
-    let conn = exec
-        .tenant_connection(tenant)
+    let conn = connector
+        .connection(&tenant.db)
         .await
-        .map_err(unreachable_tenant)?;
+        .map_err(|e| unreachable_tenant(e.into()))?;
     let limits = crate::migrate::RunLimits {
         lock_timeout: timeout,
         statement_timeout: timeout,
