@@ -109,9 +109,10 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
         let (spec, zone) = (CronSpec::parse(&cron)?, parse_timezone(&tz)?);
         let tick = latest_due(&spec, zone, next_fire_at, now);
         let next = spec.next_after(zone, now, 1).first().copied();
-        let unfinished = previous
-            .as_deref()
-            .is_some_and(|s| !matches!(s, "completed" | "aborted"));
+        let unfinished = previous.as_deref().is_some_and(|s| {
+            s.parse()
+                .map_or(true, |s: crate::waves::WaveState| !s.is_finished())
+        });
         let late = now - tick > chrono::Duration::seconds(grace as i64);
         let mut wave = None;
         if late {
