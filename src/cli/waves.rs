@@ -75,6 +75,9 @@ pub struct StartArgs {
     /// Canary analysis checks: a JSON array, or @FILE holding one (see the README).
     #[arg(long, value_name = "JSON|@FILE")]
     pub analysis: Option<String>,
+    /// Accept the error findings of this lint rule (repeat for several); stored in the plan.
+    #[arg(long, value_name = "RULE")]
+    pub acknowledge: Vec<String>,
     /// Draw live progress until the wave ends; exit non-zero if it halts or is aborted.
     #[arg(long)]
     pub watch: bool,
@@ -164,6 +167,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 dry_run,
                 exclude_failed_of,
                 analysis,
+                acknowledge,
                 watch,
             } = *a;
             let selector = Selector {
@@ -192,6 +196,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 dry_run: dry_run.then_some(true),
                 exclude_failed_of,
                 analysis: analysis_arg(analysis)?,
+                acknowledge: (!acknowledge.is_empty()).then_some(acknowledge),
             };
             let w: WaveView = api.call(Method::POST, "/v1/waves", Some(&req)).await?;
             if !watch {
@@ -279,6 +284,20 @@ pub async fn act(args: &ClientArgs, action: &str, id: &str) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// The lint findings the wave's creator acknowledged, and its warnings.
+fn print_lint(lint: &Value) {
+    for (what, key) in [("acknowledged", "acknowledged"), ("warning", "warnings")] {
+        for f in lint[key].as_array().into_iter().flatten() {
+            println!(
+                "lint     {what} {} at {}:{}",
+                f["rule"].as_str().unwrap_or("?"),
+                f["file"].as_str().unwrap_or("?"),
+                f["line"]
+            );
+        }
+    }
+}
+
 fn exit_for(state: WaveState) -> ExitCode {
     match state {
         WaveState::Halted | WaveState::Aborted => ExitCode::FAILURE,
@@ -338,6 +357,7 @@ fn print_wave(output: Output, w: &WaveView) -> anyhow::Result<()> {
     if let (Some(by), Some(at)) = (&w.promoted_by, w.promoted_at) {
         println!("promoted by {by} at {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
     }
+    print_lint(&w.plan["lint"]);
     let c = &w.counts;
     println!(
         "tenants  {} total: {} succeeded, {} failed, {} running, {} pending, {} skipped",

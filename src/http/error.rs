@@ -169,6 +169,15 @@ impl From<WaveError> for ApiError {
             WaveError::Overlap(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wave_overlap", e.to_string())
             }
+            WaveError::LintFailed(findings) => {
+                let shown = serde_json::to_value(&findings).unwrap_or_default();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "lint_failed",
+                    WaveError::LintFailed(findings).to_string(),
+                )
+                .with("findings", shown)
+            }
             WaveError::Migrations(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_migrations",

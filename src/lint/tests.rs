@@ -258,3 +258,17 @@ fn the_example_tenant_migrations_lint_clean() {
     let report = lint_set(&set, None, set.latest().unwrap());
     assert_eq!(report.errors().count(), 0, "{report:#?}");
 }
+
+#[test]
+fn the_readme_documents_every_rule_with_its_level() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (id, level, _) in RULES {
+        let level = match level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        let row = format!("| `{id}` | {level} |");
+        assert!(readme.contains(&row), "README lacks the row {row}");
+    }
+}

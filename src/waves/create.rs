@@ -182,6 +182,9 @@ pub async fn create_in(
     } else {
         quarantine_phase
     };
+    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
+    let acknowledge = req.acknowledge.clone().unwrap_or_default();
+    let lint = super::lint_gate::check(tx, &ids, set, target, &acknowledge).await?;
     let fingerprint: Vec<_> = set
         .fingerprint()
         .into_iter()
@@ -189,7 +192,7 @@ pub async fn create_in(
         .collect();
     let plan = json!({
         "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
-        "quarantined": quarantined.len(),
+        "quarantined": quarantined.len(), "lint": lint,
     });
     if !s.dry_run {
         // Serializes real wave creations (a schedule tick and an operator at the same
@@ -221,7 +224,6 @@ pub async fn create_in(
         )
         .await?
         .get(0);
-    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
     let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
     let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
     let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
@@ -255,6 +257,10 @@ pub async fn create_in(
     let created = json!({
         "target_version": target, "tenants": planned.len(), "canaries": canaries,
         "batches": batches, "quarantined": quarantined.len(), "dry_run": s.dry_run,
+        "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
+            a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()
+        }),
+        "lint_warnings": plan["lint"]["warnings"].as_array().map_or(0, Vec::len),
     });
     super::timeline::record_created(tx, id, actor, created).await?;
     tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantined.len(), batches,

@@ -44,6 +44,7 @@ pub mod claim;
 pub mod create;
 pub mod dry_run;
 pub mod executor;
+mod lint_gate;
 pub mod plan;
 pub mod state;
 pub mod store;
@@ -77,12 +78,27 @@ pub enum WaveError {
         action: &'static str,
         state: String,
     },
+    /// The files the wave would run have lint errors it did not acknowledge.
+    #[error("lint_failed: {}", describe_findings(.0))]
+    LintFailed(Vec<crate::lint::Finding>),
     /// The migration files could not be loaded.
     #[error("tenant migrations: {0}")]
     Migrations(#[from] crate::migrate::SetError),
     /// The control DB failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+fn describe_findings(findings: &[crate::lint::Finding]) -> String {
+    let listed: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{} ({}:{})", f.rule, f.file, f.line))
+        .collect();
+    format!(
+        "{} error finding(s) not acknowledged: {}; fix the files or list the rules in \"acknowledge\"",
+        findings.len(),
+        listed.join(", ")
+    )
 }
 
 impl WaveError {

@@ -87,6 +87,9 @@ pub struct WaveRequest {
     /// Checks evaluated during the soak; they decide whether the batches start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Vec<CheckSpec>>,
+    /// Lint rules whose error findings this wave accepts (stored in the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge: Option<Vec<String>>,
 }
 
 /// The effective settings, every default filled in and checked.

@@ -158,7 +158,9 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
                 of every other. Replicas start on it within a tick. 409 when a selected tenant is in an unfinished wave. \
                 With `dry_run` every pending migration runs in a transaction that is always rolled back and the wave \
                 reports who would fail and why; `exclude_failed_of` skips the tenants a completed dry run found failing; \
-                `analysis` gates the batches on checks evaluated during the soak.")
+                `analysis` gates the batches on checks evaluated during the soak. The files the wave would run are \
+                linted first: an error finding whose rule is not in `acknowledge` answers 422 `lint_failed` with the \
+                `findings`.")
             .params(&["actor"])
             .body(schema_ref("WaveRequest"), true)
             .responses(json!({ "201": ok("The new wave.", schema_ref("Wave")) }), &errors(&["409"], WITH_BODY))

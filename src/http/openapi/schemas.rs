@@ -105,6 +105,11 @@ pub(super) fn schemas() -> Value {
                             "Only on 423 from /v1/resolve: why the tenant is suspended.",
                         ),
                         "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
+                        "findings": {
+                            "type": "array",
+                            "description": "Only with `lint_failed` (POST /v1/waves): the error findings not acknowledged.",
+                            "items": schema_ref("LintFinding"),
+                        },
                         "problems": {
                             "type": "array",
                             "description": "Only with `invalid_definition` (PUT /v1/tenants/{slug}): every problem.",
@@ -404,8 +409,23 @@ pub(super) fn schemas() -> Value {
                     nullable(json!({ "type": "array", "maxItems": 20, "items": schema_ref("AnalysisCheck") })),
                     "Checks evaluated during the soak; the wave needs canaries. Prometheus checks need `prometheus_url`.",
                 ),
+                "acknowledge": described(
+                    nullable(json!({ "type": "array", "items": string() })),
+                    "Lint rule ids whose error findings this wave accepts; they are stored in `plan.lint.acknowledged`. \
+                     Without them, an error finding answers 422 `lint_failed` with the `findings`.",
+                ),
             },
         }));
+    schemas.insert("LintFinding".into(), object(json!({
+            "rule": described(string(), "Kebab-case rule id, e.g. `require-concurrent-index-creation`."),
+            "level": { "type": "string", "enum": ["error", "warning"] },
+            "file": string(),
+            "version": int32(),
+            "line": described(int64(), "1-based line where the statement starts."),
+            "statement": described(string(), "The statement (first 300 characters)."),
+            "message": string(),
+            "fix": string(),
+        })));
     schemas.insert("AnalysisCheck".into(), closed(&["name", "type", "query"], json!({
             "name": {
                 "type": "string",

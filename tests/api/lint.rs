@@ -1,0 +1,155 @@
+//! The lint gate of `POST /v1/waves` (SPEC §19): an unacknowledged error finding refuses
+//! the wave with the findings; an acknowledged one is stored in the plan and the timeline.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    drover_cmd, register_tenants, start_wave, wait_wave, wave_app, wave_timeline, MigrationsDir,
+    SecretsDir, ADMIN_TOKEN, WAVE_DONE,
+};
+
+fn risky_migrations() -> MigrationsDir {
+    MigrationsDir::new(&[
+        (
+            "V1__accounts.sql",
+            "CREATE TABLE accounts (id int PRIMARY KEY, email text);",
+        ),
+        (
+            "V2__email_index.sql",
+            "CREATE INDEX accounts_email ON accounts (email);",
+        ),
+        (
+            "V3__drop_email.sql",
+            "ALTER TABLE accounts DROP COLUMN email;",
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_with_an_unacknowledged_lint_error_is_refused_and_an_acknowledged_one_runs() {
+    let (migrations, secrets) = (risky_migrations(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "li", 3, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1, "soak_seconds": 0})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+
+    let refused = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"soak_seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    let status = refused.status();
+    let body: Value = refused.json().await.unwrap();
+    let accepted = start_wave(
+        &app,
+        json!({"soak_seconds": 0, "acknowledge": ["require-concurrent-index-creation"]}),
+    )
+    .await;
+    let wave = wait_wave(&app.base(), &accepted, WAVE_DONE, Duration::from_secs(60)).await;
+    let timeline = wave_timeline(&app, &accepted).await;
+
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    assert_eq!(body["error"]["code"], "lint_failed");
+    let findings = body["error"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{body:#}");
+    assert_eq!(findings[0]["rule"], "require-concurrent-index-creation");
+    assert_eq!(findings[0]["file"], "V2__email_index.sql");
+    assert!(findings[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("CONCURRENTLY"));
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    let lint = &wave["plan"]["lint"];
+    assert_eq!(
+        lint["acknowledged"][0]["rule"],
+        "require-concurrent-index-creation"
+    );
+    assert_eq!(lint["warnings"][0]["rule"], "ban-drop-column", "{lint:#}");
+    assert_eq!(
+        timeline[0].2["lint_acknowledged"],
+        json!(["require-concurrent-index-creation"])
+    );
+    assert_eq!(timeline[0].2["lint_warnings"], 1);
+
+    let (server, id) = (app.base(), accepted.clone());
+    let shown = tokio::task::spawn_blocking(move || {
+        drover_cmd()
+            .env("DROVER_SERVER", server)
+            .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["waves", "show", &id])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        stdout.contains(
+            "lint     acknowledged require-concurrent-index-creation at V2__email_index.sql:1"
+        ),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_a_rule_that_does_not_exist_is_422_naming_it() {
+    let (migrations, secrets) = (risky_migrations(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "lu", 1, 0).await;
+
+    let resp = app
+        .req(Method::POST, "/v1/waves")
+        .json(&json!({"acknowledge": ["no-such-rule"]}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "acknowledge");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-rule"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drover_migrations_lint_exits_1_on_an_error_and_prints_json_on_request() {
+    let migrations = risky_migrations();
+    let dir = migrations.path().to_string();
+
+    let out = tokio::task::spawn_blocking(move || {
+        drover_cmd()
+            .args([
+                "migrations",
+                "lint",
+                &dir,
+                "--after",
+                "1",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], 2);
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["require-concurrent-index-creation", "ban-drop-column"]
+    );
+}
