@@ -131,12 +131,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
         let metrics = Arc::new(Metrics::new());
         let secrets = secret_store(&config)?;
-        let resolver = Arc::new(Resolver::new(
-            pool.clone(),
-            secrets.clone(),
-            &config.cache,
-            &metrics,
-        ));
+        let resolver = Arc::new(
+            Resolver::new(pool.clone(), secrets.clone(), &config.cache, &metrics)
+                .with_scope(config.ref_scope.clone()),
+        );
         let waves = WaveStore::new(pool.clone());
         let executor = Arc::new(Executor::new(
             waves.clone(),
@@ -146,7 +144,7 @@ impl Application {
             metrics.clone(),
         ));
         let config = Arc::new(config);
-        let registry = Registry::new(pool.clone());
+        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
         let provisioner = Arc::new(Provisioner::new(provision::Parts {
             config: config.clone(),
             secrets,

@@ -364,6 +364,14 @@ fn check_config(
         "  provision_url             {}",
         set(config.provision_url.is_some())
     );
+    println!(
+        "  env_secret_prefix         {}",
+        config.ref_scope.env_prefix()
+    );
+    println!(
+        "  vault_allowed_prefixes    {}",
+        config.ref_scope.vault_prefixes()
+    );
     println!("  instance_id               {}", config.instance_id);
     println!("  pool_size                 {}", config.pool_size);
     println!(

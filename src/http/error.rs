@@ -233,6 +233,15 @@ impl From<crate::resolve::ResolveError> for ApiError {
     fn from(e: crate::resolve::ResolveError) -> Self {
         use crate::resolve::ResolveError;
         match &e {
+            // Not retryable: the stored reference must be changed. The message names the
+            // reference and the rule, which are not secrets.
+            ResolveError::SecretUnavailable(crate::secrets::SecretError::OutOfScope { .. }) => {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "secret_ref_refused",
+                    e.to_string(),
+                )
+            }
             ResolveError::SecretUnavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "secret_unavailable",
