@@ -63,6 +63,8 @@ pub struct AppInner {
     pub admin_token: SecretString,
     /// Resolver bearer token, when configured.
     pub resolver_token: Option<SecretString>,
+    /// Named tokens (hashed, in the control DB) and this replica's lookup cache.
+    pub tokens: crate::access::TokenStore,
     /// Slug → DSN resolution with its caches.
     pub resolver: Arc<Resolver>,
     /// Migration waves in the control DB.
@@ -162,6 +164,7 @@ impl Application {
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
+            tokens: crate::access::TokenStore::new(pool.clone()),
             resolver,
             registry,
             pool,

@@ -579,7 +579,7 @@ impl Builder {
     }
 }
 
-/// `30`, `30s`, `5m`, `2h` → Duration.
+/// `30`, `30s`, `5m`, `2h`, `90d` → Duration.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
@@ -593,7 +593,12 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("unknown duration unit {unit:?}; use ms, s, m or h")),
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_secs(secs))
 }

@@ -104,6 +104,14 @@ pub async fn record_event(
     const SQL: &str =
         "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
                        VALUES ($1, $2, $3, $4)";
+    let payload = match (actor.behalf(), payload) {
+        (Some(who), Value::Object(mut map)) => {
+            map.insert("on_behalf_of".into(), json!(who));
+            Value::Object(map)
+        }
+        (Some(who), Value::Null) => json!({ "on_behalf_of": who }),
+        (_, payload) => payload,
+    };
     client
         .execute(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
         .await?;
