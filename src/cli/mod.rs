@@ -12,6 +12,7 @@ mod output;
 mod quickstart;
 mod schedules;
 mod tenants;
+mod tokens;
 mod waves;
 
 use std::path::PathBuf;
@@ -147,6 +148,15 @@ pub enum Command {
     ///
     /// Example: drover export -o tenants/
     Export(apply::ExportArgs),
+    /// Named API tokens with roles (viewer, resolver, operator, admin).
+    ///
+    /// Example: drover tokens create grafana --role viewer --expires-in 90d
+    Tokens {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -316,6 +326,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenants { client, command } => {
             init_tracing(None);
             tenants::run(&client, *command).await
+        }
+        Command::Tokens { client, command } => {
+            init_tracing(None);
+            tokens::run(&client, command).await
         }
     }
 }

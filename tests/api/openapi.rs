@@ -28,7 +28,7 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// The (method, path) pairs `src/http/mod.rs` registers, read from its source: every
 /// `.route("PATH", get(..).post(..))`, prefixed with the `.nest("PREFIX", ..)` of the
 /// `let NAME = Router::new()` it belongs to. (axum does not expose its route table.)
-fn routes_in_router_source() -> BTreeSet<(String, String)> {
+pub(crate) fn routes_in_router_source() -> BTreeSet<(String, String)> {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs");
     let src: String = std::fs::read_to_string(file)
         .unwrap_or_else(|e| panic!("read {file}: {e}"))
