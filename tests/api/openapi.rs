@@ -1513,7 +1513,7 @@ fn skip(why: &str) {
     );
 }
 
-const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(120);
+const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
