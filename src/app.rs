@@ -69,6 +69,8 @@ pub struct AppInner {
     pub admin_token: SecretString,
     /// Resolver bearer token, when configured.
     pub resolver_token: Option<SecretString>,
+    /// Named tokens (hashed, in the control DB) and this replica's lookup cache.
+    pub tokens: crate::access::TokenStore,
     /// Slug → DSN resolution with its caches.
     pub resolver: Arc<Resolver>,
     /// The tenant migration files: loaded, reloaded, matched against a wave's plan.
@@ -126,12 +128,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
         let metrics = Arc::new(Metrics::new());
         let secrets = secret_store(&config)?;
-        let resolver = Arc::new(Resolver::new(
-            pool.clone(),
-            secrets.clone(),
-            &config.cache,
-            &metrics,
-        ));
+        let resolver = Arc::new(
+            Resolver::new(pool.clone(), secrets.clone(), &config.cache, &metrics)
+                .with_scope(config.ref_scope.clone()),
+        );
         // A missing directory is an empty catalog (waves then refuse with a clear error);
         // a broken one stops the start-up naming the bad file.
         let catalog = Arc::new(Catalog::load(&config.migrations_dir).with_context(|| {
@@ -150,7 +150,7 @@ impl Application {
             metrics.clone(),
         ));
         let config = Arc::new(config);
-        let registry = Registry::new(pool.clone());
+        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
         let provisioner = Arc::new(Provisioner::new(provision::Parts {
             config: config.clone(),
             secrets,
@@ -171,6 +171,7 @@ impl Application {
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
+            tokens: crate::access::TokenStore::new(pool.clone()),
             resolver,
             registry,
             pool,

@@ -35,6 +35,8 @@
 //! | `retry_backoff`           | `DROVER_RETRY_BACKOFF`           | `1s`                    |
 //! | `leader_ttl`              | `DROVER_LEADER_TTL`              | `15s`                   |
 //! | `prometheus_url`          | `DROVER_PROMETHEUS_URL`          | (none: no prometheus checks) |
+//! | `env_secret_prefix`       | `DROVER_ENV_SECRET_PREFIX`       | `TENANT_`               |
+//! | `vault_allowed_prefixes`  | `DROVER_VAULT_ALLOWED_PREFIXES`  | `secret/tenants` (`*`: any path) |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -81,6 +83,8 @@ const FILE_KEYS: &[&str] = &[
     "retry_backoff",
     "leader_ttl",
     "prometheus_url",
+    "env_secret_prefix",
+    "vault_allowed_prefixes",
 ];
 
 /// Keys only accepted from the environment.
@@ -138,6 +142,9 @@ pub struct Config {
     pub leader_ttl: Duration,
     /// Prometheus (HTTP API base URL) that `prometheus` analysis checks query.
     pub prometheus_url: Option<String>,
+    /// Which secrets a tenant's reference may name (`env_secret_prefix`,
+    /// `vault_allowed_prefixes`, never drover's own token files).
+    pub ref_scope: secrets::RefScope,
 }
 
 /// How this replica works on migration waves.
@@ -340,9 +347,28 @@ struct Builder {
 impl Builder {
     fn build(&mut self) -> Config {
         let secrets_dir = self.take("secrets_dir").map(|r| PathBuf::from(r.value));
+        let own_files = ["admin_token_ref", "resolver_token_ref"]
+            .iter()
+            .filter_map(|k| self.raw.get(k))
+            .filter_map(|r| r.value.parse::<SecretRef>().ok())
+            .filter(|r| r.scheme() == secrets::Scheme::File)
+            .map(|r| r.locator().to_string())
+            .collect();
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
         let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
+        let ref_scope = secrets::RefScope::new(
+            self.parsed("env_secret_prefix", secrets::DEFAULT_ENV_PREFIX, |v| {
+                secrets::check_env_prefix(v).map(|()| v.to_string())
+            }),
+            self.parsed(
+                "vault_allowed_prefixes",
+                secrets::DEFAULT_VAULT_PREFIXES,
+                secrets::parse_vault_prefixes,
+            ),
+            own_files,
+        );
         Config {
+            ref_scope,
             database_url: self
                 .take("database_url")
                 .map(|r| SecretString::from(r.value)),
@@ -553,7 +579,7 @@ impl Builder {
     }
 }
 
-/// `30`, `30s`, `5m`, `2h` → Duration.
+/// `30`, `30s`, `5m`, `2h`, `90d` → Duration.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
@@ -567,7 +593,12 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("unknown duration unit {unit:?}; use ms, s, m or h")),
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_secs(secs))
 }
@@ -694,6 +725,43 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secret_ref_scope_comes_from_config_and_covers_drovers_own_token_file() {
+        let dir = std::env::temp_dir().join(format!("drover-cfg5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("admin-token"), "0123456789abcdef-token\n").unwrap();
+
+        let cfg = Config::load_with(
+            None,
+            &env(&[
+                ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+                ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
+                ("DROVER_ENV_SECRET_PREFIX", "APP_DB_"),
+                ("DROVER_VAULT_ALLOWED_PREFIXES", "kv/apps"),
+            ]),
+        )
+        .unwrap();
+
+        let check = |s: &str| cfg.ref_scope.check(&s.parse().unwrap());
+        assert!(check("env:APP_DB_ACME").is_ok());
+        assert!(check("env:TENANT_ACME").is_err());
+        assert!(check("vault:kv/apps/acme#pw").is_ok());
+        assert!(check("vault:secret/tenants/acme#pw").is_err());
+        assert!(check("file:admin-token").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_env_prefix_matching_drover_variables_is_a_config_error() {
+        let err =
+            Config::load_with(None, &env(&[("DROVER_ENV_SECRET_PREFIX", "DROVER_")])).unwrap_err();
+
+        assert!(
+            err.to_string().contains("DROVER_ENV_SECRET_PREFIX"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Data flow:
 //!
 //! ```text
-//!  CLI / HTTP ──► http (auth, JSON errors) ──► registry (all tenant SQL, events in the same tx)
+//!  CLI / HTTP ──► http (auth: access roles + tokens, JSON errors) ──► registry (all tenant SQL, events in the same tx)
 //!                                                  │
 //!  config (TOML + DROVER_* env) ──► app::run ──────┼──► db (control pool, control migrations
 //!                                                  │       under an advisory lock)
@@ -21,6 +21,7 @@
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
 //! the integration tests drive the same code paths as the binary.
 
+pub mod access;
 pub mod app;
 pub mod cache;
 pub mod cli;

@@ -70,6 +70,10 @@ pub struct Metrics {
     pub secret_cache_total: IntCounterVec,
     /// Secret backend read failures by scheme (env, file, vault).
     pub secret_backend_errors_total: IntCounterVec,
+    /// Stored tenant secret references refused at read time because they are outside the allowed scope, by scheme.
+    pub secret_refs_refused_total: IntCounterVec,
+    /// Requests refused by authentication or authorization, by reason (missing, invalid, expired, forbidden).
+    pub auth_failures_total: IntCounterVec,
     /// Next fire time of each enabled schedule, as a Unix timestamp in seconds.
     pub schedule_next_fire_timestamp_seconds: IntGaugeVec,
     /// 1 while this replica holds the leader lease, else 0.
@@ -142,6 +146,8 @@ impl Metrics {
             resolution_duration_seconds: histogram(&r, "drover_resolution_duration_seconds", "Latency of GET /v1/resolve, in seconds.", vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
             secret_cache_total: counter_vec(&r, "drover_secret_cache_total", "Secret cache lookups by result (hit, miss, stale).", &["result"]),
             secret_backend_errors_total: counter_vec(&r, "drover_secret_backend_errors_total", "Secret backend read failures by scheme (env, file, vault).", &["scheme"]),
+            secret_refs_refused_total: counter_vec(&r, "drover_secret_refs_refused_total", "Stored tenant secret references refused at read time because they are outside the allowed scope, by scheme.", &["scheme"]),
+            auth_failures_total: counter_vec(&r, "drover_auth_failures_total", "Requests refused by authentication or authorization, by reason (missing, invalid, expired, forbidden).", &["reason"]),
             schedule_next_fire_timestamp_seconds: gauge_vec(&r, "drover_schedule_next_fire_timestamp_seconds", "Next fire time of each enabled schedule, as a Unix timestamp in seconds.", &["schedule"]),
             leader: {
                 let g = IntGauge::new("drover_leader", "1 while this replica holds the leader lease, else 0.").unwrap_or_else(|e| unreachable!("{e}"));
@@ -194,6 +200,10 @@ impl Metrics {
         }
         for s in ["env", "file", "vault"] {
             m.secret_backend_errors_total.with_label_values(&[s]);
+            m.secret_refs_refused_total.with_label_values(&[s]);
+        }
+        for r in ["missing", "invalid", "expired", "forbidden"] {
+            m.auth_failures_total.with_label_values(&[r]);
         }
         m
     }

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Talks to one daemon with the admin token from `DROVER_ADMIN_TOKEN`.
+/// Talks to one daemon with the token from `DROVER_TOKEN` (a named token) or
+/// `DROVER_ADMIN_TOKEN` (the root token).
 pub struct ApiClient {
     base: String,
     token: String,
@@ -14,9 +15,10 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `server` with the admin token; fails when it is not set.
+    /// A client for `server` with `DROVER_TOKEN` or else the admin token; fails when
+    /// neither is set.
     pub fn new(server: &str) -> anyhow::Result<ApiClient> {
-        Self::with_token_from(server, &["DROVER_ADMIN_TOKEN"])
+        Self::with_token_from(server, &["DROVER_TOKEN", "DROVER_ADMIN_TOKEN"])
     }
 
     /// A client with an explicit token (the quickstart made it itself).

@@ -13,6 +13,7 @@ mod output;
 mod quickstart;
 mod schedules;
 mod tenants;
+mod tokens;
 mod waves;
 
 use std::path::PathBuf;
@@ -148,6 +149,15 @@ pub enum Command {
     ///
     /// Example: drover export -o tenants/
     Export(apply::ExportArgs),
+    /// Named API tokens with roles (viewer, resolver, operator, admin).
+    ///
+    /// Example: drover tokens create grafana --role viewer --expires-in 90d
+    Tokens {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
     /// Manage tenants through a running daemon.
     Tenants {
         #[command(flatten)]
@@ -347,6 +357,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(None);
             tenants::run(&client, *command).await
         }
+        Command::Tokens { client, command } => {
+            init_tracing(None);
+            tokens::run(&client, command).await
+        }
     }
 }
 
@@ -393,6 +407,14 @@ fn check_config(
     println!(
         "  provision_url             {}",
         set(config.provision_url.is_some())
+    );
+    println!(
+        "  env_secret_prefix         {}",
+        config.ref_scope.env_prefix()
+    );
+    println!(
+        "  vault_allowed_prefixes    {}",
+        config.ref_scope.vault_prefixes()
     );
     println!("  instance_id               {}", config.instance_id);
     println!("  pool_size                 {}", config.pool_size);

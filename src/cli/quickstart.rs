@@ -197,6 +197,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("  cargo run --release -- tenants list");
     println!("  cargo run --release -- fleet");
     println!("  cargo run --release -- waves list");
+    println!("  cargo run --release -- tokens create dashboards --role viewer   # least privilege: a named read-only token");
 
     if !args.exit {
         println!("\nserving until Ctrl-C ...");

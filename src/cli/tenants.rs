@@ -427,7 +427,11 @@ fn query_string(pairs: &[(String, String)]) -> String {
 pub async fn resolve(args: &ClientArgs, slug: &str) -> anyhow::Result<ExitCode> {
     let api = ApiClient::with_token_from(
         &args.server,
-        &["DROVER_RESOLVER_TOKEN", "DROVER_ADMIN_TOKEN"],
+        &[
+            "DROVER_RESOLVER_TOKEN",
+            "DROVER_TOKEN",
+            "DROVER_ADMIN_TOKEN",
+        ],
     )?;
     let none: Option<&Value> = None;
     let v: Value = api

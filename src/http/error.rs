@@ -44,6 +44,25 @@ impl ApiError {
         )
     }
 
+    /// 401 for a named token past its expiry.
+    pub fn token_expired() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token has expired; ask an admin for a new one (drover tokens create)",
+        )
+    }
+
+    /// 403: authenticated, but the role does not grant the route.
+    pub fn forbidden(needed: crate::access::Role, have: crate::access::Role) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {needed} role; the token's role is {have}"),
+        )
+        .with("required_role", json!(needed.as_str()))
+    }
+
     /// 404 for routes that do not exist.
     pub fn no_route() -> Self {
         Self::new(
@@ -150,6 +169,28 @@ impl From<crate::db::DbError> for ApiError {
     }
 }
 
+impl From<crate::access::AccessError> for ApiError {
+    fn from(e: crate::access::AccessError) -> Self {
+        use crate::access::AccessError as A;
+        match e {
+            A::Invalid { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message: format!("{field}: {message}"),
+                field: Some(field),
+                extra: None,
+            },
+            A::Duplicate(_) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_token", e.to_string())
+            }
+            A::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "token_not_found", e.to_string())
+            }
+            A::Db(db) => db.into(),
+        }
+    }
+}
+
 impl From<WaveError> for ApiError {
     fn from(e: WaveError) -> Self {
         match e {
@@ -242,6 +283,15 @@ impl From<crate::resolve::ResolveError> for ApiError {
     fn from(e: crate::resolve::ResolveError) -> Self {
         use crate::resolve::ResolveError;
         match &e {
+            // Not retryable: the stored reference must be changed. The message names the
+            // reference and the rule, which are not secrets.
+            ResolveError::SecretUnavailable(crate::secrets::SecretError::OutOfScope { .. }) => {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "secret_ref_refused",
+                    e.to_string(),
+                )
+            }
             ResolveError::SecretUnavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "secret_unavailable",

@@ -1,9 +1,10 @@
-//! HTTP API (axum): routing, bearer-token auth and JSON extraction. One file per resource;
-//! errors become responses only in [`error`].
+//! HTTP API (axum): routing, JSON extraction, and the one auth middleware ([`auth`]). One
+//! file per resource; errors become responses only in [`error`].
 //!
-//! `/healthz`, `/readyz` need no token; `/v1/resolve` needs the resolver or the admin
-//! token; everything else under `/v1` needs the admin token.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route
+//! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17).
 
+mod auth;
 mod definitions;
 pub mod error;
 mod health;
@@ -11,6 +12,7 @@ pub mod openapi;
 mod resolve;
 mod schedules;
 mod tenants;
+mod tokens;
 mod waves;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -18,19 +20,17 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
-use crate::registry::Actor;
+pub use auth::Caller;
 pub use error::ApiError;
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
+    let v1 = Router::new()
         .route("/tenants", get(tenants::list).post(tenants::create))
         .route(
             "/tenants/{slug}",
@@ -62,20 +62,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/schedules/{name}/trigger", post(schedules::trigger))
         .route("/cluster", get(schedules::cluster))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    let resolver = Router::new()
-        .route("/resolve/{slug}", get(resolve::resolve))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_resolver,
-        ));
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{name}", delete(tokens::revoke))
+        .route("/resolve/{slug}", get(resolve::resolve));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
-        .nest("/v1", admin.merge(resolver))
+        .nest("/v1", v1)
         .fallback(|| async { ApiError::no_route() })
+        // Inside `track`, so refused requests are counted and timed too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
@@ -103,82 +104,6 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .with_label_values(&[route.as_str(), method.as_str()])
         .observe(started.elapsed().as_secs_f64());
     resp
-}
-
-/// Constant-time comparison of the presented token with the expected one.
-fn token_matches(presented: &str, expected: &SecretString) -> bool {
-    presented
-        .as_bytes()
-        .ct_eq(expected.expose_secret().as_bytes())
-        .into()
-}
-
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-async fn require_admin(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    match bearer(&parts) {
-        Some(t) if token_matches(t, &state.admin_token) => {
-            Ok(next.run(Request::from_parts(parts, body)).await)
-        }
-        _ => Err(ApiError::unauthorized()),
-    }
-}
-
-async fn require_resolver(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let ok = bearer(&parts).is_some_and(|t| {
-        // Evaluate both so the time taken does not reveal which token matched.
-        let admin = token_matches(t, &state.admin_token);
-        let resolver = state
-            .resolver_token
-            .as_ref()
-            .is_some_and(|r| token_matches(t, r));
-        admin | resolver
-    });
-    if ok {
-        Ok(next.run(Request::from_parts(parts, body)).await)
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
-/// Who is calling, for the `actor` of events: `api`, or `api:<X-Drover-Actor>` when the
-/// client names itself (the CLI sends `cli:$USER`).
-pub struct Caller(pub Actor);
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let named = parts
-            .headers
-            .get("x-drover-actor")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty());
-        let actor = match named {
-            Some(n) => format!("api:{n}"),
-            None => "api".to_string(),
-        };
-        Actor::new(&actor).map(Caller).map_err(ApiError::from)
-    }
 }
 
 /// `Json` whose rejections use drover's error shape (422 names the offending field).

@@ -156,6 +156,13 @@ impl Provisioner {
                     message: e.to_string(),
                 },
             )?;
+        self.registry
+            .scope()
+            .check(&r)
+            .map_err(|e| ProvisionError::Invalid {
+                field: "db_secret_ref",
+                message: e.to_string(),
+            })?;
         if r.scheme() == crate::secrets::Scheme::Env {
             return Err(ProvisionError::Invalid {
                 field: "db_secret_ref",

@@ -47,6 +47,8 @@ mod put;
 #[derive(Clone)]
 pub struct Registry {
     pool: Pool,
+    /// Which secret references a tenant may be given (checked on every write).
+    scope: std::sync::Arc<crate::secrets::RefScope>,
 }
 
 /// A jsonb object of strings as a map; non-string values are kept as their JSON text.
@@ -102,6 +104,14 @@ pub async fn record_event(
     const SQL: &str =
         "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
                        VALUES ($1, $2, $3, $4)";
+    let payload = match (actor.behalf(), payload) {
+        (Some(who), Value::Object(mut map)) => {
+            map.insert("on_behalf_of".into(), json!(who));
+            Value::Object(map)
+        }
+        (Some(who), Value::Null) => json!({ "on_behalf_of": who }),
+        (_, payload) => payload,
+    };
     client
         .execute(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
         .await?;
@@ -242,13 +252,41 @@ async fn store_row(tx: &impl GenericClient, t: &Tenant) -> Result<Tenant, Regist
 impl Registry {
     /// A registry over the control-plane pool.
     pub fn new(pool: Pool) -> Self {
-        Registry { pool }
+        Self::with_scope(pool, crate::secrets::RefScope::default())
+    }
+
+    /// A registry that refuses secret references outside `scope`.
+    pub fn with_scope(pool: Pool, scope: crate::secrets::RefScope) -> Self {
+        Registry {
+            pool,
+            scope: std::sync::Arc::new(scope),
+        }
+    }
+
+    /// The secret reference rules this registry enforces.
+    pub fn scope(&self) -> &crate::secrets::RefScope {
+        &self.scope
+    }
+
+    /// A reference that is well-formed (checked by validation) must also be in scope: a
+    /// 422 naming the rule, before anything is written.
+    fn check_scope(&self, reference: &str) -> Result<(), RegistryError> {
+        let Ok(parsed) = reference.parse::<crate::secrets::SecretRef>() else {
+            return Ok(());
+        };
+        self.scope
+            .check(&parsed)
+            .map_err(|e| RegistryError::Invalid {
+                field: "db_secret_ref",
+                message: e.to_string(),
+            })
     }
 
     /// Registers a tenant and writes its `created` event.
     #[tracing::instrument(skip_all, fields(slug = %new.slug))]
     pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {
         let slug = new.validate()?;
+        self.check_scope(&new.db_secret_ref)?;
         // Whether drover can provision is the caller's check (`crate::provision`); here a
         // provisioned tenant simply starts where its job expects it.
         if new.provision && new.status == Some(TenantStatus::Active) {
@@ -374,6 +412,9 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Tenant, RegistryError> {
         patch.validate()?;
+        if let Some(r) = &patch.db_secret_ref {
+            self.check_scope(r)?;
+        }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let before = Self::lock_live(&*tx, slug).await?;

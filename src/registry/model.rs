@@ -640,20 +640,40 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
 }
 
-/// Who made a change: recorded on every event.
+/// Who made a change: recorded on every event. The name is the authenticated identity
+/// (`root`, `token:<name>`, `drover`, `schedule:<name>`); what a client says about itself
+/// (`X-Drover-Actor`) is only ever `on_behalf_of`, added to the event's payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(String);
+pub struct Actor {
+    name: String,
+    on_behalf_of: Option<String>,
+}
 
 impl Actor {
     /// Accepts 1-100 printable characters.
     pub fn new(s: &str) -> Result<Actor, RegistryError> {
         validate_text("actor", s, 100)?;
-        Ok(Actor(s.to_string()))
+        Ok(Actor {
+            name: s.to_string(),
+            on_behalf_of: None,
+        })
+    }
+
+    /// The same actor, acting for someone it names (1-100 printable characters).
+    pub fn on_behalf_of(mut self, who: &str) -> Result<Actor, RegistryError> {
+        validate_text("X-Drover-Actor", who, 100)?;
+        self.on_behalf_of = Some(who.to_string());
+        Ok(self)
     }
 
     /// The actor text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// Whom the client said it acts for, if anyone.
+    pub fn behalf(&self) -> Option<&str> {
+        self.on_behalf_of.as_deref()
     }
 }
 

@@ -144,6 +144,7 @@ impl Registry {
         if let Some(problem) = declared.problems().into_iter().next() {
             return Err(problem);
         }
+        self.check_scope(&declared.tenant.db_secret_ref)?;
         match self.put_once(declared, actor).await {
             // Another request created it between our lookup and our insert: it exists
             // now, so the declaration is an update (two identical PUTs both succeed).

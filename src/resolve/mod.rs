@@ -30,7 +30,7 @@ use secrecy::SecretString;
 use crate::cache::{CachePolicy, Freshness, TtlCache};
 use crate::config::CacheConfig;
 use crate::registry::{Slug, TenantStatus};
-use crate::secrets::{SecretError, SecretRef, SecretStore};
+use crate::secrets::{RefScope, SecretError, SecretRef, SecretStore};
 
 /// What resolution needs of a tenant row.
 /// Not `Debug`: it caches a DSN.
@@ -161,6 +161,7 @@ pub struct ResolveStats {
     /// Stale secrets served because the backend failed.
     pub secret_stale: IntCounter,
     backend_errors: prometheus::IntCounterVec,
+    refused: prometheus::IntCounterVec,
 }
 
 impl ResolveStats {
@@ -178,6 +179,7 @@ impl ResolveStats {
             secret_misses: cache("miss"),
             secret_stale: cache("stale"),
             backend_errors: m.secret_backend_errors_total.clone(),
+            refused: m.secret_refs_refused_total.clone(),
         }
     }
 }
@@ -188,6 +190,8 @@ pub struct Resolver {
     store: SecretStore,
     tenants: TtlCache<Option<Arc<TenantConn>>, ResolveError>,
     secrets: TtlCache<Arc<SecretString>, SecretError>,
+    /// The references a tenant may use; a stored one outside it is never read.
+    scope: RefScope,
     /// Counters for metrics and tests.
     pub stats: ResolveStats,
 }
@@ -219,8 +223,15 @@ impl Resolver {
             store,
             tenants,
             secrets,
+            scope: RefScope::default(),
             stats: ResolveStats::new(metrics),
         }
+    }
+
+    /// The same resolver, refusing stored references outside `scope`.
+    pub fn with_scope(mut self, scope: RefScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Drops one tenant from the cache (a change notification arrived).
@@ -327,6 +338,20 @@ impl Resolver {
                         reference: "(stored reference)".into(),
                         why: e.to_string(),
                     })?;
+            // The registry refuses such a reference when it is written; one that is in the
+            // control DB anyway (written by hand, or before the rule existed) is refused
+            // here, before any backend is asked.
+            if let Err(rule) = self.scope.check(&parsed) {
+                self.stats
+                    .refused
+                    .with_label_values(&[parsed.scheme().as_str()])
+                    .inc();
+                tracing::error!(secret_ref = %parsed, %rule, "stored secret reference refused");
+                return Err(SecretError::OutOfScope {
+                    reference: parsed.to_string(),
+                    rule,
+                });
+            }
             let read = self.store.read(&parsed).await.map(Arc::new);
             if read.is_err() {
                 self.stats

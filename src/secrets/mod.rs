@@ -6,14 +6,20 @@
 //! `file:` and `vault:` values when drover provisions a tenant (an `env:` value belongs to
 //! the daemon's environment and cannot be written). Values only ever exist
 //! as [`SecretString`]: they never reach logs, events, error messages or `Debug` output;
-//! errors name the reference, never what it points to.
+//! errors name the reference, never what it points to. Which references a tenant may use at
+//! all is [`RefScope`]'s business.
 
 mod backend;
 mod reference;
+mod scope;
 pub mod vault;
 
 pub use backend::{BoxFuture, EnvBackend, FileBackend, SecretBackend, SecretStore};
 pub use reference::{Scheme, SecretRef, SecretRefError};
+pub use scope::{
+    check_env_prefix, parse_vault_prefixes, RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX,
+    DEFAULT_VAULT_PREFIXES,
+};
 pub use vault::{VaultBackend, VaultConfig};
 
 use std::path::{Path, PathBuf};
@@ -48,6 +54,10 @@ pub enum SecretError {
     /// password there.
     #[error("secret {reference} cannot be written by drover: provisioning needs a file: or vault: reference")]
     ReadOnly { reference: String },
+    /// A tenant's reference outside the allowed scope (e.g. planted directly in the control
+    /// DB): refused, never read.
+    #[error("secret {reference} refused: {rule}")]
+    OutOfScope { reference: String, rule: ScopeError },
 }
 
 impl SecretError {

@@ -39,6 +39,7 @@ pub async fn record_created(
     actor: &Actor,
     payload: Value,
 ) -> Result<(), WaveError> {
+    let payload = with_behalf(payload, actor);
     tx.execute(INSERT, &[&wave_id, &"created", &actor.as_str(), &payload])
         .await?;
     Ok(())
@@ -118,12 +119,21 @@ pub async fn apply(
         }
         _ => {}
     }
+    let payload = with_behalf(t.payload(), actor);
     tx.execute(
         INSERT,
-        &[&wave_id, &t.event_type(), &actor.as_str(), &t.payload()],
+        &[&wave_id, &t.event_type(), &actor.as_str(), &payload],
     )
     .await?;
     Ok(())
+}
+
+/// Adds whom the caller said it acts for (`X-Drover-Actor`); the actor stays the token's.
+fn with_behalf(mut payload: Value, actor: &Actor) -> Value {
+    if let (Some(who), Some(map)) = (actor.behalf(), payload.as_object_mut()) {
+        map.insert("on_behalf_of".into(), Value::String(who.to_string()));
+    }
+    payload
 }
 
 /// A wave's timeline, oldest first.

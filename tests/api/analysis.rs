@@ -200,7 +200,8 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
     assert_eq!(promoted.status(), StatusCode::OK);
     let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
     assert_eq!(wave["state"], "completed", "{wave:#}");
-    assert_eq!(wave["promoted_by"], "api:alice");
+    // The header never replaces the token's identity.
+    assert_eq!(wave["promoted_by"], "root");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +228,7 @@ async fn promoting_a_soaking_wave_by_hand_starts_the_batches_at_once() {
     let promoted: Value = early.json().await.unwrap();
     assert_eq!(promoted["state"], "rolling", "{promoted:#}");
     assert_eq!(promoted["current_phase"], 1);
-    assert_eq!(promoted["promoted_by"], "api");
+    assert_eq!(promoted["promoted_by"], "root");
     assert!(promoted["promoted_at"].is_string());
     assert_eq!(
         again.status(),

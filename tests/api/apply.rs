@@ -206,10 +206,11 @@ async fn editing_one_file_is_exactly_one_update_showing_the_field_diff() {
         events["items"][0]["payload"]["changed"]["labels"]["to"]["region"],
         "us"
     );
-    assert!(events["items"][0]["actor"]
+    assert_eq!(events["items"][0]["actor"], "root");
+    assert!(events["items"][0]["payload"]["on_behalf_of"]
         .as_str()
         .unwrap()
-        .starts_with("api:cli:"));
+        .starts_with("cli:"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,7 +89,10 @@ async fn cli_creates_lists_suspends_and_shows_events_through_a_running_daemon() 
     let t: serde_json::Value = serde_json::from_str(&ok_stdout(json)).unwrap();
     assert_eq!(t["status"], "suspended");
     let ev = ok_stdout(events);
-    assert!(ev.contains("suspended") && ev.contains("cli:"), "{ev}");
+    assert!(
+        ev.contains("suspended") && ev.contains("root") && ev.contains("\"on_behalf_of\":\"cli:"),
+        "{ev}"
+    );
     assert_eq!(duplicate.status.code(), Some(1));
     let err = String::from_utf8_lossy(&duplicate.stderr);
     assert_eq!(err.lines().count(), 1, "one clear line: {err}");

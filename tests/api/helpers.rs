@@ -104,6 +104,11 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
+    // A token and its `_REF` together are refused: a test that reads the admin token
+    // through a reference does without the default one.
+    if env.contains_key("DROVER_ADMIN_TOKEN_REF") {
+        env.remove("DROVER_ADMIN_TOKEN");
+    }
     Config::load_with(None, &|k| env.get(k).cloned()).expect("test config is valid")
 }
 
@@ -225,6 +230,83 @@ impl TestApp {
             .iter()
             .map(|e| e["event_type"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// A request with `token` instead of the admin token.
+    pub fn req_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base()))
+            .bearer_auth(token)
+    }
+
+    /// `POST /v1/tokens` with the admin token.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: &str,
+        expires_in: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({ "name": name, "role": role });
+        if let Some(e) = expires_in {
+            body["expires_in"] = json!(e);
+        }
+        self.req(reqwest::Method::POST, "/v1/tokens")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A new named token with `role` (asserts the 201); returns the token.
+    pub async fn issue_token(&self, name: &str, role: &str) -> String {
+        let resp = self.create_token(name, role, None).await;
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::CREATED,
+            "create token {name}"
+        );
+        let body: Value = resp.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// `GET /v1/tokens` with the admin token, as text (to look for leaked values).
+    pub async fn list_tokens_text(&self) -> String {
+        self.req(reqwest::Method::GET, "/v1/tokens")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /v1/tokens/{name}` with the admin token.
+    pub async fn revoke_token(&self, name: &str) -> reqwest::Response {
+        self.req(reqwest::Method::DELETE, &format!("/v1/tokens/{name}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as exposed), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// A direct connection to the control database.

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod access;
 mod analysis;
 mod apply;
 mod auth;

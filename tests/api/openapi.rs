@@ -28,7 +28,7 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// The (method, path) pairs `src/http/mod.rs` registers, read from its source: every
 /// `.route("PATH", get(..).post(..))`, prefixed with the `.nest("PREFIX", ..)` of the
 /// `let NAME = Router::new()` it belongs to. (axum does not expose its route table.)
-fn routes_in_router_source() -> BTreeSet<(String, String)> {
+pub(crate) fn routes_in_router_source() -> BTreeSet<(String, String)> {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs");
     let src: String = std::fs::read_to_string(file)
         .unwrap_or_else(|e| panic!("read {file}: {e}"))
@@ -1513,7 +1513,7 @@ fn skip(why: &str) {
     );
 }
 
-const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(120);
+const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {

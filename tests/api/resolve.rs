@@ -148,7 +148,10 @@ async fn resolve_accepts_the_resolver_and_admin_tokens_and_the_resolver_token_no
 
     assert_eq!(with_admin.status(), StatusCode::OK);
     assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(resolver_on_admin_route.status(), StatusCode::UNAUTHORIZED);
+    // Authenticated, but the resolver role only resolves.
+    assert_eq!(resolver_on_admin_route.status(), StatusCode::FORBIDDEN);
+    let err: Value = resolver_on_admin_route.json().await.unwrap();
+    assert_eq!(err["error"]["required_role"], "viewer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

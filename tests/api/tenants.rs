@@ -269,13 +269,18 @@ async fn suspend_resume_and_delete_write_their_events_with_the_actor() {
     let db = app.control_db().await;
     let rows = db
         .query(
-            "SELECT event_type, actor FROM control_plane.tenant_events ORDER BY id",
+            "SELECT event_type, actor, payload FROM control_plane.tenant_events ORDER BY id",
             &[],
         )
         .await
         .unwrap();
-    let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(seen[2], ("resumed".to_string(), "api:alice".to_string()));
+    let seen: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("event_type"), r.get("actor")))
+        .collect();
+    assert_eq!(seen[2], ("resumed".to_string(), "root".to_string()));
+    let resumed_payload: Value = rows[2].get("payload");
+    assert_eq!(resumed_payload["on_behalf_of"], "alice");
     assert_eq!(seen[3].0, "deleting");
     assert_eq!(seen[4].0, "deleted");
 }

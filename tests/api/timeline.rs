@@ -110,10 +110,16 @@ async fn a_halted_wave_records_why_who_resumed_it_and_who_aborted_it() {
         reason.contains("th-000") && reason.contains("42P07"),
         "{reason}"
     );
-    assert_eq!(timeline[3].2, json!({"from": "halted", "to": "canary"}));
-    let (resumed_by, aborted_by) = (&timeline[3].1, &timeline[5].1);
-    assert!(resumed_by.contains("alice"), "{timeline:?}");
-    assert!(aborted_by.contains("bob"), "{timeline:?}");
+    assert_eq!(
+        timeline[3].2,
+        json!({"from": "halted", "to": "canary", "on_behalf_of": "alice"})
+    );
+    assert_eq!(
+        timeline[3].1, "root",
+        "the token's identity, never the header"
+    );
+    assert_eq!(timeline[5].1, "root");
+    assert_eq!(timeline[5].2["on_behalf_of"], "bob");
     assert_eq!(timeline[4].1, "drover");
 }
 
@@ -150,9 +156,15 @@ async fn a_paused_soak_starts_over_on_resume_and_a_promote_rolls_the_batches() {
             "completed"
         ]
     );
-    assert_eq!(timeline[4].2, json!({"from": "soaking"}));
-    assert_eq!(timeline[5].2, json!({"from": "paused", "to": "soaking"}));
-    assert!(timeline[7].1.contains("bob"), "{timeline:?}");
+    assert_eq!(
+        timeline[4].2,
+        json!({"from": "soaking", "on_behalf_of": "alice"})
+    );
+    assert_eq!(
+        timeline[5].2,
+        json!({"from": "paused", "to": "soaking", "on_behalf_of": "alice"})
+    );
+    assert_eq!(timeline[7].2["on_behalf_of"], "bob", "{timeline:?}");
     assert_eq!(timeline[6].1, "drover");
 }
 

@@ -26,7 +26,8 @@ pub(super) fn parameters() -> Value {
             "name": "X-Drover-Actor",
             "in": "header",
             "required": false,
-            "description": "Who is making the change, recorded on the events as `api:<value>` (default `api`).",
+            "description": "Whom the caller acts for, recorded as `on_behalf_of` in the events' payload; the \
+                events' actor is always the token's identity (`root` or `token:<name>`).",
             "schema": { "type": "string", "maxLength": 96, "pattern": NO_CONTROL },
         },
         "statusFilter": query("status", "Only tenants in this status.", schema_ref("TenantStatus")),
@@ -73,6 +74,11 @@ pub(super) fn parameters() -> Value {
             "Also drop the database and role drover provisioned and remove the secret (never the default).",
             json!({ "type": "boolean", "default": false }),
         ),
+        "tokenName": path(
+            "name",
+            "The token's name.",
+            json!({ "type": "string", "minLength": 1, "example": "grafana" }),
+        ),
         "targetsLimit": query(
             "limit",
             "How many targets (values outside 1-100000 are clamped).",
@@ -95,11 +101,18 @@ pub(super) fn error_responses() -> Value {
             },
             "content": json_content(schema_ref("Error")),
         },
-        "404": error("No such tenant, wave or schedule (`tenant_not_found`, `wave_not_found`, `schedule_not_found`)."),
+        "403": error(
+            "The token's role does not grant this operation (`forbidden`, with `required_role`: viewer, resolver, \
+             operator or admin).",
+        ),
+        "404": error(
+            "No such tenant, wave, schedule or token (`tenant_not_found`, `wave_not_found`, `schedule_not_found`, \
+             `token_not_found`).",
+        ),
         "409": error(
             "A conflict: a live duplicate slug or db_name (`duplicate_slug`, `duplicate_db_name`), a status change \
              the state machine does not allow (`illegal_transition`), a tenant in an unfinished wave (`wave_overlap`), \
-             a duplicate schedule name (`duplicate_schedule`), a tick already handled (`already_fired`), a role or \
+             a duplicate schedule name (`duplicate_schedule`) or token name (`duplicate_token`), a tick already handled (`already_fired`), a role or \
              database by that name that drover did not create for this tenant (`name_taken`), another runner \
              provisioning the tenant right now (`provisioning_busy`), `drop_database=true` with neither the database nor \
              the role on the provisioning server (`nothing_to_drop`).",
@@ -112,7 +125,10 @@ pub(super) fn error_responses() -> Value {
              the tenant migration files are broken (`invalid_migrations`), or a schedule's stored template no \
              longer parses (`invalid_template`, with `field`).",
         ),
-        "500": error("An internal error (`internal`); the cause is in drover's log."),
+        "500": error(
+            "An internal error (`internal`; the cause is in drover's log), or a stored secret reference outside the \
+             allowed scope (`secret_ref_refused`).",
+        ),
         "501": error("The request needs a feature this daemon is not configured for (`not_available`)."),
         "502": error(
             "A provisioning step failed on the tenant's server or secret backend (`provisioning_failed`, with `step`: \

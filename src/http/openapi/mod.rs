@@ -55,6 +55,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/schedules/{name}"),
     ("POST", "/v1/schedules/{name}/trigger"),
     ("GET", "/v1/cluster"),
+    ("GET", "/v1/tokens"),
+    ("POST", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{name}"),
     ("GET", "/v1/resolve/{slug}"),
 ];
 
@@ -73,7 +76,11 @@ pub fn spec() -> Value {
     let mut paths = Map::new();
     for (method, path) in ROUTES {
         let item = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        item[method.to_ascii_lowercase()] = operation(method, path);
+        let mut op = operation(method, path);
+        if let crate::access::Needed::Role(role) = crate::access::needed_role(method, path) {
+            op["x-drover-role"] = json!(role.as_str());
+        }
+        item[method.to_ascii_lowercase()] = op;
     }
     json!({
         "openapi": "3.0.3",
@@ -88,6 +95,7 @@ pub fn spec() -> Value {
             { "name": "waves", "description": "Migration waves across the fleet, and the fleet's schema versions." },
             { "name": "schedules", "description": "Scheduled waves and the replicas' leader." },
             { "name": "resolve", "description": "Slug → DSN resolution for application servers." },
+            { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin)." },
             { "name": "operations", "description": "Liveness, readiness, metrics, this document." },
         ],
         "security": [ { "adminToken": [] } ],
@@ -97,14 +105,15 @@ pub fn spec() -> Value {
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The admin token (`DROVER_ADMIN_TOKEN` or `DROVER_ADMIN_TOKEN_REF`). \
-                        Needed by everything under /v1; also accepted by /v1/resolve.",
+                    "description": "The root token (`DROVER_ADMIN_TOKEN` or `DROVER_ADMIN_TOKEN_REF`, role admin), or a \
+                        named token from `POST /v1/tokens`, whose role must grant the operation (see each operation's \
+                        `x-drover-role`; 403 `forbidden` names the role needed).",
                 },
                 "resolverToken": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "The resolver token (`DROVER_RESOLVER_TOKEN` or `DROVER_RESOLVER_TOKEN_REF`) \
-                        for application servers: accepted by /v1/resolve only.",
+                        or a named token with role resolver, for application servers: accepted by /v1/resolve only.",
                 },
             },
             "parameters": parameters(),
@@ -137,14 +146,18 @@ const SECRET_REF: &str = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A
 const DESCRIPTION: &str = "Tenant registry, slug → DSN resolution and canary-first schema \
 migration waves for database-per-tenant PostgreSQL fleets.\n\n\
 Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metrics` and \
-`/openapi.json` need no token; `/v1/resolve/{slug}` takes the resolver token or the admin \
-token; everything else under `/v1` takes the admin token only.\n\n\
+`/openapi.json` need no token. Everything under `/v1` needs a token whose role grants the \
+operation (each operation's `x-drover-role`): `viewer` reads everything but \
+`/v1/resolve`; `resolver` resolves only; `operator` is viewer plus wave and schedule \
+actions and tenant suspend/resume; `admin` (also the root token of the configuration) may \
+do everything. A token without the right gets 403 `forbidden` with `required_role`.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \
 is one. 5xx bodies never carry internals (the cause is in drover's log). A 503 under `/v1` \
 carries `Retry-After`.\n\n\
-Every change writes its tenant event in the same transaction; an optional \
-`X-Drover-Actor: alice` header is recorded as the actor (`api:alice`).";
+Every change writes its tenant event in the same transaction. Its actor is the token's \
+identity (`root` or `token:<name>`); an optional `X-Drover-Actor: alice` header never \
+replaces it and is recorded as `on_behalf_of` in the event's payload.";
 
 // ---------------------------------------------------------------------------------------
 // Small builders.
@@ -337,9 +350,9 @@ impl Op {
 }
 
 /// Errors any authenticated operation can answer.
-const AUTHED: &[&str] = &["401", "500", "503"];
+const AUTHED: &[&str] = &["401", "403", "500", "503"];
 /// ... plus those of a JSON request body.
-const WITH_BODY: &[&str] = &["400", "401", "413", "415", "422", "500", "503"];
+const WITH_BODY: &[&str] = &["400", "401", "403", "413", "415", "422", "500", "503"];
 
 fn errors(extra: &[&'static str], base: &[&'static str]) -> Vec<&'static str> {
     let mut v: Vec<&str> = base.to_vec();

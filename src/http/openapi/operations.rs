@@ -245,15 +245,33 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
             .describe("Replicas heard from in the last minute.")
             .responses(json!({ "200": ok("The cluster.", schema_ref("Cluster")) }), AUTHED),
 
+        // Tokens.
+        ("GET", "/v1/tokens") => Op::new("tokens", "listTokens", "Named tokens, without their values")
+            .describe("Names, roles, who created them, `expires_at` and `last_used_at` (exact to about a second).")
+            .responses(json!({ "200": ok("The tokens, by name.", schema_ref("TokenList")) }), AUTHED),
+        ("POST", "/v1/tokens") => Op::new("tokens", "createToken", "Issue a named token")
+            .describe("The token is in this answer and never again: drover stores only its SHA-256. `expires_in` is \
+                a duration (`90d`, `12h`, `30m`, `3600s`); without it the token does not expire. 409 `duplicate_token` \
+                when the name is taken.")
+            .params(&["actor"])
+            .body(schema_ref("NewToken"), true)
+            .responses(json!({ "201": ok("The token, shown once.", schema_ref("CreatedToken")) }), &errors(&["409"], WITH_BODY))
+            .links("201", links(&["revokeToken"], "name", "$response.body#/name")),
+        ("DELETE", "/v1/tokens/{name}") => Op::new("tokens", "revokeToken", "Revoke a named token")
+            .describe("Refused on every replica within 2 seconds (at once on this one). The name may be reused.")
+            .params(&["tokenName", "actor"])
+            .responses(json!({ "200": ok("The revoked token.", schema_ref("TokenInfo")) }), &errors(&["404"], AUTHED)),
+
         // Resolution.
         ("GET", "/v1/resolve/{slug}") => Op::new("resolve", "resolve", "Where is this tenant's database?")
             .describe("A ready libpq URI with the password from the tenant's secret reference. Every answer carries \
                 `Cache-Control: no-store`. 200 for an active tenant; 423 suspended (with `suspended_reason`); 409 \
                 provisioning or deleting; 404 unknown or deleted; 503 with `Retry-After` when the secret backend (or \
-                the control DB) fails and nothing is cached.")
+                the control DB) fails and nothing is cached; 500 `secret_ref_refused` when the stored secret reference \
+                is outside the allowed scope (it is never read).")
             .params(&["slug"])
             .security(json!([ { "resolverToken": [] }, { "adminToken": [] } ]))
-            .responses(resolve_responses(), &["401"]),
+            .responses(resolve_responses(), &["401", "403"]),
         _ => {
             return json!({
                 "summary": "undocumented",

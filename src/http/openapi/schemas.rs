@@ -644,6 +644,49 @@ pub(super) fn schemas() -> Value {
             "detail": described(nullable(string()), "Why no wave was created."),
         })),
     );
+    let role = json!({ "type": "string", "enum": ["viewer", "resolver", "operator", "admin"] });
+    schemas.insert(
+        "NewToken".into(),
+        closed(
+            &["name", "role"],
+            json!({
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 63,
+                    "pattern": "^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$",
+                },
+                "role": role,
+                "expires_in": described(
+                    nullable(json!({ "type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)?$" })),
+                    "How long the token lives (`90d`, `12h`); absent: no expiry.",
+                ),
+            }),
+        ),
+    );
+    schemas.insert(
+        "CreatedToken".into(),
+        object(json!({
+            "name": string(),
+            "role": role,
+            "token": described(string(), "The bearer token. Shown only in this answer."),
+            "expires_at": nullable(date_time()),
+        })),
+    );
+    schemas.insert("TokenInfo".into(), object(json!({
+            "name": string(),
+            "role": role,
+            "created_by": described(string(), "The identity that created it (`root`, `token:<name>`)."),
+            "created_at": date_time(),
+            "expires_at": nullable(date_time()),
+            "last_used_at": nullable(date_time()),
+        })));
+    schemas.insert(
+        "TokenList".into(),
+        object(json!({
+            "items": { "type": "array", "items": schema_ref("TokenInfo") },
+        })),
+    );
     schemas.insert("Cluster".into(), object(json!({
             "leader": object(json!({
                 "holder": described(nullable(string()), "The leading replica; null when the lease is free or expired."),
@@ -683,7 +726,7 @@ pub(super) fn schemas() -> Value {
 }
 
 /// Request body examples (also the first requests schemathesis sends).
-pub(super) fn examples() -> [(&'static str, Value); 7] {
+pub(super) fn examples() -> [(&'static str, Value); 8] {
     [
         (
             "TenantDefinition",
@@ -740,5 +783,9 @@ pub(super) fn examples() -> [(&'static str, Value); 7] {
             }),
         ),
         ("SchedulePatch", json!({ "enabled": false })),
+        (
+            "NewToken",
+            json!({ "name": "grafana", "role": "viewer", "expires_in": "90d" }),
+        ),
     ]
 }

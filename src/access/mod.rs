@@ -1,0 +1,172 @@
+//! Access control (SPEC §17): roles, who is calling, the route → role table and named
+//! tokens stored as hashes.
+//!
+//! ```text
+//!  Authorization: Bearer T ──► root token? (config, constant time) ──► root / admin
+//!                          ├─► resolver token? (config)             ──► resolver / resolver
+//!                          └─► SHA-256(T) in access_tokens (cached ≤ 1 s per replica)
+//!                                                                   ──► token:<name> / its role
+//!  matched route + method ──► routes::ROUTE_ROLES ──► role needed ──► 403 `forbidden` or on
+//! ```
+//!
+//! The HTTP layer ([`crate::http`]) runs this once per request in one middleware; handlers
+//! never check roles themselves.
+
+pub mod routes;
+pub mod tokens;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use routes::{needed_role, Needed, ROUTE_ROLES};
+pub use tokens::{CreatedToken, Lookup, NewToken, TokenInfo, TokenStore};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything but `/v1/resolve`.
+    Viewer,
+    /// `/v1/resolve` only.
+    Resolver,
+    /// Viewer, plus wave, schedule and dry-run actions and tenant suspend/resume.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Resolver, Role::Operator, Role::Admin];
+
+    /// The name used in the API, the CLI and the control DB.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Resolver => "resolver",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether a holder of `self` may use a route that needs `needed`.
+    pub fn grants(self, needed: Role) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(needed, Role::Viewer | Role::Operator),
+            Role::Viewer => needed == Role::Viewer,
+            Role::Resolver => needed == Role::Resolver,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = AccessError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| AccessError::Invalid {
+                field: "role",
+                message: "must be viewer, resolver, operator or admin".into(),
+            })
+    }
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `root` (the admin token of the config), `resolver` (the resolver token of the
+    /// config) or `token:<name>`; the actor of every event the request writes.
+    pub identity: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The admin token of the configuration: break-glass and bootstrap.
+    pub fn root() -> Self {
+        Principal {
+            identity: "root".into(),
+            role: Role::Admin,
+        }
+    }
+
+    /// The resolver token of the configuration.
+    pub fn config_resolver() -> Self {
+        Principal {
+            identity: "resolver".into(),
+            role: Role::Resolver,
+        }
+    }
+}
+
+/// Errors of token management.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A field of the request is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// A token with this name exists.
+    #[error("a token named '{0}' already exists; revoke it first or pick another name")]
+    Duplicate(String),
+    /// No token with this name.
+    #[error("no token named '{0}'")]
+    NotFound(String),
+    /// The control DB failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+impl AccessError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AccessError::Db(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for AccessError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AccessError::Db(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AccessError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        AccessError::Db(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_grant_what_spec_section_17_says() {
+        use Role::*;
+        let granted =
+            |r: Role| -> Vec<Role> { Role::ALL.into_iter().filter(|n| r.grants(*n)).collect() };
+
+        assert_eq!(granted(Viewer), [Viewer]);
+        assert_eq!(granted(Resolver), [Resolver]);
+        assert_eq!(granted(Operator), [Viewer, Operator]);
+        assert_eq!(granted(Admin), Role::ALL);
+        assert!("owner".parse::<Role>().is_err());
+        assert_eq!("operator".parse::<Role>().unwrap(), Operator);
+    }
+}

@@ -1,0 +1,72 @@
+//! The one table of which role each route needs. The router's middleware looks every
+//! request up here; `tests/api/access.rs` checks that every route of `src/http/mod.rs` is
+//! listed (and nothing else), so a new route cannot be added without deciding who may use it.
+
+use super::Role;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// No token (health, metrics, the OpenAPI document).
+    Public,
+    /// A token whose role grants this one ([`Role::grants`]).
+    Role(Role),
+}
+
+use Needed::Public;
+const VIEWER: Needed = Needed::Role(Role::Viewer);
+const RESOLVER: Needed = Needed::Role(Role::Resolver);
+const OPERATOR: Needed = Needed::Role(Role::Operator);
+const ADMIN: Needed = Needed::Role(Role::Admin);
+
+/// (method, route template as the router matched it, what it needs).
+pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
+    ("GET", "/healthz", Public),
+    ("GET", "/readyz", Public),
+    ("GET", "/metrics", Public),
+    ("GET", "/openapi.json", Public),
+    // Tenants: reading is for viewers, suspend/resume for operators, the rest for admins.
+    ("GET", "/v1/tenants", VIEWER),
+    ("POST", "/v1/tenants", ADMIN),
+    ("GET", "/v1/tenants/{slug}", VIEWER),
+    ("PUT", "/v1/tenants/{slug}", ADMIN),
+    ("PATCH", "/v1/tenants/{slug}", ADMIN),
+    ("DELETE", "/v1/tenants/{slug}", ADMIN),
+    ("POST", "/v1/tenants/{slug}/suspend", OPERATOR),
+    ("POST", "/v1/tenants/{slug}/resume", OPERATOR),
+    ("POST", "/v1/tenants/{slug}/provision", ADMIN),
+    ("GET", "/v1/tenants/{slug}/events", VIEWER),
+    ("GET", "/v1/registry/health", VIEWER),
+    // Waves (real and dry-run) and schedules: operators act, viewers read.
+    ("GET", "/v1/waves", VIEWER),
+    ("POST", "/v1/waves", OPERATOR),
+    ("GET", "/v1/waves/{id}", VIEWER),
+    ("GET", "/v1/waves/{id}/targets", VIEWER),
+    ("GET", "/v1/waves/{id}/events", VIEWER),
+    ("POST", "/v1/waves/{id}/pause", OPERATOR),
+    ("POST", "/v1/waves/{id}/resume", OPERATOR),
+    ("POST", "/v1/waves/{id}/abort", OPERATOR),
+    ("POST", "/v1/waves/{id}/promote", OPERATOR),
+    ("GET", "/v1/fleet", VIEWER),
+    ("GET", "/v1/schedules", VIEWER),
+    ("POST", "/v1/schedules", OPERATOR),
+    ("GET", "/v1/schedules/{name}", VIEWER),
+    ("PATCH", "/v1/schedules/{name}", OPERATOR),
+    ("DELETE", "/v1/schedules/{name}", OPERATOR),
+    ("POST", "/v1/schedules/{name}/trigger", OPERATOR),
+    ("GET", "/v1/cluster", VIEWER),
+    // Tokens: names, roles and dates are not secrets, so viewers may list them.
+    ("GET", "/v1/tokens", VIEWER),
+    ("POST", "/v1/tokens", ADMIN),
+    ("DELETE", "/v1/tokens/{name}", ADMIN),
+    ("GET", "/v1/resolve/{slug}", RESOLVER),
+];
+
+/// What `method route` needs. A matched route missing from the table (a method the path
+/// does not serve, which then answers 405) needs admin: fail closed.
+pub fn needed_role(method: &str, route: &str) -> Needed {
+    ROUTE_ROLES
+        .iter()
+        .find(|(m, r, _)| *m == method && *r == route)
+        .map_or(ADMIN, |(_, _, n)| *n)
+}

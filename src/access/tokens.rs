@@ -1,0 +1,335 @@
+//! Named tokens in `control_plane.access_tokens`: created (the token is returned once and
+//! only its SHA-256 is stored), listed, revoked, and looked up for every request.
+//!
+//! Lookups are cached per replica for at most [`CACHE_TTL`], so a token revoked (or expired)
+//! on any replica is refused everywhere within that time without a round trip per request;
+//! the replica that revokes drops its entry at once. A miss also records `last_used_at`, so
+//! that column is exact to within the cache time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use ring::rand::SecureRandom;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio_postgres::Row;
+
+use super::{AccessError, Principal, Role};
+
+/// How long a looked-up token is trusted without asking the control DB again. Revocation
+/// takes effect on every replica within this (SPEC §17 asks for 2 s).
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Cached lookups kept at most; the cache is emptied when full (it refills from hits).
+const MAX_CACHED: usize = 10_000;
+
+/// Prefix of every named token, so a leaked one is recognisable in a secret scanner.
+pub const TOKEN_PREFIX: &str = "drv_";
+
+/// Body of `POST /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// 1-63 of `a-z 0-9 . _ -`, starting and ending with a letter or digit.
+    pub name: String,
+    /// `viewer`, `resolver`, `operator` or `admin`.
+    pub role: String,
+    /// `90d`, `12h`, `30m`, `3600s` (or plain seconds); none: never expires.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// A token as listed: never its value or hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to `POST /v1/tokens`: the only time the token is shown.
+#[derive(Serialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub role: Role,
+    /// The bearer token. Not a `SecretString`: it goes into this one response body.
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a presented token turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live token.
+    Valid(Principal),
+    /// It existed and has expired.
+    Expired,
+    /// Unknown (never issued, or revoked).
+    Unknown,
+}
+
+struct Cached {
+    principal: Principal,
+    hash: [u8; 32],
+    expires_at: Option<DateTime<Utc>>,
+    fetched: Instant,
+}
+
+/// The token table and this replica's lookup cache.
+pub struct TokenStore {
+    pool: Pool,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    rng: ring::rand::SystemRandom,
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn info_from_row(row: &Row) -> Result<TokenInfo, AccessError> {
+    let role: String = row.try_get("role")?;
+    Ok(TokenInfo {
+        name: row.try_get("name")?,
+        role: role.parse()?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// Checks a token name (the table's constraint repeats it).
+fn validate_name(name: &str) -> Result<(), AccessError> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(AccessError::Invalid {
+            field: "name",
+            message: "must be 1-63 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit".into(),
+        })
+    }
+}
+
+/// `expires_in` → a duration of at least one second and at most ten years.
+fn parse_expires_in(s: &str) -> Result<chrono::Duration, AccessError> {
+    let bad = |m: String| AccessError::Invalid {
+        field: "expires_in",
+        message: m,
+    };
+    let d = crate::config::parse_duration(s.trim()).map_err(bad)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(10 * 365 * 86_400) {
+        return Err(bad("must be between 1s and 3650d".into()));
+    }
+    chrono::Duration::from_std(d).map_err(|e| bad(e.to_string()))
+}
+
+const COLS: &str = "name, role, created_by, created_at, expires_at, last_used_at";
+
+impl TokenStore {
+    /// A store over the control pool.
+    pub fn new(pool: Pool) -> Self {
+        TokenStore {
+            pool,
+            cache: Mutex::new(HashMap::new()),
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    /// Issues a token. Returns it once; only its hash is kept.
+    pub async fn create(
+        &self,
+        new: &NewToken,
+        created_by: &str,
+    ) -> Result<CreatedToken, AccessError> {
+        validate_name(&new.name)?;
+        let role: Role = new.role.parse()?;
+        let expires_in = new
+            .expires_in
+            .as_deref()
+            .map(parse_expires_in)
+            .transpose()?;
+        let mut random = [0u8; 32];
+        self.rng.fill(&mut random).map_err(|_| {
+            AccessError::Db(crate::db::DbError::Internal(
+                "the system random generator failed".into(),
+            ))
+        })?;
+        let token = SecretString::from(format!("{TOKEN_PREFIX}{}", hex(&random)));
+        let hash = sha256(token.expose_secret());
+        let expires_at = expires_in.map(|d| Utc::now() + d);
+        const SQL: &str = "INSERT INTO control_plane.access_tokens \
+             (name, role, token_hash, created_by, expires_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING";
+        let client = self.pool.get().await?;
+        let inserted = client
+            .execute(
+                SQL,
+                &[
+                    &new.name,
+                    &role.as_str(),
+                    &&hash[..],
+                    &created_by,
+                    &expires_at,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(AccessError::Duplicate(new.name.clone()));
+        }
+        tracing::info!(name = %new.name, %role, actor = created_by, "token created");
+        Ok(CreatedToken {
+            name: new.name.clone(),
+            role,
+            token: token.expose_secret().to_string(),
+            expires_at,
+        })
+    }
+
+    /// Every token, by name.
+    pub async fn list(&self) -> Result<Vec<TokenInfo>, AccessError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLS} FROM control_plane.access_tokens ORDER BY name"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(info_from_row).collect()
+    }
+
+    /// Revokes (deletes) a token; this replica forgets it at once, the others within
+    /// [`CACHE_TTL`].
+    pub async fn revoke(&self, name: &str, actor: &str) -> Result<TokenInfo, AccessError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "DELETE FROM control_plane.access_tokens WHERE name = $1 RETURNING {COLS}"
+                ),
+                &[&name],
+            )
+            .await?
+            .ok_or_else(|| AccessError::NotFound(name.to_string()))?;
+        let identity = format!("token:{name}");
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| c.principal.identity != identity);
+        tracing::info!(name, actor, "token revoked");
+        info_from_row(&row)
+    }
+
+    /// Who `presented` is, if it is a named token.
+    pub async fn authenticate(&self, presented: &str) -> Result<Lookup, AccessError> {
+        let hash = sha256(presented);
+        if let Some(found) = self.cached(&hash) {
+            return Ok(found);
+        }
+        // One statement finds the token and records the use (not for an expired one).
+        const SQL: &str = "UPDATE control_plane.access_tokens SET last_used_at = CASE \
+             WHEN expires_at IS NULL OR expires_at > now() THEN now() ELSE last_used_at END \
+             WHERE token_hash = $1 RETURNING name, role, token_hash, expires_at";
+        let client = self.pool.get().await?;
+        let Some(row) = client.query_opt(SQL, &[&&hash[..]]).await? else {
+            return Ok(Lookup::Unknown);
+        };
+        let stored: Vec<u8> = row.try_get("token_hash")?;
+        // The index found the row by hash; compare again in constant time so the decision
+        // never rests on a comparison whose timing depends on the secret.
+        if !bool::from(stored.as_slice().ct_eq(&hash[..])) {
+            return Ok(Lookup::Unknown);
+        }
+        let name: String = row.try_get("name")?;
+        let role: String = row.try_get("role")?;
+        let entry = Cached {
+            principal: Principal {
+                identity: format!("token:{name}"),
+                role: role.parse()?,
+            },
+            hash,
+            expires_at: row.try_get("expires_at")?,
+            fetched: Instant::now(),
+        };
+        let answer = judge(&entry);
+        if answer != Lookup::Expired {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(hash, entry);
+        }
+        Ok(answer)
+    }
+
+    fn cached(&self, hash: &[u8; 32]) -> Option<Lookup> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.get(hash)?;
+        if entry.fetched.elapsed() >= CACHE_TTL || !bool::from(entry.hash.ct_eq(hash)) {
+            cache.remove(hash);
+            return None;
+        }
+        Some(judge(entry))
+    }
+}
+
+fn judge(entry: &Cached) -> Lookup {
+    match entry.expires_at {
+        Some(t) if t <= Utc::now() => Lookup::Expired,
+        _ => Lookup::Valid(entry.principal.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_table_constraint() {
+        for ok in ["ci", "grafana-ro", "team.payments_1", &"a".repeat(63)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "Admin", "a b", "a/b", &"a".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_accepts_days_and_refuses_nonsense() {
+        assert_eq!(parse_expires_in("90d").unwrap(), chrono::Duration::days(90));
+        assert_eq!(
+            parse_expires_in("3600").unwrap(),
+            chrono::Duration::hours(1)
+        );
+        assert!(parse_expires_in("0s").is_err());
+        assert!(parse_expires_in("soon").is_err());
+        assert!(parse_expires_in("99999d").is_err());
+    }
+
+    #[test]
+    fn the_hash_is_sha256_hex_of_the_token() {
+        assert_eq!(
+            hex(&sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
