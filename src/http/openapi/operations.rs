@@ -260,7 +260,7 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
         ("DELETE", "/v1/tokens/{name}") => Op::new("tokens", "revokeToken", "Revoke a named token")
             .describe("Refused on every replica within 2 seconds (at once on this one). The name may be reused.")
             .params(&["tokenName", "actor"])
-            .responses(json!({ "200": ok("The revoked token.", schema_ref("TokenInfo")) }), &errors(&["404"], AUTHED)),
+            .responses(json!({ "200": ok("The revoked token.", schema_ref("TokenInfo")) }), &errors(&["404", "422"], AUTHED)),
 
         // Resolution.
         ("GET", "/v1/resolve/{slug}") => Op::new("resolve", "resolve", "Where is this tenant's database?")
