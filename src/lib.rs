@@ -13,6 +13,7 @@
 //!  provision ──► admin connection: role + database ──► secrets (write) ──► migrate (one tenant)
 //!  waves ──► claims in the control DB ──► migrate (one tenant, advisory lock) per target
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
+//!  events: tenant_events + wave_events ──► feed, SSE stream, webhook outbox (trigger) ──► worker
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devcluster;
+pub mod events;
 pub mod http;
 pub mod manifest;
 pub mod metrics;

@@ -6,6 +6,7 @@
 
 mod definitions;
 pub mod error;
+mod events;
 mod health;
 pub mod openapi;
 mod resolve;
@@ -62,6 +63,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/schedules/{name}/trigger", post(schedules::trigger))
         .route("/cluster", get(schedules::cluster))
+        .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
+        .route("/webhooks", get(events::list_webhooks).post(events::create))
+        .route("/webhooks/{name}", get(events::get).delete(events::delete))
+        .route("/webhooks/{name}/test", post(events::test))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let resolver = Router::new()
         .route("/resolve/{slug}", get(resolve::resolve))
