@@ -9,6 +9,7 @@ mod cli;
 mod control_schema;
 mod deploy;
 mod dry_run;
+mod events;
 mod observability;
 mod openapi;
 mod openbao;

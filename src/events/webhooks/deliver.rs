@@ -200,8 +200,9 @@ impl Sender {
             busy: &busy,
         };
         let client = self.pool.get().await?;
-        // The lease outlives the send: it only expires for a replica that died.
-        let lease = self.timeout + Duration::from_secs(30);
+        // The lease outlives the send (bounded by the timeout) and the record: it only
+        // expires for a replica that died or lost the control DB.
+        let lease = self.timeout + Duration::from_secs(5);
         outbox::claim(&**client, &self.instance, &cap, lease).await
     }
 }
