@@ -236,11 +236,17 @@ async fn the_feed_filters_by_type_prefix_tenant_wave_and_actor_and_pages_newest_
     let (bad, err) = feed("type=wave.nope".into()).await;
 
     let items = |v: &Value| v["items"].as_array().unwrap().clone();
-    let ids: Vec<i64> = items(&all)
+    let order: Vec<(chrono::DateTime<chrono::Utc>, i64)> = items(&all)
         .iter()
-        .map(|e| e["id"].as_i64().unwrap())
+        .map(|e| {
+            let at = e["created_at"].as_str().unwrap().parse().unwrap();
+            (at, e["id"].as_i64().unwrap())
+        })
         .collect();
-    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert!(
+        order.windows(2).all(|w| w[0] > w[1]),
+        "newest first by (created_at, id): {order:?}"
+    );
     assert!(items(&waves)
         .iter()
         .all(|e| e["type"].as_str().unwrap().starts_with("wave.")));
