@@ -1,8 +1,10 @@
 -- The wave timeline: every change of a wave's state writes exactly one row here, in the
--- transaction that changes the wave (src/waves/transition.rs). Oldest first by id.
+-- transaction that changes the wave (src/waves/timeline.rs). Oldest first by id.
+-- Ids come from tenant_events' sequence, so the fleet's event feed (src/events) has one
+-- id space: unique and comparable across tenant and wave events.
 
 CREATE TABLE control_plane.wave_events (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id         bigint PRIMARY KEY DEFAULT nextval('control_plane.tenant_events_id_seq'),
     wave_id    uuid NOT NULL REFERENCES control_plane.waves (id) ON DELETE CASCADE,
     event_type text NOT NULL
         CONSTRAINT wave_events_type_valid CHECK (event_type IN

@@ -19,7 +19,9 @@
 //! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
 //! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], one
 //! `provision` task per provisioning job and `provision-drain`, which gives them the grace
-//! period on shutdown (see [`crate::provision`]). Every task is named, watches the same
+//! period on shutdown (see [`crate::provision`]); `events-notify` (LISTEN for committed
+//! events, waking streams) and `webhook-worker` (sends the webhook outbox), see
+//! [`crate::events`]. Every task is named, watches the same
 //! [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -89,6 +91,8 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     /// Creates and drops tenant databases (background jobs).
     pub provisioner: Arc<Provisioner>,
+    /// The event feed, streams and webhook deliveries.
+    pub events: Arc<crate::events::Events>,
 }
 
 /// The secret backends the configuration enables (`env:` always).
@@ -151,6 +155,10 @@ impl Application {
         ));
         let config = Arc::new(config);
         let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
+        let events = Arc::new(
+            crate::events::Events::new(pool.clone(), secrets.clone(), &config, metrics.clone())
+                .context("building the webhook HTTP client")?,
+        );
         let provisioner = Arc::new(Provisioner::new(provision::Parts {
             config: config.clone(),
             secrets,
@@ -161,6 +169,7 @@ impl Application {
             metrics: metrics.clone(),
         })?);
         let state = AppState(Arc::new(AppInner {
+            events,
             provisioner,
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),
@@ -198,10 +207,17 @@ impl Application {
         let router = crate::http::router(state.clone());
         tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "drover listening");
         let http_shutdown = shutdown.clone();
+        let streams = state.events.stop.clone();
         let http = tokio::spawn(
             async move {
+                // Open event streams end when shutdown starts: graceful shutdown waits for
+                // every response, and a stream never ends on its own.
+                let stop = async move {
+                    http_shutdown.cancelled().await;
+                    streams.cancel();
+                };
                 axum::serve(listener, router)
-                    .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                    .with_graceful_shutdown(stop)
                     .await
             }
             .instrument(tracing::info_span!("task", name = "http")),
@@ -210,11 +226,29 @@ impl Application {
         let notify = tokio::spawn(
             resolve::listener::run(
                 state.resolver.clone(),
-                url,
+                url.clone(),
                 state.config.ca_file.clone(),
                 shutdown.clone(),
             )
             .instrument(tracing::info_span!("task", name = "tenant-notify")),
+        );
+        let events_notify = tokio::spawn(
+            crate::events::notify::run(
+                state.events.wake.clone(),
+                url.clone(),
+                state.config.ca_file.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("task", name = "events-notify")),
+        );
+        let webhooks = tokio::spawn(
+            crate::events::webhooks::deliver::run(
+                state.events.sender.clone(),
+                state.events.wake.clone(),
+                shutdown.clone(),
+                state.config.shutdown_grace,
+            )
+            .instrument(tracing::info_span!("task", name = "webhook-worker")),
         );
         let worker = tokio::spawn(
             state
@@ -264,6 +298,8 @@ impl Application {
         shutdown.cancel();
         notify.await.context("tenant-notify task panicked")?;
         worker.await.context("wave-worker task panicked")?;
+        webhooks.await.context("webhook-worker task panicked")?;
+        events_notify.await.context("events-notify task panicked")?;
         provisioning
             .await
             .context("provision-drain task panicked")?;

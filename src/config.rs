@@ -37,6 +37,10 @@
 //! | `prometheus_url`          | `DROVER_PROMETHEUS_URL`          | (none: no prometheus checks) |
 //! | `env_secret_prefix`       | `DROVER_ENV_SECRET_PREFIX`       | `TENANT_`               |
 //! | `vault_allowed_prefixes`  | `DROVER_VAULT_ALLOWED_PREFIXES`  | `secret/tenants` (`*`: any path) |
+//! | `webhook_retry_backoff`   | `DROVER_WEBHOOK_RETRY_BACKOFF`   | `5s`                    |
+//! | `webhook_give_up_after`   | `DROVER_WEBHOOK_GIVE_UP_AFTER`   | `24h`                   |
+//! | `webhook_timeout`         | `DROVER_WEBHOOK_TIMEOUT`         | `10s`                   |
+//! | `stream_max_clients`      | `DROVER_STREAM_MAX_CLIENTS`      | `256`                   |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -85,6 +89,10 @@ const FILE_KEYS: &[&str] = &[
     "prometheus_url",
     "env_secret_prefix",
     "vault_allowed_prefixes",
+    "webhook_retry_backoff",
+    "webhook_give_up_after",
+    "webhook_timeout",
+    "stream_max_clients",
 ];
 
 /// Keys only accepted from the environment.
@@ -145,6 +153,21 @@ pub struct Config {
     /// Which secrets a tenant's reference may name (`env_secret_prefix`,
     /// `vault_allowed_prefixes`, never drover's own token files).
     pub ref_scope: secrets::RefScope,
+    /// Webhook delivery and event stream limits.
+    pub events: EventsConfig,
+}
+
+/// Webhook deliveries and event streams.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsConfig {
+    /// First retry delay of a failed delivery; doubles per attempt (capped at 1 h), jittered.
+    pub retry_backoff: Duration,
+    /// A delivery still failing this long after its event is `dead`.
+    pub give_up_after: Duration,
+    /// Longest a receiver may take to answer one delivery.
+    pub timeout: Duration,
+    /// Event stream clients one replica serves at once.
+    pub stream_max_clients: usize,
 }
 
 /// How this replica works on migration waves.
@@ -432,6 +455,17 @@ impl Builder {
                     })
                     .ok()
             }),
+            events: EventsConfig {
+                retry_backoff: self.parsed("webhook_retry_backoff", "5s", positive_duration),
+                give_up_after: self.parsed("webhook_give_up_after", "24h", positive_duration),
+                timeout: self.parsed("webhook_timeout", "10s", positive_duration),
+                stream_max_clients: self.parsed("stream_max_clients", "256", |v| {
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                        _ => Err("expected an integer between 1 and 100000".into()),
+                    }
+                }),
+            },
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", "30s", |v| match parse_duration(v) {
                     Ok(d) if d >= Duration::from_secs(1) => Ok(d),
@@ -601,6 +635,14 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_secs(secs))
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than 0".into()),
+        Err(e) => Err(e),
+    }
 }
 
 fn default_instance_id() -> String {

@@ -15,6 +15,7 @@
 //!  waves, analysis, provision ──► resolve::Connector (tenant row → connection)
 //!                             ──► migrate::Catalog (the files; a wave plan's fingerprint)
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
+//!  events: tenant_events + wave_events ──► feed, SSE stream, webhook outbox (trigger) ──► worker
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devcluster;
+pub mod events;
 pub mod http;
 pub mod lint;
 pub mod manifest;

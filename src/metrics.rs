@@ -80,6 +80,14 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Canary analysis measurements by check name, check type (sql, prometheus) and verdict (pass, fail, inconclusive).
     pub analysis_evaluations_total: IntCounterVec,
+    /// Webhook delivery attempts by outcome (delivered, failed: retried later, dead: given up, superseded: lease lost).
+    pub webhook_deliveries_total: IntCounterVec,
+    /// Age of the oldest pending webhook delivery in seconds (0 when none).
+    pub webhook_oldest_pending_seconds: prometheus::Gauge,
+    /// Webhook deliveries that gave up (state dead), over all subscriptions.
+    pub webhook_dead_deliveries: IntGauge,
+    /// Event stream (SSE) clients connected to this replica.
+    pub event_stream_clients: IntGauge,
     /// HTTP requests by route template, method and status code.
     pub http_requests_total: IntCounterVec,
     /// HTTP request latency by route template and method, in seconds.
@@ -155,6 +163,22 @@ impl Metrics {
                 g
             },
             analysis_evaluations_total: counter_vec(&r, "drover_analysis_evaluations_total", "Canary analysis measurements by check name, check type (sql, prometheus) and verdict (pass, fail, inconclusive).", &["check", "type", "verdict"]),
+            webhook_deliveries_total: counter_vec(&r, "drover_webhook_deliveries_total", "Webhook delivery attempts by outcome (delivered, failed: retried later, dead: given up, superseded: lease lost).", &["outcome"]),
+            webhook_oldest_pending_seconds: {
+                let g = prometheus::Gauge::new("drover_webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery in seconds (0 when none).").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
+            webhook_dead_deliveries: {
+                let g = IntGauge::new("drover_webhook_dead_deliveries", "Webhook deliveries that gave up (state dead), over all subscriptions.").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
+            event_stream_clients: {
+                let g = IntGauge::new("drover_event_stream_clients", "Event stream (SSE) clients connected to this replica.").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
             http_requests_total: counter_vec(&r, "drover_http_requests_total", "HTTP requests by route template, method and status code.", &["route", "method", "status"]),
             http_request_duration_seconds: {
                 let h = HistogramVec::new(
@@ -194,6 +218,9 @@ impl Metrics {
         }
         for o in ["ok", "suspended", "not_ready", "not_found", "unavailable"] {
             m.resolutions_total.with_label_values(&[o]);
+        }
+        for o in ["delivered", "failed", "dead", "superseded"] {
+            m.webhook_deliveries_total.with_label_values(&[o]);
         }
         for r in ["hit", "miss", "stale"] {
             m.secret_cache_total.with_label_values(&[r]);
@@ -293,6 +320,17 @@ impl Metrics {
                     .find(|r| r.get::<_, String>(0) == p && r.get::<_, String>(1) == st)
                     .map_or(0, |r| r.get::<_, i64>(2));
                 self.wave_targets.with_label_values(&[p, st]).set(n);
+            }
+        }
+        let age = crate::events::webhooks::outbox::oldest_pending_age(&**client).await;
+        let dead = crate::events::webhooks::outbox::dead_count(&**client).await;
+        match (age, dead) {
+            (Ok(age), Ok(dead)) => {
+                self.webhook_oldest_pending_seconds.set(age);
+                self.webhook_dead_deliveries.set(dead);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "webhook metrics refresh failed")
             }
         }
         self.schedule_next_fire_timestamp_seconds.reset();

@@ -59,6 +59,13 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("GET", "/v1/tokens", VIEWER),
     ("POST", "/v1/tokens", ADMIN),
     ("DELETE", "/v1/tokens/{name}", ADMIN),
+    ("GET", "/v1/events", VIEWER),
+    ("GET", "/v1/events/stream", VIEWER),
+    ("GET", "/v1/webhooks", VIEWER),
+    ("POST", "/v1/webhooks", ADMIN),
+    ("GET", "/v1/webhooks/{name}", VIEWER),
+    ("DELETE", "/v1/webhooks/{name}", ADMIN),
+    ("POST", "/v1/webhooks/{name}/test", ADMIN),
     ("GET", "/v1/resolve/{slug}", RESOLVER),
 ];
 

@@ -82,6 +82,41 @@ impl ApiClient {
         self.send(method, path, body, Some(limit)).await
     }
 
+    /// Opens a Server-Sent Events stream (no overall time limit), resuming after
+    /// `last_event_id` when given.
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        // The client's 30 s limit would cut the stream; this one only bounds the connect.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let mut req = http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach drover at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{} {}", status.as_u16(), msg);
+        }
+        Ok(resp)
+    }
+
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -8,6 +8,7 @@
 
 mod apply;
 mod client;
+mod events;
 mod lint;
 mod output;
 mod quickstart;
@@ -115,6 +116,22 @@ pub enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: schedules::SchedulesCommand,
+    },
+    /// The fleet's event feed, newest first; --follow streams new events live.
+    ///
+    /// Example: drover events --type 'wave.*' --follow
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: events::EventsArgs,
+    },
+    /// Signed webhook subscriptions to fleet events.
+    Webhooks {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: events::WebhooksCommand,
     },
     /// Schema versions across the fleet; drifted tenants and tenants needing attention.
     Fleet {
@@ -317,6 +334,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 other => schedules::run(&client, other).await,
             }
+        }
+        Command::Events { client, args } => {
+            init_tracing(None);
+            events::run(&client, args).await
+        }
+        Command::Webhooks { client, command } => {
+            init_tracing(None);
+            events::webhooks(&client, command).await
         }
         Command::Fleet { client } => {
             init_tracing(None);

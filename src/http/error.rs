@@ -163,6 +163,27 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::events::EventsError> for ApiError {
+    fn from(e: crate::events::EventsError) -> Self {
+        use crate::events::EventsError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid { field, .. } => {
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+                err.set_field(field);
+                err
+            }
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", message),
+            E::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "duplicate_webhook", message),
+            E::TooManyStreams(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message)
+            }
+            E::Db(db) => RegistryError::Db(db).into(),
+        }
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(db: crate::db::DbError) -> Self {
         RegistryError::Db(db).into()

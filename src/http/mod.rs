@@ -7,6 +7,7 @@
 mod auth;
 mod definitions;
 pub mod error;
+mod events;
 mod health;
 pub mod openapi;
 mod resolve;
@@ -64,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster", get(schedules::cluster))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", delete(tokens::revoke))
+        .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
+        .route("/webhooks", get(events::list_webhooks).post(events::create))
+        .route("/webhooks/{name}", get(events::get).delete(events::delete))
+        .route("/webhooks/{name}/test", post(events::test))
         .route("/resolve/{slug}", get(resolve::resolve));
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -15,7 +15,7 @@
 //!   │        └ reuse the password already behind the ref, else generate and write it
 //!   └ pg_try_advisory_lock on the admin connection: one runner per tenant, all replicas
 //!
-//!  any step fails ──► `error` event {operation, step, error, retryable}; the tenant stays
+//!  any step fails ──► `provisioning_failed` event {operation, step, error, retryable}; the tenant stays
 //!                     `provisioning` (the registry health report flags it when stuck);
 //!                     the retry endpoint runs every step again, reusing what is ours.
 //! ```
@@ -257,7 +257,7 @@ impl Provisioner {
                 });
                 if let Err(re) = self
                     .registry
-                    .record_error(tenant.id, &self.actor, payload)
+                    .record_provisioning_failed(tenant.id, &self.actor, payload)
                     .await
                 {
                     tracing::error!(error = %re, "could not record the provisioning error");

@@ -95,6 +95,18 @@ impl Registry {
         record_event(&**client, tenant_id, "error", actor, payload).await
     }
 
+    /// Writes a `provisioning_failed` event (`tenant.provisioning_failed` in the feed);
+    /// the tenant stays in provisioning.
+    pub async fn record_provisioning_failed(
+        &self,
+        tenant_id: Uuid,
+        actor: &Actor,
+        payload: Value,
+    ) -> Result<(), RegistryError> {
+        let client = self.pool.get().await?;
+        record_event(&**client, tenant_id, "provisioning_failed", actor, payload).await
+    }
+
     /// provisioning → active with the schema version the new database reached, writing
     /// `migrated` (so the health report's version check holds) and `provisioned`.
     pub async fn finish_provisioning(

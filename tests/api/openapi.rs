@@ -174,7 +174,12 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
                 .await
                 .unwrap();
             let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            // The event stream's answer never ends: its status is the proof.
+            let body: Value = if path.ends_with("/stream") && status.is_success() {
+                Value::Null
+            } else {
+                resp.json().await.unwrap_or(Value::Null)
+            };
             if documented.contains(&(method.to_string(), path.to_string())) {
                 assert!(
                     status != StatusCode::METHOD_NOT_ALLOWED

@@ -213,7 +213,7 @@ async fn failed_migration_leaves_tenant_provisioning_and_retry_finishes_without_
         "{first_body}"
     );
     assert_eq!(status_after_failure, "provisioning");
-    assert_eq!(error_event["event_type"], "error");
+    assert_eq!(error_event["event_type"], "provisioning_failed");
     assert_eq!(error_event["payload"]["step"], "migrate");
     assert_eq!(retry_status, StatusCode::OK, "{retried}");
     assert_eq!(retried["status"], "active");

@@ -58,6 +58,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/stream"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{name}"),
+    ("DELETE", "/v1/webhooks/{name}"),
+    ("POST", "/v1/webhooks/{name}/test"),
     ("GET", "/v1/resolve/{slug}"),
 ];
 
@@ -94,6 +101,7 @@ pub fn spec() -> Value {
             { "name": "tenants", "description": "The tenant registry: CRUD, status changes, events." },
             { "name": "waves", "description": "Migration waves across the fleet, and the fleet's schema versions." },
             { "name": "schedules", "description": "Scheduled waves and the replicas' leader." },
+            { "name": "events", "description": "The fleet's event feed, its live stream, and signed webhooks." },
             { "name": "resolve", "description": "Slug → DSN resolution for application servers." },
             { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin)." },
             { "name": "operations", "description": "Liveness, readiness, metrics, this document." },

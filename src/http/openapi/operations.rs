@@ -261,6 +261,52 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
             .describe("Refused on every replica within 2 seconds (at once on this one). The name may be reused.")
             .params(&["tokenName", "actor"])
             .responses(json!({ "200": ok("The revoked token.", schema_ref("TokenInfo")) }), &errors(&["404", "422"], AUTHED)),
+        // Events and webhooks.
+        ("GET", "/v1/events") => Op::new("events", "listEvents", "The fleet's events, newest first")
+            .describe("Tenant and wave events as one feed with dotted types: `tenant.created`, `tenant.updated`, \
+                `tenant.provisioned`, `tenant.provisioning_failed`, `tenant.migrated`, `tenant.suspended`, `tenant.resumed`, \
+                `tenant.deleting`, `tenant.deleted`, `tenant.status_changed`, `tenant.error`, and `wave.<type>` for every \
+                timeline type. Filters combine with AND; pages are keyset-paginated by (created_at, id).")
+            .params(&["feedType", "feedTenant", "feedWave", "feedActor", "feedSince", "feedUntil", "feedLimit", "feedCursor"])
+            .responses(json!({ "200": ok("A page of events.", schema_ref("FeedPage")) }), &errors(&["422"], AUTHED)),
+        ("GET", "/v1/events/stream") => Op::new("events", "streamEvents", "New events as Server-Sent Events")
+            .describe("`text/event-stream`: one message per event, `id:` the event id, `event:` its type, `data:` the event \
+                as JSON; a `heartbeat` comment every 15 s. Events are sent once every transaction that was running when \
+                they committed has ended, in commit-safe order, so `Last-Event-ID` resumes with no gap and no duplicate. \
+                Same filters as the feed (no `limit` or `cursor`). 503 `too_many_streams` when this replica serves \
+                `stream_max_clients` already.")
+            .params(&["feedType", "feedTenant", "feedWave", "feedActor", "feedSince", "feedUntil", "lastEventId"])
+            .responses(
+                json!({ "200": {
+                    "description": "The stream (never ends on its own).",
+                    "content": { "text/event-stream": { "schema": string() } },
+                } }),
+                &errors(&["422"], AUTHED),
+            ),
+        ("GET", "/v1/webhooks") => Op::new("events", "listWebhooks", "Every webhook with its delivery counts")
+            .responses(json!({ "200": ok("Webhooks by name.", json!({ "type": "array", "items": schema_ref("Webhook") })) }), AUTHED),
+        ("POST", "/v1/webhooks") => Op::new("events", "createWebhook", "Subscribe a URL to events")
+            .describe("Each matching event is POSTed to `url` with `X-Drover-Event`, `X-Drover-Delivery`, \
+                `X-Drover-Timestamp` and `X-Drover-Signature: sha256=<hex HMAC-SHA256(key, timestamp + \".\" + body)>`, \
+                the key read through `secret_ref` (never stored). Delivery rows are written in the event's transaction \
+                and retried with backoff until `webhook_give_up_after`, then `dead`. 422 for a URL that is not http(s), \
+                an unknown event type, or a secret reference that is malformed, names drover's own `DROVER_*` \
+                variables or cannot be read; 409 when the name is taken.")
+            .params(&["actor"])
+            .body(schema_ref("NewWebhook"), true)
+            .responses(json!({ "201": ok("The webhook.", schema_ref("Webhook")) }), &errors(&["409"], WITH_BODY))
+            .links("201", links(&["getWebhook", "deleteWebhook", "testWebhook"], "name", "$response.body#/name")),
+        ("GET", "/v1/webhooks/{name}") => Op::new("events", "getWebhook", "One webhook, its delivery counts and last error")
+            .params(&["webhookName"])
+            .responses(json!({ "200": ok("The webhook.", schema_ref("Webhook")) }), &errors(&["404"], AUTHED)),
+        ("DELETE", "/v1/webhooks/{name}") => Op::new("events", "deleteWebhook", "Delete a webhook and its pending deliveries")
+            .params(&["webhookName"])
+            .responses(json!({ "204": { "description": "Deleted." } }), &errors(&["404"], AUTHED)),
+        ("POST", "/v1/webhooks/{name}/test") => Op::new("events", "testWebhook", "Send a `webhook.test` event now")
+            .describe("Signed like any delivery, sent at once (not through the outbox, never retried); the answer says \
+                what the receiver did.")
+            .params(&["webhookName", "actor"])
+            .responses(json!({ "200": ok("What the receiver answered.", schema_ref("WebhookTest")) }), &errors(&["404", "422"], AUTHED)),
 
         // Resolution.
         ("GET", "/v1/resolve/{slug}") => Op::new("resolve", "resolve", "Where is this tenant's database?")

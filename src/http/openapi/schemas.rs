@@ -559,6 +559,54 @@ pub(super) fn schemas() -> Value {
                 `paused`: `from` and, when the analysis paused it, `reason`; `resumed`: `from`, `to`."),
             "created_at": date_time(),
         })));
+    schemas.insert("FeedEvent".into(), json!({
+        "type": "object",
+        "required": ["id", "type", "actor", "payload", "created_at"],
+        "properties": {
+            "id": described(int64(), "Unique over tenant and wave events."),
+            "type": described(string(), "Dotted: `tenant.<event_type>` or `wave.<type>`."),
+            "tenant": described(string(), "The tenant's slug (tenant events)."),
+            "wave_id": described(uuid(), "The wave (wave events, and tenant events a wave caused)."),
+            "actor": string(),
+            "payload": described(json!({ "type": "object" }), "Type-specific details; never a secret or a DSN."),
+            "created_at": date_time(),
+        },
+    }));
+    schemas.insert("FeedPage".into(), object(json!({
+        "items": { "type": "array", "items": schema_ref("FeedEvent") },
+        "next_cursor": described(nullable(string()), "Pass as `cursor` for older events; null on the last page."),
+    })));
+    let webhook_format = json!({ "type": "string", "enum": ["json", "slack"] });
+    schemas.insert("NewWebhook".into(), json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "url", "events", "secret_ref"],
+        "properties": {
+            "name": json!({ "type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$" }),
+            "url": json!({ "type": "string", "pattern": "^https?://", "maxLength": 2048 }),
+            "events": json!({ "type": "array", "minItems": 1, "maxItems": 64, "items": string(),
+                "example": ["wave.*", "tenant.provisioning_failed"] }),
+            "secret_ref": described(json!({ "type": "string", "pattern": SECRET_REF }), "Reference of the HMAC key."),
+            "format": described(nullable(webhook_format.clone()), "`json` (default): the event plus `delivery_id`; `slack`: `{\"text\"}`."),
+        },
+    }));
+    schemas.insert("Webhook".into(), object(json!({
+        "name": string(),
+        "url": string(),
+        "events": { "type": "array", "items": string() },
+        "secret_ref": string(),
+        "format": webhook_format,
+        "created_by": string(),
+        "created_at": date_time(),
+        "deliveries": object(json!({ "pending": int64(), "delivered": int64(), "dead": int64() })),
+        "last_error": described(nullable(string()), "The error of the latest failed attempt not since delivered."),
+    })));
+    schemas.insert("WebhookTest".into(), object(json!({
+        "delivery_id": uuid(),
+        "ok": { "type": "boolean" },
+        "status": described(nullable(json!({ "type": "integer" })), "The receiver's HTTP status, when it answered."),
+        "error": nullable(string()),
+    })));
     schemas.insert(
         "WaveTimeline".into(),
         object(json!({

@@ -1,0 +1,412 @@
+//! The fleet's event feed, its live stream and signed webhooks (SPEC §16).
+//!
+//! Events are written by their owners: the registry (`tenant_events`, through
+//! `registry::record_event`) and the wave timeline (`wave_events`, through
+//! `waves::timeline`), both drawing ids from one sequence. This module only reads them,
+//! as one feed of dotted types (`tenant.migrated`, `wave.halted`):
+//!
+//! ```text
+//!  record_event / timeline::apply ──► tenant_events | wave_events  (same transaction:)
+//!        trigger events_after_insert ─┬─► webhook_deliveries (one row per matching webhook)
+//!                                     └─► NOTIFY drover_events (sent at commit)
+//!
+//!  feed     GET /v1/events          newest first, (created_at, id) keyset pages
+//!  stream   GET /v1/events/stream   SSE in commit-safe (xid, id) order, see [`stream`]
+//!  notify   task `events-notify`    LISTEN drover_events ─► wakes streams and the worker
+//!  webhooks task `webhook-worker`   claim (SKIP LOCKED) ─► commit ─► POST ─► record
+//! ```
+//!
+//! The outbox rows come from a database trigger rather than a Rust call after each
+//! insert: the trigger cannot be forgotten by a new caller, and it keeps the event and its
+//! deliveries atomic even for callers that write one event outside a transaction.
+
+pub mod feed;
+pub mod notify;
+pub mod stream;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::DbError;
+
+/// Tenant event types (`control_plane.event_types`), without the `tenant.` prefix.
+pub const TENANT_TYPES: &[&str] = &[
+    "created",
+    "updated",
+    "provisioned",
+    "provisioning_failed",
+    "migrated",
+    "suspended",
+    "resumed",
+    "deleting",
+    "deleted",
+    "status_changed",
+    "error",
+];
+
+/// Wave timeline types (SPEC §15), without the `wave.` prefix.
+pub const WAVE_TYPES: &[&str] = &[
+    "created",
+    "canary_started",
+    "canary_passed",
+    "soak_started",
+    "soak_passed",
+    "promoted",
+    "batch_started",
+    "halted",
+    "paused",
+    "resumed",
+    "aborted",
+    "completed",
+];
+
+/// Why an events or webhooks operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// A parameter or field failed validation; nothing was written.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending parameter or field.
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// No webhook with this name.
+    #[error("no webhook '{0}'")]
+    NotFound(String),
+    /// A webhook with this name exists.
+    #[error("a webhook named '{0}' already exists")]
+    Duplicate(String),
+    /// Every stream slot of this replica is taken.
+    #[error(
+        "too many event streams on this replica ({0}); retry later or raise stream_max_clients"
+    )]
+    TooManyStreams(usize),
+    /// The control database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl EventsError {
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EventsError::Db(e) => e.is_retryable(),
+            EventsError::TooManyStreams(_) => true,
+            _ => false,
+        }
+    }
+
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        EventsError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for EventsError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            if db.code().code() == "23505" && db.constraint() == Some("webhooks_name_key") {
+                return EventsError::Duplicate(String::new());
+            }
+        }
+        EventsError::Db(DbError::Postgres(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for EventsError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        EventsError::Db(DbError::Pool(e))
+    }
+}
+
+/// Which table an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `tenant_events`.
+    Tenant,
+    /// `wave_events`.
+    Wave,
+}
+
+impl Source {
+    /// The dotted prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Tenant => "tenant",
+            Source::Wave => "wave",
+        }
+    }
+
+    fn types(self) -> &'static [&'static str] {
+        match self {
+            Source::Tenant => TENANT_TYPES,
+            Source::Wave => WAVE_TYPES,
+        }
+    }
+}
+
+/// A validated type pattern: `*`, `tenant.*`, `wave.*` or one dotted type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypePattern {
+    /// Every event.
+    All,
+    /// Every event of one source.
+    Source(Source),
+    /// One type.
+    Exact(Source, &'static str),
+}
+
+impl TypePattern {
+    /// Parses a pattern; an unknown type is an error naming the accepted ones.
+    pub fn parse(field: &'static str, s: &str) -> Result<TypePattern, EventsError> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(TypePattern::All);
+        }
+        let (prefix, rest) = s.split_once('.').ok_or_else(|| {
+            EventsError::invalid(
+                field,
+                format!("{s:?} is not a dotted event type like tenant.migrated, wave.* or *"),
+            )
+        })?;
+        let source = match prefix {
+            "tenant" => Source::Tenant,
+            "wave" => Source::Wave,
+            _ => {
+                return Err(EventsError::invalid(
+                    field,
+                    format!("unknown event type {s:?}: types start with tenant. or wave."),
+                ))
+            }
+        };
+        if rest == "*" {
+            return Ok(TypePattern::Source(source));
+        }
+        match source.types().iter().find(|t| **t == rest) {
+            Some(t) => Ok(TypePattern::Exact(source, t)),
+            None => Err(EventsError::invalid(
+                field,
+                format!(
+                    "unknown event type {s:?}; {}.* types are {}",
+                    source.as_str(),
+                    source.types().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The canonical text (what is stored for a webhook).
+    pub fn to_text(&self) -> String {
+        match self {
+            TypePattern::All => "*".into(),
+            TypePattern::Source(s) => format!("{}.*", s.as_str()),
+            TypePattern::Exact(s, t) => format!("{}.{t}", s.as_str()),
+        }
+    }
+
+    /// Whether events of `source` can match at all.
+    pub fn covers(&self, source: Source) -> bool {
+        match self {
+            TypePattern::All => true,
+            TypePattern::Source(s) | TypePattern::Exact(s, _) => *s == source,
+        }
+    }
+}
+
+/// One entry of the feed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Unique over tenant and wave events.
+    pub id: i64,
+    /// Dotted type, e.g. `tenant.migrated`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The tenant's slug (tenant events).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant: Option<String>,
+    /// The wave (wave events, and tenant events a wave caused).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wave_id: Option<Uuid>,
+    /// Who caused it.
+    pub actor: String,
+    /// Type-specific details; never a secret or a DSN.
+    pub payload: Value,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Event {
+    fn from_row(r: &tokio_postgres::Row) -> Result<Event, tokio_postgres::Error> {
+        let source: String = r.try_get("source")?;
+        let event_type: String = r.try_get("event_type")?;
+        Ok(Event {
+            id: r.try_get("id")?,
+            event_type: format!("{source}.{event_type}"),
+            tenant: r.try_get("slug")?,
+            wave_id: r.try_get("wave_id")?,
+            actor: r.try_get("actor")?,
+            payload: r.try_get("payload")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+/// Filters shared by the feed and the stream.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Event type or prefix.
+    pub types: Option<TypePattern>,
+    /// Tenant slug (every tenant that ever had it).
+    pub tenant: Option<String>,
+    /// Wave id.
+    pub wave: Option<Uuid>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Written at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Written before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The raw query parameters of `/v1/events` and `/v1/events/stream`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub tenant: Option<String>,
+    pub wave: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl FilterParams {
+    /// Validates the filter part.
+    pub fn filter(&self) -> Result<Filter, EventsError> {
+        let time = |field: &'static str, v: &Option<String>| -> Result<_, EventsError> {
+            v.as_deref()
+                .map(|s| {
+                    DateTime::parse_from_rfc3339(s)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| {
+                            EventsError::invalid(
+                                field,
+                                format!("expected an RFC 3339 time like 2025-01-31T12:00:00Z: {e}"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        Ok(Filter {
+            types: self
+                .event_type
+                .as_deref()
+                .map(|t| TypePattern::parse("type", t))
+                .transpose()?,
+            tenant: self.tenant.as_ref().map(|t| t.trim().to_lowercase()),
+            wave: self
+                .wave
+                .as_deref()
+                .map(|w| {
+                    w.parse()
+                        .map_err(|_| EventsError::invalid("wave", "expected a wave id (uuid)"))
+                })
+                .transpose()?,
+            actor: self.actor.clone(),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+        })
+    }
+}
+
+/// What the events module shares with handlers and tasks.
+pub struct Events {
+    /// The control pool.
+    pub pool: deadpool_postgres::Pool,
+    /// Wakes streams and the delivery worker when an event committed.
+    pub wake: notify::Wake,
+    /// Stream slots of this replica.
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// How many stream slots exist.
+    pub max_streams: usize,
+    /// Sends webhook deliveries (the worker and `POST /v1/webhooks/{name}/test`).
+    pub sender: Arc<webhooks::deliver::Sender>,
+    /// Reads HMAC keys when a subscription is created.
+    pub secrets: crate::secrets::SecretStore,
+    /// Fires at shutdown so open streams end and the HTTP server can drain.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl Events {
+    /// The module's state for a daemon with `config`.
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        secrets: crate::secrets::SecretStore,
+        config: &crate::config::Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Events, reqwest::Error> {
+        let ev = &config.events;
+        let sender = webhooks::deliver::Sender {
+            pool: pool.clone(),
+            secrets: secrets.clone(),
+            http: webhooks::deliver::Sender::client(ev.timeout)?,
+            metrics,
+            backoff: webhooks::outbox::Backoff {
+                first: ev.retry_backoff,
+                cap: std::time::Duration::from_secs(3600),
+                give_up_after: ev.give_up_after,
+            },
+            timeout: ev.timeout,
+            instance: config.instance_id.clone(),
+            limits: webhooks::deliver::Limits::default(),
+        };
+        Ok(Events {
+            pool,
+            wake: notify::Wake::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(ev.stream_max_clients)),
+            max_streams: ev.stream_max_clients,
+            sender: Arc::new(sender),
+            secrets,
+            stop: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_patterns_accept_known_types_and_prefixes_only() {
+        assert_eq!(TypePattern::parse("type", "*").unwrap(), TypePattern::All);
+        assert_eq!(
+            TypePattern::parse("type", "wave.*").unwrap(),
+            TypePattern::Source(Source::Wave)
+        );
+        assert_eq!(
+            TypePattern::parse("type", "tenant.provisioning_failed").unwrap(),
+            TypePattern::Exact(Source::Tenant, "provisioning_failed")
+        );
+        for bad in ["wave.nope", "tenant", "job.*", "tenant.migrated.x", ""] {
+            assert!(TypePattern::parse("type", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_database_and_stream_capacity_errors_are_retryable() {
+        assert!(EventsError::TooManyStreams(1).is_retryable());
+        assert!(!EventsError::NotFound("x".into()).is_retryable());
+        assert!(!EventsError::invalid("url", "bad").is_retryable());
+    }
+}

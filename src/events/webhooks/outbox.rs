@@ -1,0 +1,200 @@
+//! The outbox table `webhook_deliveries`: claiming due deliveries and recording what
+//! happened. Rows are written by the `events_after_insert` trigger (control-migrations/V10),
+//! in the transaction that writes the event.
+//!
+//! A claim is a lease: it adds an attempt and pushes `next_attempt_at` past the send
+//! timeout, then commits, so no transaction is open while the receiver is called. A
+//! replica that dies mid-send leaves the delivery due again when the lease ends, and the
+//! next claimer sends it with the same id. Results are recorded only by the holder of the
+//! latest claim (`attempts` unchanged), so a late answer from an expired lease cannot
+//! overwrite a newer one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::events::EventsError;
+
+/// A claimed delivery and where it goes.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: i64,
+    pub event_type: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub webhook: String,
+    pub url: String,
+    pub secret_ref: String,
+    pub format: String,
+}
+
+/// What this replica may take now.
+pub struct Capacity<'a> {
+    /// Deliveries in total.
+    pub total: i64,
+    /// Deliveries per subscription when it has none in flight here.
+    pub per_webhook: i32,
+    /// Subscriptions with deliveries in flight here, and how many more each may take.
+    pub busy: &'a [(Uuid, i32)],
+}
+
+/// Claims up to `cap.total` due deliveries, oldest event first within each subscription,
+/// at most `per_webhook` in flight per subscription, skipping rows other replicas hold.
+pub async fn claim(
+    client: &impl GenericClient,
+    claimer: &str,
+    cap: &Capacity<'_>,
+    lease: Duration,
+) -> Result<Vec<Claim>, EventsError> {
+    const SQL: &str =
+        "WITH busy AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS b(webhook_id, free)), \
+         picked AS ( \
+           SELECT c.id FROM control_plane.webhooks w \
+           CROSS JOIN LATERAL ( \
+             SELECT d.id FROM control_plane.webhook_deliveries d \
+             WHERE d.webhook_id = w.id AND d.state = 'pending' AND d.next_attempt_at <= now() \
+             ORDER BY d.next_attempt_at, d.event_id \
+             LIMIT coalesce((SELECT free FROM busy WHERE busy.webhook_id = w.id), $3::int) \
+             FOR UPDATE OF d SKIP LOCKED) c \
+           LIMIT $4) \
+         UPDATE control_plane.webhook_deliveries d \
+            SET attempts = d.attempts + 1, claimed_by = $5, \
+                next_attempt_at = now() + make_interval(secs => $6) \
+           FROM picked, control_plane.webhooks w \
+          WHERE d.id = picked.id AND w.id = d.webhook_id \
+         RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.created_at, \
+                   w.name, w.url, w.secret_ref, w.format";
+    let ids: Vec<Uuid> = cap.busy.iter().map(|b| b.0).collect();
+    let free: Vec<i32> = cap.busy.iter().map(|b| b.1).collect();
+    let rows = client
+        .query(
+            SQL,
+            &[
+                &ids,
+                &free,
+                &cap.per_webhook,
+                &cap.total,
+                &claimer,
+                &lease.as_secs_f64(),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claim {
+                id: r.try_get("id")?,
+                webhook_id: r.try_get("webhook_id")?,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("event_type")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+                webhook: r.try_get("name")?,
+                url: r.try_get("url")?,
+                secret_ref: r.try_get("secret_ref")?,
+                format: r.try_get("format")?,
+            })
+        })
+        .collect()
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Delivered { status: u16 },
+    /// A non-2xx answer, a timeout or a local problem (unreadable secret); `status` when
+    /// the receiver answered.
+    Failed { status: Option<u16>, error: String },
+}
+
+/// What recording a failure decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Delivered,
+    Retrying,
+    Dead,
+    /// The lease had passed to another claim; nothing was written.
+    Superseded,
+}
+
+/// Retry policy: exponential from `first`, at most `cap` apart, jittered to 50-100 %,
+/// `dead` once the delivery is older than `give_up_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub cap: Duration,
+    pub give_up_after: Duration,
+}
+
+/// Records the attempt `claim` made.
+pub async fn record(
+    client: &impl GenericClient,
+    claim: &Claim,
+    outcome: &Outcome,
+    backoff: &Backoff,
+) -> Result<Recorded, EventsError> {
+    const DELIVERED: &str = "UPDATE control_plane.webhook_deliveries \
+         SET state = 'delivered', last_status = $3, finished_at = now(), claimed_by = NULL \
+         WHERE id = $1 AND attempts = $2 AND state = 'pending'";
+    // $4: first delay, $5: cap, $6: give up after (seconds).
+    const FAILED: &str = "UPDATE control_plane.webhook_deliveries SET \
+           last_status = $3, last_error = $7, claimed_by = NULL, \
+           state = CASE WHEN now() - created_at >= make_interval(secs => $6) THEN 'dead' ELSE 'pending' END, \
+           finished_at = CASE WHEN now() - created_at >= make_interval(secs => $6) THEN now() END, \
+           next_attempt_at = now() + make_interval(secs => \
+               least($5, $4 * power(2, least(attempts - 1, 30))) * (0.5 + random() / 2)) \
+         WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING state";
+    match outcome {
+        Outcome::Delivered { status } => {
+            let n = client
+                .execute(DELIVERED, &[&claim.id, &claim.attempts, &(*status as i32)])
+                .await?;
+            Ok(if n == 1 {
+                Recorded::Delivered
+            } else {
+                Recorded::Superseded
+            })
+        }
+        Outcome::Failed { status, error } => {
+            let error: String = error.chars().take(500).collect();
+            let row = client
+                .query_opt(
+                    FAILED,
+                    &[
+                        &claim.id,
+                        &claim.attempts,
+                        &status.map(i32::from),
+                        &backoff.first.as_secs_f64(),
+                        &backoff.cap.as_secs_f64(),
+                        &backoff.give_up_after.as_secs_f64(),
+                        &error,
+                    ],
+                )
+                .await?;
+            Ok(match row {
+                None => Recorded::Superseded,
+                Some(r) if r.try_get::<_, &str>("state")? == "dead" => Recorded::Dead,
+                Some(_) => Recorded::Retrying,
+            })
+        }
+    }
+}
+
+/// Age of the oldest pending delivery in seconds (0 when none), for the metrics.
+pub async fn oldest_pending_age(client: &impl GenericClient) -> Result<f64, EventsError> {
+    const SQL: &str =
+        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age \
+         FROM control_plane.webhook_deliveries WHERE state = 'pending'";
+    Ok(client.query_one(SQL, &[]).await?.try_get("age")?)
+}
+
+/// Dead deliveries in total, for the metrics.
+pub async fn dead_count(client: &impl GenericClient) -> Result<i64, EventsError> {
+    const SQL: &str =
+        "SELECT count(*) AS n FROM control_plane.webhook_deliveries WHERE state = 'dead'";
+    Ok(client.query_one(SQL, &[]).await?.try_get("n")?)
+}
