@@ -96,9 +96,11 @@ pub(crate) async fn connect_with(
         .user(&conn.user)
         .password(conn.password.expose_secret())
         .application_name(opt("application_name").unwrap_or(app_name))
-        // Session settings travel in the startup packet: no extra round trip.
+        // Session settings travel in the startup packet: no extra round trip. Notices
+        // (refinery's `CREATE TABLE IF NOT EXISTS … skipping`, one per tenant) are noise
+        // to a runner: the server need not even send them.
         .options(format!(
-            "-c lock_timeout={} -c statement_timeout={} {extra_options}",
+            "-c lock_timeout={} -c statement_timeout={} -c client_min_messages=warning {extra_options}",
             limits.lock_timeout.as_millis(),
             limits.statement_timeout.as_millis()
         ))
