@@ -334,6 +334,11 @@ struct Tenants {
     /// Tenants per second during the first and last tenth.
     first_tenth_rate: f64,
     last_tenth_rate: f64,
+    /// Wave created → first tenant claimed, and last tenant recorded → wave completed (s).
+    start_lag: f64,
+    tail: f64,
+    /// Share of the slots (`max_concurrency`) busy with tenant work while the wave ran.
+    busy: f64,
 }
 
 async fn per_tenant(control: &tokio_postgres::Client, wave: &Value) -> Tenants {
@@ -344,6 +349,12 @@ async fn per_tenant(control: &tokio_postgres::Client, wave: &Value) -> Tenants {
     let rows = control.query(SQL, &[&id]).await.unwrap();
     let ms: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("ms")).collect();
     let at: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("at")).collect();
+    const SHAPE: &str = "SELECT extract(epoch FROM min(t.started_at) - w.created_at)::float8 AS start_lag, \
+         extract(epoch FROM w.finished_at - max(t.finished_at))::float8 AS tail, \
+         (sum(t.duration_ms) / 1000.0 / (extract(epoch FROM max(t.finished_at) - min(t.started_at)) * w.max_concurrency))::float8 AS busy \
+         FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
+         WHERE w.id = $1::text::uuid GROUP BY w.created_at, w.finished_at, w.max_concurrency";
+    let shape = control.query_one(SHAPE, &[&id]).await.unwrap();
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
     let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f) as usize];
@@ -357,6 +368,9 @@ async fn per_tenant(control: &tokio_postgres::Client, wave: &Value) -> Tenants {
         last_tenth_ms: mean(&ms[ms.len() - tenth..]),
         first_tenth_rate: rate(&at[..tenth]),
         last_tenth_rate: rate(&at[at.len() - tenth..]),
+        start_lag: shape.get("start_lag"),
+        tail: shape.get("tail"),
+        busy: shape.get("busy"),
     }
 }
 
@@ -506,6 +520,10 @@ async fn main() {
             name(step), took.as_secs_f64(), t.median_ms, t.p90_ms, t.first_tenth_ms, t.first_tenth_rate,
             t.last_tenth_ms, t.last_tenth_rate
         );
+        println!(
+            "    created → first claim {:.0} ms, last record → completed {:.0} ms, slots busy {:.0} %",
+            t.start_lag * 1000.0, t.tail * 1000.0, t.busy * 100.0
+        );
         drover_times.push(took);
     }
     if noop > n {
@@ -568,6 +586,12 @@ async fn main() {
         "    per tenant: first tenth {:.1} ms at {:.0}/s, last tenth {:.1} ms at {:.0}/s (median {:.1} ms, p90 {:.1} ms); drover CPU {:.2} s, machine {:.2} s",
         big.first_tenth_ms, big.first_tenth_rate, big.last_tenth_ms, big.last_tenth_rate, big.median_ms, big.p90_ms,
         cpu3 - cpu2, sys3 - sys2
+    );
+    println!(
+        "    created → first claim {:.0} ms, last record → completed {:.0} ms, slots busy {:.0} %",
+        big.start_lag * 1000.0,
+        big.tail * 1000.0,
+        big.busy * 100.0
     );
     println!(
         "  daemon peak RSS (VmHWM) {rss:.1} MB {} (target < 100 MB)",
