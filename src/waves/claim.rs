@@ -100,9 +100,14 @@ pub async fn claim(
     let Some(w) = tx.query_opt(&wave_stmt, &[&wave_id]).await? else {
         return Ok(Vec::new());
     };
+    // From here the wave row is locked: every way out ends the transaction and waits for
+    // the server to say so. A dropped transaction's ROLLBACK is only queued, and the
+    // loop's next statement (an `advance`, on another pooled connection) would find the
+    // row still locked, skip it, and leave a finished wave waiting for the next tick.
     let state: String = w.get(0);
     let plan: Option<Value> = w.get(8);
     if !(state == "canary" || state == "rolling") || !accept_plan(&plan.unwrap_or(Value::Null)) {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
     let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
@@ -134,6 +139,7 @@ pub async fn claim(
     let running: i64 = per_host.values().sum();
     let mut free = (max_conc as i64 - running).clamp(0, max as i64) as usize;
     if free == 0 {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
     let mut picked = Vec::new();
@@ -155,6 +161,7 @@ pub async fn claim(
         }
     }
     if picked.is_empty() {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
     let take = tx.prepare_cached(TAKE).await?;
