@@ -1,18 +1,29 @@
-//! Wave benchmark: drover against the floor of plain `psql`.
+//! Wave benchmark: drover side by side with the least work a correct tool does (`psql`)
+//! and with the stock refinery CLI, in one run, on identical sets of databases.
 //!
-//! 1. The floor: the migration SQL applied to 200 databases by P parallel `psql` processes
-//!    (`\c` per database), best of P = 2, 4, 8.
-//! 2. drover: a wave of that one migration over 200 other databases (max_concurrency 8),
-//!    twice: first on fresh databases (refinery creates its history table: one-time
-//!    onboarding cost), then the same-shaped next migration (the steady state of a fleet).
-//!    Before the second, a dry run of that migration over the same 200 databases (run and
-//!    rolled back; nothing written).
-//! 3. A no-op wave over 1,000 tenants already at the target.
+//! Three migrations of `N` (200) tenant databases, `max_concurrency` 8:
+//! 1. first: V1 on fresh databases (the history table is created);
+//! 2. steady state: the next small migration, V2;
+//! 3. no-op: everything already at V2.
 //!
-//! Prints wall times, the ratio to the floor and the daemon's peak RSS.
-//! Run: `cargo bench --bench wave` (PostgreSQL server binaries needed; uses ~10 GB of
-//! temporary disk for 1,400 databases). `BENCH_TENANTS` and `BENCH_NOOP_TENANTS` shrink it.
+//! Each is run by
+//! - drover: one wave (`max_concurrency` 8) through the HTTP API of a `drover serve`;
+//! - the psql floor: P streams, one `psql` each with `\c` per database, best of P = 2, 4, 8.
+//!   Per database: read the version (`SELECT max(version) FROM refinery_schema_history`; on
+//!   fresh databases `to_regclass`), then the migration and its history row in one
+//!   transaction (the first run creates the history table in it); the no-op is `\c` and
+//!   the version read;
+//! - the refinery CLI loop: `refinery migrate` per database through `xargs -P8`, same files
+//!   (installed into `target/tools` with `cargo install` when missing; skipped, saying so,
+//!   when that fails).
+//!
+//! Then a no-op wave over 1,000 up-to-date tenants: tenants/s, the per-tenant time of the
+//! first and last tenth of the wave, and the daemon's peak RSS (VmHWM).
+//!
+//! Run: `cargo bench --bench wave` (PostgreSQL server binaries needed; ~12 GB of temporary
+//! disk for 1,600 databases). `BENCH_TENANTS` and `BENCH_NOOP_TENANTS` shrink it.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,9 +31,17 @@ use drover::devcluster::{Cluster, ClusterOptions};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "bench-admin-token-0123456789abcdef";
-const SQL: &str = "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n\
-                   CREATE INDEX items_name_idx ON items (name);\n\
-                   INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;\n";
+const V1: &str = "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n\
+                  CREATE INDEX items_name_idx ON items (name);\n\
+                  INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;\n";
+/// refinery's history table, exactly as refinery creates it.
+const HISTORY: &str = "CREATE TABLE refinery_schema_history(version int4 PRIMARY KEY, \
+                       name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255));\n";
+const CONCURRENCY: usize = 8;
+
+fn v2() -> String {
+    V1.replace("items", "orders")
+}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -53,50 +72,175 @@ async fn create_databases(url: &str, prefix: &str, n: usize) {
     }
 }
 
-fn psql_floor(cluster: &Cluster, prefix: &str, n: usize, p: usize) -> Duration {
-    let dir = std::env::temp_dir().join(format!("drover-floor-{}-{p}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut scripts = Vec::new();
-    for s in 0..p {
-        let mut text = String::from("\\set ON_ERROR_STOP 1\n");
-        for i in (s..n).step_by(p) {
-            text.push_str(&format!("\\c {prefix}{i}\n{SQL}"));
-        }
-        let path = dir.join(format!("stream{s}.sql"));
-        std::fs::write(&path, text).unwrap();
-        scripts.push(path);
+/// The three migrations, in order.
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    First,
+    Steady,
+    Noop,
+}
+
+const STEPS: [(Step, &str); 3] = [
+    (Step::First, "first migration (creates the history table)"),
+    (Step::Steady, "steady state (the next small migration)"),
+    (Step::Noop, "no-op (everything up to date)"),
+];
+
+/// What one `psql` stream sends to one database for `step`.
+fn floor_sql(step: Step) -> String {
+    let row = |v: i32, name: &str| {
+        format!("INSERT INTO refinery_schema_history VALUES ({v}, '{name}', '2025-01-01T00:00:00Z', '0');\n")
+    };
+    match step {
+        Step::First => format!(
+            "SELECT to_regclass('refinery_schema_history');\nBEGIN;\n{HISTORY}{V1}{}COMMIT;\n",
+            row(1, "items")
+        ),
+        Step::Steady => format!(
+            "SELECT max(version) FROM refinery_schema_history;\nBEGIN;\n{}{}COMMIT;\n",
+            v2(),
+            row(2, "orders")
+        ),
+        Step::Noop => "SELECT max(version) FROM refinery_schema_history;\n".into(),
     }
-    let psql = cluster.bindir().join("psql");
+}
+
+fn psql(cluster: &Cluster, script: &Path) -> Command {
+    let mut cmd = Command::new(cluster.bindir().join("psql"));
+    cmd.args(["-X", "-q", "-h", "127.0.0.1", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-U", "postgres", "-d", "postgres", "-f"])
+        .arg(script)
+        // The reset's `DROP TABLE IF EXISTS` would print a notice per table and database.
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// One script per stream: `\c` to each of its databases, then `sql`.
+fn psql_streams(
+    cluster: &Cluster,
+    dir: &Path,
+    prefix: &str,
+    n: usize,
+    p: usize,
+    sql: &str,
+) -> Duration {
+    let scripts: Vec<PathBuf> = (0..p)
+        .map(|s| {
+            let mut text = String::from("\\set ON_ERROR_STOP 1\n");
+            for i in (s..n).step_by(p) {
+                text.push_str(&format!("\\c {prefix}{i}\n{sql}"));
+            }
+            let path = dir.join(format!("stream{s}.sql"));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
     let started = Instant::now();
     let children: Vec<_> = scripts
         .iter()
-        .map(|path| {
-            Command::new(&psql)
-                .args([
-                    "-X",
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &cluster.port().to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-f",
-                ])
-                .arg(path)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|path| psql(cluster, path).spawn().unwrap())
         .collect();
     for mut c in children {
         assert!(c.wait().unwrap().success(), "psql failed");
     }
-    let took = started.elapsed();
+    started.elapsed()
+}
+
+/// The floor of each step: best of P = 2, 4, 8, each P on freshly emptied databases.
+fn psql_floor(cluster: &Cluster, prefix: &str, n: usize) -> Vec<(Step, usize, Duration)> {
+    let dir = std::env::temp_dir().join(format!("drover-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut best: Vec<(Step, usize, Duration)> = Vec::new();
+    for p in [2, 4, 8] {
+        let reset = "DROP TABLE IF EXISTS items, orders, refinery_schema_history;\n";
+        psql_streams(cluster, &dir, prefix, n, 4, reset);
+        for (step, _) in STEPS {
+            let took = psql_streams(cluster, &dir, prefix, n, p, &floor_sql(step));
+            println!(
+                "  psql floor, P={p}, {:<8} {:>6.2} s",
+                name(step),
+                took.as_secs_f64()
+            );
+            match best.iter_mut().find(|b| b.0 == step) {
+                Some(b) if b.2 <= took => {}
+                Some(b) => *b = (step, p, took),
+                None => best.push((step, p, took)),
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    took
+    best
+}
+
+fn name(step: Step) -> &'static str {
+    match step {
+        Step::First => "first",
+        Step::Steady => "steady",
+        Step::Noop => "no-op",
+    }
+}
+
+/// The stock refinery CLI, installed into `target/tools` when missing; None (with the
+/// reason printed) when it cannot be.
+fn refinery_cli() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools");
+    let bin = root.join("bin/refinery");
+    if bin.exists() {
+        return Some(bin);
+    }
+    println!("installing the refinery CLI into {} ...", root.display());
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "--root"])
+        .arg(&root)
+        .args([
+            "refinery_cli",
+            "--no-default-features",
+            "--features",
+            "postgresql",
+        ])
+        .status();
+    match status {
+        Ok(s) if s.success() && bin.exists() => Some(bin),
+        other => {
+            println!(
+                "  the refinery CLI could not be installed ({other:?}); its column is skipped"
+            );
+            None
+        }
+    }
+}
+
+/// `refinery migrate` per database through `xargs -P8`, with the files of `migrations`.
+fn refinery_loop(
+    bin: &Path,
+    cluster: &Cluster,
+    prefix: &str,
+    n: usize,
+    migrations: &Path,
+) -> Duration {
+    let url = format!("postgres://postgres@127.0.0.1:{}/{prefix}", cluster.port());
+    let started = Instant::now();
+    let mut xargs = Command::new("xargs")
+        .args(["-P", &CONCURRENCY.to_string(), "-I", "{}", "env"])
+        .arg(format!("DATABASE_URL={url}{{}}"))
+        .arg(bin)
+        .args(["migrate", "-e", "DATABASE_URL", "-p"])
+        .arg(migrations)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = xargs.stdin.take().unwrap();
+        for i in 0..n {
+            writeln!(stdin, "{i}").unwrap();
+        }
+    }
+    assert!(xargs.wait().unwrap().success(), "refinery migrate failed");
+    started.elapsed()
 }
 
 /// CPU seconds (user + system) of one process.
@@ -180,10 +324,69 @@ impl Api {
     }
 }
 
+/// Per-tenant figures of one wave, from its targets in the control DB.
+struct Tenants {
+    median_ms: f64,
+    p90_ms: f64,
+    /// Mean duration of the first and last tenth of the tenants to finish.
+    first_tenth_ms: f64,
+    last_tenth_ms: f64,
+    /// Tenants per second during the first and last tenth.
+    first_tenth_rate: f64,
+    last_tenth_rate: f64,
+    /// Wave created → first tenant claimed, and last tenant recorded → wave completed (s).
+    start_lag: f64,
+    tail: f64,
+    /// Share of the slots (`max_concurrency`) busy with tenant work while the wave ran.
+    busy: f64,
+}
+
+async fn per_tenant(control: &tokio_postgres::Client, wave: &Value) -> Tenants {
+    const SQL: &str =
+        "SELECT duration_ms::float8 AS ms, extract(epoch FROM finished_at)::float8 AS at \
+         FROM control_plane.wave_targets WHERE wave_id = $1::text::uuid ORDER BY finished_at";
+    let id = wave["id"].as_str().unwrap();
+    let rows = control.query(SQL, &[&id]).await.unwrap();
+    let ms: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("ms")).collect();
+    let at: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("at")).collect();
+    const SHAPE: &str = "SELECT extract(epoch FROM min(t.started_at) - w.created_at)::float8 AS start_lag, \
+         extract(epoch FROM w.finished_at - max(t.finished_at))::float8 AS tail, \
+         (sum(t.duration_ms) / 1000.0 / (extract(epoch FROM max(t.finished_at) - min(t.started_at)) * w.max_concurrency))::float8 AS busy \
+         FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
+         WHERE w.id = $1::text::uuid GROUP BY w.created_at, w.finished_at, w.max_concurrency";
+    let shape = control.query_one(SHAPE, &[&id]).await.unwrap();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f) as usize];
+    let tenth = (ms.len() / 10).max(2);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rate = |v: &[f64]| (v.len() - 1) as f64 / (v[v.len() - 1] - v[0]).max(1e-3);
+    Tenants {
+        median_ms: q(0.5),
+        p90_ms: q(0.9),
+        first_tenth_ms: mean(&ms[..tenth]),
+        last_tenth_ms: mean(&ms[ms.len() - tenth..]),
+        first_tenth_rate: rate(&at[..tenth]),
+        last_tenth_rate: rate(&at[at.len() - tenth..]),
+        start_lag: shape.get("start_lag"),
+        tail: shape.get("tail"),
+        busy: shape.get("busy"),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_or("BENCH_TENANTS", 200);
     let noop = env_or("BENCH_NOOP_TENANTS", 1000).max(n);
+    let refinery = refinery_cli();
     let cluster = Cluster::start(ClusterOptions {
         stop_with_process: true,
         settings: vec![("max_connections".into(), "300".into())],
@@ -191,39 +394,57 @@ async fn main() {
     })
     .expect("PostgreSQL starts");
     let admin = cluster.url("postgres");
-    print!("creating {} databases... ", n + noop + 1);
+    print!("creating {} databases... ", 2 * n + noop + 1);
     let t = Instant::now();
     create_databases(&admin, "floor", n).await;
+    if refinery.is_some() {
+        create_databases(&admin, "ref", n).await;
+    }
     create_databases(&admin, "t", noop).await;
     cluster
         .psql("postgres", "CREATE DATABASE drover_bench")
         .unwrap();
     println!("{:.1?}", t.elapsed());
 
-    // The floor, on its own databases: each P gets fresh ones via DROP/CREATE of the table.
-    let mut floor = Vec::new();
-    for p in [2, 4, 8] {
-        if !floor.is_empty() {
-            for i in 0..n {
-                cluster
-                    .psql(&format!("floor{i}"), "DROP TABLE items")
-                    .unwrap();
-            }
-        }
-        floor.push((p, psql_floor(&cluster, "floor", n, p)));
-    }
-    let (best_p, best) = *floor.iter().min_by_key(|(_, d)| *d).unwrap();
-
     let work = std::env::temp_dir().join(format!("drover-wave-bench-{}", std::process::id()));
-    std::fs::create_dir_all(work.join("migrations")).unwrap();
-    std::fs::create_dir_all(work.join("secrets/tenants")).unwrap();
-    std::fs::write(work.join("migrations/V1__items.sql"), SQL).unwrap();
-    std::fs::write(
-        work.join("migrations/V2__orders.sql"),
-        SQL.replace("items", "orders"),
-    )
-    .unwrap();
+    let (first_dir, next_dir) = (work.join("refinery-v1"), work.join("refinery-v2"));
+    for d in [
+        &work.join("migrations"),
+        &work.join("secrets/tenants"),
+        &first_dir,
+        &next_dir,
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for d in [&work.join("migrations"), &first_dir, &next_dir] {
+        std::fs::write(d.join("V1__items.sql"), V1).unwrap();
+    }
+    for d in [&work.join("migrations"), &next_dir] {
+        std::fs::write(d.join("V2__orders.sql"), v2()).unwrap();
+    }
     std::fs::write(work.join("secrets/tenants/pw"), "trust-auth\n").unwrap();
+
+    println!("psql floor on databases floor0..floor{}:", n - 1);
+    let floor = psql_floor(&cluster, "floor", n);
+
+    let mut refinery_times: Vec<Option<Duration>> = vec![None; 3];
+    if let Some(bin) = &refinery {
+        for (i, (step, _)) in STEPS.iter().enumerate() {
+            let dir = if *step == Step::First {
+                &first_dir
+            } else {
+                &next_dir
+            };
+            let took = refinery_loop(bin, &cluster, "ref", n, dir);
+            println!(
+                "  refinery CLI loop, {:<8} {:>6.2} s",
+                name(*step),
+                took.as_secs_f64()
+            );
+            refinery_times[i] = Some(took);
+        }
+    }
+
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -264,6 +485,11 @@ async fn main() {
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (control, conn) =
+        tokio_postgres::connect(&cluster.url("drover_bench"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
     for i in 0..noop {
         let timed = if i < n { "yes" } else { "no" };
         api.post(
@@ -275,58 +501,102 @@ async fn main() {
         .await;
     }
     let plan = |labels: Value, target: i32| {
-        json!({"selector": {"labels": labels}, "target_version": target, "batch_size": 10000, "max_concurrency": 8,
-               "soak_seconds": 0, "canary": {"count": 0}})
+        json!({"selector": {"labels": labels}, "target_version": target, "batch_size": 10000,
+               "max_concurrency": CONCURRENCY, "soak_seconds": 0, "canary": {"count": 0}})
     };
-    let (first_time, w) = api.wave(plan(json!({"timed": "yes"}), 1)).await;
-    assert_eq!(w["state"], "completed", "{w}");
-    let mut dry = plan(json!({"timed": "yes"}), 2);
-    dry["dry_run"] = json!(true);
-    let (dry_time, dw) = api.wave(dry).await;
-    assert_eq!(dw["dry_run_report"]["would_succeed"], n as i64, "{dw}");
-    let (cpu0, sys0) = (cpu_secs(daemon.id()), machine_cpu_secs());
-    let (wave_time, w) = api.wave(plan(json!({"timed": "yes"}), 2)).await;
-    let (cpu1, sys1) = (cpu_secs(daemon.id()), machine_cpu_secs());
-    assert_eq!(w["state"], "completed", "{w}");
-    let rss = peak_rss_mb(daemon.id());
+    let mut drover_times = Vec::new();
+    let (mut cpu, mut machine) = (Vec::new(), Vec::new());
+    for (step, _) in STEPS {
+        let target = if step == Step::First { 1 } else { 2 };
+        let (cpu0, sys0) = (cpu_secs(daemon.id()), machine_cpu_secs());
+        let (took, w) = api.wave(plan(json!({"timed": "yes"}), target)).await;
+        cpu.push(cpu_secs(daemon.id()) - cpu0);
+        machine.push(machine_cpu_secs() - sys0);
+        assert_eq!(w["state"], "completed", "{w}");
+        assert_eq!(w["counts"]["succeeded"], n as i64, "{w}");
+        let t = per_tenant(&control, &w).await;
+        println!(
+            "  drover wave, {:<8} {:>6.2} s   per tenant: median {:.0} ms, p90 {:.0} ms; first tenth {:.0} ms ({:.0}/s), last tenth {:.0} ms ({:.0}/s)",
+            name(step), took.as_secs_f64(), t.median_ms, t.p90_ms, t.first_tenth_ms, t.first_tenth_rate,
+            t.last_tenth_ms, t.last_tenth_rate
+        );
+        println!(
+            "    created → first claim {:.0} ms, last record → completed {:.0} ms, slots busy {:.0} %",
+            t.start_lag * 1000.0, t.tail * 1000.0, t.busy * 100.0
+        );
+        drover_times.push(took);
+    }
     if noop > n {
         let (_, rest) = api.wave(plan(json!({"timed": "no"}), 2)).await;
         assert_eq!(rest["state"], "completed", "{rest}");
     }
     let (cpu2, sys2) = (cpu_secs(daemon.id()), machine_cpu_secs());
-    let (noop_time, nw) = api.wave(json!({"batch_size": 10000, "max_concurrency": 16, "soak_seconds": 0, "canary": {"count": 0}})).await;
+    let (noop_time, nw) = api
+        .wave(json!({"batch_size": 10000, "max_concurrency": 16, "soak_seconds": 0, "canary": {"count": 0}}))
+        .await;
     let (cpu3, sys3) = (cpu_secs(daemon.id()), machine_cpu_secs());
     assert_eq!(nw["state"], "completed", "{nw}");
     assert_eq!(nw["counts"]["succeeded"], noop as i64);
+    let big = per_tenant(&control, &nw).await;
+    let rss = peak_rss_mb(daemon.id());
 
-    println!("drover wave benchmark: {n} tenants, one migration (CREATE TABLE + CREATE INDEX + INSERT 100 rows)");
-    for (p, d) in &floor {
-        println!("  psql floor, P={p}       {:>8.2} s", d.as_secs_f64());
+    println!();
+    println!("drover wave benchmark: {n} tenant databases, max_concurrency {CONCURRENCY}; each migration is CREATE TABLE + CREATE INDEX + INSERT 100 rows");
+    println!(
+        "  {:<46} {:>9} {:>9} {:>12} {:>14} {:>16}",
+        "migration", "floor", "drover", "refinery CLI", "drover/floor", "refinery/drover"
+    );
+    for (i, (step, label)) in STEPS.iter().enumerate() {
+        let (_, p, f) = floor.iter().find(|b| b.0 == *step).unwrap();
+        let d = drover_times[i].as_secs_f64();
+        let (r, rd) = match refinery_times[i] {
+            Some(r) => (
+                format!("{:.2} s", r.as_secs_f64()),
+                format!(
+                    "{:.2} {}",
+                    r.as_secs_f64() / d,
+                    verdict(r.as_secs_f64() / d >= 1.3)
+                ),
+            ),
+            None => ("skipped".into(), "-".into()),
+        };
+        let df = d / f.as_secs_f64();
+        println!(
+            "  {:<46} {:>9} {:>9} {:>12} {:>14} {:>16}",
+            label,
+            format!("{:.2} s P={p}", f.as_secs_f64()),
+            format!("{d:.2} s"),
+            r,
+            format!("{df:.2} {}", verdict(df <= 1.15)),
+            rd
+        );
     }
+    println!("  targets: drover <= 1.15 x the floor, refinery CLI >= 1.3 x drover");
     println!(
-        "  drover, first migration of fresh databases {:>6.2} s = {:.2} x the floor (creates refinery_schema_history)",
-        first_time.as_secs_f64(),
-        first_time.as_secs_f64() / best.as_secs_f64()
+        "  drover CPU per wave (first, steady, no-op): {:.2} s, {:.2} s, {:.2} s; whole machine {:.2} s, {:.2} s, {:.2} s",
+        cpu[0], cpu[1], cpu[2], machine[0], machine[1], machine[2]
+    );
+    let rate = noop as f64 / noop_time.as_secs_f64();
+    println!(
+        "  no-op wave over {noop} up-to-date tenants (max_concurrency 16): {:.2} s = {rate:.0} tenants/s {} (target >= 250)",
+        noop_time.as_secs_f64(),
+        verdict(rate >= 250.0)
     );
     println!(
-        "  drover, next migration (steady state)      {:>6.2} s = {:.2} x the floor (best P={best_p}; target <= 1.15)",
-        wave_time.as_secs_f64(),
-        wave_time.as_secs_f64() / best.as_secs_f64()
+        "    per tenant: first tenth {:.1} ms at {:.0}/s, last tenth {:.1} ms at {:.0}/s (median {:.1} ms, p90 {:.1} ms); drover CPU {:.2} s, machine {:.2} s",
+        big.first_tenth_ms, big.first_tenth_rate, big.last_tenth_ms, big.last_tenth_rate, big.median_ms, big.p90_ms,
+        cpu3 - cpu2, sys3 - sys2
     );
     println!(
-        "  dry run of the next migration              {:>6.2} s = {:.2} x the real wave (run, then rolled back)",
-        dry_time.as_secs_f64(),
-        dry_time.as_secs_f64() / wave_time.as_secs_f64()
+        "    created → first claim {:.0} ms, last record → completed {:.0} ms, slots busy {:.0} %",
+        big.start_lag * 1000.0,
+        big.tail * 1000.0,
+        big.busy * 100.0
     );
     println!(
-        "  no-op wave, {noop} up-to-date tenants {:>6.2} s   (target < 3 s)",
-        noop_time.as_secs_f64()
+        "  daemon peak RSS (VmHWM) {rss:.1} MB {} (target < 100 MB)",
+        verdict(rss < 100.0)
     );
-    println!(
-        "  CPU during the wave: drover {:.2} s, whole machine {:.2} s; during the no-op wave: drover {:.2} s, machine {:.2} s",
-        cpu1 - cpu0, sys1 - sys0, cpu3 - cpu2, sys3 - sys2
-    );
-    println!("  daemon peak RSS        {rss:>8.1} MB  (target < 100 MB)");
     drop(daemon);
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -252,9 +252,11 @@ fn init_tracing(config: Option<&Config>) {
     let mut filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // At debug, tokio-postgres logs every statement's text and parameters: provisioning's
-    // CREATE ROLE … PASSWORD '<SCRAM verifier>' and tenant data would reach the log. Capped
-    // here, whatever DROVER_LOG asks for (drover's own spans say which statement failed).
-    if let Ok(cap) = "tokio_postgres=info".parse() {
+    // CREATE ROLE … PASSWORD '<SCRAM verifier>' and tenant data would reach the log. At
+    // info it logs every server notice (`relation … already exists, skipping` once per
+    // tenant of a wave), which tears the live progress bars. Capped at warn here, whatever
+    // DROVER_LOG asks for (drover's own spans say which statement failed).
+    if let Ok(cap) = "tokio_postgres=warn".parse() {
         filter = filter.add_directive(cap);
     }
     let builder = tracing_subscriber::fmt()

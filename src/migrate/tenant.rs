@@ -1,20 +1,25 @@
 //! Migrating one tenant database, safely against any other runner.
 //!
 //! ```text
-//!  connect (own connection, resolved credentials)
+//!  connect (own connection, resolved credentials; timeouts in the startup packet)
 //!   ├► read the history: already at the target (and no drift) → done, no lock taken
 //!   │   (the cheap check of an up-to-date tenant: committed history cannot go back)
 //!   └► poll pg_try_advisory_lock every 100 ms up to lock_wait   (never a blocking waiter:
-//!       │                                                        it would deadlock against
-//!       │                                                        CREATE INDEX CONCURRENTLY)
-//!       ├► lock_timeout, statement_timeout (set in the startup packet)
-//!       ├► read refinery_schema_history (after the lock: another runner may just have run)
+//!       │   + re-read refinery_schema_history, pipelined         it would deadlock against
+//!       │   (after the lock: another runner may just have run)   CREATE INDEX CONCURRENTLY)
 //!       ├► check it against the files: edited or missing version → Drift, nothing runs
-//!       ├► pending ≤ target: transactional runs → refinery (file + history row in one tx)
+//!       ├► pending ≤ target: transactional run → one round trip: per file BEGIN; the file;
+//!       │                    its history row exactly as refinery writes it; COMMIT
+//!       │                    (the history table is created in the first transaction when
+//!       │                    the read found none)
 //!       │                    no-transaction file → statement by statement, then its row
-//!       ├► re-read the history: it must end at the target
-//!       └► pg_advisory_unlock (checked), close
+//!       └► re-read the history (it must end at the target) + pg_advisory_unlock (checked),
+//!          pipelined; close
 //! ```
+//!
+//! The transactional run is what refinery's runner does (one transaction per file, the row
+//! in it), without its `CREATE TABLE IF NOT EXISTS` and second history read per tenant: the
+//! checksums and names are refinery's, so the stock CLI agrees with every row written here.
 //!
 //! Recording the outcome in the control DB is the caller's job (`waves`), in one
 //! control transaction after this returns.
@@ -96,9 +101,11 @@ pub(crate) async fn connect_with(
         .user(&conn.user)
         .password(conn.password.expose_secret())
         .application_name(opt("application_name").unwrap_or(app_name))
-        // Session settings travel in the startup packet: no extra round trip.
+        // Session settings travel in the startup packet: no extra round trip. Notices
+        // (refinery's `CREATE TABLE IF NOT EXISTS … skipping`, one per tenant) are noise
+        // to a runner: the server need not even send them.
         .options(format!(
-            "-c lock_timeout={} -c statement_timeout={} {extra_options}",
+            "-c lock_timeout={} -c statement_timeout={} -c client_min_messages=warning {extra_options}",
             limits.lock_timeout.as_millis(),
             limits.statement_timeout.as_millis()
         ))
@@ -152,20 +159,30 @@ pub(crate) async fn simple_bool(client: &Client, sql: &str) -> Result<bool, toki
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
 }
 
+/// (version, name, checksum) rows of `refinery_schema_history`.
+pub type History = Vec<(i32, String, String)>;
+
 /// (version, name, checksum) rows of `refinery_schema_history`; empty when it does not exist.
 /// One round trip: an absent table answers with 42P01 rather than a second query.
-pub async fn read_history(
-    client: &Client,
-) -> Result<Vec<(i32, String, String)>, tokio_postgres::Error> {
+pub async fn read_history(client: &Client) -> Result<History, tokio_postgres::Error> {
+    Ok(read_history_table(client).await?.unwrap_or_default())
+}
+
+/// The history rows, or None when the table does not exist (yet).
+async fn read_history_table(client: &Client) -> Result<Option<History>, tokio_postgres::Error> {
     const SQL: &str = "SELECT version, coalesce(name, ''), coalesce(checksum, '') FROM refinery_schema_history ORDER BY version";
     let messages = match client.simple_query(SQL).await {
         Ok(m) => m,
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            return Ok(Vec::new())
+            return Ok(None)
         }
         Err(e) => return Err(e),
     };
-    Ok(messages
+    Ok(Some(history_rows(&messages)))
+}
+
+fn history_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> History {
+    messages
         .iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some((
@@ -175,7 +192,33 @@ pub async fn read_history(
             )),
             _ => None,
         })
-        .collect())
+        .collect()
+}
+
+/// Takes the tenant's advisory lock like `take_lock` and reads the history in the same
+/// round trip: the read is queued behind the lock request on the connection, so the server
+/// runs it after the lock is ours and it sees whatever the previous holder committed.
+async fn lock_and_read(
+    client: &Client,
+    wait: Duration,
+) -> Result<(Duration, Option<History>), MigrateError> {
+    let started = Instant::now();
+    let lock = format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY})");
+    loop {
+        let (got, history) =
+            futures_util::future::join(simple_bool(client, &lock), read_history_table(client))
+                .await;
+        if got.map_err(|e| MigrateError::from_pg(0, &e))? {
+            let history = history.map_err(|e| MigrateError::from_pg(0, &e))?;
+            return Ok((started.elapsed(), history));
+        }
+        if started.elapsed() >= wait {
+            return Err(MigrateError::LockBusy {
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Checks the history against the files; returns the current version.
@@ -230,7 +273,7 @@ pub async fn run(
     on_connect: impl FnOnce(tokio_postgres::CancelToken),
 ) -> Result<RunOutcome, MigrateError> {
     let started = Instant::now();
-    let mut client = connect(conn, limits).await?;
+    let client = connect(conn, limits).await?;
     // Lets a hard stop cancel the running statement instead of waiting for the server
     // to notice the closed socket (it only does when it next talks to the client).
     on_connect(client.cancel_token());
@@ -243,24 +286,59 @@ pub async fn run(
             lock_wait: Duration::ZERO,
         });
     }
-    let lock_wait = take_lock(&client, limits.lock_wait).await?;
+    let (lock_wait, history) = lock_and_read(&client, limits.lock_wait).await?;
     tracing::debug!(
         connect_ms = connected.as_millis() as u64,
         lock_ms = lock_wait.as_millis() as u64,
         "tenant connected and locked"
     );
-    let result = run_locked(&mut client, set, target).await;
+    let result = run_locked(&client, set, target, history).await;
+    let (from, applied) = match result {
+        Ok(ran) => ran,
+        Err(e) => {
+            unlock(&client).await;
+            return Err(e);
+        }
+    };
+    // The history must end at the target: read with the unlock, in one round trip.
+    let unlock_sql = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    let (after, unlocked) =
+        futures_util::future::join(read_history(&client), simple_bool(&client, &unlock_sql)).await;
     // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
-    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
-    if let Ok(false) = simple_bool(&client, &unlock).await {
+    if let Ok(false) = unlocked {
         tracing::error!("tenant migration lock was not held at unlock");
     }
-    result.map(|(from, to, applied)| RunOutcome {
+    let after = after.map_err(|e| MigrateError::from_pg(0, &e))?;
+    let to = check_history(&after, set)?;
+    let expected = if applied.is_empty() {
+        from
+    } else {
+        set.files()
+            .iter()
+            .filter(|f| f.version <= target)
+            .map(|f| f.version)
+            .max()
+    };
+    if to != expected {
+        // Something other than this run changed the history meanwhile: a person must look.
+        return Err(MigrateError::NeedsAttention {
+            version: expected.unwrap_or(0),
+            why: format!("history ends at {to:?} after the run, expected {expected:?}"),
+        });
+    }
+    Ok(RunOutcome {
         from,
         to,
         applied,
         lock_wait,
     })
+}
+
+async fn unlock(client: &Client) {
+    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    if let Ok(false) = simple_bool(client, &unlock).await {
+        tracing::error!("tenant migration lock was not held at unlock");
+    }
 }
 
 /// `Some(current version)` when nothing up to `target` is pending. Read without the lock:
@@ -282,90 +360,100 @@ async fn up_to_date(
     Ok((!pending).then_some(current))
 }
 
-type Ran = (Option<i32>, Option<i32>, Vec<i32>);
-
+/// Applies what is pending under the lock; returns (version before, versions applied).
 async fn run_locked(
-    client: &mut Client,
+    client: &Client,
     set: &MigrationSet,
     target: i32,
-) -> Result<Ran, MigrateError> {
-    let history = read_history(client)
-        .await
-        .map_err(|e| MigrateError::from_pg(0, &e))?;
-    let from = check_history(&history, set)?;
+    history: Option<History>,
+) -> Result<(Option<i32>, Vec<i32>), MigrateError> {
+    let mut has_table = history.is_some();
+    let from = check_history(&history.unwrap_or_default(), set)?;
     let pending: Vec<_> = set
         .files()
         .iter()
         .filter(|f| Some(f.version) > from && f.version <= target)
         .collect();
-    if pending.is_empty() {
-        return Ok((from, from, Vec::new()));
-    }
     let mut applied = Vec::new();
     let mut i = 0;
     while i < pending.len() {
         if pending[i].no_transaction {
             run_no_transaction(client, pending[i]).await?;
             applied.push(pending[i].version);
+            has_table = true;
             i += 1;
             continue;
         }
-        // The longest run of transactional files goes to refinery in one call.
+        // The longest run of transactional files goes in one round trip.
         let mut end = i;
         while end + 1 < pending.len() && !pending[end + 1].no_transaction {
             end += 1;
         }
-        let migrations: Vec<refinery::Migration> = set
-            .files()
-            .iter()
-            .filter(|f| f.version <= pending[end].version)
-            .map(|f| f.refinery())
-            .collect();
-        let report = refinery::Runner::new(&migrations)
-            .set_target(refinery::Target::Version(pending[end].version))
-            .set_abort_divergent(true)
-            .set_abort_missing(true)
-            .run_async(client)
-            .await;
-        match report {
-            Ok(r) => applied.extend(r.applied_migrations().iter().map(|m| m.version())),
-            Err(e) => {
-                let done = e
-                    .report()
-                    .map(|r| r.applied_migrations().len())
-                    .unwrap_or(0);
-                let failed = pending
-                    .get(i + done)
-                    .map_or(pending[i].version, |f| f.version);
-                return Err(refinery_error(failed, &e));
-            }
-        }
+        applied.extend(run_transactional(client, &pending[i..=end], has_table).await?);
+        has_table = true;
         i = end + 1;
     }
-    let after = read_history(client)
-        .await
-        .map_err(|e| MigrateError::from_pg(0, &e))?;
-    let to = check_history(&after, set)?;
-    let expected = pending.last().map(|f| f.version);
-    if to != expected {
-        // Something other than this run changed the history meanwhile: a person must look.
-        return Err(MigrateError::NeedsAttention {
-            version: expected.unwrap_or(0),
-            why: format!("history ends at {to:?} after the run, expected {expected:?}"),
-        });
-    }
-    Ok((from, to, applied))
+    Ok((from, applied))
 }
 
-fn refinery_error(version: i32, e: &refinery::Error) -> MigrateError {
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(pg) = inner.downcast_ref::<tokio_postgres::Error>() {
-            return MigrateError::from_pg(version, pg);
+/// refinery's history table, exactly as refinery creates it.
+const HISTORY_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS refinery_schema_history(version int4 PRIMARY KEY, \
+     name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255))";
+
+/// The history row of `file`, as refinery's runner writes it (its version, name and
+/// checksum; `applied_on` in RFC 3339, which the stock CLI parses).
+fn history_insert(file: &super::set::MigrationFile) -> String {
+    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Names are `\w+` (the file-name pattern) and checksums are numbers: nothing to quote.
+    format!(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ({}, '{}', '{applied_on}', '{}')",
+        file.version,
+        file.name.replace('\'', "''"),
+        file.checksum
+    )
+}
+
+/// Runs transactional files the way refinery's runner does, each in its own transaction
+/// with its history row, but as one multi-statement query: one round trip for the run.
+/// A failing file rolls back alone; the files before it stay committed, as with refinery.
+async fn run_transactional(
+    client: &Client,
+    files: &[&super::set::MigrationFile],
+    has_table: bool,
+) -> Result<Vec<i32>, MigrateError> {
+    let mut sql = String::new();
+    for (n, file) in files.iter().enumerate() {
+        sql.push_str("BEGIN;\n");
+        if n == 0 && !has_table {
+            sql.push_str(HISTORY_TABLE);
+            sql.push_str(";\n");
         }
-        source = inner.source();
+        sql.push_str(&file.sql);
+        // A file whose last statement lacks its semicolon must not swallow the INSERT.
+        sql.push_str("\n;\n");
+        sql.push_str(&history_insert(file));
+        sql.push_str(";\nCOMMIT;\n");
     }
-    MigrateError::Other(format!("V{version}: {e}"))
+    let Err(e) = client.batch_execute(&sql).await else {
+        return Ok(files.iter().map(|f| f.version).collect());
+    };
+    // Which file failed: the first one the history does not have. The failed transaction
+    // is rolled back first (the server ignores everything else until then).
+    let _ = client.batch_execute("ROLLBACK").await;
+    let done: Vec<i32> = match read_history(client).await {
+        Ok(h) => files
+            .iter()
+            .map(|f| f.version)
+            .filter(|v| h.iter().any(|r| r.0 == *v))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let failed = files
+        .iter()
+        .find(|f| !done.contains(&f.version))
+        .map_or(files[0].version, |f| f.version);
+    Err(MigrateError::from_pg(failed, &e))
 }
 
 /// Indexes left INVALID, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
@@ -423,13 +511,10 @@ async fn run_no_transaction(
             });
         }
     }
-    const TABLE: &str =
-        "CREATE TABLE IF NOT EXISTS refinery_schema_history(version int4 PRIMARY KEY, \
-                         name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255))";
     const INSERT: &str = "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)";
     let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     client
-        .batch_execute(TABLE)
+        .batch_execute(HISTORY_TABLE)
         .await
         .map_err(|e| MigrateError::from_pg(file.version, &e))?;
     client

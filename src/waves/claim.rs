@@ -4,10 +4,15 @@
 //! migrated. A claim is a lease (`lease_owner`, `lease_expires_at`) that the worker renews
 //! while the tenant runs; an expired lease makes the target claimable again, and the next
 //! runner re-reads the tenant's own history before doing anything.
+//!
+//! Outcomes are recorded in batches (`record`): one control-DB transaction for every
+//! tenant that finished since the last one, so the control DB costs a few statements per
+//! batch rather than a transaction per tenant. Up-to-date tenants whose registry row
+//! already agrees are written by one statement for the whole batch.
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -99,17 +104,28 @@ pub async fn claim(
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(w) = tx.query_opt(WAVE, &[&wave_id]).await? else {
+    // Every statement is prepared once per pooled connection: a claim runs for every
+    // few tenants, and an unprepared statement costs a second round trip.
+    let wave_stmt = tx.prepare_cached(WAVE).await?;
+    let Some(w) = tx.query_opt(&wave_stmt, &[&wave_id]).await? else {
         return Ok(Vec::new());
     };
+    // From here the wave row is locked: every way out ends the transaction and waits for
+    // the server to say so. A dropped transaction's ROLLBACK is only queued, and the
+    // loop's next statement (an `advance`, on another pooled connection) would find the
+    // row still locked, skip it, and leave a finished wave waiting for the next tick.
     let state: String = w.get(0);
     let plan: Option<Value> = w.get(8);
     if !(state == "canary" || state == "rolling") || !accept_plan(&plan.unwrap_or(Value::Null)) {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
     let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
     let max_attempts: i32 = w.get(7);
-    let exhausted = tx.query(EXHAUSTED, &[&wave_id, &max_attempts]).await?;
+    let exhausted_stmt = tx.prepare_cached(EXHAUSTED).await?;
+    let exhausted = tx
+        .query(&exhausted_stmt, &[&wave_id, &max_attempts])
+        .await?;
     let dry_run: bool = w.get(9);
     if !exhausted.is_empty() {
         let actor = Actor::new("drover").map_err(registry_err)?;
@@ -133,11 +149,13 @@ pub async fn claim(
     let running: i64 = per_host.values().sum();
     let mut free = (max_conc as i64 - running).clamp(0, max as i64) as usize;
     if free == 0 {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
     let mut picked = Vec::new();
+    let candidates = tx.prepare_cached(CANDIDATES).await?;
     for r in tx
-        .query(CANDIDATES, &[&wave_id, &phase, &(max_conc as i64 * 4)])
+        .query(&candidates, &[&wave_id, &phase, &(max_conc as i64 * 4)])
         .await?
     {
         let host: String = r.get(2);
@@ -153,10 +171,12 @@ pub async fn claim(
         }
     }
     if picked.is_empty() {
+        tx.rollback().await?;
         return Ok(Vec::new());
     }
+    let take = tx.prepare_cached(TAKE).await?;
     let rows = tx
-        .query(TAKE, &[&wave_id, &owner, &lease.as_secs_f64(), &picked])
+        .query(&take, &[&wave_id, &owner, &lease.as_secs_f64(), &picked])
         .await?;
     tx.commit().await?;
     let claimed = rows
@@ -198,12 +218,144 @@ pub async fn renew(
         == 1)
 }
 
-/// Records a success: the tenant's `schema_version`, a `migrated` event when something
-/// changed, and the target, in one transaction. The tenant update and event are written
-/// even if the lease was lost meanwhile: the work happened, and the replica that took the
-/// target over will find the tenant at the target and write no second event.
-pub async fn succeed(
+/// What became of a claimed target, waiting to be recorded by `record`.
+pub enum Finished {
+    Succeeded {
+        claim: Claimed,
+        out: RunOutcome,
+        duration_ms: i64,
+    },
+    Failed {
+        claim: Claimed,
+        error: MigrateError,
+        backoff: Duration,
+    },
+    Skipped {
+        claim: Claimed,
+        reason: String,
+    },
+}
+
+impl Finished {
+    fn claim(&self) -> &Claimed {
+        match self {
+            Finished::Succeeded { claim, .. }
+            | Finished::Failed { claim, .. }
+            | Finished::Skipped { claim, .. } => claim,
+        }
+    }
+
+    /// Up to date and the registry already agrees: only the target row changes.
+    fn only_target(&self) -> bool {
+        matches!(self, Finished::Succeeded { claim, out, .. }
+            if out.applied.is_empty() && claim.tenant.schema_version == out.to && !claim.tenant.has_issue)
+    }
+}
+
+/// Records finished targets, all in one control-DB transaction; returns how many failed
+/// for good (the caller checks the failure budget before it claims more). Should the
+/// batch fail, each is recorded on its own, so one bad outcome cannot lose the others.
+pub async fn record(
     pool: &Pool,
+    owner: &str,
+    actor: &Actor,
+    batch: &[Finished],
+) -> Result<usize, WaveError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let together = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let failed = record_in(&tx, owner, actor, batch).await?;
+        tx.commit().await?;
+        Ok::<_, WaveError>(failed)
+    };
+    match together.await {
+        Ok(failed) => Ok(failed),
+        Err(e) if batch.len() == 1 => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, tenants = batch.len(), "recording a batch of outcomes failed; recording them one by one");
+            let mut failed = 0;
+            let mut last = Ok(());
+            for one in batch {
+                match Box::pin(record(pool, owner, actor, std::slice::from_ref(one))).await {
+                    Ok(n) => failed += n,
+                    Err(e) => {
+                        tracing::error!(error = %e, slug = %one.claim().slug, "could not record the outcome in the control DB");
+                        last = Err(e);
+                    }
+                }
+            }
+            last.map(|()| failed)
+        }
+    }
+}
+
+async fn record_in(
+    tx: &Transaction<'_>,
+    owner: &str,
+    actor: &Actor,
+    batch: &[Finished],
+) -> Result<usize, WaveError> {
+    // Up-to-date tenants of every wave in the batch, in one statement.
+    const TARGETS: &str = "UPDATE control_plane.wave_targets w SET state = 'succeeded', from_version = d.from_version, \
+         to_version = d.to_version, finished_at = now(), duration_ms = d.duration_ms, lease_owner = NULL, \
+         lease_expires_at = NULL, error = NULL, error_kind = NULL \
+         FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::int4[], $6::int8[]) \
+              AS d(wave_id, tenant_id, from_version, to_version, duration_ms) \
+         WHERE w.wave_id = d.wave_id AND w.tenant_id = d.tenant_id AND w.lease_owner = $1 AND w.state = 'running'";
+    let quick: Vec<(&Claimed, &RunOutcome, i64)> = batch
+        .iter()
+        .filter(|f| f.only_target())
+        .filter_map(|f| match f {
+            Finished::Succeeded {
+                claim,
+                out,
+                duration_ms,
+            } => Some((claim, out, *duration_ms)),
+            _ => None,
+        })
+        .collect();
+    if !quick.is_empty() {
+        let waves: Vec<Uuid> = quick.iter().map(|q| q.0.wave_id).collect();
+        let tenants: Vec<Uuid> = quick.iter().map(|q| q.0.tenant_id).collect();
+        let from: Vec<Option<i32>> = quick.iter().map(|q| q.1.from).collect();
+        let to: Vec<Option<i32>> = quick.iter().map(|q| q.1.to).collect();
+        let ms: Vec<i64> = quick.iter().map(|q| q.2).collect();
+        let stmt = tx.prepare_cached(TARGETS).await?;
+        tx.execute(&stmt, &[&owner, &waves, &tenants, &from, &to, &ms])
+            .await?;
+    }
+    let mut failed = 0;
+    for f in batch.iter().filter(|f| !f.only_target()) {
+        match f {
+            Finished::Succeeded {
+                claim,
+                out,
+                duration_ms,
+            } => succeed_in(tx, claim, owner, out, *duration_ms, actor).await?,
+            Finished::Failed {
+                claim,
+                error,
+                backoff,
+            } => {
+                if !fail_in(tx, claim, owner, error, *backoff, actor).await? {
+                    failed += 1;
+                }
+            }
+            Finished::Skipped { claim, reason } => skip_in(tx, claim, owner, reason).await?,
+        }
+    }
+    Ok(failed)
+}
+
+/// Records a success: the tenant's `schema_version`, a `migrated` event when something
+/// changed, and the target. The tenant update and event are written even if the lease was
+/// lost meanwhile: the work happened, and the replica that took the target over will find
+/// the tenant at the target and write no second event.
+async fn succeed_in(
+    tx: &Transaction<'_>,
     c: &Claimed,
     owner: &str,
     out: &RunOutcome,
@@ -227,15 +379,6 @@ pub async fn succeed(
         &out.to,
         &duration_ms,
     ];
-    if out.applied.is_empty() && c.tenant.schema_version == out.to && !c.tenant.has_issue {
-        // Already at the target and the registry agrees: only the target row changes.
-        let client = pool.get().await?;
-        let stmt = client.prepare_cached(TARGET).await?;
-        client.execute(&stmt, &target_params).await?;
-        return Ok(());
-    }
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let (tenant, set_version, target) = (
         tx.prepare_cached(TENANT).await?,
         tx.prepare_cached(SET_VERSION).await?,
@@ -265,12 +408,11 @@ pub async fn succeed(
             let payload = json!({
                 "from": from, "to": out.to, "wave_id": c.wave_id, "duration_ms": duration_ms, "applied": out.applied,
             });
-            record_event(&*tx, c.tenant_id, "migrated", actor, payload)
+            record_event(&**tx, c.tenant_id, "migrated", actor, payload)
                 .await
                 .map_err(registry_err)?;
         }
     }
-    tx.commit().await?;
     if owned == 0 {
         tracing::warn!(slug = %c.slug, "lease lost while migrating; the tenant's new version is recorded, the target is left to its new owner");
     }
@@ -286,8 +428,8 @@ fn registry_err(e: crate::registry::RegistryError) -> WaveError {
 
 /// Records a failure: back to pending after a backoff when retryable and attempts remain,
 /// otherwise failed with an `error` event (and the tenant flagged for drift or attention).
-pub async fn fail(
-    pool: &Pool,
+async fn fail_in(
+    tx: &Transaction<'_>,
     c: &Claimed,
     owner: &str,
     err: &MigrateError,
@@ -304,8 +446,6 @@ pub async fn fail(
     let kind = err.kind().as_str();
     let message = err.to_string();
     let retry = err.is_retryable() && c.attempt < c.max_attempts;
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     if retry {
         tx.execute(
             RETRY,
@@ -325,7 +465,7 @@ pub async fn fail(
             .await?;
         if owned == 1 {
             let payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": message, "attempts": c.attempt });
-            record_event(&*tx, c.tenant_id, "error", actor, payload)
+            record_event(&**tx, c.tenant_id, "error", actor, payload)
                 .await
                 .map_err(registry_err)?;
             if let MigrateError::Drift { version, .. }
@@ -336,17 +476,28 @@ pub async fn fail(
             }
         }
     }
-    tx.commit().await?;
     Ok(retry)
 }
 
+const SKIP: &str = "UPDATE control_plane.wave_targets SET state = 'skipped', error = $4, finished_at = now(), \
+     lease_owner = NULL, lease_expires_at = NULL WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3";
+
 /// Marks a target skipped (the tenant is provisioning, deleting or deleted).
 pub async fn skip(pool: &Pool, c: &Claimed, owner: &str, reason: &str) -> Result<(), WaveError> {
-    const SQL: &str = "UPDATE control_plane.wave_targets SET state = 'skipped', error = $4, finished_at = now(), \
-         lease_owner = NULL, lease_expires_at = NULL WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3";
     let client = pool.get().await?;
     client
-        .execute(SQL, &[&c.wave_id, &c.tenant_id, &owner, &reason])
+        .execute(SKIP, &[&c.wave_id, &c.tenant_id, &owner, &reason])
+        .await?;
+    Ok(())
+}
+
+async fn skip_in(
+    tx: &Transaction<'_>,
+    c: &Claimed,
+    owner: &str,
+    reason: &str,
+) -> Result<(), WaveError> {
+    tx.execute(SKIP, &[&c.wave_id, &c.tenant_id, &owner, &reason])
         .await?;
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! The `wave-worker` task: one per replica. Every 250 ms, or at once when one of its
-//! tenants finishes, it advances every active wave's state machine and claims free work
-//! up to its slot count; each claimed tenant runs on its own task with a lease heartbeat
-//! (dry-run targets run and roll back instead). The same tick claims due analysis checks
-//! of soaking waves and evaluates each on its own task.
+//! tenants finishes, it records what finished since the last tick (one control-DB
+//! transaction for all of them), advances every active wave's state machine and claims
+//! free work up to its slot count; each claimed tenant runs on its own task with a lease
+//! heartbeat (dry-run targets run and roll back instead). Tenants finishing while a tick
+//! runs wait for the next one: the busier the loop, the larger its batches. The same tick
+//! claims due analysis checks of soaking waves (at most every `ANALYSIS_EVERY`) and
+//! evaluates each on its own task.
 //!
 //! On shutdown it stops claiming, gives in-flight tenants `shutdown_grace` to finish, then
 //! cancels the rest (dropping their connections rolls back the open tenant transaction on
@@ -29,8 +32,8 @@ use crate::resolve::Connector;
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
 
-/// How long the loop waits after a wake-up before it claims (see `run`).
-const WAKE_COALESCE: Duration = Duration::from_millis(10);
+/// How often a busy loop looks for due analysis checks (an idle one every tick).
+const ANALYSIS_EVERY: Duration = Duration::from_millis(100);
 
 /// Shared by the loop and the tenant tasks.
 pub struct Executor {
@@ -46,6 +49,10 @@ pub struct Executor {
     /// A tenant failed for good since the last tick: check the failure budget first.
     failed: std::sync::atomic::AtomicBool,
     advanced_at: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Instant>>,
+    /// Outcomes of finished tenants, recorded by the loop before it claims again.
+    finished: std::sync::Mutex<Vec<claim::Finished>>,
+    /// When the loop last looked for due analysis checks.
+    analysis_at: std::sync::Mutex<Option<Instant>>,
     /// Cancel handles of tenant connections migrating right now.
     in_flight: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, tokio_postgres::CancelToken>>,
     /// `prometheus_url`, for analysis checks.
@@ -130,6 +137,8 @@ impl Executor {
             wake: Notify::new(),
             failed: std::sync::atomic::AtomicBool::new(false),
             advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
+            finished: std::sync::Mutex::new(Vec::new()),
+            analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
         }
@@ -169,13 +178,9 @@ impl Executor {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {
-                    // Let the tenants finishing about now finish too, and claim their
-                    // successors in one statement: up-to-date tenants take milliseconds
-                    // each, and one claim (plus its checks) per tenant would make the
-                    // control DB, not the tenants, the cost of a no-op wave.
-                    tokio::time::sleep(WAKE_COALESCE).await;
-                }
+                // No waiting for more tenants to finish: those finishing while the tick
+                // records and claims are batched into the next one anyway.
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
             while jobs.try_join_next().is_some() {}
@@ -201,6 +206,11 @@ impl Executor {
                 while jobs.join_next().await.is_some() {}
             }
         }
+        // Finished tenants are recorded before their leases are given back: released, they
+        // would only be checked again by whoever claims them next.
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "could not record finished tenants; they are checked again when claimed");
+        }
         match claim::release_all(self.store.pool(), &self.owner).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "released wave leases"),
@@ -221,20 +231,69 @@ impl Executor {
         due
     }
 
+    fn analysis_due(&self) -> bool {
+        let mut at = self.analysis_at.lock().unwrap_or_else(|p| p.into_inner());
+        let due = at.is_none_or(|t| t.elapsed() >= ANALYSIS_EVERY);
+        if due {
+            *at = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Records every outcome queued by finished tenants, in one control-DB transaction.
+    /// A tenant that failed for good sets `failed` (the budget is checked before claims).
+    async fn flush(&self) -> Result<(), WaveError> {
+        let batch = std::mem::take(&mut *self.finished.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = claim::record(self.store.pool(), &self.owner, &self.actor, &batch).await;
+        tracing::debug!(
+            tenants = batch.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "outcomes recorded"
+        );
+        match result {
+            Ok(0) => Ok(()),
+            Ok(_) => {
+                self.failed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
+            // The leases run out and the tenants are re-checked by whoever claims them next.
+            Err(e) => {
+                if batch
+                    .iter()
+                    .any(|f| matches!(f, claim::Finished::Failed { .. }))
+                {
+                    self.failed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn tick(
         self: &Arc<Self>,
         slots: &Arc<Semaphore>,
         jobs: &mut JoinSet<()>,
     ) -> Result<(), WaveError> {
+        // What finished is recorded first: the failure budget must see every failure
+        // before anything else is claimed.
+        self.flush().await?;
         let failed = self.failed.swap(false, std::sync::atomic::Ordering::AcqRel);
         // Analysis checks take no worker slot: they are short, bounded by their timeout,
         // and a soaking wave has no tenant work competing for the slots anyway.
-        for due in analysis::claim_due(self.store.pool(), &self.owner, ANALYSIS_CLAIMS).await? {
-            let me = self.clone();
-            jobs.spawn(async move {
-                me.clone().evaluate(due).await;
-                me.wake.notify_one();
-            });
+        if self.analysis_due() {
+            for due in analysis::claim_due(self.store.pool(), &self.owner, ANALYSIS_CLAIMS).await? {
+                let me = self.clone();
+                jobs.spawn(async move {
+                    me.clone().evaluate(due).await;
+                    me.wake.notify_one();
+                });
+            }
         }
         for id in self.store.active().await? {
             // The state machine is checked every 200 ms, at once after a failure (the
@@ -316,7 +375,6 @@ impl Executor {
         let result = self.migrate(&c).await;
         drop(heartbeat);
         let ms = started.elapsed().as_millis() as i64;
-        let record_started = Instant::now();
         self.metrics
             .migration_duration_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -336,42 +394,32 @@ impl Executor {
                 .inc(),
             Ok(Ran::Skipped(_)) => {}
         }
-        let pool = self.store.pool();
-        let recorded = match &result {
+        let finished = match result {
             Ok(Ran::Done(out)) => {
                 tracing::info!(from = ?out.from, to = ?out.to, applied = ?out.applied, ms, "tenant migrated");
-                claim::succeed(pool, &c, &self.owner, out, ms, &self.actor).await
+                claim::Finished::Succeeded {
+                    claim: c,
+                    out,
+                    duration_ms: ms,
+                }
             }
-            Ok(Ran::Skipped(reason)) => claim::skip(pool, &c, &self.owner, reason).await,
+            Ok(Ran::Skipped(reason)) => claim::Finished::Skipped { claim: c, reason },
             Err(e) => {
-                let retried = claim::fail(
-                    pool,
-                    &c,
-                    &self.owner,
-                    e,
-                    self.backoff(c.attempt),
-                    &self.actor,
-                )
-                .await;
-                if matches!(retried, Ok(false)) {
-                    self.failed
-                        .store(true, std::sync::atomic::Ordering::Release);
+                let retry = e.is_retryable() && c.attempt < c.max_attempts;
+                tracing::warn!(error = %e, kind = e.kind().as_str(), retry, "tenant migration failed");
+                let backoff = self.backoff(c.attempt);
+                claim::Finished::Failed {
+                    claim: c,
+                    error: e,
+                    backoff,
                 }
-                if let Ok(r) = &retried {
-                    tracing::warn!(error = %e, kind = e.kind().as_str(), retry = r, "tenant migration failed");
-                }
-                retried.map(|_| ())
             }
         };
-        tracing::debug!(
-            ms,
-            record_ms = record_started.elapsed().as_millis() as u64,
-            "tenant done"
-        );
-        if let Err(e) = recorded {
-            // The lease runs out and the tenant is re-checked by whoever claims it next.
-            tracing::error!(error = %e, "could not record the outcome in the control DB");
-        }
+        // Recorded by the loop, with whatever else finished meanwhile, before it claims.
+        self.finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(finished);
     }
 
     #[tracing::instrument(skip_all, fields(wave = %due.wave_id, check = %due.check.name))]

@@ -155,7 +155,16 @@ async fn serve_migrates_then_stops_cleanly_on_sigterm() {
 /// Runs `quickstart --exit --tenants N --listen 127.0.0.1:0 --dir DIR` through `cmd` (the
 /// binary, or a wrapper such as `runuser`) and returns its stdout; a failed run fails the
 /// test with both outputs.
-async fn run_quickstart(mut cmd: Command, tenants: usize, dir: &std::path::Path) -> String {
+async fn run_quickstart(cmd: Command, tenants: usize, dir: &std::path::Path) -> String {
+    run_quickstart_both(cmd, tenants, dir).await.0
+}
+
+/// `run_quickstart`, returning stdout and stderr.
+async fn run_quickstart_both(
+    mut cmd: Command,
+    tenants: usize,
+    dir: &std::path::Path,
+) -> (String, String) {
     cmd.args([
         "quickstart",
         "--exit",
@@ -170,12 +179,30 @@ async fn run_quickstart(mut cmd: Command, tenants: usize, dir: &std::path::Path)
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn quickstart_at_the_default_log_level_prints_no_postgresql_notice() {
+    // Every tenant of the wave once printed `NOTICE: relation "refinery_schema_history"
+    // already exists, skipping` through the progress bars.
+    let dir = std::env::temp_dir().join(format!("drover-qs-notice-{}", std::process::id()));
+
+    let (stdout, stderr) = run_quickstart_both(drover_cmd(), 3, &dir).await;
+
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("completed: 3 succeeded, 0 failed"),
+        "{stdout}"
     );
-    stdout
+    let noticed: Vec<_> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| l.contains("NOTICE") || l.contains("already exists, skipping"))
+        .collect();
+    assert!(noticed.is_empty(), "{noticed:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
