@@ -114,9 +114,12 @@ pub async fn claim(
     // the server to say so. A dropped transaction's ROLLBACK is only queued, and the
     // loop's next statement (an `advance`, on another pooled connection) would find the
     // row still locked, skip it, and leave a finished wave waiting for the next tick.
-    let state: String = w.get(0);
+    let claims_work = w
+        .try_get::<_, String>("state")?
+        .parse::<super::WaveState>()
+        .is_ok_and(|s| s.claims_work());
     let plan: Option<Value> = w.get(8);
-    if !(state == "canary" || state == "rolling") || !accept_plan(&plan.unwrap_or(Value::Null)) {
+    if !claims_work || !accept_plan(&plan.unwrap_or(Value::Null)) {
         tx.rollback().await?;
         return Ok(Vec::new());
     }

@@ -324,6 +324,7 @@ impl WaveStore {
             .transpose()?;
         let phase: i32 = row.try_get("current_phase")?;
         let Some(t) = machine::operate(state, paused_from, phase, action) else {
+            tx.rollback().await?;
             return Err(WaveError::IllegalState {
                 id: id.to_string(),
                 action: action.as_str(),
@@ -360,10 +361,14 @@ impl WaveStore {
     async fn advance_as(&self, id: Uuid, actor: &Actor) -> Result<bool, WaveError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // Ended explicitly: a dropped transaction only queues its ROLLBACK, and the row
+        // lock it holds would make the claim that follows skip the wave for a tick.
         let Some(snapshot) = snapshot(&tx, id).await? else {
+            tx.rollback().await?;
             return Ok(false);
         };
         let Some(t) = machine::step(&snapshot) else {
+            tx.rollback().await?;
             return Ok(false);
         };
         timeline::apply(&tx, id, &t, actor).await?;
