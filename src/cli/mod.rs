@@ -149,7 +149,7 @@ pub enum Command {
     ///
     /// Example: drover export -o tenants/
     Export(apply::ExportArgs),
-    /// Named API tokens with roles (viewer, resolver, operator, admin).
+    /// Named API tokens with roles (viewer, resolver, operator, admin, publisher).
     ///
     /// Example: drover tokens create grafana --role viewer --expires-in 90d
     Tokens {

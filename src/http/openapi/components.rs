@@ -103,7 +103,7 @@ pub(super) fn error_responses() -> Value {
         },
         "403": error(
             "The token's role does not grant this operation (`forbidden`, with `required_role`: viewer, resolver, \
-             operator or admin).",
+             operator, admin or publisher).",
         ),
         "404": error(
             "No such tenant, wave, schedule or token (`tenant_not_found`, `wave_not_found`, `schedule_not_found`, \

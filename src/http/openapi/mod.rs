@@ -77,8 +77,13 @@ pub fn spec() -> Value {
     for (method, path) in ROUTES {
         let item = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         let mut op = operation(method, path);
-        if let crate::access::Needed::Role(role) = crate::access::needed_role(method, path) {
-            op["x-drover-role"] = json!(role.as_str());
+        let roles = crate::access::needed_role(method, path).roles();
+        if let Some(first) = roles.first() {
+            op["x-drover-role"] = json!(first.as_str());
+        }
+        if roles.len() > 1 {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            op["x-drover-roles"] = json!(names);
         }
         item[method.to_ascii_lowercase()] = op;
     }
@@ -95,7 +100,7 @@ pub fn spec() -> Value {
             { "name": "waves", "description": "Migration waves across the fleet, and the fleet's schema versions." },
             { "name": "schedules", "description": "Scheduled waves and the replicas' leader." },
             { "name": "resolve", "description": "Slug → DSN resolution for application servers." },
-            { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin)." },
+            { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin, publisher)." },
             { "name": "operations", "description": "Liveness, readiness, metrics, this document." },
         ],
         "security": [ { "adminToken": [] } ],

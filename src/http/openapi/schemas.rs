@@ -644,7 +644,7 @@ pub(super) fn schemas() -> Value {
             "detail": described(nullable(string()), "Why no wave was created."),
         })),
     );
-    let role = json!({ "type": "string", "enum": ["viewer", "resolver", "operator", "admin"] });
+    let role = json!({ "type": "string", "enum": ["viewer", "resolver", "operator", "admin", "publisher"] });
     schemas.insert(
         "NewToken".into(),
         closed(
