@@ -65,7 +65,10 @@ impl ApiError {
                 names.join(" or ")
             ),
         )
-        .with("required_role", json!(names.first().copied().unwrap_or("admin")))
+        .with(
+            "required_role",
+            json!(names.first().copied().unwrap_or("admin")),
+        )
     }
 
     /// 404 for routes that do not exist.
@@ -263,17 +266,29 @@ impl From<crate::migrate::PublishedError> for ApiError {
             P::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "set_not_found", e.to_string()),
             P::LabelTaken { set_id, .. } => {
                 let owner = json!(set_id);
-                ApiError::new(StatusCode::CONFLICT, "label_taken", e.to_string()).with("set_id", owner)
+                ApiError::new(StatusCode::CONFLICT, "label_taken", e.to_string())
+                    .with("set_id", owner)
             }
-            P::InUse { waves, schedules, .. } => {
+            P::InUse {
+                waves, schedules, ..
+            } => {
                 let used = json!({ "waves": waves, "schedules": schedules });
-                ApiError::new(StatusCode::CONFLICT, "set_in_use", e.to_string()).with("used_by", used)
+                ApiError::new(StatusCode::CONFLICT, "set_in_use", e.to_string())
+                    .with("used_by", used)
             }
             P::Corrupt(_) => {
                 tracing::error!(error = %e, "migration set damaged");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the cause is in drover's log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the cause is in drover's log",
+                )
             }
-            P::Db(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+            P::Db(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
         }
     }
 }

@@ -168,10 +168,6 @@ pub async fn promote(
 
 /// `GET /v1/fleet`.
 pub async fn fleet(State(s): State<AppState>) -> Result<Json<FleetReport>, ApiError> {
-    let latest = s
-        .catalog
-        .newest_version()
-        .await
-        .map_err(WaveError::from)?;
+    let latest = s.catalog.newest_version().await.map_err(WaveError::from)?;
     Ok(Json(s.registry.fleet(latest).await?))
 }

@@ -198,7 +198,10 @@ impl Catalog {
         // Waves planned before sets existed have neither member: directory files.
         let plan = match (source.as_deref(), set_id) {
             (Some("pushed"), Some(id)) => PlanSet::Pushed(id),
-            _ => PlanSet::Directory(row.try_get::<_, Option<Value>>("migrations")?.unwrap_or_default()),
+            _ => PlanSet::Directory(
+                row.try_get::<_, Option<Value>>("migrations")?
+                    .unwrap_or_default(),
+            ),
         };
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         if plans.len() >= REMEMBERED_PLANS {

@@ -98,7 +98,9 @@ pub enum PublishedError {
     #[error("no migration set {0:?} (an id, a label, or latest)")]
     NotFound(String),
     /// The label already names other files.
-    #[error("label {label:?} already names migration set {set_id}; labels are permanent, pick another")]
+    #[error(
+        "label {label:?} already names migration set {set_id}; labels are permanent, pick another"
+    )]
     LabelTaken { label: String, set_id: String },
     /// Something unfinished still runs the set.
     #[error("migration set {id} is in use by unfinished waves [{}] and schedules [{}]", .waves.join(", "), .schedules.join(", "))]
@@ -200,7 +202,8 @@ pub async fn push(
     const INSERT_FILES: &str = "INSERT INTO control_plane.migration_set_files \
          (set_id, version, name, checksum, sql, no_transaction) \
          SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::bool[])";
-    const INSERT_LABEL: &str = "INSERT INTO control_plane.migration_set_labels (label, set_id, created_by) \
+    const INSERT_LABEL: &str =
+        "INSERT INTO control_plane.migration_set_labels (label, set_id, created_by) \
          VALUES ($1, $2, $3) ON CONFLICT (label) DO NOTHING";
     const LABEL_OWNER: &str =
         "SELECT set_id FROM control_plane.migration_set_labels WHERE label = $1";
@@ -224,15 +227,15 @@ pub async fn push(
         let sums: Vec<String> = files.iter().map(|f| f.checksum.to_string()).collect();
         let sql: Vec<&str> = files.iter().map(|f| f.sql.as_str()).collect();
         let no_tx: Vec<bool> = files.iter().map(|f| f.no_transaction).collect();
-        tx.execute(
-            INSERT_FILES,
-            &[&id, &versions, &names, &sums, &sql, &no_tx],
-        )
-        .await?;
+        tx.execute(INSERT_FILES, &[&id, &versions, &names, &sums, &sql, &no_tx])
+            .await?;
     }
     if let Some(label) = &req.label {
         if tx.execute(INSERT_LABEL, &[label, &id, &actor]).await? == 0 {
-            let owner: String = tx.query_one(LABEL_OWNER, &[label]).await?.try_get("set_id")?;
+            let owner: String = tx
+                .query_one(LABEL_OWNER, &[label])
+                .await?
+                .try_get("set_id")?;
             if owner != id {
                 return Err(PublishedError::LabelTaken {
                     label: label.clone(),
@@ -378,12 +381,13 @@ pub async fn delete(pool: &Pool, id: &str) -> Result<(), PublishedError> {
     if tx.query_opt(LOCK, &[&id]).await?.is_none() {
         return Err(PublishedError::NotFound(id.to_string()));
     }
-    let names = |rows: Vec<tokio_postgres::Row>, col: &str| -> Result<Vec<String>, PublishedError> {
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(col))
-            .collect::<Result<_, _>>()?)
-    };
+    let names =
+        |rows: Vec<tokio_postgres::Row>, col: &str| -> Result<Vec<String>, PublishedError> {
+            Ok(rows
+                .iter()
+                .map(|r| r.try_get(col))
+                .collect::<Result<_, _>>()?)
+        };
     let waves = names(tx.query(&waves, &[&id]).await?, "id")?;
     let schedules = names(tx.query(SCHEDULES, &[&id]).await?, "name")?;
     if !waves.is_empty() || !schedules.is_empty() {
@@ -418,8 +422,11 @@ mod tests {
 
     #[test]
     fn a_name_refinery_would_skip_is_refused_naming_the_file() {
-        let err = validate(&req(&[("V1__ok.sql", "select 1;"), ("V2__add-col.sql", "")], None))
-            .unwrap_err();
+        let err = validate(&req(
+            &[("V1__ok.sql", "select 1;"), ("V2__add-col.sql", "")],
+            None,
+        ))
+        .unwrap_err();
 
         assert!(err.to_string().contains("V2__add-col.sql"), "{err}");
     }

@@ -379,19 +379,15 @@ impl Provisioner {
         t: &Tenant,
         password: SecretString,
     ) -> Result<tenant::RunOutcome, ProvisionError> {
-        let set = self
-            .catalog
-            .newest()
-            .await
-            .map_err(|e| {
-                // A control-DB hiccup is retried like any connection failure; a broken
-                // directory needs a person.
-                if e.is_retryable() {
-                    ProvisionError::Migrate(MigrateError::Other(e.to_string()))
-                } else {
-                    ProvisionError::Migrations(e.to_string())
-                }
-            })?;
+        let set = self.catalog.newest().await.map_err(|e| {
+            // A control-DB hiccup is retried like any connection failure; a broken
+            // directory needs a person.
+            if e.is_retryable() {
+                ProvisionError::Migrate(MigrateError::Other(e.to_string()))
+            } else {
+                ProvisionError::Migrations(e.to_string())
+            }
+        })?;
         let conn = self.connector.with_password(&TenantDb::from(t), password);
         let limits = RunLimits {
             lock_timeout: Duration::from_secs(5),

@@ -118,7 +118,8 @@ pub async fn create_in(
     let s = req.settings()?;
     let latest = set.latest().ok_or(WaveError::Invalid {
         field: "target_version",
-        message: "no migration set was pushed and the tenant migration directory has no migrations".into(),
+        message: "no migration set was pushed and the tenant migration directory has no migrations"
+            .into(),
     })?;
     let set_id = set.id();
     // Held until commit: a concurrent DELETE of the set waits, then sees this wave.

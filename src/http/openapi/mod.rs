@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 mod components;
 mod operations;
 mod schemas;
+mod sets;
 
 use components::{error_responses, parameters};
 use operations::operation;
@@ -55,6 +56,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/schedules/{name}"),
     ("POST", "/v1/schedules/{name}/trigger"),
     ("GET", "/v1/cluster"),
+    ("GET", "/v1/migration-sets"),
+    ("POST", "/v1/migration-sets"),
+    ("GET", "/v1/migration-sets/{id}"),
+    ("DELETE", "/v1/migration-sets/{id}"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),
@@ -100,6 +105,7 @@ pub fn spec() -> Value {
             { "name": "waves", "description": "Migration waves across the fleet, and the fleet's schema versions." },
             { "name": "schedules", "description": "Scheduled waves and the replicas' leader." },
             { "name": "resolve", "description": "Slug → DSN resolution for application servers." },
+            { "name": "migration-sets", "description": "Tenant migration sets published to the control DB: what every replica runs." },
             { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin, publisher)." },
             { "name": "operations", "description": "Liveness, readiness, metrics, this document." },
         ],
@@ -154,7 +160,7 @@ Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metric
 `/openapi.json` need no token. Everything under `/v1` needs a token whose role grants the \
 operation (each operation's `x-drover-role`): `viewer` reads everything but \
 `/v1/resolve`; `resolver` resolves only; `operator` is viewer plus wave and schedule \
-actions and tenant suspend/resume; `admin` (also the root token of the configuration) may \
+actions and tenant suspend/resume; `publisher` (CI) pushes and reads migration sets only; `admin` (also the root token of the configuration) may \
 do everything. A token without the right gets 403 `forbidden` with `required_role`.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \

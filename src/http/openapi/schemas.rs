@@ -378,7 +378,12 @@ pub(super) fn schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "target_version": described(nullable(int32()), "Version to reach; default the latest migration file."),
+                "migration_set": described(
+                    nullable(json!({ "type": "string", "minLength": 1 })),
+                    "The files to run: a pushed set's id or label, or `latest` (default: the newest pushed set, \
+                     else the daemon's migrations directory). The plan records the set's id (`plan.migration_set`).",
+                ),
+                "target_version": described(nullable(int32()), "Version to reach; default the latest migration of the set."),
                 "selector": nullable(schema_ref("Selector")),
                 "canary": nullable(schema_ref("CanarySpec")),
                 "batch_size": described(nullable(int32_range(1, 100_000)), "Tenants per batch (default 50)."),
@@ -722,6 +727,7 @@ pub(super) fn schemas() -> Value {
             schema["example"] = example;
         }
     }
+    super::sets::schemas(&mut schemas);
     Value::Object(schemas)
 }
 
