@@ -54,7 +54,7 @@ impl Catalog {
         let set = if dir.exists() {
             MigrationSet::load(dir)?
         } else {
-            tracing::warn!(dir = %dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves are unavailable");
+            tracing::warn!(dir = %dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves run only sets pushed to the control DB (drover migrations push)");
             MigrationSet::default()
         };
         Ok(Catalog::with_set(dir, set))
