@@ -405,3 +405,39 @@ async fn replicas_with_no_files_and_with_different_files_run_a_pushed_set_withou
         "both replicas worked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drover_migrations_push_prints_the_id_and_list_set_shows_the_pushed_files() {
+    let app = spawn_app_with(&[]).await;
+    let ci = app.issue_token("ci", "publisher").await;
+    let dir = MigrationsDir::new(&refs(&counted(0.0)));
+    let cli = |args: &[&str]| {
+        crate::helpers::drover_cmd()
+            .args(args)
+            .env("DROVER_SERVER", app.base())
+            .env("DROVER_TOKEN", &ci)
+            .output()
+            .unwrap()
+    };
+
+    let pushed = tokio::task::block_in_place(|| {
+        cli(&["migrations", "push", dir.path(), "--label", "sha-1"])
+    });
+    let listed = tokio::task::block_in_place(|| cli(&["migrations", "list", "--set", "sha-1"]));
+    dir.put("V4__bad-name.sql", "select 4;");
+    let refused = tokio::task::block_in_place(|| cli(&["migrations", "push", dir.path()]));
+
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let id = String::from_utf8_lossy(&pushed.stdout).trim().to_string();
+    let sets = app.list_sets().await;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0]["id"], id.as_str());
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(table.contains("V3__widget_colour.sql"), "{table}");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("V4__bad-name.sql"));
+}

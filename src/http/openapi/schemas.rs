@@ -105,6 +105,15 @@ pub(super) fn schemas() -> Value {
                             "Only on 423 from /v1/resolve: why the tenant is suspended.",
                         ),
                         "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
+                        "file": described(string(), "Only on a refused migration-set push: the file at fault."),
+                        "set_id": described(string(), "Only with `label_taken`: the set the label names."),
+                        "used_by": described(
+                            object(json!({
+                                "waves": { "type": "array", "items": string() },
+                                "schedules": { "type": "array", "items": string() },
+                            })),
+                            "Only with `set_in_use`: the unfinished waves and the schedules using the set.",
+                        ),
                         "findings": {
                             "type": "array",
                             "description": "Only with `lint_failed` (POST /v1/waves): the error findings not acknowledged.",
