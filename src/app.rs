@@ -138,12 +138,16 @@ impl Application {
         );
         // A missing directory is an empty catalog (waves then refuse with a clear error);
         // a broken one stops the start-up naming the bad file.
-        let catalog = Arc::new(Catalog::load(&config.migrations_dir).with_context(|| {
-            format!(
-                "loading tenant migrations from {} (DROVER_MIGRATIONS_DIR)",
-                config.migrations_dir.display()
-            )
-        })?);
+        let catalog = Arc::new(
+            Catalog::load(&config.migrations_dir)
+                .with_context(|| {
+                    format!(
+                        "loading tenant migrations from {} (DROVER_MIGRATIONS_DIR)",
+                        config.migrations_dir.display()
+                    )
+                })?
+                .with_control(pool.clone()),
+        );
         let connector = Connector::new(resolver.clone(), config.ca_file.clone());
         let waves = WaveStore::new(pool.clone());
         let executor = Arc::new(Executor::new(

@@ -19,6 +19,7 @@
 //! | `provisioning_stuck_after`| `DROVER_PROVISIONING_STUCK_AFTER`| `15m`                   |
 //! | `shutdown_grace`          | `DROVER_SHUTDOWN_GRACE`          | `30s`                   |
 //! | `max_body_bytes`          | `DROVER_MAX_BODY_BYTES`          | `262144`                |
+//! | `max_set_bytes`           | `DROVER_MAX_SET_BYTES`           | `16777216` (push body)  |
 //! | `secret_ttl`              | `DROVER_SECRET_TTL`              | `60s`                   |
 //! | `secret_stale_for`        | `DROVER_SECRET_STALE_FOR`        | `5m`                    |
 //! | `secret_negative_ttl`     | `DROVER_SECRET_NEGATIVE_TTL`     | `2s`                    |
@@ -72,6 +73,7 @@ const FILE_KEYS: &[&str] = &[
     "provisioning_stuck_after",
     "shutdown_grace",
     "max_body_bytes",
+    "max_set_bytes",
     "secret_ttl",
     "secret_stale_for",
     "secret_negative_ttl",
@@ -138,6 +140,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/migration-sets` (a whole migration set in JSON).
+    pub max_set_bytes: usize,
     /// Secret and tenant caching for resolution.
     pub cache: CacheConfig,
     /// Vault / OpenBao, when `vault:` references are used.
@@ -429,6 +433,10 @@ impl Builder {
             ),
             shutdown_grace: self.parsed("shutdown_grace", "30s", parse_duration),
             max_body_bytes: self.parsed("max_body_bytes", "262144", |v| match v.parse::<usize>() {
+                Ok(n) if n >= 1024 => Ok(n),
+                _ => Err("expected an integer of at least 1024".into()),
+            }),
+            max_set_bytes: self.parsed("max_set_bytes", "16777216", |v| match v.parse::<usize>() {
                 Ok(n) if n >= 1024 => Ok(n),
                 _ => Err("expected an integer of at least 1024".into()),
             }),

@@ -35,11 +35,19 @@ pub enum Role {
     Operator,
     /// Everything.
     Admin,
+    /// CI: pushes migration sets (`POST /v1/migration-sets`) and reads them; nothing else.
+    Publisher,
 }
 
 impl Role {
     /// Every role, weakest first.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Resolver, Role::Operator, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Resolver,
+        Role::Operator,
+        Role::Admin,
+        Role::Publisher,
+    ];
 
     /// The name used in the API, the CLI and the control DB.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Role {
             Role::Resolver => "resolver",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Publisher => "publisher",
         }
     }
 
@@ -58,6 +67,7 @@ impl Role {
             Role::Operator => matches!(needed, Role::Viewer | Role::Operator),
             Role::Viewer => needed == Role::Viewer,
             Role::Resolver => needed == Role::Resolver,
+            Role::Publisher => needed == Role::Publisher,
         }
     }
 }
@@ -77,7 +87,7 @@ impl FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| AccessError::Invalid {
                 field: "role",
-                message: "must be viewer, resolver, operator or admin".into(),
+                message: "must be viewer, resolver, operator, admin or publisher".into(),
             })
     }
 }
@@ -166,6 +176,7 @@ mod tests {
         assert_eq!(granted(Resolver), [Resolver]);
         assert_eq!(granted(Operator), [Viewer, Operator]);
         assert_eq!(granted(Admin), Role::ALL);
+        assert_eq!(granted(Publisher), [Publisher]);
         assert!("owner".parse::<Role>().is_err());
         assert_eq!("operator".parse::<Role>().unwrap(), Operator);
     }

@@ -11,6 +11,20 @@ pub enum Needed {
     Public,
     /// A token whose role grants this one ([`Role::grants`]).
     Role(Role),
+    /// A token whose role grants any of these (the first is the one error messages name
+    /// first); for routes two otherwise unrelated roles share.
+    Any(&'static [Role]),
+}
+
+impl Needed {
+    /// The roles any of which is enough; empty for a public route.
+    pub fn roles(&self) -> Vec<Role> {
+        match self {
+            Needed::Public => Vec::new(),
+            Needed::Role(r) => vec![*r],
+            Needed::Any(rs) => rs.to_vec(),
+        }
+    }
 }
 
 use Needed::Public;
@@ -18,6 +32,9 @@ const VIEWER: Needed = Needed::Role(Role::Viewer);
 const RESOLVER: Needed = Needed::Role(Role::Resolver);
 const OPERATOR: Needed = Needed::Role(Role::Operator);
 const ADMIN: Needed = Needed::Role(Role::Admin);
+const PUBLISHER: Needed = Needed::Role(Role::Publisher);
+/// Reading migration sets: every reader, and the CI token that pushed them.
+const SET_READER: Needed = Needed::Any(&[Role::Viewer, Role::Publisher]);
 
 /// (method, route template as the router matched it, what it needs).
 pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
@@ -55,6 +72,12 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("DELETE", "/v1/schedules/{name}", OPERATOR),
     ("POST", "/v1/schedules/{name}/trigger", OPERATOR),
     ("GET", "/v1/cluster", VIEWER),
+    // Migration sets: CI publishes with a publisher token (admins may too); deleting is
+    // for admins.
+    ("GET", "/v1/migration-sets", SET_READER),
+    ("POST", "/v1/migration-sets", PUBLISHER),
+    ("GET", "/v1/migration-sets/{id}", SET_READER),
+    ("DELETE", "/v1/migration-sets/{id}", ADMIN),
     // Tokens: names, roles and dates are not secrets, so viewers may list them.
     ("GET", "/v1/tokens", VIEWER),
     ("POST", "/v1/tokens", ADMIN),

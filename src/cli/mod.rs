@@ -13,6 +13,7 @@ mod lint;
 mod output;
 mod quickstart;
 mod schedules;
+mod sets;
 mod tenants;
 mod tokens;
 mod waves;
@@ -138,7 +139,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// The tenant migration files (DROVER_MIGRATIONS_DIR) as drover reads them.
+    /// The tenant migration files: the local directory (DROVER_MIGRATIONS_DIR) as drover
+    /// reads it, and the sets pushed to the control DB.
     Migrations {
         #[command(subcommand)]
         command: MigrationsCommand,
@@ -166,7 +168,7 @@ pub enum Command {
     ///
     /// Example: drover export -o tenants/
     Export(apply::ExportArgs),
-    /// Named API tokens with roles (viewer, resolver, operator, admin).
+    /// Named API tokens with roles (viewer, resolver, operator, admin, publisher).
     ///
     /// Example: drover tokens create grafana --role viewer --expires-in 90d
     Tokens {
@@ -187,8 +189,39 @@ pub enum Command {
 /// `drover migrations …`.
 #[derive(Debug, Subcommand)]
 pub enum MigrationsCommand {
-    /// Versions, names, checksums; fails naming any file refinery would skip.
-    List,
+    /// Versions, names, checksums; fails naming any file refinery would skip. With
+    /// --set, the files of a set pushed to the daemon instead of the local directory.
+    ///
+    /// Example: drover migrations list --set latest
+    List {
+        /// A pushed set: its id, a label, or `latest`.
+        #[arg(long, value_name = "ID|LABEL|latest")]
+        set: Option<String>,
+        /// Base URL of a running drover daemon (with --set).
+        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+    /// Publish a directory of migrations to the daemon's control DB (CI runs this, then
+    /// starts or schedules a wave); prints the set's id. Needs a publisher or admin token
+    /// in DROVER_TOKEN (or DROVER_ADMIN_TOKEN).
+    ///
+    /// Example: drover migrations push ./db/tenant-migrations --label "$GIT_SHA"
+    Push {
+        /// The directory (default: DROVER_MIGRATIONS_DIR, else ./tenant-migrations).
+        dir: Option<std::path::PathBuf>,
+        /// A permanent name for the set, e.g. the application's git sha.
+        #[arg(long)]
+        label: Option<String>,
+        /// Base URL of a running drover daemon.
+        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+    /// The sets pushed to the daemon, newest (what `latest` means) first.
+    Sets {
+        /// Base URL of a running drover daemon.
+        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
     /// Lint the files for statements that lock or break a busy tenant; exit 1 on an error.
     ///
     /// Example: drover migrations lint ./tenant-migrations --format json
@@ -350,12 +383,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             waves::fleet(&client).await
         }
         Command::Migrations {
-            command: MigrationsCommand::List,
+            command: MigrationsCommand::List { set, server },
+            output,
+        } => match set {
+            Some(id) => sets::files(&server, &id, output).await,
+            None => {
+                let config = load()?;
+                waves::migrations_list(&config.migrations_dir, output)
+            }
+        },
+        Command::Migrations {
+            command: MigrationsCommand::Push { dir, label, server },
             output,
         } => {
-            let config = load()?;
-            waves::migrations_list(&config.migrations_dir, output)
+            let dir = match dir {
+                Some(d) => d,
+                None => load()?.migrations_dir,
+            };
+            sets::push(&server, &dir, label, output).await
         }
+        Command::Migrations {
+            command: MigrationsCommand::Sets { server },
+            output,
+        } => sets::list(&server, output).await,
         Command::Migrations {
             command: MigrationsCommand::Lint { dir, format, after },
             output,

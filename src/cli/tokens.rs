@@ -20,7 +20,7 @@ pub enum TokensCommand {
     Create {
         /// 1-63 of a-z, 0-9, '.', '_', '-'.
         name: String,
-        /// viewer, resolver, operator or admin.
+        /// viewer, resolver, operator, admin or publisher (CI: pushes migration sets only).
         #[arg(long)]
         role: String,
         /// Lifetime such as 90d, 12h or 30m (default: no expiry).

@@ -21,7 +21,11 @@ use crate::waves::{CanarySpec, Selector, WaveRequest, WaveState, WaveView};
 /// Arguments of `drover waves start`.
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// Version to reach (default: the latest migration file).
+    /// The migration set to run: a pushed set's id or label, or `latest` (default: the
+    /// newest pushed set, else the daemon's migrations directory).
+    #[arg(long = "set", value_name = "ID|LABEL|latest")]
+    pub migration_set: Option<String>,
+    /// Version to reach (default: the latest migration of the set).
     #[arg(long)]
     pub target: Option<i32>,
     /// Only tenants with this label (key=value, repeatable).
@@ -148,6 +152,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
     let (id, watch) = match cmd {
         WavesCommand::Start(a) => {
             let StartArgs {
+                migration_set,
                 target,
                 labels,
                 slugs,
@@ -181,6 +186,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 percent: canary_percent,
             };
             let req = WaveRequest {
+                migration_set,
                 target_version: target,
                 selector: Some(selector),
                 canary: Some(canary),

@@ -77,19 +77,20 @@ pub async fn authorize(
     let Some(route) = parts.extensions.get::<MatchedPath>() else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
-    let needed = match needed_role(parts.method.as_str(), route.as_str()) {
-        Needed::Public => return Ok(next.run(Request::from_parts(parts, body)).await),
-        Needed::Role(r) => r,
-    };
+    let needed = needed_role(parts.method.as_str(), route.as_str());
+    if needed == Needed::Public {
+        return Ok(next.run(Request::from_parts(parts, body)).await);
+    }
+    let needed = needed.roles();
     let Some(token) = bearer(&parts) else {
         return Err(fail(&state, "missing", ApiError::unauthorized()));
     };
     let principal = authenticate(&state, token).await?;
-    if !principal.role.grants(needed) {
+    if !needed.iter().any(|n| principal.role.grants(*n)) {
         return Err(fail(
             &state,
             "forbidden",
-            ApiError::forbidden(needed, principal.role),
+            ApiError::forbidden(&needed, principal.role),
         ));
     }
     parts.extensions.insert(principal);

@@ -53,14 +53,22 @@ impl ApiError {
         )
     }
 
-    /// 403: authenticated, but the role does not grant the route.
-    pub fn forbidden(needed: crate::access::Role, have: crate::access::Role) -> Self {
+    /// 403: authenticated, but the role does not grant the route. `needed` lists the
+    /// roles any of which would (`required_role` is the first).
+    pub fn forbidden(needed: &[crate::access::Role], have: crate::access::Role) -> Self {
+        let names: Vec<&str> = needed.iter().map(|r| r.as_str()).collect();
         Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this needs the {needed} role; the token's role is {have}"),
+            format!(
+                "this needs the {} role; the token's role is {have}",
+                names.join(" or ")
+            ),
         )
-        .with("required_role", json!(needed.as_str()))
+        .with(
+            "required_role",
+            json!(names.first().copied().unwrap_or("admin")),
+        )
     }
 
     /// 404 for routes that do not exist.
@@ -246,6 +254,62 @@ impl From<WaveError> for ApiError {
                 e.to_string(),
             ),
             WaveError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<crate::migrate::PublishedError> for ApiError {
+    fn from(e: crate::migrate::PublishedError) -> Self {
+        use crate::migrate::{PublishedError as P, SetError};
+        let e = match e {
+            P::Db(db) => return db.into(),
+            other => other,
+        };
+        let invalid = |code, field| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            message: e.to_string(),
+            field: Some(field),
+            extra: None,
+        };
+        match &e {
+            P::Invalid { field, .. } => invalid("invalid_field", field),
+            P::Set(SetError::BadName { file, .. }) | P::FileTooLarge { file, .. } => {
+                let file = json!(file);
+                let code = if matches!(e, P::Set(_)) {
+                    "invalid_migrations"
+                } else {
+                    "file_too_large"
+                };
+                invalid(code, "files").with("file", file)
+            }
+            P::Set(_) => invalid("invalid_migrations", "files"),
+            P::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "set_not_found", e.to_string()),
+            P::LabelTaken { set_id, .. } => {
+                let owner = json!(set_id);
+                ApiError::new(StatusCode::CONFLICT, "label_taken", e.to_string())
+                    .with("set_id", owner)
+            }
+            P::InUse {
+                waves, schedules, ..
+            } => {
+                let used = json!({ "waves": waves, "schedules": schedules });
+                ApiError::new(StatusCode::CONFLICT, "set_in_use", e.to_string())
+                    .with("used_by", used)
+            }
+            P::Corrupt(_) => {
+                tracing::error!(error = %e, "migration set damaged");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the cause is in drover's log",
+                )
+            }
+            P::Db(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
         }
     }
 }

@@ -62,7 +62,15 @@ pub async fn registry_health(
 /// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
 /// nothing here names a tenant or a secret).
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    let latest = state.catalog.latest();
+    // A failed lookup leaves the gauge to the directory's files rather than failing the
+    // scrape; the control DB's health has its own series.
+    let latest = match state.catalog.newest_version().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the newest migration set");
+            state.catalog.latest()
+        }
+    };
     let body = state
         .metrics
         .render(&state.pool, latest, state.leadership.is_leader())

@@ -9,6 +9,7 @@ mod definitions;
 pub mod error;
 mod events;
 mod health;
+mod migration_sets;
 pub mod openapi;
 mod resolve;
 mod schedules;
@@ -63,6 +64,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/schedules/{name}/trigger", post(schedules::trigger))
         .route("/cluster", get(schedules::cluster))
+        .route(
+            "/migration-sets",
+            get(migration_sets::list).post(migration_sets::push).layer(
+                // A whole set may be far larger than any other body: its own limit.
+                axum::extract::DefaultBodyLimit::max(state.config.max_set_bytes),
+            ),
+        )
+        .route(
+            "/migration-sets/{id}",
+            get(migration_sets::get).delete(migration_sets::delete),
+        )
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", delete(tokens::revoke))
         .route("/events", get(events::list))

@@ -104,7 +104,11 @@ pub async fn trigger(
     // A template an upgrade made unreadable is refused, never run as an empty request
     // (which would be a wave over every tenant).
     let template = parse_template(&name, view.template)?;
-    let set = s.catalog.reload().map_err(crate::waves::WaveError::from)?;
+    let set = s
+        .catalog
+        .resolve(template.migration_set.as_deref())
+        .await
+        .map_err(crate::waves::WaveError::from)?;
     let mut client = s.pool.get().await.map_err(crate::db::DbError::from)?;
     let mut tx = client
         .transaction()

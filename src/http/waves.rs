@@ -43,8 +43,13 @@ pub async fn create(
     ApiJson(req): ApiJson<WaveRequest>,
 ) -> Result<(StatusCode, Json<WaveView>), ApiError> {
     require_prometheus(&s, &req)?;
-    // Reload so files added since start-up count, and a broken file is reported now.
-    let set = s.catalog.reload().map_err(WaveError::from)?;
+    // The named set, or the newest (a directory is reloaded, so files added since
+    // start-up count and a broken file is reported now).
+    let set = s
+        .catalog
+        .resolve(req.migration_set.as_deref())
+        .await
+        .map_err(WaveError::from)?;
     let view = s.waves.create(&req, &set, &actor).await?;
     s.executor.poke();
     Ok((StatusCode::CREATED, Json(view)))
@@ -163,6 +168,6 @@ pub async fn promote(
 
 /// `GET /v1/fleet`.
 pub async fn fleet(State(s): State<AppState>) -> Result<Json<FleetReport>, ApiError> {
-    let latest = s.catalog.latest();
+    let latest = s.catalog.newest_version().await.map_err(WaveError::from)?;
     Ok(Json(s.registry.fleet(latest).await?))
 }

@@ -1,25 +1,50 @@
 //! The tenant migration catalog: which migration sets this replica knows, and which one a
 //! wave runs.
 //!
-//! Today the catalog is one directory (`DROVER_MIGRATIONS_DIR`), loaded at start-up and
-//! reloaded whenever a wave is created or a replica meets a wave whose frozen fingerprint
-//! (`plan->'migrations'`, `[[version, name, checksum], …]`) its loaded files do not match.
-//! Callers ask for a set by what they need — the newest files ([`Catalog::fresh`]), the
-//! loaded ones ([`Catalog::current`]) or the set a wave was planned with
-//! ([`Catalog::for_plan`]) — so a catalog that also fetches sets pushed to the control DB
-//! (SPEC §21) changes no caller.
+//! Two sources: sets pushed to the control DB (SPEC §21, [`super::published`]), fetched by
+//! id and cached (they never change), and this replica's directory (`DROVER_MIGRATIONS_DIR`),
+//! loaded at start-up and reloaded whenever a wave is created or a replica meets a wave
+//! whose frozen fingerprint (`plan->'migrations'`, `[[version, name, checksum], …]`) its
+//! loaded files do not match.
+//!
+//! "Latest" has one meaning everywhere (waves, dry runs, schedules, provisioning, the
+//! fleet report, `drover_tenants_behind`): [`Catalog::newest`], the most recently pushed
+//! set, else the directory. A wave's plan records which set it runs
+//! (`plan->>'migration_set'`, `plan->>'migration_source'`), and [`Catalog::for_wave`]
+//! returns exactly those files on every replica, whatever its own disk holds.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use deadpool_postgres::Pool;
 use serde_json::Value;
+use uuid::Uuid;
 
+use super::published::{self, PublishedError};
 use super::set::{MigrationSet, SetError};
+
+/// Plans remembered by [`Catalog::for_wave`] before the memory is cleared (plans never
+/// change, so forgetting only costs a query).
+const REMEMBERED_PLANS: usize = 4096;
+
+/// What a wave's plan says about its files.
+#[derive(Clone)]
+enum PlanSet {
+    /// A pushed set, by id.
+    Pushed(String),
+    /// The directory's files with this frozen fingerprint.
+    Directory(Value),
+}
 
 /// The migration sets this replica can run. One per replica, in `AppState`.
 pub struct Catalog {
     dir: PathBuf,
     set: RwLock<Arc<MigrationSet>>,
+    /// The control DB holding pushed sets; `None` for a catalog of the directory only.
+    control: Option<Pool>,
+    pushed: RwLock<HashMap<String, Arc<MigrationSet>>>,
+    plans: Mutex<HashMap<Uuid, PlanSet>>,
 }
 
 impl Catalog {
@@ -29,7 +54,7 @@ impl Catalog {
         let set = if dir.exists() {
             MigrationSet::load(dir)?
         } else {
-            tracing::warn!(dir = %dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves are unavailable");
+            tracing::warn!(dir = %dir.display(), "tenant migrations directory not found (DROVER_MIGRATIONS_DIR); waves run only sets pushed to the control DB (drover migrations push)");
             MigrationSet::default()
         };
         Ok(Catalog::with_set(dir, set))
@@ -40,7 +65,16 @@ impl Catalog {
         Catalog {
             dir: dir.to_path_buf(),
             set: RwLock::new(Arc::new(set)),
+            control: None,
+            pushed: RwLock::new(HashMap::new()),
+            plans: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same catalog, also serving the sets pushed to this control DB.
+    pub fn with_control(mut self, pool: Pool) -> Catalog {
+        self.control = Some(pool);
+        self
     }
 
     /// The set as last loaded.
@@ -48,9 +82,133 @@ impl Catalog {
         self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The highest version of the loaded set.
+    /// The highest version of the directory's loaded set (see [`Catalog::newest`] for
+    /// what "latest" means to waves and the fleet).
     pub fn latest(&self) -> Option<i32> {
         self.current().latest()
+    }
+
+    /// The newest set: the most recently pushed one, else the directory's files now.
+    pub async fn newest(&self) -> Result<Arc<MigrationSet>, PublishedError> {
+        if let Some(pool) = &self.control {
+            if let Some(id) = published::newest_id(pool).await? {
+                return self.pushed(&id).await;
+            }
+        }
+        Ok(self.fresh()?)
+    }
+
+    /// The highest version of [`Catalog::newest`]: what "behind latest" compares with.
+    pub async fn newest_version(&self) -> Result<Option<i32>, PublishedError> {
+        Ok(self.newest().await?.latest())
+    }
+
+    /// The set a wave request names in `"migration_set"`: a pushed set's id or label,
+    /// `latest` or nothing ([`Catalog::newest`]), or the id of the directory's files.
+    pub async fn resolve(&self, wanted: Option<&str>) -> Result<Arc<MigrationSet>, PublishedError> {
+        let wanted = match wanted {
+            None | Some("latest") => return self.newest().await,
+            Some(w) => w,
+        };
+        if let Some(pool) = &self.control {
+            if let Some(id) = published::find(pool, wanted).await? {
+                return self.pushed(&id).await;
+            }
+        }
+        let dir = self.fresh()?;
+        if published::is_id(wanted) && dir.id() == wanted {
+            return Ok(dir);
+        }
+        Err(PublishedError::NotFound(wanted.to_string()))
+    }
+
+    /// Pushed set `id`, from the cache or the control DB.
+    async fn pushed(&self, id: &str) -> Result<Arc<MigrationSet>, PublishedError> {
+        if let Some(set) = self
+            .pushed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(set.clone());
+        }
+        let pool = self
+            .control
+            .as_ref()
+            .ok_or_else(|| PublishedError::NotFound(id.to_string()))?;
+        let set = published::fetch(pool, id)
+            .await?
+            .ok_or_else(|| PublishedError::NotFound(id.to_string()))?;
+        let set = Arc::new(set);
+        self.pushed
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), set.clone());
+        Ok(set)
+    }
+
+    /// The files wave `wave` runs, as its plan recorded them: the pushed set by id, or
+    /// the directory's files matching the frozen fingerprint ([`Catalog::for_plan`]).
+    /// `None` (logged) when this replica cannot get them now; it then leaves the wave to
+    /// others and tries again on its next pass.
+    pub async fn for_wave(&self, wave: Uuid) -> Option<Arc<MigrationSet>> {
+        let plan = match self.plan_set(wave).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%wave, error = %e, "cannot read the wave's migration set");
+                return None;
+            }
+        };
+        match plan {
+            PlanSet::Directory(frozen) => self.for_plan(&frozen),
+            PlanSet::Pushed(id) => match self.pushed(&id).await {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    tracing::error!(%wave, set = %id, error = %e, "cannot fetch the wave's migration set");
+                    None
+                }
+            },
+        }
+    }
+
+    async fn plan_set(&self, wave: Uuid) -> Result<PlanSet, PublishedError> {
+        const PLAN: &str = "SELECT plan->>'migration_set' AS set_id, \
+             plan->>'migration_source' AS source, plan->'migrations' AS migrations \
+             FROM control_plane.waves WHERE id = $1";
+        if let Some(p) = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&wave)
+        {
+            return Ok(p.clone());
+        }
+        let pool = self
+            .control
+            .as_ref()
+            .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
+        let row = pool
+            .get()
+            .await?
+            .query_opt(PLAN, &[&wave])
+            .await?
+            .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
+        let source: Option<String> = row.try_get("source")?;
+        let set_id: Option<String> = row.try_get("set_id")?;
+        // Waves planned before sets existed have neither member: directory files.
+        let plan = match (source.as_deref(), set_id) {
+            (Some("pushed"), Some(id)) => PlanSet::Pushed(id),
+            _ => PlanSet::Directory(
+                row.try_get::<_, Option<Value>>("migrations")?
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= REMEMBERED_PLANS {
+            plans.clear();
+        }
+        plans.insert(wave, plan.clone());
+        Ok(plan)
     }
 
     /// Reloads the files from disk (wave creation does this, so new files count and a

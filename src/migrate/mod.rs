@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod dry_run;
 pub mod error;
+pub mod published;
 pub mod set;
 pub mod split;
 pub mod tenant;
@@ -14,5 +15,6 @@ pub mod tenant;
 pub use catalog::Catalog;
 pub use dry_run::DryRunOutcome;
 pub use error::{FailureKind, MigrateError};
-pub use set::{MigrationFile, MigrationSet, SetError};
+pub use published::PublishedError;
+pub use set::{MigrationFile, MigrationSet, SetError, SetSource};
 pub use tenant::{RunLimits, RunOutcome, TenantConnection};

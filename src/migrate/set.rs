@@ -56,10 +56,31 @@ pub enum SetError {
     Duplicate { version: i32, a: String, b: String },
 }
 
+/// Where a set's files came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetSource {
+    /// This replica's `DROVER_MIGRATIONS_DIR`.
+    #[default]
+    Directory,
+    /// Pushed to the control DB (`POST /v1/migration-sets`): the same on every replica.
+    Pushed,
+}
+
+impl SetSource {
+    /// The spelling stored in a wave's plan (`migration_source`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetSource::Directory => "directory",
+            SetSource::Pushed => "pushed",
+        }
+    }
+}
+
 /// The loaded set, sorted by version.
 #[derive(Debug, Clone, Default)]
 pub struct MigrationSet {
     files: Vec<MigrationFile>,
+    source: SetSource,
 }
 
 /// Parses `V12__add_users.sql` into (12, "add_users").
@@ -89,18 +110,30 @@ impl MigrationSet {
             path: path.to_path_buf(),
             why: e.to_string(),
         };
-        let mut files: Vec<MigrationFile> = Vec::new();
+        let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let entry = entry.map_err(|e| io(dir, e))?;
             let file = entry.file_name().to_string_lossy().into_owned();
             if !file.to_ascii_lowercase().ends_with(".sql") {
                 continue;
             }
+            let sql = std::fs::read_to_string(entry.path()).map_err(|e| io(&entry.path(), e))?;
+            files.push((file, sql));
+        }
+        MigrationSet::from_files(files)
+    }
+
+    /// Validates `(file name, SQL)` pairs (a directory's, or a pushed set's) with the same
+    /// rules: every name must parse, no version twice.
+    pub fn from_files(
+        named: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<MigrationSet, SetError> {
+        let mut files: Vec<MigrationFile> = Vec::new();
+        for (file, sql) in named {
             let (version, name) = parse_name(&file).map_err(|why| SetError::BadName {
                 file: file.clone(),
                 why,
             })?;
-            let sql = std::fs::read_to_string(entry.path()).map_err(|e| io(&entry.path(), e))?;
             let no_transaction = sql
                 .lines()
                 .next()
@@ -129,7 +162,41 @@ impl MigrationSet {
                 });
             }
         }
-        Ok(MigrationSet { files })
+        Ok(MigrationSet {
+            files,
+            source: SetSource::Directory,
+        })
+    }
+
+    /// The same files, marked as coming from `source`.
+    pub fn with_source(mut self, source: SetSource) -> MigrationSet {
+        self.source = source;
+        self
+    }
+
+    /// Where the files came from.
+    pub fn source(&self) -> SetSource {
+        self.source
+    }
+
+    /// The content address: SHA-256 (hex) of every file's name and refinery checksum, in
+    /// version order. The same files give the same id on every machine, wherever they
+    /// were read from.
+    pub fn id(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for f in &self.files {
+            ctx.update(format!("{}\t{}\n", f.file_name(), f.checksum).as_bytes());
+        }
+        ctx.finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The size of all SQL, in bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.files.iter().map(|f| f.sql.len()).sum()
     }
 
     /// All files, by version.
@@ -235,6 +302,30 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_id_depends_on_names_and_checksums_only() {
+        let a = MigrationSet::from_files([
+            ("V2__b.sql".to_string(), "select 2;".to_string()),
+            ("V1__a.sql".to_string(), "select 1;".to_string()),
+        ])
+        .unwrap();
+        let same = MigrationSet::from_files([
+            ("V1__a.sql".to_string(), "select 1;".to_string()),
+            ("V2__b.sql".to_string(), "select 2;".to_string()),
+        ])
+        .unwrap()
+        .with_source(SetSource::Pushed);
+        let edited = MigrationSet::from_files([
+            ("V1__a.sql".to_string(), "select 1;".to_string()),
+            ("V2__b.sql".to_string(), "select 3;".to_string()),
+        ])
+        .unwrap();
+
+        assert_eq!(a.id(), same.id());
+        assert_ne!(a.id(), edited.id());
+        assert_eq!(a.id().len(), 64);
     }
 
     #[test]

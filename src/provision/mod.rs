@@ -9,7 +9,7 @@
 //!   │        │          │          │            │           └ provisioning → active,
 //!   │        │          │          │            │             schema_version, `migrated`
 //!   │        │          │          │            │             + `provisioned` events (one tx)
-//!   │        │          │          │            └ tenant::run to the catalog's latest file
+//!   │        │          │          │            └ tenant::run to the newest set
 //!   │        │          │          └ CREATE DATABASE … OWNER role, or reuse ours
 //!   │        │          └ CREATE ROLE … PASSWORD <SCRAM verifier>, or reuse ours
 //!   │        └ reuse the password already behind the ref, else generate and write it
@@ -47,7 +47,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::migrate::{tenant, Catalog, RunLimits};
+use crate::migrate::{tenant, Catalog, MigrateError, RunLimits};
 use crate::registry::{Actor, DbIdent, Registry, Tenant, TenantStatus};
 use crate::resolve::{Connector, TenantDb};
 use crate::secrets::{SecretError, SecretRef, SecretStore};
@@ -379,10 +379,15 @@ impl Provisioner {
         t: &Tenant,
         password: SecretString,
     ) -> Result<tenant::RunOutcome, ProvisionError> {
-        let set = self
-            .catalog
-            .fresh()
-            .map_err(|e| ProvisionError::Migrations(e.to_string()))?;
+        let set = self.catalog.newest().await.map_err(|e| {
+            // A control-DB hiccup is retried like any connection failure; a broken
+            // directory needs a person.
+            if e.is_retryable() {
+                ProvisionError::Migrate(MigrateError::Other(e.to_string()))
+            } else {
+                ProvisionError::Migrations(e.to_string())
+            }
+        })?;
         let conn = self.connector.with_password(&TenantDb::from(t), password);
         let limits = RunLimits {
             lock_timeout: Duration::from_secs(5),

@@ -23,7 +23,7 @@ pub struct Issue {
 /// `GET /v1/fleet`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FleetReport {
-    /// Latest version in this replica's migration files.
+    /// Latest version of the newest migration set (the newest pushed, else the directory).
     pub latest_version: Option<i32>,
     /// Live active and suspended tenants.
     pub tenants: i64,

@@ -91,7 +91,6 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
     if rows.is_empty() {
         return Ok(0);
     }
-    let set = catalog.reload().map_err(crate::waves::WaveError::from)?;
     let now = Utc::now();
     for row in &rows {
         let (name, cron, tz): (String, String, String) = (
@@ -131,8 +130,20 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
             tx.execute(SKIPPED, &[&name, &tick, &"skipped_overlap", &detail, &me])
                 .await?;
         } else {
+            // Each template names its own set (or latest); one that names no set fails
+            // its tick with the reason, a control-DB failure retries the whole tick.
             let fired = match &template {
-                Ok(t) => fire_in(&mut tx, &name, tick, t, &set, me).await?,
+                Ok(t) => match catalog.resolve(t.migration_set.as_deref()).await {
+                    Ok(set) => fire_in(&mut tx, &name, tick, t, &set, me).await?,
+                    Err(e) if e.is_retryable() => {
+                        return Err(crate::waves::WaveError::from(e).into())
+                    }
+                    Err(e) => {
+                        let detail = format!("migration_set: {e}");
+                        tracing::error!(schedule = %name, %tick, error = %detail, "scheduled wave not started");
+                        fail_in(&tx, &name, tick, &detail, me).await?
+                    }
+                },
                 Err(e) => {
                     let detail = e.to_string();
                     tracing::error!(schedule = %name, %tick, error = %detail, "scheduled wave not started");

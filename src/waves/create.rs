@@ -11,7 +11,7 @@ use super::analysis;
 use super::dry_run::{self, QUARANTINED};
 use super::plan::{assign_phases, Candidate, Planned, WaveRequest};
 use super::WaveError;
-use crate::migrate::MigrationSet;
+use crate::migrate::{MigrationSet, SetSource};
 use crate::registry::Actor;
 
 /// The live active or suspended tenants the request's selector matches.
@@ -114,11 +114,21 @@ pub async fn create_in(
          (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
          SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
          FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
+    const PIN_SET: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR SHARE";
     let s = req.settings()?;
     let latest = set.latest().ok_or(WaveError::Invalid {
         field: "target_version",
-        message: "the tenant migration directory has no migrations".into(),
+        message: "no migration set was pushed and the tenant migration directory has no migrations"
+            .into(),
     })?;
+    let set_id = set.id();
+    // Held until commit: a concurrent DELETE of the set waits, then sees this wave.
+    if set.source() == SetSource::Pushed && tx.query_opt(PIN_SET, &[&set_id]).await?.is_none() {
+        return Err(WaveError::Invalid {
+            field: "migration_set",
+            message: format!("migration set {set_id} was deleted"),
+        });
+    }
     let target = req.target_version.unwrap_or(latest);
     if set.get(target).is_none() {
         return Err(WaveError::Invalid {
@@ -192,6 +202,7 @@ pub async fn create_in(
         .collect();
     let plan = json!({
         "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
+        "migration_set": set_id, "migration_source": set.source().as_str(),
         "quarantined": quarantined.len(), "lint": lint,
     });
     if !s.dry_run {
@@ -255,7 +266,7 @@ pub async fn create_in(
     analysis::run::insert_checks(tx, id, &s.analysis).await?;
     let canaries = planned.iter().filter(|p| p.phase == 0).count();
     let created = json!({
-        "target_version": target, "tenants": planned.len(), "canaries": canaries,
+        "target_version": target, "migration_set": set_id, "tenants": planned.len(), "canaries": canaries,
         "batches": batches, "quarantined": quarantined.len(), "dry_run": s.dry_run,
         "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
             a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()

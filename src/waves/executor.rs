@@ -24,7 +24,8 @@ use super::claim::{self, Claimed};
 use super::{WaveError, WaveStore};
 use crate::config::WaveConfig;
 use crate::migrate::{
-    dry_run, tenant, Catalog, DryRunOutcome, MigrateError, RunLimits, TenantConnection,
+    catalog::matches_plan, dry_run, tenant, Catalog, DryRunOutcome, MigrateError, MigrationSet,
+    RunLimits, TenantConnection,
 };
 use crate::registry::Actor;
 use crate::resolve::Connector;
@@ -310,6 +311,8 @@ impl Executor {
                 // must not wait for this replica's slots.
                 continue;
             }
+            // The wave's own set (pushed: by id; else the directory's matching files).
+            let set = self.catalog.for_wave(id).await;
             let claim = || {
                 claim::claim(
                     self.store.pool(),
@@ -317,7 +320,7 @@ impl Executor {
                     &self.owner,
                     self.cfg.lease,
                     free,
-                    |p| self.catalog.for_plan(p).is_some(),
+                    |p| set.as_deref().is_some_and(|s| matches_plan(s, p)),
                 )
             };
             let mut claimed = claim().await?;
@@ -475,6 +478,13 @@ impl Executor {
         Ok(Prepared::Go(conn, limits))
     }
 
+    /// The files of a claimed target's wave (cached: the claim just fetched them).
+    async fn wave_set(&self, c: &Claimed) -> Result<Arc<MigrationSet>, MigrateError> {
+        self.catalog.for_wave(c.wave_id).await.ok_or_else(|| {
+            MigrateError::Other("the wave's migration set is unavailable on this replica".into())
+        })
+    }
+
     /// Remembers a tenant connection's cancel handle while it runs (for a hard stop).
     fn track(&self, tenant_id: uuid::Uuid, token: tokio_postgres::CancelToken) {
         self.in_flight
@@ -495,7 +505,7 @@ impl Executor {
             Prepared::Skip(reason) => return Ok(Ran::Skipped(reason)),
             Prepared::Go(conn, limits) => (conn, limits),
         };
-        let set = self.catalog.current();
+        let set = self.wave_set(c).await?;
         let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
             self.track(c.tenant_id, token)
         })
@@ -509,7 +519,7 @@ impl Executor {
             Prepared::Skip(reason) => return Ok(DryRan::Skipped(reason)),
             Prepared::Go(conn, limits) => (conn, limits),
         };
-        let set = self.catalog.current();
+        let set = self.wave_set(c).await?;
         let result = dry_run::dry_run(&conn, &set, c.target_version, &limits, |token| {
             self.track(c.tenant_id, token)
         })
@@ -537,7 +547,10 @@ impl Executor {
                 Err(e)
             }
         };
-        let set = self.catalog.current();
+        let set = self.wave_set(c).await.map_err(|e| WaveError::Invalid {
+            field: "migration_set",
+            message: e.to_string(),
+        })?;
         crate::waves::dry_run::record(
             pool,
             c,

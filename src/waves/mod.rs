@@ -89,6 +89,20 @@ pub enum WaveError {
     Db(#[from] DbError),
 }
 
+impl From<crate::migrate::PublishedError> for WaveError {
+    fn from(e: crate::migrate::PublishedError) -> Self {
+        use crate::migrate::PublishedError as P;
+        match e {
+            P::Db(db) => WaveError::Db(db),
+            P::Set(set) => WaveError::Migrations(set),
+            other => WaveError::Invalid {
+                field: "migration_set",
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 fn describe_findings(findings: &[crate::lint::Finding]) -> String {
     let listed: Vec<String> = findings
         .iter()

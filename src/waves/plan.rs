@@ -43,7 +43,11 @@ pub struct CanarySpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaveRequest {
-    /// Version to reach; default the latest migration file.
+    /// The files to run: a pushed set's id or label, or `latest` (the default: the newest
+    /// pushed set, else this replica's migrations directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_set: Option<String>,
+    /// Version to reach; default the latest migration of the set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_version: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

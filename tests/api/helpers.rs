@@ -274,6 +274,42 @@ impl TestApp {
         body["token"].as_str().unwrap().to_string()
     }
 
+    /// `POST /v1/migration-sets` with the admin token.
+    pub async fn push_set(&self, body: &Value) -> reqwest::Response {
+        push_set_at(&self.base(), ADMIN_TOKEN, body).await
+    }
+
+    /// `GET /v1/migration-sets/{id}` (an id, a label or `latest`).
+    pub async fn get_set(&self, id: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, &format!("/v1/migration-sets/{id}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/migration-sets` → the items.
+    pub async fn list_sets(&self) -> Vec<Value> {
+        let page: Value = self.get_json("/v1/migration-sets").await;
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// `DELETE /v1/migration-sets/{id}`.
+    pub async fn delete_set(&self, id: &str) -> reqwest::Response {
+        self.req(reqwest::Method::DELETE, &format!("/v1/migration-sets/{id}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes `files` (with `label`), expecting 201 or 200; the set's id.
+    pub async fn pushed_set(&self, files: &[(&str, &str)], label: Option<&str>) -> String {
+        let resp = self.push_set(&set_body(files, label)).await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "push: {status} {body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
     /// `GET /v1/tokens` with the admin token, as text (to look for leaked values).
     pub async fn list_tokens_text(&self) -> String {
         self.req(reqwest::Method::GET, "/v1/tokens")
@@ -595,6 +631,29 @@ pub async fn register_tenants_at(
         out.push(TenantDb { slug, url });
     }
     out
+}
+
+/// The body of `POST /v1/migration-sets`.
+pub fn set_body(files: &[(&str, &str)], label: Option<&str>) -> Value {
+    let files: Vec<Value> = files
+        .iter()
+        .map(|(name, sql)| json!({ "name": name, "sql": sql }))
+        .collect();
+    match label {
+        Some(l) => json!({ "label": l, "files": files }),
+        None => json!({ "files": files }),
+    }
+}
+
+/// `POST /v1/migration-sets` against any daemon's base URL with `token`.
+pub async fn push_set_at(base: &str, token: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/migration-sets"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// `POST /v1/waves` → the wave id.

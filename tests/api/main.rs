@@ -12,6 +12,7 @@ mod deploy;
 mod dry_run;
 mod events;
 mod lint;
+mod migration_sets;
 mod observability;
 mod openapi;
 mod openbao;

@@ -1597,3 +1597,86 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         summary.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
+
+#[tokio::test]
+async fn migration_set_responses_match_the_document() {
+    let app = spawn_app_with(&[("DROVER_MAX_SET_BYTES", "4096")]).await;
+    let doc = spec();
+    let d = &doc;
+    let (sets, one) = ("/v1/migration-sets", "/v1/migration-sets/{id}");
+    let body = |name: &str, sql: &str| json!({ "label": "rel-1", "files": [{ "name": name, "sql": sql }] });
+    let push = |b: Value| app.req(Method::POST, sets).json(&b).send();
+
+    check(
+        d,
+        "POST",
+        sets,
+        push(body("V1__a.sql", "select 1;")).await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let again = check(
+        d,
+        "POST",
+        sets,
+        push(body("V1__a.sql", "select 1;")).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    check(
+        d,
+        "POST",
+        sets,
+        push(body("V1__a-b.sql", "")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    check(
+        d,
+        "POST",
+        sets,
+        push(body("V1__a.sql", "select 2;")).await.unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    check(
+        d,
+        "POST",
+        sets,
+        push(body("V1__a.sql", &"x".repeat(5000))).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    let get = |p: String| app.req(Method::GET, &p).send();
+    check(
+        d,
+        "GET",
+        sets,
+        get(sets.to_string()).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    check(
+        d,
+        "GET",
+        one,
+        get(format!("{sets}/latest")).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    check(
+        d,
+        "GET",
+        one,
+        get(format!("{sets}/nope")).await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let id = again["id"].as_str().unwrap();
+    let del = app
+        .req(Method::DELETE, &format!("{sets}/{id}"))
+        .send()
+        .await
+        .unwrap();
+    check(d, "DELETE", one, del, StatusCode::NO_CONTENT).await;
+}

@@ -10,7 +10,7 @@ use super::*;
 pub(super) fn parameters() -> Value {
     let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
     let path = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "path", "required": true, "description": description, "schema": schema });
-    json!({
+    let mut params = json!({
         "slug": path(
             "slug",
             "The tenant's slug (case-insensitive).",
@@ -112,7 +112,11 @@ pub(super) fn parameters() -> Value {
             "How many targets (values outside 1-100000 are clamped).",
             json!({ "type": "integer", "format": "int64", "default": 1000 }),
         ),
-    })
+    });
+    if let Some(map) = params.as_object_mut() {
+        super::sets::parameters(map);
+    }
+    params
 }
 
 // ---------------------------------------------------------------------------------------
@@ -131,11 +135,11 @@ pub(super) fn error_responses() -> Value {
         },
         "403": error(
             "The token's role does not grant this operation (`forbidden`, with `required_role`: viewer, resolver, \
-             operator or admin).",
+             operator, admin or publisher).",
         ),
         "404": error(
-            "No such tenant, wave, schedule or token (`tenant_not_found`, `wave_not_found`, `schedule_not_found`, \
-             `token_not_found`).",
+            "No such tenant, wave, schedule, token or migration set (`tenant_not_found`, `wave_not_found`, \
+             `schedule_not_found`, `token_not_found`, `set_not_found`).",
         ),
         "409": error(
             "A conflict: a live duplicate slug or db_name (`duplicate_slug`, `duplicate_db_name`), a status change \
@@ -143,14 +147,18 @@ pub(super) fn error_responses() -> Value {
              a duplicate schedule name (`duplicate_schedule`) or token name (`duplicate_token`), a tick already handled (`already_fired`), a role or \
              database by that name that drover did not create for this tenant (`name_taken`), another runner \
              provisioning the tenant right now (`provisioning_busy`), `drop_database=true` with neither the database nor \
-             the role on the provisioning server (`nothing_to_drop`).",
+             the role on the provisioning server (`nothing_to_drop`), a migration-set label naming other files \
+             (`label_taken`, with `set_id`), a migration set still in use (`set_in_use`, with `used_by`).",
         ),
-        "413": error("The body is larger than `max_body_bytes` (`invalid_body`)."),
+        "413": error(
+            "The body is larger than `max_body_bytes` (`max_set_bytes` for `POST /v1/migration-sets`) (`invalid_body`).",
+        ),
         "415": error("The body is not declared `Content-Type: application/json` (`invalid_body`)."),
         "422": error(
             "A field is invalid (`invalid_field`, with `field`), the body does not fit the schema \
              (`invalid_body`: unknown or missing field, wrong type), a query parameter is invalid (`invalid_query`), \
-             the tenant migration files are broken (`invalid_migrations`), or a schedule's stored template no \
+             the tenant migration files are broken (`invalid_migrations`; with `file` when one is named), a pushed \
+             migration file is too large (`file_too_large`, with `file`), or a schedule's stored template no \
              longer parses (`invalid_template`, with `field`).",
         ),
         "500": error(

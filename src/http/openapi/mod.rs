@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 mod components;
 mod operations;
 mod schemas;
+mod sets;
 
 use components::{error_responses, parameters};
 use operations::operation;
@@ -55,6 +56,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/schedules/{name}"),
     ("POST", "/v1/schedules/{name}/trigger"),
     ("GET", "/v1/cluster"),
+    ("GET", "/v1/migration-sets"),
+    ("POST", "/v1/migration-sets"),
+    ("GET", "/v1/migration-sets/{id}"),
+    ("DELETE", "/v1/migration-sets/{id}"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),
@@ -84,8 +89,13 @@ pub fn spec() -> Value {
     for (method, path) in ROUTES {
         let item = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         let mut op = operation(method, path);
-        if let crate::access::Needed::Role(role) = crate::access::needed_role(method, path) {
-            op["x-drover-role"] = json!(role.as_str());
+        let roles = crate::access::needed_role(method, path).roles();
+        if let Some(first) = roles.first() {
+            op["x-drover-role"] = json!(first.as_str());
+        }
+        if roles.len() > 1 {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            op["x-drover-roles"] = json!(names);
         }
         item[method.to_ascii_lowercase()] = op;
     }
@@ -103,7 +113,8 @@ pub fn spec() -> Value {
             { "name": "schedules", "description": "Scheduled waves and the replicas' leader." },
             { "name": "events", "description": "The fleet's event feed, its live stream, and signed webhooks." },
             { "name": "resolve", "description": "Slug → DSN resolution for application servers." },
-            { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin)." },
+            { "name": "migration-sets", "description": "Tenant migration sets published to the control DB: what every replica runs." },
+            { "name": "tokens", "description": "Named API tokens with roles (viewer, resolver, operator, admin, publisher)." },
             { "name": "operations", "description": "Liveness, readiness, metrics, this document." },
         ],
         "security": [ { "adminToken": [] } ],
@@ -157,7 +168,7 @@ Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metric
 `/openapi.json` need no token. Everything under `/v1` needs a token whose role grants the \
 operation (each operation's `x-drover-role`): `viewer` reads everything but \
 `/v1/resolve`; `resolver` resolves only; `operator` is viewer plus wave and schedule \
-actions and tenant suspend/resume; `admin` (also the root token of the configuration) may \
+actions and tenant suspend/resume; `publisher` (CI) pushes and reads migration sets only; `admin` (also the root token of the configuration) may \
 do everything. A token without the right gets 403 `forbidden` with `required_role`.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \

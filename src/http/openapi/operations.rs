@@ -318,13 +318,16 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
             .params(&["slug"])
             .security(json!([ { "resolverToken": [] }, { "adminToken": [] } ]))
             .responses(resolve_responses(), &["401", "403"]),
-        _ => {
-            return json!({
-                "summary": "undocumented",
-                "x-undocumented": true,
-                "responses": { "default": { "description": "undocumented" } },
-            })
-        }
+        _ => match super::sets::operation(method, path) {
+            Some(op) => op,
+            None => {
+                return json!({
+                    "summary": "undocumented",
+                    "x-undocumented": true,
+                    "responses": { "default": { "description": "undocumented" } },
+                })
+            }
+        },
     };
     op.build()
 }

@@ -105,6 +105,15 @@ pub(super) fn schemas() -> Value {
                             "Only on 423 from /v1/resolve: why the tenant is suspended.",
                         ),
                         "step": described(string(), "Only on 502 `provisioning_failed`: the step that failed."),
+                        "file": described(string(), "Only on a refused migration-set push: the file at fault."),
+                        "set_id": described(string(), "Only with `label_taken`: the set the label names."),
+                        "used_by": described(
+                            object(json!({
+                                "waves": { "type": "array", "items": string() },
+                                "schedules": { "type": "array", "items": string() },
+                            })),
+                            "Only with `set_in_use`: the unfinished waves and the schedules using the set.",
+                        ),
                         "findings": {
                             "type": "array",
                             "description": "Only with `lint_failed` (POST /v1/waves): the error findings not acknowledged.",
@@ -378,7 +387,12 @@ pub(super) fn schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "target_version": described(nullable(int32()), "Version to reach; default the latest migration file."),
+                "migration_set": described(
+                    nullable(json!({ "type": "string", "minLength": 1 })),
+                    "The files to run: a pushed set's id or label, or `latest` (default: the newest pushed set, \
+                     else the daemon's migrations directory). The plan records the set's id (`plan.migration_set`).",
+                ),
+                "target_version": described(nullable(int32()), "Version to reach; default the latest migration of the set."),
                 "selector": nullable(schema_ref("Selector")),
                 "canary": nullable(schema_ref("CanarySpec")),
                 "batch_size": described(nullable(int32_range(1, 100_000)), "Tenants per batch (default 50)."),
@@ -692,7 +706,7 @@ pub(super) fn schemas() -> Value {
             "detail": described(nullable(string()), "Why no wave was created."),
         })),
     );
-    let role = json!({ "type": "string", "enum": ["viewer", "resolver", "operator", "admin"] });
+    let role = json!({ "type": "string", "enum": ["viewer", "resolver", "operator", "admin", "publisher"] });
     schemas.insert(
         "NewToken".into(),
         closed(
@@ -770,6 +784,7 @@ pub(super) fn schemas() -> Value {
             schema["example"] = example;
         }
     }
+    super::sets::schemas(&mut schemas);
     Value::Object(schemas)
 }
 

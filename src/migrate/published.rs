@@ -1,0 +1,457 @@
+//! Migration sets published to the control DB (SPEC §21): push, list, show and delete,
+//! and reading one set's files back by id (what [`super::Catalog`] caches).
+//!
+//! A set is validated with the rules of a migrations directory ([`MigrationSet::from_files`])
+//! and stored content-addressed ([`MigrationSet::id`]) in immutable rows: pushing the same
+//! files again finds the existing set. Labels (e.g. the application's git sha) name one set
+//! for good; several labels may name the same set, since most commits change no migration.
+
+use deadpool_postgres::Pool;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::set::{MigrationSet, SetError, SetSource};
+use crate::db::DbError;
+
+/// The largest single file a set may hold (the request body limit is `max_set_bytes`).
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+/// The most files a set may hold.
+pub const MAX_FILES: usize = 10_000;
+
+/// The states of a wave that still needs its files.
+const UNFINISHED: &str = "('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted')";
+
+/// Body of `POST /v1/migration-sets`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// A name for the set, e.g. the application's git sha.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Every migration file, `V{n}__{name}.sql`, in any order.
+    pub files: Vec<PushedFile>,
+}
+
+/// One file of a pushed set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushedFile {
+    /// The file name, `V{n}__{name}.sql`.
+    pub name: String,
+    /// The SQL text.
+    pub sql: String,
+}
+
+/// A set as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetSummary {
+    pub id: String,
+    /// Labels naming this set, oldest first.
+    pub labels: Vec<String>,
+    pub latest_version: i32,
+    pub file_count: i32,
+    pub total_bytes: i64,
+    pub lint_errors: i64,
+    pub lint_warnings: i64,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One file as shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileView {
+    pub name: String,
+    pub version: i32,
+    /// refinery's checksum (decimal text, as in `refinery_schema_history`).
+    pub checksum: String,
+    pub no_transaction: bool,
+    pub sql: String,
+}
+
+/// A set with its files and lint report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetView {
+    #[serde(flatten)]
+    pub summary: SetSummary,
+    pub versions: Vec<i32>,
+    pub files: Vec<FileView>,
+    /// The lint report of the whole set (`drover migrations lint --format json`).
+    pub lint: Value,
+}
+
+/// Why a set operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishedError {
+    /// The request is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The files break the rules of a migrations directory (a bad name, a version twice).
+    #[error("{0}")]
+    Set(#[from] SetError),
+    /// One file is over [`MAX_FILE_BYTES`].
+    #[error("{file} is {bytes} bytes; a migration file may be at most {MAX_FILE_BYTES} bytes")]
+    FileTooLarge { file: String, bytes: usize },
+    /// No set with this id or label.
+    #[error("no migration set {0:?} (an id, a label, or latest)")]
+    NotFound(String),
+    /// The label already names other files.
+    #[error(
+        "label {label:?} already names migration set {set_id}; labels are permanent, pick another"
+    )]
+    LabelTaken { label: String, set_id: String },
+    /// Something unfinished still runs the set.
+    #[error("migration set {id} is in use by unfinished waves [{}] and schedules [{}]", .waves.join(", "), .schedules.join(", "))]
+    InUse {
+        id: String,
+        waves: Vec<String>,
+        schedules: Vec<String>,
+    },
+    /// The stored files do not hash to their id (a damaged row); never run.
+    #[error("migration set {0}: the stored files do not match the id")]
+    Corrupt(String),
+    /// The control DB failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl PublishedError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PublishedError::Db(e) if e.is_retryable())
+    }
+}
+
+impl From<tokio_postgres::Error> for PublishedError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PublishedError::Db(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PublishedError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        PublishedError::Db(e.into())
+    }
+}
+
+/// Whether `s` looks like a set id (64 lower-case hex digits).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn check_label(label: &str) -> Result<(), PublishedError> {
+    let invalid = |message: &str| PublishedError::Invalid {
+        field: "label",
+        message: message.into(),
+    };
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._/+-".contains(c);
+    if label.is_empty() || label.len() > 128 || !label.chars().all(ok_char) {
+        return Err(invalid(
+            "1 to 128 characters: letters, digits and . _ / + - (e.g. a git sha or a tag)",
+        ));
+    }
+    if !label.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(invalid("must start with a letter or a digit"));
+    }
+    if label == "latest" || is_id(label) {
+        return Err(invalid(
+            "`latest` and 64-hex-digit labels would be mistaken for a set id",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates the request into a set (nothing is stored when this fails).
+pub fn validate(req: &PushRequest) -> Result<MigrationSet, PublishedError> {
+    if let Some(label) = &req.label {
+        check_label(label)?;
+    }
+    if req.files.is_empty() {
+        return Err(PublishedError::Invalid {
+            field: "files",
+            message: "a migration set needs at least one file".into(),
+        });
+    }
+    if req.files.len() > MAX_FILES {
+        return Err(PublishedError::Invalid {
+            field: "files",
+            message: format!("at most {MAX_FILES} files"),
+        });
+    }
+    if let Some(big) = req.files.iter().find(|f| f.sql.len() > MAX_FILE_BYTES) {
+        return Err(PublishedError::FileTooLarge {
+            file: big.name.clone(),
+            bytes: big.sql.len(),
+        });
+    }
+    let set = MigrationSet::from_files(req.files.iter().map(|f| (f.name.clone(), f.sql.clone())))?;
+    Ok(set.with_source(SetSource::Pushed))
+}
+
+/// Stores the set (or finds it) and its label. `true` when the set is new.
+pub async fn push(
+    pool: &Pool,
+    req: &PushRequest,
+    actor: &str,
+) -> Result<(bool, SetView), PublishedError> {
+    const INSERT_SET: &str = "INSERT INTO control_plane.migration_sets \
+         (id, latest_version, file_count, total_bytes, lint, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id";
+    const INSERT_FILES: &str = "INSERT INTO control_plane.migration_set_files \
+         (set_id, version, name, checksum, sql, no_transaction) \
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::bool[])";
+    const INSERT_LABEL: &str =
+        "INSERT INTO control_plane.migration_set_labels (label, set_id, created_by) \
+         VALUES ($1, $2, $3) ON CONFLICT (label) DO NOTHING";
+    const LABEL_OWNER: &str =
+        "SELECT set_id FROM control_plane.migration_set_labels WHERE label = $1";
+    let set = validate(req)?;
+    let id = set.id();
+    let latest = set.latest().unwrap_or(0);
+    let lint = crate::lint::lint_set(&set, None, latest);
+    let lint = serde_json::to_value(&lint).unwrap_or_default();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let count = i32::try_from(set.files().len()).unwrap_or(i32::MAX);
+    let bytes = i64::try_from(set.total_bytes()).unwrap_or(i64::MAX);
+    let created = tx
+        .query_opt(INSERT_SET, &[&id, &latest, &count, &bytes, &lint, &actor])
+        .await?
+        .is_some();
+    if created {
+        let files = set.files();
+        let versions: Vec<i32> = files.iter().map(|f| f.version).collect();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        let sums: Vec<String> = files.iter().map(|f| f.checksum.to_string()).collect();
+        let sql: Vec<&str> = files.iter().map(|f| f.sql.as_str()).collect();
+        let no_tx: Vec<bool> = files.iter().map(|f| f.no_transaction).collect();
+        tx.execute(INSERT_FILES, &[&id, &versions, &names, &sums, &sql, &no_tx])
+            .await?;
+    }
+    if let Some(label) = &req.label {
+        if tx.execute(INSERT_LABEL, &[label, &id, &actor]).await? == 0 {
+            let owner: String = tx
+                .query_one(LABEL_OWNER, &[label])
+                .await?
+                .try_get("set_id")?;
+            if owner != id {
+                return Err(PublishedError::LabelTaken {
+                    label: label.clone(),
+                    set_id: owner,
+                });
+            }
+        }
+    }
+    tx.commit().await?;
+    if created {
+        tracing::info!(set = %id, files = count, latest, label = ?req.label, actor, "migration set pushed");
+    }
+    Ok((created, view(pool, &id).await?))
+}
+
+const SUMMARY: &str = "SELECT s.id, s.latest_version, s.file_count, s.total_bytes, s.created_by, s.created_at, \
+     (SELECT count(*) FROM jsonb_array_elements(s.lint->'findings') f WHERE f->>'level' = 'error') AS lint_errors, \
+     (SELECT count(*) FROM jsonb_array_elements(s.lint->'findings') f WHERE f->>'level' = 'warning') AS lint_warnings, \
+     coalesce((SELECT array_agg(l.label ORDER BY l.created_at, l.label) FROM control_plane.migration_set_labels l \
+               WHERE l.set_id = s.id), '{}') AS labels \
+     FROM control_plane.migration_sets s";
+
+fn summary(row: &tokio_postgres::Row) -> Result<SetSummary, tokio_postgres::Error> {
+    Ok(SetSummary {
+        id: row.try_get("id")?,
+        labels: row.try_get("labels")?,
+        latest_version: row.try_get("latest_version")?,
+        file_count: row.try_get("file_count")?,
+        total_bytes: row.try_get("total_bytes")?,
+        lint_errors: row.try_get("lint_errors")?,
+        lint_warnings: row.try_get("lint_warnings")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The most recently pushed sets first.
+pub async fn list(pool: &Pool, limit: i64) -> Result<Vec<SetSummary>, PublishedError> {
+    let client = pool.get().await?;
+    let sql = format!("{SUMMARY} ORDER BY s.created_at DESC, s.id LIMIT $1");
+    let rows = client.query(&sql, &[&limit]).await?;
+    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
+}
+
+/// One set with its files.
+pub async fn view(pool: &Pool, id: &str) -> Result<SetView, PublishedError> {
+    const FILES: &str = "SELECT version, name, checksum, no_transaction, sql \
+         FROM control_plane.migration_set_files WHERE set_id = $1 ORDER BY version";
+    const LINT: &str = "SELECT lint FROM control_plane.migration_sets WHERE id = $1";
+    let client = pool.get().await?;
+    let sql = format!("{SUMMARY} WHERE s.id = $1");
+    let row = client
+        .query_opt(&sql, &[&id])
+        .await?
+        .ok_or_else(|| PublishedError::NotFound(id.to_string()))?;
+    let lint: Value = client.query_one(LINT, &[&id]).await?.try_get("lint")?;
+    let files = client
+        .query(FILES, &[&id])
+        .await?
+        .iter()
+        .map(|r| {
+            let version: i32 = r.try_get("version")?;
+            let name: String = r.try_get("name")?;
+            Ok(FileView {
+                name: format!("V{version}__{name}.sql"),
+                version,
+                checksum: r.try_get("checksum")?,
+                no_transaction: r.try_get("no_transaction")?,
+                sql: r.try_get("sql")?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(SetView {
+        summary: summary(&row)?,
+        versions: files.iter().map(|f| f.version).collect(),
+        files,
+        lint,
+    })
+}
+
+/// The id an id or a label names, if that set exists.
+pub async fn find(pool: &Pool, id_or_label: &str) -> Result<Option<String>, PublishedError> {
+    const BY_ID: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1";
+    const BY_LABEL: &str =
+        "SELECT set_id AS id FROM control_plane.migration_set_labels WHERE label = $1";
+    let client = pool.get().await?;
+    let sql = if is_id(id_or_label) { BY_ID } else { BY_LABEL };
+    Ok(match client.query_opt(sql, &[&id_or_label]).await? {
+        Some(row) => Some(row.try_get("id")?),
+        None => None,
+    })
+}
+
+/// The most recently pushed set's id, if any set was pushed.
+pub async fn newest_id(pool: &Pool) -> Result<Option<String>, PublishedError> {
+    const NEWEST: &str = "SELECT id FROM control_plane.migration_sets \
+         ORDER BY created_at DESC, id LIMIT 1";
+    let client = pool.get().await?;
+    Ok(match client.query_opt(NEWEST, &[]).await? {
+        Some(row) => Some(row.try_get("id")?),
+        None => None,
+    })
+}
+
+/// The files of set `id`, checked against the id; `None` when there is no such set.
+pub async fn fetch(pool: &Pool, id: &str) -> Result<Option<MigrationSet>, PublishedError> {
+    const FILES: &str = "SELECT version, name, sql FROM control_plane.migration_set_files \
+         WHERE set_id = $1 ORDER BY version";
+    let client = pool.get().await?;
+    let rows = client.query(FILES, &[&id]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let files = rows
+        .iter()
+        .map(|r| {
+            let version: i32 = r.try_get("version")?;
+            let name: String = r.try_get("name")?;
+            Ok((format!("V{version}__{name}.sql"), r.try_get("sql")?))
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let set = MigrationSet::from_files(files)?.with_source(SetSource::Pushed);
+    if set.id() != id {
+        return Err(PublishedError::Corrupt(id.to_string()));
+    }
+    Ok(Some(set))
+}
+
+/// Deletes set `id`, refused while an unfinished wave runs it or a schedule names it.
+pub async fn delete(pool: &Pool, id: &str) -> Result<(), PublishedError> {
+    const LOCK: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR UPDATE";
+    const DELETE: &str = "DELETE FROM control_plane.migration_sets WHERE id = $1";
+    let waves = format!(
+        "SELECT id::text AS id FROM control_plane.waves WHERE plan->>'migration_set' = $1 \
+         AND plan->>'migration_source' = 'pushed' AND state IN {UNFINISHED} ORDER BY created_at"
+    );
+    const SCHEDULES: &str = "SELECT name FROM control_plane.schedules \
+         WHERE template->>'migration_set' = $1 OR template->>'migration_set' IN \
+           (SELECT label FROM control_plane.migration_set_labels WHERE set_id = $1) ORDER BY name";
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // Wave creation reads the set row FOR SHARE: no wave can start on it while this runs.
+    if tx.query_opt(LOCK, &[&id]).await?.is_none() {
+        return Err(PublishedError::NotFound(id.to_string()));
+    }
+    let names =
+        |rows: Vec<tokio_postgres::Row>, col: &str| -> Result<Vec<String>, PublishedError> {
+            Ok(rows
+                .iter()
+                .map(|r| r.try_get(col))
+                .collect::<Result<_, _>>()?)
+        };
+    let waves = names(tx.query(&waves, &[&id]).await?, "id")?;
+    let schedules = names(tx.query(SCHEDULES, &[&id]).await?, "name")?;
+    if !waves.is_empty() || !schedules.is_empty() {
+        return Err(PublishedError::InUse {
+            id: id.to_string(),
+            waves,
+            schedules,
+        });
+    }
+    tx.execute(DELETE, &[&id]).await?;
+    tx.commit().await?;
+    tracing::info!(set = %id, "migration set deleted");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(files: &[(&str, &str)], label: Option<&str>) -> PushRequest {
+        PushRequest {
+            label: label.map(str::to_string),
+            files: files
+                .iter()
+                .map(|(n, s)| PushedFile {
+                    name: n.to_string(),
+                    sql: s.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_name_refinery_would_skip_is_refused_naming_the_file() {
+        let err = validate(&req(
+            &[("V1__ok.sql", "select 1;"), ("V2__add-col.sql", "")],
+            None,
+        ))
+        .unwrap_err();
+
+        assert!(err.to_string().contains("V2__add-col.sql"), "{err}");
+    }
+
+    #[test]
+    fn labels_that_look_like_ids_or_latest_are_refused() {
+        let files = [("V1__a.sql", "select 1;")];
+
+        assert!(validate(&req(&files, Some("latest"))).is_err());
+        assert!(validate(&req(&files, Some(&"a".repeat(64)))).is_err());
+        assert!(validate(&req(&files, Some("-x"))).is_err());
+        assert!(validate(&req(&files, Some("release/1.2.3+abc"))).is_ok());
+    }
+
+    #[test]
+    fn an_empty_set_and_an_oversized_file_are_refused() {
+        let big = "x".repeat(MAX_FILE_BYTES + 1);
+
+        assert!(matches!(
+            validate(&req(&[], None)),
+            Err(PublishedError::Invalid { field: "files", .. })
+        ));
+        assert!(matches!(
+            validate(&req(&[("V1__big.sql", &big)], None)),
+            Err(PublishedError::FileTooLarge { .. })
+        ));
+    }
+}
