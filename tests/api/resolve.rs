@@ -341,7 +341,7 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
     // The listener's backend, identified by pid so a new connection is told from the old.
     let listeners = || async {
         db.query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN drover_tenant_changed%'",
             &[],
         )
         .await
