@@ -46,7 +46,7 @@ SELECT w.id,
        CASE WHEN g % 10 = 0 THEN 'api:cli:alice' ELSE 'drover' END,
        '{}'::jsonb,
        now() - make_interval(secs => ($1::int - g * 10))
-FROM generate_series(1, $3::int) g
+FROM generate_series(1, $2::int) g
 JOIN bench_waves w ON w.n = 1 + g % 100;
 SET session_replication_role = origin;
 ";
@@ -73,16 +73,13 @@ async fn main() {
     let (tenant_n, wave_n) = ((total * 9 / 10) as i32, (total / 10) as i32);
     // The statements take parameters, so run them one by one.
     for stmt in SEED.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
-        if stmt.contains("$3") {
-            client
-                .execute(stmt, &[&(total as i32), &tenant_n, &wave_n])
-                .await
-                .unwrap();
-        } else if stmt.contains("$2") {
-            client
-                .execute(stmt, &[&(total as i32), &tenant_n])
-                .await
-                .unwrap();
+        if stmt.contains("$2") {
+            let n = if stmt.contains("INTO control_plane.wave_events") {
+                wave_n
+            } else {
+                tenant_n
+            };
+            client.execute(stmt, &[&(total as i32), &n]).await.unwrap();
         } else {
             client.batch_execute(stmt).await.unwrap();
         }
