@@ -405,8 +405,18 @@ fn check_config(
             .map_or("not set".into(), |p| p.display().to_string())
     );
     println!(
-        "  provision_url             {}",
-        set(config.provision_url.is_some())
+        "  provision_servers         {}",
+        if config.provision.servers.is_empty() {
+            "not set".to_string()
+        } else {
+            config
+                .provision
+                .servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     println!(
         "  env_secret_prefix         {}",

@@ -46,19 +46,25 @@ pub enum TenantsCommand {
     /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --provision --wait
     Create {
         slug: String,
+        /// Default: the slug.
         #[arg(long)]
-        display_name: String,
+        display_name: Option<String>,
+        /// Required unless --provision (then: the provisioning server's host).
         #[arg(long)]
-        db_host: String,
-        #[arg(long, default_value_t = 5432)]
-        db_port: i32,
+        db_host: Option<String>,
+        /// Default 5432 (with --provision: the provisioning server's port).
         #[arg(long)]
-        db_name: String,
+        db_port: Option<i32>,
+        /// Required unless --provision (then: the provision_db_name template, t_<slug>).
         #[arg(long)]
-        db_user: String,
+        db_name: Option<String>,
+        /// Required unless --provision (then: the provision_db_user template, t_<slug>).
+        #[arg(long)]
+        db_user: Option<String>,
         /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
+        /// Required unless --provision (then: the provision_secret_ref template).
         #[arg(long)]
-        secret_ref: String,
+        secret_ref: Option<String>,
         /// libpq option for the DSN, e.g. sslmode=verify-full (repeatable).
         #[arg(long = "db-option")]
         db_options: Vec<String>,
@@ -68,6 +74,10 @@ pub enum TenantsCommand {
         /// Flag as a canary tenant for migration waves.
         #[arg(long)]
         canary: bool,
+        /// With --provision: this [[provision_servers]] entry instead of placement by
+        /// labels and load.
+        #[arg(long)]
+        server: Option<String>,
         /// Initial status: provisioning (default) or active.
         #[arg(long)]
         status: Option<String>,
@@ -275,6 +285,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             db_options,
             labels,
             canary,
+            server,
             status,
             billing_plan,
             contact_email,
@@ -283,17 +294,18 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
         } => {
             let body = NewTenant {
                 slug,
-                display_name,
-                db_name,
-                db_host,
+                display_name: display_name.unwrap_or_default(),
+                db_name: db_name.unwrap_or_default(),
+                db_host: db_host.unwrap_or_default(),
                 db_port,
-                db_user,
-                db_secret_ref: secret_ref,
+                db_user: db_user.unwrap_or_default(),
+                db_secret_ref: secret_ref.unwrap_or_default(),
                 db_options: labels_map(&db_options)?,
                 labels: labels_map(&labels)?,
                 canary,
                 status: parse_status(status)?,
                 provision,
+                server,
                 billing_plan,
                 contact_email,
                 app_version: None,

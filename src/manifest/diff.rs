@@ -288,13 +288,14 @@ spec:
 
     fn tenant(def: &Definition) -> Tenant {
         let d = def.declared();
+        let port = d.tenant.port();
         Tenant {
             id: uuid::Uuid::nil(),
             slug: d.tenant.slug,
             display_name: d.tenant.display_name,
             db_name: d.tenant.db_name,
             db_host: d.tenant.db_host,
-            db_port: d.tenant.db_port,
+            db_port: port,
             db_user: d.tenant.db_user,
             db_secret_ref: d.tenant.db_secret_ref,
             db_options: d.tenant.db_options,
@@ -310,6 +311,10 @@ spec:
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             deleted_at: None,
+            server: None,
+            provisioned_at: None,
+            provisioning_error: None,
+            limits: d.limits,
         }
     }
 

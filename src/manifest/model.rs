@@ -9,7 +9,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{
-    validate_db_options, validate_labels, Declared, NewTenant, RegistryError, Tenant, TenantStatus,
+    validate_db_options, validate_labels, Declared, NewTenant, RegistryError, Tenant, TenantLimits,
+    TenantStatus,
 };
 
 /// The only `apiVersion` this version understands.
@@ -75,6 +76,49 @@ pub struct Spec {
     /// Free flag for the application.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance_flag: bool,
+    /// The tenant's limits; absent: left as they are (set with `PUT …/limits`), `{}`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// `spec.limits`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest database size, MB (positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_db_size_mb: Option<i32>,
+    /// Most application users (positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_users: Option<i32>,
+    /// Attachment storage, GB (0 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attachments_gb: Option<i32>,
+    /// Free text, at most 1 KB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl Limits {
+    fn from_registry(l: &TenantLimits) -> Limits {
+        Limits {
+            max_db_size_mb: l.max_db_size_mb,
+            max_users: l.max_users,
+            max_attachments_gb: l.max_attachments_gb,
+            notes: l.notes.clone(),
+        }
+    }
+
+    /// The registry's limits.
+    pub fn to_registry(&self) -> TenantLimits {
+        TenantLimits {
+            max_db_size_mb: self.max_db_size_mb,
+            max_users: self.max_users,
+            max_attachments_gb: self.max_attachments_gb,
+            notes: self.notes.clone(),
+            updated_at: None,
+        }
+    }
 }
 
 /// `spec.database`.
@@ -184,6 +228,10 @@ fn path_of(api_field: &str) -> &'static [&'static str] {
         "contact_email" => &["spec", "contactEmail"],
         "app_version" => &["spec", "appVersion"],
         "maintenance_flag" => &["spec", "maintenanceFlag"],
+        "max_db_size_mb" => &["spec", "limits", "maxDbSizeMb"],
+        "max_users" => &["spec", "limits", "maxUsers"],
+        "max_attachments_gb" => &["spec", "limits", "maxAttachmentsGb"],
+        "notes" => &["spec", "limits", "notes"],
         _ => &[],
     }
 }
@@ -224,6 +272,11 @@ impl Definition {
                 contact_email: t.contact_email.clone(),
                 app_version: t.app_version.clone(),
                 maintenance_flag: t.maintenance_flag,
+                limits: t
+                    .limits
+                    .as_ref()
+                    .filter(|l| !l.is_empty())
+                    .map(Limits::from_registry),
             },
         }
     }
@@ -237,7 +290,7 @@ impl Definition {
                 display_name: m.display_name.clone(),
                 db_name: db.name.clone(),
                 db_host: db.host.clone(),
-                db_port: db.port,
+                db_port: Some(db.port),
                 db_user: db.user.clone(),
                 db_secret_ref: db.secret_ref.clone(),
                 db_options: db.options.clone(),
@@ -245,6 +298,7 @@ impl Definition {
                 canary: s.canary,
                 status: None,
                 provision: false,
+                server: None,
                 billing_plan: s.billing_plan.clone(),
                 contact_email: s.contact_email.clone(),
                 app_version: s.app_version.clone(),
@@ -252,6 +306,7 @@ impl Definition {
             },
             status: s.status,
             suspended_reason: s.suspended_reason.clone(),
+            limits: s.limits.as_ref().map(Limits::to_registry),
         }
     }
 
@@ -340,6 +395,21 @@ impl Definition {
             }
         }
         f.insert("maintenanceFlag".into(), s.maintenance_flag.to_string());
+        if let Some(l) = &s.limits {
+            let limits = [
+                ("limits.maxDbSizeMb", l.max_db_size_mb),
+                ("limits.maxUsers", l.max_users),
+                ("limits.maxAttachmentsGb", l.max_attachments_gb),
+            ];
+            for (k, v) in limits {
+                if let Some(v) = v {
+                    f.insert(k.into(), v.to_string());
+                }
+            }
+            if let Some(n) = &l.notes {
+                f.insert("limits.notes".into(), n.clone());
+            }
+        }
         f
     }
 
@@ -465,6 +535,10 @@ spec: {database: {host: db1, port: 5432, name: t_acme, user: t_acme,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             deleted_at: None,
+            server: None,
+            provisioned_at: None,
+            provisioning_error: None,
+            limits: None,
         };
         assert_eq!(Definition::from_tenant(&t), d);
     }
