@@ -12,6 +12,7 @@ mod lint;
 mod output;
 mod quickstart;
 mod schedules;
+mod servers;
 mod tenants;
 mod tokens;
 mod waves;
@@ -157,6 +158,15 @@ pub enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: tokens::TokensCommand,
+    },
+    /// Provisioning servers: tenants per server, capacity, reachability.
+    ///
+    /// Example: drover servers list
+    Servers {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: servers::ServersCommand,
     },
     /// Manage tenants through a running daemon.
     Tenants {
@@ -360,6 +370,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens { client, command } => {
             init_tracing(None);
             tokens::run(&client, command).await
+        }
+        Command::Servers { client, command } => {
+            init_tracing(None);
+            servers::run(&client, command).await
         }
     }
 }

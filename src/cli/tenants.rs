@@ -29,6 +29,9 @@ pub enum TenantsCommand {
         /// Substring of the display name (case-insensitive).
         #[arg(long)]
         search: Option<String>,
+        /// Tenants with this contact e-mail (case-insensitive, exact).
+        #[arg(long)]
+        email: Option<String>,
         /// Include soft-deleted tenants.
         #[arg(long)]
         include_deleted: bool,
@@ -75,9 +78,9 @@ pub enum TenantsCommand {
         #[arg(long)]
         canary: bool,
         /// With --provision: this [[provision_servers]] entry instead of placement by
-        /// labels and load.
-        #[arg(long)]
-        server: Option<String>,
+        /// labels and load (`--server` is the daemon's address).
+        #[arg(long = "provision-server")]
+        provision_server: Option<String>,
         /// Initial status: provisioning (default) or active.
         #[arg(long)]
         status: Option<String>,
@@ -195,16 +198,37 @@ fn print_tenants(output: Output, tenants: &[Tenant]) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 t.display_name.clone(),
+                provisioning_error(t),
             ]
         })
         .collect();
     table(
         &[
-            "SLUG", "STATUS", "VERSION", "DATABASE", "CANARY", "LABELS", "NAME",
+            "SLUG",
+            "STATUS",
+            "VERSION",
+            "DATABASE",
+            "CANARY",
+            "LABELS",
+            "NAME",
+            "PROVISIONING ERROR",
         ],
         &rows,
     );
     Ok(())
+}
+
+/// The last provisioning failure in one short cell: `step: message` (cut at 60 characters;
+/// `drover tenants get` shows it whole).
+fn provisioning_error(t: &Tenant) -> String {
+    let Some(e) = &t.provisioning_error else {
+        return String::new();
+    };
+    let retry = if e.retryable { " (retryable)" } else { "" };
+    let text = format!("{}: {}", e.step, e.message);
+    let cut: String = text.chars().take(60).collect();
+    let more = if cut.len() < text.len() { "…" } else { "" };
+    format!("{cut}{more}{retry}")
 }
 
 fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
@@ -235,6 +259,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             status,
             labels,
             search,
+            email,
             include_deleted,
             limit,
         } => {
@@ -250,6 +275,9 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 }
                 if let Some(q) = &search {
                     query.push(("q".into(), q.clone()));
+                }
+                if let Some(e) = &email {
+                    query.push(("email".into(), e.clone()));
                 }
                 if let Some(c) = &cursor {
                     query.push(("cursor".into(), c.clone()));
@@ -285,7 +313,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             db_options,
             labels,
             canary,
-            server,
+            provision_server,
             status,
             billing_plan,
             contact_email,
@@ -305,7 +333,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 canary,
                 status: parse_status(status)?,
                 provision,
-                server,
+                server: provision_server,
                 billing_plan,
                 contact_email,
                 app_version: None,

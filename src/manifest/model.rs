@@ -30,6 +30,25 @@ pub struct Definition {
     pub metadata: Metadata,
     /// Everything else.
     pub spec: Spec,
+    /// What drover observed (written by `drover export`, ignored when applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Observed>,
+}
+
+/// The top-level `status` of an exported definition: the tenant's server and its
+/// provisioning outcome. Read-only: apply and `PUT` ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Observed {
+    /// The provisioning server the tenant was placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// When provisioning finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last provisioning failure (cleared on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_error: Option<crate::registry::ProvisioningError>,
 }
 
 /// `metadata`.
@@ -278,6 +297,14 @@ impl Definition {
                     .filter(|l| !l.is_empty())
                     .map(Limits::from_registry),
             },
+            status: (t.server.is_some()
+                || t.provisioned_at.is_some()
+                || t.provisioning_error.is_some())
+            .then(|| Observed {
+                server: t.server.clone(),
+                provisioned_at: t.provisioned_at,
+                provisioning_error: t.provisioning_error.clone(),
+            }),
         }
     }
 
