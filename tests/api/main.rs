@@ -10,6 +10,7 @@ mod cli;
 mod control_schema;
 mod deploy;
 mod dry_run;
+mod lifecycle;
 mod lint;
 mod observability;
 mod openapi;
