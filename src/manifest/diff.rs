@@ -245,7 +245,11 @@ pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
 
 /// Field-level differences from `live` to `want`.
 pub fn diff(live: &Definition, want: &Definition) -> Vec<Change> {
-    let (a, b) = (live.fields(), want.fields());
+    let (mut a, b) = (live.fields(), want.fields());
+    // A definition without `limits` leaves them as they are: nothing to compare.
+    if want.spec.limits.is_none() {
+        a.retain(|k, _| !k.starts_with("limits."));
+    }
     let keys: BTreeMap<&String, ()> = a.keys().chain(b.keys()).map(|k| (k, ())).collect();
     keys.into_keys()
         .filter(|k| a.get(*k) != b.get(*k))
