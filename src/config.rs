@@ -11,7 +11,13 @@
 //! | `resolver_token_ref`      | `DROVER_RESOLVER_TOKEN_REF`      |                         |
 //! | `migrations_dir`          | `DROVER_MIGRATIONS_DIR`          | `./tenant-migrations`   |
 //! | `secrets_dir`             | `DROVER_SECRETS_DIR`             | (none)                  |
-//! | `provision_url`           | `DROVER_PROVISION_URL`           | (none)                  |
+//! | `provision_url`           | `DROVER_PROVISION_URL`           | (none: one server `default`) |
+//! | `[[provision_servers]]`   | —                                | (see `provision::servers`) |
+//! | `provision_db_name`       | `DROVER_PROVISION_DB_NAME`       | `t_{ident}`             |
+//! | `provision_db_user`       | `DROVER_PROVISION_DB_USER`       | `t_{ident}`             |
+//! | `provision_secret_ref`    | `DROVER_PROVISION_SECRET_REF`    | `file:tenants/{slug}`   |
+//! | `provision_retries`       | `DROVER_PROVISION_RETRIES`       | `5`                     |
+//! | `provision_retry_backoff` | `DROVER_PROVISION_RETRY_BACKOFF` | `2s`                    |
 //! | `instance_id`             | `DROVER_INSTANCE_ID`             | hostname-pid            |
 //! | `log_format`              | `DROVER_LOG_FORMAT`              | `pretty` (or `json`)    |
 //! | `log`                     | `DROVER_LOG`                     | `info` (tracing filter) |
@@ -66,6 +72,11 @@ const FILE_KEYS: &[&str] = &[
     "migrations_dir",
     "secrets_dir",
     "provision_url",
+    "provision_db_name",
+    "provision_db_user",
+    "provision_secret_ref",
+    "provision_retries",
+    "provision_retry_backoff",
     "instance_id",
     "log_format",
     "log",
@@ -124,8 +135,8 @@ pub struct Config {
     pub migrations_dir: PathBuf,
     /// Directory `file:` secret references are read under.
     pub secrets_dir: Option<PathBuf>,
-    /// Admin connection used to create tenant databases.
-    pub provision_url: Option<SecretString>,
+    /// Where and how tenant databases are created.
+    pub provision: ProvisionConfig,
     /// This replica's name in leases and events.
     pub instance_id: String,
     /// Log format.
@@ -172,6 +183,24 @@ pub struct EventsConfig {
     pub timeout: Duration,
     /// Event stream clients one replica serves at once.
     pub stream_max_clients: usize,
+}
+
+/// Provisioning: the servers and the names a tenant created from its slug gets.
+#[derive(Debug, Clone)]
+pub struct ProvisionConfig {
+    /// `[[provision_servers]]`, or `DROVER_PROVISION_URL` as `default`; empty: provisioning
+    /// is refused.
+    pub servers: Vec<crate::provision::Server>,
+    /// Template of `db_name` (`{slug}`, `{ident}` = slug with `-` → `_`).
+    pub db_name: String,
+    /// Template of `db_user`.
+    pub db_user: String,
+    /// Template of `db_secret_ref`.
+    pub secret_ref: String,
+    /// Automatic retries of a retryable failure (0: none).
+    pub retries: u32,
+    /// First retry delay; doubles per retry, capped at 5 minutes.
+    pub retry_backoff: Duration,
 }
 
 /// How this replica works on migration waves.
@@ -259,8 +288,9 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let mut raw = BTreeMap::new();
+        let mut servers = None;
         if let Some(path) = file {
-            read_file(path, &mut raw)?;
+            servers = read_file(path, &mut raw)?;
         }
         for key in FILE_KEYS.iter().chain(ENV_ONLY_KEYS) {
             let name = env_name(key);
@@ -271,6 +301,7 @@ impl Config {
         }
         let mut b = Builder {
             raw,
+            servers,
             problems: Vec::new(),
         };
         let config = b.build();
@@ -313,7 +344,11 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+/// Reads the file's plain keys into `raw`; returns its `[[provision_servers]]`, if any.
+fn read_file(
+    path: &Path,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<Option<(toml::Value, String)>, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one(&shown, format!("cannot read config file: {e}")))?;
@@ -329,8 +364,13 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
         )
     })?;
     let mut problems = Vec::new();
+    let mut servers = None;
     for (key, value) in table {
         let origin = format!("{key} ({shown})");
+        if key == "provision_servers" {
+            servers = Some((value, shown.clone()));
+            continue;
+        }
         let Some(known) = FILE_KEYS.iter().find(|k| **k == key) else {
             let hint = if ENV_ONLY_KEYS.contains(&key.as_str()) {
                 format!(
@@ -360,7 +400,7 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
         raw.insert(known, Raw { value, origin });
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(servers)
     } else {
         Err(ConfigError { problems })
     }
@@ -368,6 +408,8 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
 
 struct Builder {
     raw: BTreeMap<&'static str, Raw>,
+    /// The file's `provision_servers` value and the file's name.
+    servers: Option<(toml::Value, String)>,
     problems: Vec<ConfigProblem>,
 }
 
@@ -394,7 +436,9 @@ impl Builder {
             ),
             own_files,
         );
+        let provision = self.provision(&ref_scope);
         Config {
+            provision,
             ref_scope,
             database_url: self
                 .take("database_url")
@@ -410,9 +454,6 @@ impl Builder {
                     .map_or_else(|| "./tenant-migrations".into(), |r| r.value),
             ),
             secrets_dir,
-            provision_url: self
-                .take("provision_url")
-                .map(|r| SecretString::from(r.value)),
             instance_id: self
                 .take("instance_id")
                 .map_or_else(default_instance_id, |r| r.value),
@@ -487,6 +528,96 @@ impl Builder {
                 lock_wait: self.parsed("lock_wait", "10s", parse_duration),
                 retry_backoff: self.parsed("retry_backoff", "1s", parse_duration),
             },
+        }
+    }
+
+    fn provision(&mut self, scope: &secrets::RefScope) -> ProvisionConfig {
+        use crate::provision::servers;
+        let url = self.take("provision_url");
+        let mut list = Vec::new();
+        match (url, self.servers.take()) {
+            (Some(u), Some((_, file))) => self.problems.push(ConfigProblem {
+                key: u.origin,
+                message: format!(
+                    "set either DROVER_PROVISION_URL or [[provision_servers]] (in {file}), not both"
+                ),
+            }),
+            (Some(u), None) => {
+                match servers::default_server(&SecretString::from(u.value), &u.origin) {
+                    Ok(s) => list.push(s),
+                    Err(p) => self.problems.push(p),
+                }
+            }
+            (None, Some((value, file))) => {
+                let (found, problems) = servers::parse_servers(&value, &file);
+                list = found;
+                self.problems.extend(problems);
+            }
+            (None, None) => {}
+        }
+        let db_name = self.template("provision_db_name", "t_{ident}", |v| {
+            crate::registry::DbIdent::parse("db_name", v)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        let db_user = self.template("provision_db_user", "t_{ident}", |v| {
+            crate::registry::DbIdent::parse("db_user", v)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        let secret_ref = self.template("provision_secret_ref", "file:tenants/{slug}", |v| {
+            let r: SecretRef = v
+                .parse()
+                .map_err(|e: secrets::SecretRefError| e.to_string())?;
+            scope.check(&r).map_err(|e| e.to_string())
+        });
+        ProvisionConfig {
+            servers: list,
+            db_name,
+            db_user,
+            secret_ref,
+            retries: self.parsed("provision_retries", "5", |v| match v.parse::<u32>() {
+                Ok(n) if n <= 100 => Ok(n),
+                _ => Err("expected an integer between 0 and 100".into()),
+            }),
+            retry_backoff: self.parsed("provision_retry_backoff", "2s", |v| {
+                match parse_duration(v) {
+                    Ok(d) if d >= Duration::from_millis(10) => Ok(d),
+                    Ok(_) => Err("must be at least 10ms".into()),
+                    Err(e) => Err(e),
+                }
+            }),
+        }
+    }
+
+    /// A name template: it must name the tenant (`{slug}` or `{ident}`), and what it makes
+    /// of a short slug must pass `check`.
+    fn template(
+        &mut self,
+        key: &str,
+        default: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> String {
+        let Some(r) = self.take(key) else {
+            return default.to_string();
+        };
+        let sample = crate::provision::servers::render(&r.value, "acme-1");
+        let problem = if !(r.value.contains("{slug}") || r.value.contains("{ident}")) {
+            Some("must contain {slug} or {ident}, or every tenant would get the same name".into())
+        } else {
+            check(&sample)
+                .err()
+                .map(|e| format!("for slug acme-1 it gives {sample:?}: {e}"))
+        };
+        match problem {
+            Some(message) => {
+                self.problems.push(ConfigProblem {
+                    key: r.origin,
+                    message,
+                });
+                default.to_string()
+            }
+            None => r.value,
         }
     }
 

@@ -53,6 +53,11 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("POST", "/v1/tenants/{slug}/resume", OPERATOR),
     ("POST", "/v1/tenants/{slug}/provision", ADMIN),
     ("GET", "/v1/tenants/{slug}/events", VIEWER),
+    // Limits are commercial settings: reading them is viewing, setting them is admin's.
+    ("GET", "/v1/tenants/{slug}/limits", VIEWER),
+    ("PUT", "/v1/tenants/{slug}/limits", ADMIN),
+    // Servers: names, hosts, labels and counts; never the admin URL.
+    ("GET", "/v1/servers", VIEWER),
     ("GET", "/v1/registry/health", VIEWER),
     // Waves (real and dry-run) and schedules: operators act, viewers read.
     ("GET", "/v1/waves", VIEWER),

@@ -193,6 +193,16 @@ async fn step(api: &ApiClient, item: &Item, provision: bool) -> anyhow::Result<&
         Action::Create if provision => {
             let body = definition()?.provision_request();
             let t: Tenant = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+            // POST takes no limits; the declared ones follow right after.
+            if let Some(limits) = &definition()?.spec.limits {
+                let _: crate::registry::TenantLimits = api
+                    .call(
+                        Method::PUT,
+                        &format!("{path}/limits"),
+                        Some(&limits.to_registry()),
+                    )
+                    .await?;
+            }
             Ok(if t.status == TenantStatus::Provisioning {
                 "provisioning"
             } else {

@@ -13,6 +13,7 @@ mod lint;
 mod output;
 mod quickstart;
 mod schedules;
+mod servers;
 mod sets;
 mod tenants;
 mod tokens;
@@ -176,6 +177,15 @@ pub enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: tokens::TokensCommand,
+    },
+    /// Provisioning servers: tenants per server, capacity, reachability.
+    ///
+    /// Example: drover servers list
+    Servers {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: servers::ServersCommand,
     },
     /// Manage tenants through a running daemon.
     Tenants {
@@ -438,6 +448,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(None);
             tokens::run(&client, command).await
         }
+        Command::Servers { client, command } => {
+            init_tracing(None);
+            servers::run(&client, command).await
+        }
     }
 }
 
@@ -482,8 +496,18 @@ fn check_config(
             .map_or("not set".into(), |p| p.display().to_string())
     );
     println!(
-        "  provision_url             {}",
-        set(config.provision_url.is_some())
+        "  provision_servers         {}",
+        if config.provision.servers.is_empty() {
+            "not set".to_string()
+        } else {
+            config
+                .provision
+                .servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     println!(
         "  env_secret_prefix         {}",

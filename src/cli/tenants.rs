@@ -29,6 +29,9 @@ pub enum TenantsCommand {
         /// Substring of the display name (case-insensitive).
         #[arg(long)]
         search: Option<String>,
+        /// Tenants with this contact e-mail (case-insensitive, exact).
+        #[arg(long)]
+        email: Option<String>,
         /// Include soft-deleted tenants.
         #[arg(long)]
         include_deleted: bool,
@@ -46,19 +49,25 @@ pub enum TenantsCommand {
     /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --provision --wait
     Create {
         slug: String,
+        /// Default: the slug.
         #[arg(long)]
-        display_name: String,
+        display_name: Option<String>,
+        /// Required unless --provision (then: the provisioning server's host).
         #[arg(long)]
-        db_host: String,
-        #[arg(long, default_value_t = 5432)]
-        db_port: i32,
+        db_host: Option<String>,
+        /// Default 5432 (with --provision: the provisioning server's port).
         #[arg(long)]
-        db_name: String,
+        db_port: Option<i32>,
+        /// Required unless --provision (then: the provision_db_name template, t_<slug>).
         #[arg(long)]
-        db_user: String,
+        db_name: Option<String>,
+        /// Required unless --provision (then: the provision_db_user template, t_<slug>).
+        #[arg(long)]
+        db_user: Option<String>,
         /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
+        /// Required unless --provision (then: the provision_secret_ref template).
         #[arg(long)]
-        secret_ref: String,
+        secret_ref: Option<String>,
         /// libpq option for the DSN, e.g. sslmode=verify-full (repeatable).
         #[arg(long = "db-option")]
         db_options: Vec<String>,
@@ -68,6 +77,10 @@ pub enum TenantsCommand {
         /// Flag as a canary tenant for migration waves.
         #[arg(long)]
         canary: bool,
+        /// With --provision: this [[provision_servers]] entry instead of placement by
+        /// labels and load (`--server` is the daemon's address).
+        #[arg(long = "provision-server")]
+        provision_server: Option<String>,
         /// Initial status: provisioning (default) or active.
         #[arg(long)]
         status: Option<String>,
@@ -185,16 +198,37 @@ fn print_tenants(output: Output, tenants: &[Tenant]) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 t.display_name.clone(),
+                provisioning_error(t),
             ]
         })
         .collect();
     table(
         &[
-            "SLUG", "STATUS", "VERSION", "DATABASE", "CANARY", "LABELS", "NAME",
+            "SLUG",
+            "STATUS",
+            "VERSION",
+            "DATABASE",
+            "CANARY",
+            "LABELS",
+            "NAME",
+            "PROVISIONING ERROR",
         ],
         &rows,
     );
     Ok(())
+}
+
+/// The last provisioning failure in one short cell: `step: message` (cut at 60 characters;
+/// `drover tenants get` shows it whole).
+fn provisioning_error(t: &Tenant) -> String {
+    let Some(e) = &t.provisioning_error else {
+        return String::new();
+    };
+    let retry = if e.retryable { " (retryable)" } else { "" };
+    let text = format!("{}: {}", e.step, e.message);
+    let cut: String = text.chars().take(60).collect();
+    let more = if cut.len() < text.len() { "…" } else { "" };
+    format!("{cut}{more}{retry}")
 }
 
 fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
@@ -225,6 +259,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             status,
             labels,
             search,
+            email,
             include_deleted,
             limit,
         } => {
@@ -240,6 +275,9 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
                 }
                 if let Some(q) = &search {
                     query.push(("q".into(), q.clone()));
+                }
+                if let Some(e) = &email {
+                    query.push(("email".into(), e.clone()));
                 }
                 if let Some(c) = &cursor {
                     query.push(("cursor".into(), c.clone()));
@@ -275,6 +313,7 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             db_options,
             labels,
             canary,
+            provision_server,
             status,
             billing_plan,
             contact_email,
@@ -283,17 +322,18 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
         } => {
             let body = NewTenant {
                 slug,
-                display_name,
-                db_name,
-                db_host,
+                display_name: display_name.unwrap_or_default(),
+                db_name: db_name.unwrap_or_default(),
+                db_host: db_host.unwrap_or_default(),
                 db_port,
-                db_user,
-                db_secret_ref: secret_ref,
+                db_user: db_user.unwrap_or_default(),
+                db_secret_ref: secret_ref.unwrap_or_default(),
                 db_options: labels_map(&db_options)?,
                 labels: labels_map(&labels)?,
                 canary,
                 status: parse_status(status)?,
                 provision,
+                server: provision_server,
                 billing_plan,
                 contact_email,
                 app_version: None,

@@ -340,6 +340,18 @@ impl ApiError {
                 ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_available", e.to_string())
             }
             P::Busy => ApiError::new(StatusCode::CONFLICT, "provisioning_busy", e.to_string()),
+            P::NoServer { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_provisioning_server",
+                e.to_string(),
+            ),
+            P::UnknownServer { .. } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                message: format!("server: {e}"),
+                field: Some("server"),
+                extra: None,
+            },
             P::Foreign { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", e.to_string()),
             P::NothingToDrop { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "nothing_to_drop", e.to_string())

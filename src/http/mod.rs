@@ -45,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{slug}/resume", post(tenants::resume))
         .route("/tenants/{slug}/provision", post(tenants::provision))
         .route("/tenants/{slug}/events", get(tenants::events))
+        .route(
+            "/tenants/{slug}/limits",
+            get(tenants::limits).put(tenants::set_limits),
+        )
+        .route("/servers", get(tenants::servers))
         .route("/registry/health", get(health::registry_health))
         .route("/waves", get(waves::list).post(waves::create))
         .route("/waves/{id}", get(waves::get))

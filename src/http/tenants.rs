@@ -7,9 +7,11 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
-use crate::registry::{Event, ListFilter, NewTenant, Page, Tenant, TenantPatch, TenantStatus};
+use crate::registry::{
+    Event, ListFilter, NewTenant, Page, Tenant, TenantLimits, TenantPatch, TenantStatus,
+};
 
-/// `GET /v1/tenants?status=&label=k=v&q=&limit=&cursor=&include_deleted=`.
+/// `GET /v1/tenants?status=&label=k=v&q=&email=&limit=&cursor=&include_deleted=`.
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(f): ApiQuery<ListFilter>,
@@ -39,11 +41,7 @@ pub async fn create(
             Json(s.registry.create(&body, &actor).await?),
         ));
     }
-    body.validate()?;
-    s.provisioner
-        .check_request(&body.db_secret_ref, None)
-        .await?;
-    let tenant = s.registry.create(&body, &actor).await?;
+    let tenant = s.provisioner.create(&body, &actor).await?;
     let job = s.provisioner.start(tenant.clone());
     if q.wait {
         return Ok((StatusCode::CREATED, Json(finished(job).await?)));
@@ -73,6 +71,7 @@ pub async fn provision(
             ),
         ));
     }
+    s.provisioner.server_for(&tenant)?;
     s.provisioner
         .check_request(&tenant.db_secret_ref, Some(tenant.id))
         .await?;
@@ -195,4 +194,35 @@ pub async fn events(
             .events(&slug, q.limit.unwrap_or(50), before)
             .await?,
     ))
+}
+
+/// `GET /v1/tenants/{slug}/limits`: every field `null` when none are set.
+pub async fn limits(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<TenantLimits>, ApiError> {
+    Ok(Json(s.registry.limits(&slug).await?))
+}
+
+/// `PUT /v1/tenants/{slug}/limits`: replaces them; an `updated` event when they change.
+pub async fn set_limits(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<TenantLimits>,
+) -> Result<Json<TenantLimits>, ApiError> {
+    Ok(Json(s.registry.set_limits(&slug, &body, &actor).await?))
+}
+
+/// Body of `GET /v1/servers`.
+#[derive(serde::Serialize)]
+pub struct ServerList {
+    items: Vec<crate::provision::ServerReport>,
+}
+
+/// `GET /v1/servers`: the provisioning servers, their tenants, capacity and reachability.
+pub async fn servers(State(s): State<AppState>) -> Result<Json<ServerList>, ApiError> {
+    Ok(Json(ServerList {
+        items: s.provisioner.report().await?,
+    }))
 }

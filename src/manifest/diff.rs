@@ -245,7 +245,11 @@ pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
 
 /// Field-level differences from `live` to `want`.
 pub fn diff(live: &Definition, want: &Definition) -> Vec<Change> {
-    let (a, b) = (live.fields(), want.fields());
+    let (mut a, b) = (live.fields(), want.fields());
+    // A definition without `limits` leaves them as they are: nothing to compare.
+    if want.spec.limits.is_none() {
+        a.retain(|k, _| !k.starts_with("limits."));
+    }
     let keys: BTreeMap<&String, ()> = a.keys().chain(b.keys()).map(|k| (k, ())).collect();
     keys.into_keys()
         .filter(|k| a.get(*k) != b.get(*k))
@@ -288,13 +292,14 @@ spec:
 
     fn tenant(def: &Definition) -> Tenant {
         let d = def.declared();
+        let port = d.tenant.port();
         Tenant {
             id: uuid::Uuid::nil(),
             slug: d.tenant.slug,
             display_name: d.tenant.display_name,
             db_name: d.tenant.db_name,
             db_host: d.tenant.db_host,
-            db_port: d.tenant.db_port,
+            db_port: port,
             db_user: d.tenant.db_user,
             db_secret_ref: d.tenant.db_secret_ref,
             db_options: d.tenant.db_options,
@@ -310,6 +315,10 @@ spec:
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             deleted_at: None,
+            server: None,
+            provisioned_at: None,
+            provisioning_error: None,
+            limits: d.limits,
         }
     }
 

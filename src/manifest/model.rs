@@ -9,7 +9,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{
-    validate_db_options, validate_labels, Declared, NewTenant, RegistryError, Tenant, TenantStatus,
+    validate_db_options, validate_labels, Declared, NewTenant, RegistryError, Tenant, TenantLimits,
+    TenantStatus,
 };
 
 /// The only `apiVersion` this version understands.
@@ -29,6 +30,25 @@ pub struct Definition {
     pub metadata: Metadata,
     /// Everything else.
     pub spec: Spec,
+    /// What drover observed (written by `drover export`, ignored when applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Observed>,
+}
+
+/// The top-level `status` of an exported definition: the tenant's server and its
+/// provisioning outcome. Read-only: apply and `PUT` ignore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Observed {
+    /// The provisioning server the tenant was placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// When provisioning finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last provisioning failure (cleared on success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_error: Option<crate::registry::ProvisioningError>,
 }
 
 /// `metadata`.
@@ -75,6 +95,49 @@ pub struct Spec {
     /// Free flag for the application.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance_flag: bool,
+    /// The tenant's limits; absent: left as they are (set with `PUT …/limits`), `{}`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// `spec.limits`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest database size, MB (positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_db_size_mb: Option<i32>,
+    /// Most application users (positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_users: Option<i32>,
+    /// Attachment storage, GB (0 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attachments_gb: Option<i32>,
+    /// Free text, at most 1 KB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl Limits {
+    fn from_registry(l: &TenantLimits) -> Limits {
+        Limits {
+            max_db_size_mb: l.max_db_size_mb,
+            max_users: l.max_users,
+            max_attachments_gb: l.max_attachments_gb,
+            notes: l.notes.clone(),
+        }
+    }
+
+    /// The registry's limits.
+    pub fn to_registry(&self) -> TenantLimits {
+        TenantLimits {
+            max_db_size_mb: self.max_db_size_mb,
+            max_users: self.max_users,
+            max_attachments_gb: self.max_attachments_gb,
+            notes: self.notes.clone(),
+            updated_at: None,
+        }
+    }
 }
 
 /// `spec.database`.
@@ -184,6 +247,10 @@ fn path_of(api_field: &str) -> &'static [&'static str] {
         "contact_email" => &["spec", "contactEmail"],
         "app_version" => &["spec", "appVersion"],
         "maintenance_flag" => &["spec", "maintenanceFlag"],
+        "max_db_size_mb" => &["spec", "limits", "maxDbSizeMb"],
+        "max_users" => &["spec", "limits", "maxUsers"],
+        "max_attachments_gb" => &["spec", "limits", "maxAttachmentsGb"],
+        "notes" => &["spec", "limits", "notes"],
         _ => &[],
     }
 }
@@ -224,7 +291,20 @@ impl Definition {
                 contact_email: t.contact_email.clone(),
                 app_version: t.app_version.clone(),
                 maintenance_flag: t.maintenance_flag,
+                limits: t
+                    .limits
+                    .as_ref()
+                    .filter(|l| !l.is_empty())
+                    .map(Limits::from_registry),
             },
+            status: (t.server.is_some()
+                || t.provisioned_at.is_some()
+                || t.provisioning_error.is_some())
+            .then(|| Observed {
+                server: t.server.clone(),
+                provisioned_at: t.provisioned_at,
+                provisioning_error: t.provisioning_error.clone(),
+            }),
         }
     }
 
@@ -237,7 +317,7 @@ impl Definition {
                 display_name: m.display_name.clone(),
                 db_name: db.name.clone(),
                 db_host: db.host.clone(),
-                db_port: db.port,
+                db_port: Some(db.port),
                 db_user: db.user.clone(),
                 db_secret_ref: db.secret_ref.clone(),
                 db_options: db.options.clone(),
@@ -245,6 +325,7 @@ impl Definition {
                 canary: s.canary,
                 status: None,
                 provision: false,
+                server: None,
                 billing_plan: s.billing_plan.clone(),
                 contact_email: s.contact_email.clone(),
                 app_version: s.app_version.clone(),
@@ -252,6 +333,7 @@ impl Definition {
             },
             status: s.status,
             suspended_reason: s.suspended_reason.clone(),
+            limits: s.limits.as_ref().map(Limits::to_registry),
         }
     }
 
@@ -340,6 +422,21 @@ impl Definition {
             }
         }
         f.insert("maintenanceFlag".into(), s.maintenance_flag.to_string());
+        if let Some(l) = &s.limits {
+            let limits = [
+                ("limits.maxDbSizeMb", l.max_db_size_mb),
+                ("limits.maxUsers", l.max_users),
+                ("limits.maxAttachmentsGb", l.max_attachments_gb),
+            ];
+            for (k, v) in limits {
+                if let Some(v) = v {
+                    f.insert(k.into(), v.to_string());
+                }
+            }
+            if let Some(n) = &l.notes {
+                f.insert("limits.notes".into(), n.clone());
+            }
+        }
         f
     }
 
@@ -465,6 +562,10 @@ spec: {database: {host: db1, port: 5432, name: t_acme, user: t_acme,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             deleted_at: None,
+            server: None,
+            provisioned_at: None,
+            provisioning_error: None,
+            limits: None,
         };
         assert_eq!(Definition::from_tenant(&t), d);
     }

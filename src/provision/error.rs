@@ -9,9 +9,25 @@ use crate::secrets::SecretError;
 /// `deleting`) and an `error` event names [`ProvisionError::step`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    /// `DROVER_PROVISION_URL` is not set.
-    #[error("provisioning is not configured: set DROVER_PROVISION_URL to a role with CREATEDB and CREATEROLE")]
+    /// Neither `DROVER_PROVISION_URL` nor `[[provision_servers]]` is set.
+    #[error("provisioning is not configured: set DROVER_PROVISION_URL (or [[provision_servers]] in the config file) to a role with CREATEDB and CREATEROLE")]
     NotConfigured,
+    /// No provisioning server fits the tenant's labels and has room.
+    #[error("no provisioning server takes a tenant with labels {{{labels}}}: servers (name [labels] tenants/max): {servers}")]
+    NoServer {
+        /// The tenant's labels, `k=v,…`.
+        labels: String,
+        /// Every server with its labels, load and capacity.
+        servers: String,
+    },
+    /// The tenant names (or recorded) a server that is not configured.
+    #[error("no provisioning server named {name:?} is configured (configured: {configured})")]
+    UnknownServer {
+        /// The name asked for.
+        name: String,
+        /// The configured names.
+        configured: String,
+    },
     /// The configuration cannot work (bad URL, no randomness source).
     #[error("provisioning: {0}")]
     Config(String),
@@ -27,8 +43,13 @@ pub enum ProvisionError {
     #[error("the tenant is being provisioned or deprovisioned by another runner right now")]
     Busy,
     /// The admin connection could not be opened.
-    #[error("cannot connect with DROVER_PROVISION_URL: {0}")]
-    Admin(String),
+    #[error("cannot connect to provisioning server {server:?}: {message}")]
+    Admin {
+        /// The server's name.
+        server: String,
+        /// Why (never the URL).
+        message: String,
+    },
     /// A statement on the admin connection failed.
     #[error("{step}: {message}")]
     Sql {
@@ -48,8 +69,10 @@ pub enum ProvisionError {
         name: String,
     },
     /// `drop_database=true` found neither the database nor the role on the admin server.
-    #[error("neither database {database:?} nor role {role:?} exists on the server of DROVER_PROVISION_URL; nothing to drop there (the tenant may live on another server): delete it without drop_database")]
+    #[error("neither database {database:?} nor role {role:?} exists on provisioning server {server:?}; nothing to drop there (the tenant may live on another server): delete it without drop_database")]
     NothingToDrop {
+        /// The provisioning server looked at.
+        server: String,
         /// The database name.
         database: String,
         /// The role name.
@@ -97,9 +120,10 @@ impl ProvisionError {
     pub fn step(&self) -> &'static str {
         match self {
             ProvisionError::NotConfigured | ProvisionError::Config(_) => "config",
+            ProvisionError::NoServer { .. } | ProvisionError::UnknownServer { .. } => "place",
             ProvisionError::Invalid { .. } | ProvisionError::Lookup(_) => "validate",
             ProvisionError::Busy => "lock",
-            ProvisionError::Admin(_) => "connect",
+            ProvisionError::Admin { .. } => "connect",
             ProvisionError::Sql { step, .. } => step,
             ProvisionError::Foreign { what: "role", .. } => "role",
             ProvisionError::Foreign { .. } | ProvisionError::NothingToDrop { .. } => "database",
@@ -113,7 +137,7 @@ impl ProvisionError {
     /// Whether running the job again later, unchanged, may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProvisionError::Busy | ProvisionError::Admin(_) | ProvisionError::Cancelled => true,
+            ProvisionError::Busy | ProvisionError::Admin { .. } | ProvisionError::Cancelled => true,
             ProvisionError::Registry(_) => true,
             ProvisionError::Sql { retryable, .. } => *retryable,
             ProvisionError::Secret(e) => e.is_retryable(),
@@ -124,7 +148,15 @@ impl ProvisionError {
             | ProvisionError::Invalid { .. }
             | ProvisionError::Foreign { .. }
             | ProvisionError::NothingToDrop { .. }
+            | ProvisionError::NoServer { .. }
+            | ProvisionError::UnknownServer { .. }
             | ProvisionError::Migrations(_) => false,
         }
+    }
+}
+
+impl From<RegistryError> for ProvisionError {
+    fn from(e: RegistryError) -> Self {
+        ProvisionError::invalid(e)
     }
 }

@@ -15,10 +15,20 @@
 //!   │        └ reuse the password already behind the ref, else generate and write it
 //!   └ pg_try_advisory_lock on the admin connection: one runner per tenant, all replicas
 //!
-//!  any step fails ──► `provisioning_failed` event {operation, step, error, retryable}; the tenant stays
-//!                     `provisioning` (the registry health report flags it when stuck);
-//!                     the retry endpoint runs every step again, reusing what is ours.
+//!  any step fails ──► `provisioning_failed` event {operation, step, error, retryable} and the tenant's
+//!                     `provisioning_error` (one transaction); the tenant stays
+//!                     `provisioning`. A retryable failure (server unreachable, too many
+//!                     connections) is tried again by the job itself, `provision_retries`
+//!                     times with doubling delays from `provision_retry_backoff`; a
+//!                     permanent one waits for the retry endpoint, which runs every step
+//!                     again, reusing what is ours. Success sets `provisioned_at` and
+//!                     clears `provisioning_error`.
 //! ```
+//!
+//! Where: a tenant is placed on one of the provisioning servers ([`servers`]) when it is
+//! created, and the server is recorded on it (`server`); retries and deprovisioning use
+//! that recorded server. A tenant created from its slug alone gets its names from the
+//! `provision_*` templates and its host and port from the server ([`Provisioner::create`]).
 //!
 //! Deprovisioning (`DELETE /v1/tenants/{slug}?drop_database=true`) runs in the request:
 //! check ownership → `deleting` → drop database (FORCE) and role → remove the secret →
@@ -30,9 +40,13 @@
 
 mod admin;
 mod error;
+mod report;
+pub mod servers;
 
 pub use admin::marker;
 pub use error::ProvisionError;
+pub use report::ServerReport;
+pub use servers::Server;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,10 +62,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::migrate::{tenant, Catalog, MigrateError, RunLimits};
-use crate::registry::{Actor, DbIdent, Registry, Tenant, TenantStatus};
+use crate::registry::{
+    Actor, DbIdent, NewTenant, ProvisioningError, Registry, Slug, Tenant, TenantStatus,
+};
 use crate::resolve::{Connector, TenantDb};
 use crate::secrets::{SecretError, SecretRef, SecretStore};
-use crate::tls::PgTarget;
 
 /// Provisioning jobs one replica runs at once: CREATE DATABASE copies a template and
 /// checkpoints, so a burst of 50 creates would stall the server for everyone else.
@@ -66,7 +81,10 @@ pub type JobResult = Result<Tenant, Arc<ProvisionError>>;
 
 /// Creates and drops tenant databases. One per replica, in `AppState`.
 pub struct Provisioner {
-    admin: Option<PgTarget>,
+    servers: Vec<Server>,
+    templates: Templates,
+    retries: u32,
+    retry_backoff: Duration,
     default_ca: Option<PathBuf>,
     secrets: SecretStore,
     registry: Registry,
@@ -81,6 +99,16 @@ pub struct Provisioner {
     running: Mutex<HashMap<Uuid, watch::Receiver<Option<JobResult>>>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
+
+/// The name templates of a tenant created from its slug.
+struct Templates {
+    db_name: String,
+    db_user: String,
+    secret_ref: String,
+}
+
+/// Longest retry delay, however many retries are configured.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// What [`Provisioner::new`] needs from the application.
 pub struct Parts {
@@ -101,22 +129,23 @@ pub struct Parts {
 }
 
 impl Provisioner {
-    /// A provisioner; without `provision_url` it refuses every request with a clear error.
+    /// A provisioner; without servers it refuses every request with a clear error.
     pub fn new(p: Parts) -> Result<Self, ProvisionError> {
-        let admin = match &p.config.provision_url {
-            None => None,
-            Some(url) => Some(
-                crate::db::parse_url(url, "DROVER_PROVISION_URL")
-                    .map_err(|e| ProvisionError::Config(e.to_string()))?,
-            ),
-        };
+        let c = &p.config.provision;
         let actor = Actor::new(&format!(
             "drover:{}",
             p.config.instance_id.chars().take(90).collect::<String>()
         ))
         .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Provisioner {
-            admin,
+            servers: c.servers.clone(),
+            templates: Templates {
+                db_name: c.db_name.clone(),
+                db_user: c.db_user.clone(),
+                secret_ref: c.secret_ref.clone(),
+            },
+            retries: c.retries,
+            retry_backoff: c.retry_backoff,
             default_ca: p.config.ca_file.clone(),
             secrets: p.secrets,
             registry: p.registry,
@@ -133,9 +162,130 @@ impl Provisioner {
         })
     }
 
-    /// Whether `DROVER_PROVISION_URL` is configured.
+    /// Whether any provisioning server is configured.
     pub fn available(&self) -> bool {
-        self.admin.is_some()
+        !self.servers.is_empty()
+    }
+
+    /// The configured servers, in configuration order.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+
+    /// `POST /v1/tenants` with `provision: true`: fills what the request leaves out (display
+    /// name, database and role names, secret reference from the templates; host and port
+    /// from the server), places the tenant on a server and registers it in `provisioning`.
+    /// Explicit fields win. Nothing is written when any check fails.
+    pub async fn create(
+        &self,
+        request: &NewTenant,
+        actor: &Actor,
+    ) -> Result<Tenant, ProvisionError> {
+        if !self.available() {
+            return Err(ProvisionError::NotConfigured);
+        }
+        let slug = Slug::for_lookup(&request.slug)?;
+        let mut new = request.clone();
+        new.fill_display_name();
+        self.fill_names(&mut new, &slug)?;
+        if let Some(name) = &new.server {
+            self.named(name)?;
+        }
+        self.check_request(&new.db_secret_ref, None).await?;
+        self.registry
+            .create_placed(actor, |loads| {
+                let server = match &new.server {
+                    Some(name) => {
+                        let s = self.named(name)?;
+                        let load = loads.get(&s.name).copied().unwrap_or(0);
+                        if !s.has_room(load) {
+                            return Err(ProvisionError::NoServer {
+                                labels: format!("server={name}"),
+                                servers: format!(
+                                    "{name} is full ({load} of {} tenants)",
+                                    s.max_tenants.unwrap_or_default()
+                                ),
+                            });
+                        }
+                        s
+                    }
+                    None => servers::place(&self.servers, &new.labels, loads)?,
+                };
+                Ok(on_server(new, server))
+            })
+            .await
+    }
+
+    /// Database, role and secret reference from the templates, where not given.
+    fn fill_names(&self, new: &mut NewTenant, slug: &Slug) -> Result<(), ProvisionError> {
+        let derive = |field: &'static str, template: &str| {
+            let name = servers::render(template, slug.as_str());
+            if name.len() > 63 {
+                return Err(ProvisionError::Invalid {
+                    field,
+                    message: format!(
+                        "{name:?} (from the template {template:?}) is {} bytes; PostgreSQL names are at most 63 and drover never shortens one: give {field} explicitly or use a shorter slug",
+                        name.len()
+                    ),
+                });
+            }
+            DbIdent::parse(field, &name).map_err(ProvisionError::invalid)?;
+            Ok(name)
+        };
+        if new.db_name.is_empty() {
+            new.db_name = derive("db_name", &self.templates.db_name)?;
+        }
+        if new.db_user.is_empty() {
+            new.db_user = derive("db_user", &self.templates.db_user)?;
+        }
+        if new.db_secret_ref.is_empty() {
+            new.db_secret_ref = servers::render(&self.templates.secret_ref, slug.as_str());
+        }
+        Ok(())
+    }
+
+    fn named(&self, name: &str) -> Result<&Server, ProvisionError> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| ProvisionError::UnknownServer {
+                name: name.to_string(),
+                configured: self.configured_names(),
+            })
+    }
+
+    fn configured_names(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The server a tenant lives on: the one it recorded; for tenants from before servers
+    /// were recorded, the one with its host and port, or the only one.
+    pub fn server_for(&self, t: &Tenant) -> Result<&Server, ProvisionError> {
+        if let Some(name) = &t.server {
+            return self.named(name);
+        }
+        if let Some(s) = self
+            .servers
+            .iter()
+            .find(|s| s.host == t.db_host && s.port == t.db_port)
+        {
+            return Ok(s);
+        }
+        match self.servers.as_slice() {
+            [only] => Ok(only),
+            [] => Err(ProvisionError::NotConfigured),
+            _ => Err(ProvisionError::UnknownServer {
+                name: format!(
+                    "(none recorded; no server has host {}:{})",
+                    t.db_host, t.db_port
+                ),
+                configured: self.configured_names(),
+            }),
+        }
     }
 
     /// Checks, before anything is written, that a tenant with this secret ref can be
@@ -145,7 +295,7 @@ impl Provisioner {
         secret_ref: &str,
         tenant: Option<Uuid>,
     ) -> Result<(), ProvisionError> {
-        if self.admin.is_none() {
+        if !self.available() {
             return Err(ProvisionError::NotConfigured);
         }
         let r: SecretRef = secret_ref
@@ -240,44 +390,70 @@ impl Provisioner {
         }
     }
 
+    /// Runs the steps, and again after a retryable failure (bounded, with backoff). The
+    /// slot is given back while waiting, so a server that is down does not block others.
     async fn job(&self, tenant: Tenant) -> Result<Tenant, ProvisionError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ProvisionError::Cancelled)?;
         let started = Instant::now();
-        let result = self.provision(&tenant, started).await;
-        if let Err(e) = &result {
-            tracing::warn!(step = e.step(), error = %e, "provisioning failed");
-            if !matches!(e, ProvisionError::Busy) {
-                let payload = json!({
-                    "operation": "provision", "step": e.step(),
-                    "error": e.to_string(), "retryable": e.is_retryable(),
-                });
-                if let Err(re) = self
-                    .registry
-                    .record_provisioning_failed(tenant.id, &self.actor, payload)
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let result = {
+                let _slot = self
+                    .slots
+                    .acquire()
                     .await
-                {
-                    tracing::error!(error = %re, "could not record the provisioning error");
-                }
+                    .map_err(|_| ProvisionError::Cancelled)?;
+                self.provision(&tenant, started).await
+            };
+            let Err(e) = result else {
+                return result;
+            };
+            // Busy: another runner has it, and will record its own outcome.
+            let again =
+                e.is_retryable() && !matches!(e, ProvisionError::Busy) && attempt <= self.retries;
+            tracing::warn!(step = e.step(), error = %e, attempt, retry = again, "provisioning failed");
+            if !matches!(e, ProvisionError::Busy) {
+                self.record_failure(&tenant, &e, attempt).await;
             }
+            if !again {
+                return Err(e);
+            }
+            tokio::time::sleep(retry_delay(self.retry_backoff, attempt)).await;
         }
-        result
     }
 
-    async fn admin_client(&self) -> Result<tokio_postgres::Client, ProvisionError> {
-        let target = self.admin.as_ref().ok_or(ProvisionError::NotConfigured)?;
-        target
-            .connect(self.default_ca.as_deref())
+    /// The `error` event and the tenant's `provisioning_error`, together.
+    async fn record_failure(&self, tenant: &Tenant, e: &ProvisionError, attempt: u32) {
+        let payload = json!({
+            "operation": "provision", "step": e.step(),
+            "error": e.to_string(), "retryable": e.is_retryable(), "attempt": attempt,
+        });
+        let error = ProvisioningError {
+            step: e.step().to_string(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            at: chrono::Utc::now(),
+        };
+        if let Err(re) = self
+            .registry
+            .record_provisioning_error(tenant.id, &self.actor, payload, &error)
             .await
-            .map_err(|e| ProvisionError::Admin(e.to_string()))
+        {
+            tracing::error!(error = %re, "could not record the provisioning error");
+        }
+    }
+
+    async fn admin_client(
+        &self,
+        server: &Server,
+    ) -> Result<tokio_postgres::Client, ProvisionError> {
+        server.connect(self.default_ca.as_deref()).await
     }
 
     /// Every step, in order (see the module diagram).
     async fn provision(&self, queued: &Tenant, started: Instant) -> Result<Tenant, ProvisionError> {
-        let mut admin = self.admin_client().await?;
+        let server = self.server_for(queued)?;
+        let mut admin = self.admin_client(server).await?;
         lock(&admin, queued.id).await?;
         // The job may have waited for a slot or the lock: work from the row as it is now,
         // and not at all if the tenant was deleted or activated meanwhile.
@@ -419,7 +595,8 @@ impl Provisioner {
             .map_err(ProvisionError::Lookup)?;
         let role = DbIdent::parse("db_user", &t.db_user).map_err(ProvisionError::invalid)?;
         let db = DbIdent::parse("db_name", &t.db_name).map_err(ProvisionError::invalid)?;
-        let admin = self.admin_client().await?;
+        let server = self.server_for(&t)?;
+        let admin = self.admin_client(server).await?;
         lock(&admin, t.id).await?;
         let nothing_here = refuse_foreign(&admin, &db, &role, t.id).await?;
         // Absent both: on a first attempt, the tenant lives on another server (or was never
@@ -427,6 +604,7 @@ impl Provisioner {
         // (`deleting`), an earlier attempt dropped them.
         if nothing_here && t.status != TenantStatus::Deleting {
             return Err(ProvisionError::NothingToDrop {
+                server: server.name.clone(),
                 database: db.as_str().to_string(),
                 role: role.as_str().to_string(),
             });
@@ -498,6 +676,31 @@ impl Provisioner {
     pub fn retryable_status(status: TenantStatus) -> bool {
         status == TenantStatus::Provisioning
     }
+}
+
+/// The request placed on `server`: its name recorded, host and port (and `sslmode`, when
+/// the server sets one) filled where the request left them out.
+fn on_server(mut new: NewTenant, server: &Server) -> NewTenant {
+    if new.db_host.is_empty() {
+        new.db_host.clone_from(&server.host);
+    }
+    if new.db_port.is_none() {
+        new.db_port = Some(server.port);
+    }
+    if let Some(mode) = server.sslmode {
+        new.db_options
+            .entry("sslmode".into())
+            .or_insert_with(|| mode.as_str().to_string());
+    }
+    new.server = Some(server.name.clone());
+    new
+}
+
+/// The wait before retry `attempt` (1-based): `first`, doubled each time, capped.
+fn retry_delay(first: Duration, attempt: u32) -> Duration {
+    first
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_RETRY_DELAY)
 }
 
 /// Fails with [`ProvisionError::Foreign`] when the database or the role exists and is not
@@ -584,6 +787,15 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    #[test]
+    fn retry_delays_double_and_stop_growing() {
+        let first = Duration::from_secs(2);
+
+        assert_eq!(retry_delay(first, 1), Duration::from_secs(2));
+        assert_eq!(retry_delay(first, 3), Duration::from_secs(8));
+        assert_eq!(retry_delay(first, 40), MAX_RETRY_DELAY);
     }
 
     #[test]

@@ -6,14 +6,34 @@
 //!  any live     ──begin_delete─────────► deleting      (+ deleting {drop_database})
 //!  deleting     ──finish_delete────────► deleted       (+ deleted {database_dropped, …})
 //!  any          ──record_error─────────► (unchanged)   (+ error {operation, step, error})
+//!  provisioning ──record_provisioning_error► (unchanged, provisioning_error set) (+ error)
 //! ```
+//!
+//! Placement: [`Registry::create_placed`] counts live tenants per server and inserts the
+//! new one under one transaction-level advisory lock, so two creates at once cannot both
+//! take a server's last place.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{record_event, tenant_from_row, Actor, Registry, RegistryError, Tenant};
-use super::{TenantStatus, Transition};
+use super::{insert_row, record_event, tenant_from_row, Actor, Registry, RegistryError, Tenant};
+use super::{NewTenant, ProvisioningError, TenantStatus, Transition};
+
+/// Transaction-level advisory lock serializing placement ("drover" in ASCII, then 12).
+const PLACEMENT_LOCK: i64 = 0x6472_6f76_6572_0012;
+
+/// Live tenants per server name.
+async fn loads(tx: &impl GenericClient) -> Result<BTreeMap<String, i64>, RegistryError> {
+    const SQL: &str = "SELECT server, count(*) AS tenants FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND server IS NOT NULL GROUP BY server";
+    let rows = tx.query(SQL, &[]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("server")?, r.try_get("tenants")?)))
+        .collect()
+}
 use crate::migrate::RunOutcome;
 
 /// Whether the tenant was created with `provision: true`: then only its provisioning job
@@ -84,6 +104,57 @@ impl Registry {
         created_for_provisioning(&**client, id).await
     }
 
+    /// Live tenants per provisioning server (servers without tenants are absent).
+    pub async fn server_loads(&self) -> Result<BTreeMap<String, i64>, RegistryError> {
+        let client = self.pool.get().await?;
+        loads(&**client).await
+    }
+
+    /// Creates a tenant in `provisioning` on the server `place` picks from the live
+    /// tenants per server; `place` returns the request with `server` (and whatever comes
+    /// from the server) filled in. Counting and inserting happen under one lock, so
+    /// `max_tenants` holds with any number of replicas creating at once.
+    pub async fn create_placed<E: From<RegistryError>>(
+        &self,
+        actor: &Actor,
+        place: impl FnOnce(&BTreeMap<String, i64>) -> Result<NewTenant, E>,
+    ) -> Result<Tenant, E> {
+        let mut client = self.pool.get().await.map_err(RegistryError::from)?;
+        let tx = client.transaction().await.map_err(RegistryError::from)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLACEMENT_LOCK])
+            .await
+            .map_err(RegistryError::from)?;
+        let placed = place(&loads(&*tx).await?)?;
+        let mut placed = placed;
+        placed.fill_display_name();
+        let slug = placed.validate()?;
+        self.check_scope(&placed.db_secret_ref)?;
+        let tenant = insert_row(&*tx, &placed, &slug, TenantStatus::Provisioning, actor).await?;
+        tx.commit().await.map_err(RegistryError::from)?;
+        tracing::info!(actor = actor.as_str(), server = ?tenant.server, "tenant created");
+        Ok(tenant)
+    }
+
+    /// Writes the `provisioning_failed` event of a failed attempt and keeps the failure on
+    /// the tenant (`provisioning_error`), in one transaction.
+    pub async fn record_provisioning_error(
+        &self,
+        tenant_id: Uuid,
+        actor: &Actor,
+        payload: Value,
+        error: &ProvisioningError,
+    ) -> Result<(), RegistryError> {
+        const SQL: &str = "UPDATE control_plane.tenants SET provisioning_error = $2 WHERE id = $1";
+        let stored = serde_json::to_value(error)
+            .map_err(|e| RegistryError::Db(crate::db::DbError::Internal(e.to_string())))?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(SQL, &[&tenant_id, &stored]).await?;
+        record_event(&*tx, tenant_id, "provisioning_failed", actor, payload).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Writes an `error` event; the tenant itself is left as it is.
     pub async fn record_error(
         &self,
@@ -93,18 +164,6 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let client = self.pool.get().await?;
         record_event(&**client, tenant_id, "error", actor, payload).await
-    }
-
-    /// Writes a `provisioning_failed` event (`tenant.provisioning_failed` in the feed);
-    /// the tenant stays in provisioning.
-    pub async fn record_provisioning_failed(
-        &self,
-        tenant_id: Uuid,
-        actor: &Actor,
-        payload: Value,
-    ) -> Result<(), RegistryError> {
-        let client = self.pool.get().await?;
-        record_event(&**client, tenant_id, "provisioning_failed", actor, payload).await
     }
 
     /// provisioning → active with the schema version the new database reached, writing
@@ -117,8 +176,8 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Tenant, RegistryError> {
         const SQL: &str = concat!(
-            "UPDATE control_plane.tenants SET status = 'active', schema_version = $2 \
-             WHERE id = $1 RETURNING ",
+            "UPDATE control_plane.tenants SET status = 'active', schema_version = $2, \
+             provisioned_at = now(), provisioning_error = NULL WHERE id = $1 RETURNING ",
             tenant_cols!()
         );
         let mut client = self.pool.get().await?;

@@ -17,8 +17,9 @@ pub use error::RegistryError;
 pub use fleet::{FleetReport, Issue, VersionCount};
 pub use health::{Finding, HealthReport};
 pub use model::{
-    validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page, Slug,
-    Tenant, TenantPatch, TenantStatus, Transition, RESERVED_SLUGS,
+    validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page,
+    ProvisioningError, Slug, Tenant, TenantLimits, TenantPatch, TenantStatus, Transition,
+    DEFAULT_PORT, RESERVED_SLUGS,
 };
 pub use put::{declared_transition, Declared, Refused};
 
@@ -35,12 +36,16 @@ macro_rules! tenant_cols {
     () => {
         "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, db_options, \
          schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
-         suspended_reason, maintenance_flag, created_at, updated_at, deleted_at"
+         suspended_reason, maintenance_flag, created_at, updated_at, deleted_at, server, \
+         provisioned_at, provisioning_error, \
+         (SELECT to_jsonb(l) - 'tenant_id' FROM control_plane.tenant_limits l \
+          WHERE l.tenant_id = tenants.id) AS limits"
     };
 }
 
 // Declared after `tenant_cols!` so their statements can use the macro.
 mod lifecycle;
+mod limits;
 mod put;
 
 /// Handle on the registry; cheap to clone (the pool is shared).
@@ -90,7 +95,22 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         deleted_at: row.try_get("deleted_at")?,
+        server: row.try_get("server")?,
+        provisioned_at: row.try_get("provisioned_at")?,
+        provisioning_error: json_column(row, "provisioning_error")?,
+        limits: json_column(row, "limits")?,
     })
+}
+
+/// A jsonb column as a typed value; a value drover cannot read is a corrupt row.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    column: &str,
+) -> Result<Option<T>, RegistryError> {
+    let v: Option<Value> = row.try_get(column)?;
+    v.map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| RegistryError::Db(crate::db::DbError::Internal(format!("{column}: {e}"))))
 }
 
 /// Writes one tenant event. Call it inside the transaction that makes the change.
@@ -175,7 +195,8 @@ async fn insert_row(
     const SQL: &str = concat!(
         "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
          db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
-         db_options) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+         db_options, server) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         RETURNING ",
         tenant_cols!()
     );
     let labels = serde_json::to_value(&new.labels).unwrap_or_else(|_| json!({}));
@@ -188,7 +209,7 @@ async fn insert_row(
                 &new.display_name,
                 &new.db_name,
                 &new.db_host,
-                &new.db_port,
+                &new.port(),
                 &new.db_user,
                 &new.db_secret_ref,
                 &labels,
@@ -199,6 +220,7 @@ async fn insert_row(
                 &new.app_version,
                 &new.maintenance_flag,
                 &options,
+                &new.server,
             ],
         )
         .await?;
@@ -206,7 +228,7 @@ async fn insert_row(
     let payload = json!({
         "status": tenant.status, "db_name": tenant.db_name, "db_host": tenant.db_host,
         "db_port": tenant.db_port, "canary": tenant.canary, "labels": tenant.labels,
-        "provision": new.provision,
+        "provision": new.provision, "server": tenant.server,
     });
     record_event(tx, tenant.id, "created", actor, payload).await?;
     Ok(tenant)
@@ -285,6 +307,9 @@ impl Registry {
     /// Registers a tenant and writes its `created` event.
     #[tracing::instrument(skip_all, fields(slug = %new.slug))]
     pub async fn create(&self, new: &NewTenant, actor: &Actor) -> Result<Tenant, RegistryError> {
+        let mut new = new.clone();
+        new.fill_display_name();
+        let new = &new;
         let slug = new.validate()?;
         self.check_scope(&new.db_secret_ref)?;
         // Whether drover can provision is the caller's check (`crate::provision`); here a
@@ -331,6 +356,7 @@ impl Registry {
                AND ($3::text IS NULL OR display_name ILIKE $3) \
                AND ($4::boolean OR deleted_at IS NULL) \
                AND ($5::text IS NULL OR (lower(slug), id) > ($5, $6::uuid)) \
+               AND ($8::text IS NULL OR lower(contact_email) = lower($8)) \
              ORDER BY lower(slug), id LIMIT $7"
         );
         let limit = filter.limit.unwrap_or(100);
@@ -370,6 +396,7 @@ impl Registry {
                     &after_slug,
                     &after_id,
                     &(limit + 1),
+                    &filter.email.as_deref().map(str::trim),
                 ],
             )
             .await?;

@@ -400,6 +400,107 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The provisioning server (`[[provision_servers]]` name) the tenant was placed on.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// When its provisioning job finished (NULL for tenants registered without one).
+    #[serde(default)]
+    pub provisioned_at: Option<DateTime<Utc>>,
+    /// The last provisioning failure; cleared when provisioning succeeds.
+    #[serde(default)]
+    pub provisioning_error: Option<ProvisioningError>,
+    /// `tenant_limits`, when any were set.
+    #[serde(default)]
+    pub limits: Option<TenantLimits>,
+}
+
+/// The last failed provisioning attempt, as stored on the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningError {
+    /// The step that failed (`connect`, `role`, `database`, `migrate`, ...).
+    pub step: String,
+    /// What went wrong (never a password or a connection string).
+    pub message: String,
+    /// Whether running the job again unchanged may succeed (drover then retries by itself).
+    pub retryable: bool,
+    /// When the attempt failed.
+    pub at: DateTime<Utc>,
+}
+
+/// A tenant's limits (`control_plane.tenant_limits`); every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    #[serde(default)]
+    pub max_db_size_mb: Option<i32>,
+    #[serde(default)]
+    pub max_users: Option<i32>,
+    #[serde(default)]
+    pub max_attachments_gb: Option<i32>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Set by the registry; ignored in requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Longest `notes` on limits, in bytes.
+pub const LIMIT_NOTES_MAX_BYTES: usize = 1024;
+
+impl TenantLimits {
+    /// Checks every field: sizes and counts positive (attachments may be 0: none allowed),
+    /// notes at most 1 KB of printable text.
+    pub fn problems(&self) -> Vec<RegistryError> {
+        let mut out = Vec::new();
+        let positive = |field: &'static str, v: Option<i32>, min: i32, out: &mut Vec<_>| {
+            if let Some(n) = v {
+                if n < min {
+                    out.push(invalid(field, format!("must be at least {min}")));
+                }
+            }
+        };
+        positive("max_db_size_mb", self.max_db_size_mb, 1, &mut out);
+        positive("max_users", self.max_users, 1, &mut out);
+        positive("max_attachments_gb", self.max_attachments_gb, 0, &mut out);
+        if let Some(n) = &self.notes {
+            if n.len() > LIMIT_NOTES_MAX_BYTES {
+                out.push(invalid(
+                    "notes",
+                    format!("must be at most {LIMIT_NOTES_MAX_BYTES} bytes"),
+                ));
+            } else if n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                out.push(invalid(
+                    "notes",
+                    "must be printable text (newlines and tabs are fine)",
+                ));
+            }
+        }
+        out
+    }
+
+    /// The first problem, if any.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        match self.problems().into_iter().next() {
+            Some(p) => Err(p),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether no limit is set (the row is then removed).
+    pub fn is_empty(&self) -> bool {
+        self.max_db_size_mb.is_none()
+            && self.max_users.is_none()
+            && self.max_attachments_gb.is_none()
+            && self.notes.is_none()
+    }
+
+    /// The same limits without the timestamp (what a comparison or a declaration holds).
+    pub fn values(&self) -> TenantLimits {
+        TenantLimits {
+            updated_at: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// Body of `POST /v1/tenants`. Unknown fields are refused.
@@ -407,13 +508,28 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub slug: String,
+    /// Empty: the slug (filled by [`NewTenant::fill_display_name`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub display_name: String,
+    /// Empty with `provision: true`: from the `provision_db_name` template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub db_name: String,
+    /// Empty with `provision: true`: the provisioning server's host.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub db_host: String,
-    #[serde(default = "default_port")]
-    pub db_port: i32,
+    /// Absent: the provisioning server's port with `provision: true`, else 5432.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_port: Option<i32>,
+    /// Empty with `provision: true`: from the `provision_db_user` template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub db_user: String,
+    /// Empty with `provision: true`: from the `provision_secret_ref` template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub db_secret_ref: String,
+    /// With `provision: true`: the `[[provision_servers]]` entry to use instead of placing
+    /// the tenant by labels and load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     #[serde(default)]
     pub db_options: BTreeMap<String, String>,
     #[serde(default)]
@@ -436,11 +552,22 @@ pub struct NewTenant {
     pub maintenance_flag: bool,
 }
 
-fn default_port() -> i32 {
-    5432
-}
+/// The port of a tenant registered without one.
+pub const DEFAULT_PORT: i32 = 5432;
 
 impl NewTenant {
+    /// The port to store.
+    pub fn port(&self) -> i32 {
+        self.db_port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// An empty display name becomes the slug (SPEC §20).
+    pub fn fill_display_name(&mut self) {
+        if self.display_name.is_empty() {
+            self.display_name = self.slug.to_ascii_lowercase();
+        }
+    }
+
     /// Checks every field; the first problem is reported with its field name. Returns the
     /// slug folded to lower case: slugs are case-insensitive and stored in lower case.
     pub fn validate(&self) -> Result<Slug, RegistryError> {
@@ -463,7 +590,7 @@ impl NewTenant {
         check(validate_text("display_name", &self.display_name, 200));
         check(DbIdent::parse("db_name", &self.db_name).map(drop));
         check(validate_host(&self.db_host));
-        check(validate_port(self.db_port));
+        check(validate_port(self.port()));
         check(DbIdent::parse("db_user", &self.db_user).map(drop));
         check(validate_secret_ref(&self.db_secret_ref));
         check(validate_db_options(&self.db_options));
@@ -611,6 +738,8 @@ pub struct ListFilter {
     pub label: Option<String>,
     /// Case-insensitive substring of display_name.
     pub q: Option<String>,
+    /// Case-insensitive exact `contact_email`.
+    pub email: Option<String>,
     /// Include soft-deleted tenants.
     #[serde(default)]
     pub include_deleted: bool,

@@ -37,6 +37,8 @@ pub struct Declared {
     pub status: TenantStatus,
     /// Required when `status` is `suspended`, refused otherwise.
     pub suspended_reason: Option<String>,
+    /// The limits to set; `None` leaves them as they are.
+    pub limits: Option<super::TenantLimits>,
 }
 
 impl Declared {
@@ -48,6 +50,9 @@ impl Declared {
             ..self.tenant.clone()
         };
         let mut out = fields.problems();
+        if let Some(l) = &self.limits {
+            out.extend(l.problems());
+        }
         let slug_ok = out
             .iter()
             .all(|e| !matches!(e, RegistryError::Invalid { field: "slug", .. }));
@@ -170,6 +175,12 @@ impl Registry {
             }
             Err(e) => return Err(e),
         };
+        let tenant = match &declared.limits {
+            Some(l) if super::limits::store(&*tx, tenant.id, l, actor).await? => {
+                Self::lock_live(&*tx, &tenant.slug).await?
+            }
+            _ => tenant,
+        };
         tx.commit().await?;
         tracing::info!(
             actor = actor.as_str(),
@@ -223,6 +234,7 @@ async fn converge(
         return Err(super::lifecycle::job_activates(&before.slug));
     }
     let new = declared.tenant.clone();
+    let port = new.port();
     let mut t = before.clone();
     let mut changes = serde_json::Map::new();
     change(
@@ -233,7 +245,7 @@ async fn converge(
     );
     change(&mut changes, "db_name", &mut t.db_name, Some(new.db_name));
     change(&mut changes, "db_host", &mut t.db_host, Some(new.db_host));
-    change(&mut changes, "db_port", &mut t.db_port, Some(new.db_port));
+    change(&mut changes, "db_port", &mut t.db_port, Some(port));
     change(&mut changes, "db_user", &mut t.db_user, Some(new.db_user));
     change(
         &mut changes,
@@ -316,7 +328,7 @@ mod tests {
                 display_name: "Acme".into(),
                 db_name: "t_acme".into(),
                 db_host: "db1".into(),
-                db_port: 5432,
+                db_port: Some(5432),
                 db_user: "t_acme".into(),
                 db_secret_ref: "file:tenants/acme".into(),
                 db_options: Default::default(),
@@ -324,6 +336,7 @@ mod tests {
                 canary: false,
                 status: None,
                 provision: false,
+                server: None,
                 billing_plan: None,
                 contact_email: None,
                 app_version: None,
@@ -331,6 +344,7 @@ mod tests {
             },
             status,
             suspended_reason: reason.map(str::to_string),
+            limits: None,
         }
     }
 
@@ -373,7 +387,7 @@ mod tests {
     #[test]
     fn every_field_problem_is_reported_not_just_the_first() {
         let mut d = declared(Suspended, None);
-        d.tenant.db_port = 0;
+        d.tenant.db_port = Some(0);
         d.tenant.db_host = "db 1".into();
         d.tenant.contact_email = Some("nobody".into());
         assert_eq!(

@@ -112,6 +112,46 @@ pub fn test_config(database_url: &str, extra: &[(&str, &str)]) -> Config {
     Config::load_with(None, &|k| env.get(k).cloned()).expect("test config is valid")
 }
 
+/// Starts the daemon on a fresh control database with a config file holding `toml` (e.g.
+/// `[[provision_servers]]`, which only the file can express) and extra DROVER_* settings.
+pub async fn spawn_app_with_file(toml: &str, extra: &[(&str, &str)]) -> TestApp {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let url = fresh_database("control").await;
+    let path = std::env::temp_dir().join(format!(
+        "drover-test-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, toml).unwrap();
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("DROVER_DATABASE_URL".into(), url.clone()),
+        ("DROVER_LISTEN".into(), "127.0.0.1:0".into()),
+        ("DROVER_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ("DROVER_POOL_SIZE".into(), "8".into()),
+        ("DROVER_INSTANCE_ID".into(), "test".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::load_with(Some(&path), &|k| env.get(k).cloned());
+    let _ = std::fs::remove_file(&path);
+    let app = Application::build(config.expect("test config is valid"))
+        .await
+        .expect("application builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        addr,
+        database_url: url,
+        state,
+        http: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
 /// A running daemon on its own control database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -185,6 +225,69 @@ impl TestApp {
     /// `POST /v1/tenants`.
     pub async fn create_tenant(&self, body: &Value) -> reqwest::Response {
         self.req(reqwest::Method::POST, "/v1/tenants")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/tenants?wait=true`: the answer once provisioning has finished.
+    pub async fn create_tenant_waiting(&self, body: &Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, "/v1/tenants?wait=true")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/tenants/{slug}/provision?wait=true`.
+    pub async fn provision_waiting(&self, slug: &str) -> reqwest::Response {
+        self.req(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{slug}/provision?wait=true"),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// `GET /v1/servers` → its items.
+    pub async fn servers(&self) -> Vec<Value> {
+        let list: Value = self.get_json("/v1/servers").await;
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `GET /v1/tenants?email=` → the slugs found.
+    pub async fn slugs_by_email(&self, email: &str) -> Vec<String> {
+        let page: Value = self
+            .req(reqwest::Method::GET, "/v1/tenants")
+            .query(&[("email", email)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t["slug"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// `GET /v1/tenants/{slug}/limits`.
+    pub async fn limits(&self, slug: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, &format!("/v1/tenants/{slug}/limits"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PUT /v1/tenants/{slug}/limits`.
+    pub async fn put_limits(&self, slug: &str, body: &Value) -> reqwest::Response {
+        self.req(reqwest::Method::PUT, &format!("/v1/tenants/{slug}/limits"))
             .json(body)
             .send()
             .await

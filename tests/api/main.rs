@@ -11,6 +11,7 @@ mod control_schema;
 mod deploy;
 mod dry_run;
 mod events;
+mod lifecycle;
 mod lint;
 mod migration_sets;
 mod observability;

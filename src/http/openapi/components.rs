@@ -37,6 +37,7 @@ pub(super) fn parameters() -> Value {
             json!({ "type": "string", "pattern": "^(([^,]*=[^,]*)?,)*([^,]*=[^,]*)?$", "example": "plan=pro" }),
         ),
         "q": query("q", "Case-insensitive substring of `display_name`.", string()),
+        "email": query("email", "Tenants whose `contact_email` is this address (case-insensitive, exact).", string()),
         "includeDeleted": query(
             "include_deleted",
             "Include soft-deleted tenants.",

@@ -46,17 +46,21 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
         // Tenants.
         ("GET", "/v1/tenants") => Op::new("tenants", "listTenants", "List tenants, keyset-paginated by slug")
             .describe("Filters combine with AND. Soft-deleted tenants are left out unless `include_deleted=true`.")
-            .params(&["statusFilter", "labelFilter", "q", "includeDeleted", "tenantsLimit", "tenantsCursor"])
+            .params(&["statusFilter", "labelFilter", "q", "email", "includeDeleted", "tenantsLimit", "tenantsCursor"])
             .responses(json!({ "200": ok("A page of tenants.", schema_ref("TenantPage")) }), &errors(&["422"], AUTHED)),
         ("POST", "/v1/tenants") => Op::new("tenants", "createTenant", "Register a tenant")
             .describe("Writes a `created` event. Slugs and database names are unique among live tenants regardless of case; \
                 the slug is stored in lower case. `provision: true` also creates the login role (password \
                 generated and written behind `db_secret_ref`, which must be `file:` or `vault:`) and the database \
-                on `DROVER_PROVISION_URL` (501 without it), then migrates it to the latest tenant migration: the \
+                on a provisioning server (501 without any): the one named by `server`, else the least-loaded \
+                server whose labels agree with the tenant's and that has room (422 `no_provisioning_server` \
+                naming the labels and the servers when none does), then migrates it to the latest tenant \
+                migration. Only `slug` is needed; see `NewTenant.provision` for the defaults. The \
                 answer is 202 with the tenant in `provisioning` while that runs in the background, or with \
                 `wait=true` 201 with the active tenant (502 `provisioning_failed`, with `step`, when a step fails; \
-                the tenant stays `provisioning` with an `error` event and `POST /v1/tenants/{slug}/provision` \
-                retries).")
+                the tenant stays `provisioning` with an `error` event and its `provisioning_error`; retryable \
+                failures are retried automatically with backoff, and `POST /v1/tenants/{slug}/provision` \
+                retries any).")
             .params(&["wait", "actor"])
             .body(schema_ref("NewTenant"), true)
             .responses(
@@ -144,6 +148,22 @@ pub(super) fn operation(method: &str, path: &str) -> Value {
         ("GET", "/v1/tenants/{slug}/events") => Op::new("tenants", "listTenantEvents", "The tenant's events, newest first")
             .params(&["slug", "eventsLimit", "eventsCursor"])
             .responses(json!({ "200": ok("A page of events.", schema_ref("EventPage")) }), &errors(&["404", "422"], AUTHED)),
+        ("GET", "/v1/tenants/{slug}/limits") => Op::new("tenants", "getTenantLimits", "The tenant's limits")
+            .describe("Every field is null when none are set.")
+            .params(&["slug"])
+            .responses(json!({ "200": ok("The limits.", schema_ref("TenantLimits")) }), &errors(&["404"], AUTHED)),
+        ("PUT", "/v1/tenants/{slug}/limits") => Op::new("tenants", "putTenantLimits", "Set the tenant's limits")
+            .describe("Replaces all of them (absent fields become null; all null removes them). Sizes and counts \
+                are positive (`max_attachments_gb` may be 0), `notes` at most 1 KB (422 otherwise). A change writes \
+                an `updated` event with `changed.limits.from` and `.to`.")
+            .params(&["slug", "actor"])
+            .body(schema_ref("TenantLimits"), true)
+            .responses(json!({ "200": ok("The limits as stored.", schema_ref("TenantLimits")) }), &errors(&["404"], WITH_BODY)),
+        ("GET", "/v1/servers") => Op::new("tenants", "listServers", "Provisioning servers")
+            .describe("Each configured provisioning server in configuration order: live tenants placed there, \
+                `max_tenants`, labels, and whether its admin connection answers now (checked with a 2 s timeout, \
+                all servers at once). Never the admin URL.")
+            .responses(json!({ "200": ok("The servers.", schema_ref("ServerList")) }), AUTHED),
         ("GET", "/v1/registry/health") => Op::new("tenants", "registryHealth", "Registry inconsistencies")
             .describe("The same report as `drover check`: duplicate live slugs or database names, tenants stuck in \
                 provisioning, schema_version disagreeing with the last migrated event, soft-delete incoherence.")

@@ -196,9 +196,55 @@ pub(super) fn schemas() -> Value {
             "created_at": date_time(),
             "updated_at": date_time(),
             "deleted_at": nullable(date_time()),
+            "server": described(nullable(string()), "The provisioning server the tenant was placed on (null: registered without provisioning)."),
+            "provisioned_at": described(nullable(date_time()), "When its provisioning job finished."),
+            "provisioning_error": nullable(schema_ref("ProvisioningError")),
+            "limits": described(nullable(schema_ref("TenantLimits")), "Null when no limits are set."),
         })));
+    schemas.insert("ProvisioningError".into(), object(json!({
+            "step": described(string(), "`connect`, `lock`, `secret`, `role`, `database`, `migrate`, `activate`, ..."),
+            "message": described(string(), "What went wrong (never a password or a connection string)."),
+            "retryable": described(
+                json!({ "type": "boolean" }),
+                "Whether the same job may succeed later; drover retries these by itself (`provision_retries`), \
+                 the others wait for `POST /v1/tenants/{slug}/provision`.",
+            ),
+            "at": date_time(),
+        })));
+    schemas.insert("TenantLimits".into(), json!({
+            "description": "A tenant's limits. PUT replaces all of them: absent fields become null; all null removes them.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "max_db_size_mb": nullable(int32_range(1, i64::from(i32::MAX))),
+                "max_users": nullable(int32_range(1, i64::from(i32::MAX))),
+                "max_attachments_gb": nullable(int32_range(0, i64::from(i32::MAX))),
+                "notes": described(nullable(json!({ "type": "string", "maxLength": 1024 })), "At most 1 KB."),
+                "updated_at": described(nullable(date_time()), "Set by drover; ignored in requests."),
+            },
+        }));
+    schemas.insert("Server".into(), json!({
+            "type": "object",
+            "required": ["name", "host", "port", "labels", "max_tenants", "tenants", "reachable"],
+            "properties": {
+                "name": string(),
+                "host": described(string(), "What tenants placed here connect to."),
+                "port": int32(),
+                "labels": string_map(),
+                "max_tenants": described(nullable(int64()), "Null: no limit."),
+                "tenants": described(int64(), "Live tenants placed here."),
+                "reachable": described(json!({ "type": "boolean" }), "Whether the admin connection answered within 2 s."),
+                "error": described(string(), "Why it did not (absent when reachable)."),
+            },
+        }));
+    schemas.insert(
+        "ServerList".into(),
+        object(json!({
+            "items": { "type": "array", "items": schema_ref("Server") },
+        })),
+    );
     schemas.insert("NewTenant".into(), closed(
-            &["slug", "display_name", "db_name", "db_host", "db_user", "db_secret_ref"],
+            &["slug"],
             json!({
                 "slug": {
                     "type": "string",
@@ -208,12 +254,19 @@ pub(super) fn schemas() -> Value {
                 "display_name": text(200, "1-200 printable characters."),
                 "db_name": ident("The tenant's database."),
                 "db_host": host.clone(),
-                "db_port": json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535, "default": 5432 }),
+                "db_port": described(
+                    json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 }),
+                    "Default 5432; with `provision: true` the provisioning server's port.",
+                ),
                 "db_user": ident("The role drover and applications connect as."),
                 "db_secret_ref": secret_ref.clone(),
                 "db_options": schema_ref("DbOptions"),
                 "labels": labels.clone(),
                 "canary": { "type": "boolean", "default": false },
+                "server": described(
+                    json!({ "type": "string" }),
+                    "With `provision: true`: this provisioning server instead of placement by labels and load.",
+                ),
                 "status": described(
                     nullable(json!({ "type": "string", "enum": ["provisioning", "active"] })),
                     "Initial status (default `provisioning`).",
@@ -223,7 +276,12 @@ pub(super) fn schemas() -> Value {
                     "default": false,
                     "description": "Create the role and database too, store the generated password behind \
                         `db_secret_ref` (`file:` or `vault:`) and migrate to the latest version (needs \
-                        `DROVER_PROVISION_URL`). The tenant starts `provisioning` and becomes `active` when done.",
+                        `DROVER_PROVISION_URL` or `[[provision_servers]]`). The tenant starts `provisioning` and \
+                        becomes `active` when done. Only `slug` is then required: `display_name` defaults to the \
+                        slug, `db_name`/`db_user` to the `provision_db_name`/`provision_db_user` templates \
+                        (`t_` + slug with `-` → `_`; refused past 63 bytes), host and port come from the server, \
+                        `db_secret_ref` from `provision_secret_ref` (`file:tenants/{slug}`). Without it, \
+                        `display_name` still defaults to the slug and the other `db_` fields are required.",
                 },
                 "billing_plan": nullable(text(100, "1-100 printable characters.")),
                 "contact_email": nullable(email.clone()),
@@ -270,7 +328,32 @@ pub(super) fn schemas() -> Value {
                     "contactEmail": email.clone(),
                     "appVersion": text(100, "1-100 printable characters; absent clears it."),
                     "maintenanceFlag": { "type": "boolean", "default": false },
+                    "limits": described(
+                        json!({
+                            "type": "object",
+                            "additionalProperties": false,
+                            "properties": {
+                                "maxDbSizeMb": int32_range(1, i64::from(i32::MAX)),
+                                "maxUsers": int32_range(1, i64::from(i32::MAX)),
+                                "maxAttachmentsGb": int32_range(0, i64::from(i32::MAX)),
+                                "notes": json!({ "type": "string", "maxLength": 1024 }),
+                            },
+                        }),
+                        "The tenant's limits; absent leaves them as they are, `{}` removes them.",
+                    ),
                 })),
+                "status": described(
+                    json!({
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "server": string(),
+                            "provisionedAt": date_time(),
+                            "provisioningError": schema_ref("ProvisioningError"),
+                        },
+                    }),
+                    "What drover observed, as `drover export` writes it; ignored when applied.",
+                ),
             },
         }));
     schemas.insert("TenantPatch".into(), json!({
