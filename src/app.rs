@@ -112,6 +112,8 @@ pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
 pub struct Application {
     state: AppState,
     listener: TcpListener,
+    /// HTTPS on the listener, when `tls_cert_file` and `tls_key_file` are set.
+    https: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Application {
@@ -130,6 +132,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (DROVER_LISTEN)", config.listen))?;
+        // Read now: a bad certificate or key stops the start-up, not the first client.
+        let https = config
+            .https
+            .as_ref()
+            .map(crate::http::https::acceptor)
+            .transpose()?;
         let metrics = Arc::new(Metrics::new());
         let secrets = secret_store(&config)?;
         let resolver = Arc::new(
@@ -190,7 +198,11 @@ impl Application {
             pool,
             config,
         }));
-        Ok(Application { state, listener })
+        Ok(Application {
+            state,
+            listener,
+            https,
+        })
     }
 
     /// The bound address.
@@ -207,10 +219,16 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { state, listener } = self;
+        let Application {
+            state,
+            listener,
+            https,
+        } = self;
         let router = crate::http::router(state.clone());
-        tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id, "drover listening");
+        tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
+            https = https.is_some(), "drover listening");
         let http_shutdown = shutdown.clone();
+        let accept_shutdown = shutdown.clone();
         let streams = state.events.stop.clone();
         let http = tokio::spawn(
             async move {
@@ -220,9 +238,21 @@ impl Application {
                     http_shutdown.cancelled().await;
                     streams.cancel();
                 };
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
+                match https {
+                    Some(acceptor) => {
+                        let tls = crate::http::https::HttpsListener::new(
+                            listener,
+                            acceptor,
+                            accept_shutdown,
+                        )?;
+                        axum::serve(tls, router).with_graceful_shutdown(stop).await
+                    }
+                    None => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                }
             }
             .instrument(tracing::info_span!("task", name = "http")),
         );

@@ -36,6 +36,8 @@
 //! | `vault_namespace`         | `DROVER_VAULT_NAMESPACE`         |                         |
 //! | `vault_timeout`           | `DROVER_VAULT_TIMEOUT`           | `5s`                    |
 //! | `ca_file`                 | `DROVER_CA_FILE`                 | (webpki roots)          |
+//! | `tls_cert_file`           | `DROVER_TLS_CERT_FILE`           | (none: plain HTTP)      |
+//! | `tls_key_file`            | `DROVER_TLS_KEY_FILE`            | (none: plain HTTP)      |
 //! | `wave_lease`              | `DROVER_WAVE_LEASE`              | `30s`                   |
 //! | `worker_slots`            | `DROVER_WORKER_SLOTS`            | `16`                    |
 //! | `lock_wait`               | `DROVER_LOCK_WAIT`               | `10s`                   |
@@ -94,6 +96,8 @@ const FILE_KEYS: &[&str] = &[
     "vault_namespace",
     "vault_timeout",
     "ca_file",
+    "tls_cert_file",
+    "tls_key_file",
     "wave_lease",
     "worker_slots",
     "lock_wait",
@@ -161,6 +165,8 @@ pub struct Config {
     pub waves: WaveConfig,
     /// CA bundle (PEM) for `sslmode=verify-ca|verify-full` when a connection names none.
     pub ca_file: Option<PathBuf>,
+    /// HTTPS on the listener: the certificate chain and its key (PEM), both or neither.
+    pub https: Option<HttpsFiles>,
     /// The leader lease's length; renewed every third of it.
     pub leader_ttl: Duration,
     /// Prometheus (HTTP API base URL) that `prometheus` analysis checks query.
@@ -170,6 +176,13 @@ pub struct Config {
     pub ref_scope: secrets::RefScope,
     /// Webhook delivery and event stream limits.
     pub events: EventsConfig,
+}
+
+/// The listener's certificate chain and private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Webhook deliveries and event streams.
@@ -489,6 +502,7 @@ impl Builder {
             },
             vault: self.vault(),
             ca_file: self.take("ca_file").map(|r| PathBuf::from(r.value)),
+            https: self.https(),
             leader_ttl: self.parsed("leader_ttl", "15s", |v| match parse_duration(v) {
                 Ok(d) if d >= Duration::from_secs(1) => Ok(d),
                 Ok(_) => Err("must be at least 1s".into()),
@@ -528,6 +542,24 @@ impl Builder {
                 lock_wait: self.parsed("lock_wait", "10s", parse_duration),
                 retry_backoff: self.parsed("retry_backoff", "1s", parse_duration),
             },
+        }
+    }
+
+    /// `tls_cert_file` and `tls_key_file`: both or neither.
+    fn https(&mut self) -> Option<HttpsFiles> {
+        match (self.take("tls_cert_file"), self.take("tls_key_file")) {
+            (Some(cert), Some(key)) => Some(HttpsFiles {
+                cert: PathBuf::from(cert.value),
+                key: PathBuf::from(key.value),
+            }),
+            (None, None) => None,
+            (Some(one), None) | (None, Some(one)) => {
+                self.problems.push(ConfigProblem {
+                    key: one.origin,
+                    message: "HTTPS needs both tls_cert_file and tls_key_file (DROVER_TLS_CERT_FILE, DROVER_TLS_KEY_FILE)".into(),
+                });
+                None
+            }
         }
     }
 
@@ -932,6 +964,18 @@ mod tests {
         assert!(check("vault:secret/tenants/acme#pw").is_err());
         assert!(check("file:admin-token").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_a_config_error_naming_both_settings() {
+        let err = Config::load_with(
+            None,
+            &env(&[("DROVER_TLS_CERT_FILE", "/etc/drover/cert.pem")]),
+        )
+        .unwrap_err();
+
+        assert!(err.to_string().contains("tls_key_file"), "{err}");
+        assert!(err.to_string().contains("DROVER_TLS_CERT_FILE"), "{err}");
     }
 
     #[test]

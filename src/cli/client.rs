@@ -23,9 +23,7 @@ impl ApiClient {
 
     /// A client with an explicit token (the quickstart made it itself).
     pub fn with_token(server: &str, token: &str) -> anyhow::Result<ApiClient> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let http = http_client(reqwest::header::HeaderMap::new())?;
         Ok(ApiClient {
             base: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
@@ -49,10 +47,7 @@ impl ApiClient {
         if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("cli:{actor}")) {
             headers.insert("x-drover-actor", v);
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let http = http_client(headers)?;
         Ok(ApiClient {
             base: server.trim_end_matches('/').to_string(),
             token,
@@ -155,4 +150,23 @@ impl ApiClient {
         };
         serde_json::from_str(&text).with_context(|| format!("unexpected response from {url}"))
     }
+}
+
+/// The HTTP client of every command: a 30 s timeout, and the CA of `DROVER_SERVER_CA_FILE`
+/// trusted too (a daemon serving HTTPS with a private CA: `tls_cert_file`).
+fn http_client(headers: reqwest::header::HeaderMap) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(path) = std::env::var_os("DROVER_SERVER_CA_FILE").filter(|p| !p.is_empty()) {
+        let shown = path.to_string_lossy().into_owned();
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("reading DROVER_SERVER_CA_FILE {shown}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("DROVER_SERVER_CA_FILE {shown}: not a PEM bundle"))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
 }

@@ -9,6 +9,7 @@ mod definitions;
 pub mod error;
 mod events;
 mod health;
+pub mod https;
 mod migration_sets;
 pub mod openapi;
 mod resolve;

@@ -361,3 +361,52 @@ async fn errors_never_echo_the_connection_string() {
     assert!(!parse_err.is_retryable());
     assert!(connect_err.is_retryable(), "{connect_err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_https_from_a_certificate_file_and_the_cli_trusts_a_ca_file() {
+    let tls = server();
+    let dir = tls.cluster.data_dir();
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let app = crate::helpers::spawn_app_with(&[
+        ("DROVER_TLS_CERT_FILE", cert.to_str().unwrap()),
+        ("DROVER_TLS_KEY_FILE", key.to_str().unwrap()),
+    ])
+    .await;
+    let base = format!("https://localhost:{}", app.addr.port());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+
+    let health = trusting.get(format!("{base}/healthz")).send().await;
+    let untrusted = reqwest::get(format!("{base}/healthz")).await;
+    let plain = reqwest::get(format!("http://localhost:{}/healthz", app.addr.port())).await;
+    let (server, ca_file) = (base.clone(), tls.ca.clone());
+    let cli = tokio::task::spawn_blocking(move || {
+        crate::helpers::drover_cmd()
+            .env("DROVER_SERVER", server)
+            .env("DROVER_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)
+            .env("DROVER_SERVER_CA_FILE", ca_file)
+            .args(["tenants", "list"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(health.unwrap().status(), reqwest::StatusCode::OK);
+    assert!(
+        untrusted.is_err(),
+        "a client without the CA refuses the certificate"
+    );
+    assert!(
+        plain.map_or(true, |r| !r.status().is_success()),
+        "plain HTTP gets no answer from an HTTPS listener"
+    );
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+}
