@@ -67,7 +67,12 @@ async fn each_role_reaches_exactly_the_routes_the_table_grants_it_and_gets_403_n
             }
             let resp = req.send().await.unwrap();
             let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            // An event stream that was let in never ends: its status is the answer.
+            let body: Value = if status.is_success() && route.ends_with("/stream") {
+                Value::Null
+            } else {
+                resp.json().await.unwrap_or(Value::Null)
+            };
             let role: drover::access::Role = role.parse().unwrap();
 
             if needed.iter().any(|n| role.grants(*n)) {
