@@ -60,6 +60,8 @@ pub struct Metrics {
     pub migrations_failed_total: IntCounterVec,
     /// Time spent waiting for a tenant's migration advisory lock, in seconds.
     pub lock_wait_seconds: Histogram,
+    /// Migration statements that hit lock_timeout (every attempt of the retry schedule).
+    pub lock_timeouts_total: IntCounter,
     /// Provisioning jobs finished, by outcome (succeeded, failed).
     pub provisioning_total: IntCounterVec,
     /// Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).
@@ -150,6 +152,11 @@ impl Metrics {
             provisioning_total: counter_vec(&r, "drover_provisioning_total", "Tenant provisioning jobs finished, by outcome (succeeded, failed).", &["outcome"]),
             migrations_failed_total: counter_vec(&r, "drover_migrations_failed_total", "Tenant migration runs that failed, by reason (retryable, sql, drift, timeout, needs_attention).", &["reason"]),
             lock_wait_seconds: histogram(&r, "drover_lock_wait_seconds", "Time spent waiting for a tenant's migration advisory lock, in seconds.", vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
+            lock_timeouts_total: {
+                let c = IntCounter::new("drover_lock_timeouts_total", "Migration statements that hit lock_timeout (every attempt of the retry schedule).").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                c
+            },
             resolutions_total: counter_vec(&r, "drover_resolutions_total", "Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).", &["outcome"]),
             resolution_duration_seconds: histogram(&r, "drover_resolution_duration_seconds", "Latency of GET /v1/resolve, in seconds.", vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
             secret_cache_total: counter_vec(&r, "drover_secret_cache_total", "Secret cache lookups by result (hit, miss, stale).", &["result"]),

@@ -197,6 +197,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 exclude_failed_of,
                 analysis: analysis_arg(analysis)?,
                 acknowledge: (!acknowledge.is_empty()).then_some(acknowledge),
+                lock_retries: None,
             };
             let w: WaveView = api.call(Method::POST, "/v1/waves", Some(&req)).await?;
             if !watch {

@@ -49,6 +49,18 @@ fn failure_detail(err: &MigrateError, set: &MigrationSet) -> Value {
                 "message": err.to_string(),
             })
         }
+        MigrateError::LockTimeout {
+            version,
+            message,
+            blockers,
+        } => json!({
+            "outcome": "fails",
+            "version": version,
+            "file": set.get(*version).map(|f| f.file_name()),
+            "code": "55P03",
+            "message": message,
+            "blockers": blockers,
+        }),
         other => json!({ "outcome": "fails", "message": other.to_string() }),
     }
 }
