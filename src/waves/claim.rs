@@ -85,8 +85,6 @@ pub async fn claim(
          statement_timeout_ms, max_attempts, plan->'migrations' AS migrations, dry_run, \
          plan->'settings'->'lock_retries' AS lock_retries \
          FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
-    const RUNNING: &str = "SELECT db_host, count(*) FROM control_plane.wave_targets \
-         WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1";
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND phase <= $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
@@ -155,9 +153,17 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let mut per_host: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    let running_stmt = tx.prepare_cached(RUNNING).await?;
+    // A host's cap is its adaptive limit when congestion lowered it, else max_per_host.
+    let mut caps: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let running_stmt = tx
+        .prepare_cached(super::host_limits::RUNNING_AND_LIMITS)
+        .await?;
     for r in tx.query(&running_stmt, &[&wave_id]).await? {
-        per_host.insert(r.get(0), r.get(1));
+        let host: String = r.try_get("db_host")?;
+        if let Some(limit) = r.try_get::<_, Option<i32>>("current_limit")? {
+            caps.insert(host.clone(), limit.min(max_host) as i64);
+        }
+        per_host.insert(host, r.try_get("running")?);
     }
     let running: i64 = per_host.values().sum();
     let mut free = (max_conc as i64 - running).clamp(0, max as i64) as usize;
@@ -171,13 +177,14 @@ pub async fn claim(
         .query(&candidates, &[&wave_id, &phase, &(max_conc as i64 * 4)])
         .await?
     {
-        let host: String = r.get(2);
+        let host: String = r.try_get("db_host")?;
+        let cap = caps.get(&host).copied().unwrap_or(max_host as i64);
         let on_host = per_host.entry(host).or_default();
-        if *on_host >= max_host as i64 {
+        if *on_host >= cap {
             continue;
         }
         *on_host += 1;
-        picked.push(r.get::<_, Uuid>(0));
+        picked.push(r.try_get::<_, Uuid>("tenant_id")?);
         free -= 1;
         if free == 0 {
             break;
@@ -367,6 +374,7 @@ async fn record_in(
             Finished::Skipped { claim, reason } => skip_in(tx, claim, owner, reason).await?,
         }
     }
+    super::host_limits::adjust(tx, batch).await?;
     Ok(failed)
 }
 

@@ -155,3 +155,67 @@ async fn lock_retries_out_of_range_are_refused_with_422() {
     let body: Value = resp.json().await.unwrap();
     assert!(body.to_string().contains("lock_retries"), "{body}");
 }
+
+async fn host_limit(app: &TestApp, id: &str) -> Value {
+    let w: Value = app.get_json(&format!("/v1/waves/{id}")).await;
+    let hosts = w["hosts"].as_array().unwrap_or_else(|| panic!("{w:#}"));
+    assert_eq!(hosts.len(), 1, "{w:#}");
+    hosts[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_succeed() {
+    let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "hl", 10, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1, "max_concurrency": 10})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let mut holders = Vec::new();
+    for t in &tenants[..2] {
+        let c = connect(&t.url).await;
+        // Held until the client is dropped (its connection closes, the transaction ends).
+        c.batch_execute("BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        holders.push(c);
+    }
+
+    let id = start_wave(
+        &app,
+        json!({"max_concurrency": 4, "max_per_host": 4, "batch_size": 100, "soak_seconds": 0,
+               "lock_timeout_ms": 100, "max_attempts": 50, "max_failures": 100,
+               "lock_retries": {"attempts": 1, "first_lock_timeout_ms": 20, "first_pause_ms": 0}}),
+    )
+    .await;
+    let lowered = crate::helpers::wait_until(Duration::from_secs(30), || async {
+        let h = host_limit(&app, &id).await;
+        h["limit"] == 1 && h["lowered"].as_i64().unwrap() >= 2
+    })
+    .await;
+    let host = host_limit(&app, &id).await["host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sample = format!("drover_host_concurrency_limit{{db_host=\"{host}\"}}");
+    let gauge_low = crate::helpers::wait_until(Duration::from_secs(15), || async {
+        app.metric(&sample).await == 1.0
+    })
+    .await;
+    drop(holders);
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let after = host_limit(&app, &id).await;
+
+    assert!(
+        lowered,
+        "the limit never dropped: {:#}",
+        host_limit(&app, &id).await
+    );
+    assert!(gauge_low, "the gauge never showed the lowered limit");
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 10, "{wave:#}");
+    assert_eq!(after["max"], 4);
+    assert!(
+        after["limit"].as_i64().unwrap() > 1,
+        "the limit did not grow back after the clean finishes: {after:#}"
+    );
+}

@@ -527,6 +527,17 @@ pub(super) fn schemas() -> Value {
             ),
             "dry_run_report": described(nullable(schema_ref("DryRunReport")), "Dry runs only."),
             "analysis": described(nullable(schema_ref("Analysis")), "Waves with analysis checks only."),
+            "hosts": described(
+                json!({ "type": "array", "items": schema_ref("HostLimit") }),
+                "Every database host of the wave (the first 1,000) with its adaptive concurrency limit.",
+            ),
+        })));
+    schemas.insert("HostLimit".into(), object(json!({
+            "host": string(),
+            "limit": described(int32(), "Tenants this host may run at once now: halved on lock timeouts, refused connections \
+                and too many connections, one more after as many clean finishes as the limit."),
+            "max": described(int32(), "The wave's max_per_host."),
+            "lowered": described(int32(), "How many times congestion halved the limit."),
         })));
     let group = object(json!({
         "count": int64(),
