@@ -458,6 +458,26 @@ fn print_dry_run(r: &crate::waves::dry_run::DryRunReport) {
             }
         }
     }
+    let cost = |c: &crate::waves::dry_run::TenantCost| {
+        let size = c.size_bytes.map_or("-".to_string(), |b| {
+            format!("{:.1} MiB", b as f64 / 1048576.0)
+        });
+        let ms = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        format!(
+            "{} ({size}, {}, files {})",
+            c.slug,
+            ms(c.duration_ms),
+            ms(c.migrate_ms)
+        )
+    };
+    if !r.largest.is_empty() {
+        let list: Vec<String> = r.largest.iter().map(cost).collect();
+        println!("  largest  {}", list.join(", "));
+    }
+    if !r.slowest.is_empty() {
+        let list: Vec<String> = r.slowest.iter().map(cost).collect();
+        println!("  slowest  {}", list.join(", "));
+    }
 }
 
 fn print_analysis(a: &crate::waves::analysis::AnalysisView) {

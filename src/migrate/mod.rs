@@ -13,7 +13,7 @@ pub mod split;
 pub mod tenant;
 
 pub use catalog::Catalog;
-pub use dry_run::DryRunOutcome;
+pub use dry_run::{DryRunOutcome, TableSize};
 pub use error::{FailureKind, MigrateError};
 pub use lock_retry::{Blocker, LockRetries};
 pub use set::{MigrationFile, MigrationSet, SetError};

@@ -219,3 +219,75 @@ async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_
         "the limit did not grow back after the clean finishes: {after:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_the_tenants_with_the_largest_touched_tables_and_the_slowest_runs() {
+    let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    let tenants = register_tenants(&app, &secrets, "sz", 3, 0).await;
+    let first = start_wave(&app, json!({"target_version": 1})).await;
+    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    for (t, rows) in tenants.iter().zip([10_000, 100, 200_000]) {
+        connect(&t.url)
+            .await
+            .batch_execute(&format!(
+                "INSERT INTO accounts SELECT g FROM generate_series(1, {rows}) g"
+            ))
+            .await
+            .unwrap();
+    }
+    // The slow one: its V2 waits on a row lock for a while, then gets it.
+    let slow = connect(&tenants[1].url).await;
+    slow.batch_execute("BEGIN; SELECT * FROM accounts LIMIT 1 FOR SHARE")
+        .await
+        .unwrap();
+
+    let id = start_wave(&app, json!({"dry_run": true, "lock_timeout_ms": 10_000})).await;
+    // Another session: pg_stat_activity is a snapshot for the length of a transaction.
+    let observer = connect(&tenants[1].url).await;
+    let waiting = crate::helpers::wait_until(Duration::from_secs(20), || async {
+        let q = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        observer.query_one(q, &[]).await.unwrap().get::<_, i64>(0) > 0
+    })
+    .await;
+    // Keep it waiting long enough to be the slowest by far, then let it through.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(slow);
+    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+
+    assert!(waiting, "the dry run never waited for the row lock");
+    let report = &wave["dry_run_report"];
+    assert_eq!(report["would_succeed"], 3, "{wave:#}");
+    let slugs = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["slug"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        slugs(&report["largest"]),
+        vec!["sz-002", "sz-000", "sz-001"]
+    );
+    let sizes: Vec<i64> = report["largest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size_bytes"].as_i64().unwrap())
+        .collect();
+    assert!(
+        sizes[0] > sizes[1] && sizes[1] > sizes[2] && sizes[2] > 0,
+        "{sizes:?}"
+    );
+    assert_eq!(slugs(&report["slowest"])[0], "sz-001", "{report:#}");
+    assert!(
+        report["slowest"][0]["migrate_ms"].as_i64().unwrap() >= 500,
+        "{report:#}"
+    );
+    let target = target_of(&app, &id, "sz-002").await;
+    assert_eq!(
+        target["detail"]["tables"][0]["name"], "accounts",
+        "{target:#}"
+    );
+    assert_eq!(target["detail"]["size_bytes"], json!(sizes[0]));
+}

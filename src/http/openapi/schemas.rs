@@ -555,6 +555,23 @@ pub(super) fn schemas() -> Value {
             "pending": described(int64(), "Tenants not examined yet."),
             "failures": described(json!({ "type": "array", "items": group.clone() }), "One entry per distinct error, largest first."),
             "skipped": described(json!({ "type": "array", "items": group }), "One entry per reason."),
+            "largest": described(
+                json!({ "type": "array", "items": schema_ref("TenantCost") }),
+                "The ten tenants whose touched tables are largest, largest first: candidates to migrate last or alone.",
+            ),
+            "slowest": described(
+                json!({ "type": "array", "items": schema_ref("TenantCost") }),
+                "The ten tenants whose dry run took longest, slowest first.",
+            ),
+        })));
+    schemas.insert("TenantCost".into(), object(json!({
+            "slug": string(),
+            "size_bytes": described(
+                nullable(int64()),
+                "pg_total_relation_size, before the run, of the existing relations its pending files name.",
+            ),
+            "duration_ms": described(nullable(int64()), "Wall time of its dry run (connect, lock, run, rollback)."),
+            "migrate_ms": described(nullable(int64()), "Time its pending files took to execute."),
         })));
     schemas.insert("Analysis".into(), object(json!({
             "checks": { "type": "array", "items": object(json!({
@@ -676,11 +693,15 @@ pub(super) fn schemas() -> Value {
                         "not_run": { "type": "array", "items": string() },
                         "dry_run_wave": uuid(),
                         "blockers": { "type": "array", "items": schema_ref("Blocker") },
+                        "size_bytes": int64(),
+                        "tables": { "type": "array", "items": object(json!({ "name": string(), "bytes": int64() })) },
+                        "migrate_ms": int64(),
                     },
                 })),
                 "Dry runs: `outcome`, and for a failure `code`, `message`, `detail`, `file`, `version`, or the \
                  files `not_run`; quarantined targets: the `dry_run_wave` that found them; a lock timeout: \
-                 `blockers`, the sessions it waited for.",
+                 `blockers`, the sessions it waited for; dry runs that ran: `size_bytes` and `tables` (sizes of \
+                 the relations the pending files name) and `migrate_ms`.",
             ),
         })),
     );
