@@ -60,6 +60,10 @@ pub struct Metrics {
     pub migrations_failed_total: IntCounterVec,
     /// Time spent waiting for a tenant's migration advisory lock, in seconds.
     pub lock_wait_seconds: Histogram,
+    /// Migration statements that hit lock_timeout (every attempt of the retry schedule).
+    pub lock_timeouts_total: IntCounter,
+    /// Adaptive concurrency limit of a database host lowered by congestion, by host (the lowest over unfinished waves).
+    pub host_concurrency_limit: IntGaugeVec,
     /// Provisioning jobs finished, by outcome (succeeded, failed).
     pub provisioning_total: IntCounterVec,
     /// Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).
@@ -150,6 +154,12 @@ impl Metrics {
             provisioning_total: counter_vec(&r, "drover_provisioning_total", "Tenant provisioning jobs finished, by outcome (succeeded, failed).", &["outcome"]),
             migrations_failed_total: counter_vec(&r, "drover_migrations_failed_total", "Tenant migration runs that failed, by reason (retryable, sql, drift, timeout, needs_attention).", &["reason"]),
             lock_wait_seconds: histogram(&r, "drover_lock_wait_seconds", "Time spent waiting for a tenant's migration advisory lock, in seconds.", vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0]),
+            lock_timeouts_total: {
+                let c = IntCounter::new("drover_lock_timeouts_total", "Migration statements that hit lock_timeout (every attempt of the retry schedule).").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                c
+            },
+            host_concurrency_limit: gauge_vec(&r, "drover_host_concurrency_limit", "Adaptive concurrency limit of a database host lowered by congestion, by host (the lowest over unfinished waves).", &["db_host"]),
             resolutions_total: counter_vec(&r, "drover_resolutions_total", "Slug resolutions by outcome (ok, suspended, not_ready, not_found, unavailable).", &["outcome"]),
             resolution_duration_seconds: histogram(&r, "drover_resolution_duration_seconds", "Latency of GET /v1/resolve, in seconds.", vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
             secret_cache_total: counter_vec(&r, "drover_secret_cache_total", "Secret cache lookups by result (hit, miss, stale).", &["result"]),
@@ -280,6 +290,10 @@ impl Metrics {
         const SCHEDULES: &str =
             "SELECT name, extract(epoch FROM next_fire_at)::bigint FROM control_plane.schedules \
              WHERE enabled AND next_fire_at IS NOT NULL";
+        const HOST_LIMITS: &str =
+            "SELECT l.db_host, min(l.current_limit) AS current_limit FROM control_plane.wave_host_limits l \
+             JOIN control_plane.waves w ON w.id = l.wave_id \
+             WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1";
         let client = pool.get().await?;
         // Bounded label sets are set in full (zeros included); a value the query no longer
         // returns must drop to 0, not keep its last count.
@@ -332,6 +346,14 @@ impl Metrics {
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "webhook metrics refresh failed")
             }
+        }
+        // Hosts come and go with waves: drop old series rather than keep them forever.
+        self.host_concurrency_limit.reset();
+        for r in client.query(HOST_LIMITS, &[]).await? {
+            let (host, limit): (String, i32) = (r.try_get("db_host")?, r.try_get("current_limit")?);
+            self.host_concurrency_limit
+                .with_label_values(&[host.as_str()])
+                .set(limit as i64);
         }
         self.schedule_next_fire_timestamp_seconds.reset();
         for r in client.query(SCHEDULES, &[]).await? {

@@ -203,6 +203,7 @@ pub async fn run(args: &ClientArgs, cmd: WavesCommand) -> anyhow::Result<ExitCod
                 exclude_failed_of,
                 analysis: analysis_arg(analysis)?,
                 acknowledge: (!acknowledge.is_empty()).then_some(acknowledge),
+                lock_retries: None,
             };
             let w: WaveView = api.call(Method::POST, "/v1/waves", Some(&req)).await?;
             if !watch {
@@ -462,6 +463,26 @@ fn print_dry_run(r: &crate::waves::dry_run::DryRunReport) {
                 println!("      e.g. {d}");
             }
         }
+    }
+    let cost = |c: &crate::waves::dry_run::TenantCost| {
+        let size = c.size_bytes.map_or("-".to_string(), |b| {
+            format!("{:.1} MiB", b as f64 / 1048576.0)
+        });
+        let ms = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        format!(
+            "{} ({size}, {}, files {})",
+            c.slug,
+            ms(c.duration_ms),
+            ms(c.migrate_ms)
+        )
+    };
+    if !r.largest.is_empty() {
+        let list: Vec<String> = r.largest.iter().map(cost).collect();
+        println!("  largest  {}", list.join(", "));
+    }
+    if !r.slowest.is_empty() {
+        let list: Vec<String> = r.slowest.iter().map(cost).collect();
+        println!("  slowest  {}", list.join(", "));
     }
 }
 

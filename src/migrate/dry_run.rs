@@ -6,6 +6,7 @@
 //!  connect (own connection, resolved credentials, the wave's timeouts)
 //!   └► pg_try_advisory_lock(TENANT_LOCK_KEY), as a real run: never beside a real run
 //!       ├► read refinery_schema_history, check it against the files (drift → error)
+//!       ├► pg_total_relation_size of the relations the pending files name (pg_query)
 //!       ├► BEGIN
 //!       │    for each pending file ≤ target, in order:
 //!       │      no-transaction file, or one that ends transactions itself → stop: it and
@@ -42,6 +43,59 @@ pub struct DryRunOutcome {
     pub not_run_reason: Option<String>,
     /// Time spent waiting for the advisory lock.
     pub lock_wait: Duration,
+    /// Existing tables (and indexes) the pending statements name, with their
+    /// `pg_total_relation_size` before the run, largest first.
+    pub tables: Vec<TableSize>,
+    /// Time the pending files took to execute (before the rollback).
+    pub migrate_time: Duration,
+}
+
+/// One relation a pending migration names, and its size before the run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableSize {
+    pub name: String,
+    pub bytes: i64,
+}
+
+/// Every relation `files` name, as PostgreSQL's parser reads them (`pg_query`); a file
+/// it cannot parse names nothing (the run itself reports the syntax error).
+pub fn named_tables(files: &[&MigrationFile]) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .iter()
+        .filter_map(|f| pg_query::parse(&f.sql).ok())
+        .flat_map(|parsed| parsed.tables())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Sizes of the relations in `names` that exist (tables a migration creates do not yet).
+/// Names come from the parser unquoted: each part is quoted back before the lookup.
+async fn sizes(client: &Client, names: &[String]) -> Result<Vec<TableSize>, tokio_postgres::Error> {
+    const SQL: &str =
+        "SELECT DISTINCT ON (r.oid) n AS name, pg_total_relation_size(r.oid) AS bytes \
+         FROM unnest($1::text[]) AS n, \
+         LATERAL (SELECT to_regclass(CASE WHEN strpos(n, '.') > 0 \
+             THEN quote_ident(split_part(n, '.', 1)) || '.' || quote_ident(split_part(n, '.', 2)) \
+             ELSE quote_ident(n) END)::oid AS oid) AS r \
+         WHERE r.oid IS NOT NULL ORDER BY r.oid";
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = client
+        .query(SQL, &[&names])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TableSize {
+                name: r.try_get("name")?,
+                bytes: r.try_get("bytes")?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    Ok(out)
 }
 
 /// The first statement of `sql` that would end or start a transaction itself (it would
@@ -111,10 +165,17 @@ async fn run_locked(
         not_run: Vec::new(),
         not_run_reason: None,
         lock_wait: Duration::ZERO,
+        tables: Vec::new(),
+        migrate_time: Duration::ZERO,
     };
     if pending.is_empty() {
         return Ok(out);
     }
+    // Measured before the files run: the size the real migration will meet.
+    out.tables = sizes(client, &named_tables(&pending))
+        .await
+        .map_err(|e| MigrateError::from_pg(pending[0].version, &e))?;
+    let started = std::time::Instant::now();
     let tx = client
         .transaction()
         .await
@@ -146,6 +207,7 @@ async fn run_locked(
         }
         out.checked.push(file.version);
     }
+    out.migrate_time = started.elapsed();
     tx.rollback()
         .await
         .map_err(|e| MigrateError::from_pg(out.checked.last().copied().unwrap_or(0), &e))?;
@@ -155,6 +217,27 @@ async fn run_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relations_a_file_names_are_read_by_the_parser_and_an_unparsable_file_names_none() {
+        let dir = std::env::temp_dir().join(format!("drover-named-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("V1__a.sql"),
+            "ALTER TABLE accounts ADD COLUMN email text;\n\
+             CREATE INDEX accounts_email ON billing.invoices (email);\n\
+             UPDATE accounts SET email = '' WHERE id IN (SELECT id FROM users);",
+        )
+        .unwrap();
+        std::fs::write(dir.join("V2__b.sql"), "ALTER TABLE nope ADD COLUMN;").unwrap();
+        let set = MigrationSet::load(&dir).unwrap();
+        let files: Vec<&MigrationFile> = set.files().iter().collect();
+
+        let names = named_tables(&files);
+
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names, vec!["accounts", "billing.invoices", "users"]);
+    }
 
     #[test]
     fn statements_that_end_the_transaction_are_found_and_others_are_not() {

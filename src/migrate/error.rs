@@ -1,5 +1,6 @@
 //! Why migrating one tenant failed, and whether trying again can help.
 
+use super::lock_retry::Blocker;
 use crate::secrets::SecretError;
 
 /// A failed tenant migration. Messages carry the PostgreSQL SQLSTATE, message and detail;
@@ -26,6 +27,14 @@ pub enum MigrateError {
         message: String,
         detail: Option<String>,
     },
+    /// A migration gave up waiting for a lock (55P03) after every attempt of its schedule;
+    /// `blockers` are the sessions it waited for (empty when none could be read).
+    #[error("V{version}: 55P03: {message}{}", blocked_by(blockers))]
+    LockTimeout {
+        version: i32,
+        message: String,
+        blockers: Vec<Blocker>,
+    },
     /// The tenant's history disagrees with the migration files; never repaired automatically.
     #[error("drift at V{version}: {why}")]
     Drift { version: i32, why: String },
@@ -35,6 +44,14 @@ pub enum MigrateError {
     /// The connection broke mid-way, or another unexpected failure.
     #[error("{0}")]
     Other(String),
+}
+
+fn blocked_by(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+    format!("; blocked by {}", list.join(", "))
 }
 
 /// The `reason` label of failure metrics and the `error_kind` of a wave target.
@@ -79,9 +96,10 @@ impl MigrateError {
     /// Whether retrying (after a backoff) may succeed. SQL errors and drift never are.
     pub fn is_retryable(&self) -> bool {
         match self {
-            MigrateError::Connect(_) | MigrateError::LockBusy { .. } | MigrateError::Other(_) => {
-                true
-            }
+            MigrateError::Connect(_)
+            | MigrateError::LockBusy { .. }
+            | MigrateError::LockTimeout { .. }
+            | MigrateError::Other(_) => true,
             MigrateError::Secret(e) => e.is_retryable(),
             MigrateError::Sql { code, .. } => retryable_code(code),
             MigrateError::Drift { .. }
@@ -96,10 +114,46 @@ impl MigrateError {
             MigrateError::Sql { code, .. } if code == "57014" || code == "55P03" => {
                 FailureKind::Timeout
             }
+            MigrateError::LockTimeout { .. } => FailureKind::Timeout,
             MigrateError::Drift { .. } => FailureKind::Drift,
             MigrateError::NeedsAttention { .. } => FailureKind::NeedsAttention,
             e if e.is_retryable() => FailureKind::Retryable,
             _ => FailureKind::Sql,
+        }
+    }
+
+    /// A lock timeout (55P03) with the sessions that blocked it; other errors unchanged.
+    pub fn with_blockers(self, blockers: Vec<Blocker>) -> MigrateError {
+        match self {
+            MigrateError::Sql {
+                version,
+                code,
+                message,
+                ..
+            } if code == "55P03" => MigrateError::LockTimeout {
+                version,
+                message,
+                blockers,
+            },
+            other => other,
+        }
+    }
+
+    /// The blockers of a lock timeout (empty for every other error).
+    pub fn blockers(&self) -> &[Blocker] {
+        match self {
+            MigrateError::LockTimeout { blockers, .. } => blockers,
+            _ => &[],
+        }
+    }
+
+    /// Whether this says the tenant's server is overloaded or contended (lock timeout,
+    /// refused connection, too many connections): the per-host concurrency backs off.
+    pub fn is_congestion(&self) -> bool {
+        match self {
+            MigrateError::LockTimeout { .. } | MigrateError::Connect(_) => true,
+            MigrateError::Sql { code, .. } => code == "55P03" || code == "53300",
+            _ => false,
         }
     }
 

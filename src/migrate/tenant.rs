@@ -8,7 +8,8 @@
 //!       │   + re-read refinery_schema_history, pipelined         it would deadlock against
 //!       │   (after the lock: another runner may just have run)   CREATE INDEX CONCURRENTLY)
 //!       ├► check it against the files: edited or missing version → Drift, nothing runs
-//!       ├► pending ≤ target: transactional run → one round trip: per file BEGIN; the file;
+//!       ├► pending ≤ target (lock timeouts retried on the wave's schedule, `lock_retry`):
+//!       │                    transactional run → one round trip: per file BEGIN; the file;
 //!       │                    its history row exactly as refinery writes it; COMMIT
 //!       │                    (the history table is created in the first transaction when
 //!       │                    the read found none)
@@ -32,6 +33,7 @@ use tokio_postgres::Client;
 use crate::tls::{PgTarget, SslMode};
 
 use super::error::MigrateError;
+use super::lock_retry::{with_lock_retries, LockRetries};
 use super::set::MigrationSet;
 use super::split::split_statements;
 
@@ -264,7 +266,8 @@ pub fn check_history(
     Ok(current)
 }
 
-/// Brings one tenant database up to `target` (see the module diagram).
+/// Brings one tenant database up to `target` (see the module diagram), with one attempt
+/// at `limits.lock_timeout` and no lock retries.
 pub async fn run(
     conn: &TenantConnection,
     set: &MigrationSet,
@@ -272,8 +275,37 @@ pub async fn run(
     limits: &RunLimits,
     on_connect: impl FnOnce(tokio_postgres::CancelToken),
 ) -> Result<RunOutcome, MigrateError> {
+    run_with(
+        conn,
+        set,
+        target,
+        limits,
+        &LockRetries::NONE,
+        &|| {},
+        on_connect,
+    )
+    .await
+}
+
+/// [`run`] retrying lock timeouts on the `retries` schedule, the last attempt at
+/// `limits.lock_timeout`; a final lock timeout names its blockers (see `lock_retry`).
+/// `on_lock_timeout` is called for every lock timeout.
+pub async fn run_with(
+    conn: &TenantConnection,
+    set: &MigrationSet,
+    target: i32,
+    limits: &RunLimits,
+    retries: &LockRetries,
+    on_lock_timeout: &(dyn Fn() + Send + Sync),
+    on_connect: impl FnOnce(tokio_postgres::CancelToken),
+) -> Result<RunOutcome, MigrateError> {
     let started = Instant::now();
-    let client = connect(conn, limits).await?;
+    // The first attempt's lock_timeout travels in the startup packet, as ever.
+    let first = RunLimits {
+        lock_timeout: retries.schedule(limits.lock_timeout)[0].0,
+        ..*limits
+    };
+    let client = connect(conn, &first).await?;
     // Lets a hard stop cancel the running statement instead of waiting for the server
     // to notice the closed socket (it only does when it next talks to the client).
     on_connect(client.cancel_token());
@@ -292,18 +324,33 @@ pub async fn run(
         lock_ms = lock_wait.as_millis() as u64,
         "tenant connected and locked"
     );
-    let result = run_locked(&client, set, target, history).await;
+    // A retry re-reads the history: files before the one that timed out are committed.
+    let mut history = Some(history);
+    let client = &client;
+    let result = with_lock_retries(client, conn, limits, retries, on_lock_timeout, || {
+        let known = history.take();
+        async move {
+            let history = match known {
+                Some(h) => h,
+                None => read_history_table(client)
+                    .await
+                    .map_err(|e| MigrateError::from_pg(0, &e))?,
+            };
+            run_locked(client, set, target, history).await
+        }
+    })
+    .await;
     let (from, applied) = match result {
         Ok(ran) => ran,
         Err(e) => {
-            unlock(&client).await;
+            unlock(client).await;
             return Err(e);
         }
     };
     // The history must end at the target: read with the unlock, in one round trip.
     let unlock_sql = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
     let (after, unlocked) =
-        futures_util::future::join(read_history(&client), simple_bool(&client, &unlock_sql)).await;
+        futures_util::future::join(read_history(client), simple_bool(client, &unlock_sql)).await;
     // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
     if let Ok(false) = unlocked {
         tracing::error!("tenant migration lock was not held at unlock");

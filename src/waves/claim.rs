@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::WaveError;
-use crate::migrate::{MigrateError, RunOutcome};
+use crate::migrate::{LockRetries, MigrateError, RunOutcome};
 use crate::registry::{record_event, Actor};
 use crate::resolve::TenantDb;
 
@@ -27,6 +27,8 @@ pub struct Claimed {
     pub wave_id: Uuid,
     pub tenant_id: Uuid,
     pub slug: String,
+    /// The database host the plan put it on (the key of the per-host limits).
+    pub host: String,
     /// Attempts so far, including this one.
     pub attempt: i32,
     pub target_version: i32,
@@ -35,6 +37,8 @@ pub struct Claimed {
     pub max_attempts: i32,
     /// A dry-run wave: run and roll back, record nothing on the tenant.
     pub dry_run: bool,
+    /// How lock timeouts are retried within one attempt.
+    pub lock_retries: LockRetries,
     /// The tenant as it is now (read in the claim, so the worker needs no extra query).
     pub tenant: TenantNow,
 }
@@ -78,9 +82,9 @@ pub async fn claim(
     // The wave row lock serializes claimers of one wave, which is what makes the
     // concurrency caps hold across replicas; SKIP LOCKED means nobody waits for it.
     const WAVE: &str = "SELECT state, current_phase, max_concurrency, max_per_host, target_version, lock_timeout_ms, \
-         statement_timeout_ms, max_attempts, plan->'migrations', dry_run FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
-    const RUNNING: &str = "SELECT db_host, count(*) FROM control_plane.wave_targets \
-         WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1";
+         statement_timeout_ms, max_attempts, plan->'migrations' AS migrations, dry_run, \
+         plan->'settings'->'lock_retries' AS lock_retries \
+         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND phase <= $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
@@ -88,7 +92,7 @@ pub async fn claim(
     const TAKE: &str = "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
          FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
-         RETURNING w.tenant_id, w.slug, w.attempts, CASE WHEN t.deleted_at IS NULL THEN t.status END AS status, \
+         RETURNING w.tenant_id, w.slug, w.attempts, w.db_host AS target_host, CASE WHEN t.deleted_at IS NULL THEN t.status END AS status, \
                    t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options, \
                    t.schema_version, t.migration_issue IS NOT NULL AS has_issue";
     // A target whose lease ran out with no attempts left: its runner died every time
@@ -118,18 +122,22 @@ pub async fn claim(
         .try_get::<_, String>("state")?
         .parse::<super::WaveState>()
         .is_ok_and(|s| s.claims_work());
-    let plan: Option<Value> = w.get(8);
+    let plan: Option<Value> = w.try_get("migrations")?;
     if !claims_work || !accept_plan(&plan.unwrap_or(Value::Null)) {
         tx.rollback().await?;
         return Ok(Vec::new());
     }
-    let (phase, max_conc, max_host): (i32, i32, i32) = (w.get(1), w.get(2), w.get(3));
-    let max_attempts: i32 = w.get(7);
+    let (phase, max_conc, max_host): (i32, i32, i32) = (
+        w.try_get("current_phase")?,
+        w.try_get("max_concurrency")?,
+        w.try_get("max_per_host")?,
+    );
+    let max_attempts: i32 = w.try_get("max_attempts")?;
     let exhausted_stmt = tx.prepare_cached(EXHAUSTED).await?;
     let exhausted = tx
         .query(&exhausted_stmt, &[&wave_id, &max_attempts])
         .await?;
-    let dry_run: bool = w.get(9);
+    let dry_run: bool = w.try_get("dry_run")?;
     if !exhausted.is_empty() {
         let actor = Actor::new("drover").map_err(registry_err)?;
         // A dry run writes nothing about the tenant, not even its failure.
@@ -145,9 +153,17 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let mut per_host: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    let running_stmt = tx.prepare_cached(RUNNING).await?;
+    // A host's cap is its adaptive limit when congestion lowered it, else max_per_host.
+    let mut caps: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let running_stmt = tx
+        .prepare_cached(super::host_limits::RUNNING_AND_LIMITS)
+        .await?;
     for r in tx.query(&running_stmt, &[&wave_id]).await? {
-        per_host.insert(r.get(0), r.get(1));
+        let host: String = r.try_get("db_host")?;
+        if let Some(limit) = r.try_get::<_, Option<i32>>("current_limit")? {
+            caps.insert(host.clone(), limit.min(max_host) as i64);
+        }
+        per_host.insert(host, r.try_get("running")?);
     }
     let running: i64 = per_host.values().sum();
     let mut free = (max_conc as i64 - running).clamp(0, max as i64) as usize;
@@ -161,13 +177,14 @@ pub async fn claim(
         .query(&candidates, &[&wave_id, &phase, &(max_conc as i64 * 4)])
         .await?
     {
-        let host: String = r.get(2);
+        let host: String = r.try_get("db_host")?;
+        let cap = caps.get(&host).copied().unwrap_or(max_host as i64);
         let on_host = per_host.entry(host).or_default();
-        if *on_host >= max_host as i64 {
+        if *on_host >= cap {
             continue;
         }
         *on_host += 1;
-        picked.push(r.get::<_, Uuid>(0));
+        picked.push(r.try_get::<_, Uuid>("tenant_id")?);
         free -= 1;
         if free == 0 {
             break;
@@ -182,6 +199,11 @@ pub async fn claim(
         .query(&take, &[&wave_id, &owner, &lease.as_secs_f64(), &picked])
         .await?;
     tx.commit().await?;
+    // Waves planned before `lock_retries` existed get the default schedule.
+    let lock_retries: LockRetries = w
+        .try_get::<_, Option<Value>>("lock_retries")?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
     let claimed = rows
         .iter()
         .map(|r| {
@@ -190,11 +212,13 @@ pub async fn claim(
                 tenant_id: r.try_get("tenant_id")?,
                 slug: r.try_get("slug")?,
                 attempt: r.try_get("attempts")?,
-                target_version: w.get(4),
-                lock_timeout_ms: w.get(5),
-                statement_timeout_ms: w.get(6),
-                max_attempts: w.get(7),
-                dry_run: w.get(9),
+                host: r.try_get("target_host")?,
+                target_version: w.try_get("target_version")?,
+                lock_timeout_ms: w.try_get("lock_timeout_ms")?,
+                statement_timeout_ms: w.try_get("statement_timeout_ms")?,
+                max_attempts,
+                dry_run,
+                lock_retries,
                 tenant: TenantNow::from_row(r)?,
             })
         })
@@ -304,7 +328,7 @@ async fn record_in(
     // Up-to-date tenants of every wave in the batch, in one statement.
     const TARGETS: &str = "UPDATE control_plane.wave_targets w SET state = 'succeeded', from_version = d.from_version, \
          to_version = d.to_version, finished_at = now(), duration_ms = d.duration_ms, lease_owner = NULL, \
-         lease_expires_at = NULL, error = NULL, error_kind = NULL \
+         lease_expires_at = NULL, error = NULL, error_kind = NULL, detail = NULL \
          FROM unnest($2::uuid[], $3::uuid[], $4::int4[], $5::int4[], $6::int8[]) \
               AS d(wave_id, tenant_id, from_version, to_version, duration_ms) \
          WHERE w.wave_id = d.wave_id AND w.tenant_id = d.tenant_id AND w.lease_owner = $1 AND w.state = 'running'";
@@ -350,6 +374,7 @@ async fn record_in(
             Finished::Skipped { claim, reason } => skip_in(tx, claim, owner, reason).await?,
         }
     }
+    super::host_limits::adjust(tx, batch).await?;
     Ok(failed)
 }
 
@@ -372,8 +397,8 @@ async fn succeed_in(
         "UPDATE control_plane.tenants SET schema_version = $2, migration_issue = NULL \
          WHERE id = $1 AND (schema_version IS DISTINCT FROM $2 OR migration_issue IS NOT NULL)";
     const TARGET: &str = "UPDATE control_plane.wave_targets SET state = 'succeeded', from_version = $4, to_version = $5, \
-         finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL \
-         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+         finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL, \
+         detail = NULL WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     let target_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         &c.wave_id,
         &c.tenant_id,
@@ -440,14 +465,17 @@ async fn fail_in(
     actor: &Actor,
 ) -> Result<bool, WaveError> {
     const RETRY: &str = "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL, \
-         next_attempt_at = now() + make_interval(secs => $4::float8), error = $5, error_kind = $6 \
+         next_attempt_at = now() + make_interval(secs => $4::float8), error = $5, error_kind = $6, detail = $7 \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     const FAILED: &str = "UPDATE control_plane.wave_targets SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, \
-         finished_at = now(), error = $4, error_kind = $5 \
+         finished_at = now(), error = $4, error_kind = $5, detail = $6 \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     const ISSUE: &str = "UPDATE control_plane.tenants SET migration_issue = $2 WHERE id = $1";
     let kind = err.kind().as_str();
     let message = err.to_string();
+    // Who held the lock a lock timeout waited for (SPEC §19); nothing for other errors.
+    let detail: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
+        .then(|| json!({ "blockers": err.blockers() }));
     let retry = err.is_retryable() && c.attempt < c.max_attempts;
     if retry {
         tx.execute(
@@ -459,15 +487,22 @@ async fn fail_in(
                 &backoff.as_secs_f64(),
                 &message,
                 &kind,
+                &detail,
             ],
         )
         .await?;
     } else {
         let owned = tx
-            .execute(FAILED, &[&c.wave_id, &c.tenant_id, &owner, &message, &kind])
+            .execute(
+                FAILED,
+                &[&c.wave_id, &c.tenant_id, &owner, &message, &kind, &detail],
+            )
             .await?;
         if owned == 1 {
-            let payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": message, "attempts": c.attempt });
+            let mut payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": message, "attempts": c.attempt });
+            if let Some(d) = &detail {
+                payload["blockers"] = d["blockers"].clone();
+            }
             record_event(&**tx, c.tenant_id, "error", actor, payload)
                 .await
                 .map_err(registry_err)?;

@@ -49,8 +49,29 @@ fn failure_detail(err: &MigrateError, set: &MigrationSet) -> Value {
                 "message": err.to_string(),
             })
         }
+        MigrateError::LockTimeout {
+            version,
+            message,
+            blockers,
+        } => json!({
+            "outcome": "fails",
+            "version": version,
+            "file": set.get(*version).map(|f| f.file_name()),
+            "code": "55P03",
+            "message": message,
+            "blockers": blockers,
+        }),
         other => json!({ "outcome": "fails", "message": other.to_string() }),
     }
+}
+
+/// `detail` plus what the run measured: the size of the relations the pending files name
+/// (`size_bytes`, their sum, and `tables`) and the time the files took (`migrate_ms`).
+fn with_size(mut detail: Value, out: &DryRunOutcome) -> Value {
+    detail["size_bytes"] = json!(out.tables.iter().map(|t| t.bytes).sum::<i64>());
+    detail["tables"] = json!(out.tables);
+    detail["migrate_ms"] = json!(out.migrate_time.as_millis() as i64);
+    detail
 }
 
 /// A target's final row.
@@ -93,7 +114,10 @@ pub async fn record(
             to: out.checked.last().copied().or(out.from),
             kind: None,
             error: None,
-            detail: json!({ "outcome": "would_succeed", "checked": out.checked }),
+            detail: with_size(
+                json!({ "outcome": "would_succeed", "checked": out.checked }),
+                out,
+            ),
         },
         Ok(out) => Finished {
             state: "skipped",
@@ -101,7 +125,10 @@ pub async fn record(
             to: out.checked.last().copied().or(out.from),
             kind: Some(NOT_RUN),
             error: out.not_run_reason.clone(),
-            detail: json!({ "outcome": "skipped", "checked": out.checked, "not_run": out.not_run }),
+            detail: with_size(
+                json!({ "outcome": "skipped", "checked": out.checked, "not_run": out.not_run }),
+                out,
+            ),
         },
         Err(e) if e.is_retryable() && c.attempt < c.max_attempts => {
             client
@@ -177,6 +204,25 @@ pub struct DryRunReport {
     pub failures: Vec<ReportGroup>,
     /// Tenants skipped (no-transaction files, status), one entry per reason.
     pub skipped: Vec<ReportGroup>,
+    /// The ten tenants whose touched tables are largest, largest first: candidates to
+    /// migrate last or alone (`selector.slugs`).
+    #[serde(default)]
+    pub largest: Vec<TenantCost>,
+    /// The ten tenants whose dry run took longest, slowest first.
+    #[serde(default)]
+    pub slowest: Vec<TenantCost>,
+}
+
+/// What one tenant's dry run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantCost {
+    pub slug: String,
+    /// Total size of the existing relations its pending files name (None: not measured).
+    pub size_bytes: Option<i64>,
+    /// Wall time of its dry run (connect, lock, run, rollback).
+    pub duration_ms: Option<i64>,
+    /// Time its pending files took to execute.
+    pub migrate_ms: Option<i64>,
 }
 
 /// The report of a dry-run wave.
@@ -191,6 +237,13 @@ pub async fn report(
          coalesce(detail->>'message', error, ''), min(detail->>'detail'), count(*), array_agg(slug ORDER BY slug) \
          FROM control_plane.wave_targets WHERE wave_id = $1 AND state IN ('failed', 'skipped') \
          GROUP BY 1, 2, 3, 4, 5 ORDER BY count(*) DESC, 5";
+    const LARGEST: &str = "SELECT slug, (detail->>'size_bytes')::int8 AS size_bytes, duration_ms, \
+         (detail->>'migrate_ms')::int8 AS migrate_ms FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND detail ? 'size_bytes' ORDER BY (detail->>'size_bytes')::int8 DESC, slug LIMIT 10";
+    const SLOWEST: &str = "SELECT slug, (detail->>'size_bytes')::int8 AS size_bytes, duration_ms, \
+         (detail->>'migrate_ms')::int8 AS migrate_ms FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND duration_ms IS NOT NULL AND state <> 'pending' \
+         ORDER BY duration_ms DESC, slug LIMIT 10";
     let mut r = DryRunReport::default();
     for row in client.query(COUNTS, &[&wave_id]).await? {
         let (state, n): (String, i64) = (row.get(0), row.get(1));
@@ -201,6 +254,20 @@ pub async fn report(
             _ => r.pending += n,
         }
     }
+    let cost = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<TenantCost>, WaveError> {
+        rows.iter()
+            .map(|row| {
+                Ok(TenantCost {
+                    slug: row.try_get("slug")?,
+                    size_bytes: row.try_get("size_bytes")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    migrate_ms: row.try_get("migrate_ms")?,
+                })
+            })
+            .collect()
+    };
+    r.largest = cost(client.query(LARGEST, &[&wave_id]).await?)?;
+    r.slowest = cost(client.query(SLOWEST, &[&wave_id]).await?)?;
     for row in client.query(GROUPS, &[&wave_id]).await? {
         let state: String = row.get(0);
         let group = ReportGroup {

@@ -506,9 +506,16 @@ impl Executor {
             Prepared::Go(conn, limits) => (conn, limits),
         };
         let set = self.wave_set(c).await?;
-        let result = tenant::run(&conn, &set, c.target_version, &limits, |token| {
-            self.track(c.tenant_id, token)
-        })
+        let counted = || self.metrics.lock_timeouts_total.inc();
+        let result = tenant::run_with(
+            &conn,
+            &set,
+            c.target_version,
+            &limits,
+            &c.lock_retries,
+            &counted,
+            |token| self.track(c.tenant_id, token),
+        )
         .await;
         self.untrack(c.tenant_id);
         result.map(Ran::Done)

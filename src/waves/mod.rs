@@ -22,7 +22,8 @@
 //! transaction that holds the wave's row lock, so exactly one replica moves it ([`store`]).
 //!
 //! Work is rows: `wave_targets`, claimed by any replica with `FOR UPDATE SKIP LOCKED` and a
-//! lease renewed while the tenant runs ([`claim`]).
+//! lease renewed while the tenant runs ([`claim`]), each database host capped by its
+//! adaptive limit ([`host_limits`]: halved on congestion, raised on clean finishes).
 //! [`executor`] is the per-replica loop (the `wave-worker` task): every 250 ms, or at
 //! once when a tenant finishes, it advances active waves, claims free work and claims due
 //! analysis checks of soaking waves ([`analysis`]).
@@ -44,6 +45,7 @@ pub mod claim;
 pub mod create;
 pub mod dry_run;
 pub mod executor;
+pub mod host_limits;
 mod lint_gate;
 pub mod plan;
 pub mod state;

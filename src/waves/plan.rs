@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::analysis::{validate as validate_checks, Check, CheckSpec};
 use super::WaveError;
+use crate::migrate::LockRetries;
 
 /// Which tenants a wave covers. Empty = every live active or suspended tenant.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -94,6 +95,10 @@ pub struct WaveRequest {
     /// Lint rules whose error findings this wave accepts (stored in the plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledge: Option<Vec<String>>,
+    /// How a tenant retries lock timeouts before giving up (default 3 short attempts
+    /// from 100 ms, pauses from 250 ms, both doubling; then one at `lock_timeout_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_retries: Option<LockRetries>,
 }
 
 /// The effective settings, every default filled in and checked.
@@ -111,6 +116,8 @@ pub struct Settings {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub analysis: Vec<Check>,
+    /// Read back by the claim from `plan.settings.lock_retries`.
+    pub lock_retries: LockRetries,
 }
 
 fn positive(field: &'static str, v: Option<i32>, default: i32, max: i32) -> Result<i32, WaveError> {
@@ -158,6 +165,13 @@ impl WaveRequest {
                 message: "must be between 0 and 604800".into(),
             });
         }
+        let lock_retries = self.lock_retries.unwrap_or_default();
+        if let Some(message) = lock_retries.invalid() {
+            return Err(WaveError::Invalid {
+                field: "lock_retries",
+                message: message.into(),
+            });
+        }
         Ok(Settings {
             batch_size: positive("batch_size", self.batch_size, 50, 100_000)?,
             max_concurrency,
@@ -175,6 +189,7 @@ impl WaveRequest {
             max_attempts: positive("max_attempts", self.max_attempts, 5, 100)?,
             dry_run,
             analysis,
+            lock_retries,
         })
     }
 }

@@ -77,6 +77,9 @@ pub struct WaveView {
     /// Canary analysis: the checks and every measurement.
     #[serde(default)]
     pub analysis: Option<AnalysisView>,
+    /// Every database host with its adaptive concurrency limit.
+    #[serde(default)]
+    pub hosts: Vec<super::host_limits::HostLimit>,
 }
 
 /// A target row for `GET /v1/waves/{id}/targets`.
@@ -200,6 +203,7 @@ impl WaveStore {
             None
         };
         let analysis = analysis::run::view(pg, id).await?;
+        let hosts = super::host_limits::view(pg, id).await?;
         let concurrency: i32 = w.try_get("max_concurrency")?;
         let remaining = counts.pending + counts.running;
         let eta_seconds = (dur_n > 0 && remaining > 0).then(|| {
@@ -244,6 +248,7 @@ impl WaveStore {
             skipped,
             dry_run_report,
             analysis,
+            hosts,
         })
     }
 

@@ -22,6 +22,7 @@ mod readme;
 mod registry_check;
 mod replicas;
 mod resolve;
+mod safety;
 mod schedules;
 mod tenants;
 mod timeline;

@@ -511,8 +511,33 @@ pub(super) fn schemas() -> Value {
                     "Lint rule ids whose error findings this wave accepts; they are stored in `plan.lint.acknowledged`. \
                      Without them, an error finding answers 422 `lint_failed` with the `findings`.",
                 ),
+                "lock_retries": described(
+                    nullable(schema_ref("LockRetries")),
+                    "How a tenant retries lock timeouts before giving up (stored in `plan.settings.lock_retries`).",
+                ),
             },
         }));
+    schemas.insert("LockRetries".into(), json!({
+            "description": "Escalating lock-timeout retries within one attempt: `attempts` short tries, the first with \
+                `lock_timeout = first_lock_timeout_ms` (doubling, capped at the wave's `lock_timeout_ms`), with \
+                `first_pause_ms` (doubling, at most 30 s) between them, then one try at the wave's `lock_timeout_ms`. \
+                A final lock timeout records its `blockers`.",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "attempts": described(json!({ "type": "integer", "minimum": 1, "maximum": 10, "default": 3 }), "Short attempts before the last."),
+                "first_lock_timeout_ms": described(json!({ "type": "integer", "minimum": 1, "maximum": 3_600_000, "default": 100 }), "lock_timeout of the first attempt."),
+                "first_pause_ms": described(json!({ "type": "integer", "minimum": 0, "maximum": 60_000, "default": 250 }), "Pause after the first lock timeout."),
+            },
+        }));
+    schemas.insert("Blocker".into(), object(json!({
+            "pid": int32(),
+            "application_name": string(),
+            "user": string(),
+            "state": described(string(), "`active`, `idle in transaction`, ..."),
+            "xact_age_ms": described(nullable(int64()), "Age of its open transaction."),
+            "query": described(string(), "The first 200 characters of its current or last query (withheld if it mentions a password)."),
+        })));
     schemas.insert("LintFinding".into(), object(json!({
             "rule": described(string(), "Kebab-case rule id, e.g. `require-concurrent-index-creation`."),
             "level": { "type": "string", "enum": ["error", "warning"] },
@@ -599,6 +624,17 @@ pub(super) fn schemas() -> Value {
             ),
             "dry_run_report": described(nullable(schema_ref("DryRunReport")), "Dry runs only."),
             "analysis": described(nullable(schema_ref("Analysis")), "Waves with analysis checks only."),
+            "hosts": described(
+                json!({ "type": "array", "items": schema_ref("HostLimit") }),
+                "Every database host of the wave (the first 1,000) with its adaptive concurrency limit.",
+            ),
+        })));
+    schemas.insert("HostLimit".into(), object(json!({
+            "host": string(),
+            "limit": described(int32(), "Tenants this host may run at once now: halved on lock timeouts, refused connections \
+                and too many connections, one more after as many clean finishes as the limit."),
+            "max": described(int32(), "The wave's max_per_host."),
+            "lowered": described(int32(), "How many times congestion halved the limit."),
         })));
     let group = object(json!({
         "count": int64(),
@@ -616,6 +652,23 @@ pub(super) fn schemas() -> Value {
             "pending": described(int64(), "Tenants not examined yet."),
             "failures": described(json!({ "type": "array", "items": group.clone() }), "One entry per distinct error, largest first."),
             "skipped": described(json!({ "type": "array", "items": group }), "One entry per reason."),
+            "largest": described(
+                json!({ "type": "array", "items": schema_ref("TenantCost") }),
+                "The ten tenants whose touched tables are largest, largest first: candidates to migrate last or alone.",
+            ),
+            "slowest": described(
+                json!({ "type": "array", "items": schema_ref("TenantCost") }),
+                "The ten tenants whose dry run took longest, slowest first.",
+            ),
+        })));
+    schemas.insert("TenantCost".into(), object(json!({
+            "slug": string(),
+            "size_bytes": described(
+                nullable(int64()),
+                "pg_total_relation_size, before the run, of the existing relations its pending files name.",
+            ),
+            "duration_ms": described(nullable(int64()), "Wall time of its dry run (connect, lock, run, rollback)."),
+            "migrate_ms": described(nullable(int64()), "Time its pending files took to execute."),
         })));
     schemas.insert("Analysis".into(), object(json!({
             "checks": { "type": "array", "items": object(json!({
@@ -724,9 +777,28 @@ pub(super) fn schemas() -> Value {
             "duration_ms": nullable(int64()),
             "lease_owner": described(nullable(string()), "The replica working on it."),
             "detail": described(
-                nullable(json!({ "type": "object" })),
+                nullable(json!({
+                    "type": "object",
+                    "properties": {
+                        "outcome": { "type": "string", "enum": ["would_succeed", "fails", "skipped"] },
+                        "version": int32(),
+                        "file": nullable(string()),
+                        "code": string(),
+                        "message": string(),
+                        "detail": nullable(string()),
+                        "checked": { "type": "array", "items": int32() },
+                        "not_run": { "type": "array", "items": string() },
+                        "dry_run_wave": uuid(),
+                        "blockers": { "type": "array", "items": schema_ref("Blocker") },
+                        "size_bytes": int64(),
+                        "tables": { "type": "array", "items": object(json!({ "name": string(), "bytes": int64() })) },
+                        "migrate_ms": int64(),
+                    },
+                })),
                 "Dry runs: `outcome`, and for a failure `code`, `message`, `detail`, `file`, `version`, or the \
-                 files `not_run`; quarantined targets: the `dry_run_wave` that found them.",
+                 files `not_run`; quarantined targets: the `dry_run_wave` that found them; a lock timeout: \
+                 `blockers`, the sessions it waited for; dry runs that ran: `size_bytes` and `tables` (sizes of \
+                 the relations the pending files name) and `migrate_ms`.",
             ),
         })),
     );
