@@ -260,6 +260,7 @@ async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_t
     )
     .await;
     let failed: Value = app.get_json(&format!("/v1/tenants/{s}")).await;
+    let failed_gauge = app.metric("drover_tenants_provisioning_failed").await;
     let listed = cli(&app, &["tenants", "list"]).await;
     let owner: String = su
         .query_one(
@@ -273,8 +274,14 @@ async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_t
         .await
         .unwrap();
     let (retry_status, retried) = json_of(app.provision_waiting(&s).await).await;
+    let gauge_cleared = wait_until(Duration::from_secs(15), || async {
+        app.metric("drover_tenants_provisioning_failed").await == 0.0
+    })
+    .await;
 
     assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(failed_gauge, 1.0, "the failure shows in the gauge");
+    assert!(gauge_cleared, "the gauge drops once the retry succeeds");
     assert_eq!(failed["status"], "provisioning");
     let error = &failed["provisioning_error"];
     assert_eq!(
