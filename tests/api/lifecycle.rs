@@ -360,6 +360,64 @@ async fn a_stopped_server_is_retried_automatically_and_the_tenant_finishes_once_
 }
 
 #[tokio::test]
+async fn search_matches_a_substring_of_the_slug_or_the_display_name_through_trigram_indexes() {
+    let app = spawn_app().await;
+    for (slug, name) in [
+        ("north-wind", "Contoso Ltd"),
+        ("fabrikam", "Northern Lights"),
+        ("tailspin", "100% Toys"),
+    ] {
+        let mut t = tenant_body(slug);
+        t["display_name"] = json!(name);
+        app.create_tenant(&t).await;
+    }
+    let search = |q: &'static str| {
+        let req = app
+            .req(reqwest::Method::GET, "/v1/tenants")
+            .query(&[("q", q)]);
+        async move {
+            let page: Value = req.send().await.unwrap().json().await.unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["slug"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let by_either = search("NORTH").await;
+    let by_slug = search("wind").await;
+    let by_name = search("contoso").await;
+    let literal_percent = search("0%").await;
+    let nothing = search("zzz").await;
+    let indexes: Vec<String> = app
+        .control_db()
+        .await
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'control_plane' \
+             AND indexname LIKE 'tenants_%_trgm_idx' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("indexname"))
+        .collect();
+
+    assert_eq!(by_either, ["fabrikam", "north-wind"]);
+    assert_eq!(by_slug, ["north-wind"]);
+    assert_eq!(by_name, ["north-wind"]);
+    assert_eq!(literal_percent, ["tailspin"]);
+    assert!(nothing.is_empty());
+    assert_eq!(
+        indexes,
+        ["tenants_display_name_trgm_idx", "tenants_slug_trgm_idx"],
+        "pg_trgm is installed on the test cluster, so V14 indexes both columns"
+    );
+}
+
+#[tokio::test]
 async fn tenants_are_found_by_contact_email_case_insensitively_and_exactly() {
     let app = spawn_app().await;
     let mut a = tenant_body("mail-a");
