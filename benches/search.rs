@@ -60,7 +60,7 @@ async fn report(registry: &Registry, title: &str) {
         "acct-77777-",       // one tenant, by slug
         "quiet harbor",      // one name in 80, by display name
         "lantern",           // one tenant in 10
-        "gmbh 4242",         // one name, by the number in it
+        "labs 4242",         // one tenant, by the words and number of its name
         "nothing-like-this", // no match
         "ab",                // two characters: no trigram to use
     ] {
