@@ -93,6 +93,8 @@ pub struct AppInner {
     pub provisioner: Arc<Provisioner>,
     /// The event feed, streams and webhook deliveries.
     pub events: Arc<crate::events::Events>,
+    /// The last preflight results, for `/readyz`.
+    pub preflight: crate::preflight::Cache,
 }
 
 /// The secret backends the configuration enables (`env:` always).
@@ -182,6 +184,7 @@ impl Application {
         })?);
         let state = AppState(Arc::new(AppInner {
             events,
+            preflight: crate::preflight::Cache::default(),
             provisioner,
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),

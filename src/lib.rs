@@ -35,6 +35,7 @@ pub mod lint;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
+pub mod preflight;
 pub mod provision;
 pub mod registry;
 pub mod resolve;

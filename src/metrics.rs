@@ -52,6 +52,8 @@ pub struct Metrics {
     pub tenants_behind: IntGauge,
     /// Tenants with a migration problem a person must fix, by kind (drift, needs_attention).
     pub tenants_needing_attention: IntGaugeVec,
+    /// Live tenants whose last provisioning attempt failed (`provisioning_error` set).
+    pub tenants_provisioning_failed: IntGauge,
     /// Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.
     pub migration_duration_seconds: Histogram,
     /// Tenant migrations (files) applied.
@@ -145,6 +147,11 @@ impl Metrics {
                 g
             },
             tenants_needing_attention: gauge_vec(&r, "drover_tenants_needing_attention", "Tenants with a migration problem a person must fix, by kind (drift, needs_attention).", &["kind"]),
+            tenants_provisioning_failed: {
+                let g = IntGauge::new("drover_tenants_provisioning_failed", "Live tenants whose last provisioning attempt failed (provisioning_error set).").unwrap_or_else(|e| unreachable!("{e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+                g
+            },
             migration_duration_seconds: histogram(&r, "drover_migration_duration_seconds", "Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.", vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
             migrations_applied_total: {
                 let c = IntCounter::new("drover_migrations_applied_total", "Tenant migrations (files) applied.").unwrap_or_else(|e| unreachable!("{e}"));
@@ -282,6 +289,8 @@ impl Metrics {
         const ISSUES: &str =
             "SELECT migration_issue->>'kind', count(*) FROM control_plane.tenants \
              WHERE deleted_at IS NULL AND migration_issue IS NOT NULL GROUP BY 1";
+        const PROVISIONING_FAILED: &str = "SELECT count(*) FROM control_plane.tenants \
+             WHERE deleted_at IS NULL AND provisioning_error IS NOT NULL";
         const WAVES: &str = "SELECT state, count(*) FROM control_plane.waves GROUP BY 1";
         const TARGETS: &str =
             "SELECT CASE WHEN t.phase = 0 THEN 'canary' ELSE 'batch' END, t.state, count(*) \
@@ -325,6 +334,8 @@ impl Metrics {
             &ISSUE_KINDS,
             &client.query(ISSUES, &[]).await?,
         );
+        self.tenants_provisioning_failed
+            .set(client.query_one(PROVISIONING_FAILED, &[]).await?.get(0));
         set_all(&self.waves, &WAVE_STATES, &client.query(WAVES, &[]).await?);
         let targets = client.query(TARGETS, &[]).await?;
         for p in PHASE_KINDS {

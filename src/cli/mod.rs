@@ -95,6 +95,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what drover needs from its surroundings: the control DB (PostgreSQL 13+,
+    /// gen_random_uuid(), pg_trgm), each provisioning server (reachable, CREATEDB and
+    /// CREATEROLE), the secrets directory; each problem with what to do. Exits 3 when a
+    /// check failed (warnings do not count).
+    ///
+    /// Example: drover doctor
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the DSN and connection parameters of an active tenant
     /// (token: DROVER_RESOLVER_TOKEN or DROVER_ADMIN_TOKEN).
     ///
@@ -247,7 +258,7 @@ pub enum MigrationsCommand {
     },
 }
 
-/// Exit code for `drover check` findings.
+/// Exit code for `drover check` findings and failed `drover doctor` checks.
 pub const EXIT_FINDINGS: u8 = 3;
 
 /// Runs the parsed command and returns the process exit code.
@@ -353,6 +364,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load()?;
             init_tracing(None);
             check(&config, stuck_after, json).await
+        }
+        Command::Doctor { json } => {
+            let config = load()?;
+            init_tracing(None);
+            doctor(&config, json).await
         }
         Command::Resolve { client, slug } => {
             init_tracing(None);
@@ -556,5 +572,33 @@ async fn check(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
+async fn doctor(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    use crate::preflight::Outcome;
+    let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
+    let checks = crate::preflight::run(config, &pool).await;
+    pool.close();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            let mark = match c.outcome {
+                Outcome::Ok => "ok  ",
+                Outcome::Warning => "warn",
+                Outcome::Failed => "FAIL",
+            };
+            println!("{mark} {}: {}", c.name, c.message);
+            if let Some(fix) = &c.fix {
+                println!("     fix: {fix}");
+            }
+        }
+    }
+    let failed = checks.iter().any(|c| c.outcome == Outcome::Failed);
+    Ok(if failed {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -26,7 +26,7 @@ pub enum TenantsCommand {
         /// Only tenants with these labels (key=value, repeatable).
         #[arg(long = "label")]
         labels: Vec<String>,
-        /// Substring of the display name (case-insensitive).
+        /// Substring of the slug or the display name (case-insensitive).
         #[arg(long)]
         search: Option<String>,
         /// Tenants with this contact e-mail (case-insensitive, exact).

@@ -15,8 +15,18 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the control DB answers and its schema is at this binary's head.
+/// Readiness: the control DB answers and its schema is at this binary's head. The body
+/// also lists the preflight checks (`drover doctor`'s, at most [`crate::preflight::CACHE_FOR`]
+/// old); a failed one does not make the replica unready, since resolution still works
+/// without, say, a provisioning server.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, Json(mut body)) = readiness(&state).await;
+    let checks = state.preflight.get(&state.config, &state.pool).await;
+    body["checks"] = json!(checks);
+    (status, Json(body))
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Json<Value>) {
     let head = db::control_head_version();
     let version = async {
         let client = state.pool.get().await.map_err(db::DbError::from)?;

@@ -345,7 +345,9 @@ impl Registry {
         }
     }
 
-    /// Lists tenants ordered by slug, one keyset page at a time.
+    /// Lists tenants ordered by slug, one keyset page at a time. `q` is a case-insensitive
+    /// substring of the slug or the display name: the trigram indexes of V14 answer it when
+    /// pg_trgm is installed, a sequential scan otherwise (same query, same results).
     pub async fn list(&self, filter: &ListFilter) -> Result<Page<Tenant>, RegistryError> {
         const SQL: &str = concat!(
             "SELECT ",
@@ -353,7 +355,7 @@ impl Registry {
             " FROM control_plane.tenants \
              WHERE ($1::text IS NULL OR status = $1) \
                AND ($2::jsonb IS NULL OR labels @> $2) \
-               AND ($3::text IS NULL OR display_name ILIKE $3) \
+               AND ($3::text IS NULL OR slug ILIKE $3 OR display_name ILIKE $3) \
                AND ($4::boolean OR deleted_at IS NULL) \
                AND ($5::text IS NULL OR (lower(slug), id) > ($5, $6::uuid)) \
                AND ($8::text IS NULL OR lower(contact_email) = lower($8)) \

@@ -736,7 +736,7 @@ pub struct ListFilter {
     pub status: Option<TenantStatus>,
     /// `key=value`; repeatable in the CLI, comma-separated in the query string.
     pub label: Option<String>,
-    /// Case-insensitive substring of display_name.
+    /// Case-insensitive substring of the slug or display_name.
     pub q: Option<String>,
     /// Case-insensitive exact `contact_email`.
     pub email: Option<String>,

@@ -260,6 +260,7 @@ async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_t
     )
     .await;
     let failed: Value = app.get_json(&format!("/v1/tenants/{s}")).await;
+    let failed_gauge = app.metric("drover_tenants_provisioning_failed").await;
     let listed = cli(&app, &["tenants", "list"]).await;
     let owner: String = su
         .query_one(
@@ -273,8 +274,14 @@ async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_t
         .await
         .unwrap();
     let (retry_status, retried) = json_of(app.provision_waiting(&s).await).await;
+    let gauge_cleared = wait_until(Duration::from_secs(15), || async {
+        app.metric("drover_tenants_provisioning_failed").await == 0.0
+    })
+    .await;
 
     assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(failed_gauge, 1.0, "the failure shows in the gauge");
+    assert!(gauge_cleared, "the gauge drops once the retry succeeds");
     assert_eq!(failed["status"], "provisioning");
     let error = &failed["provisioning_error"];
     assert_eq!(
@@ -350,6 +357,64 @@ async fn a_stopped_server_is_retried_automatically_and_the_tenant_finishes_once_
     assert!(active, "{t}");
     assert!(t["provisioning_error"].is_null(), "{t}");
     assert_eq!(t["server"], "flaky");
+}
+
+#[tokio::test]
+async fn search_matches_a_substring_of_the_slug_or_the_display_name_through_trigram_indexes() {
+    let app = spawn_app().await;
+    for (slug, name) in [
+        ("north-wind", "Contoso Ltd"),
+        ("fabrikam", "Northern Lights"),
+        ("tailspin", "100% Toys"),
+    ] {
+        let mut t = tenant_body(slug);
+        t["display_name"] = json!(name);
+        app.create_tenant(&t).await;
+    }
+    let search = |q: &'static str| {
+        let req = app
+            .req(reqwest::Method::GET, "/v1/tenants")
+            .query(&[("q", q)]);
+        async move {
+            let page: Value = req.send().await.unwrap().json().await.unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["slug"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let by_either = search("NORTH").await;
+    let by_slug = search("wind").await;
+    let by_name = search("contoso").await;
+    let literal_percent = search("0%").await;
+    let nothing = search("zzz").await;
+    let indexes: Vec<String> = app
+        .control_db()
+        .await
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'control_plane' \
+             AND indexname LIKE 'tenants_%_trgm_idx' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("indexname"))
+        .collect();
+
+    assert_eq!(by_either, ["fabrikam", "north-wind"]);
+    assert_eq!(by_slug, ["north-wind"]);
+    assert_eq!(by_name, ["north-wind"]);
+    assert_eq!(literal_percent, ["tailspin"]);
+    assert!(nothing.is_empty());
+    assert_eq!(
+        indexes,
+        ["tenants_display_name_trgm_idx", "tenants_slug_trgm_idx"],
+        "pg_trgm is installed on the test cluster, so V14 indexes both columns"
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod migration_sets;
 mod observability;
 mod openapi;
 mod openbao;
+mod preflight;
 mod provision;
 mod readme;
 mod registry_check;

@@ -36,7 +36,7 @@ pub(super) fn parameters() -> Value {
             "Only tenants carrying all these labels: `key=value`, comma-separated (`plan=pro,region=eu`).",
             json!({ "type": "string", "pattern": "^(([^,]*=[^,]*)?,)*([^,]*=[^,]*)?$", "example": "plan=pro" }),
         ),
-        "q": query("q", "Case-insensitive substring of `display_name`.", string()),
+        "q": query("q", "Case-insensitive substring of `slug` or `display_name` (trigram-indexed when the control database has `pg_trgm`).", string()),
         "email": query("email", "Tenants whose `contact_email` is this address (case-insensitive, exact).", string()),
         "includeDeleted": query(
             "include_deleted",

@@ -141,12 +141,28 @@ pub(super) fn schemas() -> Value {
             "control_schema_version": int32(),
             "instance_id": string(),
             "leader": described(json!({ "type": "boolean" }), "Whether this replica holds the leader lease."),
+            "checks": described(json!({ "type": "array", "items": schema_ref("PreflightCheck") }),
+                "The preflight checks of `drover doctor`, at most 30 s old; a failed one does not make the replica unready."),
         })));
+    schemas.insert(
+        "PreflightCheck".into(),
+        json!({
+            "type": "object",
+            "required": ["name", "outcome", "message"],
+            "properties": {
+                "name": described(string(), "What was checked: `control_db.version`, `control_db.gen_random_uuid`, `control_db.pg_trgm`, `provision_server.NAME`, `secrets_dir`."),
+                "outcome": { "type": "string", "enum": ["ok", "warning", "failed"] },
+                "message": described(string(), "What was found."),
+                "fix": described(string(), "What to do (absent when it passed)."),
+            },
+        }),
+    );
     schemas.insert(
         "NotReady".into(),
         object(json!({
             "status": { "type": "string", "enum": ["not_ready"] },
             "reason": string(),
+            "checks": json!({ "type": "array", "items": schema_ref("PreflightCheck") }),
         })),
     );
     schemas.insert(
