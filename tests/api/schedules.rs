@@ -245,15 +245,26 @@ async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_bef
         .await
     );
     let second = Daemon::start(&control, "second", &env).await;
-    let cluster: Value = reqwest::Client::new()
-        .get(format!("{}/v1/cluster", second.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster_now = || async {
+        reqwest::Client::new()
+            .get(format!("{}/v1/cluster", second.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // The roster row is written by the second replica's leader task, which may run a
+    // moment after its HTTP port answers.
+    wait_until(Duration::from_secs(10), || async {
+        cluster_now().await["replicas"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let cluster = cluster_now().await;
 
     let (clean, _) = first.terminate().await;
     let taken = wait_until(Duration::from_secs(15), || async {
