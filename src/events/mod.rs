@@ -50,20 +50,7 @@ pub const TENANT_TYPES: &[&str] = &[
 ];
 
 /// Wave timeline types (SPEC §15), without the `wave.` prefix.
-pub const WAVE_TYPES: &[&str] = &[
-    "created",
-    "canary_started",
-    "canary_passed",
-    "soak_started",
-    "soak_passed",
-    "promoted",
-    "batch_started",
-    "halted",
-    "paused",
-    "resumed",
-    "aborted",
-    "completed",
-];
+pub const WAVE_TYPES: &[&str] = &crate::waves::timeline::EVENT_TYPES;
 
 /// Why an events or webhooks operation did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,23 @@ use super::state::{Transition, WaveState};
 use super::WaveError;
 use crate::registry::Actor;
 
+/// Every timeline event type (SPEC §15): `created`, then one per kind of transition (the
+/// state machine's tests check each transition names one of these).
+pub const EVENT_TYPES: [&str; 12] = [
+    "created",
+    "canary_started",
+    "canary_passed",
+    "soak_started",
+    "soak_passed",
+    "promoted",
+    "batch_started",
+    "halted",
+    "paused",
+    "resumed",
+    "aborted",
+    "completed",
+];
+
 /// One entry of a wave's timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaveEvent {
