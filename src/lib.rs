@@ -32,6 +32,7 @@ pub mod devcluster;
 pub mod events;
 pub mod http;
 pub mod lint;
+pub mod listen;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;

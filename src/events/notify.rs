@@ -12,17 +12,10 @@
 //! (every second) so a lost connection delays them, never loses an event.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use secrecy::SecretString;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{AsyncMessage, Socket};
 use tokio_util::sync::CancellationToken;
-
-use crate::db;
 
 /// The channel the `events_after_insert` trigger notifies.
 pub const CHANNEL: &str = "drover_events";
@@ -51,80 +44,13 @@ impl Wake {
 
 /// Runs until `shutdown` fires.
 pub async fn run(wake: Wake, url: SecretString, ca: Option<PathBuf>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let session = listen_once(&wake, &url, ca.as_deref(), &shutdown);
-        match tokio::select! { r = session => r, _ = shutdown.cancelled() => return } {
-            Ok(()) => backoff = Duration::from_millis(500),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "event listener disconnected")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn listen_once(
-    wake: &Wake,
-    url: &SecretString,
-    ca: Option<&std::path::Path>,
-    shutdown: &CancellationToken,
-) -> Result<(), db::DbError> {
-    let target = db::parse_url(url, "DROVER_DATABASE_URL")?;
-    let (cfg, tls) = target.prepare(ca)?;
-    match tls {
-        None => listen_with(wake, &cfg, tokio_postgres::NoTls, shutdown).await,
-        Some(tls) => listen_with(wake, &cfg, tls, shutdown).await,
-    }
-}
-
-async fn listen_with<T>(
-    wake: &Wake,
-    cfg: &tokio_postgres::Config,
-    tls: T,
-    shutdown: &CancellationToken,
-) -> Result<(), db::DbError>
-where
-    T: MakeTlsConnect<Socket>,
-    T::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
-    let (client, mut conn) = cfg.connect(tls).await?;
-    let driver_wake = wake.clone();
-    // The connection must be polled for notifications to arrive; this drives it.
-    let driver = tokio::spawn(async move {
-        let mut messages = std::pin::pin!(futures_util::stream::poll_fn(
-            move |cx| conn.poll_message(cx)
-        ));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(_)) => driver_wake.wake(),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    wake.wake();
-    tracing::info!("listening for events");
-    let mut driver = driver;
-    let ended = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        r = &mut driver => Some(r),
+    let on_notify = wake.clone();
+    let listener = crate::listen::Listener {
+        channel: CHANNEL,
+        what: "events",
+        // We may have missed events while we were not listening.
+        on_listening: std::sync::Arc::new(move || wake.wake()),
+        on_notify: std::sync::Arc::new(move |_| on_notify.wake()),
     };
-    drop(client);
-    let result = match ended {
-        Some(r) => r,
-        None => driver.await,
-    };
-    match result {
-        Ok(Err(e)) => Err(e.into()),
-        _ => Ok(()),
-    }
+    crate::listen::run(listener, url, ca, shutdown).await
 }
