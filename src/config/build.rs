@@ -32,7 +32,7 @@ impl Builder {
             .iter()
             .filter_map(|k| self.raw.get(k))
             .filter_map(|r| r.value.parse::<SecretRef>().ok())
-            .filter(|r| r.scheme() == secrets::Scheme::File)
+            .filter(|r| r.scheme() == &secrets::FILE)
             .map(|r| r.locator().to_string())
             .collect();
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
