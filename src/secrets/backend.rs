@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::scheme::{Scheme, SCHEMES};
+use super::scheme::Scheme;
+use super::SCHEMES;
 use super::{SecretError, SecretRef};
 use crate::config::Config;
 

@@ -9,25 +9,31 @@
 //! errors name the reference, never what it points to. Which references a tenant may use at
 //! all is [`RefScope`]'s business.
 //!
-//! Layout: `scheme.rs` describes a scheme and registers them all ([`SCHEMES`], the one list
-//! to extend); `reference.rs` parses references against that list; `backend.rs` is the
+//! Layout: [`SCHEMES`] below is the one list to extend; `scheme.rs` says what a scheme
+//! declares; `reference.rs` parses references against that list; `backend.rs` is the
 //! [`SecretBackend`] trait and the [`SecretStore`] that routes by scheme; `env.rs`,
-//! `file.rs` and `vault.rs` are one scheme each (descriptor, scope rule, backend);
+//! `file.rs` and `vault/` are one scheme each (descriptor, scope rule, backend);
 //! `scope.rs` holds the scope settings. The resolver's cache sits above all of this.
 
 mod backend;
-mod env;
-mod file;
 mod reference;
 pub mod scheme;
 mod scope;
+
+// The schemes: one file each, registered here and in `SCHEMES` (see `scheme.rs` for what a
+// scheme declares and why it is a descriptor rather than an enum variant).
+mod env;
+mod file;
 pub mod vault;
+
+/// Every registered scheme, in the order messages list them.
+pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
 
 pub use backend::{BoxFuture, SecretBackend, SecretStore};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
 pub use reference::{SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN};
-pub use scheme::{Scheme, SCHEMES};
+pub use scheme::Scheme;
 pub use scope::{
     check_env_prefix, parse_vault_prefixes, RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX,
     DEFAULT_VAULT_PREFIXES,

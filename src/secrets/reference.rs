@@ -4,7 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::scheme::{listed, Scheme, SCHEMES};
+use super::scheme::{listed, Scheme};
+use super::SCHEMES;
 
 /// A validated secret reference. Holds no secret, so it may be logged and stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

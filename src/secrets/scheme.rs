@@ -1,5 +1,5 @@
 //! What drover knows about each secret scheme without a configured backend, and the one
-//! list that registers the schemes ([`SCHEMES`]).
+//! helpers that read the registered list ([`SCHEMES`], in `secrets/mod.rs`).
 //!
 //! Why descriptors in a list and not an enum: with an enum every `match` on it (parsing,
 //! locator syntax, scope rules, writability, "not configured" hints, metric labels) grows
@@ -15,21 +15,15 @@
 //! is built from the configuration by the descriptor's `backend` function.
 //!
 //! Adding a backend (say `aws-sm:`) is a new file with its `SCHEME` and its
-//! `impl SecretBackend`, plus one line in [`SCHEMES`]. If it takes settings, those are
+//! `impl SecretBackend`, plus its `mod` line and its entry in [`SCHEMES`] (both in
+//! `secrets/mod.rs`). If it takes settings, those are
 //! configuration keys (`config::keys::KEYS`, and the field the builder fills).
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::{RefScope, ScopeError, SecretBackend, SecretError, SecretRef};
+use super::{RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SCHEMES};
 use crate::config::Config;
-
-/// The backends, in the order messages list them. Registering a scheme is one line here.
-pub const SCHEMES: &[&Scheme] = &[
-    &super::env::SCHEME,
-    &super::file::SCHEME,
-    &super::vault::SCHEME,
-];
 
 /// Builds a scheme's backend from the configuration; `None` when it is not configured.
 pub type BuildBackend = fn(&Config) -> Result<Option<Arc<dyn SecretBackend>>, SecretError>;

@@ -3,7 +3,10 @@
 //! A syntactically valid reference can still name something that is not the tenant's: the
 //! daemon's own variables (`env:DROVER_ADMIN_TOKEN`, `env:DROVER_DATABASE_URL`), the host's
 //! (`env:AWS_SECRET_ACCESS_KEY`, `env:PATH`), any Vault path the daemon's token can read, or
-//! drover's own token file in the secrets directory. [`RefScope`] is the rule set; the
+//! drover's own token file in the secrets directory. [`RefScope`] holds the settings (the
+//! `env:` prefix, the allowed Vault paths, drover's own token files); each scheme's rule
+//! reading them sits with the scheme (`in_scope` in `env.rs`, `file.rs`, `vault/mod.rs`) and
+//! [`RefScope::check`] applies the reference's. The
 //! registry applies it when a reference is written and the resolver again when one is read,
 //! so a reference planted directly in the control DB is refused too. drover's own
 //! configuration (`DROVER_ADMIN_TOKEN_REF` and friends) is not tenant data and is not
