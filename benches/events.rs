@@ -243,7 +243,9 @@ async fn main() {
         .unwrap();
     let sender = Arc::new(Sender {
         pool: pool.clone(),
-        secrets: drover::secrets::SecretStore::new(None, None),
+        secrets: drover::secrets::SecretStore::new([
+            Arc::new(drover::secrets::EnvBackend) as Arc<dyn drover::secrets::SecretBackend>
+        ]),
         http: Sender::client(Duration::from_secs(10)).unwrap(),
         metrics: Arc::new(drover::metrics::Metrics::new()),
         backoff: Backoff {

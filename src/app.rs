@@ -42,7 +42,7 @@ use crate::provision::{self, Provisioner};
 use crate::registry::Registry;
 use crate::resolve::{self, Connector, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
-use crate::secrets::{FileBackend, SecretBackend, SecretStore, VaultBackend};
+use crate::secrets::SecretStore;
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
 
@@ -99,15 +99,7 @@ pub struct AppInner {
 
 /// The secret backends the configuration enables (`env:` always).
 pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
-    let file = config
-        .secrets_dir
-        .clone()
-        .map(|d| Arc::new(FileBackend::new(d)) as Arc<dyn SecretBackend>);
-    let vault = match &config.vault {
-        Some(v) => Some(Arc::new(VaultBackend::new(v.clone())?) as Arc<dyn SecretBackend>),
-        None => None,
-    };
-    Ok(SecretStore::new(file, vault))
+    Ok(SecretStore::from_config(config)?)
 }
 
 /// A daemon that has migrated the control schema and bound its port, ready to run.

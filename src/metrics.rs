@@ -242,9 +242,9 @@ impl Metrics {
         for r in ["hit", "miss", "stale"] {
             m.secret_cache_total.with_label_values(&[r]);
         }
-        for s in ["env", "file", "vault"] {
-            m.secret_backend_errors_total.with_label_values(&[s]);
-            m.secret_refs_refused_total.with_label_values(&[s]);
+        for s in crate::secrets::SCHEMES {
+            m.secret_backend_errors_total.with_label_values(&[s.name]);
+            m.secret_refs_refused_total.with_label_values(&[s.name]);
         }
         for r in ["missing", "invalid", "expired", "forbidden"] {
             m.auth_failures_total.with_label_values(&[r]);

@@ -313,10 +313,14 @@ impl Provisioner {
                 field: "db_secret_ref",
                 message: e.to_string(),
             })?;
-        if r.scheme() == crate::secrets::Scheme::Env {
+        if !r.scheme().writable {
             return Err(ProvisionError::Invalid {
                 field: "db_secret_ref",
-                message: "provisioning stores a generated password, so the reference must be file: or vault:, not env:".into(),
+                message: format!(
+                    "provisioning stores a generated password, so the reference must be {}, not {}:",
+                    crate::secrets::scheme::listed(|s| s.writable, ":"),
+                    r.scheme().name
+                ),
             });
         }
         self.secrets
@@ -649,7 +653,7 @@ impl Provisioner {
                 .await
                 .map_err(ProvisionError::Lookup)?;
         let secret_removed = match t.db_secret_ref.parse::<SecretRef>() {
-            Ok(r) if r.scheme() != crate::secrets::Scheme::Env && ours => {
+            Ok(r) if r.scheme().writable && ours => {
                 self.secrets
                     .remove(&r)
                     .await

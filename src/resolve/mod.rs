@@ -361,6 +361,12 @@ impl Resolver {
             }
             read
         };
+        // A scheme whose values must not be reused (e.g. short-lived credentials) is read
+        // every time; the others go through the cache.
+        if !crate::secrets::scheme::cacheable(reference) {
+            self.stats.secret_misses.inc();
+            return load().await;
+        }
         let (value, freshness) = self.secrets.get_or_load(reference, load).await?;
         match freshness {
             Freshness::Hit => self.stats.secret_hits.inc(),

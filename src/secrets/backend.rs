@@ -1,21 +1,29 @@
-//! One backend per scheme behind [`SecretBackend`]; [`SecretStore`] routes a reference to
-//! the backend for its scheme. Reading is every backend's job; writing and removing (for
-//! provisioning) only `file:` and `vault:` can do.
+//! One backend per scheme behind [`SecretBackend`]; [`SecretStore`] holds the backends the
+//! configuration enables, keyed by scheme, and routes a reference to its backend. Reading
+//! is every backend's job; writing and removing (for provisioning) only the writable ones'.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{read_local, remove_file_under, write_file_under, Scheme, SecretError, SecretRef};
+use super::scheme::Scheme;
+use super::SCHEMES;
+use super::{SecretError, SecretRef};
+use crate::config::Config;
 
-/// A boxed future, so backends can sit behind `dyn`.
+/// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Reads the current value behind a reference of one scheme.
+/// Reads (and, if its scheme is writable, stores) the value behind references of one
+/// scheme. What can be known without a backend — syntax, scope rule, cacheability — is on
+/// the scheme's descriptor, which [`SecretBackend::scheme`] returns.
 pub trait SecretBackend: Send + Sync {
+    /// The scheme this backend serves: its name, scope rule and whether values are cached.
+    fn scheme(&self) -> &'static Scheme;
+
     /// Reads the value. Errors name the reference, never the value.
     fn read<'a>(
         &'a self,
@@ -28,118 +36,42 @@ pub trait SecretBackend: Send + Sync {
         reference: &'a SecretRef,
         _value: &'a SecretString,
     ) -> BoxFuture<'a, Result<(), SecretError>> {
-        Box::pin(async move {
-            Err(SecretError::ReadOnly {
-                reference: reference.to_string(),
-            })
-        })
+        Box::pin(async move { Err(read_only(reference)) })
     }
 
     /// Removes the value behind the reference; one that is already gone is not an error.
     fn remove<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<(), SecretError>> {
-        Box::pin(async move {
-            Err(SecretError::ReadOnly {
-                reference: reference.to_string(),
-            })
-        })
+        Box::pin(async move { Err(read_only(reference)) })
     }
 }
 
-/// `env:NAME`: a variable of the daemon's environment.
-pub struct EnvBackend;
-
-impl SecretBackend for EnvBackend {
-    fn read<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, SecretError>> {
-        Box::pin(async move { read_local(reference, None) })
+fn read_only(reference: &SecretRef) -> SecretError {
+    SecretError::ReadOnly {
+        reference: reference.to_string(),
     }
 }
 
-/// `file:relative/name`: a file under the secrets directory.
-pub struct FileBackend {
-    dir: PathBuf,
-}
-
-impl FileBackend {
-    /// Reads under `dir`.
-    pub fn new(dir: PathBuf) -> Self {
-        FileBackend { dir }
-    }
-}
-
-impl SecretBackend for FileBackend {
-    fn read<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, SecretError>> {
-        Box::pin(async move {
-            let (r, dir) = (reference.clone(), self.dir.clone());
-            // File reads can block on a slow mount; keep them off the async workers.
-            tokio::task::spawn_blocking(move || read_local(&r, Some(&dir)))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SecretError::Unreadable {
-                        reference: reference.to_string(),
-                        why: "reader task failed".into(),
-                    })
-                })
-        })
-    }
-
-    fn write<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-        value: &'a SecretString,
-    ) -> BoxFuture<'a, Result<(), SecretError>> {
-        Box::pin(async move {
-            let (r, dir, v) = (reference.clone(), self.dir.clone(), value.clone());
-            tokio::task::spawn_blocking(move || write_file_under(&r, &dir, &v))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SecretError::Unreadable {
-                        reference: reference.to_string(),
-                        why: "writer task failed".into(),
-                    })
-                })
-        })
-    }
-
-    fn remove<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<(), SecretError>> {
-        Box::pin(async move {
-            let (r, dir) = (reference.clone(), self.dir.clone());
-            tokio::task::spawn_blocking(move || remove_file_under(&r, &dir))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SecretError::Unreadable {
-                        reference: reference.to_string(),
-                        why: "remover task failed".into(),
-                    })
-                })
-        })
-    }
-}
-
-/// Routes each reference to the backend of its scheme.
+/// The configured backends by scheme name.
 #[derive(Clone)]
 pub struct SecretStore {
-    env: Arc<dyn SecretBackend>,
-    file: Option<Arc<dyn SecretBackend>>,
-    vault: Option<Arc<dyn SecretBackend>>,
+    backends: Arc<BTreeMap<&'static str, Arc<dyn SecretBackend>>>,
 }
 
 impl SecretStore {
-    /// A store with the given optional backends (`env:` is always available).
-    pub fn new(
-        file: Option<Arc<dyn SecretBackend>>,
-        vault: Option<Arc<dyn SecretBackend>>,
-    ) -> Self {
+    /// A store with exactly these backends (each under its scheme's name).
+    pub fn new(backends: impl IntoIterator<Item = Arc<dyn SecretBackend>>) -> Self {
         SecretStore {
-            env: Arc::new(EnvBackend),
-            file,
-            vault,
+            backends: Arc::new(backends.into_iter().map(|b| (b.scheme().name, b)).collect()),
         }
+    }
+
+    /// The backends `config` enables: every registered scheme is asked (`env:` always is).
+    pub fn from_config(config: &Config) -> Result<Self, SecretError> {
+        let mut backends = Vec::new();
+        for scheme in SCHEMES {
+            backends.extend((scheme.backend)(config)?);
+        }
+        Ok(Self::new(backends))
     }
 
     /// Reads through the backend for the reference's scheme.
@@ -147,7 +79,7 @@ impl SecretStore {
         self.backend(reference)?.read(reference).await
     }
 
-    /// Writes through the backend for the reference's scheme (`env:` refuses).
+    /// Writes through the backend for the reference's scheme (read-only schemes refuse).
     pub async fn write(
         &self,
         reference: &SecretRef,
@@ -156,38 +88,84 @@ impl SecretStore {
         self.backend(reference)?.write(reference, value).await
     }
 
-    /// Removes through the backend for the reference's scheme (`env:` refuses).
+    /// Removes through the backend for the reference's scheme (read-only schemes refuse).
     pub async fn remove(&self, reference: &SecretRef) -> Result<(), SecretError> {
         self.backend(reference)?.remove(reference).await
     }
 
-    /// Whether drover could store a value behind this reference here (its backend is
-    /// configured and writable), without touching the backend.
+    /// Whether drover could store a value behind this reference here (its scheme is
+    /// writable and its backend configured), without touching the backend.
     pub fn check_writable(&self, reference: &SecretRef) -> Result<(), SecretError> {
-        if reference.scheme() == Scheme::Env {
-            return Err(SecretError::ReadOnly {
-                reference: reference.to_string(),
-            });
+        if !reference.scheme().writable {
+            return Err(read_only(reference));
         }
         self.backend(reference).map(|_| ())
     }
 
     fn backend(&self, reference: &SecretRef) -> Result<&Arc<dyn SecretBackend>, SecretError> {
-        let backend = match reference.scheme() {
-            Scheme::Env => Some(&self.env),
-            Scheme::File => self.file.as_ref(),
-            Scheme::Vault => self.vault.as_ref(),
-        };
-        match backend {
-            Some(b) => Ok(b),
-            None => Err(SecretError::Unsupported {
+        self.backends
+            .get(reference.scheme().name)
+            .ok_or_else(|| SecretError::Unsupported {
                 reference: reference.to_string(),
-                scheme: match reference.scheme() {
-                    Scheme::File => "file (set DROVER_SECRETS_DIR)",
-                    Scheme::Vault => "vault (set DROVER_VAULT_ADDR and DROVER_VAULT_TOKEN)",
-                    Scheme::Env => "env",
-                },
-            }),
+                scheme: reference.scheme().unconfigured,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(env: &[(&str, &str)]) -> SecretStore {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::load_with(None, &|k| env.get(k).cloned()).unwrap();
+        SecretStore::from_config(&config).unwrap()
+    }
+
+    fn r(s: &str) -> SecretRef {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_scheme_without_configuration_is_refused_naming_what_to_set() {
+        let store = store(&[]);
+
+        let file = store.check_writable(&r("file:tenants/acme")).unwrap_err();
+        let vault = store.check_writable(&r("vault:secret/tenants/acme#pw"));
+
+        assert!(file.to_string().contains("DROVER_SECRETS_DIR"), "{file}");
+        assert!(
+            vault.unwrap_err().to_string().contains("DROVER_VAULT_ADDR"),
+            "vault"
+        );
+    }
+
+    #[test]
+    fn configured_schemes_get_their_backend_and_read_only_ones_refuse_writes() {
+        let dir = std::env::temp_dir();
+        let store = store(&[("DROVER_SECRETS_DIR", dir.to_str().unwrap())]);
+
+        assert!(store.check_writable(&r("file:tenants/acme")).is_ok());
+        let env = store.check_writable(&r("env:TENANT_ACME")).unwrap_err();
+        assert!(matches!(env, SecretError::ReadOnly { .. }), "{env}");
+        assert!(env.to_string().contains("file: or vault:"), "{env}");
+        for (name, backend) in store.backends.iter() {
+            assert_eq!(*name, backend.scheme().name);
         }
+    }
+
+    #[tokio::test]
+    async fn reads_are_routed_to_the_backend_of_the_references_scheme() {
+        let store = store(&[]);
+
+        let err = store
+            .read(&r("env:TENANT_DROVER_SURELY_UNSET"))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(err, SecretError::NotFound { .. }), "{err}");
     }
 }

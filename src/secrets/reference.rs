@@ -1,34 +1,16 @@
-//! Parsing and validation of `SCHEME:LOCATOR` secret references.
+//! Parsing and validation of `SCHEME:LOCATOR` secret references. The schemes and their
+//! locator syntax come from [`SCHEMES`]; this file knows none of them by name.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a secret lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// An environment variable of the daemon.
-    Env,
-    /// A file under the configured secrets directory (a mounted Kubernetes secret).
-    File,
-    /// A HashiCorp Vault / OpenBao KV v2 secret field.
-    Vault,
-}
-
-impl Scheme {
-    /// The prefix as written in a reference.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Env => "env",
-            Scheme::File => "file",
-            Scheme::Vault => "vault",
-        }
-    }
-}
+use super::scheme::{listed, Scheme};
+use super::SCHEMES;
 
 /// A validated secret reference. Holds no secret, so it may be logged and stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRef {
-    scheme: Scheme,
+    scheme: &'static Scheme,
     locator: String,
 }
 
@@ -36,25 +18,25 @@ pub struct SecretRef {
 /// pasted a password where a reference belongs must not find it in an error or a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretRefError {
-    #[error("must be SCHEME:LOCATOR with scheme env, file or vault (e.g. file:tenants/acme)")]
+    #[error("must be SCHEME:LOCATOR with scheme {} (e.g. file:tenants/acme)", listed(|_| true, ""))]
     NoScheme,
-    #[error("unknown scheme; use env:, file: or vault:")]
+    #[error("unknown scheme; use {}", listed(|_| true, ":"))]
     UnknownScheme,
     #[error("must not contain '://', '@', whitespace or '..': store a reference, never a URL or a password")]
     Forbidden,
-    #[error("env: reference must name a variable like env:TENANT_ACME_PASSWORD")]
-    BadEnv,
-    #[error("file: reference must be a relative path of letters, digits, '.', '_', '-' and '/' (e.g. file:tenants/acme)")]
-    BadFile,
-    #[error("vault: reference must be vault:mount/path#field (letters, digits, '.', '_', '-')")]
-    BadVault,
+    /// The locator does not fit its scheme; the message is the scheme's `expected`.
+    #[error("{expected}")]
+    BadLocator {
+        scheme: &'static str,
+        expected: &'static str,
+    },
     #[error("must be at most 512 characters")]
     TooLong,
 }
 
 impl SecretRef {
     /// The scheme.
-    pub fn scheme(&self) -> Scheme {
+    pub fn scheme(&self) -> &'static Scheme {
         self.scheme
     }
 
@@ -66,15 +48,17 @@ impl SecretRef {
 
 impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.scheme.as_str(), self.locator)
+        write!(f, "{}:{}", self.scheme.name, self.locator)
     }
 }
 
-fn is_name_char(c: char) -> bool {
+/// A letter, digit, `.`, `_` or `-`: the characters of path segments and field names.
+pub(super) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-fn valid_path(path: &str) -> bool {
+/// `segment(/segment)*`, no empty or `.` segments.
+pub(super) fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && path
             .split('/')
@@ -95,41 +79,12 @@ impl FromStr for SecretRef {
         {
             return Err(SecretRefError::Forbidden);
         }
-        let (scheme, locator) = s.split_once(':').ok_or(SecretRefError::NoScheme)?;
-        let scheme = match scheme {
-            "env" => Scheme::Env,
-            "file" => Scheme::File,
-            "vault" => Scheme::Vault,
-            _ => return Err(SecretRefError::UnknownScheme),
-        };
-        // Tight character sets double as the "looks like a pasted password" check: real
-        // passwords carry punctuation that no locator needs.
-        let ok = match scheme {
-            Scheme::Env => {
-                locator
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && locator
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            }
-            Scheme::File => valid_path(locator),
-            Scheme::Vault => match locator.split_once('#') {
-                Some((path, field)) => {
-                    path.contains('/')
-                        && valid_path(path)
-                        && !field.is_empty()
-                        && field.chars().all(is_name_char)
-                }
-                None => false,
-            },
-        };
-        if !ok {
-            return Err(match scheme {
-                Scheme::Env => SecretRefError::BadEnv,
-                Scheme::File => SecretRefError::BadFile,
-                Scheme::Vault => SecretRefError::BadVault,
+        let (name, locator) = s.split_once(':').ok_or(SecretRefError::NoScheme)?;
+        let scheme = Scheme::named(name).ok_or(SecretRefError::UnknownScheme)?;
+        if !(scheme.valid_locator)(locator) {
+            return Err(SecretRefError::BadLocator {
+                scheme: scheme.name,
+                expected: scheme.expected,
             });
         }
         Ok(SecretRef {
@@ -139,9 +94,56 @@ impl FromStr for SecretRef {
     }
 }
 
+/// The references [`SecretRef::from_str`] accepts, as a regular expression: the API
+/// document's schema of every request field holding one (the parser stays the authority:
+/// it also refuses `.`/`..` segments and anything over 512 characters). Built at compile
+/// time from [`SCHEMES`], so a new scheme shows up here without an edit.
+pub const PATTERN: &str = match std::str::from_utf8(&PATTERN_BYTES) {
+    Ok(s) => s,
+    Err(_) => panic!("scheme names and locator patterns are UTF-8"),
+};
+
+const PATTERN_LEN: usize = pattern_parts(&mut [0; 0], false);
+const PATTERN_BYTES: [u8; PATTERN_LEN] = {
+    let mut out = [0; PATTERN_LEN];
+    pattern_parts(&mut out, true);
+    out
+};
+
+/// `^(name:pattern|…)$`: writes it into `out` when `write`, and returns its length.
+const fn pattern_parts(out: &mut [u8], write: bool) -> usize {
+    let mut at = push(out, 0, "^(", write);
+    let mut i = 0;
+    while i < SCHEMES.len() {
+        if i > 0 {
+            at = push(out, at, "|", write);
+        }
+        at = push(out, at, SCHEMES[i].name, write);
+        at = push(out, at, ":", write);
+        at = push(out, at, SCHEMES[i].locator_pattern, write);
+        i += 1;
+    }
+    push(out, at, ")$", write)
+}
+
+const fn push(out: &mut [u8], at: usize, s: &str, write: bool) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while write && i < bytes.len() {
+        out[at + i] = bytes[i];
+        i += 1;
+    }
+    at + bytes.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bad(scheme: &'static str) -> SecretRefError {
+        let expected = Scheme::named(scheme).unwrap().expected;
+        SecretRefError::BadLocator { scheme, expected }
+    }
 
     #[test]
     fn accepts_the_three_documented_forms() {
@@ -164,11 +166,11 @@ mod tests {
             ("file:a b", SecretRefError::Forbidden),
             ("hunter2", SecretRefError::NoScheme),
             ("plain:value", SecretRefError::UnknownScheme),
-            ("file:/etc/passwd", SecretRefError::BadFile),
-            ("file:tenants//acme", SecretRefError::BadFile),
-            ("env:Pa$$w0rd!", SecretRefError::BadEnv),
-            ("vault:secret#field", SecretRefError::BadVault),
-            ("vault:secret/acme", SecretRefError::BadVault),
+            ("file:/etc/passwd", bad("file")),
+            ("file:tenants//acme", bad("file")),
+            ("env:Pa$$w0rd!", bad("env")),
+            ("vault:secret#field", bad("vault")),
+            ("vault:secret/acme", bad("vault")),
         ];
         for (input, want) in cases {
             assert_eq!(input.parse::<SecretRef>().unwrap_err(), want, "{input}");
@@ -179,5 +181,35 @@ mod tests {
     fn errors_never_echo_the_input() {
         let err = "S3cr3t-P4ss!".parse::<SecretRef>().unwrap_err().to_string();
         assert!(!err.contains("S3cr3t"));
+    }
+
+    #[test]
+    fn errors_list_the_registered_schemes() {
+        assert_eq!(
+            SecretRefError::NoScheme.to_string(),
+            "must be SCHEME:LOCATOR with scheme env, file or vault (e.g. file:tenants/acme)"
+        );
+        assert_eq!(
+            SecretRefError::UnknownScheme.to_string(),
+            "unknown scheme; use env:, file: or vault:"
+        );
+        assert_eq!(
+            "env:Pa$$w0rd!"
+                .parse::<SecretRef>()
+                .unwrap_err()
+                .to_string(),
+            "env: reference must name a variable like env:TENANT_ACME_PASSWORD"
+        );
+    }
+
+    #[test]
+    fn the_pattern_is_built_from_every_registered_scheme() {
+        assert_eq!(
+            PATTERN,
+            r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+)$"
+        );
+        for s in SCHEMES {
+            assert!(PATTERN.contains(&format!("{}:{}", s.name, s.locator_pattern)));
+        }
     }
 }

@@ -3,13 +3,16 @@
 //! A syntactically valid reference can still name something that is not the tenant's: the
 //! daemon's own variables (`env:DROVER_ADMIN_TOKEN`, `env:DROVER_DATABASE_URL`), the host's
 //! (`env:AWS_SECRET_ACCESS_KEY`, `env:PATH`), any Vault path the daemon's token can read, or
-//! drover's own token file in the secrets directory. [`RefScope`] is the rule set; the
+//! drover's own token file in the secrets directory. [`RefScope`] holds the settings (the
+//! `env:` prefix, the allowed Vault paths, drover's own token files); each scheme's rule
+//! reading them sits with the scheme (`in_scope` in `env.rs`, `file.rs`, `vault/mod.rs`) and
+//! [`RefScope::check`] applies the reference's. The
 //! registry applies it when a reference is written and the resolver again when one is read,
 //! so a reference planted directly in the control DB is refused too. drover's own
 //! configuration (`DROVER_ADMIN_TOKEN_REF` and friends) is not tenant data and is not
 //! checked here.
 
-use super::{Scheme, SecretRef};
+use super::SecretRef;
 
 /// The default `env_secret_prefix`.
 pub const DEFAULT_ENV_PREFIX: &str = "TENANT_";
@@ -144,43 +147,20 @@ impl RefScope {
         }
     }
 
-    /// Whether `r` may be a tenant's reference.
+    /// The allowed Vault paths.
+    pub fn vault(&self) -> &VaultScope {
+        &self.vault
+    }
+
+    /// Locators of `file:` references drover's own configuration reads (token files).
+    pub fn own_files(&self) -> &[String] {
+        &self.own_files
+    }
+
+    /// Whether `r` may be a tenant's reference: its scheme's rule
+    /// ([`Scheme::in_scope`](super::Scheme)).
     pub fn check(&self, r: &SecretRef) -> Result<(), ScopeError> {
-        match r.scheme() {
-            Scheme::Env if r.locator().starts_with(&self.env_prefix) => Ok(()),
-            Scheme::Env => Err(ScopeError::Env {
-                prefix: self.env_prefix.clone(),
-            }),
-            Scheme::Vault => {
-                let path = r.locator().split('#').next().unwrap_or_default();
-                match &self.vault {
-                    VaultScope::Any => Ok(()),
-                    VaultScope::Under(prefixes) => {
-                        let inside = prefixes.iter().any(|p| {
-                            path.strip_prefix(p.as_str())
-                                .is_some_and(|rest| rest.starts_with('/'))
-                        });
-                        if inside {
-                            Ok(())
-                        } else {
-                            Err(ScopeError::Vault {
-                                allowed: prefixes
-                                    .iter()
-                                    .map(|p| format!("{p}/"))
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                            })
-                        }
-                    }
-                }
-            }
-            // Relative, no `..` (parsing) and no symlink escape (reading) keep it in the
-            // secrets directory; drover's own token file lives there too.
-            Scheme::File if self.own_files.iter().any(|f| f == r.locator()) => {
-                Err(ScopeError::OwnFile)
-            }
-            Scheme::File => Ok(()),
-        }
+        (r.scheme().in_scope)(self, r)
     }
 }
 

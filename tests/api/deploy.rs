@@ -133,26 +133,13 @@ fn configmap_toml() -> String {
         .to_owned()
 }
 
-/// The file keys drover accepts, read from `FILE_KEYS` in src/config.rs.
+/// The keys the file accepts as plain values (`[[provision_servers]]` tables aside).
 fn file_keys() -> Vec<String> {
-    let src = read(&repo().join("src/config.rs"));
-    let marker = "const FILE_KEYS: &[&str] = &[";
-    let start = src.find(marker).expect("FILE_KEYS in src/config.rs") + marker.len();
-    let list = &src[start..];
-    let list = &list[..list.find("];").expect("end of FILE_KEYS")];
-    let keys: Vec<String> = list
-        .split(',')
-        .map(|k| k.trim().trim_matches('"').to_owned())
-        .filter(|k| !k.is_empty())
-        .collect();
-    assert!(
-        keys.len() > 20
-            && keys
-                .iter()
-                .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')),
-        "FILE_KEYS parsed as {keys:?}"
-    );
-    keys
+    drover::config::KEYS
+        .iter()
+        .filter(|k| k.source == drover::config::keys::Source::FileOrEnv)
+        .map(|k| k.name.to_owned())
+        .collect()
 }
 
 fn on_path(program: &str) -> bool {

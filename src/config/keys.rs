@@ -1,0 +1,302 @@
+//! Every configuration key, declared once in [`KEYS`]: its TOML name, its `DROVER_*`
+//! variable, what happens when it is unset, and what it means. The file reader accepts
+//! exactly these names, the environment reader reads exactly these variables, the builder
+//! can only ask for a name listed here, and the tables below and in the README are checked
+//! equal to the list by tests that print the lines to paste when they drift.
+//!
+//! | file key | env var | default | meaning |
+//! |---|---|---|---|
+//! | `database_url` | `DROVER_DATABASE_URL` | required | control-plane database |
+//! | `listen` | `DROVER_LISTEN` | `127.0.0.1:8080` | HTTP listen address |
+//! | — | `DROVER_ADMIN_TOKEN` | required by `serve` | root bearer token (role admin, actor `root`; ≥ 16 characters) |
+//! | `admin_token_ref` | `DROVER_ADMIN_TOKEN_REF` | | admin token from a secret ref, e.g. `file:admin-token` |
+//! | — | `DROVER_RESOLVER_TOKEN` | | resolver bearer token |
+//! | `resolver_token_ref` | `DROVER_RESOLVER_TOKEN_REF` | | resolver token from a secret ref |
+//! | `migrations_dir` | `DROVER_MIGRATIONS_DIR` | `./tenant-migrations` | tenant migrations used while no set was pushed (see [Migration sets](#migration-sets-published-by-ci)) |
+//! | `secrets_dir` | `DROVER_SECRETS_DIR` | | directory `file:` refs are read under |
+//! | `provision_url` | `DROVER_PROVISION_URL` | | admin connection for creating tenant databases: one provisioning server named `default` |
+//! | `[[provision_servers]]` | — | | several provisioning servers (see [Provisioning](#provisioning)); not together with `provision_url` |
+//! | `provision_db_name` | `DROVER_PROVISION_DB_NAME` | `t_{ident}` | `db_name` of a tenant created from its slug (`{slug}`; `{ident}` = slug with `-` → `_`) |
+//! | `provision_db_user` | `DROVER_PROVISION_DB_USER` | `t_{ident}` | its `db_user` |
+//! | `provision_secret_ref` | `DROVER_PROVISION_SECRET_REF` | `file:tenants/{slug}` | its `db_secret_ref` (must pass the secret-ref scope) |
+//! | `provision_retries` | `DROVER_PROVISION_RETRIES` | `5` | automatic retries of a retryable provisioning failure |
+//! | `provision_retry_backoff` | `DROVER_PROVISION_RETRY_BACKOFF` | `2s` | first provisioning retry delay (doubles, capped at 5 min) |
+//! | `instance_id` | `DROVER_INSTANCE_ID` | hostname-pid | replica name |
+//! | `log_format` | `DROVER_LOG_FORMAT` | `pretty` | `pretty` or `json` |
+//! | `log` | `DROVER_LOG` | `info` | tracing filter, e.g. `info,drover=debug` (`tokio_postgres` is capped at `info`: at debug it would log statement texts and parameters) |
+//! | `pool_size` | `DROVER_POOL_SIZE` | `16` | control-DB connections |
+//! | `provisioning_stuck_after` | `DROVER_PROVISIONING_STUCK_AFTER` | `15m` | health report window |
+//! | `shutdown_grace` | `DROVER_SHUTDOWN_GRACE` | `30s` | drain deadline on SIGTERM |
+//! | `max_body_bytes` | `DROVER_MAX_BODY_BYTES` | `262144` | largest request body |
+//! | `max_set_bytes` | `DROVER_MAX_SET_BYTES` | `16777216` | largest body of `POST /v1/migration-sets` (a whole set; other routes keep `max_body_bytes`) |
+//! | `secret_ttl` | `DROVER_SECRET_TTL` | `60s` | resolved secrets reused this long |
+//! | `secret_stale_for` | `DROVER_SECRET_STALE_FOR` | `5m` | past the TTL, serve the old value this long while the backend fails |
+//! | `secret_negative_ttl` | `DROVER_SECRET_NEGATIVE_TTL` | `2s` | remember a failed read this long (don't hammer a broken backend) |
+//! | `tenant_cache_ttl` | `DROVER_TENANT_CACHE_TTL` | `30s` | tenant rows cached for resolution; changes arrive by LISTEN/NOTIFY, the TTL is the fallback |
+//! | `vault_addr` | `DROVER_VAULT_ADDR` | | Vault / OpenBao address for `vault:` refs |
+//! | — | `DROVER_VAULT_TOKEN` | | Vault token (or `vault_token_file` / `DROVER_VAULT_TOKEN_FILE`) |
+//! | `vault_token_file` | `DROVER_VAULT_TOKEN_FILE` | | file holding the Vault token (instead of `DROVER_VAULT_TOKEN`) |
+//! | `vault_namespace` | `DROVER_VAULT_NAMESPACE` | | Vault namespace |
+//! | `vault_timeout` | `DROVER_VAULT_TIMEOUT` | `5s` | per-request timeout |
+//! | `ca_file` | `DROVER_CA_FILE` | webpki roots | CA bundle for `sslmode=verify-ca/verify-full` |
+//! | `tls_cert_file` | `DROVER_TLS_CERT_FILE` | | serve HTTPS (rustls) with this certificate chain (PEM; with `tls_key_file`, both or neither); plain HTTP otherwise. The CLI trusts a private CA with `DROVER_SERVER_CA_FILE` |
+//! | `tls_key_file` | `DROVER_TLS_KEY_FILE` | | the private key (PEM) of `tls_cert_file` |
+//! | `wave_lease` | `DROVER_WAVE_LEASE` | `30s` | a claimed tenant is this replica's for this long (renewed every third) |
+//! | `worker_slots` | `DROVER_WORKER_SLOTS` | `16` | tenants this replica migrates at once |
+//! | `lock_wait` | `DROVER_LOCK_WAIT` | `10s` | how long to poll for a tenant's migration lock |
+//! | `retry_backoff` | `DROVER_RETRY_BACKOFF` | `1s` | first retry delay (doubles, capped at 60 s) |
+//! | `leader_ttl` | `DROVER_LEADER_TTL` | `15s` | leader lease length (renewed every third) |
+//! | `prometheus_url` | `DROVER_PROMETHEUS_URL` | | Prometheus base URL for `prometheus` analysis checks (no credentials in it) |
+//! | `env_secret_prefix` | `DROVER_ENV_SECRET_PREFIX` | `TENANT_` | `env:` tenant refs may only name variables starting with this (never one matching `DROVER_`) |
+//! | `vault_allowed_prefixes` | `DROVER_VAULT_ALLOWED_PREFIXES` | `secret/tenants` | comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in) |
+//! | `webhook_retry_backoff` | `DROVER_WEBHOOK_RETRY_BACKOFF` | `5s` | first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered) |
+//! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
+//! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
+//! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
+//!
+//! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
+//! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
+//! `_ref`, the TLS pair, Vault's address and token), so they live in `build.rs` where the
+//! typed [`super::Config`] is assembled. The builder asks for keys by name; a name missing
+//! here panics in every test that loads a configuration, and a key listed here that the
+//! builder never reads fails `every_declared_key_is_read_by_the_builder`.
+
+use crate::secrets::{DEFAULT_ENV_PREFIX, DEFAULT_VAULT_PREFIXES};
+use IfUnset::{Note, Nothing, Value};
+
+/// Where a key may be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A plain value in the file, or `DROVER_` + upper-case name in the environment.
+    FileOrEnv,
+    /// Only the environment (plain tokens: files get copied around).
+    EnvOnly,
+    /// Only the file, as an array of tables (`[[name]]`).
+    FileTables,
+}
+
+/// What a key is when unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfUnset {
+    /// This value, parsed like one that was set.
+    Value(&'static str),
+    /// No value; the note says what happens instead (required, computed, built in).
+    Note(&'static str),
+    /// No value and nothing to say.
+    Nothing,
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The TOML key; its variable is `DROVER_` + the name in upper case.
+    pub name: &'static str,
+    /// Where it may be set.
+    pub source: Source,
+    /// What it is when unset.
+    pub unset: IfUnset,
+    /// What it means, as shown in the README's table.
+    pub doc: &'static str,
+}
+
+const fn key(name: &'static str, unset: IfUnset, doc: &'static str) -> Key {
+    Key {
+        name,
+        source: Source::FileOrEnv,
+        unset,
+        doc,
+    }
+}
+
+const fn env_only(name: &'static str, unset: IfUnset, doc: &'static str) -> Key {
+    Key {
+        name,
+        source: Source::EnvOnly,
+        unset,
+        doc,
+    }
+}
+
+/// Every key, in the order the tables show them.
+pub const KEYS: &[Key] = &[
+    key("database_url", Note("required"), "control-plane database"),
+    key("listen", Value("127.0.0.1:8080"), "HTTP listen address"),
+    env_only("admin_token", Note("required by `serve`"), "root bearer token (role admin, actor `root`; ≥ 16 characters)"),
+    key("admin_token_ref", Nothing, "admin token from a secret ref, e.g. `file:admin-token`"),
+    env_only("resolver_token", Nothing, "resolver bearer token"),
+    key("resolver_token_ref", Nothing, "resolver token from a secret ref"),
+    key("migrations_dir", Value("./tenant-migrations"), "tenant migrations used while no set was pushed (see [Migration sets](#migration-sets-published-by-ci))"),
+    key("secrets_dir", Nothing, "directory `file:` refs are read under"),
+    key("provision_url", Nothing, "admin connection for creating tenant databases: one provisioning server named `default`"),
+    Key {
+        name: "provision_servers",
+        source: Source::FileTables,
+        unset: Nothing,
+        doc: "several provisioning servers (see [Provisioning](#provisioning)); not together with `provision_url`",
+    },
+    key("provision_db_name", Value("t_{ident}"), "`db_name` of a tenant created from its slug (`{slug}`; `{ident}` = slug with `-` → `_`)"),
+    key("provision_db_user", Value("t_{ident}"), "its `db_user`"),
+    key("provision_secret_ref", Value("file:tenants/{slug}"), "its `db_secret_ref` (must pass the secret-ref scope)"),
+    key("provision_retries", Value("5"), "automatic retries of a retryable provisioning failure"),
+    key("provision_retry_backoff", Value("2s"), "first provisioning retry delay (doubles, capped at 5 min)"),
+    key("instance_id", Note("hostname-pid"), "replica name"),
+    key("log_format", Value("pretty"), "`pretty` or `json`"),
+    key("log", Value("info"), "tracing filter, e.g. `info,drover=debug` (`tokio_postgres` is capped at `info`: at debug it would log statement texts and parameters)"),
+    key("pool_size", Value("16"), "control-DB connections"),
+    key("provisioning_stuck_after", Value("15m"), "health report window"),
+    key("shutdown_grace", Value("30s"), "drain deadline on SIGTERM"),
+    key("max_body_bytes", Value("262144"), "largest request body"),
+    key("max_set_bytes", Value("16777216"), "largest body of `POST /v1/migration-sets` (a whole set; other routes keep `max_body_bytes`)"),
+    key("secret_ttl", Value("60s"), "resolved secrets reused this long"),
+    key("secret_stale_for", Value("5m"), "past the TTL, serve the old value this long while the backend fails"),
+    key("secret_negative_ttl", Value("2s"), "remember a failed read this long (don't hammer a broken backend)"),
+    key("tenant_cache_ttl", Value("30s"), "tenant rows cached for resolution; changes arrive by LISTEN/NOTIFY, the TTL is the fallback"),
+    key("vault_addr", Nothing, "Vault / OpenBao address for `vault:` refs"),
+    env_only("vault_token", Nothing, "Vault token (or `vault_token_file` / `DROVER_VAULT_TOKEN_FILE`)"),
+    key("vault_token_file", Nothing, "file holding the Vault token (instead of `DROVER_VAULT_TOKEN`)"),
+    key("vault_namespace", Nothing, "Vault namespace"),
+    key("vault_timeout", Value("5s"), "per-request timeout"),
+    key("ca_file", Note("webpki roots"), "CA bundle for `sslmode=verify-ca/verify-full`"),
+    key("tls_cert_file", Nothing, "serve HTTPS (rustls) with this certificate chain (PEM; with `tls_key_file`, both or neither); plain HTTP otherwise. The CLI trusts a private CA with `DROVER_SERVER_CA_FILE`"),
+    key("tls_key_file", Nothing, "the private key (PEM) of `tls_cert_file`"),
+    key("wave_lease", Value("30s"), "a claimed tenant is this replica's for this long (renewed every third)"),
+    key("worker_slots", Value("16"), "tenants this replica migrates at once"),
+    key("lock_wait", Value("10s"), "how long to poll for a tenant's migration lock"),
+    key("retry_backoff", Value("1s"), "first retry delay (doubles, capped at 60 s)"),
+    key("leader_ttl", Value("15s"), "leader lease length (renewed every third)"),
+    key("prometheus_url", Nothing, "Prometheus base URL for `prometheus` analysis checks (no credentials in it)"),
+    key("env_secret_prefix", Value(DEFAULT_ENV_PREFIX), "`env:` tenant refs may only name variables starting with this (never one matching `DROVER_`)"),
+    key("vault_allowed_prefixes", Value(DEFAULT_VAULT_PREFIXES), "comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in)"),
+    key("webhook_retry_backoff", Value("5s"), "first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered)"),
+    key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
+    key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
+    key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
+];
+
+/// `DROVER_` + the name in upper case.
+pub fn env_name(name: &str) -> String {
+    format!("DROVER_{}", name.to_ascii_uppercase())
+}
+
+/// The key called `name`. Asking for one that is not declared is a bug in the builder,
+/// caught by every test that loads a configuration.
+pub fn get(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| unreachable!("config key {name} is not declared in config::keys::KEYS"))
+}
+
+impl Key {
+    /// The key's row of the configuration table (README and this module's header).
+    pub fn table_row(&self) -> String {
+        let (file, env) = match self.source {
+            Source::FileOrEnv => (
+                format!("`{}`", self.name),
+                format!("`{}`", env_name(self.name)),
+            ),
+            Source::EnvOnly => ("—".to_string(), format!("`{}`", env_name(self.name))),
+            Source::FileTables => (format!("`[[{}]]`", self.name), "—".to_string()),
+        };
+        let unset = match self.unset {
+            Value(v) => format!("`{v}`"),
+            Note(n) => n.to_string(),
+            Nothing => String::new(),
+        };
+        let unset = if unset.is_empty() {
+            " ".to_string()
+        } else {
+            format!(" {unset} ")
+        };
+        format!("| {file} | {env} |{unset}| {} |", self.doc)
+    }
+}
+
+/// The whole table, header included, as the README and this module's header show it.
+pub fn table() -> String {
+    let mut out = String::from("| file key | env var | default | meaning |\n|---|---|---|---|\n");
+    for k in KEYS {
+        out.push_str(&k.table_row());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table rows of `text` that start at the configuration table's header.
+    fn table_in(text: &str, prefix: &str) -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            let Some(line) = line.strip_prefix(prefix) else {
+                if inside {
+                    break;
+                }
+                continue;
+            };
+            if line.starts_with("| file key | env var |") {
+                inside = true;
+            }
+            if inside {
+                if !line.starts_with('|') {
+                    break;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn assert_table(what: &str, found: &str, prefix: &str) {
+        let want = table();
+        if found != want {
+            let missing: Vec<_> = want.lines().filter(|l| !found.contains(l)).collect();
+            let extra: Vec<_> = found.lines().filter(|l| !want.contains(l)).collect();
+            let first = format!(
+                "rows missing or changed:\n  {}\nrows to remove:\n  {}\n",
+                missing.join("\n  "),
+                extra.join("\n  ")
+            );
+            let paste: String = want.lines().map(|l| format!("{prefix}{l}\n")).collect();
+            panic!("{what}'s configuration table differs from config::keys::KEYS; {first}paste this:\n{paste}");
+        }
+    }
+
+    #[test]
+    fn the_module_header_table_is_the_key_list() {
+        assert_table(
+            "src/config/keys.rs",
+            &table_in(include_str!("keys.rs"), "//! "),
+            "//! ",
+        );
+    }
+
+    #[test]
+    fn the_readme_table_is_the_key_list() {
+        assert_table(
+            "README.md",
+            &table_in(include_str!("../../README.md"), ""),
+            "",
+        );
+    }
+
+    #[test]
+    fn every_key_has_a_unique_name_and_a_meaning() {
+        for (i, k) in KEYS.iter().enumerate() {
+            assert!(!k.doc.is_empty(), "{} has no meaning", k.name);
+            assert!(
+                !k.doc.contains('|'),
+                "{}'s meaning would break the table",
+                k.name
+            );
+            assert!(
+                KEYS[..i].iter().all(|o| o.name != k.name),
+                "{} is declared twice",
+                k.name
+            );
+        }
+    }
+}

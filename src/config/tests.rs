@@ -1,0 +1,205 @@
+//! The loader's behaviour: precedence, error reporting, refusals, and that the builder and
+//! the key list agree.
+
+use super::*;
+use secrecy::ExposeSecret;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn env_wins_over_the_file() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("drover.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npool_size = 4\n").unwrap();
+
+    let cfg = Config::load_with(Some(&file), &env(&[("DROVER_LISTEN", "0.0.0.0:7000")])).unwrap();
+
+    assert_eq!(cfg.listen.port(), 7000);
+    assert_eq!(cfg.pool_size, 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let err = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_LISTEN", "nope"),
+            ("DROVER_POOL_SIZE", "0"),
+            ("DROVER_ADMIN_TOKEN", "short"),
+        ]),
+    )
+    .unwrap_err();
+
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"DROVER_LISTEN (environment)"), "{keys:?}");
+    assert!(keys.contains(&"DROVER_POOL_SIZE (environment)"), "{keys:?}");
+    assert!(
+        keys.contains(&"DROVER_ADMIN_TOKEN (environment)"),
+        "{keys:?}"
+    );
+    assert!(
+        !err.to_string().contains("short"),
+        "token value must not be echoed"
+    );
+}
+
+#[test]
+fn unknown_file_keys_and_plain_tokens_in_the_file_are_refused() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("drover.toml");
+    std::fs::write(
+        &file,
+        "lisen = \"x\"\nadmin_token = \"0123456789abcdef0\"\n",
+    )
+    .unwrap();
+
+    let err = Config::load_with(Some(&file), &env(&[])).unwrap_err();
+
+    assert_eq!(err.problems.len(), 2);
+    assert!(err.to_string().contains("lisen"));
+    assert!(err.to_string().contains("DROVER_ADMIN_TOKEN_REF"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn token_can_come_from_a_file_reference() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin-token"), "0123456789abcdef-token\n").unwrap();
+
+    let cfg = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+            ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
+        ]),
+    )
+    .unwrap();
+
+    assert_eq!(
+        cfg.admin_token.unwrap().expose_secret(),
+        "0123456789abcdef-token"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_toml_syntax_error_reports_the_line_but_not_its_text() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("drover.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\ndatabase_url = postgres://u:hunter2@h/db\n",
+    )
+    .unwrap();
+
+    let err = Config::load_with(Some(&file), &env(&[]))
+        .unwrap_err()
+        .to_string();
+
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn secret_ref_scope_comes_from_config_and_covers_drovers_own_token_file() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin-token"), "0123456789abcdef-token\n").unwrap();
+
+    let cfg = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+            ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
+            ("DROVER_ENV_SECRET_PREFIX", "APP_DB_"),
+            ("DROVER_VAULT_ALLOWED_PREFIXES", "kv/apps"),
+        ]),
+    )
+    .unwrap();
+
+    let check = |s: &str| cfg.ref_scope.check(&s.parse().unwrap());
+    assert!(check("env:APP_DB_ACME").is_ok());
+    assert!(check("env:TENANT_ACME").is_err());
+    assert!(check("vault:kv/apps/acme#pw").is_ok());
+    assert!(check("vault:secret/tenants/acme#pw").is_err());
+    assert!(check("file:admin-token").is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_certificate_without_its_key_is_a_config_error_naming_both_settings() {
+    let err = Config::load_with(
+        None,
+        &env(&[("DROVER_TLS_CERT_FILE", "/etc/drover/cert.pem")]),
+    )
+    .unwrap_err();
+
+    assert!(err.to_string().contains("tls_key_file"), "{err}");
+    assert!(err.to_string().contains("DROVER_TLS_CERT_FILE"), "{err}");
+}
+
+#[test]
+fn an_env_prefix_matching_drover_variables_is_a_config_error() {
+    let err =
+        Config::load_with(None, &env(&[("DROVER_ENV_SECRET_PREFIX", "DROVER_")])).unwrap_err();
+
+    assert!(
+        err.to_string().contains("DROVER_ENV_SECRET_PREFIX"),
+        "{err}"
+    );
+}
+
+#[test]
+fn durations_accept_units() {
+    assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+    assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+    assert!(parse_duration("5 weeks").is_err());
+}
+
+#[test]
+fn every_declared_key_is_read_by_the_builder() {
+    let mut b = super::build::Builder {
+        raw: BTreeMap::new(),
+        servers: None,
+        problems: Vec::new(),
+        read: std::collections::BTreeSet::new(),
+    };
+
+    b.build();
+
+    let unread: Vec<_> = KEYS
+        .iter()
+        .filter(|k| k.source != keys::Source::FileTables && !b.read.contains(k.name))
+        .map(|k| k.name)
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "declared in config::keys::KEYS but never read by the builder: {unread:?}"
+    );
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+}
+
+#[test]
+fn an_empty_configuration_takes_the_declared_defaults() {
+    let cfg = Config::load_with(None, &env(&[])).unwrap();
+
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(cfg.migrations_dir, PathBuf::from("./tenant-migrations"));
+    assert_eq!(cfg.log_filter, "info");
+    assert_eq!(cfg.provision.db_name, "t_{ident}");
+    assert_eq!(cfg.provision.secret_ref, "file:tenants/{slug}");
+    assert_eq!(cfg.events.stream_max_clients, 256);
+    assert_eq!(cfg.ref_scope.env_prefix(), "TENANT_");
+}
