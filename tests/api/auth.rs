@@ -12,12 +12,9 @@ async fn missing_or_wrong_token_is_401_with_the_json_error_shape() {
 
     let missing = app.http.get(&url).send().await.unwrap();
     let wrong = app
-        .http
-        .get(&url)
-        .bearer_auth("test-admin-token-0123456789abcdeX")
-        .send()
-        .await
-        .unwrap();
+        .with_token("test-admin-token-0123456789abcdeX")
+        .get("/v1/tenants")
+        .await;
     let not_bearer = app
         .http
         .get(&url)
@@ -93,11 +90,7 @@ async fn body_over_the_limit_is_413_and_unknown_routes_are_json_404() {
     body["display_name"] = Value::String("x".repeat(300_000));
 
     let big = app.create_tenant(&body).await;
-    let nowhere = app
-        .req(reqwest::Method::GET, "/v1/nowhere")
-        .send()
-        .await
-        .unwrap();
+    let nowhere = app.get("/v1/nowhere").await;
 
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let err: Value = big.json().await.unwrap();
