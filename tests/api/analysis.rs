@@ -151,12 +151,7 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
     untouched(&tenants[1..]).await;
 
     // Resume soaks again from zero, and the same check pauses it again.
-    let resumed: Value = app
-        .post(&format!("/v1/waves/{id}/resume"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let resumed: Value = app.resume_wave(&id).await.json().await.unwrap();
     assert_eq!(resumed["state"], "soaking", "{resumed:#}");
     assert_eq!(resumed["analysis"]["checks"][0]["runs"], 0);
     let again = app
@@ -190,9 +185,9 @@ async fn promoting_a_soaking_wave_by_hand_starts_the_batches_at_once() {
         .start_wave(json!({"soak_seconds": 3600, "batch_size": 2}))
         .await;
     app.wait_for_wave_state(&id, &["soaking"]).await;
-    let early = app.post(&format!("/v1/waves/{id}/promote")).await;
+    let early = app.promote_wave(&id).await;
     assert_eq!(early.status(), StatusCode::OK);
-    let again = app.post(&format!("/v1/waves/{id}/promote")).await;
+    let again = app.promote_wave(&id).await;
 
     let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
@@ -344,17 +339,11 @@ async fn a_success_condition_other_than_result_op_number_is_refused_with_422() {
     app.register_tenants(&secrets, "cd", 2, 1).await;
 
     let bad = app
-        .post_json(
-            "/v1/waves",
-            &json!({"analysis": [prometheus_check("rate", "rate(x) < 1", 0)]}),
-        )
+        .create_wave(&json!({"analysis": [prometheus_check("rate", "rate(x) < 1", 0)]}))
         .await;
     let no_canary = app
-        .post_json(
-            "/v1/waves",
-            &json!({"selector": {"slugs": ["cd-001"]},
-                      "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]}),
-        )
+        .create_wave(&json!({"selector": {"slugs": ["cd-001"]},
+                      "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]}))
         .await;
 
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -274,17 +274,12 @@ async fn quarantine_needs_a_completed_dry_run() {
     let real = app.start_wave(json!({"soak_seconds": 0})).await;
     app.wait_for_wave_state(&real, WAVE_DONE).await;
 
-    let not_dry = app
-        .post_json("/v1/waves", &json!({"exclude_failed_of": real}))
-        .await;
+    let not_dry = app.create_wave(&json!({"exclude_failed_of": real})).await;
     let unknown = app
-        .post_json(
-            "/v1/waves",
-            &json!({"exclude_failed_of": "00000000-0000-0000-0000-000000000001"}),
-        )
+        .create_wave(&json!({"exclude_failed_of": "00000000-0000-0000-0000-000000000001"}))
         .await;
     let with_analysis = app
-        .post_json("/v1/waves", &json!({"dry_run": true, "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]})).await;
+        .create_wave(&json!({"dry_run": true, "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]})).await;
 
     assert_eq!(not_dry.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = not_dry.json().await.unwrap();

@@ -33,9 +33,7 @@ async fn a_wave_with_an_unacknowledged_lint_error_is_refused_and_an_acknowledged
         .await;
     app.wait_for_wave_state(&first, &["completed"]).await;
 
-    let refused = app
-        .post_json("/v1/waves", &json!({"soak_seconds": 0}))
-        .await;
+    let refused = app.create_wave(&json!({"soak_seconds": 0})).await;
     let status = refused.status();
     let body: Value = refused.json().await.unwrap();
     let accepted = app
@@ -96,7 +94,7 @@ async fn acknowledging_a_rule_that_does_not_exist_is_422_naming_it() {
     app.register_tenants(&secrets, "lu", 1, 0).await;
 
     let resp = app
-        .post_json("/v1/waves", &json!({"acknowledge": ["no-such-rule"]}))
+        .create_wave(&json!({"acknowledge": ["no-such-rule"]}))
         .await;
 
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);

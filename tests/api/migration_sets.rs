@@ -194,7 +194,7 @@ async fn an_unknown_set_is_422_and_without_pushed_sets_the_directory_is_latest()
     app.register_tenants(&secrets, "dir", 1, 0).await;
 
     let unknown = app
-        .post_json("/v1/waves", &json!({"migration_set": "no-such-release"}))
+        .create_wave(&json!({"migration_set": "no-such-release"}))
         .await;
     let (status, body): (StatusCode, Value) = (unknown.status(), unknown.json().await.unwrap());
     let id = app.start_wave(json!({"soak_seconds": 0})).await;
@@ -224,7 +224,7 @@ async fn deleting_a_set_an_unfinished_wave_or_a_schedule_uses_is_409_naming_them
     let in_use = app.delete_set(&id).await;
     let (in_use_status, in_use): (StatusCode, Value) =
         (in_use.status(), in_use.json().await.unwrap());
-    app.post(&format!("/v1/waves/{wave}/abort")).await;
+    app.abort_wave(&wave).await;
     app.delete("/v1/schedules/nightly").await;
     let freed = app.delete_set(&id).await;
     let gone = app.get_set(&id).await;
@@ -247,7 +247,7 @@ async fn a_publisher_token_pushes_and_reads_sets_but_cannot_start_waves_or_read_
         .push_set(&set_body(&[("V1__a.sql", "select 1;")], Some("sha1")))
         .await;
     let read = app.with_token(&ci).get("/v1/migration-sets/sha1").await;
-    let wave = app.with_token(&ci).post_json("/v1/waves", &json!({})).await;
+    let wave = app.with_token(&ci).create_wave(&json!({})).await;
     let tenants = app.with_token(&ci).get("/v1/tenants").await;
     let delete = app.with_token(&ci).delete("/v1/migration-sets/sha1").await;
     let viewer = app.issue_token("dash", "viewer").await;

@@ -184,10 +184,7 @@ async fn failed_migration_leaves_tenant_provisioning_and_retry_finishes_without_
     let status_after_failure = status_of(&s.app, &slug).await;
     let error_event = events(&s.app, &slug).await[0].clone();
     s.migrations.put(V2.0, V2.1);
-    let retry = s
-        .app
-        .post(&format!("/v1/tenants/{slug}/provision?wait=true"))
-        .await;
+    let retry = s.app.provision_waiting(&slug).await;
     let retry_status = retry.status();
     let retried: Value = retry.json().await.unwrap();
 
@@ -247,10 +244,7 @@ async fn admin_role_without_createrole_fails_at_the_role_step_until_it_is_grante
         .batch_execute(&format!("ALTER ROLE {admin_role} CREATEROLE"))
         .await
         .unwrap();
-    let retry = s
-        .app
-        .post(&format!("/v1/tenants/{slug}/provision?wait=true"))
-        .await;
+    let retry = s.app.provision_waiting(&slug).await;
 
     assert_eq!(first_status, StatusCode::BAD_GATEWAY, "{first_body}");
     assert_eq!(first_body["error"]["step"], "role");
@@ -319,10 +313,7 @@ async fn deprovision_drops_database_role_and_secret_even_with_open_sessions() {
     let (host, port) = server_host_port();
     let idle_session = connect(&format!("postgres://{db}@{host}:{port}/{db}")).await;
 
-    let deleted = s
-        .app
-        .delete(&format!("/v1/tenants/{slug}?drop_database=true"))
-        .await;
+    let deleted = s.app.delete_tenant_and_database(&slug).await;
     let deleted_status = deleted.status();
     let body: Value = deleted.json().await.unwrap();
 
@@ -367,7 +358,7 @@ async fn delete_without_drop_database_keeps_database_role_and_secret() {
         .create_tenant_waiting(&provision_body(&slug, &db))
         .await;
 
-    let deleted = s.app.delete(&format!("/v1/tenants/{slug}")).await;
+    let deleted = s.app.delete_tenant(&slug).await;
 
     assert_eq!(deleted.status(), StatusCode::OK);
     assert_eq!(
@@ -411,10 +402,7 @@ async fn a_database_drover_did_not_create_is_never_adopted_or_dropped() {
         .await;
     let adopt_status = adopt.status();
     let adopt_body: Value = adopt.json().await.unwrap();
-    let drop = s
-        .app
-        .delete(&format!("/v1/tenants/{registered}?drop_database=true"))
-        .await;
+    let drop = s.app.delete_tenant_and_database(&registered).await;
     let drop_status = drop.status();
 
     assert_eq!(adopt_status, StatusCode::CONFLICT, "{adopt_body}");
@@ -599,9 +587,7 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
     let resolved: Value = app.get_json(&format!("/v1/resolve/{slug}")).await;
     let login = connect(resolved["dsn"].as_str().unwrap()).await;
     let logged_in = login.simple_query("SELECT 1").await.is_ok();
-    let deleted = app
-        .delete(&format!("/v1/tenants/{slug}?drop_database=true"))
-        .await;
+    let deleted = app.delete_tenant_and_database(&slug).await;
     let (gone, _) = read(format!("tenants/{slug}")).await;
     let (kept, other) = read("tenants/other".into()).await;
 
@@ -781,10 +767,7 @@ async fn drop_database_for_a_tenant_whose_database_is_not_on_the_admin_server_is
         StatusCode::CREATED
     );
 
-    let r = s
-        .app
-        .delete(&format!("/v1/tenants/{slug}?drop_database=true"))
-        .await;
+    let r = s.app.delete_tenant_and_database(&slug).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
 

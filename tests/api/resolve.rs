@@ -93,7 +93,7 @@ async fn status_policy_answers_200_423_409_and_404() {
         )
         .await
         .unwrap();
-    app.delete("/v1/tenants/gone").await;
+    app.delete_tenant("gone").await;
 
     let active = resolve(&app, "acme").await;
     let suspended = resolve(&app, "sleepy").await;

@@ -144,7 +144,7 @@ async fn lock_retries_out_of_range_are_refused_with_422() {
     app.register_tenants(&secrets, "lr", 1, 0).await;
 
     let resp = app
-        .post_json("/v1/waves", &json!({"lock_retries": {"attempts": 0}}))
+        .create_wave(&json!({"lock_retries": {"attempts": 0}}))
         .await;
 
     assert_eq!(resp.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);

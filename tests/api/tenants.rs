@@ -57,7 +57,7 @@ async fn duplicate_db_name_differing_in_case_is_409() {
 async fn soft_deleted_slug_and_db_name_can_be_reused() {
     let app = spawn_app().await;
     app.create_tenant(&tenant_body("acme")).await;
-    let del = app.delete("/v1/tenants/acme").await;
+    let del = app.delete_tenant("acme").await;
     assert_eq!(del.status(), StatusCode::OK);
     let deleted: Value = del.json().await.unwrap();
     assert_eq!(deleted["status"], "deleted");
@@ -249,7 +249,7 @@ async fn suspend_resume_and_delete_write_their_events_with_the_actor() {
     let resumed: Value = r.json().await.unwrap();
     assert_eq!(resumed["suspended_reason"], Value::Null);
     let events = app.event_types("acme").await;
-    app.delete("/v1/tenants/acme").await;
+    app.delete_tenant("acme").await;
 
     assert_eq!(events, vec!["resumed", "suspended", "created"]);
     let db = app.control_db().await;
@@ -300,7 +300,7 @@ async fn illegal_transitions_are_refused_and_write_no_event() {
 async fn every_operation_on_a_deleted_tenant_is_404() {
     let app = spawn_app().await;
     app.create_tenant(&tenant_body("acme")).await;
-    app.delete("/v1/tenants/acme").await;
+    app.delete_tenant("acme").await;
     let events_before = app.event_rows().await;
 
     let get = app.get_tenant("acme").await.status();
@@ -309,7 +309,7 @@ async fn every_operation_on_a_deleted_tenant_is_404() {
         .act("acme", "suspend", Some(json!({"reason": "x"})))
         .await
         .status();
-    let delete = app.delete("/v1/tenants/acme").await.status();
+    let delete = app.delete_tenant("acme").await.status();
     let patch = app
         .patch_tenant("acme", &json!({"canary": true}))
         .await

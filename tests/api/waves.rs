@@ -166,7 +166,7 @@ async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succ
         .batch_execute("DROP TABLE widgets")
         .await
         .unwrap();
-    let resumed = app.post(&format!("/v1/waves/{id}/resume")).await;
+    let resumed = app.resume_wave(&id).await;
     let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(resumed.status(), StatusCode::OK);
@@ -387,36 +387,19 @@ async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
     app.register_tenants(&secrets, "op", 3, 1).await;
-    let bad_target = app
-        .post_json("/v1/waves", &json!({"target_version": 9}))
-        .await;
-    let unknown = app.post_json("/v1/waves", &json!({"batchsize": 9})).await;
+    let bad_target = app.create_wave(&json!({"target_version": 9})).await;
+    let unknown = app.create_wave(&json!({"batchsize": 9})).await;
     let missing = app
-        .post_json("/v1/waves", &json!({"selector": {"slugs": ["nobody"]}}))
+        .create_wave(&json!({"selector": {"slugs": ["nobody"]}}))
         .await;
     let id = app.start_wave(json!({"soak_seconds": 3600})).await;
     app.wait_for_wave_state_within(&id, &["soaking"], Duration::from_secs(30))
         .await;
 
-    let paused: Value = app
-        .post(&format!("/v1/waves/{id}/pause"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let pause_again = app.post(&format!("/v1/waves/{id}/pause")).await;
-    let resumed: Value = app
-        .post(&format!("/v1/waves/{id}/resume"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let aborted: Value = app
-        .post(&format!("/v1/waves/{id}/abort"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let paused: Value = app.pause_wave(&id).await.json().await.unwrap();
+    let pause_again = app.pause_wave(&id).await;
+    let resumed: Value = app.resume_wave(&id).await.json().await.unwrap();
+    let aborted: Value = app.abort_wave(&id).await.json().await.unwrap();
     let list: Vec<Value> = app.get_json("/v1/waves").await;
 
     assert_eq!(bad_target.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -450,7 +433,7 @@ async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quic
     let w = app.start_wave(json!({})).await;
     app.wait_for_wave_state_within(&w, &["completed"], Duration::from_secs(30))
         .await;
-    app.delete("/v1/tenants/template").await;
+    app.delete_tenant("template").await;
     let admin = connect(&crate::helpers::db_url("postgres")).await;
     let mut slugs = Vec::new();
     for i in 0..200 {
@@ -583,7 +566,7 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
             .await
             .unwrap();
     }
-    app.post(&format!("/v1/waves/{id}/resume")).await;
+    app.resume_wave(&id).await;
     let wave = app
         .wait_for_wave_state(&id, &["completed", "halted", "aborted"])
         .await;
@@ -624,9 +607,7 @@ async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() 
     app.wait_for_wave_state_within(&first, &["soaking"], Duration::from_secs(30))
         .await;
 
-    let second = app
-        .post_json("/v1/waves", &json!({"canary": {"count": 0}}))
-        .await;
+    let second = app.create_wave(&json!({"canary": {"count": 0}})).await;
 
     assert_eq!(second.status(), StatusCode::CONFLICT);
     let body: Value = second.json().await.unwrap();

@@ -182,6 +182,17 @@ impl ApiClient {
         self.patch_json(&format!("/v1/tenants/{slug}"), body).await
     }
 
+    /// `DELETE /v1/tenants/{slug}`: the registry row only.
+    pub async fn delete_tenant(&self, slug: &str) -> Response {
+        self.delete(&format!("/v1/tenants/{slug}")).await
+    }
+
+    /// `DELETE /v1/tenants/{slug}?drop_database=true`: the row, the database and its role.
+    pub async fn delete_tenant_and_database(&self, slug: &str) -> Response {
+        self.delete(&format!("/v1/tenants/{slug}?drop_database=true"))
+            .await
+    }
+
     /// `POST /v1/tenants/{slug}/{action}` with an optional body.
     pub async fn act(&self, slug: &str, action: &str, body: Option<Value>) -> Response {
         let mut r = self.req(Method::POST, &format!("/v1/tenants/{slug}/{action}"));
@@ -348,11 +359,36 @@ impl ApiClient {
 impl ApiClient {
     /// `POST /v1/waves` (asserts the 201) → the wave id.
     pub async fn start_wave(&self, body: Value) -> String {
-        let resp = self.post_json("/v1/waves", &body).await;
+        let resp = self.create_wave(&body).await;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "{v}");
         v["id"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /v1/waves`, for a test that checks the answer itself.
+    pub async fn create_wave(&self, body: &Value) -> Response {
+        self.post_json("/v1/waves", body).await
+    }
+
+    /// `POST /v1/waves/{id}/pause`.
+    pub async fn pause_wave(&self, id: &str) -> Response {
+        self.post(&format!("/v1/waves/{id}/pause")).await
+    }
+
+    /// `POST /v1/waves/{id}/resume`.
+    pub async fn resume_wave(&self, id: &str) -> Response {
+        self.post(&format!("/v1/waves/{id}/resume")).await
+    }
+
+    /// `POST /v1/waves/{id}/abort`.
+    pub async fn abort_wave(&self, id: &str) -> Response {
+        self.post(&format!("/v1/waves/{id}/abort")).await
+    }
+
+    /// `POST /v1/waves/{id}/promote`.
+    pub async fn promote_wave(&self, id: &str) -> Response {
+        self.post(&format!("/v1/waves/{id}/promote")).await
     }
 
     /// `GET /v1/waves/{id}`.
