@@ -10,7 +10,7 @@ async fn missing_or_wrong_token_is_401_with_the_json_error_shape() {
     let app = spawn_app().await;
     let url = format!("{}/v1/tenants", app.base());
 
-    let missing = app.http.get(&url).send().await.unwrap();
+    let missing = app.get_without_token("/v1/tenants").await;
     let wrong = app
         .with_token("test-admin-token-0123456789abcdeX")
         .get("/v1/tenants")
@@ -43,18 +43,8 @@ async fn missing_or_wrong_token_is_401_with_the_json_error_shape() {
 async fn healthz_and_readyz_need_no_token_and_readyz_reports_the_schema() {
     let app = spawn_app().await;
 
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base()))
-        .send()
-        .await
-        .unwrap();
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get_without_token("/healthz").await;
+    let ready = app.get_without_token("/readyz").await;
 
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(ready.status(), StatusCode::OK);
@@ -73,12 +63,7 @@ async fn readyz_is_503_when_the_control_schema_is_behind() {
         .await
         .unwrap();
 
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get_without_token("/readyz").await;
 
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

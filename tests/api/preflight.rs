@@ -89,12 +89,7 @@ async fn readyz_lists_the_preflight_checks_and_stays_ready_when_one_fails() {
         .spawn()
         .await;
 
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_without_token("/readyz").await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();

@@ -539,7 +539,7 @@ async fn cli_provisions_with_wait_and_deprovisions_with_drop_database() {
 #[tokio::test]
 async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_deprovision_removes_it()
 {
-    let Some(bao) = crate::openbao::OpenBao::start().await else {
+    let Some(bao) = crate::helpers::OpenBao::start().await else {
         return;
     };
     bao.put("tenants/other", json!({"keep": "me"})).await;

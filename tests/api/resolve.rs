@@ -118,10 +118,8 @@ async fn status_policy_answers_200_423_409_and_404() {
 #[tokio::test]
 async fn resolve_accepts_the_resolver_and_admin_tokens_and_the_resolver_token_nothing_else() {
     let (app, _secrets, _db) = app_with_real_tenant(&[]).await;
-    let url = format!("{}/v1/resolve/acme", app.base());
-
     let with_admin = app.resolve("acme").await;
-    let without = app.http.get(&url).send().await.unwrap();
+    let without = app.get_without_token("/v1/resolve/acme").await;
     let resolver_on_admin_route = app.with_token(RESOLVER_TOKEN).get("/v1/tenants").await;
 
     assert_eq!(with_admin.status(), StatusCode::OK);
@@ -353,7 +351,7 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
 
 #[tokio::test]
 async fn vault_secrets_resolve_pick_up_new_versions_and_survive_a_sealed_vault_within_the_bound() {
-    let Some(bao) = crate::openbao::OpenBao::start().await else {
+    let Some(bao) = crate::helpers::OpenBao::start().await else {
         return;
     };
     bao.put("tenants/acme", json!({"password": "v1-secret"}))

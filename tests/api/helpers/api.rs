@@ -67,6 +67,12 @@ impl ApiClient {
         self.req(Method::GET, path).send().await.unwrap()
     }
 
+    /// `GET path` with no `Authorization` header at all.
+    pub async fn get_without_token(&self, path: &str) -> Response {
+        let url = format!("{}{path}", self.base_url);
+        self.http.get(url).send().await.unwrap()
+    }
+
     /// `GET path`, decoded from JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.get(path).await.json().await.unwrap()
@@ -119,8 +125,7 @@ impl ApiClient {
 
     /// `GET /metrics` without a token, as Prometheus asks: the exposition text.
     pub async fn metrics_text(&self) -> String {
-        let url = format!("{}/metrics", self.base_url);
-        let resp = self.http.get(url).send().await.unwrap();
+        let resp = self.get_without_token("/metrics").await;
         resp.text().await.unwrap()
     }
 

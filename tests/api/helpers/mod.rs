@@ -3,6 +3,7 @@
 //!   test, tenant databases and what tests read back from them;
 //! - `apps`: `TestApp`, the daemon in-process on port 0 (`spawn_app()`, `TestApp::builder()`);
 //! - `processes`: `Daemon`, a real `drover serve` process; the CLI binary; Prometheus;
+//! - `openbao`: a real OpenBao dev server for the `vault:` secret backend;
 //! - `files`: temporary secrets and migrations directories;
 //! - `api`: `ApiClient`, one helper per endpoint, which `TestApp` and `Daemon` both deref to.
 
@@ -10,6 +11,7 @@ mod api;
 mod apps;
 mod database;
 mod files;
+mod openbao;
 mod processes;
 
 use std::time::Duration;
@@ -18,6 +20,7 @@ pub use api::*;
 pub use apps::*;
 pub use database::*;
 pub use files::*;
+pub use openbao::*;
 pub use processes::*;
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
