@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
@@ -29,21 +29,19 @@ async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered
         .await;
     app.register_tenants(&secrets, "sc", 2, 0).await;
     let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
-    let post = |body: Value| app.req(Method::POST, "/v1/schedules").json(&body).send();
 
-    let bad_cron = post(json!({"name": "nightly", "cron": "0 3 * * 8"}))
-        .await
-        .unwrap();
-    let bad_tz =
-        post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Mars/Olympus"}))
-            .await
-            .unwrap();
-    let created = post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template}))
-        .await
-        .unwrap();
-    let duplicate = post(json!({"name": "nightly", "cron": "@daily"}))
-        .await
-        .unwrap();
+    let bad_cron = app
+        .create_schedule(&json!({"name": "nightly", "cron": "0 3 * * 8"}))
+        .await;
+    let bad_tz = app
+        .create_schedule(
+            &json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Mars/Olympus"}),
+        )
+        .await;
+    let created = app.create_schedule(&json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template})).await;
+    let duplicate = app
+        .create_schedule(&json!({"name": "nightly", "cron": "@daily"}))
+        .await;
     let disabled: Value = app
         .patch_json("/v1/schedules/nightly", &json!({"enabled": false}))
         .await

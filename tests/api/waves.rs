@@ -661,17 +661,9 @@ async fn waves_created_at_the_same_moment_over_the_same_tenants_never_both_start
     app.register_tenants(&secrets, "race", 3, 0).await;
     let body = json!({"soak_seconds": 0, "canary": {"count": 0}});
 
-    let answers = futures_util::future::join_all((0..8).map(|_| {
-        app.req(reqwest::Method::POST, "/v1/waves")
-            .json(&body)
-            .send()
-    }))
-    .await;
+    let answers = futures_util::future::join_all((0..8).map(|_| app.create_wave(&body))).await;
 
-    let statuses: Vec<u16> = answers
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+    let statuses: Vec<u16> = answers.into_iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
