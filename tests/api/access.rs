@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    db_url, drover_cmd, fresh_database, spawn_app, spawn_app_on, spawn_app_with, tenant_body,
-    wait_until, SecretsDir, TestApp, ADMIN_TOKEN,
+    db_url, drover_cmd, fresh_database, spawn_app, tenant_body, wait_until, SecretsDir, TestApp,
+    ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
@@ -45,7 +45,10 @@ fn every_route_of_the_router_is_in_the_access_table_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_reaches_exactly_the_routes_the_table_grants_it_and_gets_403_naming_the_role_elsewhere(
 ) {
-    let app = spawn_app_with(&[("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN)]).await;
+    let app = TestApp::builder()
+        .env("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN)
+        .spawn()
+        .await;
     let mut callers: Vec<(String, &str)> = Vec::new();
     for role in ["viewer", "resolver", "operator", "admin", "publisher"] {
         callers.push((app.issue_token(&format!("as-{role}"), role).await, role));
@@ -114,11 +117,7 @@ async fn a_token_is_shown_once_stored_only_as_a_hash_and_records_its_last_use() 
     let body: Value = created.json().await.unwrap();
     let token = body["token"].as_str().unwrap().to_string();
     let duplicate = app.create_token("grafana", "admin", None).await;
-    let read = app
-        .req_as(&token, Method::GET, "/v1/tenants")
-        .send()
-        .await
-        .unwrap();
+    let read = app.with_token(&token).get("/v1/tenants").await;
     let listed = app.list_tokens_text().await;
     let stored: String = app
         .control_db()
@@ -154,18 +153,12 @@ async fn a_token_is_shown_once_stored_only_as_a_hash_and_records_its_last_use() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_is_refused_on_another_within_two_seconds() {
     let control = fresh_database("control").await;
-    let a = spawn_app_on(&control).await;
-    let b = spawn_app_on(&control).await;
+    let a = TestApp::builder().control_db(&control).spawn().await;
+    let b = TestApp::builder().control_db(&control).spawn().await;
     let token = a.issue_token("ci", "operator").await;
     let on_b = |t: String| {
         let b = &b;
-        async move {
-            b.req_as(&t, Method::GET, "/v1/waves")
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { b.with_token(&t).get("/v1/waves").await.status() }
     };
     assert_eq!(on_b(token.clone()).await, StatusCode::OK, "b knows it");
 
@@ -182,11 +175,7 @@ async fn a_token_revoked_on_one_replica_is_refused_on_another_within_two_seconds
     assert_eq!(revoked.status(), StatusCode::OK);
     assert!(refused_on_b, "replica b still accepts a revoked token");
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let on_a = a
-        .req_as(&token, Method::GET, "/v1/waves")
-        .send()
-        .await
-        .unwrap();
+    let on_a = a.with_token(&token).get("/v1/waves").await;
     assert_eq!(
         on_a.status(),
         StatusCode::UNAUTHORIZED,
@@ -202,11 +191,7 @@ async fn an_expired_token_is_refused_with_a_message_saying_so() {
     let short: Value = short.json().await.unwrap();
     let long = app.issue_token("long", "viewer").await;
     assert_eq!(
-        app.req_as(&long, Method::GET, "/v1/fleet")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.with_token(&long).get("/v1/fleet").await.status(),
         StatusCode::OK
     );
 
@@ -223,11 +208,7 @@ async fn an_expired_token_is_refused_with_a_message_saying_so() {
     let status = |t: String| {
         let app = &app;
         async move {
-            let r = app
-                .req_as(&t, Method::GET, "/v1/fleet")
-                .send()
-                .await
-                .unwrap();
+            let r = app.with_token(&t).get("/v1/fleet").await;
             (r.status(), r.text().await.unwrap())
         }
     };
@@ -302,12 +283,14 @@ const HOSTILE_REFS: &[&str] = &[
 async fn hostile_secret_refs_are_422_naming_the_rule_on_every_write_path_and_nothing_is_written() {
     let secrets = SecretsDir::new();
     secrets.put("admin-token", ADMIN_TOKEN);
-    let app = spawn_app_with(&[
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
-        ("DROVER_PROVISION_URL", &db_url("postgres")),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_ADMIN_TOKEN_REF", "file:admin-token"),
+            ("DROVER_PROVISION_URL", &db_url("postgres")),
+        ])
+        .spawn()
+        .await;
     app.create_tenant(&tenant_body("good")).await;
     let (tenants_before, events_before) = (app.tenant_rows("true").await, app.event_rows().await);
 
@@ -338,11 +321,8 @@ async fn hostile_secret_refs_are_422_naming_the_rule_on_every_write_path_and_not
             ),
             (
                 "PATCH",
-                app.req(Method::PATCH, "/v1/tenants/good")
-                    .json(&json!({ "db_secret_ref": bad }))
-                    .send()
-                    .await
-                    .unwrap(),
+                app.patch_tenant("good", &json!({ "db_secret_ref": bad }))
+                    .await,
             ),
         ];
         for (what, resp) in answers {
@@ -404,7 +384,10 @@ async fn drover_apply_with_a_hostile_ref_fails_and_registers_nothing() {
 async fn a_ref_planted_in_the_control_db_is_refused_at_resolve_time_and_counted() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", "pw");
-    let app = spawn_app_with(&[("DROVER_SECRETS_DIR", secrets.path())]).await;
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
     app.create_tenant(&tenant_body("acme")).await;
     app.control_db()
         .await
@@ -418,11 +401,7 @@ async fn a_ref_planted_in_the_control_db_is_refused_at_resolve_time_and_counted(
         .metric("drover_secret_refs_refused_total{scheme=\"env\"}")
         .await;
 
-    let resp = app
-        .req(Method::GET, "/v1/resolve/acme")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/v1/resolve/acme").await;
 
     let status = resp.status();
     let text = resp.text().await.unwrap();

@@ -8,9 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations_dir, drover_cmd, free_port, history, register_tenants, start_wave,
-    tool, wait_until, wait_wave, wave_app, MigrationsDir, Prometheus, SecretsDir, TenantDb,
-    TestApp, ADMIN_TOKEN, WAVE_DONE,
+    connect, counted_migrations_dir, drover_cmd, free_port, history, tool, wait_until, wave_app,
+    MigrationsDir, Prometheus, SecretsDir, TenantDb, TestApp, ADMIN_TOKEN, WAVE_DONE,
 };
 
 /// A `health` table in a tenant database holding one row.
@@ -45,18 +44,16 @@ async fn untouched(tenants: &[TenantDb]) {
 async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_is_touched() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "sq", 5, 2).await;
+    let tenants = app.register_tenants(&secrets, "sq", 5, 2).await;
     plant_health(&tenants[0], true).await;
     plant_health(&tenants[1], false).await;
 
-    let id = start_wave(
-        &app,
-        json!({"soak_seconds": 2, "batch_size": 2, "analysis": [
+    let id = app.start_wave(json!({"soak_seconds": 2, "batch_size": 2, "analysis": [
             {"name": "healthy", "type": "sql", "query": "SELECT ok FROM health", "interval_seconds": 1}
         ]}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -86,15 +83,7 @@ async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_
         .iter()
         .all(|e| e["at"].is_string() && e["check"] == "healthy"));
     untouched(&tenants[2..]).await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             r#"drover_analysis_evaluations_total{check="healthy",type="sql",verdict="fail"} "#
@@ -132,24 +121,18 @@ async fn a_sql_check_failing_on_a_canary_halts_the_wave_before_any_batch_tenant_
 async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_until_promoted() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "ro", 3, 1).await;
+    let tenants = app.register_tenants(&secrets, "ro", 3, 1).await;
     plant_health(&tenants[0], true).await;
 
-    let id = start_wave(
-        &app,
-        json!({"soak_seconds": 30, "analysis": [{
+    let id = app
+        .start_wave(json!({"soak_seconds": 30, "analysis": [{
             "name": "sneaky", "type": "sql", "interval_seconds": 1,
             "query": "WITH gone AS (DELETE FROM health RETURNING 1) SELECT count(*) > 0 FROM gone"
-        }]}),
-    )
-    .await;
-    let wave = wait_wave(
-        &app.base(),
-        &id,
-        &["paused", "halted", "completed"],
-        Duration::from_secs(60),
-    )
-    .await;
+        }]}))
+        .await;
+    let wave = app
+        .wait_for_wave_state(&id, &["paused", "halted", "completed"])
+        .await;
 
     assert_eq!(wave["state"], "paused", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -168,23 +151,12 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
     untouched(&tenants[1..]).await;
 
     // Resume soaks again from zero, and the same check pauses it again.
-    let resumed: Value = app
-        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resumed: Value = app.resume_wave(&id).await.json().await.unwrap();
     assert_eq!(resumed["state"], "soaking", "{resumed:#}");
     assert_eq!(resumed["analysis"]["checks"][0]["runs"], 0);
-    let again = wait_wave(
-        &app.base(),
-        &id,
-        &["paused", "halted", "completed"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let again = app
+        .wait_for_wave_state(&id, &["paused", "halted", "completed"])
+        .await;
     assert_eq!(again["state"], "paused", "{again:#}");
     assert!(
         again["analysis"]["evaluations_total"].as_i64()
@@ -198,7 +170,7 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
         .await
         .unwrap();
     assert_eq!(promoted.status(), StatusCode::OK);
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
     assert_eq!(wave["state"], "completed", "{wave:#}");
     // The header never replaces the token's identity.
     assert_eq!(wave["promoted_by"], "root");
@@ -208,22 +180,16 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
 async fn promoting_a_soaking_wave_by_hand_starts_the_batches_at_once() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "pr", 4, 1).await;
-    let id = start_wave(&app, json!({"soak_seconds": 3600, "batch_size": 2})).await;
-    wait_wave(&app.base(), &id, &["soaking"], Duration::from_secs(60)).await;
-    let early = app
-        .req(Method::POST, &format!("/v1/waves/{id}/promote"))
-        .send()
-        .await
-        .unwrap();
+    let tenants = app.register_tenants(&secrets, "pr", 4, 1).await;
+    let id = app
+        .start_wave(json!({"soak_seconds": 3600, "batch_size": 2}))
+        .await;
+    app.wait_for_wave_state(&id, &["soaking"]).await;
+    let early = app.promote_wave(&id).await;
     assert_eq!(early.status(), StatusCode::OK);
-    let again = app
-        .req(Method::POST, &format!("/v1/waves/{id}/promote"))
-        .send()
-        .await
-        .unwrap();
+    let again = app.promote_wave(&id).await;
 
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     let promoted: Value = early.json().await.unwrap();
     assert_eq!(promoted["state"], "rolling", "{promoted:#}");
@@ -276,23 +242,23 @@ async fn a_prometheus_check_that_holds_lets_the_wave_through_and_one_that_does_n
     let Some((app, _prom)) = app_scraped_by_prometheus(&migrations, &secrets).await else {
         return;
     };
-    let passing = register_tenants(&app, &secrets, "pp", 3, 1).await;
-    let failing = register_tenants(&app, &secrets, "pf", 3, 1).await;
+    let passing = app.register_tenants(&secrets, "pp", 3, 1).await;
+    let failing = app.register_tenants(&secrets, "pf", 3, 1).await;
 
-    let through = start_wave(
-        &app,
-        json!({"selector": {"slugs": selecting(&passing)}, "soak_seconds": 2,
+    let through = app
+        .start_wave(
+            json!({"selector": {"slugs": selecting(&passing)}, "soak_seconds": 2,
                "analysis": [prometheus_check("no-failures", "result == 0", 0)]}),
-    )
-    .await;
-    let through = wait_wave(&app.base(), &through, WAVE_DONE, Duration::from_secs(60)).await;
-    let stopped = start_wave(
-        &app,
-        json!({"selector": {"slugs": selecting(&failing)}, "soak_seconds": 2,
+        )
+        .await;
+    let through = app.wait_for_wave_state(&through, WAVE_DONE).await;
+    let stopped = app
+        .start_wave(
+            json!({"selector": {"slugs": selecting(&failing)}, "soak_seconds": 2,
                "analysis": [prometheus_check("some-failures", "result > 0", 0)]}),
-    )
-    .await;
-    let stopped = wait_wave(&app.base(), &stopped, WAVE_DONE, Duration::from_secs(60)).await;
+        )
+        .await;
+    let stopped = app.wait_for_wave_state(&stopped, WAVE_DONE).await;
 
     assert_eq!(through["state"], "completed", "{through:#}");
     let passed = evaluations(&through);
@@ -322,28 +288,21 @@ async fn prometheus_stopped_mid_soak_makes_the_check_inconclusive_and_pauses_the
     let Some((app, mut prom)) = app_scraped_by_prometheus(&migrations, &secrets).await else {
         return;
     };
-    let tenants = register_tenants(&app, &secrets, "po", 3, 1).await;
-    let id = start_wave(
-        &app,
-        json!({"soak_seconds": 120, "analysis": [prometheus_check("no-failures", "result == 0", 1)]}),
+    let tenants = app.register_tenants(&secrets, "po", 3, 1).await;
+    let id = app.start_wave(json!({"soak_seconds": 120, "analysis": [prometheus_check("no-failures", "result == 0", 1)]}),
     )
     .await;
-    let base = app.base();
     let passed_once = wait_until(Duration::from_secs(60), || async {
-        let w = crate::helpers::wave_at(&base, &id).await;
+        let w = app.get_wave(&id).await;
         evaluations(&w).iter().any(|e| e["verdict"] == "pass")
     })
     .await;
     assert!(passed_once, "the check never passed while Prometheus ran");
 
     prom.kill();
-    let wave = wait_wave(
-        &base,
-        &id,
-        &["paused", "halted", "completed"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let wave = app
+        .wait_for_wave_state(&id, &["paused", "halted", "completed"])
+        .await;
 
     assert_eq!(wave["state"], "paused", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -377,21 +336,15 @@ async fn a_success_condition_other_than_result_op_number_is_refused_with_422() {
         &[("DROVER_PROMETHEUS_URL", "http://127.0.0.1:9")],
     )
     .await;
-    register_tenants(&app, &secrets, "cd", 2, 1).await;
+    app.register_tenants(&secrets, "cd", 2, 1).await;
 
     let bad = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"analysis": [prometheus_check("rate", "rate(x) < 1", 0)]}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"analysis": [prometheus_check("rate", "rate(x) < 1", 0)]}))
+        .await;
     let no_canary = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"selector": {"slugs": ["cd-001"]},
+        .create_wave(&json!({"selector": {"slugs": ["cd-001"]},
                       "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]}))
-        .send()
-        .await
-        .unwrap();
+        .await;
 
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = bad.json().await.unwrap();

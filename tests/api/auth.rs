@@ -10,14 +10,11 @@ async fn missing_or_wrong_token_is_401_with_the_json_error_shape() {
     let app = spawn_app().await;
     let url = format!("{}/v1/tenants", app.base());
 
-    let missing = app.http.get(&url).send().await.unwrap();
+    let missing = app.get_without_token("/v1/tenants").await;
     let wrong = app
-        .http
-        .get(&url)
-        .bearer_auth("test-admin-token-0123456789abcdeX")
-        .send()
-        .await
-        .unwrap();
+        .with_token("test-admin-token-0123456789abcdeX")
+        .get("/v1/tenants")
+        .await;
     let not_bearer = app
         .http
         .get(&url)
@@ -46,18 +43,8 @@ async fn missing_or_wrong_token_is_401_with_the_json_error_shape() {
 async fn healthz_and_readyz_need_no_token_and_readyz_reports_the_schema() {
     let app = spawn_app().await;
 
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base()))
-        .send()
-        .await
-        .unwrap();
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get_without_token("/healthz").await;
+    let ready = app.get_without_token("/readyz").await;
 
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(ready.status(), StatusCode::OK);
@@ -76,12 +63,7 @@ async fn readyz_is_503_when_the_control_schema_is_behind() {
         .await
         .unwrap();
 
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get_without_token("/readyz").await;
 
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -93,11 +75,7 @@ async fn body_over_the_limit_is_413_and_unknown_routes_are_json_404() {
     body["display_name"] = Value::String("x".repeat(300_000));
 
     let big = app.create_tenant(&body).await;
-    let nowhere = app
-        .req(reqwest::Method::GET, "/v1/nowhere")
-        .send()
-        .await
-        .unwrap();
+    let nowhere = app.get("/v1/nowhere").await;
 
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let err: Value = big.json().await.unwrap();

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, drover_cmd, history, pg_dump_schema, register_tenants, start_wave, wait_wave,
-    wave_app, MigrationsDir, SecretsDir, TenantDb, TestApp, ADMIN_TOKEN, WAVE_DONE,
+    connect, drover_cmd, history, pg_dump_schema, wave_app, MigrationsDir, SecretsDir, TenantDb,
+    TestApp, ADMIN_TOKEN, WAVE_DONE,
 };
 
 /// Everything a dry run must leave alone in one tenant: its schema, its rows, its
@@ -75,9 +75,12 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
     )]);
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "dr", 20, 2).await;
-    let v1 = start_wave(&app, json!({"soak_seconds": 0, "batch_size": 20})).await;
-    wait_wave(&app.base(), &v1, &["completed"], Duration::from_secs(120)).await;
+    let tenants = app.register_tenants(&secrets, "dr", 20, 2).await;
+    let v1 = app
+        .start_wave(json!({"soak_seconds": 0, "batch_size": 20}))
+        .await;
+    app.wait_for_wave_state_within(&v1, &["completed"], Duration::from_secs(120))
+        .await;
     let broken = ["dr-007", "dr-013"];
     for t in &tenants {
         let missing = if broken.contains(&t.slug.as_str()) {
@@ -127,7 +130,7 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
         .nth(1)
         .unwrap_or_else(|| panic!("no wave id in {stderr}"))
         .to_string();
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     // Assert: exactly the two, one line for both, with the error and the file.
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -173,12 +176,12 @@ async fn a_dry_run_names_exactly_the_two_tenants_a_new_not_null_breaks_changes_n
     }
 
     // Act: the real wave, quarantining what the dry run found.
-    let real = start_wave(
-        &app,
-        json!({"exclude_failed_of": id, "soak_seconds": 0, "batch_size": 10, "max_concurrency": 4}),
+    let real = app.start_wave(json!({"exclude_failed_of": id, "soak_seconds": 0, "batch_size": 10, "max_concurrency": 4}),
     )
     .await;
-    let wave = wait_wave(&app.base(), &real, WAVE_DONE, Duration::from_secs(120)).await;
+    let wave = app
+        .wait_for_wave_state_within(&real, WAVE_DONE, Duration::from_secs(120))
+        .await;
 
     // Assert: the 18 moved on, the 2 are listed as skipped with the reason, untouched.
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -223,11 +226,11 @@ async fn a_no_transaction_file_is_listed_never_executed_and_no_history_table_app
     ]);
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "nt", 3, 0).await;
+    let tenants = app.register_tenants(&secrets, "nt", 3, 0).await;
     let events_before = app.event_rows().await;
 
-    let id = start_wave(&app, json!({"dry_run": true})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"dry_run": true})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     let report = &wave["dry_run_report"];
@@ -267,28 +270,16 @@ async fn quarantine_needs_a_completed_dry_run() {
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "qd", 1, 0).await;
-    let real = start_wave(&app, json!({"soak_seconds": 0})).await;
-    wait_wave(&app.base(), &real, WAVE_DONE, Duration::from_secs(60)).await;
+    app.register_tenants(&secrets, "qd", 1, 0).await;
+    let real = app.start_wave(json!({"soak_seconds": 0})).await;
+    app.wait_for_wave_state(&real, WAVE_DONE).await;
 
-    let not_dry = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"exclude_failed_of": real}))
-        .send()
-        .await
-        .unwrap();
+    let not_dry = app.create_wave(&json!({"exclude_failed_of": real})).await;
     let unknown = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"exclude_failed_of": "00000000-0000-0000-0000-000000000001"}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"exclude_failed_of": "00000000-0000-0000-0000-000000000001"}))
+        .await;
     let with_analysis = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"dry_run": true, "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"dry_run": true, "analysis": [{"name": "ok", "type": "sql", "query": "SELECT true"}]})).await;
 
     assert_eq!(not_dry.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = not_dry.json().await.unwrap();

@@ -15,9 +15,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations_dir, fresh_database, register_tenants, register_tenants_at,
-    spawn_app_with, start_wave, start_wave_at, tenant_body, wait_until, wait_wave, wave_app,
-    wave_timeline, Daemon, SecretsDir, TestApp, ADMIN_TOKEN, WAVE_DONE,
+    connect, counted_migrations_dir, fresh_database, spawn_app, tenant_body, wait_until, wave_app,
+    ApiClient, Daemon, SecretsDir, TestApp, WAVE_DONE,
 };
 
 const KEY: &str = "whsec-test-key-7f3a9c";
@@ -130,22 +129,10 @@ fn verifies(r: &Received, key: &str) -> bool {
     ring::hmac::verify(&k, &signed, &bytes).is_ok()
 }
 
-async fn call(base: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn add_webhook(base: &str, name: &str, url: &str, events: &[&str]) -> Value {
-    let (status, body) = call(
-        base,
+/// `POST /v1/webhooks` signed with the `file:webhooks/key` secret (asserts the 201).
+async fn add_webhook(api: &ApiClient, name: &str, url: &str, events: &[&str]) -> Value {
+    let (status, body) = api
+        .call(
         Method::POST,
         "/v1/webhooks",
         Some(
@@ -163,18 +150,14 @@ async fn a_receiver_gets_every_wave_event_and_tenant_created_signed_and_without_
     secrets.put("webhooks/key", KEY);
     let app = wave_app(&migrations, &secrets, &[]).await;
     let receiver = Receiver::start(Mode::Ok).await;
-    add_webhook(
-        &app.base(),
-        "ops",
-        &receiver.url(),
-        &["wave.*", "tenant.created"],
-    )
-    .await;
+    add_webhook(&app, "ops", &receiver.url(), &["wave.*", "tenant.created"]).await;
 
-    register_tenants(&app, &secrets, "wh", 4, 1).await;
-    let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
-    let timeline = wave_timeline(&app, &id).await;
+    app.register_tenants(&secrets, "wh", 4, 1).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let timeline = app.wave_events(&id).await;
     let expected = timeline.len() + 4;
     let all_in = wait_until(Duration::from_secs(20), || async {
         receiver.delivered().len() >= expected
@@ -208,7 +191,7 @@ async fn a_receiver_gets_every_wave_event_and_tenant_created_signed_and_without_
         assert_eq!(body["type"], r.event.as_str());
         assert_eq!(body["delivery_id"], r.delivery.as_str());
     }
-    let (_, hook) = call(&app.base(), Method::GET, "/v1/webhooks/ops", None).await;
+    let (_, hook) = app.call(Method::GET, "/v1/webhooks/ops", None).await;
     assert_eq!(hook["deliveries"]["delivered"], expected as i64, "{hook}");
     assert_eq!(hook["deliveries"]["dead"], 0);
 }
@@ -217,12 +200,17 @@ async fn a_receiver_gets_every_wave_event_and_tenant_created_signed_and_without_
 async fn the_feed_filters_by_type_prefix_tenant_wave_and_actor_and_pages_newest_first() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "fd", 3, 1).await;
-    let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "fd", 3, 1).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0}))
+        .await;
+    app.wait_for_wave_state(&id, WAVE_DONE).await;
     let feed = |q: String| {
-        let base = app.base();
-        async move { call(&base, Method::GET, &format!("/v1/events?{q}"), None).await }
+        let app = &app;
+        async move {
+            app.call(Method::GET, &format!("/v1/events?{q}"), None)
+                .await
+        }
     };
 
     let (_, all) = feed("limit=500".into()).await;
@@ -250,7 +238,7 @@ async fn the_feed_filters_by_type_prefix_tenant_wave_and_actor_and_pages_newest_
     assert!(items(&waves)
         .iter()
         .all(|e| e["type"].as_str().unwrap().starts_with("wave.")));
-    assert_eq!(items(&waves).len(), wave_timeline(&app, &id).await.len());
+    assert_eq!(items(&waves).len(), app.wave_events(&id).await.len());
     assert_eq!(items(&migrated).len(), 3, "{migrated:#}");
     assert!(items(&migrated).iter().all(|e| e["wave_id"] == id.as_str()));
     assert!(items(&one)
@@ -270,7 +258,10 @@ async fn the_feed_filters_by_type_prefix_tenant_wave_and_actor_and_pages_newest_
 async fn bad_webhook_input_is_a_clear_4xx_and_nothing_is_stored() {
     let secrets = SecretsDir::new();
     secrets.put("webhooks/key", KEY);
-    let app = spawn_app_with(&[("DROVER_SECRETS_DIR", secrets.path())]).await;
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
     let good = json!({"name": "ok", "url": "https://example.com/h", "events": ["wave.*"], "secret_ref": "file:webhooks/key"});
     let with = |k: &str, v: Value| {
         let mut b = good.clone();
@@ -302,29 +293,21 @@ async fn bad_webhook_input_is_a_clear_4xx_and_nothing_is_stored() {
     ];
 
     for (field, body) in cases {
-        let (status, err) = call(
-            &app.base(),
-            Method::POST,
-            "/v1/webhooks",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, err) = app
+            .call(Method::POST, "/v1/webhooks", Some(body.clone()))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {err}");
         assert_eq!(err["error"]["field"], field, "{err}");
     }
-    let (_, list) = call(&app.base(), Method::GET, "/v1/webhooks", None).await;
+    let (_, list) = app.call(Method::GET, "/v1/webhooks", None).await;
     assert_eq!(list, json!([]));
-    let (dup1, _) = call(
-        &app.base(),
-        Method::POST,
-        "/v1/webhooks",
-        Some(good.clone()),
-    )
-    .await;
-    let (dup2, dup) = call(&app.base(), Method::POST, "/v1/webhooks", Some(good)).await;
+    let (dup1, _) = app
+        .call(Method::POST, "/v1/webhooks", Some(good.clone()))
+        .await;
+    let (dup2, dup) = app.call(Method::POST, "/v1/webhooks", Some(good)).await;
     assert_eq!(dup1, StatusCode::CREATED);
     assert_eq!(dup2, StatusCode::CONFLICT, "{dup}");
-    let (missing, _) = call(&app.base(), Method::DELETE, "/v1/webhooks/nope", None).await;
+    let (missing, _) = app.call(Method::DELETE, "/v1/webhooks/nope", None).await;
     assert_eq!(missing, StatusCode::NOT_FOUND);
 }
 
@@ -332,12 +315,15 @@ async fn bad_webhook_input_is_a_clear_4xx_and_nothing_is_stored() {
 async fn a_receiver_answering_10_mb_is_read_only_in_part_and_the_test_endpoint_says_why() {
     let secrets = SecretsDir::new();
     secrets.put("webhooks/key", KEY);
-    let app = spawn_app_with(&[("DROVER_SECRETS_DIR", secrets.path())]).await;
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
     let receiver = Receiver::start(Mode::Huge).await;
-    add_webhook(&app.base(), "huge", &receiver.url(), &["*"]).await;
+    add_webhook(&app, "huge", &receiver.url(), &["*"]).await;
 
     let started = Instant::now();
-    let (status, result) = call(&app.base(), Method::POST, "/v1/webhooks/huge/test", None).await;
+    let (status, result) = app.call(Method::POST, "/v1/webhooks/huge/test", None).await;
 
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["ok"], false);
@@ -364,13 +350,15 @@ async fn a_hanging_receiver_delays_neither_a_wave_nor_another_subscriber() {
         Receiver::start(Mode::Hang).await,
         Receiver::start(Mode::Ok).await,
     );
-    add_webhook(&app.base(), "hangs", &hang.url(), &["*"]).await;
-    add_webhook(&app.base(), "fine", &ok.url(), &["*"]).await;
+    add_webhook(&app, "hangs", &hang.url(), &["*"]).await;
+    add_webhook(&app, "fine", &ok.url(), &["*"]).await;
 
-    register_tenants(&app, &secrets, "hg", 6, 1).await;
+    app.register_tenants(&secrets, "hg", 6, 1).await;
     let started = Instant::now();
-    let id = start_wave(&app, json!({"batch_size": 3, "soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 3, "soak_seconds": 0}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
     let wave_took = started.elapsed();
     let events = connect(&app.database_url)
         .await
@@ -434,9 +422,7 @@ async fn read_sse(resp: &mut reqwest::Response, n: usize, deadline: Instant) -> 
 }
 
 async fn open_stream(app: &TestApp, query: &str, last: Option<i64>) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
-        .get(format!("{}/v1/events/stream?{query}", app.base()))
-        .bearer_auth(ADMIN_TOKEN);
+    let mut req = app.req(Method::GET, &format!("/v1/events/stream?{query}"));
     if let Some(l) = last {
         req = req.header("Last-Event-ID", l.to_string());
     }
@@ -447,7 +433,7 @@ async fn open_stream(app: &TestApp, query: &str, last: Option<i64>) -> reqwest::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_resumed_with_last_event_id_sees_each_of_1000_parallel_changes_exactly_once() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app().await;
     for i in 0..20 {
         assert_eq!(
             app.create_tenant(&tenant_body(&format!("st-{i:02}")))
@@ -542,11 +528,13 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
     ];
     let mut first = Daemon::start(&control, "first", &env).await;
     let receiver = Receiver::start(Mode::Unavailable).await;
-    add_webhook(&first.base, "ops", &receiver.url(), &["*"]).await;
+    add_webhook(&first, "ops", &receiver.url(), &["*"]).await;
 
-    register_tenants_at(&first.base, &secrets, "k9w", 4, 1).await;
-    let id = start_wave_at(&first.base, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    wait_wave(&first.base, &id, WAVE_DONE, Duration::from_secs(60)).await;
+    first.register_tenants(&secrets, "k9w", 4, 1).await;
+    let id = first
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0}))
+        .await;
+    first.wait_for_wave_state(&id, WAVE_DONE).await;
     let failed_some = wait_until(Duration::from_secs(10), || async {
         receiver.got().len() >= 10
     })
@@ -603,18 +591,13 @@ async fn two_replicas_send_each_delivery_once() {
     let a = Daemon::start(&control, "a", &env).await;
     let b = Daemon::start(&control, "b", &env).await;
     let receiver = Receiver::start(Mode::Ok).await;
-    add_webhook(&a.base, "ops", &receiver.url(), &["tenant.*"]).await;
+    add_webhook(&a, "ops", &receiver.url(), &["tenant.*"]).await;
 
-    let http = reqwest::Client::new();
     for i in 0..200 {
-        let base = if i % 2 == 0 { &a.base } else { &b.base };
-        let resp = http
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&tenant_body(&format!("rp-{i:03}")))
-            .send()
-            .await
-            .unwrap();
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let resp = replica
+            .create_tenant(&tenant_body(&format!("rp-{i:03}")))
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let all_in = wait_until(Duration::from_secs(30), || async {

@@ -78,15 +78,17 @@ async fn require_password(superuser_url: &str, role: &str) {
 async fn a_slug_alone_provisions_a_tenant_that_resolves_and_logs_in() {
     let secrets = SecretsDir::new();
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
-    let app = spawn_app_with(&[
-        (
-            "DROVER_PROVISION_URL",
-            &admin_role(&db_url("postgres")).await,
-        ),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            (
+                "DROVER_PROVISION_URL",
+                &admin_role(&db_url("postgres")).await,
+            ),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ])
+        .spawn()
+        .await;
     let s = slug("only");
 
     let (status, t) = json_of(
@@ -120,11 +122,13 @@ async fn a_slug_alone_provisions_a_tenant_that_resolves_and_logs_in() {
 
 #[tokio::test]
 async fn a_derived_name_past_63_bytes_is_refused_not_truncated() {
-    let app = spawn_app_with(&[(
-        "DROVER_PROVISION_URL",
-        &admin_role(&db_url("postgres")).await,
-    )])
-    .await;
+    let app = TestApp::builder()
+        .env(
+            "DROVER_PROVISION_URL",
+            &admin_role(&db_url("postgres")).await,
+        )
+        .spawn()
+        .await;
     let long = format!("a{}", "-b".repeat(31));
 
     let (status, body) = json_of(
@@ -152,14 +156,14 @@ async fn tenants_land_by_label_and_by_load_and_a_full_server_refuses() {
         "[[provision_servers]]\nname = \"eu\"\nurl = \"{eu}\"\nlabels = {{ region = \"eu\" }}\nmax_tenants = 2\n\n\
          [[provision_servers]]\nname = \"us\"\nurl = \"{us}\"\nlabels = {{ region = \"us\" }}\n"
     );
-    let app = spawn_app_with_file(
-        &toml,
-        &[
+    let app = TestApp::builder()
+        .config_file(&toml)
+        .envs(&[
             ("DROVER_SECRETS_DIR", secrets.path()),
             ("DROVER_MIGRATIONS_DIR", migrations.path()),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let create = |s: &str, labels: Value| json!({"slug": s, "provision": true, "labels": labels});
     let (us1, eu1, any1, any2, eu2) =
         (slug("us"), slug("eu"), slug("any"), slug("any"), slug("eu"));
@@ -239,15 +243,17 @@ async fn tenants_land_by_label_and_by_load_and_a_full_server_refuses() {
 async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_the_fix_succeeds() {
     let secrets = SecretsDir::new();
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
-    let app = spawn_app_with(&[
-        (
-            "DROVER_PROVISION_URL",
-            &admin_role(&db_url("postgres")).await,
-        ),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            (
+                "DROVER_PROVISION_URL",
+                &admin_role(&db_url("postgres")).await,
+            ),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ])
+        .spawn()
+        .await;
     let s = slug("foreign");
     let su = connect(&db_url("postgres")).await;
     su.batch_execute(&format!("CREATE DATABASE {}", ident(&s)))
@@ -316,16 +322,16 @@ async fn a_stopped_server_is_retried_automatically_and_the_tenant_finishes_once_
     let secrets = SecretsDir::new();
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
     let toml = format!("[[provision_servers]]\nname = \"flaky\"\nurl = \"{url}\"\n");
-    let app = spawn_app_with_file(
-        &toml,
-        &[
+    let app = TestApp::builder()
+        .config_file(&toml)
+        .envs(&[
             ("DROVER_SECRETS_DIR", secrets.path()),
             ("DROVER_MIGRATIONS_DIR", migrations.path()),
             ("DROVER_PROVISION_RETRY_BACKOFF", "200ms"),
             ("DROVER_PROVISION_RETRIES", "30"),
-        ],
-    )
-    .await;
+        ])
+        .spawn()
+        .await;
     let s = slug("flaky");
     own.stop_server().unwrap();
 

@@ -1,15 +1,10 @@
 //! The lint gate of `POST /v1/waves` (SPEC §19): an unacknowledged error finding refuses
 //! the wave with the findings; an acknowledged one is stored in the plan and the timeline.
 
-use std::time::Duration;
-
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    drover_cmd, register_tenants, start_wave, wait_wave, wave_app, wave_timeline, MigrationsDir,
-    SecretsDir, ADMIN_TOKEN, WAVE_DONE,
-};
+use crate::helpers::{drover_cmd, wave_app, MigrationsDir, SecretsDir, ADMIN_TOKEN, WAVE_DONE};
 
 fn risky_migrations() -> MigrationsDir {
     MigrationsDir::new(&[
@@ -32,25 +27,22 @@ fn risky_migrations() -> MigrationsDir {
 async fn a_wave_with_an_unacknowledged_lint_error_is_refused_and_an_acknowledged_one_runs() {
     let (migrations, secrets) = (risky_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "li", 3, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1, "soak_seconds": 0})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    app.register_tenants(&secrets, "li", 3, 0).await;
+    let first = app
+        .start_wave(json!({"target_version": 1, "soak_seconds": 0}))
+        .await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
 
-    let refused = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"soak_seconds": 0}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app.create_wave(&json!({"soak_seconds": 0})).await;
     let status = refused.status();
     let body: Value = refused.json().await.unwrap();
-    let accepted = start_wave(
-        &app,
-        json!({"soak_seconds": 0, "acknowledge": ["require-concurrent-index-creation"]}),
-    )
-    .await;
-    let wave = wait_wave(&app.base(), &accepted, WAVE_DONE, Duration::from_secs(60)).await;
-    let timeline = wave_timeline(&app, &accepted).await;
+    let accepted = app
+        .start_wave(
+            json!({"soak_seconds": 0, "acknowledge": ["require-concurrent-index-creation"]}),
+        )
+        .await;
+    let wave = app.wait_for_wave_state(&accepted, WAVE_DONE).await;
+    let timeline = app.wave_events(&accepted).await;
 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
     assert_eq!(body["error"]["code"], "lint_failed");
@@ -99,14 +91,11 @@ async fn a_wave_with_an_unacknowledged_lint_error_is_refused_and_an_acknowledged
 async fn acknowledging_a_rule_that_does_not_exist_is_422_naming_it() {
     let (migrations, secrets) = (risky_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "lu", 1, 0).await;
+    app.register_tenants(&secrets, "lu", 1, 0).await;
 
     let resp = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"acknowledge": ["no-such-rule"]}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"acknowledge": ["no-such-rule"]}))
+        .await;
 
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = resp.json().await.unwrap();

@@ -2,15 +2,12 @@
 //! waves that run a set by id, label or `latest` whatever the replica's disk holds,
 //! deletion while in use, the publisher role and the fleet's notion of latest.
 
-use std::time::Duration;
-
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, history, push_set_at, register_tenants,
-    register_tenants_at, set_body, side_effects, spawn_app_with, start_wave, start_wave_at,
-    wait_wave, wave_app, Daemon, MigrationsDir, SecretsDir, TestApp, ADMIN_TOKEN, WAVE_DONE,
+    connect, counted_migrations, fresh_database, history, set_body, side_effects, spawn_app,
+    wave_app, Daemon, MigrationsDir, SecretsDir, TestApp, WAVE_DONE,
 };
 
 fn counted(sleep_secs: f64) -> Vec<(String, String)> {
@@ -44,7 +41,7 @@ async fn set_rows(app: &TestApp) -> (i64, i64) {
 
 #[tokio::test]
 async fn pushing_the_same_files_twice_returns_one_set_201_then_200_with_the_new_label_added() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app().await;
     let files = counted(0.0);
 
     let first = app.push_set(&set_body(&refs(&files), Some("abc123"))).await;
@@ -70,7 +67,7 @@ async fn pushing_the_same_files_twice_returns_one_set_201_then_200_with_the_new_
 
 #[tokio::test]
 async fn a_bad_file_name_a_duplicate_version_or_an_oversized_file_is_refused_with_nothing_stored() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app().await;
     let big = "-- x\n".repeat(1024 * 1024);
 
     let bad_name = app
@@ -127,11 +124,13 @@ async fn a_bad_file_name_a_duplicate_version_or_an_oversized_file_is_refused_wit
 
 #[tokio::test]
 async fn a_set_larger_than_max_body_bytes_is_accepted_up_to_max_set_bytes_then_413() {
-    let app = spawn_app_with(&[
-        ("DROVER_MAX_BODY_BYTES", "4096"),
-        ("DROVER_MAX_SET_BYTES", "65536"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MAX_BODY_BYTES", "4096"),
+            ("DROVER_MAX_SET_BYTES", "65536"),
+        ])
+        .spawn()
+        .await;
     let medium = format!("-- {}\nselect 1;", "x".repeat(20_000));
     let large = format!("-- {}\nselect 1;", "x".repeat(100_000));
 
@@ -142,11 +141,8 @@ async fn a_set_larger_than_max_body_bytes_is_accepted_up_to_max_set_bytes_then_4
         .push_set(&set_body(&[("V1__large.sql", &large)], None))
         .await;
     let other_route = app
-        .req(Method::POST, "/v1/tenants")
-        .json(&json!({ "slug": "x", "note": medium }))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant(&json!({ "slug": "x", "note": medium }))
+        .await;
 
     assert_eq!(ok.status(), StatusCode::CREATED);
     assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -163,20 +159,20 @@ async fn a_wave_pinned_by_label_stops_at_its_sets_last_version_and_latest_takes_
     let empty = MigrationsDir::new(&[]);
     let secrets = SecretsDir::new();
     let app = wave_app(&empty, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "pin", 3, 0).await;
+    let tenants = app.register_tenants(&secrets, "pin", 3, 0).await;
     let files = counted(0.0);
     let old = app.pushed_set(&refs(&files[..2]), Some("release-1")).await;
     let new = app.pushed_set(&refs(&files), Some("release-2")).await;
 
-    let pinned = start_wave(
-        &app,
-        json!({"migration_set": "release-1", "soak_seconds": 0}),
-    )
-    .await;
-    let pinned = wait_wave(&app.base(), &pinned, WAVE_DONE, Duration::from_secs(60)).await;
+    let pinned = app
+        .start_wave(json!({"migration_set": "release-1", "soak_seconds": 0}))
+        .await;
+    let pinned = app.wait_for_wave_state(&pinned, WAVE_DONE).await;
     let at_pinned = history(&tenants[0].url).await;
-    let latest = start_wave(&app, json!({"migration_set": "latest", "soak_seconds": 0})).await;
-    let latest = wait_wave(&app.base(), &latest, WAVE_DONE, Duration::from_secs(60)).await;
+    let latest = app
+        .start_wave(json!({"migration_set": "latest", "soak_seconds": 0}))
+        .await;
+    let latest = app.wait_for_wave_state(&latest, WAVE_DONE).await;
 
     assert_eq!(pinned["state"], "completed", "{pinned:#}");
     assert_eq!(pinned["target_version"], 2);
@@ -195,17 +191,14 @@ async fn an_unknown_set_is_422_and_without_pushed_sets_the_directory_is_latest()
     let migrations = crate::helpers::counted_migrations_dir();
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "dir", 1, 0).await;
+    app.register_tenants(&secrets, "dir", 1, 0).await;
 
     let unknown = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"migration_set": "no-such-release"}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"migration_set": "no-such-release"}))
+        .await;
     let (status, body): (StatusCode, Value) = (unknown.status(), unknown.json().await.unwrap());
-    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"soak_seconds": 0})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["field"], "migration_set");
@@ -219,30 +212,20 @@ async fn deleting_a_set_an_unfinished_wave_or_a_schedule_uses_is_409_naming_them
     let empty = MigrationsDir::new(&[]);
     let secrets = SecretsDir::new();
     let app = wave_app(&empty, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "del", 2, 1).await;
+    app.register_tenants(&secrets, "del", 2, 1).await;
     let id = app
         .pushed_set(&refs(&counted(0.0)), Some("release-1"))
         .await;
-    let wave = start_wave(&app, json!({"soak_seconds": 3600})).await;
+    let wave = app.start_wave(json!({"soak_seconds": 3600})).await;
     let schedule = app
-        .req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "nightly", "cron": "0 0 3 * * *", "template": {"migration_set": "release-1"}}))
-        .send()
-        .await
-        .unwrap();
+        .create_schedule(&json!({"name": "nightly", "cron": "0 0 3 * * *", "template": {"migration_set": "release-1"}})).await;
     assert_eq!(schedule.status(), StatusCode::CREATED);
 
     let in_use = app.delete_set(&id).await;
     let (in_use_status, in_use): (StatusCode, Value) =
         (in_use.status(), in_use.json().await.unwrap());
-    app.req(Method::POST, &format!("/v1/waves/{wave}/abort"))
-        .send()
-        .await
-        .unwrap();
-    app.req(Method::DELETE, "/v1/schedules/nightly")
-        .send()
-        .await
-        .unwrap();
+    app.abort_wave(&wave).await;
+    app.delete("/v1/schedules/nightly").await;
     let freed = app.delete_set(&id).await;
     let gone = app.get_set(&id).await;
 
@@ -256,48 +239,23 @@ async fn deleting_a_set_an_unfinished_wave_or_a_schedule_uses_is_409_naming_them
 
 #[tokio::test]
 async fn a_publisher_token_pushes_and_reads_sets_but_cannot_start_waves_or_read_tenants() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app().await;
     let ci = app.issue_token("ci", "publisher").await;
 
-    let pushed = push_set_at(
-        &app.base(),
-        &ci,
-        &set_body(&[("V1__a.sql", "select 1;")], Some("sha1")),
-    )
-    .await;
-    let read = app
-        .req_as(&ci, Method::GET, "/v1/migration-sets/sha1")
-        .send()
-        .await
-        .unwrap();
-    let wave = app
-        .req_as(&ci, Method::POST, "/v1/waves")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let tenants = app
-        .req_as(&ci, Method::GET, "/v1/tenants")
-        .send()
-        .await
-        .unwrap();
-    let delete = app
-        .req_as(&ci, Method::DELETE, "/v1/migration-sets/sha1")
-        .send()
-        .await
-        .unwrap();
+    let pushed = app
+        .with_token(&ci)
+        .push_set(&set_body(&[("V1__a.sql", "select 1;")], Some("sha1")))
+        .await;
+    let read = app.with_token(&ci).get("/v1/migration-sets/sha1").await;
+    let wave = app.with_token(&ci).create_wave(&json!({})).await;
+    let tenants = app.with_token(&ci).get("/v1/tenants").await;
+    let delete = app.with_token(&ci).delete("/v1/migration-sets/sha1").await;
     let viewer = app.issue_token("dash", "viewer").await;
-    let viewer_push = push_set_at(
-        &app.base(),
-        &viewer,
-        &set_body(&[("V1__a.sql", "select 1;")], None),
-    )
-    .await;
-    let viewer_read = app
-        .req_as(&viewer, Method::GET, "/v1/migration-sets")
-        .send()
-        .await
-        .unwrap();
+    let viewer_push = app
+        .with_token(&viewer)
+        .push_set(&set_body(&[("V1__a.sql", "select 1;")], None))
+        .await;
+    let viewer_read = app.with_token(&viewer).get("/v1/migration-sets").await;
 
     assert_eq!(pushed.status(), StatusCode::CREATED);
     let pushed: Value = pushed.json().await.unwrap();
@@ -317,11 +275,11 @@ async fn fleet_behind_latest_follows_the_newest_pushed_set() {
     let migrations = crate::helpers::counted_migrations_dir();
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "fl", 2, 0).await;
+    app.register_tenants(&secrets, "fl", 2, 0).await;
     let files = counted(0.0);
     app.pushed_set(&refs(&files[..1]), Some("one")).await;
-    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"soak_seconds": 0})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
     assert_eq!(wave["state"], "completed", "{wave:#}");
 
     let before: Value = app.get_json("/v1/fleet").await;
@@ -370,21 +328,16 @@ async fn replicas_with_no_files_and_with_different_files_run_a_pushed_set_withou
         &replica_env(missing.to_str().unwrap(), &secrets),
     )
     .await;
-    let tenants = register_tenants_at(&a.base, &secrets, "rs", 10, 0).await;
-    let set = push_set_at(
-        &b.base,
-        ADMIN_TOKEN,
-        &set_body(&refs(&counted(0.3)), Some("app-sha")),
-    )
-    .await;
+    let tenants = a.register_tenants(&secrets, "rs", 10, 0).await;
+    let set = b
+        .push_set(&set_body(&refs(&counted(0.3)), Some("app-sha")))
+        .await;
     assert_eq!(set.status(), StatusCode::CREATED);
 
-    let id = start_wave_at(
-        &a.base,
-        json!({"max_concurrency": 4, "batch_size": 10, "soak_seconds": 0}),
-    )
-    .await;
-    let wave = wait_wave(&b.base, &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = a
+        .start_wave(json!({"max_concurrency": 4, "batch_size": 10, "soak_seconds": 0}))
+        .await;
+    let wave = b.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     for t in &tenants {
@@ -408,7 +361,7 @@ async fn replicas_with_no_files_and_with_different_files_run_a_pushed_set_withou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drover_migrations_push_prints_the_id_and_list_set_shows_the_pushed_files() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app().await;
     let ci = app.issue_token("ci", "publisher").await;
     let dir = MigrationsDir::new(&refs(&counted(0.0)));
     let cli = |args: &[&str]| {

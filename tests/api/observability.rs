@@ -2,14 +2,12 @@
 //! Prometheus that scraped a drover which ran a wave and served resolutions.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    counted_migrations, free_port, register_tenants, spawn_app_with, start_wave, tool, wait_wave,
-    MigrationsDir, Prometheus, SecretsDir, ADMIN_TOKEN,
+    counted_migrations, free_port, tool, MigrationsDir, Prometheus, SecretsDir, TestApp,
+    ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
@@ -59,44 +57,25 @@ async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_fr
         return;
     };
     let files = counted_migrations(0.0);
-    let m = MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    );
+    let m = MigrationsDir::owned(&files);
     let secrets = SecretsDir::new();
-    let app = spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", m.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
-    ])
-    .await;
-    register_tenants(&app, &secrets, "obs", 3, 1).await;
-    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
-    wait_wave(&app.base(), &id, &["completed"], Duration::from_secs(60)).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MIGRATIONS_DIR", m.path()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "obs", 3, 1).await;
+    let id = app.start_wave(json!({"soak_seconds": 0})).await;
+    app.wait_for_wave_state(&id, &["completed"]).await;
     for slug in ["obs-000", "obs-001", "nobody"] {
-        app.http
-            .get(format!("{}/v1/resolve/{slug}", app.base()))
-            .bearer_auth(RESOLVER_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        app.with_token(RESOLVER_TOKEN).resolve(slug).await;
     }
-    app.req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "nightly", "cron": "0 3 * * *"}))
-        .send()
-        .await
-        .unwrap();
-    let exposition = app
-        .http
-        .get(format!("{}/metrics", app.base()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    app.create_schedule(&json!({"name": "nightly", "cron": "0 3 * * *"}))
+        .await;
+    let exposition = app.metrics_text().await;
 
     // promtool reads the exposition on stdin.
     let mut check = Command::new(&promtool)

@@ -14,7 +14,7 @@ use drover::http::openapi::{spec, PUBLIC_PATHS, ROUTES};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, tenant_body, wait_until, SecretsDir, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN};
 
 /// Sample values for path parameters.
 fn sample_path(path: &str) -> String {
@@ -774,11 +774,13 @@ async fn check(
 async fn real_responses_match_the_document() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", "s3cret");
-    let app = spawn_app_with(&[
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MAX_BODY_BYTES", "4096"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MAX_BODY_BYTES", "4096"),
+        ])
+        .spawn()
+        .await;
     let doc: Value = app
         .http
         .get(format!("{}/openapi.json", app.base()))
@@ -1547,7 +1549,10 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     for slug in ["acme", "beta", "gamma"] {
         secrets.put(&format!("tenants/{slug}"), "s3cret");
     }
-    let app = spawn_app_with(&[("DROVER_SECRETS_DIR", secrets.path())]).await;
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
     for (slug, status) in [
         ("acme", "active"),
         ("beta", "active"),
@@ -1606,7 +1611,10 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
 
 #[tokio::test]
 async fn migration_set_responses_match_the_document() {
-    let app = spawn_app_with(&[("DROVER_MAX_SET_BYTES", "4096")]).await;
+    let app = TestApp::builder()
+        .env("DROVER_MAX_SET_BYTES", "4096")
+        .spawn()
+        .await;
     let doc = spec();
     let d = &doc;
     let (sets, one) = ("/v1/migration-sets", "/v1/migration-sets/{id}");

@@ -81,18 +81,15 @@ async fn doctor_reports_a_provisioning_role_without_createrole_with_the_fix_and_
 async fn readyz_lists_the_preflight_checks_and_stays_ready_when_one_fails() {
     let secrets = SecretsDir::new();
     let (role, url) = role_without_createrole().await;
-    let app = spawn_app_with(&[
-        ("DROVER_PROVISION_URL", &url),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_PROVISION_URL", &url),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+        ])
+        .spawn()
+        .await;
 
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base()))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_without_token("/readyz").await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -56,12 +56,14 @@ struct Setup {
 async fn setup(provision_url: &str, files: &[(&str, &str)]) -> Setup {
     let secrets = SecretsDir::new();
     let migrations = MigrationsDir::new(files);
-    let app = spawn_app_with(&[
-        ("DROVER_PROVISION_URL", provision_url),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_PROVISION_URL", provision_url),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ])
+        .spawn()
+        .await;
     Setup {
         app,
         secrets,
@@ -97,13 +99,7 @@ async fn provisioned_tenant_has_its_role_database_private_secret_and_latest_sche
     let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1, V2]).await;
     let (slug, db) = names("prov");
 
-    let created = s
-        .app
-        .req(Method::POST, "/v1/tenants")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+    let created = s.app.create_tenant(&provision_body(&slug, &db)).await;
     let status = created.status();
     let body: Value = created.json().await.unwrap();
     let app = &s.app;
@@ -181,25 +177,14 @@ async fn failed_migration_leaves_tenant_provisioning_and_retry_finishes_without_
 
     let first = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     let first_status = first.status();
     let first_body: Value = first.json().await.unwrap();
     let status_after_failure = status_of(&s.app, &slug).await;
     let error_event = events(&s.app, &slug).await[0].clone();
     s.migrations.put(V2.0, V2.1);
-    let retry = s
-        .app
-        .req(
-            Method::POST,
-            &format!("/v1/tenants/{slug}/provision?wait=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let retry = s.app.provision_waiting(&slug).await;
     let retry_status = retry.status();
     let retried: Value = retry.json().await.unwrap();
 
@@ -249,11 +234,8 @@ async fn admin_role_without_createrole_fails_at_the_role_step_until_it_is_grante
 
     let first = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     let first_status = first.status();
     let first_body: Value = first.json().await.unwrap();
     let status_after_failure = status_of(&s.app, &slug).await;
@@ -262,15 +244,7 @@ async fn admin_role_without_createrole_fails_at_the_role_step_until_it_is_grante
         .batch_execute(&format!("ALTER ROLE {admin_role} CREATEROLE"))
         .await
         .unwrap();
-    let retry = s
-        .app
-        .req(
-            Method::POST,
-            &format!("/v1/tenants/{slug}/provision?wait=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let retry = s.app.provision_waiting(&slug).await;
 
     assert_eq!(first_status, StatusCode::BAD_GATEWAY, "{first_body}");
     assert_eq!(first_body["error"]["step"], "role");
@@ -303,24 +277,15 @@ async fn hostile_names_are_refused_or_quoted_never_spliced_into_sql() {
     for (field, value) in &refused {
         let mut body = provision_body(&slug, "pt_ok");
         body[*field] = value.clone();
-        let r = s
-            .app
-            .req(Method::POST, "/v1/tenants")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = s.app.create_tenant(&body).await;
         answers.push((field, r.status(), r.json::<Value>().await.unwrap()));
     }
     // Upper case and '-' are legal but only survive PostgreSQL when quoted.
     let tricky = format!("PT-Mixed_{}", std::process::id());
     let ok = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &tricky))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &tricky))
+        .await;
 
     for (field, status, body) in answers {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
@@ -342,24 +307,13 @@ async fn deprovision_drops_database_role_and_secret_even_with_open_sessions() {
     let (slug, db) = names("drop");
     let created = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let (host, port) = server_host_port();
     let idle_session = connect(&format!("postgres://{db}@{host}:{port}/{db}")).await;
 
-    let deleted = s
-        .app
-        .req(
-            Method::DELETE,
-            &format!("/v1/tenants/{slug}?drop_database=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let deleted = s.app.delete_tenant_and_database(&slug).await;
     let deleted_status = deleted.status();
     let body: Value = deleted.json().await.unwrap();
 
@@ -401,18 +355,10 @@ async fn delete_without_drop_database_keeps_database_role_and_secret() {
     let s = setup(&provisioner_role("CREATEDB CREATEROLE").await, &[V1]).await;
     let (slug, db) = names("keep");
     s.app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
 
-    let deleted = s
-        .app
-        .req(Method::DELETE, &format!("/v1/tenants/{slug}"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = s.app.delete_tenant(&slug).await;
 
     assert_eq!(deleted.status(), StatusCode::OK);
     assert_eq!(
@@ -452,22 +398,11 @@ async fn a_database_drover_did_not_create_is_never_adopted_or_dropped() {
 
     let adopt = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     let adopt_status = adopt.status();
     let adopt_body: Value = adopt.json().await.unwrap();
-    let drop = s
-        .app
-        .req(
-            Method::DELETE,
-            &format!("/v1/tenants/{registered}?drop_database=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let drop = s.app.delete_tenant_and_database(&registered).await;
     let drop_status = drop.status();
 
     assert_eq!(adopt_status, StatusCode::CONFLICT, "{adopt_body}");
@@ -494,12 +429,7 @@ async fn provisioning_without_an_admin_connection_is_refused_before_anything_is_
     let app = spawn_app().await;
     let (slug, db) = names("nourl");
 
-    let r = app
-        .req(Method::POST, "/v1/tenants")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+    let r = app.create_tenant(&provision_body(&slug, &db)).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
 
@@ -518,13 +448,7 @@ async fn provisioning_with_an_env_reference_is_refused_naming_the_field() {
     let mut body = provision_body(&slug, &db);
     body["db_secret_ref"] = json!("env:TENANT_PASSWORD");
 
-    let r = s
-        .app
-        .req(Method::POST, "/v1/tenants")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.app.create_tenant(&body).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
 
@@ -615,21 +539,23 @@ async fn cli_provisions_with_wait_and_deprovisions_with_drop_database() {
 #[tokio::test]
 async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_deprovision_removes_it()
 {
-    let Some(bao) = crate::openbao::OpenBao::start().await else {
+    let Some(bao) = crate::helpers::OpenBao::start().await else {
         return;
     };
     bao.put("tenants/other", json!({"keep": "me"})).await;
     let migrations = MigrationsDir::new(&[V1]);
-    let app = spawn_app_with(&[
-        (
-            "DROVER_PROVISION_URL",
-            &provisioner_role("CREATEDB CREATEROLE").await,
-        ),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-        ("DROVER_VAULT_ADDR", &bao.addr),
-        ("DROVER_VAULT_TOKEN", &bao.root_token),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            (
+                "DROVER_PROVISION_URL",
+                &provisioner_role("CREATEDB CREATEROLE").await,
+            ),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+            ("DROVER_VAULT_ADDR", &bao.addr),
+            ("DROVER_VAULT_TOKEN", &bao.root_token),
+        ])
+        .spawn()
+        .await;
     let (slug, db) = names("vault");
     let mut body = provision_body(&slug, &db);
     body["db_secret_ref"] = json!(format!("vault:secret/tenants/{slug}#password"));
@@ -646,12 +572,7 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
         }
     };
 
-    let created = app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = app.create_tenant_waiting(&body).await;
     let created_status = created.status();
     let (status, stored) = read(format!("tenants/{slug}")).await;
     connect(&db_url("postgres"))
@@ -666,14 +587,7 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
     let resolved: Value = app.get_json(&format!("/v1/resolve/{slug}")).await;
     let login = connect(resolved["dsn"].as_str().unwrap()).await;
     let logged_in = login.simple_query("SELECT 1").await.is_ok();
-    let deleted = app
-        .req(
-            Method::DELETE,
-            &format!("/v1/tenants/{slug}?drop_database=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.delete_tenant_and_database(&slug).await;
     let (gone, _) = read(format!("tenants/{slug}")).await;
     let (kept, other) = read("tenants/other".into()).await;
 
@@ -752,37 +666,14 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
     let fleet = Fleet::new(&[SLOW]).await;
     let mut first = fleet.daemon("first", &[]).await;
     let (slug, db) = names("crash");
-    let http = reqwest::Client::new();
-    let accepted = http
-        .post(format!("{}/v1/tenants", first.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+    let accepted = first.create_tenant(&provision_body(&slug, &db)).await;
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
     wait_for_slow_migration(&db).await;
 
     first.kill9();
     let second = fleet.daemon("second", &[]).await;
-    let stuck: Value = http
-        .get(format!("{}/v1/tenants/{slug}", second.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let retried = http
-        .post(format!(
-            "{}/v1/tenants/{slug}/provision?wait=true",
-            second.base
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let stuck: Value = second.get_tenant(&slug).await.json().await.unwrap();
+    let retried = second.provision_waiting(&slug).await;
     let retried_status = retried.status();
     let body: Value = retried.json().await.unwrap();
 
@@ -808,13 +699,7 @@ async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() 
         .daemon("graceful", &[("DROVER_SHUTDOWN_GRACE", "30s")])
         .await;
     let (slug, db) = names("graceful");
-    let accepted = reqwest::Client::new()
-        .post(format!("{}/v1/tenants", daemon.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+    let accepted = daemon.create_tenant(&provision_body(&slug, &db)).await;
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
     wait_for_slow_migration(&db).await;
 
@@ -843,11 +728,8 @@ async fn a_tenant_being_provisioned_cannot_be_activated_by_hand_or_share_a_secre
     let (slug, db) = names("early");
     let failed = s
         .app
-        .req(Method::POST, "/v1/tenants?wait=true")
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
     let (other, other_db) = names("sharer");
     let mut sharing = provision_body(&other, &other_db);
@@ -855,20 +737,11 @@ async fn a_tenant_being_provisioned_cannot_be_activated_by_hand_or_share_a_secre
 
     let patched = s
         .app
-        .req(Method::PATCH, &format!("/v1/tenants/{slug}"))
-        .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_tenant(&slug, &json!({"status": "active"}))
+        .await;
     let patched_status = patched.status();
     let patched_body: Value = patched.json().await.unwrap();
-    let shared = s
-        .app
-        .req(Method::POST, "/v1/tenants")
-        .json(&sharing)
-        .send()
-        .await
-        .unwrap();
+    let shared = s.app.create_tenant(&sharing).await;
     let shared_status = shared.status();
     let shared_body: Value = shared.json().await.unwrap();
 
@@ -894,15 +767,7 @@ async fn drop_database_for_a_tenant_whose_database_is_not_on_the_admin_server_is
         StatusCode::CREATED
     );
 
-    let r = s
-        .app
-        .req(
-            Method::DELETE,
-            &format!("/v1/tenants/{slug}?drop_database=true"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = s.app.delete_tenant_and_database(&slug).await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
 
@@ -919,13 +784,9 @@ async fn trace_logs_of_provisioning_hold_neither_the_password_nor_its_verifier()
         .await;
     let (slug, db) = names("traced");
 
-    let created = reqwest::Client::new()
-        .post(format!("{}/v1/tenants?wait=true", daemon.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&provision_body(&slug, &db))
-        .send()
-        .await
-        .unwrap();
+    let created = daemon
+        .create_tenant_waiting(&provision_body(&slug, &db))
+        .await;
     let status = created.status();
     let (_, logs) = daemon.terminate().await;
 

@@ -1,6 +1,6 @@
 //! `drover check` and `GET /v1/registry/health` against planted inconsistencies.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{drover_cmd, spawn_app, tenant_body};
@@ -106,11 +106,7 @@ async fn a_tenant_in_provisioning_within_the_window_is_not_stuck() {
     body["status"] = json!("provisioning");
     app.create_tenant(&body).await;
 
-    let resp = app
-        .req(Method::GET, "/v1/registry/health")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/v1/registry/health").await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     let report: Value = resp.json().await.unwrap();

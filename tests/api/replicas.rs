@@ -6,18 +6,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, history, register_tenants_at, side_effects,
-    start_wave_at, wait_until, wait_wave, wave_at, Daemon, MigrationsDir, SecretsDir,
+    connect, counted_migrations, fresh_database, history, side_effects, wait_until, Daemon,
+    MigrationsDir, SecretsDir,
 };
 
 fn slow_migrations() -> MigrationsDir {
     let files = counted_migrations(0.3);
-    MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    )
+    MigrationsDir::owned(&files)
 }
 
 fn env<'a>(m: &'a MigrationsDir, s: &'a SecretsDir) -> Vec<(&'a str, &'a str)> {
@@ -46,11 +41,12 @@ async fn kill_9_in_the_middle_of_a_wave_then_restart_finishes_every_tenant_exact
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
     let control = fresh_database("control").await;
     let mut first = Daemon::start(&control, "first", &env(&migrations, &secrets)).await;
-    let tenants = register_tenants_at(&first.base, &secrets, "k9", 10, 0).await;
-    let id = start_wave_at(&first.base, json!({"max_concurrency": 3, "batch_size": 10})).await;
-    let base = first.base.clone();
+    let tenants = first.register_tenants(&secrets, "k9", 10, 0).await;
+    let id = first
+        .start_wave(json!({"max_concurrency": 3, "batch_size": 10}))
+        .await;
     let mid_wave = wait_until(Duration::from_secs(30), || async {
-        let w = wave_at(&base, &id).await;
+        let w = first.get_wave(&id).await;
         w["counts"]["succeeded"].as_i64() >= Some(2) && w["counts"]["running"].as_i64() >= Some(1)
     })
     .await;
@@ -60,13 +56,9 @@ async fn kill_9_in_the_middle_of_a_wave_then_restart_finishes_every_tenant_exact
     let at_kill: Vec<Vec<i32>> =
         futures_util::future::join_all(tenants.iter().map(|t| history(&t.url))).await;
     let second = Daemon::start(&control, "second", &env(&migrations, &secrets)).await;
-    let wave = wait_wave(
-        &second.base,
-        &id,
-        &["completed", "halted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let wave = second
+        .wait_for_wave_state(&id, &["completed", "halted"])
+        .await;
 
     assert!(
         at_kill.iter().any(|h| h.len() < 3),
@@ -112,16 +104,12 @@ async fn two_replicas_share_one_wave_and_migrate_every_tenant_exactly_once() {
     e.push(("DROVER_WORKER_SLOTS", "2"));
     let a = Daemon::start(&control, "replica-a", &e).await;
     let b = Daemon::start(&control, "replica-b", &e).await;
-    let tenants = register_tenants_at(&a.base, &secrets, "two", 12, 0).await;
+    let tenants = a.register_tenants(&secrets, "two", 12, 0).await;
 
-    let id = start_wave_at(&a.base, json!({"max_concurrency": 4, "batch_size": 12})).await;
-    let wave = wait_wave(
-        &b.base,
-        &id,
-        &["completed", "halted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let id = a
+        .start_wave(json!({"max_concurrency": 4, "batch_size": 12}))
+        .await;
+    let wave = b.wait_for_wave_state(&id, &["completed", "halted"]).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     for t in &tenants {
@@ -138,12 +126,13 @@ async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_complet
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
     let control = fresh_database("control").await;
     let a = Daemon::start(&control, "leaving", &env(&migrations, &secrets)).await;
-    let tenants = register_tenants_at(&a.base, &secrets, "st", 8, 0).await;
-    let id = start_wave_at(&a.base, json!({"max_concurrency": 2, "batch_size": 8})).await;
-    let base = a.base.clone();
+    let tenants = a.register_tenants(&secrets, "st", 8, 0).await;
+    let id = a
+        .start_wave(json!({"max_concurrency": 2, "batch_size": 8}))
+        .await;
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            wave_at(&base, &id).await["counts"]["running"].as_i64() >= Some(1)
+            a.get_wave(&id).await["counts"]["running"].as_i64() >= Some(1)
         })
         .await
     );
@@ -159,13 +148,7 @@ async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_complet
         .unwrap()
         .get(0);
     let b = Daemon::start(&control, "staying", &env(&migrations, &secrets)).await;
-    let wave: Value = wait_wave(
-        &b.base,
-        &id,
-        &["completed", "halted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    let wave: Value = b.wait_for_wave_state(&id, &["completed", "halted"]).await;
 
     assert!(clean, "exit after SIGTERM was not clean: {logs}");
     assert_eq!(leases, 0, "leases left behind after a graceful stop");
@@ -178,18 +161,12 @@ async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_complet
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_back() {
     let files = counted_migrations(20.0);
-    let migrations = MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    );
+    let migrations = MigrationsDir::owned(&files);
     let secrets = SecretsDir::new();
     let control = fresh_database("control").await;
     let d = Daemon::start(&control, "impatient", &env(&migrations, &secrets)).await;
-    let tenants = register_tenants_at(&d.base, &secrets, "sg", 1, 0).await;
-    let id = start_wave_at(&d.base, json!({"max_concurrency": 1})).await;
-    let base = d.base.clone();
+    let tenants = d.register_tenants(&secrets, "sg", 1, 0).await;
+    let id = d.start_wave(json!({"max_concurrency": 1})).await;
     // V2 sleeps 20 s inside its transaction: wait until it is running.
     let db = connect(&tenants[0].url).await;
     assert!(
@@ -202,7 +179,7 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
         })
         .await
     );
-    let _ = wave_at(&base, &id).await;
+    let _ = d.get_wave(&id).await;
 
     let pid = d.child.id().to_string();
     crate::helpers::sigterm(&pid);

@@ -2,24 +2,20 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fresh_database, password_tenant_db, server_host_port, spawn_app_on_with, spawn_app_with,
-    tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN,
+    fresh_database, password_tenant_db, server_host_port, tenant_body, wait_until, Daemon,
+    SecretsDir, TestApp, ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
 const NASTY_PASSWORD: &str = "p@ss:w/o?r#d% 'q' x&y=z";
 
+/// `GET /v1/resolve/{slug}` with the resolver token.
 async fn resolve(app: &TestApp, slug: &str) -> reqwest::Response {
-    app.http
-        .get(format!("{}/v1/resolve/{slug}", app.base()))
-        .bearer_auth(RESOLVER_TOKEN)
-        .send()
-        .await
-        .unwrap()
+    app.with_token(RESOLVER_TOKEN).resolve(slug).await
 }
 
 /// A daemon with a secrets dir and a resolver token, and one active tenant `acme`
@@ -32,7 +28,7 @@ async fn app_with_real_tenant(extra: &[(&str, &str)]) -> (TestApp, SecretsDir, S
         ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
     ];
     settings.extend_from_slice(extra);
-    let app = spawn_app_with(&settings).await;
+    let app = TestApp::builder().envs(&settings).spawn().await;
     let db = password_tenant_db("tacme", NASTY_PASSWORD).await;
     let (host, port) = server_host_port();
     let mut body = tenant_body("acme");
@@ -87,11 +83,8 @@ async fn status_policy_answers_200_423_409_and_404() {
         Some(json!({"reason": "unpaid invoice"})),
     )
     .await;
-    app.req(Method::PATCH, "/v1/tenants/fresh")
-        .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .unwrap();
+    app.patch_tenant("fresh", &json!({"status": "active"}))
+        .await;
     app.control_db()
         .await
         .batch_execute(
@@ -100,10 +93,7 @@ async fn status_policy_answers_200_423_409_and_404() {
         )
         .await
         .unwrap();
-    app.req(Method::DELETE, "/v1/tenants/gone")
-        .send()
-        .await
-        .unwrap();
+    app.delete_tenant("gone").await;
 
     let active = resolve(&app, "acme").await;
     let suspended = resolve(&app, "sleepy").await;
@@ -128,23 +118,9 @@ async fn status_policy_answers_200_423_409_and_404() {
 #[tokio::test]
 async fn resolve_accepts_the_resolver_and_admin_tokens_and_the_resolver_token_nothing_else() {
     let (app, _secrets, _db) = app_with_real_tenant(&[]).await;
-    let url = format!("{}/v1/resolve/acme", app.base());
-
-    let with_admin = app
-        .http
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let without = app.http.get(&url).send().await.unwrap();
-    let resolver_on_admin_route = app
-        .http
-        .get(format!("{}/v1/tenants", app.base()))
-        .bearer_auth(RESOLVER_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let with_admin = app.resolve("acme").await;
+    let without = app.get_without_token("/v1/resolve/acme").await;
+    let resolver_on_admin_route = app.with_token(RESOLVER_TOKEN).get("/v1/tenants").await;
 
     assert_eq!(with_admin.status(), StatusCode::OK);
     assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
@@ -165,8 +141,16 @@ async fn a_suspend_through_one_replica_is_seen_by_another_within_two_seconds() {
         ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
         ("DROVER_TENANT_CACHE_TTL", "10m"),
     ];
-    let a = spawn_app_on_with(&control, &settings).await;
-    let b = spawn_app_on_with(&control, &settings).await;
+    let a = TestApp::builder()
+        .control_db(&control)
+        .envs(&settings)
+        .spawn()
+        .await;
+    let b = TestApp::builder()
+        .control_db(&control)
+        .envs(&settings)
+        .spawn()
+        .await;
     a.create_tenant(&tenant_body("acme")).await;
     assert_eq!(
         resolve(&b, "acme").await.status(),
@@ -188,11 +172,13 @@ async fn a_suspend_through_one_replica_is_seen_by_another_within_two_seconds() {
 async fn missing_or_escaping_secret_is_503_with_retry_after_naming_the_ref_only() {
     let secrets = SecretsDir::new();
     std::os::unix::fs::symlink("/etc/passwd", secrets.0.join("escape")).unwrap();
-    let app = spawn_app_with(&[
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+        ])
+        .spawn()
+        .await;
     let mut missing = tenant_body("missing");
     missing["db_secret_ref"] = json!("file:tenants/missing");
     let mut escape = tenant_body("escape");
@@ -260,7 +246,7 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", NASTY_PASSWORD);
     let control = fresh_database("control").await;
-    let daemon = crate::helpers::Daemon::start(
+    let daemon = Daemon::start(
         &control,
         "trace",
         &[
@@ -271,8 +257,6 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
         ],
     )
     .await;
-    let base = daemon.base.clone();
-    let http = reqwest::Client::new();
     let db = password_tenant_db("tleak", NASTY_PASSWORD).await;
     let (host, pg_port) = server_host_port();
     let mut body = tenant_body("acme");
@@ -283,30 +267,16 @@ async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
     let mut broken = tenant_body("broken");
     broken["db_secret_ref"] = json!("file:tenants/none");
     for b in [&body, &broken] {
-        http.post(format!("{base}/v1/tenants"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(b)
-            .send()
-            .await
-            .unwrap();
+        daemon.create_tenant(b).await;
     }
+    let resolver = daemon.with_token(RESOLVER_TOKEN);
 
-    let ok = http
-        .get(format!("{base}/v1/resolve/acme"))
-        .bearer_auth(RESOLVER_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let ok = resolver.resolve("acme").await;
     let dsn = ok.json::<Value>().await.unwrap()["dsn"]
         .as_str()
         .unwrap()
         .to_string();
-    let failed = http
-        .get(format!("{base}/v1/resolve/broken"))
-        .bearer_auth(RESOLVER_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let failed = resolver.resolve("broken").await;
     let (_, logs) = daemon.terminate().await;
 
     assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -337,7 +307,7 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
         ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
         ("DROVER_TENANT_CACHE_TTL", "10m"),
     ];
-    let app = spawn_app_with(&settings).await;
+    let app = TestApp::builder().envs(&settings).spawn().await;
     app.create_tenant(&tenant_body("acme")).await;
     assert_eq!(resolve(&app, "acme").await.status(), StatusCode::OK);
     let db = app.control_db().await;
@@ -381,20 +351,22 @@ async fn a_replica_whose_notification_connection_was_killed_reconnects_and_sees_
 
 #[tokio::test]
 async fn vault_secrets_resolve_pick_up_new_versions_and_survive_a_sealed_vault_within_the_bound() {
-    let Some(bao) = crate::openbao::OpenBao::start().await else {
+    let Some(bao) = crate::helpers::OpenBao::start().await else {
         return;
     };
     bao.put("tenants/acme", json!({"password": "v1-secret"}))
         .await;
-    let app = spawn_app_with(&[
-        ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
-        ("DROVER_VAULT_ADDR", &bao.addr),
-        ("DROVER_VAULT_TOKEN", &bao.root_token),
-        ("DROVER_SECRET_TTL", "300ms"),
-        ("DROVER_SECRET_STALE_FOR", "2s"),
-        ("DROVER_SECRET_NEGATIVE_TTL", "100ms"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_RESOLVER_TOKEN", RESOLVER_TOKEN),
+            ("DROVER_VAULT_ADDR", &bao.addr),
+            ("DROVER_VAULT_TOKEN", &bao.root_token),
+            ("DROVER_SECRET_TTL", "300ms"),
+            ("DROVER_SECRET_STALE_FOR", "2s"),
+            ("DROVER_SECRET_NEGATIVE_TTL", "100ms"),
+        ])
+        .spawn()
+        .await;
     let mut body = tenant_body("acme");
     body["db_secret_ref"] = json!("vault:secret/tenants/acme#password");
     app.create_tenant(&body).await;

@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    connect, history, register_tenants, start_wave, wait_wave, wave_app, MigrationsDir, SecretsDir,
-    TestApp, WAVE_DONE,
-};
+use crate::helpers::{connect, history, wave_app, MigrationsDir, SecretsDir, TestApp, WAVE_DONE};
 
 async fn target_of(app: &TestApp, id: &str, slug: &str) -> Value {
     let targets: Vec<Value> = app.get_json(&format!("/v1/waves/{id}/targets")).await;
@@ -42,9 +39,9 @@ fn accounts_migrations() -> MigrationsDir {
 async fn a_tenant_blocked_by_a_session_names_that_session_in_its_error_detail_and_event() {
     let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "fx", 2, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "fx", 2, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     let sep = if tenants[0].url.contains('?') {
         '&'
     } else {
@@ -57,13 +54,15 @@ async fn a_tenant_blocked_by_a_session_names_that_session_in_its_error_detail_an
         .unwrap();
     let timeouts_before = app.metric("drover_lock_timeouts_total").await;
 
-    let id = start_wave(
-        &app,
-        json!({"lock_timeout_ms": 300, "max_attempts": 1, "max_failures": 5,
+    let id = app
+        .start_wave(
+            json!({"lock_timeout_ms": 300, "max_attempts": 1, "max_failures": 5,
                "lock_retries": {"attempts": 2, "first_lock_timeout_ms": 50, "first_pause_ms": 20}}),
-    )
-    .await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
+        )
+        .await;
+    let wave = app
+        .wait_for_wave_state_within(&id, WAVE_DONE, Duration::from_secs(30))
+        .await;
     tx.rollback().await.unwrap();
 
     assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
@@ -109,18 +108,16 @@ async fn a_tenant_blocked_by_a_session_names_that_session_in_its_error_detail_an
 async fn a_lock_released_during_the_retry_schedule_lets_the_tenant_succeed_in_one_attempt() {
     let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "rl", 1, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "rl", 1, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     let mut holder = connect(&tenants[0].url).await;
     let tx = holder.transaction().await.unwrap();
     tx.batch_execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
 
-    let id = start_wave(
-        &app,
-        json!({"lock_timeout_ms": 5000, "max_attempts": 1,
+    let id = app.start_wave(json!({"lock_timeout_ms": 5000, "max_attempts": 1,
                "lock_retries": {"attempts": 3, "first_lock_timeout_ms": 50, "first_pause_ms": 200}}),
     )
     .await;
@@ -129,7 +126,9 @@ async fn a_lock_released_during_the_retry_schedule_lets_the_tenant_succeed_in_on
     })
     .await;
     tx.rollback().await.unwrap();
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
+    let wave = app
+        .wait_for_wave_state_within(&id, WAVE_DONE, Duration::from_secs(30))
+        .await;
 
     assert!(timed_out, "the first short attempt never timed out");
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -142,14 +141,11 @@ async fn a_lock_released_during_the_retry_schedule_lets_the_tenant_succeed_in_on
 async fn lock_retries_out_of_range_are_refused_with_422() {
     let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "lr", 1, 0).await;
+    app.register_tenants(&secrets, "lr", 1, 0).await;
 
     let resp = app
-        .req(reqwest::Method::POST, "/v1/waves")
-        .json(&json!({"lock_retries": {"attempts": 0}}))
-        .send()
-        .await
-        .unwrap();
+        .create_wave(&json!({"lock_retries": {"attempts": 0}}))
+        .await;
 
     assert_eq!(resp.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = resp.json().await.unwrap();
@@ -167,9 +163,11 @@ async fn host_limit(app: &TestApp, id: &str) -> Value {
 async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_succeed() {
     let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "hl", 10, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1, "max_concurrency": 10})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "hl", 10, 0).await;
+    let first = app
+        .start_wave(json!({"target_version": 1, "max_concurrency": 10}))
+        .await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     let mut holders = Vec::new();
     for t in &tenants[..2] {
         let c = connect(&t.url).await;
@@ -180,13 +178,13 @@ async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_
         holders.push(c);
     }
 
-    let id = start_wave(
-        &app,
-        json!({"max_concurrency": 4, "max_per_host": 4, "batch_size": 100, "soak_seconds": 0,
+    let id = app
+        .start_wave(
+            json!({"max_concurrency": 4, "max_per_host": 4, "batch_size": 100, "soak_seconds": 0,
                "lock_timeout_ms": 100, "max_attempts": 50, "max_failures": 100,
                "lock_retries": {"attempts": 1, "first_lock_timeout_ms": 20, "first_pause_ms": 0}}),
-    )
-    .await;
+        )
+        .await;
     let lowered = crate::helpers::wait_until(Duration::from_secs(30), || async {
         let h = host_limit(&app, &id).await;
         h["limit"] == 1 && h["lowered"].as_i64().unwrap() >= 2
@@ -202,7 +200,7 @@ async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_
     })
     .await;
     drop(holders);
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
     let after = host_limit(&app, &id).await;
 
     assert!(
@@ -224,9 +222,9 @@ async fn a_hosts_limit_halves_while_its_tenants_time_out_and_grows_back_as_they_
 async fn a_dry_run_reports_the_tenants_with_the_largest_touched_tables_and_the_slowest_runs() {
     let (migrations, secrets) = (accounts_migrations(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "sz", 3, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "sz", 3, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     for (t, rows) in tenants.iter().zip([10_000, 100, 200_000]) {
         connect(&t.url)
             .await
@@ -242,7 +240,9 @@ async fn a_dry_run_reports_the_tenants_with_the_largest_touched_tables_and_the_s
         .await
         .unwrap();
 
-    let id = start_wave(&app, json!({"dry_run": true, "lock_timeout_ms": 10_000})).await;
+    let id = app
+        .start_wave(json!({"dry_run": true, "lock_timeout_ms": 10_000}))
+        .await;
     // Another session: pg_stat_activity is a snapshot for the length of a transaction.
     let observer = connect(&tenants[1].url).await;
     let waiting = crate::helpers::wait_until(Duration::from_secs(20), || async {
@@ -253,7 +253,7 @@ async fn a_dry_run_reports_the_tenants_with_the_largest_touched_tables_and_the_s
     // Keep it waiting long enough to be the slowest by far, then let it through.
     tokio::time::sleep(Duration::from_millis(600)).await;
     drop(slow);
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert!(waiting, "the dry run never waited for the row lock");
     let report = &wave["dry_run_report"];

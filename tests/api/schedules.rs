@@ -2,22 +2,17 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, register_tenants_at, spawn_app_with, wait_until,
-    Daemon, MigrationsDir, SecretsDir, ADMIN_TOKEN,
+    connect, counted_migrations, fresh_database, spawn_app, wait_until, Daemon, MigrationsDir,
+    SecretsDir, TestApp, ADMIN_TOKEN,
 };
 
 fn migrations() -> MigrationsDir {
     let files = counted_migrations(0.0);
-    MigrationsDir::new(
-        &files
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect::<Vec<_>>(),
-    )
+    MigrationsDir::owned(&files)
 }
 
 const QUICK_WAVE: &str = r#"{"soak_seconds": 0, "canary": {"count": 0}}"#;
@@ -25,42 +20,35 @@ const QUICK_WAVE: &str = r#"{"soak_seconds": 0, "canary": {"count": 0}}"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered() {
     let (m, secrets) = (migrations(), SecretsDir::new());
-    let app = spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", m.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-    ])
-    .await;
-    register_tenants_at(&app.base(), &secrets, "sc", 2, 0).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MIGRATIONS_DIR", m.path()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "sc", 2, 0).await;
     let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
-    let post = |body: Value| app.req(Method::POST, "/v1/schedules").json(&body).send();
 
-    let bad_cron = post(json!({"name": "nightly", "cron": "0 3 * * 8"}))
-        .await
-        .unwrap();
-    let bad_tz =
-        post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Mars/Olympus"}))
-            .await
-            .unwrap();
-    let created = post(json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template}))
-        .await
-        .unwrap();
-    let duplicate = post(json!({"name": "nightly", "cron": "@daily"}))
-        .await
-        .unwrap();
+    let bad_cron = app
+        .create_schedule(&json!({"name": "nightly", "cron": "0 3 * * 8"}))
+        .await;
+    let bad_tz = app
+        .create_schedule(
+            &json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Mars/Olympus"}),
+        )
+        .await;
+    let created = app.create_schedule(&json!({"name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template})).await;
+    let duplicate = app
+        .create_schedule(&json!({"name": "nightly", "cron": "@daily"}))
+        .await;
     let disabled: Value = app
-        .req(Method::PATCH, "/v1/schedules/nightly")
-        .json(&json!({"enabled": false}))
-        .send()
+        .patch_json("/v1/schedules/nightly", &json!({"enabled": false}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let triggered = app
-        .req(Method::POST, "/v1/schedules/nightly/trigger")
-        .send()
-        .await
-        .unwrap();
+    let triggered = app.post("/v1/schedules/nightly/trigger").await;
 
     assert_eq!(bad_cron.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let err: Value = bad_cron.json().await.unwrap();
@@ -93,11 +81,7 @@ async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered
     let wave = fired["wave_id"].as_str().unwrap();
     let w: Value = app.get_json(&format!("/v1/waves/{wave}")).await;
     assert_eq!(w["created_by"], "schedule:nightly");
-    let gone = app
-        .req(Method::DELETE, "/v1/schedules/nightly")
-        .send()
-        .await
-        .unwrap();
+    let gone = app.delete("/v1/schedules/nightly").await;
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
 }
 
@@ -117,16 +101,11 @@ async fn the_leader_fires_every_tick_once_and_a_new_leader_takes_over_after_kill
         Daemon::start(&control, "r2", &env).await,
         Daemon::start(&control, "r3", &env).await,
     ];
-    register_tenants_at(&replicas[0].base, &secrets, "tick", 1, 0).await;
-    let http = reqwest::Client::new();
+    replicas[0].register_tenants(&secrets, "tick", 1, 0).await;
     let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
-    let resp = http
-        .post(format!("{}/v1/schedules", replicas[0].base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "every-2s", "cron": "*/2 * * * * *", "template": template, "misfire_grace_seconds": 30}))
-        .send()
-        .await
-        .unwrap();
+    let resp = replicas[0]
+        .create_schedule(&json!({"name": "every-2s", "cron": "*/2 * * * * *", "template": template, "misfire_grace_seconds": 30}))
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let db = connect(&control).await;
     let fired = || async {
@@ -245,26 +224,15 @@ async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_bef
         .await
     );
     let second = Daemon::start(&control, "second", &env).await;
-    let cluster_now = || async {
-        reqwest::Client::new()
-            .get(format!("{}/v1/cluster", second.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
     // The roster row is written by the second replica's leader task, which may run a
     // moment after its HTTP port answers.
     wait_until(Duration::from_secs(10), || async {
-        cluster_now().await["replicas"]
+        second.cluster().await["replicas"]
             .as_array()
             .is_some_and(|r| r.len() == 2)
     })
     .await;
-    let cluster = cluster_now().await;
+    let cluster = second.cluster().await;
 
     let (clean, _) = first.terminate().await;
     let taken = wait_until(Duration::from_secs(15), || async {
@@ -288,12 +256,14 @@ async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_bef
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_shows_disables_triggers_and_deletes_a_schedule() {
     let (m, secrets) = (migrations(), SecretsDir::new());
-    let app = spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", m.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-    ])
-    .await;
-    register_tenants_at(&app.base(), &secrets, "cs", 1, 0).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MIGRATIONS_DIR", m.path()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "cs", 1, 0).await;
     let run = |args: Vec<&'static str>| {
         let mut cmd = crate::helpers::drover_cmd();
         cmd.env("DROVER_SERVER", app.base())
@@ -346,20 +316,21 @@ async fn the_cli_creates_shows_disables_triggers_and_deletes_a_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_while_the_previous_scheduled_wave_is_unfinished_is_skipped_and_recorded() {
     let (m, secrets) = (migrations(), SecretsDir::new());
-    let app = spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", m.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_LEADER_TTL", "3s"),
-    ])
-    .await;
-    register_tenants_at(&app.base(), &secrets, "ovl", 2, 1).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MIGRATIONS_DIR", m.path()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_LEADER_TTL", "3s"),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "ovl", 2, 1).await;
     // Waves that soak for an hour stay unfinished, so every later tick overlaps.
     let created = app
-        .req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "busy", "cron": "* * * * * *", "template": {"soak_seconds": 3600}}))
-        .send()
-        .await
-        .unwrap();
+        .create_schedule(
+            &json!({"name": "busy", "cron": "* * * * * *", "template": {"soak_seconds": 3600}}),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let db = app.control_db().await;
     let outcomes = || async {
@@ -394,30 +365,17 @@ async fn a_tick_while_the_previous_scheduled_wave_is_unfinished_is_skipped_and_r
 
 #[tokio::test]
 async fn bad_schedule_names_negative_grace_and_nul_bytes_are_422_not_500() {
-    let app = spawn_app_with(&[]).await;
-    app.req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "ok", "cron": "@daily"}))
-        .send()
-        .await
-        .unwrap();
+    let app = spawn_app().await;
+    app.create_schedule(&json!({"name": "ok", "cron": "@daily"}))
+        .await;
 
     let upper = app
-        .req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "Upper", "cron": "@daily"}))
-        .send()
-        .await
-        .unwrap();
+        .create_schedule(&json!({"name": "Upper", "cron": "@daily"}))
+        .await;
     let grace = app
-        .req(Method::PATCH, "/v1/schedules/ok")
-        .json(&json!({"misfire_grace_seconds": -1}))
-        .send()
-        .await
-        .unwrap();
-    let nul = app
-        .req(Method::GET, "/v1/tenants?q=%00")
-        .send()
-        .await
-        .unwrap();
+        .patch_json("/v1/schedules/ok", &json!({"misfire_grace_seconds": -1}))
+        .await;
+    let nul = app.get("/v1/tenants?q=%00").await;
 
     assert_eq!(upper.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(grace.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -428,19 +386,17 @@ async fn bad_schedule_names_negative_grace_and_nul_bytes_are_422_not_500() {
 async fn a_stored_template_that_no_longer_parses_fails_its_tick_with_the_reason_and_starts_no_wave()
 {
     let (m, secrets) = (migrations(), SecretsDir::new());
-    let app = spawn_app_with(&[
-        ("DROVER_MIGRATIONS_DIR", m.path()),
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_LEADER_TTL", "3s"),
-    ])
-    .await;
-    register_tenants_at(&app.base(), &secrets, "brk", 2, 0).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_MIGRATIONS_DIR", m.path()),
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_LEADER_TTL", "3s"),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "brk", 2, 0).await;
     let created = app
-        .req(Method::POST, "/v1/schedules")
-        .json(&json!({"name": "broken", "cron": "* * * * * *", "enabled": false, "template": {"soak_seconds": 0}}))
-        .send()
-        .await
-        .unwrap();
+        .create_schedule(&json!({"name": "broken", "cron": "* * * * * *", "enabled": false, "template": {"soak_seconds": 0}})).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let db = app.control_db().await;
     // What an upgrade that renamed a field leaves behind.
@@ -473,11 +429,7 @@ async fn a_stored_template_that_no_longer_parses_fails_its_tick_with_the_reason_
         fires().await.len() >= 2
     })
     .await;
-    let triggered = app
-        .req(Method::POST, "/v1/schedules/broken/trigger")
-        .send()
-        .await
-        .unwrap();
+    let triggered = app.post("/v1/schedules/broken/trigger").await;
 
     assert!(handled, "two ticks handled: {:?}", fires().await);
     for (outcome, detail, wave) in fires().await {

@@ -57,11 +57,7 @@ async fn duplicate_db_name_differing_in_case_is_409() {
 async fn soft_deleted_slug_and_db_name_can_be_reused() {
     let app = spawn_app().await;
     app.create_tenant(&tenant_body("acme")).await;
-    let del = app
-        .req(Method::DELETE, "/v1/tenants/acme")
-        .send()
-        .await
-        .unwrap();
+    let del = app.delete_tenant("acme").await;
     assert_eq!(del.status(), StatusCode::OK);
     let deleted: Value = del.json().await.unwrap();
     assert_eq!(deleted["status"], "deleted");
@@ -192,11 +188,7 @@ async fn patch_changes_only_given_fields_and_records_old_and_new_values() {
     app.create_tenant(&tenant_body("acme")).await;
 
     let resp = app
-        .req(Method::PATCH, "/v1/tenants/acme")
-        .json(&json!({"display_name": "Acme Corp", "labels": {"plan": "enterprise"}, "billing_plan": "gold"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_tenant("acme", &json!({"display_name": "Acme Corp", "labels": {"plan": "enterprise"}, "billing_plan": "gold"})).await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     let t: Value = resp.json().await.unwrap();
@@ -229,11 +221,8 @@ async fn patch_that_changes_nothing_writes_no_event() {
     app.create_tenant(&tenant_body("acme")).await;
 
     let resp = app
-        .req(Method::PATCH, "/v1/tenants/acme")
-        .json(&json!({"display_name": "acme Inc."}))
-        .send()
-        .await
-        .unwrap();
+        .patch_tenant("acme", &json!({"display_name": "acme Inc."}))
+        .await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.event_rows().await, 1);
@@ -260,10 +249,7 @@ async fn suspend_resume_and_delete_write_their_events_with_the_actor() {
     let resumed: Value = r.json().await.unwrap();
     assert_eq!(resumed["suspended_reason"], Value::Null);
     let events = app.event_types("acme").await;
-    app.req(Method::DELETE, "/v1/tenants/acme")
-        .send()
-        .await
-        .unwrap();
+    app.delete_tenant("acme").await;
 
     assert_eq!(events, vec!["resumed", "suspended", "created"]);
     let db = app.control_db().await;
@@ -314,10 +300,7 @@ async fn illegal_transitions_are_refused_and_write_no_event() {
 async fn every_operation_on_a_deleted_tenant_is_404() {
     let app = spawn_app().await;
     app.create_tenant(&tenant_body("acme")).await;
-    app.req(Method::DELETE, "/v1/tenants/acme")
-        .send()
-        .await
-        .unwrap();
+    app.delete_tenant("acme").await;
     let events_before = app.event_rows().await;
 
     let get = app.get_tenant("acme").await.status();
@@ -326,18 +309,10 @@ async fn every_operation_on_a_deleted_tenant_is_404() {
         .act("acme", "suspend", Some(json!({"reason": "x"})))
         .await
         .status();
-    let delete = app
-        .req(Method::DELETE, "/v1/tenants/acme")
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let delete = app.delete_tenant("acme").await.status();
     let patch = app
-        .req(Method::PATCH, "/v1/tenants/acme")
-        .json(&json!({"canary": true}))
-        .send()
+        .patch_tenant("acme", &json!({"canary": true}))
         .await
-        .unwrap()
         .status();
 
     for s in [get, resume, suspend, delete, patch] {
@@ -411,11 +386,7 @@ async fn list_filters_by_status_label_and_text_and_pages_by_keyset() {
     let page2: Value = app
         .get_json(&format!("/v1/tenants?limit=2&cursor={cursor}"))
         .await;
-    let bad = app
-        .req(Method::GET, "/v1/tenants?status=sleeping")
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get("/v1/tenants?status=sleeping").await;
 
     assert_eq!(slugs(&suspended), vec!["bravo"]);
     assert_eq!(slugs(&free), vec!["alpha", "charlie", "echo"]);
@@ -438,13 +409,8 @@ async fn events_are_paginated_newest_first() {
     let first: Value = app.get_json("/v1/tenants/acme/events?limit=4").await;
     let cursor = first["next_cursor"].as_str().unwrap();
     let rest: Value = app
-        .req(
-            Method::GET,
-            &format!("/v1/tenants/acme/events?limit=4&cursor={cursor}"),
-        )
-        .send()
+        .get(&format!("/v1/tenants/acme/events?limit=4&cursor={cursor}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -472,18 +438,10 @@ async fn provisioning_tenant_becomes_active_through_patch_with_a_status_changed_
     body["status"] = json!("provisioning");
     app.create_tenant(&body).await;
 
-    let resp = app
-        .req(Method::PATCH, "/v1/tenants/acme")
-        .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.patch_tenant("acme", &json!({"status": "active"})).await;
     let suspend_via_patch = app
-        .req(Method::PATCH, "/v1/tenants/acme")
-        .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_tenant("acme", &json!({"status": "suspended"}))
+        .await;
 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(

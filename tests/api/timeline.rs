@@ -1,13 +1,10 @@
 //! The wave timeline (SPEC §15): one event per state change, with its actor, through
 //! `GET /v1/waves/{id}/events` and `drover waves show`.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    counted_migrations_dir, drover_cmd, register_tenants, start_wave, wait_wave, wave_action,
-    wave_app, wave_timeline, SecretsDir, ADMIN_TOKEN, WAVE_DONE,
+    counted_migrations_dir, drover_cmd, wave_app, SecretsDir, ADMIN_TOKEN, WAVE_DONE,
 };
 
 fn types(timeline: &[(String, String, Value)]) -> Vec<&str> {
@@ -18,11 +15,13 @@ fn types(timeline: &[(String, String, Value)]) -> Vec<&str> {
 async fn a_completed_wave_tells_canary_soak_batches_and_completion_in_order() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "tl", 7, 2).await;
+    app.register_tenants(&secrets, "tl", 7, 2).await;
 
-    let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
-    let timeline = wave_timeline(&app, &id).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let timeline = app.wave_events(&id).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     assert_eq!(
@@ -82,16 +81,18 @@ async fn a_completed_wave_tells_canary_soak_batches_and_completion_in_order() {
 async fn a_halted_wave_records_why_who_resumed_it_and_who_aborted_it() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "th", 4, 1).await;
+    let tenants = app.register_tenants(&secrets, "th", 4, 1).await;
     crate::helpers::plant_widgets_clash(&tenants[0].url).await;
-    let id = start_wave(&app, json!({"batch_size": 3, "soak_seconds": 0})).await;
-    wait_wave(&app.base(), &id, &["halted"], Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 3, "soak_seconds": 0}))
+        .await;
+    app.wait_for_wave_state(&id, &["halted"]).await;
 
-    let resumed = wave_action(&app, &id, "resume", "alice").await;
+    let resumed = app.wave_action(&id, "resume", "alice").await;
     assert_eq!(resumed["state"], "canary", "{resumed:#}");
-    wait_wave(&app.base(), &id, &["halted"], Duration::from_secs(60)).await;
-    let aborted = wave_action(&app, &id, "abort", "bob").await;
-    let timeline = wave_timeline(&app, &id).await;
+    app.wait_for_wave_state(&id, &["halted"]).await;
+    let aborted = app.wave_action(&id, "abort", "bob").await;
+    let timeline = app.wave_events(&id).await;
 
     assert_eq!(aborted["state"], "aborted");
     assert_eq!(
@@ -127,15 +128,17 @@ async fn a_halted_wave_records_why_who_resumed_it_and_who_aborted_it() {
 async fn a_paused_soak_starts_over_on_resume_and_a_promote_rolls_the_batches() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "tp", 4, 1).await;
-    let id = start_wave(&app, json!({"batch_size": 3, "soak_seconds": 3600})).await;
-    wait_wave(&app.base(), &id, &["soaking"], Duration::from_secs(60)).await;
+    app.register_tenants(&secrets, "tp", 4, 1).await;
+    let id = app
+        .start_wave(json!({"batch_size": 3, "soak_seconds": 3600}))
+        .await;
+    app.wait_for_wave_state(&id, &["soaking"]).await;
 
-    let paused = wave_action(&app, &id, "pause", "alice").await;
-    let resumed = wave_action(&app, &id, "resume", "alice").await;
-    wave_action(&app, &id, "promote", "bob").await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
-    let timeline = wave_timeline(&app, &id).await;
+    let paused = app.wave_action(&id, "pause", "alice").await;
+    let resumed = app.wave_action(&id, "resume", "alice").await;
+    app.wave_action(&id, "promote", "bob").await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let timeline = app.wave_events(&id).await;
 
     assert_eq!(paused["state"], "paused");
     assert_eq!(resumed["state"], "soaking");
@@ -174,13 +177,8 @@ async fn the_timeline_of_an_unknown_wave_is_404() {
     let app = wave_app(&migrations, &secrets, &[]).await;
 
     let resp = app
-        .req(
-            reqwest::Method::GET,
-            "/v1/waves/00000000-0000-0000-0000-000000000000/events",
-        )
-        .send()
-        .await
-        .unwrap();
+        .get("/v1/waves/00000000-0000-0000-0000-000000000000/events")
+        .await;
 
     assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
 }

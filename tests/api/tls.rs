@@ -367,11 +367,13 @@ async fn the_daemon_serves_https_from_a_certificate_file_and_the_cli_trusts_a_ca
     let tls = server();
     let dir = tls.cluster.data_dir();
     let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
-    let app = crate::helpers::spawn_app_with(&[
-        ("DROVER_TLS_CERT_FILE", cert.to_str().unwrap()),
-        ("DROVER_TLS_KEY_FILE", key.to_str().unwrap()),
-    ])
-    .await;
+    let app = crate::helpers::TestApp::builder()
+        .envs(&[
+            ("DROVER_TLS_CERT_FILE", cert.to_str().unwrap()),
+            ("DROVER_TLS_KEY_FILE", key.to_str().unwrap()),
+        ])
+        .spawn()
+        .await;
     let base = format!("https://localhost:{}", app.addr.port());
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
     let trusting = reqwest::Client::builder()

@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations_dir, history, register_tenants, side_effects, spawn_app_with,
-    start_wave, wait_wave, wave_app, MigrationsDir, SecretsDir, TestApp, WAVE_DONE,
+    connect, counted_migrations_dir, history, side_effects, wave_app, MigrationsDir, SecretsDir,
+    TestApp, WAVE_DONE,
 };
 
 async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
@@ -25,14 +25,12 @@ async fn failed_slugs(app: &TestApp, id: &str) -> Vec<String> {
 async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "ok", 7, 2).await;
+    let tenants = app.register_tenants(&secrets, "ok", 7, 2).await;
 
-    let id = start_wave(
-        &app,
-        json!({"batch_size": 2, "soak_seconds": 0, "max_concurrency": 3}),
-    )
-    .await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0, "max_concurrency": 3}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     assert_eq!(wave["target_version"], 3);
@@ -95,11 +93,13 @@ async fn a_wave_migrates_canaries_then_batches_and_records_every_tenant() {
 async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "cn", 6, 2).await;
+    let tenants = app.register_tenants(&secrets, "cn", 6, 2).await;
     crate::helpers::plant_widgets_clash(&tenants[1].url).await;
 
-    let id = start_wave(&app, json!({"batch_size": 2, "soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "soak_seconds": 0}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
@@ -123,17 +123,17 @@ async fn canary_failure_halts_before_any_batch_tenant_is_touched() {
 async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_of_two() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "bg", 20, 0).await;
+    let tenants = app.register_tenants(&secrets, "bg", 20, 0).await;
     for i in [2, 5, 8] {
         crate::helpers::plant_widgets_clash(&tenants[i].url).await;
     }
 
-    let id = start_wave(
-        &app,
-        json!({"batch_size": 20, "max_concurrency": 1, "max_failures": 2}),
-    )
-    .await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(90)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 20, "max_concurrency": 1, "max_failures": 2}))
+        .await;
+    let wave = app
+        .wait_for_wave_state_within(&id, WAVE_DONE, Duration::from_secs(90))
+        .await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(wave["counts"]["failed"], 3);
@@ -156,22 +156,18 @@ async fn the_wave_halts_when_the_third_of_three_broken_tenants_spends_a_budget_o
 async fn resuming_a_halted_wave_after_the_fix_runs_only_the_tenants_not_yet_succeeded() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "rs", 4, 1).await;
+    let tenants = app.register_tenants(&secrets, "rs", 4, 1).await;
     crate::helpers::plant_widgets_clash(&tenants[0].url).await;
-    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
-    wait_wave(&app.base(), &id, &["halted"], Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"soak_seconds": 0})).await;
+    app.wait_for_wave_state(&id, &["halted"]).await;
 
     connect(&tenants[0].url)
         .await
         .batch_execute("DROP TABLE widgets")
         .await
         .unwrap();
-    let resumed = app
-        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
-        .send()
-        .await
-        .unwrap();
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let resumed = app.resume_wave(&id).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -209,10 +205,9 @@ async fn a_tenant_whose_server_is_down_is_retried_and_succeeds_once_it_is_back()
     .await
     .unwrap();
 
-    let id = start_wave(&app, json!({"max_attempts": 30})).await;
-    let base = app.base();
+    let id = app.start_wave(json!({"max_attempts": 30})).await;
     let saw_retry = crate::helpers::wait_until(Duration::from_secs(20), || async {
-        let w = crate::helpers::wave_at(&base, &id).await;
+        let w = app.get_wave(&id).await;
         w["counts"]["pending"] == 1
             && app_target_error(&app, &id)
                 .await
@@ -225,7 +220,7 @@ async fn a_tenant_whose_server_is_down_is_retried_and_succeeds_once_it_is_back()
     })
     .await
     .unwrap();
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert!(
         saw_retry,
@@ -260,21 +255,21 @@ async fn a_lock_held_by_another_session_gives_that_tenant_a_lock_timeout_and_the
     ]);
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "lk", 2, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "lk", 2, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     let mut holder = connect(&tenants[0].url).await;
     let tx = holder.transaction().await.unwrap();
     tx.batch_execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
 
-    let id = start_wave(
-        &app,
-        json!({"lock_timeout_ms": 300, "max_attempts": 2, "max_failures": 5}),
-    )
-    .await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
+    let id = app
+        .start_wave(json!({"lock_timeout_ms": 300, "max_attempts": 2, "max_failures": 5}))
+        .await;
+    let wave = app
+        .wait_for_wave_state_within(&id, WAVE_DONE, Duration::from_secs(30))
+        .await;
     tx.rollback().await.unwrap();
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -299,17 +294,17 @@ async fn app_target_error_of(app: &TestApp, id: &str, slug: &str) -> (String, St
 async fn an_edited_migration_is_drift_and_nothing_runs_on_that_tenant() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "dr", 2, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "dr", 2, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     connect(&tenants[0].url)
         .await
         .batch_execute("UPDATE refinery_schema_history SET checksum = '42' WHERE version = 1")
         .await
         .unwrap();
 
-    let id = start_wave(&app, json!({"max_failures": 1})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"max_failures": 1})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
     let (kind, error) = app_target_error_of(&app, &id, "dr-000").await;
@@ -338,17 +333,17 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
     ]);
     let secrets = SecretsDir::new();
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "nt", 2, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1})).await;
-    wait_wave(&app.base(), &first, &["completed"], Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "nt", 2, 0).await;
+    let first = app.start_wave(json!({"target_version": 1})).await;
+    app.wait_for_wave_state(&first, &["completed"]).await;
     connect(&tenants[1].url)
         .await
         .batch_execute("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')")
         .await
         .unwrap();
 
-    let id = start_wave(&app, json!({"max_failures": 1})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"max_failures": 1})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["counts"]["succeeded"], 1, "{wave:#}");
     assert_eq!(history(&tenants[0].url).await, vec![1, 2]);
@@ -378,8 +373,10 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
         .batch_execute("DELETE FROM accounts WHERE id = 2")
         .await
         .unwrap();
-    let retry = start_wave(&app, json!({"selector": {"slugs": ["nt-001"]}})).await;
-    wait_wave(&app.base(), &retry, WAVE_DONE, Duration::from_secs(60)).await;
+    let retry = app
+        .start_wave(json!({"selector": {"slugs": ["nt-001"]}}))
+        .await;
+    app.wait_for_wave_state(&retry, WAVE_DONE).await;
     let (_, again) = app_target_error_of(&app, &retry, "nt-001").await;
     assert!(again.contains("drop them"), "{again}");
     assert_eq!(history(&tenants[1].url).await, vec![1]);
@@ -389,57 +386,20 @@ async fn a_no_transaction_create_index_concurrently_works_and_a_failing_one_need
 async fn operators_can_pause_resume_and_abort_and_bad_requests_are_422() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "op", 3, 1).await;
-    let bad_target = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"target_version": 9}))
-        .send()
-        .await
-        .unwrap();
-    let unknown = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"batchsize": 9}))
-        .send()
-        .await
-        .unwrap();
+    app.register_tenants(&secrets, "op", 3, 1).await;
+    let bad_target = app.create_wave(&json!({"target_version": 9})).await;
+    let unknown = app.create_wave(&json!({"batchsize": 9})).await;
     let missing = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"selector": {"slugs": ["nobody"]}}))
-        .send()
-        .await
-        .unwrap();
-    let id = start_wave(&app, json!({"soak_seconds": 3600})).await;
-    wait_wave(&app.base(), &id, &["soaking"], Duration::from_secs(30)).await;
+        .create_wave(&json!({"selector": {"slugs": ["nobody"]}}))
+        .await;
+    let id = app.start_wave(json!({"soak_seconds": 3600})).await;
+    app.wait_for_wave_state_within(&id, &["soaking"], Duration::from_secs(30))
+        .await;
 
-    let paused: Value = app
-        .req(Method::POST, &format!("/v1/waves/{id}/pause"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pause_again = app
-        .req(Method::POST, &format!("/v1/waves/{id}/pause"))
-        .send()
-        .await
-        .unwrap();
-    let resumed: Value = app
-        .req(Method::POST, &format!("/v1/waves/{id}/resume"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let aborted: Value = app
-        .req(Method::POST, &format!("/v1/waves/{id}/abort"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let paused: Value = app.pause_wave(&id).await.json().await.unwrap();
+    let pause_again = app.pause_wave(&id).await;
+    let resumed: Value = app.resume_wave(&id).await.json().await.unwrap();
+    let aborted: Value = app.abort_wave(&id).await.json().await.unwrap();
     let list: Vec<Value> = app.get_json("/v1/waves").await;
 
     assert_eq!(bad_target.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -470,12 +430,10 @@ async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quic
     body["db_user"] = json!("postgres");
     body["db_secret_ref"] = json!("file:tenants/pw");
     app.create_tenant(&body).await;
-    let w = start_wave(&app, json!({})).await;
-    wait_wave(&app.base(), &w, &["completed"], Duration::from_secs(30)).await;
-    app.req(Method::DELETE, "/v1/tenants/template")
-        .send()
-        .await
-        .unwrap();
+    let w = app.start_wave(json!({})).await;
+    app.wait_for_wave_state_within(&w, &["completed"], Duration::from_secs(30))
+        .await;
+    app.delete_tenant("template").await;
     let admin = connect(&crate::helpers::db_url("postgres")).await;
     let mut slugs = Vec::new();
     for i in 0..200 {
@@ -492,8 +450,10 @@ async fn a_wave_over_200_up_to_date_tenants_touches_no_schema_and_completes_quic
     }
 
     let started = std::time::Instant::now();
-    let id = start_wave(&app, json!({"batch_size": 200, "max_concurrency": 16})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 200, "max_concurrency": 16}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
     let took = started.elapsed();
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
@@ -515,7 +475,7 @@ fn cli(app: &TestApp) -> std::process::Command {
 async fn waves_start_watch_exits_zero_on_completion_and_non_zero_on_a_halt() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "cli", 3, 1).await;
+    let tenants = app.register_tenants(&secrets, "cli", 3, 1).await;
     let mut ok = cli(&app);
     ok.args(["waves", "start", "--target", "2", "--soak", "0s", "--watch"]);
     let completed = tokio::task::spawn_blocking(move || ok.output().unwrap())
@@ -588,16 +548,14 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
 {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "rb", 6, 0).await;
+    let tenants = app.register_tenants(&secrets, "rb", 6, 0).await;
     for i in [1, 3] {
         crate::helpers::plant_widgets_clash(&tenants[i].url).await;
     }
-    let id = start_wave(
-        &app,
-        json!({"batch_size": 2, "max_concurrency": 1, "max_failures": 1}),
-    )
-    .await;
-    let halted = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "max_concurrency": 1, "max_failures": 1}))
+        .await;
+    let halted = app.wait_for_wave_state(&id, WAVE_DONE).await;
     assert_eq!(halted["state"], "halted", "{halted:#}");
     assert_eq!(halted["current_phase"], 2);
 
@@ -608,17 +566,10 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
             .await
             .unwrap();
     }
-    app.req(Method::POST, &format!("/v1/waves/{id}/resume"))
-        .send()
-        .await
-        .unwrap();
-    let wave = wait_wave(
-        &app.base(),
-        &id,
-        &["completed", "halted", "aborted"],
-        Duration::from_secs(60),
-    )
-    .await;
+    app.resume_wave(&id).await;
+    let wave = app
+        .wait_for_wave_state(&id, &["completed", "halted", "aborted"])
+        .await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     assert_eq!(wave["counts"]["succeeded"], 6);
@@ -632,14 +583,16 @@ async fn a_wave_halted_in_a_later_batch_reruns_earlier_batch_failures_on_resume_
 async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wave() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "pc", 10, 0).await;
+    let tenants = app.register_tenants(&secrets, "pc", 10, 0).await;
     for t in &tenants[..2] {
         crate::helpers::plant_widgets_clash(&t.url).await;
     }
 
     // 2 of 10 is 20 % of the wave but 100 % of the first batch of 2.
-    let id = start_wave(&app, json!({"batch_size": 2, "max_failure_percent": 25})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app
+        .start_wave(json!({"batch_size": 2, "max_failure_percent": 25}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(wave["counts"]["succeeded"], 0, "no later batch started");
@@ -649,16 +602,12 @@ async fn a_percentage_budget_counts_the_tenants_started_so_far_not_the_whole_wav
 async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "ov", 3, 1).await;
-    let first = start_wave(&app, json!({"soak_seconds": 3600})).await;
-    wait_wave(&app.base(), &first, &["soaking"], Duration::from_secs(30)).await;
+    app.register_tenants(&secrets, "ov", 3, 1).await;
+    let first = app.start_wave(json!({"soak_seconds": 3600})).await;
+    app.wait_for_wave_state_within(&first, &["soaking"], Duration::from_secs(30))
+        .await;
 
-    let second = app
-        .req(Method::POST, "/v1/waves")
-        .json(&json!({"canary": {"count": 0}}))
-        .send()
-        .await
-        .unwrap();
+    let second = app.create_wave(&json!({"canary": {"count": 0}})).await;
 
     assert_eq!(second.status(), StatusCode::CONFLICT);
     let body: Value = second.json().await.unwrap();
@@ -673,12 +622,10 @@ async fn a_second_wave_over_tenants_of_an_unfinished_wave_is_refused_with_409() 
 async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_forever() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    register_tenants(&app, &secrets, "ex", 2, 0).await;
-    let id = start_wave(
-        &app,
-        json!({"max_attempts": 3, "max_failures": 5, "max_concurrency": 1}),
-    )
-    .await;
+    app.register_tenants(&secrets, "ex", 2, 0).await;
+    let id = app
+        .start_wave(json!({"max_attempts": 3, "max_failures": 5, "max_concurrency": 1}))
+        .await;
     // As if three replicas in a row had died holding ex-001: running, lease long gone.
     app.control_db()
         .await
@@ -689,7 +636,9 @@ async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_f
         .await
         .unwrap();
 
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(30)).await;
+    let wave = app
+        .wait_for_wave_state_within(&id, WAVE_DONE, Duration::from_secs(30))
+        .await;
 
     assert_eq!(wave["counts"]["failed"], 1, "{wave:#}");
     let (_, error) = app_target_error_of(&app, &id, "ex-001").await;
@@ -702,25 +651,19 @@ async fn a_tenant_whose_runner_died_max_attempts_times_is_failed_not_handed_on_f
 async fn waves_created_at_the_same_moment_over_the_same_tenants_never_both_start() {
     let secrets = SecretsDir::new();
     let migrations = MigrationsDir::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]);
-    let app = spawn_app_with(&[
-        ("DROVER_SECRETS_DIR", secrets.path()),
-        ("DROVER_MIGRATIONS_DIR", migrations.path()),
-    ])
-    .await;
-    register_tenants(&app, &secrets, "race", 3, 0).await;
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+        ])
+        .spawn()
+        .await;
+    app.register_tenants(&secrets, "race", 3, 0).await;
     let body = json!({"soak_seconds": 0, "canary": {"count": 0}});
 
-    let answers = futures_util::future::join_all((0..8).map(|_| {
-        app.req(reqwest::Method::POST, "/v1/waves")
-            .json(&body)
-            .send()
-    }))
-    .await;
+    let answers = futures_util::future::join_all((0..8).map(|_| app.create_wave(&body))).await;
 
-    let statuses: Vec<u16> = answers
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+    let statuses: Vec<u16> = answers.into_iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
@@ -736,12 +679,14 @@ async fn waves_created_at_the_same_moment_over_the_same_tenants_never_both_start
 async fn the_stock_refinery_runner_agrees_with_every_history_row_a_wave_writes() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "rf", 2, 0).await;
-    let first = start_wave(&app, json!({"target_version": 1, "soak_seconds": 0})).await;
-    wait_wave(&app.base(), &first, WAVE_DONE, Duration::from_secs(60)).await;
+    let tenants = app.register_tenants(&secrets, "rf", 2, 0).await;
+    let first = app
+        .start_wave(json!({"target_version": 1, "soak_seconds": 0}))
+        .await;
+    app.wait_for_wave_state(&first, WAVE_DONE).await;
 
-    let next = start_wave(&app, json!({"soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &next, WAVE_DONE, Duration::from_secs(60)).await;
+    let next = app.start_wave(json!({"soak_seconds": 0})).await;
+    let wave = app.wait_for_wave_state(&next, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "completed", "{wave:#}");
     let files = refinery::load_sql_migrations(migrations.path()).unwrap();
@@ -775,12 +720,12 @@ async fn the_stock_refinery_runner_agrees_with_every_history_row_a_wave_writes()
 async fn a_file_failing_mid_run_keeps_the_files_before_it_and_names_itself() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = wave_app(&migrations, &secrets, &[]).await;
-    let tenants = register_tenants(&app, &secrets, "mr", 1, 0).await;
+    let tenants = app.register_tenants(&secrets, "mr", 1, 0).await;
     // V1 applies, V2's CREATE TABLE widgets clashes: refinery commits file by file.
     crate::helpers::plant_widgets_clash(&tenants[0].url).await;
 
-    let id = start_wave(&app, json!({"soak_seconds": 0})).await;
-    let wave = wait_wave(&app.base(), &id, WAVE_DONE, Duration::from_secs(60)).await;
+    let id = app.start_wave(json!({"soak_seconds": 0})).await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
 
     assert_eq!(wave["state"], "halted", "{wave:#}");
     assert_eq!(history(&tenants[0].url).await, vec![1]);

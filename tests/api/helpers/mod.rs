@@ -1,0 +1,42 @@
+//! The test harness, by what each part provides:
+//! - `database`: one throwaway PostgreSQL cluster per test binary, a fresh database per
+//!   test, tenant databases and what tests read back from them;
+//! - `apps`: `TestApp`, the daemon in-process on port 0 (`spawn_app()`, `TestApp::builder()`);
+//! - `processes`: `Daemon`, a real `drover serve` process; the CLI binary; Prometheus;
+//! - `openbao`: a real OpenBao dev server for the `vault:` secret backend;
+//! - `files`: temporary secrets and migrations directories;
+//! - `api`: `ApiClient`, one helper per endpoint, which `TestApp` and `Daemon` both deref to.
+
+mod api;
+mod apps;
+mod database;
+mod files;
+mod openbao;
+mod processes;
+
+use std::time::Duration;
+
+pub use api::*;
+pub use apps::*;
+pub use database::*;
+pub use files::*;
+pub use openbao::*;
+pub use processes::*;
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
