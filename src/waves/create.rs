@@ -19,11 +19,6 @@ async fn candidates(
     tx: &tokio_postgres::Transaction<'_>,
     req: &WaveRequest,
 ) -> Result<Vec<Candidate>, WaveError> {
-    const CANDIDATES: &str = "SELECT id, slug, db_host, canary FROM control_plane.tenants \
-         WHERE deleted_at IS NULL AND status IN ('active', 'suspended') \
-           AND ($1::jsonb IS NULL OR labels @> $1) \
-           AND ($2::text[] IS NULL OR slug = ANY($2)) \
-           AND ($3::text IS NULL OR billing_plan = $3)";
     let sel = req.selector.clone().unwrap_or_default();
     let labels = sel
         .labels
@@ -33,18 +28,17 @@ async fn candidates(
         .slugs
         .as_ref()
         .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect());
-    let rows = tx
-        .query(CANDIDATES, &[&labels, &slugs, &sel.billing_plan])
-        .await?;
-    let candidates: Vec<Candidate> = rows
+    let rows = crate::registry::queries::wave_candidates(
+        tx,
+        labels.as_ref(),
+        slugs.as_deref(),
+        sel.billing_plan.as_deref(),
+    )
+    .await?;
+    let candidates = rows
         .iter()
-        .map(|r| Candidate {
-            id: r.get(0),
-            slug: r.get(1),
-            db_host: r.get(2),
-            canary: r.get(3),
-        })
-        .collect();
+        .map(Candidate::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(wanted) = &slugs {
         let missing: Vec<&str> = wanted
             .iter()

@@ -83,10 +83,14 @@ pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, W
          RETURNING c.wave_id, c.name, c.kind, c.spec",
         lease = lease_secs()
     );
-    const CANARIES: &str = "SELECT t.slug, CASE WHEN n.deleted_at IS NULL THEN n.status END AS status, n.db_host, n.db_port, \
-         n.db_name, n.db_user, n.db_secret_ref, n.db_options, n.schema_version, n.migration_issue IS NOT NULL AS has_issue \
-         FROM control_plane.wave_targets t JOIN control_plane.tenants n ON n.id = t.tenant_id \
-         WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug";
+    const CANARIES: &str = concat!(
+        "SELECT t.slug, ",
+        crate::registry::tenant_now_cols!("n"),
+        " FROM control_plane.wave_targets t JOIN ",
+        crate::registry::tenant_table!("n"),
+        " ON n.id = t.tenant_id \
+         WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug"
+    );
     let client = pool.get().await?;
     let rows = client.query(&claim, &[&owner, &max]).await?;
     let mut out = Vec::with_capacity(rows.len());
