@@ -106,8 +106,8 @@ async fn grant_to_admin(admin: &Client, role: &DbIdent) -> Result<(), ProvisionE
     let superuser: bool = admin
         .query_one(SUPERUSER, &[])
         .await
-        .map_err(sql_err("role"))?
-        .get(0);
+        .and_then(|row| row.try_get("rolsuper"))
+        .map_err(sql_err("role"))?;
     if !superuser {
         admin
             .batch_execute(&format!(
@@ -129,7 +129,7 @@ pub async fn database_state(
     role: &DbIdent,
     tenant: Uuid,
 ) -> Result<Found, ProvisionError> {
-    const SQL: &str = "SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba) \
+    const SQL: &str = "SELECT shobj_description(d.oid, 'pg_database') AS comment, pg_get_userbyid(d.datdba) AS owner \
                        FROM pg_database d WHERE d.datname = $1";
     let row = admin
         .query_opt(SQL, &[&db.as_str()])
@@ -138,7 +138,10 @@ pub async fn database_state(
     let Some(row) = row else {
         return Ok(Found::Absent);
     };
-    let (comment, owner): (Option<String>, String) = (row.get(0), row.get(1));
+    let (comment, owner): (Option<String>, String) = (
+        row.try_get("comment").map_err(sql_err("database"))?,
+        row.try_get("owner").map_err(sql_err("database"))?,
+    );
     let ours = match comment {
         Some(c) => c == marker(tenant),
         None => owner == role.as_str() && role_state(admin, role, tenant).await? == Found::Ours,

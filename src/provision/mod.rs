@@ -731,13 +731,13 @@ async fn refuse_foreign(
 /// One runner per tenant across replicas: a session lock on the admin connection, held
 /// until the connection closes.
 async fn lock(admin: &tokio_postgres::Client, tenant: Uuid) -> Result<(), ProvisionError> {
-    const SQL: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))";
+    const SQL: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got";
     let key = format!("{LOCK_PREFIX}{tenant}");
     let got: bool = admin
         .query_one(SQL, &[&key])
         .await
-        .map_err(|e| ProvisionError::from_pg("lock", &e))?
-        .get(0);
+        .and_then(|row| row.try_get("got"))
+        .map_err(|e| ProvisionError::from_pg("lock", &e))?;
     if got {
         Ok(())
     } else {

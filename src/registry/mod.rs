@@ -717,11 +717,11 @@ impl Registry {
             .iter()
             .map(|r| {
                 Ok(Event {
-                    id: r.try_get(0)?,
-                    event_type: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    actor: r.try_get("actor")?,
+                    payload: r.try_get("payload")?,
+                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;

@@ -81,10 +81,14 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, WaveError> {
     // The wave row lock serializes claimers of one wave, which is what makes the
     // concurrency caps hold across replicas; SKIP LOCKED means nobody waits for it.
-    const WAVE: &str = "SELECT state, current_phase, max_concurrency, max_per_host, target_version, lock_timeout_ms, \
-         statement_timeout_ms, max_attempts, plan->'migrations' AS migrations, dry_run, \
-         plan->'settings'->'lock_retries' AS lock_retries \
-         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    // The plan's fingerprint and retry schedule are read as projections: the whole plan
+    // (request, lint findings) is not worth sending on every claim.
+    const WAVE: &str = concat!(
+        "SELECT ",
+        super::row::wave_cols!(),
+        ", plan->'migrations' AS migrations, plan->'settings'->'lock_retries' AS lock_retries \
+         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    );
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND phase <= $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
@@ -123,26 +127,20 @@ pub async fn claim(
     // the server to say so. A dropped transaction's ROLLBACK is only queued, and the
     // loop's next statement (an `advance`, on another pooled connection) would find the
     // row still locked, skip it, and leave a finished wave waiting for the next tick.
-    let claims_work = w
-        .try_get::<_, String>("state")?
-        .parse::<super::WaveState>()
-        .is_ok_and(|s| s.claims_work());
+    let wave = super::Wave::from_row(&w)?;
+    let claims_work = wave.state.claims_work();
     let plan: Option<Value> = w.try_get("migrations")?;
     if !claims_work || !accept_plan(&plan.unwrap_or(Value::Null)) {
         tx.rollback().await?;
         return Ok(Vec::new());
     }
-    let (phase, max_conc, max_host): (i32, i32, i32) = (
-        w.try_get("current_phase")?,
-        w.try_get("max_concurrency")?,
-        w.try_get("max_per_host")?,
-    );
-    let max_attempts: i32 = w.try_get("max_attempts")?;
+    let (phase, max_conc, max_host) = (wave.current_phase, wave.max_concurrency, wave.max_per_host);
+    let max_attempts = wave.max_attempts;
     let exhausted_stmt = tx.prepare_cached(EXHAUSTED).await?;
     let exhausted = tx
         .query(&exhausted_stmt, &[&wave_id, &max_attempts])
         .await?;
-    let dry_run: bool = w.try_get("dry_run")?;
+    let dry_run = wave.dry_run;
     if !exhausted.is_empty() {
         let actor = Actor::new("drover").map_err(registry_err)?;
         // A dry run writes nothing about the tenant, not even its failure.
@@ -218,9 +216,9 @@ pub async fn claim(
                 slug: r.try_get("slug")?,
                 attempt: r.try_get("attempts")?,
                 host: r.try_get("target_host")?,
-                target_version: w.try_get("target_version")?,
-                lock_timeout_ms: w.try_get("lock_timeout_ms")?,
-                statement_timeout_ms: w.try_get("statement_timeout_ms")?,
+                target_version: wave.target_version,
+                lock_timeout_ms: wave.lock_timeout_ms,
+                statement_timeout_ms: wave.statement_timeout_ms,
                 max_attempts,
                 dry_run,
                 lock_retries,

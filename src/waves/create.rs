@@ -68,7 +68,7 @@ async fn refuse_overlap(
     tx: &tokio_postgres::Transaction<'_>,
     planned: &[Planned],
 ) -> Result<(), WaveError> {
-    const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
+    const OVERLAP: &str = "SELECT w.id::text AS wave_id, t.slug FROM control_plane.wave_targets t \
          JOIN control_plane.waves w ON w.id = t.wave_id \
          WHERE w.state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
            AND NOT w.dry_run AND t.error_kind IS DISTINCT FROM 'quarantined' \
@@ -76,11 +76,14 @@ async fn refuse_overlap(
     let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
     let busy = tx.query(OVERLAP, &[&ids]).await?;
     if let Some(first) = busy.first() {
-        let slugs: Vec<String> = busy.iter().map(|r| r.get(1)).collect();
+        let slugs = busy
+            .iter()
+            .map(|r| r.try_get("slug"))
+            .collect::<Result<Vec<String>, _>>()?;
+        let wave: String = first.try_get("wave_id")?;
         return Err(WaveError::Overlap(format!(
-            "tenants {} are in unfinished wave {}; let it complete or abort it first",
+            "tenants {} are in unfinished wave {wave}; let it complete or abort it first",
             slugs.join(", "),
-            first.get::<_, String>(0)
         )));
     }
     Ok(())
@@ -228,7 +231,7 @@ pub async fn create_in(
             ],
         )
         .await?
-        .get(0);
+        .try_get("id")?;
     let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
     let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
     let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
