@@ -46,15 +46,22 @@ pub async fn role_state(
     role: &DbIdent,
     tenant: Uuid,
 ) -> Result<Found, ProvisionError> {
-    const SQL: &str = "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1";
+    const SQL: &str =
+        "SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1";
     let row = admin
         .query_opt(SQL, &[&role.as_str()])
         .await
         .map_err(sql_err("role"))?;
     Ok(match row {
         None => Found::Absent,
-        Some(r) if r.get::<_, Option<String>>(0) == Some(marker(tenant)) => Found::Ours,
-        Some(_) => Found::Foreign,
+        Some(r) => {
+            let comment: Option<String> = r.try_get("comment").map_err(sql_err("role"))?;
+            if comment == Some(marker(tenant)) {
+                Found::Ours
+            } else {
+                Found::Foreign
+            }
+        }
     })
 }
 
@@ -231,4 +238,53 @@ pub async fn drop_tenant(
             .map_err(sql_err("drop_role"))?;
     }
     Ok((db_state == Found::Ours, role_state == Found::Ours))
+}
+
+/// Advisory-lock namespace on the admin connection (`hashtextextended(…)` of this prefix
+/// and the tenant id), so two replicas never provision one tenant at once.
+const LOCK_PREFIX: &str = "drover-provision:";
+
+/// Fails with [`ProvisionError::Foreign`] when the database or the role exists and is not
+/// drover's for this tenant; otherwise whether both are absent.
+pub(super) async fn refuse_foreign(
+    admin: &tokio_postgres::Client,
+    db: &DbIdent,
+    role: &DbIdent,
+    tenant: Uuid,
+) -> Result<bool, ProvisionError> {
+    let db_state = database_state(admin, db, role, tenant).await?;
+    if db_state == Found::Foreign {
+        return Err(ProvisionError::Foreign {
+            what: "database",
+            name: db.as_str().to_string(),
+        });
+    }
+    let role_state = role_state(admin, role, tenant).await?;
+    if role_state == Found::Foreign {
+        return Err(ProvisionError::Foreign {
+            what: "role",
+            name: role.as_str().to_string(),
+        });
+    }
+    Ok(db_state == Found::Absent && role_state == Found::Absent)
+}
+
+/// One runner per tenant across replicas: a session lock on the admin connection, held
+/// until the connection closes.
+pub(super) async fn lock(
+    admin: &tokio_postgres::Client,
+    tenant: Uuid,
+) -> Result<(), ProvisionError> {
+    const SQL: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got";
+    let key = format!("{LOCK_PREFIX}{tenant}");
+    let got: bool = admin
+        .query_one(SQL, &[&key])
+        .await
+        .and_then(|row| row.try_get("got"))
+        .map_err(|e| ProvisionError::from_pg("lock", &e))?;
+    if got {
+        Ok(())
+    } else {
+        Err(ProvisionError::Busy)
+    }
 }
