@@ -211,11 +211,13 @@ fn refinery_cause(e: &refinery::Error) -> String {
 
 /// The control schema version recorded in the database (0 before the first migration).
 pub async fn control_schema_version(client: &tokio_postgres::Client) -> Result<i32, DbError> {
-    const SQL: &str = "SELECT coalesce(max(version), 0) FROM control_plane.refinery_schema_history";
-    const EXISTS: &str = "SELECT to_regclass('control_plane.refinery_schema_history') IS NOT NULL";
-    let exists: bool = client.query_one(EXISTS, &[]).await?.get(0);
+    const SQL: &str =
+        "SELECT coalesce(max(version), 0) AS version FROM control_plane.refinery_schema_history";
+    const EXISTS: &str =
+        "SELECT to_regclass('control_plane.refinery_schema_history') IS NOT NULL AS present";
+    let exists: bool = client.query_one(EXISTS, &[]).await?.try_get("present")?;
     if !exists {
         return Ok(0);
     }
-    Ok(client.query_one(SQL, &[]).await?.get(0))
+    Ok(client.query_one(SQL, &[]).await?.try_get("version")?)
 }

@@ -19,6 +19,10 @@
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
+//! Tenant SQL lives under `registry/` only: what other modules need inside their own transactions
+//! (claims, wave selection, resolution, the events feed's tenant filter) is a function or
+//! a SQL fragment in `registry::queries`.
+//!
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
 //! the integration tests drive the same code paths as the binary.
 

@@ -280,24 +280,14 @@ impl Metrics {
         pool: &Pool,
         latest: Option<i32>,
     ) -> Result<(), crate::db::DbError> {
-        const STATUS: &str = "SELECT status, count(*) FROM control_plane.tenants WHERE deleted_at IS NULL GROUP BY 1";
-        const VERSIONS: &str =
-            "SELECT coalesce(schema_version::text, 'none'), count(*) FROM control_plane.tenants \
-             WHERE deleted_at IS NULL AND status IN ('active', 'suspended') GROUP BY 1";
-        const BEHIND: &str = "SELECT count(*) FROM control_plane.tenants WHERE deleted_at IS NULL \
-             AND status IN ('active', 'suspended') AND $1::int IS NOT NULL AND (schema_version IS NULL OR schema_version < $1)";
-        const ISSUES: &str =
-            "SELECT migration_issue->>'kind', count(*) FROM control_plane.tenants \
-             WHERE deleted_at IS NULL AND migration_issue IS NOT NULL GROUP BY 1";
-        const PROVISIONING_FAILED: &str = "SELECT count(*) FROM control_plane.tenants \
-             WHERE deleted_at IS NULL AND provisioning_error IS NOT NULL";
-        const WAVES: &str = "SELECT state, count(*) FROM control_plane.waves GROUP BY 1";
+        const WAVES: &str =
+            "SELECT state AS label, count(*) AS n FROM control_plane.waves GROUP BY 1";
         const TARGETS: &str =
-            "SELECT CASE WHEN t.phase = 0 THEN 'canary' ELSE 'batch' END, t.state, count(*) \
+            "SELECT CASE WHEN t.phase = 0 THEN 'canary' ELSE 'batch' END AS phase, t.state, count(*) AS n \
              FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
              WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1, 2";
         const SCHEDULES: &str =
-            "SELECT name, extract(epoch FROM next_fire_at)::bigint FROM control_plane.schedules \
+            "SELECT name, extract(epoch FROM next_fire_at)::bigint AS next_fire FROM control_plane.schedules \
              WHERE enabled AND next_fire_at IS NOT NULL";
         const HOST_LIMITS: &str =
             "SELECT l.db_host, min(l.current_limit) AS current_limit FROM control_plane.wave_host_limits l \
@@ -306,44 +296,63 @@ impl Metrics {
         let client = pool.get().await?;
         // Bounded label sets are set in full (zeros included); a value the query no longer
         // returns must drop to 0, not keep its last count.
-        let set_all = |g: &IntGaugeVec, known: &[&str], rows: &[tokio_postgres::Row]| {
+        let set_all = |g: &IntGaugeVec, known: &[&str], counts: &[(Option<String>, i64)]| {
             for k in known {
-                let n = rows
+                let n = counts
                     .iter()
-                    .find(|r| r.get::<_, String>(0) == *k)
-                    .map_or(0, |r| r.get::<_, i64>(1));
+                    .find(|(label, _)| label.as_deref() == Some(*k))
+                    .map_or(0, |(_, n)| *n);
                 g.with_label_values(&[*k]).set(n);
             }
         };
-        set_all(
-            &self.tenants,
-            &TENANT_STATUSES,
-            &client.query(STATUS, &[]).await?,
-        );
+        // The tenant counts come from the registry, which owns what a live tenant is.
+        let fleet = crate::registry::fleet_gauges(&**client, latest).await?;
+        let by_status: Vec<(Option<String>, i64)> = fleet
+            .by_status
+            .into_iter()
+            .map(|(status, n)| (Some(status), n))
+            .collect();
+        set_all(&self.tenants, &TENANT_STATUSES, &by_status);
         // Versions come and go: drop old series instead of leaving zeros forever.
         self.tenants_by_schema_version.reset();
-        for r in client.query(VERSIONS, &[]).await? {
+        for (version, n) in &fleet.by_version {
             self.tenants_by_schema_version
-                .with_label_values(&[r.get::<_, String>(0).as_str()])
-                .set(r.get(1));
+                .with_label_values(&[version.as_str()])
+                .set(*n);
         }
-        self.tenants_behind
-            .set(client.query_one(BEHIND, &[&latest]).await?.get(0));
+        self.tenants_behind.set(fleet.behind);
         set_all(
             &self.tenants_needing_attention,
             &ISSUE_KINDS,
-            &client.query(ISSUES, &[]).await?,
+            &fleet.issues_by_kind,
         );
         self.tenants_provisioning_failed
-            .set(client.query_one(PROVISIONING_FAILED, &[]).await?.get(0));
-        set_all(&self.waves, &WAVE_STATES, &client.query(WAVES, &[]).await?);
-        let targets = client.query(TARGETS, &[]).await?;
+            .set(fleet.provisioning_failed);
+        let waves = client
+            .query(WAVES, &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("label")?, r.try_get("n")?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        set_all(&self.waves, &WAVE_STATES, &waves);
+        let targets = client
+            .query(TARGETS, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, String>("phase")?,
+                    r.try_get::<_, String>("state")?,
+                    r.try_get::<_, i64>("n")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         for p in PHASE_KINDS {
             for st in TARGET_STATES {
                 let n = targets
                     .iter()
-                    .find(|r| r.get::<_, String>(0) == p && r.get::<_, String>(1) == st)
-                    .map_or(0, |r| r.get::<_, i64>(2));
+                    .find(|(phase, state, _)| phase == p && state == st)
+                    .map_or(0, |(_, _, n)| *n);
                 self.wave_targets.with_label_values(&[p, st]).set(n);
             }
         }
@@ -368,7 +377,7 @@ impl Metrics {
         }
         self.schedule_next_fire_timestamp_seconds.reset();
         for r in client.query(SCHEDULES, &[]).await? {
-            let (name, at): (String, i64) = (r.get(0), r.get(1));
+            let (name, at): (String, i64) = (r.try_get("name")?, r.try_get("next_fire")?);
             self.schedule_next_fire_timestamp_seconds
                 .with_label_values(&[name.as_str()])
                 .set(at);

@@ -98,11 +98,11 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     };
     let has_control: bool = admin
         .query_one(
-            "SELECT count(*) > 0 FROM pg_database WHERE datname = 'qs_control'",
+            "SELECT count(*) > 0 AS present FROM pg_database WHERE datname = 'qs_control'",
             &[],
         )
         .await?
-        .get(0);
+        .try_get("present")?;
     if !has_control {
         admin.batch_execute("CREATE DATABASE qs_control").await?;
     }

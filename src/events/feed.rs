@@ -103,9 +103,10 @@ pub(super) fn conditions(q: &mut Query, source: Source, filter: &Filter) -> Opti
         if source == Source::Wave {
             return None;
         }
+        let slug = q.bind(slug.clone());
         c.push(format!(
-            "e.tenant_id IN (SELECT id FROM control_plane.tenants WHERE lower(slug) = {})",
-            q.bind(slug.clone())
+            "e.tenant_id IN {}",
+            crate::registry::queries::tenant_ids_with_slug(&slug)
         ));
     }
     if let Some(w) = filter.wave {
@@ -152,10 +153,8 @@ pub(super) fn merge(branches: &[String], order: &str, limit: &str) -> String {
         .map(|b| format!("({b})"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    format!(
-        "SELECT u.*, t.slug FROM ({union}) u \
-         LEFT JOIN control_plane.tenants t ON t.id = u.tenant_id ORDER BY {order} LIMIT {limit}"
-    )
+    let slugs = crate::registry::queries::join_slug("t", "u.tenant_id");
+    format!("SELECT u.*, t.slug FROM ({union}) u {slugs} ORDER BY {order} LIMIT {limit}")
 }
 
 /// One page of the feed.

@@ -135,7 +135,7 @@ pub async fn dry_run(
     on_connect(client.cancel_token());
     let lock_wait = take_lock(&client, limits.lock_wait).await?;
     let result = run_locked(&mut client, set, target).await;
-    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY}) AS ok");
     if let Ok(false) = simple_bool(&client, &unlock).await {
         tracing::error!("tenant migration lock was not held at unlock");
     }

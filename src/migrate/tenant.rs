@@ -137,7 +137,7 @@ pub(crate) async fn take_lock(client: &Client, wait: Duration) -> Result<Duratio
     loop {
         let got = simple_bool(
             client,
-            &format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY})"),
+            &format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY}) AS ok"),
         )
         .await
         .map_err(|e| MigrateError::from_pg(0, &e))?;
@@ -153,12 +153,13 @@ pub(crate) async fn take_lock(client: &Client, wait: Duration) -> Result<Duratio
     }
 }
 
-/// One-round-trip boolean query (simple protocol: no prepare step).
+/// One-round-trip boolean query (simple protocol: no prepare step); `sql` names its one
+/// column `ok`.
 pub(crate) async fn simple_bool(client: &Client, sql: &str) -> Result<bool, tokio_postgres::Error> {
     let rows = client.simple_query(sql).await?;
     Ok(rows
         .iter()
-        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.try_get("ok").ok().flatten() == Some("t"))))
 }
 
 /// (version, name, checksum) rows of `refinery_schema_history`.
@@ -172,7 +173,9 @@ pub async fn read_history(client: &Client) -> Result<History, tokio_postgres::Er
 
 /// The history rows, or None when the table does not exist (yet).
 async fn read_history_table(client: &Client) -> Result<Option<History>, tokio_postgres::Error> {
-    const SQL: &str = "SELECT version, coalesce(name, ''), coalesce(checksum, '') FROM refinery_schema_history ORDER BY version";
+    const SQL: &str =
+        "SELECT version, coalesce(name, '') AS name, coalesce(checksum, '') AS checksum \
+                       FROM refinery_schema_history ORDER BY version";
     let messages = match client.simple_query(SQL).await {
         Ok(m) => m,
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
@@ -188,9 +191,21 @@ fn history_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> History {
         .iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some((
-                r.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
-                r.get(1).unwrap_or_default().to_string(),
-                r.get(2).unwrap_or_default().to_string(),
+                r.try_get("version")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                r.try_get("name")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_string(),
+                r.try_get("checksum")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_string(),
             )),
             _ => None,
         })
@@ -205,7 +220,7 @@ async fn lock_and_read(
     wait: Duration,
 ) -> Result<(Duration, Option<History>), MigrateError> {
     let started = Instant::now();
-    let lock = format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY})");
+    let lock = format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY}) AS ok");
     loop {
         let (got, history) =
             futures_util::future::join(simple_bool(client, &lock), read_history_table(client))
@@ -348,7 +363,7 @@ pub async fn run_with(
         }
     };
     // The history must end at the target: read with the unlock, in one round trip.
-    let unlock_sql = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    let unlock_sql = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY}) AS ok");
     let (after, unlocked) =
         futures_util::future::join(read_history(client), simple_bool(client, &unlock_sql)).await;
     // A failed unlock means the lock was not ours: worth a loud log, not a failed run.
@@ -382,7 +397,7 @@ pub async fn run_with(
 }
 
 async fn unlock(client: &Client) {
-    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY})");
+    let unlock = format!("SELECT pg_advisory_unlock({TENANT_LOCK_KEY}) AS ok");
     if let Ok(false) = simple_bool(client, &unlock).await {
         tracing::error!("tenant migration lock was not held at unlock");
     }
@@ -506,11 +521,15 @@ async fn run_transactional(
 /// Indexes left INVALID, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
 async fn invalid(client: &Client) -> Vec<String> {
     const SQL: &str =
-        "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1";
+        "SELECT indexrelid::regclass::text AS index FROM pg_index WHERE NOT indisvalid ORDER BY 1";
     client
         .query(SQL, &[])
         .await
-        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r.try_get("index").ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -46,15 +46,22 @@ pub async fn role_state(
     role: &DbIdent,
     tenant: Uuid,
 ) -> Result<Found, ProvisionError> {
-    const SQL: &str = "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1";
+    const SQL: &str =
+        "SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1";
     let row = admin
         .query_opt(SQL, &[&role.as_str()])
         .await
         .map_err(sql_err("role"))?;
     Ok(match row {
         None => Found::Absent,
-        Some(r) if r.get::<_, Option<String>>(0) == Some(marker(tenant)) => Found::Ours,
-        Some(_) => Found::Foreign,
+        Some(r) => {
+            let comment: Option<String> = r.try_get("comment").map_err(sql_err("role"))?;
+            if comment == Some(marker(tenant)) {
+                Found::Ours
+            } else {
+                Found::Foreign
+            }
+        }
     })
 }
 
@@ -106,8 +113,8 @@ async fn grant_to_admin(admin: &Client, role: &DbIdent) -> Result<(), ProvisionE
     let superuser: bool = admin
         .query_one(SUPERUSER, &[])
         .await
-        .map_err(sql_err("role"))?
-        .get(0);
+        .and_then(|row| row.try_get("rolsuper"))
+        .map_err(sql_err("role"))?;
     if !superuser {
         admin
             .batch_execute(&format!(
@@ -129,7 +136,7 @@ pub async fn database_state(
     role: &DbIdent,
     tenant: Uuid,
 ) -> Result<Found, ProvisionError> {
-    const SQL: &str = "SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba) \
+    const SQL: &str = "SELECT shobj_description(d.oid, 'pg_database') AS comment, pg_get_userbyid(d.datdba) AS owner \
                        FROM pg_database d WHERE d.datname = $1";
     let row = admin
         .query_opt(SQL, &[&db.as_str()])
@@ -138,7 +145,10 @@ pub async fn database_state(
     let Some(row) = row else {
         return Ok(Found::Absent);
     };
-    let (comment, owner): (Option<String>, String) = (row.get(0), row.get(1));
+    let (comment, owner): (Option<String>, String) = (
+        row.try_get("comment").map_err(sql_err("database"))?,
+        row.try_get("owner").map_err(sql_err("database"))?,
+    );
     let ours = match comment {
         Some(c) => c == marker(tenant),
         None => owner == role.as_str() && role_state(admin, role, tenant).await? == Found::Ours,
@@ -228,4 +238,53 @@ pub async fn drop_tenant(
             .map_err(sql_err("drop_role"))?;
     }
     Ok((db_state == Found::Ours, role_state == Found::Ours))
+}
+
+/// Advisory-lock namespace on the admin connection (`hashtextextended(…)` of this prefix
+/// and the tenant id), so two replicas never provision one tenant at once.
+const LOCK_PREFIX: &str = "drover-provision:";
+
+/// Fails with [`ProvisionError::Foreign`] when the database or the role exists and is not
+/// drover's for this tenant; otherwise whether both are absent.
+pub(super) async fn refuse_foreign(
+    admin: &tokio_postgres::Client,
+    db: &DbIdent,
+    role: &DbIdent,
+    tenant: Uuid,
+) -> Result<bool, ProvisionError> {
+    let db_state = database_state(admin, db, role, tenant).await?;
+    if db_state == Found::Foreign {
+        return Err(ProvisionError::Foreign {
+            what: "database",
+            name: db.as_str().to_string(),
+        });
+    }
+    let role_state = role_state(admin, role, tenant).await?;
+    if role_state == Found::Foreign {
+        return Err(ProvisionError::Foreign {
+            what: "role",
+            name: role.as_str().to_string(),
+        });
+    }
+    Ok(db_state == Found::Absent && role_state == Found::Absent)
+}
+
+/// One runner per tenant across replicas: a session lock on the admin connection, held
+/// until the connection closes.
+pub(super) async fn lock(
+    admin: &tokio_postgres::Client,
+    tenant: Uuid,
+) -> Result<(), ProvisionError> {
+    const SQL: &str = "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got";
+    let key = format!("{LOCK_PREFIX}{tenant}");
+    let got: bool = admin
+        .query_one(SQL, &[&key])
+        .await
+        .and_then(|row| row.try_get("got"))
+        .map_err(|e| ProvisionError::from_pg("lock", &e))?;
+    if got {
+        Ok(())
+    } else {
+        Err(ProvisionError::Busy)
+    }
 }

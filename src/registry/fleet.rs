@@ -42,30 +42,35 @@ pub(super) async fn report(
     client: &impl GenericClient,
     latest: Option<i32>,
 ) -> Result<FleetReport, RegistryError> {
-    const LIVE: &str = "deleted_at IS NULL AND status IN ('active', 'suspended')";
+    const BY_VERSION: &str = concat!(
+        "SELECT schema_version, count(*) AS tenants FROM control_plane.tenants WHERE ",
+        live_tenant!(),
+        " GROUP BY 1 ORDER BY 1 NULLS FIRST"
+    );
+    const BEHIND: &str = concat!(
+        "SELECT slug, count(*) OVER () AS behind FROM control_plane.tenants WHERE ",
+        live_tenant!(),
+        " AND $1::int IS NOT NULL AND (schema_version IS NULL OR schema_version < $1) ORDER BY slug LIMIT 100"
+    );
+    const ISSUES: &str = "SELECT slug, migration_issue FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND migration_issue IS NOT NULL ORDER BY slug";
     let by_version = client
-        .query(&format!("SELECT schema_version, count(*) FROM control_plane.tenants WHERE {LIVE} GROUP BY 1 ORDER BY 1 NULLS FIRST"), &[])
+        .query(BY_VERSION, &[])
         .await?
         .iter()
-        .map(|r| VersionCount { version: r.get(0), tenants: r.get(1) })
-        .collect::<Vec<_>>();
-    let behind_sql = format!(
-        "SELECT slug, count(*) OVER () FROM control_plane.tenants WHERE {LIVE} \
-         AND $1::int IS NOT NULL AND (schema_version IS NULL OR schema_version < $1) ORDER BY slug LIMIT 100"
-    );
-    let behind_rows = client.query(&behind_sql, &[&latest]).await?;
-    let issues = client
-        .query(
-            "SELECT slug, migration_issue FROM control_plane.tenants \
-             WHERE deleted_at IS NULL AND migration_issue IS NOT NULL ORDER BY slug",
-            &[],
-        )
-        .await?;
+        .map(|r| {
+            Ok(VersionCount {
+                version: r.try_get("schema_version")?,
+                tenants: r.try_get("tenants")?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let behind_rows = client.query(BEHIND, &[&latest]).await?;
     let (mut drifted, mut needs_attention) = (Vec::new(), Vec::new());
-    for r in issues {
+    for r in client.query(ISSUES, &[]).await? {
         let issue = Issue {
-            slug: r.get(0),
-            issue: r.get(1),
+            slug: r.try_get("slug")?,
+            issue: r.try_get("migration_issue")?,
         };
         if issue.issue["kind"] == "drift" {
             drifted.push(issue);
@@ -77,9 +82,72 @@ pub(super) async fn report(
         latest_version: latest,
         tenants: by_version.iter().map(|v| v.tenants).sum(),
         by_version,
-        behind: behind_rows.first().map_or(0, |r| r.get(1)),
-        behind_slugs: behind_rows.iter().map(|r| r.get(0)).collect(),
+        behind: match behind_rows.first() {
+            Some(r) => r.try_get("behind")?,
+            None => 0,
+        },
+        behind_slugs: behind_rows
+            .iter()
+            .map(|r| r.try_get("slug"))
+            .collect::<Result<_, _>>()?,
         drifted,
         needs_attention,
+    })
+}
+
+/// The counts behind the fleet gauges of `/metrics`; label values as exported.
+#[derive(Debug, Clone, Default)]
+pub struct FleetGauges {
+    /// Tenants not soft-deleted, by status.
+    pub by_status: Vec<(String, i64)>,
+    /// Live tenants by schema version (`none`: never migrated).
+    pub by_version: Vec<(String, i64)>,
+    /// Live tenants below `latest` (or never migrated); 0 without a latest version.
+    pub behind: i64,
+    /// Tenants not soft-deleted with a migration issue, by the issue's `kind`.
+    pub issues_by_kind: Vec<(Option<String>, i64)>,
+    /// Tenants not soft-deleted whose provisioning failed.
+    pub provisioning_failed: i64,
+}
+
+/// Counts for the metrics endpoint: cheaper than [`report`] (no slugs, no issue bodies),
+/// with the same meaning of a live tenant.
+pub async fn gauges(
+    client: &impl GenericClient,
+    latest: Option<i32>,
+) -> Result<FleetGauges, tokio_postgres::Error> {
+    const STATUS: &str = "SELECT status AS label, count(*) AS n FROM control_plane.tenants \
+         WHERE deleted_at IS NULL GROUP BY 1";
+    const VERSIONS: &str = concat!(
+        "SELECT coalesce(schema_version::text, 'none') AS label, count(*) AS n FROM control_plane.tenants WHERE ",
+        live_tenant!(),
+        " GROUP BY 1"
+    );
+    const BEHIND: &str = concat!(
+        "SELECT count(*) AS n FROM control_plane.tenants WHERE ",
+        live_tenant!(),
+        " AND $1::int IS NOT NULL AND (schema_version IS NULL OR schema_version < $1)"
+    );
+    const ISSUES: &str =
+        "SELECT migration_issue->>'kind' AS label, count(*) AS n FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND migration_issue IS NOT NULL GROUP BY 1";
+    const PROVISIONING_FAILED: &str = "SELECT count(*) AS n FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND provisioning_error IS NOT NULL";
+    fn counts<L: for<'a> tokio_postgres::types::FromSql<'a>>(
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Vec<(L, i64)>, tokio_postgres::Error> {
+        rows.iter()
+            .map(|r| Ok((r.try_get("label")?, r.try_get("n")?)))
+            .collect()
+    }
+    Ok(FleetGauges {
+        by_status: counts(&client.query(STATUS, &[]).await?)?,
+        by_version: counts(&client.query(VERSIONS, &[]).await?)?,
+        behind: client.query_one(BEHIND, &[&latest]).await?.try_get("n")?,
+        issues_by_kind: counts(&client.query(ISSUES, &[]).await?)?,
+        provisioning_failed: client
+            .query_one(PROVISIONING_FAILED, &[])
+            .await?
+            .try_get("n")?,
     })
 }

@@ -48,8 +48,8 @@ pub(super) async fn report(
     let rows = client.query(SQL, &[&stuck_after.as_secs_f64()]).await?;
     let mut findings = Vec::new();
     for row in rows {
-        let kind: String = row.try_get(0)?;
-        let slugs: Option<Vec<String>> = row.try_get(1)?;
+        let kind: String = row.try_get("kind")?;
+        let slugs: Option<Vec<String>> = row.try_get("slugs")?;
         if let Some(slugs) = slugs.filter(|s| !s.is_empty()) {
             findings.push(Finding {
                 description: describe(&kind).to_string(),

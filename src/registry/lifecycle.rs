@@ -44,8 +44,8 @@ pub(super) async fn created_for_provisioning(
     id: Uuid,
 ) -> Result<bool, RegistryError> {
     const SQL: &str = "SELECT EXISTS (SELECT 1 FROM control_plane.tenant_events \
-         WHERE tenant_id = $1 AND event_type = 'created' AND payload->>'provision' = 'true')";
-    Ok(tx.query_one(SQL, &[&id]).await?.get(0))
+         WHERE tenant_id = $1 AND event_type = 'created' AND payload->>'provision' = 'true') AS provisioned";
+    Ok(tx.query_one(SQL, &[&id]).await?.try_get("provisioned")?)
 }
 
 /// The error for activating a tenant whose provisioning job has not finished.
@@ -92,9 +92,12 @@ impl Registry {
         id: Option<Uuid>,
     ) -> Result<bool, RegistryError> {
         const SQL: &str = "SELECT EXISTS (SELECT 1 FROM control_plane.tenants \
-             WHERE db_secret_ref = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2)";
+             WHERE db_secret_ref = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $2) AS shared";
         let client = self.pool.get().await?;
-        Ok(client.query_one(SQL, &[&reference, &id]).await?.get(0))
+        Ok(client
+            .query_one(SQL, &[&reference, &id])
+            .await?
+            .try_get("shared")?)
     }
 
     /// Whether the tenant was created with `provision: true` (drover made its role,

@@ -1,4 +1,11 @@
-//! The tenant registry: every SQL statement about tenants and their events lives here.
+//! The tenant registry: it owns `control_plane.tenants` and `tenant_limits`, and writes
+//! `tenant_events`. Every SQL text naming the tenant table lives under `src/registry/`:
+//! the registry's own operations here and in its submodules, and in [`queries`] the
+//! statements and fragments other modules run inside their own transactions (the wave
+//! claim and outcome, wave selection, the lint gate, analysis canaries, resolution, the
+//! events feed's slug filter). `fleet.rs` holds the one definition of a live tenant, used by
+//! the fleet report, the fleet metrics and wave selection. `tenant_events` is read by the
+//! events feed (`crate::events`), which owns the merged feed over it and `wave_events`.
 //!
 //! Each write runs in one control-DB transaction that also inserts the tenant event
 //! describing it, so a change without its event (or an event without its change) cannot
@@ -9,12 +16,11 @@
 //! No loops or background tasks: callers (HTTP handlers, the CLI's `check`) drive it.
 
 mod error;
-mod fleet;
 mod health;
 mod model;
 
 pub use error::RegistryError;
-pub use fleet::{FleetReport, Issue, VersionCount};
+pub use fleet::{gauges as fleet_gauges, FleetGauges, FleetReport, Issue, VersionCount};
 pub use health::{Finding, HealthReport};
 pub use model::{
     validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page,
@@ -43,10 +49,62 @@ macro_rules! tenant_cols {
     };
 }
 
-// Declared after `tenant_cols!` so their statements can use the macro.
+/// What a live tenant is, as a condition on `control_plane.tenants`: not soft-deleted, and
+/// active or suspended (a provisioning tenant has no schema yet; deleting and deleted ones
+/// are leaving). The fleet report, the fleet metrics and wave selection count these.
+macro_rules! live_tenant {
+    () => {
+        "deleted_at IS NULL AND status IN ('active', 'suspended')"
+    };
+}
+
+/// The tenant table under `alias`, as a `FROM` item, for a statement that joins it to a
+/// table of the caller's (the wave claim's `UPDATE … FROM`).
+macro_rules! tenant_table {
+    ($alias:literal) => {
+        concat!("control_plane.tenants ", $alias)
+    };
+}
+pub(crate) use tenant_table;
+
+/// The tenant's state as a worker needs it, from the tenant table under `alias`: `status`
+/// (NULL once deleted), the `db_*` columns, `schema_version` and `has_issue`. Read by
+/// `waves::claim::TenantNow::from_row`.
+macro_rules! tenant_now_cols {
+    ($alias:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $alias,
+            ".deleted_at IS NULL THEN ",
+            $alias,
+            ".status END AS status, ",
+            $alias,
+            ".db_host, ",
+            $alias,
+            ".db_port, ",
+            $alias,
+            ".db_name, ",
+            $alias,
+            ".db_user, ",
+            $alias,
+            ".db_secret_ref, ",
+            $alias,
+            ".db_options, ",
+            $alias,
+            ".schema_version, ",
+            $alias,
+            ".migration_issue IS NOT NULL AS has_issue"
+        )
+    };
+}
+pub(crate) use tenant_now_cols;
+
+// Declared after the macros so their statements can use them.
+mod fleet;
 mod lifecycle;
 mod limits;
 mod put;
+pub mod queries;
 
 /// Handle on the registry; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -659,11 +717,11 @@ impl Registry {
             .iter()
             .map(|r| {
                 Ok(Event {
-                    id: r.try_get(0)?,
-                    event_type: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    actor: r.try_get("actor")?,
+                    payload: r.try_get("payload")?,
+                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;

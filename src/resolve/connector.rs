@@ -35,8 +35,8 @@ pub struct TenantDb {
 
 impl TenantDb {
     /// Reads the columns `db_host`, `db_port`, `db_name`, `db_user`, `db_secret_ref` and
-    /// `db_options` of `row`, by name: any query over `control_plane.tenants` that
-    /// selects them can build one.
+    /// `db_options` of `row`, by name: any of the registry's tenant queries that selects
+    /// them can build one.
     pub fn from_row(row: &Row) -> Result<TenantDb, tokio_postgres::Error> {
         Ok(TenantDb {
             host: row.try_get("db_host")?,

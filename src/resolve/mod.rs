@@ -384,18 +384,9 @@ impl Resolver {
 }
 
 async fn load_tenant(pool: &Pool, slug: &str) -> Result<Option<Arc<TenantConn>>, ResolveError> {
-    const SQL: &str =
-        "SELECT slug, status, db_host, db_port, db_name, db_user, db_secret_ref, db_options, \
-                       schema_version, suspended_reason \
-                       FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL";
     let fail = |e: String| ResolveError::ControlDb(e);
     let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
-    let stmt = client
-        .prepare_cached(SQL)
-        .await
-        .map_err(|e| fail(crate::db::describe(&e)))?;
-    let row = client
-        .query_opt(&stmt, &[&slug])
+    let row = crate::registry::queries::resolution_row(&client, slug)
         .await
         .map_err(|e| fail(crate::db::describe(&e)))?;
     let Some(row) = row else { return Ok(None) };

@@ -136,27 +136,31 @@ pub async fn cluster(
     pool: &Pool,
     window: Duration,
 ) -> Result<(LeaderView, Vec<ReplicaView>), crate::db::DbError> {
-    const LEADER: &str = "SELECT CASE WHEN expires_at > now() THEN holder END, term, expires_at FROM control_plane.leader WHERE id = 1";
+    const LEADER: &str =
+        "SELECT CASE WHEN expires_at > now() THEN holder END AS holder, term, expires_at \
+         FROM control_plane.leader WHERE id = 1";
     const REPLICAS: &str =
         "SELECT instance_id, version, started_at, last_heartbeat FROM control_plane.replicas \
          WHERE last_heartbeat > now() - make_interval(secs => $1::float8) ORDER BY instance_id";
     let client = pool.get().await?;
     let l = client.query_one(LEADER, &[]).await?;
     let leader = LeaderView {
-        holder: l.get(0),
-        term: l.get(1),
-        expires_at: l.get(2),
+        holder: l.try_get("holder")?,
+        term: l.try_get("term")?,
+        expires_at: l.try_get("expires_at")?,
     };
     let replicas = client
         .query(REPLICAS, &[&window.as_secs_f64()])
         .await?
         .iter()
-        .map(|r| ReplicaView {
-            instance_id: r.get(0),
-            version: r.get(1),
-            started_at: r.get(2),
-            last_heartbeat: r.get(3),
+        .map(|r| {
+            Ok(ReplicaView {
+                instance_id: r.try_get("instance_id")?,
+                version: r.try_get("version")?,
+                started_at: r.try_get("started_at")?,
+                last_heartbeat: r.try_get("last_heartbeat")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok((leader, replicas))
 }

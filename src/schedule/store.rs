@@ -146,8 +146,9 @@ const COLS: &str =
     "name, cron, timezone, template, enabled, on_overlap, misfire_grace_seconds, next_fire_at, \
                     last_fire_at, last_wave_id";
 
-fn view(row: &tokio_postgres::Row) -> ScheduleView {
-    let (cron, tz): (String, String) = (row.get(1), row.get(2));
+/// Reads the [`COLS`] of `row` by name.
+fn view(row: &tokio_postgres::Row) -> Result<ScheduleView, tokio_postgres::Error> {
+    let (cron, tz): (String, String) = (row.try_get("cron")?, row.try_get("timezone")?);
     let (translated, next_fires) = match (CronSpec::parse(&cron), parse_timezone(&tz)) {
         (Ok(spec), Ok(zone)) => (
             spec.translated().to_string(),
@@ -158,20 +159,20 @@ fn view(row: &tokio_postgres::Row) -> ScheduleView {
         ),
         _ => (String::new(), Vec::new()),
     };
-    ScheduleView {
-        name: row.get(0),
+    Ok(ScheduleView {
+        name: row.try_get("name")?,
         cron,
         cron_translated: translated,
         timezone: tz,
-        template: row.get(3),
-        enabled: row.get(4),
-        on_overlap: row.get(5),
-        misfire_grace_seconds: row.get(6),
-        next_fire_at: row.get(7),
-        last_fire_at: row.get(8),
-        last_wave_id: row.get(9),
+        template: row.try_get("template")?,
+        enabled: row.try_get("enabled")?,
+        on_overlap: row.try_get("on_overlap")?,
+        misfire_grace_seconds: row.try_get("misfire_grace_seconds")?,
+        next_fire_at: row.try_get("next_fire_at")?,
+        last_fire_at: row.try_get("last_fire_at")?,
+        last_wave_id: row.try_get("last_wave_id")?,
         next_fires,
-    }
+    })
 }
 
 fn check_overlap(v: &str) -> Result<(), ScheduleError> {
@@ -261,7 +262,7 @@ impl ScheduleStore {
                 ScheduleError::Duplicate(_) => ScheduleError::Duplicate(s.name.clone()),
                 other => other,
             })?;
-        Ok(view(&row))
+        Ok(view(&row)?)
     }
 
     /// One schedule.
@@ -274,7 +275,7 @@ impl ScheduleStore {
             )
             .await?
             .ok_or_else(|| ScheduleError::NotFound(name.to_string()))?;
-        Ok(view(&row))
+        Ok(view(&row)?)
     }
 
     /// All schedules by name.
@@ -286,7 +287,7 @@ impl ScheduleStore {
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(view).collect())
+        Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
     }
 
     /// Applies a patch; a new expression or timezone recomputes the next fire time.
@@ -336,7 +337,7 @@ impl ScheduleStore {
             )
             .await?
             .ok_or_else(|| ScheduleError::NotFound(name.to_string()))?;
-        Ok(view(&row))
+        Ok(view(&row)?)
     }
 
     /// Deletes a schedule (its fire log goes with it; its waves stay).

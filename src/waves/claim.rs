@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::WaveError;
 use crate::migrate::{LockRetries, MigrateError, RunOutcome};
-use crate::registry::{record_event, Actor};
+use crate::registry::{self, record_event, Actor};
 use crate::resolve::TenantDb;
 
 /// A target this replica now holds.
@@ -81,20 +81,29 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, WaveError> {
     // The wave row lock serializes claimers of one wave, which is what makes the
     // concurrency caps hold across replicas; SKIP LOCKED means nobody waits for it.
-    const WAVE: &str = "SELECT state, current_phase, max_concurrency, max_per_host, target_version, lock_timeout_ms, \
-         statement_timeout_ms, max_attempts, plan->'migrations' AS migrations, dry_run, \
-         plan->'settings'->'lock_retries' AS lock_retries \
-         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    // The plan's fingerprint and retry schedule are read as projections: the whole plan
+    // (request, lint findings) is not worth sending on every claim.
+    const WAVE: &str = concat!(
+        "SELECT ",
+        super::row::wave_cols!(),
+        ", plan->'migrations' AS migrations, plan->'settings'->'lock_retries' AS lock_retries \
+         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    );
     const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND phase <= $2 \
            AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
          ORDER BY phase, slug LIMIT $3 FOR UPDATE SKIP LOCKED";
-    const TAKE: &str = "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
+    // One statement takes the targets and reads their tenants (the registry lends the
+    // tenant columns), so a claim costs no extra round trip per batch.
+    const TAKE: &str = concat!(
+        "UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $2, \
          lease_expires_at = now() + make_interval(secs => $3::float8), attempts = attempts + 1, started_at = now() \
-         FROM control_plane.tenants t WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
-         RETURNING w.tenant_id, w.slug, w.attempts, w.db_host AS target_host, CASE WHEN t.deleted_at IS NULL THEN t.status END AS status, \
-                   t.db_host, t.db_port, t.db_name, t.db_user, t.db_secret_ref, t.db_options, \
-                   t.schema_version, t.migration_issue IS NOT NULL AS has_issue";
+         FROM ",
+        registry::tenant_table!("t"),
+        " WHERE w.wave_id = $1 AND w.tenant_id = ANY($4) AND t.id = w.tenant_id \
+         RETURNING w.tenant_id, w.slug, w.attempts, w.db_host AS target_host, ",
+        registry::tenant_now_cols!("t")
+    );
     // A target whose lease ran out with no attempts left: its runner died every time
     // (e.g. the tenant's migration keeps getting the replica OOM-killed). Fail it rather
     // than hand it to the next replica forever.
@@ -118,31 +127,25 @@ pub async fn claim(
     // the server to say so. A dropped transaction's ROLLBACK is only queued, and the
     // loop's next statement (an `advance`, on another pooled connection) would find the
     // row still locked, skip it, and leave a finished wave waiting for the next tick.
-    let claims_work = w
-        .try_get::<_, String>("state")?
-        .parse::<super::WaveState>()
-        .is_ok_and(|s| s.claims_work());
+    let wave = super::Wave::from_row(&w)?;
+    let claims_work = wave.state.claims_work();
     let plan: Option<Value> = w.try_get("migrations")?;
     if !claims_work || !accept_plan(&plan.unwrap_or(Value::Null)) {
         tx.rollback().await?;
         return Ok(Vec::new());
     }
-    let (phase, max_conc, max_host): (i32, i32, i32) = (
-        w.try_get("current_phase")?,
-        w.try_get("max_concurrency")?,
-        w.try_get("max_per_host")?,
-    );
-    let max_attempts: i32 = w.try_get("max_attempts")?;
+    let (phase, max_conc, max_host) = (wave.current_phase, wave.max_concurrency, wave.max_per_host);
+    let max_attempts = wave.max_attempts;
     let exhausted_stmt = tx.prepare_cached(EXHAUSTED).await?;
     let exhausted = tx
         .query(&exhausted_stmt, &[&wave_id, &max_attempts])
         .await?;
-    let dry_run: bool = w.try_get("dry_run")?;
+    let dry_run = wave.dry_run;
     if !exhausted.is_empty() {
         let actor = Actor::new("drover").map_err(registry_err)?;
         // A dry run writes nothing about the tenant, not even its failure.
         for r in exhausted.iter().filter(|_| !dry_run) {
-            let (tenant, error): (Uuid, String) = (r.get(0), r.get(1));
+            let (tenant, error): (Uuid, String) = (r.try_get("tenant_id")?, r.try_get("error")?);
             let payload = json!({ "wave_id": wave_id, "kind": "retryable", "error": error });
             record_event(&*tx, tenant, "error", &actor, payload)
                 .await
@@ -213,9 +216,9 @@ pub async fn claim(
                 slug: r.try_get("slug")?,
                 attempt: r.try_get("attempts")?,
                 host: r.try_get("target_host")?,
-                target_version: w.try_get("target_version")?,
-                lock_timeout_ms: w.try_get("lock_timeout_ms")?,
-                statement_timeout_ms: w.try_get("statement_timeout_ms")?,
+                target_version: wave.target_version,
+                lock_timeout_ms: wave.lock_timeout_ms,
+                statement_timeout_ms: wave.statement_timeout_ms,
                 max_attempts,
                 dry_run,
                 lock_retries,
@@ -390,12 +393,6 @@ async fn succeed_in(
     duration_ms: i64,
     actor: &Actor,
 ) -> Result<(), WaveError> {
-    const TENANT: &str =
-        "SELECT schema_version FROM control_plane.tenants WHERE id = $1 FOR UPDATE";
-    // Up-to-date tenants leave their row alone: no new tuple, no index churn, no NOTIFY.
-    const SET_VERSION: &str =
-        "UPDATE control_plane.tenants SET schema_version = $2, migration_issue = NULL \
-         WHERE id = $1 AND (schema_version IS DISTINCT FROM $2 OR migration_issue IS NOT NULL)";
     const TARGET: &str = "UPDATE control_plane.wave_targets SET state = 'succeeded', from_version = $4, to_version = $5, \
          finished_at = now(), duration_ms = $6, lease_owner = NULL, lease_expires_at = NULL, error = NULL, error_kind = NULL, \
          detail = NULL WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
@@ -407,13 +404,9 @@ async fn succeed_in(
         &out.to,
         &duration_ms,
     ];
-    let (tenant, set_version, target) = (
-        tx.prepare_cached(TENANT).await?,
-        tx.prepare_cached(SET_VERSION).await?,
-        tx.prepare_cached(TARGET).await?,
-    );
+    let target = tx.prepare_cached(TARGET).await?;
     let owned = tx.execute(&target, &target_params).await?;
-    let recorded: Option<i32> = tx.query_one(&tenant, &[&c.tenant_id]).await?.get(0);
+    let recorded = registry::queries::lock_schema_version(tx, c.tenant_id).await?;
     // Without the lease, another runner owns this tenant now and may have recorded a
     // newer version already: only move the registry forward, never back, and only
     // write an event when it actually moves (so the tenant never gets two).
@@ -423,7 +416,7 @@ async fn succeed_in(
         recorded.is_none_or(|r| out.to.is_some_and(|to| to > r))
     };
     if write {
-        tx.execute(&set_version, &[&c.tenant_id, &out.to]).await?;
+        registry::queries::set_schema_version(tx, c.tenant_id, out.to).await?;
         let moved = recorded != out.to;
         if (owned == 1 && !out.applied.is_empty()) || moved {
             // When nothing was applied here but the registry lagged (a crash between the
@@ -470,7 +463,6 @@ async fn fail_in(
     const FAILED: &str = "UPDATE control_plane.wave_targets SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, \
          finished_at = now(), error = $4, error_kind = $5, detail = $6 \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
-    const ISSUE: &str = "UPDATE control_plane.tenants SET migration_issue = $2 WHERE id = $1";
     let kind = err.kind().as_str();
     let message = err.to_string();
     // Who held the lock a lock timeout waited for (SPEC §19); nothing for other errors.
@@ -510,7 +502,7 @@ async fn fail_in(
             | MigrateError::NeedsAttention { version, .. } = err
             {
                 let issue = json!({ "kind": kind, "version": version, "message": message, "wave_id": c.wave_id });
-                tx.execute(ISSUE, &[&c.tenant_id, &issue]).await?;
+                registry::queries::set_migration_issue(&**tx, c.tenant_id, &issue).await?;
             }
         }
     }

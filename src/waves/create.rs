@@ -19,11 +19,6 @@ async fn candidates(
     tx: &tokio_postgres::Transaction<'_>,
     req: &WaveRequest,
 ) -> Result<Vec<Candidate>, WaveError> {
-    const CANDIDATES: &str = "SELECT id, slug, db_host, canary FROM control_plane.tenants \
-         WHERE deleted_at IS NULL AND status IN ('active', 'suspended') \
-           AND ($1::jsonb IS NULL OR labels @> $1) \
-           AND ($2::text[] IS NULL OR slug = ANY($2)) \
-           AND ($3::text IS NULL OR billing_plan = $3)";
     let sel = req.selector.clone().unwrap_or_default();
     let labels = sel
         .labels
@@ -33,18 +28,17 @@ async fn candidates(
         .slugs
         .as_ref()
         .map(|v| v.iter().map(|s| s.to_ascii_lowercase()).collect());
-    let rows = tx
-        .query(CANDIDATES, &[&labels, &slugs, &sel.billing_plan])
-        .await?;
-    let candidates: Vec<Candidate> = rows
+    let rows = crate::registry::queries::wave_candidates(
+        tx,
+        labels.as_ref(),
+        slugs.as_deref(),
+        sel.billing_plan.as_deref(),
+    )
+    .await?;
+    let candidates = rows
         .iter()
-        .map(|r| Candidate {
-            id: r.get(0),
-            slug: r.get(1),
-            db_host: r.get(2),
-            canary: r.get(3),
-        })
-        .collect();
+        .map(Candidate::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(wanted) = &slugs {
         let missing: Vec<&str> = wanted
             .iter()
@@ -74,7 +68,7 @@ async fn refuse_overlap(
     tx: &tokio_postgres::Transaction<'_>,
     planned: &[Planned],
 ) -> Result<(), WaveError> {
-    const OVERLAP: &str = "SELECT w.id::text, t.slug FROM control_plane.wave_targets t \
+    const OVERLAP: &str = "SELECT w.id::text AS wave_id, t.slug FROM control_plane.wave_targets t \
          JOIN control_plane.waves w ON w.id = t.wave_id \
          WHERE w.state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
            AND NOT w.dry_run AND t.error_kind IS DISTINCT FROM 'quarantined' \
@@ -82,11 +76,14 @@ async fn refuse_overlap(
     let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
     let busy = tx.query(OVERLAP, &[&ids]).await?;
     if let Some(first) = busy.first() {
-        let slugs: Vec<String> = busy.iter().map(|r| r.get(1)).collect();
+        let slugs = busy
+            .iter()
+            .map(|r| r.try_get("slug"))
+            .collect::<Result<Vec<String>, _>>()?;
+        let wave: String = first.try_get("wave_id")?;
         return Err(WaveError::Overlap(format!(
-            "tenants {} are in unfinished wave {}; let it complete or abort it first",
+            "tenants {} are in unfinished wave {wave}; let it complete or abort it first",
             slugs.join(", "),
-            first.get::<_, String>(0)
         )));
     }
     Ok(())
@@ -234,7 +231,7 @@ pub async fn create_in(
             ],
         )
         .await?
-        .get(0);
+        .try_get("id")?;
     let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
     let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
     let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();

@@ -231,10 +231,11 @@ pub async fn report(
     wave_id: Uuid,
 ) -> Result<DryRunReport, WaveError> {
     const COUNTS: &str =
-        "SELECT state, count(*) FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1";
-    const GROUPS: &str = "SELECT state, error_kind, detail->>'code', \
-         coalesce(detail->>'file', CASE WHEN detail ? 'not_run' THEN detail->'not_run'->>0 END), \
-         coalesce(detail->>'message', error, ''), min(detail->>'detail'), count(*), array_agg(slug ORDER BY slug) \
+        "SELECT state, count(*) AS n FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1";
+    const GROUPS: &str = "SELECT state, error_kind, detail->>'code' AS code, \
+         coalesce(detail->>'file', CASE WHEN detail ? 'not_run' THEN detail->'not_run'->>0 END) AS file, \
+         coalesce(detail->>'message', error, '') AS message, min(detail->>'detail') AS example_detail, \
+         count(*) AS n, array_agg(slug ORDER BY slug) AS slugs \
          FROM control_plane.wave_targets WHERE wave_id = $1 AND state IN ('failed', 'skipped') \
          GROUP BY 1, 2, 3, 4, 5 ORDER BY count(*) DESC, 5";
     const LARGEST: &str = "SELECT slug, (detail->>'size_bytes')::int8 AS size_bytes, duration_ms, \
@@ -246,7 +247,7 @@ pub async fn report(
          ORDER BY duration_ms DESC, slug LIMIT 10";
     let mut r = DryRunReport::default();
     for row in client.query(COUNTS, &[&wave_id]).await? {
-        let (state, n): (String, i64) = (row.get(0), row.get(1));
+        let (state, n): (String, i64) = (row.try_get("state")?, row.try_get("n")?);
         match state.as_str() {
             "succeeded" => r.would_succeed += n,
             "failed" => r.would_fail += n,
@@ -269,15 +270,15 @@ pub async fn report(
     r.largest = cost(client.query(LARGEST, &[&wave_id]).await?)?;
     r.slowest = cost(client.query(SLOWEST, &[&wave_id]).await?)?;
     for row in client.query(GROUPS, &[&wave_id]).await? {
-        let state: String = row.get(0);
+        let state: String = row.try_get("state")?;
         let group = ReportGroup {
-            kind: row.get(1),
-            code: row.get(2),
-            file: row.get(3),
-            message: row.get(4),
-            example_detail: row.get(5),
-            count: row.get(6),
-            slugs: row.get(7),
+            kind: row.try_get("error_kind")?,
+            code: row.try_get("code")?,
+            file: row.try_get("file")?,
+            message: row.try_get("message")?,
+            example_detail: row.try_get("example_detail")?,
+            count: row.try_get("n")?,
+            slugs: row.try_get("slugs")?,
         };
         if state == "failed" {
             r.failures.push(group);
@@ -296,7 +297,7 @@ pub async fn quarantined(
 ) -> Result<BTreeMap<Uuid, String>, WaveError> {
     const WAVE: &str = "SELECT dry_run, state FROM control_plane.waves WHERE id = $1";
     const FAILED: &str =
-        "SELECT tenant_id, coalesce(error, 'failed') FROM control_plane.wave_targets \
+        "SELECT tenant_id, coalesce(error, 'failed') AS error FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND state = 'failed'";
     let invalid = |message: String| WaveError::Invalid {
         field: "exclude_failed_of",
@@ -305,7 +306,7 @@ pub async fn quarantined(
     let Some(w) = tx.query_opt(WAVE, &[&dry_run_wave]).await? else {
         return Err(invalid(format!("no wave {dry_run_wave}")));
     };
-    let (dry_run, state): (bool, String) = (w.get(0), w.get(1));
+    let (dry_run, state): (bool, String) = (w.try_get("dry_run")?, w.try_get("state")?);
     if !dry_run {
         return Err(invalid(format!(
             "wave {dry_run_wave} is not a dry run (start one with \"dry_run\": true)"
@@ -316,16 +317,15 @@ pub async fn quarantined(
             "dry run {dry_run_wave} is {state}; quarantine needs a completed dry run"
         )));
     }
-    Ok(tx
-        .query(FAILED, &[&dry_run_wave])
+    tx.query(FAILED, &[&dry_run_wave])
         .await?
         .iter()
         .map(|r| {
-            let (id, error): (Uuid, String) = (r.get(0), r.get(1));
-            (
+            let (id, error): (Uuid, String) = (r.try_get("tenant_id")?, r.try_get("error")?);
+            Ok((
                 id,
                 format!("quarantined: dry run {dry_run_wave} found: {error}"),
-            )
+            ))
         })
-        .collect())
+        .collect()
 }

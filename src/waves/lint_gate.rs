@@ -18,9 +18,6 @@ pub(super) async fn check(
     target: i32,
     acknowledge: &[String],
 ) -> Result<Value, WaveError> {
-    // The oldest version decides which files run anywhere; NULL (no history) is all of them.
-    const OLDEST: &str = "SELECT min(coalesce(schema_version, 0)) AS oldest \
-         FROM control_plane.tenants WHERE id = ANY($1)";
     if let Some(unknown) = acknowledge
         .iter()
         .find(|a| !RULES.iter().any(|(id, _, _)| id == a))
@@ -32,7 +29,8 @@ pub(super) async fn check(
             ),
         });
     }
-    let oldest: Option<i32> = tx.query_one(OLDEST, &[&tenants]).await?.try_get("oldest")?;
+    // The oldest version decides which files run anywhere; none (no history) is all of them.
+    let oldest = crate::registry::queries::oldest_schema_version(tx, tenants).await?;
     let report = lint::lint_set(set, oldest.filter(|v| *v > 0), target);
     let (acknowledged, refused): (Vec<_>, Vec<_>) = report
         .errors()

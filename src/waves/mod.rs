@@ -30,7 +30,8 @@
 //!
 //! Dry-run waves ([`dry_run`]) run every pending migration in a rolled-back transaction
 //! and record who would fail and why; a real wave can quarantine those tenants
-//! (`exclude_failed_of`). Creating a wave is [`create`].
+//! (`exclude_failed_of`). Creating a wave is [`create`]; its row, read by name everywhere,
+//! is [`Wave`] ([`row`]).
 //!
 //! Tenants whose status changes mid-wave: suspended ones are still migrated (their
 //! schema must be current when they come back); provisioning, deleting and deleted ones
@@ -39,6 +40,9 @@
 //! The migration files a wave runs come from [`crate::migrate::Catalog`] (matched against
 //! the plan's frozen fingerprint before any target is claimed); connections to its
 //! tenants from [`crate::resolve::Connector`].
+
+// First: its `wave_cols!` is used by the modules below.
+pub mod row;
 
 pub mod analysis;
 pub mod claim;
@@ -53,6 +57,7 @@ pub mod store;
 pub mod timeline;
 
 pub use plan::{CanarySpec, Selector, WaveRequest};
+pub use row::Wave;
 pub use state::{Action, WaveState};
 pub use store::{WaveStore, WaveView};
 

@@ -203,6 +203,19 @@ pub struct Candidate {
     pub canary: bool,
 }
 
+impl Candidate {
+    /// Reads `id`, `slug`, `db_host` and `canary` by name (the rows of
+    /// [`crate::registry::queries::wave_candidates`]).
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Candidate, tokio_postgres::Error> {
+        Ok(Candidate {
+            id: row.try_get("id")?,
+            slug: row.try_get("slug")?,
+            db_host: row.try_get("db_host")?,
+            canary: row.try_get("canary")?,
+        })
+    }
+}
+
 /// A planned target: the tenant and its phase (0 = canary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {

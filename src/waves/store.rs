@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::analysis::{self, AnalysisView};
 use super::dry_run::{self, DryRunReport};
 use super::plan::WaveRequest;
+use super::row::{wave_cols, Wave};
 pub use super::state::Counts;
 use super::state::{self as machine, Action, Budget, Gate, Snapshot, Transition, WaveState};
 use super::timeline;
@@ -155,9 +156,11 @@ impl WaveStore {
 
     /// Progress of one wave.
     pub async fn view(&self, id: Uuid) -> Result<WaveView, WaveError> {
-        const WAVE: &str = "SELECT state, target_version, current_phase, phase_count, plan, halt_reason, soak_until, \
-             created_by, created_at, started_at, finished_at, max_concurrency, dry_run, exclude_failed_of, \
-             promoted_by, promoted_at FROM control_plane.waves WHERE id = $1";
+        const WAVE: &str = concat!(
+            "SELECT ",
+            wave_cols!(),
+            ", plan FROM control_plane.waves WHERE id = $1"
+        );
         const PHASES: &str = "SELECT phase, state, count(*) AS n, avg(duration_ms)::float8 AS avg_ms FROM control_plane.wave_targets \
              WHERE wave_id = $1 GROUP BY 1, 2 ORDER BY 1";
         const FAILURES: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
@@ -195,7 +198,8 @@ impl WaveStore {
         };
         let failures = listed(client.query(FAILURES, &[&id]).await?)?;
         let skipped = listed(client.query(SKIPPED, &[&id]).await?)?;
-        let dry: bool = w.try_get("dry_run")?;
+        let wave = Wave::from_row(&w)?;
+        let dry = wave.dry_run;
         let pg: &tokio_postgres::Client = &client;
         let dry_run_report = if dry {
             Some(dry_run::report(pg, id).await?)
@@ -204,7 +208,7 @@ impl WaveStore {
         };
         let analysis = analysis::run::view(pg, id).await?;
         let hosts = super::host_limits::view(pg, id).await?;
-        let concurrency: i32 = w.try_get("max_concurrency")?;
+        let concurrency = wave.max_concurrency;
         let remaining = counts.pending + counts.running;
         let eta_seconds = (dur_n > 0 && remaining > 0).then(|| {
             ((dur_sum / dur_n as f64) * remaining as f64 / concurrency as f64 / 1000.0).ceil()
@@ -212,17 +216,17 @@ impl WaveStore {
         });
         Ok(WaveView {
             id,
-            state: parse_state(w.try_get("state")?)?,
-            target_version: w.try_get("target_version")?,
-            current_phase: w.try_get("current_phase")?,
-            phase_count: w.try_get("phase_count")?,
+            state: wave.state,
+            target_version: wave.target_version,
+            current_phase: wave.current_phase,
+            phase_count: wave.phase_count,
             plan: w.try_get("plan")?,
-            halt_reason: w.try_get("halt_reason")?,
-            soak_until: w.try_get("soak_until")?,
-            created_by: w.try_get("created_by")?,
-            created_at: w.try_get("created_at")?,
-            started_at: w.try_get("started_at")?,
-            finished_at: w.try_get("finished_at")?,
+            halt_reason: wave.halt_reason,
+            soak_until: wave.soak_until,
+            created_by: wave.created_by,
+            created_at: wave.created_at,
+            started_at: wave.started_at,
+            finished_at: wave.finished_at,
             phases: phases
                 .into_iter()
                 .map(|(phase, c)| PhaseView {
@@ -242,9 +246,9 @@ impl WaveStore {
             failures,
             eta_seconds,
             dry_run: dry,
-            exclude_failed_of: w.try_get("exclude_failed_of")?,
-            promoted_by: w.try_get("promoted_by")?,
-            promoted_at: w.try_get("promoted_at")?,
+            exclude_failed_of: wave.exclude_failed_of,
+            promoted_by: wave.promoted_by,
+            promoted_at: wave.promoted_at,
             skipped,
             dry_run_report,
             analysis,
@@ -315,20 +319,24 @@ impl WaveStore {
         action: Action,
         actor: &Actor,
     ) -> Result<WaveView, WaveError> {
-        const LOCK: &str = "SELECT state, paused_from, current_phase FROM control_plane.waves WHERE id = $1 FOR UPDATE";
+        const LOCK: &str = concat!(
+            "SELECT ",
+            wave_cols!(),
+            " FROM control_plane.waves WHERE id = $1 FOR UPDATE"
+        );
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(LOCK, &[&id])
             .await?
             .ok_or_else(|| WaveError::NotFound(id.to_string()))?;
-        let state = parse_state(row.try_get("state")?)?;
-        let paused_from = row
-            .try_get::<_, Option<String>>("paused_from")?
-            .map(parse_state)
-            .transpose()?;
-        let phase: i32 = row.try_get("current_phase")?;
-        let Some(t) = machine::operate(state, paused_from, phase, action) else {
+        let Wave {
+            state,
+            paused_from,
+            current_phase,
+            ..
+        } = Wave::from_row(&row)?;
+        let Some(t) = machine::operate(state, paused_from, current_phase, action) else {
             tx.rollback().await?;
             return Err(WaveError::IllegalState {
                 id: id.to_string(),
@@ -399,21 +407,17 @@ fn engine_actor() -> Actor {
     Actor::new("drover").unwrap_or_else(|_| unreachable!("static actor is valid"))
 }
 
-fn parse_state(s: String) -> Result<WaveState, WaveError> {
-    s.parse().map_err(|e: machine::UnknownState| {
-        WaveError::Db(crate::db::DbError::Internal(e.to_string()))
-    })
-}
-
 /// Reads what [`machine::step`] decides from, locking the wave's row; `None` when another
 /// replica holds the lock (it is moving the wave right now).
 async fn snapshot(
     tx: &tokio_postgres::Transaction<'_>,
     id: Uuid,
 ) -> Result<Option<Snapshot>, WaveError> {
-    const LOCK: &str = "SELECT state, current_phase, phase_count, paused_from, soak_until IS NOT NULL AS soak_started, \
-         soak_until <= now() AS soak_done, max_failures, max_failure_percent, soak_seconds, dry_run \
-         FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    const LOCK: &str = concat!(
+        "SELECT ",
+        wave_cols!(),
+        ", soak_until <= now() AS soak_done FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    );
     const COUNTS: &str = "SELECT phase, state, count(*) AS n FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1, 2";
     const FIRST_FAILED_CANARY: &str =
         "SELECT slug, coalesce(error, '') AS error FROM control_plane.wave_targets \
@@ -421,14 +425,15 @@ async fn snapshot(
     let Some(w) = tx.query_opt(LOCK, &[&id]).await? else {
         return Ok(None);
     };
-    let state = parse_state(w.try_get("state")?)?;
+    let wave = Wave::from_row(&w)?;
+    let state = wave.state;
     let mut phases: BTreeMap<i32, Counts> = BTreeMap::new();
     for r in tx.query(COUNTS, &[&id]).await? {
         let (phase, target_state, n): (i32, String, i64) =
             (r.try_get("phase")?, r.try_get("state")?, r.try_get("n")?);
         phases.entry(phase).or_default().add(&target_state, n);
     }
-    let soak_started: bool = w.try_get("soak_started")?;
+    let soak_started = wave.soak_until.is_some();
     let gate = if state == WaveState::Soaking && soak_started {
         let done: Option<bool> = w.try_get("soak_done")?;
         analysis::run::gate(tx, id, done.unwrap_or(false)).await?
@@ -449,18 +454,15 @@ async fn snapshot(
         };
     Ok(Some(Snapshot {
         state,
-        phase: w.try_get("current_phase")?,
-        phase_count: w.try_get("phase_count")?,
-        paused_from: w
-            .try_get::<_, Option<String>>("paused_from")?
-            .map(parse_state)
-            .transpose()?,
+        phase: wave.current_phase,
+        phase_count: wave.phase_count,
+        paused_from: wave.paused_from,
         soak_started,
-        soak_seconds: w.try_get("soak_seconds")?,
-        dry_run: w.try_get("dry_run")?,
+        soak_seconds: wave.soak_seconds,
+        dry_run: wave.dry_run,
         budget: Budget {
-            max_failures: w.try_get("max_failures")?,
-            max_failure_percent: w.try_get("max_failure_percent")?,
+            max_failures: wave.max_failures,
+            max_failure_percent: wave.max_failure_percent,
         },
         phases,
         gate,

@@ -143,3 +143,31 @@ async fn updated_at_is_maintained_by_the_trigger() {
         .get(0);
     assert!(fresh);
 }
+
+#[tokio::test]
+async fn every_column_of_the_waves_table_but_the_plan_is_read_into_the_wave_struct() {
+    let app = spawn_app().await;
+    let db = app.control_db().await;
+
+    let rows = db
+        .query(
+            "SELECT column_name::text AS name FROM information_schema.columns \
+             WHERE table_schema = 'control_plane' AND table_name = 'waves' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let read: Vec<&str> = drover::waves::row::COLUMNS
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let unread: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>("name"))
+        .filter(|c| !read.contains(&c.as_str()))
+        .collect();
+    // `plan` is read beside the struct (the claim only needs parts of it); `updated_at`
+    // is the trigger's.
+    assert_eq!(unread, ["plan", "updated_at"]);
+}

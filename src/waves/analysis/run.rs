@@ -83,18 +83,23 @@ pub async fn claim_due(pool: &Pool, owner: &str, max: i64) -> Result<Vec<Due>, W
          RETURNING c.wave_id, c.name, c.kind, c.spec",
         lease = lease_secs()
     );
-    const CANARIES: &str = "SELECT t.slug, CASE WHEN n.deleted_at IS NULL THEN n.status END AS status, n.db_host, n.db_port, \
-         n.db_name, n.db_user, n.db_secret_ref, n.db_options, n.schema_version, n.migration_issue IS NOT NULL AS has_issue \
-         FROM control_plane.wave_targets t JOIN control_plane.tenants n ON n.id = t.tenant_id \
-         WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug";
+    const CANARIES: &str = concat!(
+        "SELECT t.slug, ",
+        crate::registry::tenant_now_cols!("n"),
+        " FROM control_plane.wave_targets t JOIN ",
+        crate::registry::tenant_table!("n"),
+        " ON n.id = t.tenant_id \
+         WHERE t.wave_id = $1 AND t.phase = 0 AND t.state = 'succeeded' ORDER BY t.slug"
+    );
     let client = pool.get().await?;
     let rows = client.query(&claim, &[&owner, &max]).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let wave_id: Uuid = r.get(0);
-        let spec: Value = r.get(3);
+        let wave_id: Uuid = r.try_get("wave_id")?;
+        let spec: Value = r.try_get("spec")?;
         let Ok(check) = serde_json::from_value::<Check>(spec) else {
-            tracing::error!(wave = %wave_id, check = r.get::<_, String>(1), "stored analysis check does not parse; skipping it");
+            let name: String = r.try_get("name")?;
+            tracing::error!(wave = %wave_id, check = name, "stored analysis check does not parse; skipping it");
             continue;
         };
         let canaries = if check.kind == CheckKind::Sql {
@@ -312,35 +317,42 @@ pub use crate::waves::state::Gate;
 pub async fn gate(tx: &Transaction<'_>, wave_id: Uuid, soak_done: bool) -> Result<Gate, WaveError> {
     const CHECKS: &str =
         "SELECT c.name, c.failures, c.failure_limit, c.inconclusives, c.inconclusive_limit, \
-         c.runs > 0 AND c.running_until IS NULL AND c.next_run_at > w.soak_until \
+         c.runs > 0 AND c.running_until IS NULL AND c.next_run_at > w.soak_until AS finished \
          FROM control_plane.wave_checks c JOIN control_plane.waves w ON w.id = c.wave_id \
          WHERE c.wave_id = $1 ORDER BY c.name";
     const SEEN: &str =
-        "SELECT coalesce(tenant_slug, ''), coalesce(value, ''), coalesce(detail, ''), \
-         to_char(evaluated_at AT TIME ZONE 'UTC', 'HH24:MI:SS\"Z\"') \
+        "SELECT coalesce(tenant_slug, '') AS tenant, coalesce(value, '') AS value, coalesce(detail, '') AS detail, \
+         to_char(evaluated_at AT TIME ZONE 'UTC', 'HH24:MI:SS\"Z\"') AS at \
          FROM control_plane.wave_check_evaluations \
          WHERE wave_id = $1 AND check_name = $2 AND verdict = $3 ORDER BY id DESC LIMIT 5";
     let rows = tx.query(CHECKS, &[&wave_id]).await?;
     let mut all_finished = true;
     for r in &rows {
-        let (name, failures, failure_limit): (String, i32, i32) = (r.get(0), r.get(1), r.get(2));
-        let (inconclusives, inconclusive_limit, finished): (i32, i32, bool) =
-            (r.get(3), r.get(4), r.get(5));
+        let (name, failures, failure_limit): (String, i32, i32) = (
+            r.try_get("name")?,
+            r.try_get("failures")?,
+            r.try_get("failure_limit")?,
+        );
+        let (inconclusives, inconclusive_limit, finished): (i32, i32, bool) = (
+            r.try_get("inconclusives")?,
+            r.try_get("inconclusive_limit")?,
+            r.try_get("finished")?,
+        );
         all_finished &= finished;
         if failures > failure_limit {
             let seen = tx.query(SEEN, &[&wave_id, &name, &"fail"]).await?;
-            let values: Vec<String> = seen
+            let values = seen
                 .iter()
                 .map(|s| {
                     let (tenant, value, at): (String, String, String) =
-                        (s.get(0), s.get(1), s.get(3));
-                    if tenant.is_empty() {
+                        (s.try_get("tenant")?, s.try_get("value")?, s.try_get("at")?);
+                    Ok(if tenant.is_empty() {
                         format!("{value} at {at}")
                     } else {
                         format!("{tenant}: {value} at {at}")
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
             return Ok(Gate::Halt(format!(
                 "analysis check {name} failed {failures} time(s), failure_limit {failure_limit}: {}",
                 values.join("; ")
@@ -348,14 +360,18 @@ pub async fn gate(tx: &Transaction<'_>, wave_id: Uuid, soak_done: bool) -> Resul
         }
         if inconclusives > inconclusive_limit {
             let seen = tx.query(SEEN, &[&wave_id, &name, &"inconclusive"]).await?;
-            let why = seen.first().map_or(String::new(), |s| {
-                let (tenant, detail): (String, String) = (s.get(0), s.get(2));
-                if tenant.is_empty() {
-                    detail
-                } else {
-                    format!("{tenant}: {detail}")
+            let why = match seen.first() {
+                None => String::new(),
+                Some(s) => {
+                    let (tenant, detail): (String, String) =
+                        (s.try_get("tenant")?, s.try_get("detail")?);
+                    if tenant.is_empty() {
+                        detail
+                    } else {
+                        format!("{tenant}: {detail}")
+                    }
                 }
-            });
+            };
             return Ok(Gate::Pause(format!(
                 "analysis check {name} was inconclusive {inconclusives} time(s), inconclusive_limit {inconclusive_limit} \
                  (last: {why}); resume to soak again, promote to skip the soak, or abort"
@@ -380,7 +396,7 @@ pub async fn view(
         "SELECT evaluated_at, check_name, tenant_slug, value, verdict, detail \
          FROM control_plane.wave_check_evaluations WHERE wave_id = $1 ORDER BY id DESC LIMIT $2";
     const TOTAL: &str =
-        "SELECT count(*) FROM control_plane.wave_check_evaluations WHERE wave_id = $1";
+        "SELECT count(*) AS total FROM control_plane.wave_check_evaluations WHERE wave_id = $1";
     let rows = client.query(CHECKS, &[&wave_id]).await?;
     if rows.is_empty() {
         return Ok(None);
@@ -388,36 +404,41 @@ pub async fn view(
     let checks = rows
         .iter()
         .map(|r| {
-            let spec: Value = r.get(2);
-            CheckView {
-                name: r.get(0),
-                kind: r.get(1),
+            let spec: Value = r.try_get("spec")?;
+            Ok(CheckView {
+                name: r.try_get("name")?,
+                kind: r.try_get("kind")?,
                 query: spec["query"].as_str().unwrap_or_default().to_string(),
                 success_condition: spec["success_condition"].as_str().map(str::to_string),
-                interval_seconds: r.get(3),
-                failure_limit: r.get(4),
-                inconclusive_limit: r.get(5),
-                runs: r.get(6),
-                failures: r.get(7),
-                inconclusives: r.get(8),
-                next_run_at: r.get(9),
-            }
+                interval_seconds: r.try_get("interval_seconds")?,
+                failure_limit: r.try_get("failure_limit")?,
+                inconclusive_limit: r.try_get("inconclusive_limit")?,
+                runs: r.try_get("runs")?,
+                failures: r.try_get("failures")?,
+                inconclusives: r.try_get("inconclusives")?,
+                next_run_at: r.try_get("next_run_at")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let evaluations = client
         .query(EVALUATIONS, &[&wave_id, &VIEW_EVALUATIONS])
         .await?
         .iter()
-        .map(|r| EvaluationView {
-            at: r.get(0),
-            check: r.get(1),
-            tenant: r.get(2),
-            value: r.get(3),
-            verdict: r.get(4),
-            detail: r.get(5),
+        .map(|r| {
+            Ok(EvaluationView {
+                at: r.try_get("evaluated_at")?,
+                check: r.try_get("check_name")?,
+                tenant: r.try_get("tenant_slug")?,
+                value: r.try_get("value")?,
+                verdict: r.try_get("verdict")?,
+                detail: r.try_get("detail")?,
+            })
         })
-        .collect();
-    let evaluations_total: i64 = client.query_one(TOTAL, &[&wave_id]).await?.get(0);
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    let evaluations_total: i64 = client
+        .query_one(TOTAL, &[&wave_id])
+        .await?
+        .try_get("total")?;
     Ok(Some(AnalysisView {
         checks,
         evaluations,
