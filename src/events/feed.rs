@@ -20,11 +20,13 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// One page of the feed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FeedPage)]
 pub struct Page {
     /// Newest first.
     pub items: Vec<Event>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[schema(required)]
     pub next_cursor: Option<String>,
 }
 

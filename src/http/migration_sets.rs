@@ -27,8 +27,9 @@ pub async fn push(
 }
 
 /// Query of `GET /v1/migration-sets`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     limit: Option<i64>,
 }

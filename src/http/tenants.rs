@@ -20,8 +20,9 @@ pub async fn list(
 }
 
 /// `?wait=true`: answer when the provisioning job has finished.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     #[serde(default)]
     wait: bool,
@@ -117,9 +118,15 @@ pub async fn update(
 }
 
 /// Body of `POST /v1/tenants/{slug}/suspend`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SuspendRequest)]
 pub struct SuspendBody {
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     reason: String,
 }
 
@@ -143,8 +150,9 @@ pub async fn resume(
 }
 
 /// Query of `DELETE /v1/tenants/{slug}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Also drop the database and role drover provisioned, and remove the secret.
     #[serde(default)]
@@ -166,8 +174,9 @@ pub async fn delete(
 }
 
 /// Query of `GET /v1/tenants/{slug}/events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     limit: Option<i64>,
     cursor: Option<String>,
@@ -215,7 +224,7 @@ pub async fn set_limits(
 }
 
 /// Body of `GET /v1/servers`.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ServerList {
     items: Vec<crate::provision::ServerReport>,
 }

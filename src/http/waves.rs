@@ -56,8 +56,9 @@ pub async fn create(
 }
 
 /// Query of `GET /v1/waves`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     limit: Option<i64>,
 }
@@ -90,8 +91,9 @@ pub async fn events(
 }
 
 /// Query of `GET /v1/waves/{id}/targets`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TargetsQuery {
     state: Option<String>,
     limit: Option<i64>,

@@ -15,7 +15,9 @@ mod scope;
 pub mod vault;
 
 pub use backend::{BoxFuture, EnvBackend, FileBackend, SecretBackend, SecretStore};
-pub use reference::{Scheme, SecretRef, SecretRefError};
+pub use reference::{
+    schema as secret_ref_schema, Scheme, SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN,
+};
 pub use scope::{
     check_env_prefix, parse_vault_prefixes, RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX,
     DEFAULT_VAULT_PREFIXES,

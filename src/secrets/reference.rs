@@ -139,6 +139,25 @@ impl FromStr for SecretRef {
     }
 }
 
+/// The references [`SecretRef::from_str`] accepts, as a regular expression: the API
+/// document's schema of every request field holding one (the parser stays the authority:
+/// it also refuses `.`/`..` segments and anything over 512 characters).
+pub const PATTERN: &str = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+)$";
+
+/// The OpenAPI schema of a request field holding a reference (`#[schema(schema_with = ..)]`).
+pub fn schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(512))
+        .pattern(Some(PATTERN))
+        .description(Some(
+            "A secret reference, never the password: `env:VAR`, `file:relative/path` or \
+             `vault:mount/path#field` (segments of letters, digits, `.`, `_`, `-`; `.` and `..` \
+             segments are refused).",
+        ))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
