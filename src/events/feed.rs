@@ -189,8 +189,13 @@ pub async fn list(client: &impl GenericClient, params: &FilterParams) -> Result<
             where_clause(&conds)
         ));
     }
-    let sql = merge(&branches, "u.created_at DESC, u.id DESC", &fetch);
-    let rows = client.query(sql.as_str(), &q.params()).await?;
+    // A filter both sources exclude (a wave type and a tenant) matches nothing.
+    let rows = if branches.is_empty() {
+        Vec::new()
+    } else {
+        let sql = merge(&branches, "u.created_at DESC, u.id DESC", &fetch);
+        client.query(sql.as_str(), &q.params()).await?
+    };
     let mut items = rows
         .iter()
         .map(Event::from_row)
