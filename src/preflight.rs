@@ -24,8 +24,9 @@ pub const SERVER_TIMEOUT: Duration = Duration::from_millis(1500);
 pub const CACHE_FOR: Duration = Duration::from_secs(30);
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PreflightOutcome)]
 pub enum Outcome {
     /// As needed.
     Ok,
@@ -36,7 +37,8 @@ pub enum Outcome {
 }
 
 /// One check.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = PreflightCheck)]
 pub struct Check {
     /// What was checked, e.g. `control_db.version`, `provision_server.eu-1`.
     pub name: String,

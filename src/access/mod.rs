@@ -24,7 +24,7 @@ pub use routes::{needed_role, Needed, ROUTE_ROLES};
 pub use tokens::{CreatedToken, Lookup, NewToken, TokenInfo, TokenStore};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything but `/v1/resolve`.

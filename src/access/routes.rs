@@ -1,6 +1,7 @@
 //! The one table of which role each route needs. The router's middleware looks every
-//! request up here; `tests/api/access.rs` checks that every route of `src/http/mod.rs` is
-//! listed (and nothing else), so a new route cannot be added without deciding who may use it.
+//! request up here; `tests/api/access.rs` checks that every route of the router (read from
+//! its generated OpenAPI document, built from the same list) is listed, and nothing else,
+//! so a new route cannot be added without deciding who may use it.
 
 use super::Role;
 

@@ -31,36 +31,46 @@ const MAX_CACHED: usize = 10_000;
 pub const TOKEN_PREFIX: &str = "drv_";
 
 /// Body of `POST /v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1-63 of `a-z 0-9 . _ -`, starting and ending with a letter or digit.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$"
+    )]
     pub name: String,
     /// `viewer`, `resolver`, `operator` or `admin`.
+    #[schema(value_type = crate::access::Role)]
     pub role: String,
     /// `90d`, `12h`, `30m`, `3600s` (or plain seconds); none: never expires.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]+(ms|s|m|h|d)?$")]
     pub expires_in: Option<String>,
 }
 
 /// A token as listed: never its value or hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub name: String,
     pub role: Role,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    #[schema(required)]
     pub expires_at: Option<DateTime<Utc>>,
+    #[schema(required)]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to `POST /v1/tokens`: the only time the token is shown.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub name: String,
     pub role: Role,
     /// The bearer token. Not a `SecretString`: it goes into this one response body.
     pub token: String,
+    #[schema(required)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

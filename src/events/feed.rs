@@ -20,11 +20,13 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// One page of the feed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FeedPage)]
 pub struct Page {
     /// Newest first.
     pub items: Vec<Event>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[schema(required)]
     pub next_cursor: Option<String>,
 }
 
@@ -186,8 +188,13 @@ pub async fn list(client: &impl GenericClient, params: &FilterParams) -> Result<
             where_clause(&conds)
         ));
     }
-    let sql = merge(&branches, "u.created_at DESC, u.id DESC", &fetch);
-    let rows = client.query(sql.as_str(), &q.params()).await?;
+    // A filter both sources exclude (a wave type and a tenant) matches nothing.
+    let rows = if branches.is_empty() {
+        Vec::new()
+    } else {
+        let sql = merge(&branches, "u.created_at DESC, u.id DESC", &fetch);
+        client.query(sql.as_str(), &q.params()).await?
+    };
     let mut items = rows
         .iter()
         .map(Event::from_row)

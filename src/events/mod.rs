@@ -209,7 +209,8 @@ impl TypePattern {
 }
 
 /// One entry of the feed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = FeedEvent)]
 pub struct Event {
     /// Unique over tenant and wave events.
     pub id: i64,
@@ -225,6 +226,7 @@ pub struct Event {
     /// Who caused it.
     pub actor: String,
     /// Type-specific details; never a secret or a DSN.
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// When it was written.
     pub created_at: DateTime<Utc>,
@@ -264,8 +266,9 @@ pub struct Filter {
 }
 
 /// The raw query parameters of `/v1/events` and `/v1/events/stream`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FilterParams {
     #[serde(rename = "type")]
     pub event_type: Option<String>,

@@ -115,8 +115,13 @@ pub async fn read(
             where_clause(&conds)
         ));
     }
-    let sql = merge(&branches, "u.xid::xid8, u.id", &limit);
-    let rows = client.query(sql.as_str(), &q.params()).await?;
+    // A filter both sources exclude (a wave type and a tenant) matches nothing.
+    let rows = if branches.is_empty() {
+        Vec::new()
+    } else {
+        let sql = merge(&branches, "u.xid::xid8, u.id", &limit);
+        client.query(sql.as_str(), &q.params()).await?
+    };
     let mut events = Vec::with_capacity(rows.len());
     let mut last = after;
     for r in &rows {

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::openapi as doc;
 use super::{ApiError, Caller};
 use crate::app::AppState;
 use crate::manifest::{parse_one, BodyError, Definition, Problem};
@@ -18,6 +19,22 @@ use crate::registry::Tenant;
 pub const YAML_TYPES: &[&str] = &["application/yaml", "application/x-yaml", "text/yaml"];
 
 /// `PUT /v1/tenants/{slug}` → 201 created, 200 updated or unchanged.
+#[utoipa::path(
+    put, path = "/tenants/{slug}", tag = "tenants", operation_id = "putTenant",
+    summary = "Declare a tenant: create it, or make it match the definition",
+    description = "Tenants as code: the body is a tenant definition, the document `drover apply` reads, as JSON or \
+        YAML. `metadata.name` must equal the slug in the path (422 `name_mismatch` otherwise). Creates the tenant \
+        (201, `created` event) or changes only what differs (200, an `updated` event listing the changed fields); \
+        a definition the tenant already matches writes nothing. Absent optional fields are cleared. `spec.status` \
+        drives suspend and resume; a status the tenant cannot reach with one allowed transition is 409 \
+        `illegal_transition`. 422 `invalid_definition` lists every problem in `error.problems`, with the line \
+        for YAML bodies.",
+    params(doc::SlugPath, doc::ActorHeader),
+    request_body(content((Definition = "application/json"), (Definition = "application/yaml"),
+        (Definition = "application/x-yaml"), (Definition = "text/yaml"))),
+    responses((status = 200, description = "The tenant matches the definition (changed or not).", body = Tenant),
+        (status = 201, description = "The tenant was created.", body = Tenant), (status = 409, response = doc::E409))
+)]
 pub async fn put(
     State(s): State<AppState>,
     Caller(actor): Caller,

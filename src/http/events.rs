@@ -8,6 +8,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
 
+use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
 use crate::events::feed::{self, Page};
@@ -16,9 +17,29 @@ use crate::events::webhooks::{self, TestResult, WebhookRequest, WebhookView};
 use crate::events::{Event, EventsError, FilterParams};
 
 /// How often an idle stream sends a comment so proxies keep it open.
+/// The `Last-Event-ID` header of `GET /v1/events/stream`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct LastEventId {
+    /// Resume after this event id (sent by EventSource clients on reconnect): no gap, no
+    /// duplicate.
+    #[param(rename = "Last-Event-ID", pattern = "^[0-9]+$")]
+    last_event_id: Option<String>,
+}
+
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `GET /v1/events`: the feed, newest first.
+#[utoipa::path(
+    get, path = "/events", tag = "events", operation_id = "listEvents",
+    summary = "The fleet's events, newest first",
+    description = "Tenant and wave events as one feed with dotted types (`tenant.created`, `tenant.migrated`, ..., \
+        and `wave.<type>` for every timeline type). Filters combine with AND; pages are keyset-paginated by \
+        (created_at, id).",
+    params(FilterParams),
+    responses((status = 200, description = "A page of events.", body = Page), (status = 422, response = doc::E422))
+)]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<FilterParams>,
@@ -28,6 +49,17 @@ pub async fn list(
 }
 
 /// `GET /v1/events/stream`: Server-Sent Events from now, or after `Last-Event-ID`.
+#[utoipa::path(
+    get, path = "/events/stream", tag = "events", operation_id = "streamEvents",
+    summary = "New events as Server-Sent Events",
+    description = "`text/event-stream`: one message per event, `id:` the event id, `event:` its type, `data:` the \
+        event as JSON; a `heartbeat` comment every 15 s. `Last-Event-ID` resumes with no gap and no duplicate. \
+        Same filters as the feed (no `limit` or `cursor`). 503 `too_many_streams` when this replica serves \
+        `stream_max_clients` already.",
+    params(FilterParams, LastEventId),
+    responses((status = 200, description = "The stream (never ends on its own).", body = String, content_type = "text/event-stream"),
+        (status = 422, response = doc::E422))
+)]
 pub async fn stream(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -86,6 +118,19 @@ pub async fn stream(
 }
 
 /// `POST /v1/webhooks` → 201.
+#[utoipa::path(
+    post, path = "/webhooks", tag = "events", operation_id = "createWebhook",
+    summary = "Subscribe a URL to events",
+    description = "Each matching event is POSTed to `url` with `X-Drover-Event`, `X-Drover-Delivery`, \
+        `X-Drover-Timestamp` and `X-Drover-Signature: sha256=<hex HMAC-SHA256(key, timestamp + \".\" + body)>`, \
+        the key read through `secret_ref` (never stored). Deliveries are retried with backoff until \
+        `webhook_give_up_after`, then `dead`. 422 for a URL that is not http(s), an unknown event type, or a \
+        secret reference that is malformed, names drover's own `DROVER_*` variables or cannot be read; 409 when \
+        the name is taken.",
+    params(doc::ActorHeader), request_body = WebhookRequest,
+    responses((status = 201, description = "The webhook.", body = WebhookView,
+            links(("GetWebhook" = (operation_id = "getWebhook", parameters(("name" = "$response.body#/name")))), ("DeleteWebhook" = (operation_id = "deleteWebhook", parameters(("name" = "$response.body#/name")))), ("TestWebhook" = (operation_id = "testWebhook", parameters(("name" = "$response.body#/name")))))), (status = 409, response = doc::E409))
+)]
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -104,12 +149,23 @@ pub async fn create(
 }
 
 /// `GET /v1/webhooks`.
+#[utoipa::path(
+    get, path = "/webhooks", tag = "events", operation_id = "listWebhooks",
+    summary = "Every webhook with its delivery counts",
+    responses((status = 200, description = "Webhooks by name.", body = Vec<WebhookView>))
+)]
 pub async fn list_webhooks(State(s): State<AppState>) -> Result<Json<Vec<WebhookView>>, ApiError> {
     let client = s.pool.get().await.map_err(EventsError::from)?;
     Ok(Json(webhooks::list(&**client).await?))
 }
 
 /// `GET /v1/webhooks/{name}`.
+#[utoipa::path(
+    get, path = "/webhooks/{name}", tag = "events", operation_id = "getWebhook",
+    summary = "One webhook, its delivery counts and last error",
+    params(doc::WebhookName),
+    responses((status = 200, description = "The webhook.", body = WebhookView), (status = 404, response = doc::E404))
+)]
 pub async fn get(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -119,6 +175,12 @@ pub async fn get(
 }
 
 /// `DELETE /v1/webhooks/{name}` → 204.
+#[utoipa::path(
+    delete, path = "/webhooks/{name}", tag = "events", operation_id = "deleteWebhook",
+    summary = "Delete a webhook and its pending deliveries",
+    params(doc::WebhookName),
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -130,6 +192,15 @@ pub async fn delete(
 
 /// `POST /v1/webhooks/{name}/test`: sends a `webhook.test` event now (not through the
 /// outbox, never retried) and reports what the receiver answered.
+#[utoipa::path(
+    post, path = "/webhooks/{name}/test", tag = "events", operation_id = "testWebhook",
+    summary = "Send a `webhook.test` event now",
+    description = "Signed like any delivery, sent at once (not through the outbox, never retried); the answer says \
+        what the receiver did.",
+    params(doc::WebhookName, doc::ActorHeader),
+    responses((status = 200, description = "What the receiver answered.", body = TestResult),
+        (status = 404, response = doc::E404), (status = 422, response = doc::E422))
+)]
 pub async fn test(
     State(s): State<AppState>,
     Caller(actor): Caller,

@@ -11,6 +11,11 @@ use crate::db;
 use crate::registry::HealthReport;
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "Alive.", body = Alive))
+)]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -19,6 +24,12 @@ pub async fn healthz() -> Json<Value> {
 /// also lists the preflight checks (`drover doctor`'s, at most [`crate::preflight::CACHE_FOR`]
 /// old); a failed one does not make the replica unready, since resolution still works
 /// without, say, a provisioning server.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    summary = "Readiness: control DB reachable, its schema at this binary's head",
+    responses((status = 200, description = "Ready.", body = Ready),
+        (status = 503, description = "Not ready: the control database is unreachable or its schema is not at this binary's head.", body = NotReady))
+)]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, Json(mut body)) = readiness(&state).await;
     let checks = state.preflight.get(&state.config, &state.pool).await;
@@ -58,6 +69,13 @@ async fn readiness(state: &AppState) -> (StatusCode, Json<Value>) {
 }
 
 /// `GET /v1/registry/health`.
+#[utoipa::path(
+    get, path = "/registry/health", tag = "tenants", operation_id = "registryHealth",
+    summary = "Registry inconsistencies",
+    description = "The same report as `drover check`: duplicate live slugs or database names, tenants stuck in \
+        provisioning, schema_version disagreeing with the last migrated event, soft-delete incoherence.",
+    responses((status = 200, description = "The report; `ok` is false when there are findings.", body = HealthReport))
+)]
 pub async fn registry_health(
     State(state): State<AppState>,
 ) -> Result<Json<HealthReport>, ApiError> {
@@ -71,6 +89,11 @@ pub async fn registry_health(
 
 /// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
 /// nothing here names a tenant or a secret).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    summary = "Prometheus metrics", description = "The Prometheus text exposition format (names prefixed `drover_`).",
+    responses((status = 200, description = "Metrics in the Prometheus text format (version 0.0.4).", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     // A failed lookup leaves the gauge to the directory's files rather than failing the
     // scrape; the control DB's health has its own series.
@@ -92,4 +115,58 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
         )],
         body,
     )
+}
+
+/// `GET /healthz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Alive {
+    #[schema(value_type = AliveStatus)]
+    status: String,
+}
+
+/// `GET /readyz` when ready.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Ready {
+    #[schema(value_type = ReadyStatus)]
+    status: String,
+    control_schema_version: i32,
+    instance_id: String,
+    /// Whether this replica holds the leader lease.
+    leader: bool,
+    /// The preflight checks of `drover doctor`, at most 30 s old; a failed one does not
+    /// make the replica unready.
+    checks: Vec<crate::preflight::Check>,
+}
+
+/// `GET /readyz` when not ready.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NotReady {
+    #[schema(value_type = NotReadyStatus)]
+    status: String,
+    reason: String,
+    checks: Vec<crate::preflight::Check>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum AliveStatus {
+    Ok,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ReadyStatus {
+    Ready,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum NotReadyStatus {
+    NotReady,
 }

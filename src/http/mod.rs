@@ -23,9 +23,11 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 pub use auth::Caller;
@@ -33,68 +35,8 @@ pub use error::ApiError;
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/tenants/{slug}",
-            get(tenants::get)
-                .put(definitions::put)
-                .patch(tenants::update)
-                .delete(tenants::delete),
-        )
-        .route("/tenants/{slug}/suspend", post(tenants::suspend))
-        .route("/tenants/{slug}/resume", post(tenants::resume))
-        .route("/tenants/{slug}/provision", post(tenants::provision))
-        .route("/tenants/{slug}/events", get(tenants::events))
-        .route(
-            "/tenants/{slug}/limits",
-            get(tenants::limits).put(tenants::set_limits),
-        )
-        .route("/servers", get(tenants::servers))
-        .route("/registry/health", get(health::registry_health))
-        .route("/waves", get(waves::list).post(waves::create))
-        .route("/waves/{id}", get(waves::get))
-        .route("/waves/{id}/targets", get(waves::targets))
-        .route("/waves/{id}/events", get(waves::events))
-        .route("/waves/{id}/pause", post(waves::pause))
-        .route("/waves/{id}/resume", post(waves::resume))
-        .route("/waves/{id}/abort", post(waves::abort))
-        .route("/waves/{id}/promote", post(waves::promote))
-        .route("/fleet", get(waves::fleet))
-        .route("/schedules", get(schedules::list).post(schedules::create))
-        .route(
-            "/schedules/{name}",
-            get(schedules::get)
-                .patch(schedules::update)
-                .delete(schedules::delete),
-        )
-        .route("/schedules/{name}/trigger", post(schedules::trigger))
-        .route("/cluster", get(schedules::cluster))
-        .route(
-            "/migration-sets",
-            get(migration_sets::list).post(migration_sets::push).layer(
-                // A whole set may be far larger than any other body: its own limit.
-                axum::extract::DefaultBodyLimit::max(state.config.max_set_bytes),
-            ),
-        )
-        .route(
-            "/migration-sets/{id}",
-            get(migration_sets::get).delete(migration_sets::delete),
-        )
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{name}", delete(tokens::revoke))
-        .route("/events", get(events::list))
-        .route("/events/stream", get(events::stream))
-        .route("/webhooks", get(events::list_webhooks).post(events::create))
-        .route("/webhooks/{name}", get(events::get).delete(events::delete))
-        .route("/webhooks/{name}/test", post(events::test))
-        .route("/resolve/{slug}", get(resolve::resolve));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/metrics", get(health::metrics))
-        .route("/readyz", get(health::readyz))
-        .nest("/v1", v1)
+    let (routes, _) = api(state.config.max_set_bytes).split_for_parts();
+    routes
         .fallback(|| async { ApiError::no_route() })
         // Inside `track`, so refused requests are counted and timed too.
         .layer(middleware::from_fn_with_state(
@@ -107,6 +49,65 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Every route with its documentation ([`openapi`]). Routes are added only through
+/// `routes!`, which takes each handler's `#[utoipa::path]` (a handler without one does not
+/// compile there), so the router and the document are one list and cannot drift. Never add
+/// a route with axum's plain route methods: it would be served undocumented.
+pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
+    // A whole set may be far larger than any other body: its own limit.
+    let sets = OpenApiRouter::new()
+        .routes(routes!(migration_sets::list, migration_sets::push))
+        .layer(axum::extract::DefaultBodyLimit::max(max_set_bytes));
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(
+            tenants::get,
+            definitions::put,
+            tenants::update,
+            tenants::delete
+        ))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::resume))
+        .routes(routes!(tenants::provision))
+        .routes(routes!(tenants::events))
+        .routes(routes!(tenants::limits, tenants::set_limits))
+        .routes(routes!(tenants::servers))
+        .routes(routes!(health::registry_health))
+        .routes(routes!(waves::list, waves::create))
+        .routes(routes!(waves::get))
+        .routes(routes!(waves::targets))
+        .routes(routes!(waves::events))
+        .routes(routes!(waves::pause))
+        .routes(routes!(waves::resume))
+        .routes(routes!(waves::abort))
+        .routes(routes!(waves::promote))
+        .routes(routes!(waves::fleet))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(
+            schedules::get,
+            schedules::update,
+            schedules::delete
+        ))
+        .routes(routes!(schedules::trigger))
+        .routes(routes!(schedules::cluster))
+        .merge(sets)
+        .routes(routes!(migration_sets::get, migration_sets::delete))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(events::list))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::list_webhooks, events::create))
+        .routes(routes!(events::get, events::delete))
+        .routes(routes!(events::test))
+        .routes(routes!(resolve::resolve));
+    OpenApiRouter::with_openapi(openapi::Root::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(openapi::document))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::readyz))
+        .nest("/v1", v1)
 }
 
 /// Counts every request by route template (never the raw path: slugs would make one

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::openapi as doc;
 use super::ApiError;
 use crate::app::AppState;
 use crate::resolve::Resolution;
@@ -19,6 +20,24 @@ fn no_store(mut resp: Response) -> Response {
 }
 
 /// The handler.
+#[utoipa::path(
+    get, path = "/resolve/{slug}", tag = "resolve", operation_id = "resolve",
+    summary = "Where is this tenant's database?",
+    description = "A ready libpq URI with the password from the tenant's secret reference. Every answer carries \
+        `Cache-Control: no-store`. 200 for an active tenant; 423 suspended (with `suspended_reason`); 409 \
+        provisioning or deleting; 404 unknown or deleted; 503 with `Retry-After` when the secret backend (or the \
+        control DB) fails and nothing is cached; 500 `secret_ref_refused` when the stored secret reference is \
+        outside the allowed scope (it is never read).",
+    params(doc::SlugPath),
+    security(("resolverToken" = []), ("adminToken" = [])),
+    responses(
+        (status = 200, description = "The tenant is active.", body = crate::resolve::Answer, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
+        (status = 404, description = "No such tenant, or it is deleted (`tenant_not_found`).", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
+        (status = 409, description = "The tenant is provisioning or deleting (`tenant_not_ready`).", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
+        (status = 423, description = "The tenant is suspended (`tenant_suspended`); `suspended_reason` says why.", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
+        (status = 503, description = "The secret backend (`secret_unavailable`) or the control database failed and nothing usable is cached.",
+            body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."), ("Retry-After" = i64, description = "Seconds to wait."))))
+)]
 pub async fn resolve(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
     let started = std::time::Instant::now();
     let answer = match state.resolver.resolve(&slug).await {

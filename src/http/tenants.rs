@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
+use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
 use crate::registry::{
@@ -12,6 +13,13 @@ use crate::registry::{
 };
 
 /// `GET /v1/tenants?status=&label=k=v&q=&email=&limit=&cursor=&include_deleted=`.
+#[utoipa::path(
+    get, path = "/tenants", tag = "tenants", operation_id = "listTenants",
+    summary = "List tenants, keyset-paginated by slug",
+    description = "Filters combine with AND. Soft-deleted tenants are left out unless `include_deleted=true`.",
+    params(ListFilter),
+    responses((status = 200, description = "A page of tenants.", body = Page<Tenant>), (status = 422, response = doc::E422))
+)]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(f): ApiQuery<ListFilter>,
@@ -20,8 +28,9 @@ pub async fn list(
 }
 
 /// `?wait=true`: answer when the provisioning job has finished.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     #[serde(default)]
     wait: bool,
@@ -29,6 +38,25 @@ pub struct WaitQuery {
 
 /// `POST /v1/tenants[?wait=true]` → 201; with `provision: true` → 202 (tenant in
 /// `provisioning`, the job runs in the background) or, waiting, 201 with the active tenant.
+#[utoipa::path(
+    post, path = "/tenants", tag = "tenants", operation_id = "createTenant",
+    summary = "Register a tenant",
+    description = "Writes a `created` event. Slugs and database names are unique among live tenants regardless of case; \
+        the slug is stored in lower case. `provision: true` also creates the login role (password generated and \
+        written behind `db_secret_ref`, which must be `file:` or `vault:`) and the database on a provisioning \
+        server (501 without any): the one named by `server`, else the least-loaded server whose labels agree with \
+        the tenant's and that has room (422 `no_provisioning_server` when none does), then migrates it to the \
+        latest tenant migration. Only `slug` is needed then. The answer is 202 with the tenant in `provisioning` \
+        while that runs in the background, or with `wait=true` 201 with the active tenant (502 \
+        `provisioning_failed`, with `step`, when a step fails; the tenant stays `provisioning` with its \
+        `provisioning_error`; `POST /v1/tenants/{slug}/provision` retries).",
+    params(WaitQuery, doc::ActorHeader), request_body = NewTenant,
+    responses(
+        (status = 201, description = "The tenant as stored (with `provision` and `wait=true`: active, migrated).", body = Tenant,
+            links(("GetTenant" = (operation_id = "getTenant", parameters(("slug" = "$response.body#/slug")))), ("PutTenant" = (operation_id = "putTenant", parameters(("slug" = "$response.body#/slug")))), ("UpdateTenant" = (operation_id = "updateTenant", parameters(("slug" = "$response.body#/slug")))), ("DeleteTenant" = (operation_id = "deleteTenant", parameters(("slug" = "$response.body#/slug")))), ("SuspendTenant" = (operation_id = "suspendTenant", parameters(("slug" = "$response.body#/slug")))), ("ResumeTenant" = (operation_id = "resumeTenant", parameters(("slug" = "$response.body#/slug")))), ("ListTenantEvents" = (operation_id = "listTenantEvents", parameters(("slug" = "$response.body#/slug")))), ("Resolve" = (operation_id = "resolve", parameters(("slug" = "$response.body#/slug")))))),
+        (status = 202, description = "`provision: true`: the tenant, `provisioning`; the job runs in the background.", body = Tenant),
+        (status = 409, response = doc::E409), (status = 501, response = doc::E501), (status = 502, response = doc::E502))
+)]
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -52,6 +80,19 @@ pub async fn create(
 /// `POST /v1/tenants/{slug}/provision[?wait=true]`: runs provisioning again for a tenant
 /// still in `provisioning` (after a failure, or a restart mid-job); reuses what an earlier
 /// attempt created. 202, or 200 when waiting.
+#[utoipa::path(
+    post, path = "/tenants/{slug}/provision", tag = "tenants", operation_id = "provisionTenant",
+    summary = "Retry provisioning",
+    description = "For a tenant still in `provisioning` (a step failed, or the daemon stopped mid-job): runs every \
+        step again, reusing the role, database and password an earlier attempt created, refusing any it did not \
+        create. 409 when the tenant is not `provisioning` or another runner is on it right now.",
+    params(doc::SlugPath, WaitQuery, doc::ActorHeader),
+    responses(
+        (status = 200, description = "`wait=true`: the tenant, active and migrated.", body = Tenant),
+        (status = 202, description = "The tenant, `provisioning`; the job runs in the background.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422),
+        (status = 501, response = doc::E501), (status = 502, response = doc::E502))
+)]
 pub async fn provision(
     State(s): State<AppState>,
     Path(slug): Path<String>,
@@ -99,6 +140,12 @@ async fn finished(
 }
 
 /// `GET /v1/tenants/{slug}`.
+#[utoipa::path(
+    get, path = "/tenants/{slug}", tag = "tenants", operation_id = "getTenant",
+    summary = "One tenant", description = "Soft-deleted tenants are not found.",
+    params(doc::SlugPath),
+    responses((status = 200, description = "The tenant.", body = Tenant), (status = 404, response = doc::E404))
+)]
 pub async fn get(
     State(s): State<AppState>,
     Path(slug): Path<String>,
@@ -107,6 +154,16 @@ pub async fn get(
 }
 
 /// `PATCH /v1/tenants/{slug}`.
+#[utoipa::path(
+    patch, path = "/tenants/{slug}", tag = "tenants", operation_id = "updateTenant",
+    summary = "Change the given fields",
+    description = "Absent fields (and `null` for fields that cannot be cleared) stay as they are; `null` clears \
+        `billing_plan`, `contact_email` and `app_version`. `status` may only be set to `active`, from \
+        `provisioning`. Writes an `updated` event listing the changed fields.",
+    params(doc::SlugPath, doc::ActorHeader), request_body = TenantPatch,
+    responses((status = 200, description = "The tenant after the change.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+)]
 pub async fn update(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -117,13 +174,26 @@ pub async fn update(
 }
 
 /// Body of `POST /v1/tenants/{slug}/suspend`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SuspendRequest)]
 pub struct SuspendBody {
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     reason: String,
 }
 
 /// `POST /v1/tenants/{slug}/suspend`.
+#[utoipa::path(
+    post, path = "/tenants/{slug}/suspend", tag = "tenants", operation_id = "suspendTenant",
+    summary = "active → suspended", description = "Resolution answers 423 for a suspended tenant; waves still migrate it.",
+    params(doc::SlugPath, doc::ActorHeader), request_body = SuspendBody,
+    responses((status = 200, description = "The suspended tenant.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+)]
 pub async fn suspend(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -134,6 +204,13 @@ pub async fn suspend(
 }
 
 /// `POST /v1/tenants/{slug}/resume`.
+#[utoipa::path(
+    post, path = "/tenants/{slug}/resume", tag = "tenants", operation_id = "resumeTenant",
+    summary = "suspended → active",
+    params(doc::SlugPath, doc::ActorHeader),
+    responses((status = 200, description = "The active tenant.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422))
+)]
 pub async fn resume(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -143,8 +220,9 @@ pub async fn resume(
 }
 
 /// Query of `DELETE /v1/tenants/{slug}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Also drop the database and role drover provisioned, and remove the secret.
     #[serde(default)]
@@ -153,6 +231,19 @@ pub struct DeleteQuery {
 
 /// `DELETE /v1/tenants/{slug}[?drop_database=true]`: soft delete; the database is kept
 /// unless `drop_database=true` says otherwise.
+#[utoipa::path(
+    delete, path = "/tenants/{slug}", tag = "tenants", operation_id = "deleteTenant",
+    summary = "Soft-delete a tenant",
+    description = "The database is kept unless `drop_database=true`; the slug and db_name become reusable. Writes \
+        `deleting` and `deleted` events. With `drop_database=true` (needs a provisioning server) drover terminates \
+        the database's sessions, drops the database and the role it provisioned and removes the secret; a \
+        database or role drover did not create for this tenant is refused (409 `name_taken`) before anything \
+        changes, and a failed step leaves the tenant `deleting` (502; send the request again).",
+    params(doc::SlugPath, DeleteQuery, doc::ActorHeader),
+    responses((status = 200, description = "The tenant, now deleted.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422),
+        (status = 501, response = doc::E501), (status = 502, response = doc::E502))
+)]
 pub async fn delete(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -166,14 +257,22 @@ pub async fn delete(
 }
 
 /// Query of `GET /v1/tenants/{slug}/events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
 /// `GET /v1/tenants/{slug}/events?limit=&cursor=`: newest first.
+#[utoipa::path(
+    get, path = "/tenants/{slug}/events", tag = "tenants", operation_id = "listTenantEvents",
+    summary = "The tenant's events, newest first",
+    params(doc::SlugPath, EventsQuery),
+    responses((status = 200, description = "A page of events.", body = Page<Event>),
+        (status = 404, response = doc::E404), (status = 422, response = doc::E422))
+)]
 pub async fn events(
     State(s): State<AppState>,
     Path(slug): Path<String>,
@@ -197,6 +296,12 @@ pub async fn events(
 }
 
 /// `GET /v1/tenants/{slug}/limits`: every field `null` when none are set.
+#[utoipa::path(
+    get, path = "/tenants/{slug}/limits", tag = "tenants", operation_id = "getTenantLimits",
+    summary = "The tenant's limits", description = "Every field is null when none are set.",
+    params(doc::SlugPath),
+    responses((status = 200, description = "The limits.", body = TenantLimits), (status = 404, response = doc::E404))
+)]
 pub async fn limits(
     State(s): State<AppState>,
     Path(slug): Path<String>,
@@ -205,6 +310,15 @@ pub async fn limits(
 }
 
 /// `PUT /v1/tenants/{slug}/limits`: replaces them; an `updated` event when they change.
+#[utoipa::path(
+    put, path = "/tenants/{slug}/limits", tag = "tenants", operation_id = "putTenantLimits",
+    summary = "Set the tenant's limits",
+    description = "Replaces all of them (absent fields become null; all null removes them). Sizes and counts are \
+        positive (`max_attachments_gb` may be 0), `notes` at most 1 KB (422 otherwise). A change writes an \
+        `updated` event with `changed.limits.from` and `.to`.",
+    params(doc::SlugPath, doc::ActorHeader), request_body = TenantLimits,
+    responses((status = 200, description = "The limits as stored.", body = TenantLimits), (status = 404, response = doc::E404))
+)]
 pub async fn set_limits(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -215,12 +329,20 @@ pub async fn set_limits(
 }
 
 /// Body of `GET /v1/servers`.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ServerList {
     items: Vec<crate::provision::ServerReport>,
 }
 
 /// `GET /v1/servers`: the provisioning servers, their tenants, capacity and reachability.
+#[utoipa::path(
+    get, path = "/servers", tag = "tenants", operation_id = "listServers",
+    summary = "Provisioning servers",
+    description = "Each configured provisioning server in configuration order: live tenants placed there, \
+        `max_tenants`, labels, and whether its admin connection answers now (2 s timeout, all servers at once). \
+        Never the admin URL.",
+    responses((status = 200, description = "The servers.", body = ServerList))
+)]
 pub async fn servers(State(s): State<AppState>) -> Result<Json<ServerList>, ApiError> {
     Ok(Json(ServerList {
         items: s.provisioner.report().await?,

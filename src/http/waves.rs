@@ -6,6 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::app::AppState;
 use crate::registry::FleetReport;
@@ -37,6 +38,19 @@ pub(super) fn require_prometheus(s: &AppState, req: &WaveRequest) -> Result<(), 
 }
 
 /// `POST /v1/waves` → 201: freezes the plan; replicas start on it within a tick.
+#[utoipa::path(
+    post, path = "/waves", tag = "waves", operation_id = "createWave",
+    summary = "Start a wave",
+    description = "Freezes the plan: the selected live active and suspended tenants, which are canaries, the batch \
+        of every other. Replicas start on it within a tick. 409 when a selected tenant is in an unfinished wave. \
+        With `dry_run` every pending migration runs in a transaction that is always rolled back and the wave \
+        reports who would fail and why; `exclude_failed_of` skips the tenants a completed dry run found failing; \
+        `analysis` gates the batches on checks evaluated during the soak. The files the wave would run are linted \
+        first: an error finding whose rule is not in `acknowledge` answers 422 `lint_failed` with the `findings`.",
+    params(doc::ActorHeader), request_body = WaveRequest,
+    responses((status = 201, description = "The new wave.", body = WaveView,
+            links(("GetWave" = (operation_id = "getWave", parameters(("id" = "$response.body#/id")))), ("ListWaveTargets" = (operation_id = "listWaveTargets", parameters(("id" = "$response.body#/id")))), ("ListWaveEvents" = (operation_id = "listWaveEvents", parameters(("id" = "$response.body#/id")))), ("PauseWave" = (operation_id = "pauseWave", parameters(("id" = "$response.body#/id")))), ("ResumeWave" = (operation_id = "resumeWave", parameters(("id" = "$response.body#/id")))), ("AbortWave" = (operation_id = "abortWave", parameters(("id" = "$response.body#/id")))), ("PromoteWave" = (operation_id = "promoteWave", parameters(("id" = "$response.body#/id")))))), (status = 409, response = doc::E409))
+)]
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
@@ -56,13 +70,20 @@ pub async fn create(
 }
 
 /// Query of `GET /v1/waves`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     limit: Option<i64>,
 }
 
 /// `GET /v1/waves`: the most recent waves.
+#[utoipa::path(
+    get, path = "/waves", tag = "waves", operation_id = "listWaves",
+    summary = "The most recent waves, newest first",
+    params(ListQuery),
+    responses((status = 200, description = "Waves.", body = Vec<WaveView>), (status = 422, response = doc::E422))
+)]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -73,6 +94,12 @@ pub async fn list(
 }
 
 /// `GET /v1/waves/{id}`.
+#[utoipa::path(
+    get, path = "/waves/{id}", tag = "waves", operation_id = "getWave",
+    summary = "State, counts, per-phase progress, failures, ETA",
+    params(doc::WaveId),
+    responses((status = 200, description = "The wave.", body = WaveView), (status = 404, response = doc::E404))
+)]
 pub async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -81,6 +108,13 @@ pub async fn get(
 }
 
 /// `GET /v1/waves/{id}/events`: the wave's timeline, oldest first.
+#[utoipa::path(
+    get, path = "/waves/{id}/events", tag = "waves", operation_id = "listWaveEvents",
+    summary = "The wave's timeline, oldest first",
+    description = "One event per state change, written in the transaction that made it. The actor is `drover` for the engine.",
+    params(doc::WaveId),
+    responses((status = 200, description = "The timeline.", body = Timeline), (status = 404, response = doc::E404))
+)]
 pub async fn events(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -90,14 +124,22 @@ pub async fn events(
 }
 
 /// Query of `GET /v1/waves/{id}/targets`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TargetsQuery {
     state: Option<String>,
     limit: Option<i64>,
 }
 
 /// `GET /v1/waves/{id}/targets?state=failed`.
+#[utoipa::path(
+    get, path = "/waves/{id}/targets", tag = "waves", operation_id = "listWaveTargets",
+    summary = "The tenants of a wave",
+    params(doc::WaveId, TargetsQuery),
+    responses((status = 200, description = "Targets by phase and slug.", body = Vec<TargetView>),
+        (status = 404, response = doc::E404), (status = 422, response = doc::E422))
+)]
 pub async fn targets(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -131,6 +173,13 @@ async fn act(
 }
 
 /// `POST /v1/waves/{id}/pause`.
+#[utoipa::path(
+    post, path = "/waves/{id}/pause", tag = "waves", operation_id = "pauseWave",
+    summary = "Pause a moving wave", description = "409 when the wave's state does not allow it.",
+    params(doc::WaveId, doc::ActorHeader),
+    responses((status = 200, description = "The wave after the action.", body = WaveView),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422))
+)]
 pub async fn pause(
     State(s): State<AppState>,
     Caller(a): Caller,
@@ -140,6 +189,13 @@ pub async fn pause(
 }
 
 /// `POST /v1/waves/{id}/resume`: a paused wave continues; a halted one retries its failed tenants.
+#[utoipa::path(
+    post, path = "/waves/{id}/resume", tag = "waves", operation_id = "resumeWave",
+    summary = "Resume a paused wave (one paused while soaking soaks again); a halted one retries its failed tenants", description = "409 when the wave's state does not allow it.",
+    params(doc::WaveId, doc::ActorHeader),
+    responses((status = 200, description = "The wave after the action.", body = WaveView),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422))
+)]
 pub async fn resume(
     State(s): State<AppState>,
     Caller(a): Caller,
@@ -149,6 +205,13 @@ pub async fn resume(
 }
 
 /// `POST /v1/waves/{id}/abort`.
+#[utoipa::path(
+    post, path = "/waves/{id}/abort", tag = "waves", operation_id = "abortWave",
+    summary = "Abort an unfinished wave", description = "409 when the wave's state does not allow it.",
+    params(doc::WaveId, doc::ActorHeader),
+    responses((status = 200, description = "The wave after the action.", body = WaveView),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422))
+)]
 pub async fn abort(
     State(s): State<AppState>,
     Caller(a): Caller,
@@ -158,6 +221,13 @@ pub async fn abort(
 }
 
 /// `POST /v1/waves/{id}/promote`: end the soak now and start the batches.
+#[utoipa::path(
+    post, path = "/waves/{id}/promote", tag = "waves", operation_id = "promoteWave",
+    summary = "End a soaking (or soak-paused) wave's soak now and start its batches; recorded with the actor", description = "409 when the wave's state does not allow it.",
+    params(doc::WaveId, doc::ActorHeader),
+    responses((status = 200, description = "The wave after the action.", body = WaveView),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409), (status = 422, response = doc::E422))
+)]
 pub async fn promote(
     State(s): State<AppState>,
     Caller(a): Caller,
@@ -167,6 +237,11 @@ pub async fn promote(
 }
 
 /// `GET /v1/fleet`.
+#[utoipa::path(
+    get, path = "/fleet", tag = "waves", operation_id = "fleet",
+    summary = "Tenants per schema version, behind, drifted, needing attention",
+    responses((status = 200, description = "The fleet report.", body = FleetReport))
+)]
 pub async fn fleet(State(s): State<AppState>) -> Result<Json<FleetReport>, ApiError> {
     let latest = s.catalog.newest_version().await.map_err(WaveError::from)?;
     Ok(Json(s.registry.fleet(latest).await?))

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::migrate::{MigrationFile, MigrationSet};
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = LintLevel)]
 pub enum Level {
     /// Refused by waves unless acknowledged; `drover migrations lint` exits 1.
     Error,
@@ -29,7 +30,8 @@ pub enum Level {
 }
 
 /// One problem in one statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LintFinding)]
 pub struct Finding {
     /// Kebab-case rule id, e.g. `require-concurrent-index-creation`.
     pub rule: String,
@@ -48,7 +50,8 @@ pub struct Finding {
 }
 
 /// What one lint run found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LintReport)]
 pub struct Report {
     /// Files read.
     pub files: usize,

@@ -18,13 +18,31 @@ pub const API_VERSION: &str = "drover.dev/v1";
 /// The only `kind`.
 pub const KIND: &str = "Tenant";
 
+/// The schema of `apiVersion`: [`API_VERSION`] (a test keeps them equal).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum ApiVersion {
+    #[schema(rename = "drover.dev/v1")]
+    V1,
+}
+
+/// The schema of `kind`: [`KIND`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum Kind {
+    Tenant,
+}
+
 /// One tenant, as a person declares it. Unknown fields are refused at every level.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = TenantDefinition)]
 pub struct Definition {
     /// Must be [`API_VERSION`].
+    #[schema(value_type = ApiVersion)]
     pub api_version: String,
     /// Must be [`KIND`].
+    #[schema(value_type = Kind)]
     pub kind: String,
     /// Name, display name, labels.
     pub metadata: Metadata,
@@ -37,8 +55,9 @@ pub struct Definition {
 
 /// The top-level `status` of an exported definition: the tenant's server and its
 /// provisioning outcome. Read-only: apply and `PUT` ignore it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ObservedStatus)]
 pub struct Observed {
     /// The provisioning server the tenant was placed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,12 +71,19 @@ pub struct Observed {
 }
 
 /// `metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = DefinitionMetadata)]
 pub struct Metadata {
     /// The tenant's slug, in lower case.
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// Shown to people.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub display_name: String,
     /// Free key/values used to select tenants; scalar values are read as text.
     #[serde(
@@ -69,8 +95,9 @@ pub struct Metadata {
 }
 
 /// `spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = DefinitionSpec)]
 pub struct Spec {
     /// Where the tenant's database is.
     pub database: Database,
@@ -82,15 +109,31 @@ pub struct Spec {
     pub status: TenantStatus,
     /// Why the tenant is suspended: required with `status: suspended`, refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub suspended_reason: Option<String>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub billing_plan: Option<String>,
     /// An e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 254, pattern = "^[^@\\s]+@\\S*\\.\\S*$")]
     pub contact_email: Option<String>,
     /// The application version the tenant runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub app_version: Option<String>,
     /// Free flag for the application.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -101,20 +144,25 @@ pub struct Spec {
 }
 
 /// `spec.limits`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = DefinitionLimits)]
 pub struct Limits {
     /// Largest database size, MB (positive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_db_size_mb: Option<i32>,
     /// Most application users (positive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_users: Option<i32>,
     /// Attachment storage, GB (0 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub max_attachments_gb: Option<i32>,
     /// Free text, at most 1 KB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
     pub notes: Option<String>,
 }
 
@@ -141,19 +189,29 @@ impl Limits {
 }
 
 /// `spec.database`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = DefinitionDatabase)]
 pub struct Database {
     /// Host name, IP address or Unix socket directory.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z0-9._:/\\[\\]-]+$"
+    )]
     pub host: String,
     /// Default 5432.
     #[serde(default = "default_port")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: i32,
     /// The database name.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub name: String,
     /// The role applications connect as.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub user: String,
     /// Where the password is (`file:…`, `env:…`, `vault:…`), never the password itself.
+    #[schema(schema_with = crate::secrets::secret_ref_schema)]
     pub secret_ref: String,
     /// libpq options added to the DSN (`sslmode`, ...); scalar values are read as text.
     #[serde(

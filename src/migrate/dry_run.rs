@@ -51,7 +51,7 @@ pub struct DryRunOutcome {
 }
 
 /// One relation a pending migration names, and its size before the run.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TableSize {
     pub name: String,
     pub bytes: i64,

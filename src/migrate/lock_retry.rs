@@ -28,17 +28,20 @@ use super::error::MigrateError;
 use super::tenant::{connect_with, RunLimits, TenantConnection};
 
 /// The escalating schedule of one tenant run (`lock_retries` of a wave request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockRetries {
     /// Short attempts before the last one, which uses the wave's `lock_timeout_ms`.
     #[serde(default = "default_attempts")]
+    #[schema(minimum = 1, maximum = 10)]
     pub attempts: u32,
     /// `lock_timeout` of the first attempt; it doubles on each one after.
     #[serde(default = "default_first_lock_timeout_ms")]
+    #[schema(minimum = 1, maximum = 3600000)]
     pub first_lock_timeout_ms: u32,
     /// Pause after the first lock timeout; it doubles after each one (at most 30 s).
     #[serde(default = "default_first_pause_ms")]
+    #[schema(minimum = 0, maximum = 60000)]
     pub first_pause_ms: u32,
 }
 
@@ -104,7 +107,7 @@ impl LockRetries {
 }
 
 /// A session blocking a tenant's migration, as `pg_stat_activity` showed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Blocker {
     pub pid: i32,
     pub application_name: String,
@@ -112,6 +115,7 @@ pub struct Blocker {
     /// `active`, `idle in transaction`, ...
     pub state: String,
     /// Age of its transaction (None: not in one).
+    #[schema(required)]
     pub xact_age_ms: Option<i64>,
     /// The first 200 characters of its current or last query.
     pub query: String,

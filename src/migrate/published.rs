@@ -22,18 +22,20 @@ pub const MAX_FILES: usize = 10_000;
 const UNFINISHED: &str = "('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted')";
 
 /// Body of `POST /v1/migration-sets`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PushMigrationSet)]
 pub struct PushRequest {
     /// A name for the set, e.g. the application's git sha.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._/+-]{0,127}$")]
     pub label: Option<String>,
     /// Every migration file, `V{n}__{name}.sql`, in any order.
     pub files: Vec<PushedFile>,
 }
 
 /// One file of a pushed set.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushedFile {
     /// The file name, `V{n}__{name}.sql`.
@@ -43,7 +45,8 @@ pub struct PushedFile {
 }
 
 /// A set as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MigrationSetSummary)]
 pub struct SetSummary {
     pub id: String,
     /// Labels naming this set, oldest first.
@@ -58,7 +61,8 @@ pub struct SetSummary {
 }
 
 /// One file as shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MigrationSetFile)]
 pub struct FileView {
     pub name: String,
     pub version: i32,
@@ -69,13 +73,15 @@ pub struct FileView {
 }
 
 /// A set with its files and lint report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MigrationSet)]
 pub struct SetView {
     #[serde(flatten)]
     pub summary: SetSummary,
     pub versions: Vec<i32>,
     pub files: Vec<FileView>,
     /// The lint report of the whole set (`drover migrations lint --format json`).
+    #[schema(value_type = Object)]
     pub lint: Value,
 }
 

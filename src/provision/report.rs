@@ -13,7 +13,8 @@ use super::{ProvisionError, Provisioner};
 const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One provisioning server as reported.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Server)]
 pub struct ServerReport {
     /// Its name.
     pub name: String,
@@ -24,6 +25,7 @@ pub struct ServerReport {
     /// Matched against tenant labels on placement.
     pub labels: BTreeMap<String, String>,
     /// Capacity (`null`: no limit).
+    #[schema(required)]
     pub max_tenants: Option<i64>,
     /// Live tenants placed here.
     pub tenants: i64,

@@ -6,24 +6,27 @@ use tokio_postgres::GenericClient;
 use super::RegistryError;
 
 /// Tenants on one schema version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionCount {
     /// `null`: never migrated.
+    #[schema(required)]
     pub version: Option<i32>,
     pub tenants: i64,
 }
 
 /// A tenant with a recorded migration problem.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Issue {
     pub slug: String,
+    #[schema(value_type = Object)]
     pub issue: serde_json::Value,
 }
 
 /// `GET /v1/fleet`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FleetReport {
     /// Latest version of the newest migration set (the newest pushed, else the directory).
+    #[schema(required)]
     pub latest_version: Option<i32>,
     /// Live active and suspended tenants.
     pub tenants: i64,

@@ -9,7 +9,8 @@ use tokio_postgres::GenericClient;
 use super::RegistryError;
 
 /// One kind of inconsistency and the tenants it affects.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = HealthFinding)]
 pub struct Finding {
     /// `duplicate_slug`, `duplicate_db_name`, `stuck_provisioning`,
     /// `schema_version_mismatch` or `soft_delete_incoherent`.
@@ -21,7 +22,7 @@ pub struct Finding {
 }
 
 /// Everything found; `ok` when nothing was.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// True when there are no findings.
     pub ok: bool,

@@ -269,7 +269,7 @@ pub fn validate_db_options(options: &BTreeMap<String, String>) -> Result<(), Reg
 }
 
 /// Lifecycle state of a tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     /// Registered; database not ready yet.
@@ -375,47 +375,59 @@ impl Transition {
 }
 
 /// A tenant as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: Uuid,
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: String,
     pub display_name: String,
     pub db_name: String,
     pub db_host: String,
+    #[schema(minimum = 1, maximum = 65535)]
     pub db_port: i32,
     pub db_user: String,
     /// A reference (`file:…`), never the password.
     pub db_secret_ref: String,
     /// libpq options added to the resolved DSN (e.g. `sslmode`).
     pub db_options: BTreeMap<String, String>,
+    #[schema(required)]
     pub schema_version: Option<i32>,
+    #[schema(required)]
     pub app_version: Option<String>,
     pub status: TenantStatus,
     pub labels: BTreeMap<String, String>,
     pub canary: bool,
+    #[schema(required)]
     pub billing_plan: Option<String>,
+    #[schema(required)]
     pub contact_email: Option<String>,
+    #[schema(required)]
     pub suspended_reason: Option<String>,
     pub maintenance_flag: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(required)]
     pub deleted_at: Option<DateTime<Utc>>,
     /// The provisioning server (`[[provision_servers]]` name) the tenant was placed on.
     #[serde(default)]
+    #[schema(required)]
     pub server: Option<String>,
     /// When its provisioning job finished (NULL for tenants registered without one).
     #[serde(default)]
+    #[schema(required)]
     pub provisioned_at: Option<DateTime<Utc>>,
     /// The last provisioning failure; cleared when provisioning succeeds.
     #[serde(default)]
+    #[schema(required)]
     pub provisioning_error: Option<ProvisioningError>,
     /// `tenant_limits`, when any were set.
     #[serde(default)]
+    #[schema(required)]
     pub limits: Option<TenantLimits>,
 }
 
 /// The last failed provisioning attempt, as stored on the tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProvisioningError {
     /// The step that failed (`connect`, `role`, `database`, `migrate`, ...).
     pub step: String,
@@ -428,16 +440,20 @@ pub struct ProvisioningError {
 }
 
 /// A tenant's limits (`control_plane.tenant_limits`); every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantLimits {
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_db_size_mb: Option<i32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_users: Option<i32>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub max_attachments_gb: Option<i32>,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub notes: Option<String>,
     /// Set by the registry; ignored in requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -504,27 +520,42 @@ impl TenantLimits {
 }
 
 /// Body of `POST /v1/tenants`. Unknown fields are refused.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     pub slug: String,
     /// Empty: the slug (filled by [`NewTenant::fill_display_name`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub display_name: String,
     /// Empty with `provision: true`: from the `provision_db_name` template.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub db_name: String,
     /// Empty with `provision: true`: the provisioning server's host.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z0-9._:/\\[\\]-]+$"
+    )]
     pub db_host: String,
     /// Absent: the provisioning server's port with `provision: true`, else 5432.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub db_port: Option<i32>,
     /// Empty with `provision: true`: from the `provision_db_user` template.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub db_user: String,
     /// Empty with `provision: true`: from the `provision_secret_ref` template.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(schema_with = crate::secrets::secret_ref_schema)]
     pub db_secret_ref: String,
     /// With `provision: true`: the `[[provision_servers]]` entry to use instead of placing
     /// the tenant by labels and load.
@@ -543,10 +574,21 @@ pub struct NewTenant {
     #[serde(default)]
     pub provision: bool,
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub billing_plan: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 254, pattern = "^[^@\\s]+@\\S*\\.\\S*$")]
     pub contact_email: Option<String>,
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub app_version: Option<String>,
     #[serde(default)]
     pub maintenance_flag: bool,
@@ -637,20 +679,34 @@ where
 /// Body of `PATCH /v1/tenants/{slug}`: absent fields stay as they are; `null` clears an
 /// optional field. Status changes other than provisioning → active have endpoints of
 /// their own (suspend, resume, DELETE) because they carry a reason or side effects.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub db_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z0-9._:/\\[\\]-]+$"
+    )]
     pub db_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub db_port: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub db_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::secrets::secret_ref_schema)]
     pub db_secret_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_options: Option<BTreeMap<String, String>>,
@@ -663,17 +719,28 @@ pub struct TenantPatch {
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub billing_plan: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(max_length = 254, pattern = "^[^@\\s]+@\\S*\\.\\S*$")]
     pub contact_email: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
     )]
     pub app_version: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -729,8 +796,9 @@ impl TenantPatch {
 }
 
 /// Filters for listing tenants. All are optional and combine with AND.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     /// Only tenants in this status.
     pub status: Option<TenantStatus>,
@@ -750,7 +818,7 @@ pub struct ListFilter {
 }
 
 /// One page of results and the cursor for the next, if any.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
@@ -760,11 +828,12 @@ pub struct Page<T> {
 }
 
 /// A tenant event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub event_type: String,
     pub actor: String,
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
 }

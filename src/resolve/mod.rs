@@ -55,8 +55,9 @@ pub struct Rendered {
 }
 
 /// The 200 body, rendered once per tenant row and password.
-#[derive(serde::Serialize)]
-struct Answer<'a> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Resolution)]
+pub struct Answer<'a> {
     slug: &'a str,
     dsn: &'a str,
     host: &'a str,

@@ -46,15 +46,19 @@ impl Leadership {
 }
 
 /// The lease as every replica sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Leader)]
 pub struct LeaderView {
+    #[schema(required)]
     pub holder: Option<String>,
     pub term: i64,
+    #[schema(required)]
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A replica that renewed its row recently.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Replica)]
 pub struct ReplicaView {
     pub instance_id: String,
     pub version: String,

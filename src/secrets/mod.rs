@@ -32,7 +32,9 @@ pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
 pub use backend::{BoxFuture, SecretBackend, SecretStore};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
-pub use reference::{SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN};
+pub use reference::{
+    schema as secret_ref_schema, SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN,
+};
 pub use scheme::Scheme;
 pub use scope::{
     check_env_prefix, parse_vault_prefixes, RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX,

@@ -136,6 +136,23 @@ const fn push(out: &mut [u8], at: usize, s: &str, write: bool) -> usize {
     at + bytes.len()
 }
 
+/// The OpenAPI schema of a request field holding a reference (`#[schema(schema_with = ..)]`).
+pub fn schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(512))
+        .pattern(Some(PATTERN))
+        .description(Some(format!(
+            "A secret reference, never the password. {}. `.` and `..` segments are refused.",
+            SCHEMES
+                .iter()
+                .map(|s| s.expected)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

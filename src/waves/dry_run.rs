@@ -176,24 +176,28 @@ pub async fn record(
 }
 
 /// Tenants sharing one outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportGroup {
     pub count: i64,
     /// Failure class (`sql`, `drift`, `timeout`, ...) or `not_run`.
+    #[schema(required)]
     pub kind: Option<String>,
     /// SQLSTATE, for SQL errors.
+    #[schema(required)]
     pub code: Option<String>,
     /// The migration file, when one is to blame.
+    #[schema(required)]
     pub file: Option<String>,
     pub message: String,
     /// The PostgreSQL detail of one of the tenants (details differ per tenant, e.g. the
     /// duplicated key; every tenant's is in `GET /v1/waves/{id}/targets`).
+    #[schema(required)]
     pub example_detail: Option<String>,
     pub slugs: Vec<String>,
 }
 
 /// What a dry-run wave found, failures grouped by error.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DryRunReport {
     pub would_succeed: i64,
     pub would_fail: i64,
@@ -207,21 +211,26 @@ pub struct DryRunReport {
     /// The ten tenants whose touched tables are largest, largest first: candidates to
     /// migrate last or alone (`selector.slugs`).
     #[serde(default)]
+    #[schema(required)]
     pub largest: Vec<TenantCost>,
     /// The ten tenants whose dry run took longest, slowest first.
     #[serde(default)]
+    #[schema(required)]
     pub slowest: Vec<TenantCost>,
 }
 
 /// What one tenant's dry run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantCost {
     pub slug: String,
     /// Total size of the existing relations its pending files name (None: not measured).
+    #[schema(required)]
     pub size_bytes: Option<i64>,
     /// Wall time of its dry run (connect, lock, run, rollback).
+    #[schema(required)]
     pub duration_ms: Option<i64>,
     /// Time its pending files took to execute.
+    #[schema(required)]
     pub migrate_ms: Option<i64>,
 }
 

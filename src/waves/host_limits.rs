@@ -26,7 +26,7 @@ use super::claim::Finished;
 use super::WaveError;
 
 /// One host's limit, as `GET /v1/waves/{id}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostLimit {
     pub host: String,
     /// Tenants this host may run at once now.

@@ -11,7 +11,7 @@ use super::WaveError;
 use crate::migrate::LockRetries;
 
 /// Which tenants a wave covers. Empty = every live active or suspended tenant.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// Tenants carrying all these labels.
@@ -26,7 +26,7 @@ pub struct Selector {
 }
 
 /// Which tenants go first. Empty = the selected tenants flagged `canary`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanarySpec {
     /// These tenants (must be selected).
@@ -37,16 +37,18 @@ pub struct CanarySpec {
     pub count: Option<u32>,
     /// N % of the selected tenants (rounded up), chosen deterministically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
     pub percent: Option<f64>,
 }
 
 /// Body of `POST /v1/waves`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaveRequest {
     /// The files to run: a pushed set's id or label, or `latest` (the default: the newest
     /// pushed set, else this replica's migrations directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1)]
     pub migration_set: Option<String>,
     /// Version to reach; default the latest migration of the set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,30 +59,39 @@ pub struct WaveRequest {
     pub canary: Option<CanarySpec>,
     /// Tenants per batch (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000)]
     pub batch_size: Option<i32>,
     /// Tenants migrated at once across all replicas (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_concurrency: Option<i32>,
     /// Tenants migrated at once on one database host (default: max_concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_per_host: Option<i32>,
     /// Halt when more than this many tenants failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub max_failures: Option<i32>,
     /// Halt when more than this percentage of the wave failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
     pub max_failure_percent: Option<f64>,
     /// Wait after the canaries succeeded (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 604800)]
     pub soak_seconds: Option<i32>,
     /// Per-tenant `lock_timeout` (default 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 3600000)]
     pub lock_timeout_ms: Option<i32>,
     /// Per-tenant `statement_timeout` (default 600000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400000)]
     pub statement_timeout_ms: Option<i32>,
     /// Attempts per tenant for retryable errors (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     /// Run every pending migration in a transaction that is always rolled back, and
     /// report who would fail and why. No canaries, soak or failure budget.
@@ -91,6 +102,7 @@ pub struct WaveRequest {
     pub exclude_failed_of: Option<Uuid>,
     /// Checks evaluated during the soak; they decide whether the batches start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 20)]
     pub analysis: Option<Vec<CheckSpec>>,
     /// Lint rules whose error findings this wave accepts (stored in the plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -30,18 +30,20 @@ pub const EVENT_TYPES: [&str; 12] = [
 ];
 
 /// One entry of a wave's timeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaveEvent {
     pub id: i64,
     #[serde(rename = "type")]
     pub event_type: String,
     pub actor: String,
+    #[schema(value_type = Object)]
     pub payload: Value,
     pub created_at: DateTime<Utc>,
 }
 
 /// `GET /v1/waves/{id}/events`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WaveTimeline)]
 pub struct Timeline {
     pub items: Vec<WaveEvent>,
 }

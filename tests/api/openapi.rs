@@ -1,168 +1,91 @@
-//! `GET /openapi.json`: the document lists exactly what the router serves, is structurally
-//! valid OpenAPI 3.0, matches real responses, and survives schemathesis.
+//! `GET /openapi.json`: the document covers exactly what the router serves, is structurally
+//! valid OpenAPI 3.1, matches real responses, and survives schemathesis.
+//!
+//! The document is generated (utoipa) from the same `routes!` lists the router is built from,
+//! so these tests read the routes from the document itself, never from source text.
 //!
 //! The schemathesis run needs python3 with venv (`.ci/schemathesis` installs the pinned
 //! version into `target/tools/schemathesis` on first use). Without it the test prints a
 //! loud "skipping" line and passes, unless `DROVER_REQUIRE_SCHEMATHESIS=1` (CI), which makes
 //! that a failure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
-use drover::http::openapi::{spec, PUBLIC_PATHS, ROUTES};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, tenant_body, wait_until, SecretsDir, TestApp, ADMIN_TOKEN};
 
-/// Sample values for path parameters.
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// The document as JSON.
+pub(crate) fn document() -> Value {
+    drover::http::openapi::spec()
+}
+
+/// Every (METHOD, path template) the document lists.
+pub(crate) fn documented_routes() -> BTreeSet<(String, String)> {
+    operations(&document())
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect()
+}
+
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            ops.push((method.to_ascii_uppercase(), path.clone(), op.clone()));
+        }
+    }
+    ops
+}
+
+/// Public operations say so with an empty `security`.
+fn is_public(op: &Value) -> bool {
+    op["security"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// Sample values for path parameters: names nothing on a fresh daemon.
 fn sample_path(path: &str) -> String {
     path.replace("{slug}", "acme")
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{name}", "nightly")
 }
 
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+#[test]
+fn routes_are_added_only_with_their_documentation() {
+    // `routes!` takes each handler's `#[utoipa::path]`, so every route added that way is in
+    // the document by construction; only the plain axum calls could serve one undocumented.
+    let src = include_str!("../../src/http/mod.rs");
 
-/// The (method, path) pairs `src/http/mod.rs` registers, read from its source: every
-/// `.route("PATH", get(..).post(..))`, prefixed with the `.nest("PREFIX", ..)` of the
-/// `let NAME = Router::new()` it belongs to. (axum does not expose its route table.)
-pub(crate) fn routes_in_router_source() -> BTreeSet<(String, String)> {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs");
-    let src: String = std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("read {file}: {e}"))
-        .lines()
-        .map(|l| match l.find("//") {
-            Some(i) => &l[..i],
-            None => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-
-    // `.nest("/v1", admin.merge(resolver))` → {admin: "/v1", resolver: "/v1"}.
-    let mut prefix_of: BTreeMap<String, String> = BTreeMap::new();
-    for (_, rest) in calls(&src, ".nest(") {
-        let prefix = &rest[..rest.find('"').expect("closing quote of the nest prefix")];
-        let args = balanced(&rest[prefix.len()..]);
-        for word in args.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-            if !word.is_empty() {
-                prefix_of.insert(word.to_string(), prefix.to_string());
-            }
-        }
+    for call in [
+        ".route(",
+        ".route_service(",
+        ".nest_service(",
+        ".merge(Router",
+    ] {
+        assert!(
+            !src.contains(call),
+            "src/http/mod.rs calls {call}: an undocumented route"
+        );
     }
-
-    let mut routes = BTreeSet::new();
-    for (at, rest) in calls(&src, ".route(") {
-        let path = &rest[..rest.find('"').expect("closing quote of the route path")];
-        let args = balanced(&rest[path.len()..]);
-        // The router this route is added to: the nearest `Router::new()` before it, and the
-        // `let NAME =` in front of that, if any.
-        let before = &src[..at];
-        let router_at = before
-            .rfind("Router::new()")
-            .expect("a route outside Router::new()");
-        let binding = before[..router_at]
-            .trim_end()
-            .strip_suffix('=')
-            .and_then(|s| {
-                s.rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .find(|w| !w.is_empty())
-            });
-        let prefix = binding
-            .and_then(|b| prefix_of.get(b).cloned())
-            .unwrap_or_default();
-        let mut methods = 0;
-        for m in METHODS {
-            let call = format!("{}(", m.to_ascii_lowercase());
-            for (i, _) in args.match_indices(&call) {
-                let prev = args[..i].chars().next_back();
-                if prev.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':')) {
-                    routes.insert((m.to_string(), format!("{prefix}{path}")));
-                    methods += 1;
-                }
-            }
-        }
-        assert!(methods > 0, "no method found for route {path}: {args}");
-    }
-    routes
-}
-
-/// Every `NAME("` in `src` (whitespace allowed before the quote): its offset and the text
-/// after the quote.
-fn calls<'a>(src: &'a str, name: &str) -> Vec<(usize, &'a str)> {
-    src.match_indices(name)
-        .filter_map(|(at, _)| {
-            let rest = src[at + name.len()..].trim_start();
-            rest.strip_prefix('"').map(|r| (at, r))
-        })
-        .collect()
-}
-
-/// The text of a parenthesised argument list starting at the first `(` or `,` of `s`, up to
-/// its closing parenthesis.
-fn balanced(s: &str) -> &str {
-    let mut depth = 1;
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &s[..i];
-                }
-            }
-            _ => {}
-        }
-    }
-    s
-}
-
-/// Whether the router serves `GET /metrics`. The route comes with a parallel change; until
-/// it is in `src/http/mod.rs`, its documentation may run ahead of the router (this one path
-/// only, and only while the router's source lacks it). Drop this once `/metrics` has landed.
-fn metrics_routed() -> bool {
-    routes_in_router_source().contains(&("GET".to_string(), "/metrics".to_string()))
-}
-
-fn documented_routes() -> BTreeSet<(String, String)> {
-    ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect()
 }
 
 #[tokio::test]
-async fn the_document_lists_exactly_the_routes_the_router_serves() {
-    let mut documented = documented_routes();
-    assert_eq!(documented.len(), ROUTES.len(), "ROUTES has duplicates");
-
-    // The router's source: a route added without documentation (or documentation of a
-    // route that is gone) fails here.
-    let served = routes_in_router_source();
-    if !metrics_routed() {
-        documented.remove(&("GET".to_string(), "/metrics".to_string()));
-    }
-    assert_eq!(
-        served,
-        documented,
-        "src/http/mod.rs routes vs openapi::ROUTES:\n only in the router: {:?}\n only documented: {:?}",
-        served.difference(&documented).collect::<Vec<_>>(),
-        documented.difference(&served).collect::<Vec<_>>(),
-    );
-
-    // The live server, on a fresh daemon where the sample slug, wave and schedule do not
-    // exist (so no request changes anything): with the admin token every documented
-    // (method, path) reaches its handler (neither 405 nor the router's own 404, whose code
-    // is `not_found`), and every other method on those paths is 405. Without a token the
-    // protected paths answer 401 (axum's route_layer covers the whole path, wrong methods
-    // too, so that alone would not prove the method).
+async fn every_documented_operation_reaches_its_handler_and_nothing_else_is_served() {
+    let doc = document();
+    let ops = operations(&doc);
+    assert!(ops.len() >= 50, "only {} operations", ops.len());
     let app = spawn_app().await;
-    let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+
+    // With the admin token every documented (method, path) reaches its handler (neither 405
+    // nor the router's own 404, whose code is `not_found`), every other method is 405, and
+    // without a token the protected paths answer 401.
+    let paths: BTreeSet<&String> = ops.iter().map(|(_, p, _)| p).collect();
     for path in paths {
-        if path == "/metrics" && !metrics_routed() {
-            continue;
-        }
         let url = format!("{}{}", app.base(), sample_path(path));
         for method in METHODS {
             let m = Method::from_bytes(method.as_bytes()).unwrap();
@@ -171,8 +94,8 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
                 .request(m.clone(), &url)
                 .bearer_auth(ADMIN_TOKEN)
                 .send()
-                .await
-                .unwrap();
+                .await;
+            let resp = resp.unwrap();
             let status = resp.status();
             // The event stream's answer never ends: its status is the proof.
             let body: Value = if path.ends_with("/stream") && status.is_success() {
@@ -180,29 +103,25 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
             } else {
                 resp.json().await.unwrap_or(Value::Null)
             };
-            if documented.contains(&(method.to_string(), path.to_string())) {
-                assert!(
-                    status != StatusCode::METHOD_NOT_ALLOWED
-                        && body["error"]["code"] != "not_found",
-                    "{method} {path} is documented but answers {status} {body}"
-                );
-                let anonymous = app.http.request(m, &url).send().await.unwrap().status();
-                if PUBLIC_PATHS.contains(&path) {
-                    assert_eq!(anonymous, status, "{method} {path} without a token");
-                } else {
-                    assert_eq!(
-                        anonymous,
-                        StatusCode::UNAUTHORIZED,
-                        "{method} {path} without a token"
-                    );
-                }
-            } else {
+            let Some(op) = doc["paths"][path].get(method.to_ascii_lowercase()) else {
                 assert_eq!(
                     status,
                     StatusCode::METHOD_NOT_ALLOWED,
-                    "{method} {path} is not documented but answers {status} {body}"
+                    "{method} {path}: {body}"
                 );
-            }
+                continue;
+            };
+            assert!(
+                status != StatusCode::METHOD_NOT_ALLOWED && body["error"]["code"] != "not_found",
+                "{method} {path} is documented but answers {status} {body}"
+            );
+            let anonymous = app.http.request(m, &url).send().await.unwrap().status();
+            let expected = if is_public(op) {
+                status
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(anonymous, expected, "{method} {path} without a token");
         }
     }
 
@@ -227,30 +146,25 @@ async fn the_document_lists_exactly_the_routes_the_router_serves() {
 #[tokio::test]
 async fn openapi_json_needs_no_token() {
     let app = spawn_app().await;
+    let url = format!("{}/openapi.json", app.base());
 
-    let resp = app
+    let resp = app.http.get(&url).send().await.unwrap();
+    let wrong = app
         .http
-        .get(format!("{}/openapi.json", app.base()))
-        .send()
-        .await
-        .unwrap();
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token-wrong");
+    let wrong = wrong.send().await.unwrap().status();
 
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/json"));
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("application/json"), "{ct}");
     let served: Value = resp.json().await.unwrap();
-    assert_eq!(served, spec());
-    // A wrong token does not matter either.
-    let resp = app
-        .http
-        .get(format!("{}/openapi.json", app.base()))
-        .bearer_auth("wrong-token-wrong-token-wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(served, document());
+    assert_eq!(
+        wrong,
+        StatusCode::OK,
+        "a wrong token does not matter either"
+    );
 }
 
 // -------------------------------------------------------------------------------------
@@ -272,100 +186,70 @@ fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     }
 }
 
-fn collect_refs(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                if k == "$ref" {
-                    out.push((
-                        at.to_string(),
-                        x.as_str().unwrap_or("<not a string>").into(),
-                    ));
-                } else {
-                    collect_refs(x, &format!("{at}/{k}"), out);
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                collect_refs(x, &format!("{at}/{i}"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Every schema object in the document (walking properties, items, allOf/oneOf/anyOf and
-/// additionalProperties), with where it is.
-fn walk_schemas<'a>(s: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
-    out.push((at.clone(), s));
-    if let Some(props) = s.get("properties").and_then(Value::as_object) {
-        for (k, p) in props {
-            walk_schemas(p, format!("{at}.{k}"), out);
-        }
-    }
-    if let Some(items) = s.get("items") {
-        walk_schemas(items, format!("{at}[]"), out);
-    }
-    if let Some(ap) = s.get("additionalProperties").filter(|v| v.is_object()) {
-        walk_schemas(ap, format!("{at}{{*}}"), out);
-    }
-    for key in ["allOf", "oneOf", "anyOf"] {
-        for (i, sub) in s
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+/// Every value under `v` with where it is.
+fn walk<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    out.push((at.clone(), v));
+    let children: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, x)| (k.clone(), x)).collect(),
+        Value::Array(a) => a
+            .iter()
             .enumerate()
-        {
-            walk_schemas(sub, format!("{at}/{key}/{i}"), out);
-        }
+            .map(|(i, x)| (i.to_string(), x))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (k, x) in children {
+        walk(x, format!("{at}/{k}"), out);
     }
 }
 
-fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
-    let mut ops = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in item.as_object().expect("path item") {
-            ops.push((method.to_ascii_uppercase(), path.clone(), op));
-        }
+/// The JSON types a schema allows (`type` is a string or, in 3.1, a list).
+fn types(s: &Value) -> Vec<&str> {
+    match &s["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
     }
-    ops
 }
 
 #[test]
 fn the_document_is_valid_openapi_3() {
-    let doc = spec();
+    let doc = document();
     let mut problems: Vec<String> = Vec::new();
-
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.0."));
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
     assert_eq!(doc["info"]["title"], "drover");
     assert!(!doc["info"]["version"].as_str().unwrap().is_empty());
+    let mut all = Vec::new();
+    walk(&doc, String::new(), &mut all);
 
-    // Every $ref resolves.
-    let mut refs = Vec::new();
-    collect_refs(&doc, "", &mut refs);
+    // Every $ref resolves; every component is used.
+    let refs: Vec<(&String, &str)> = all
+        .iter()
+        .filter_map(|(at, v)| Some((at, v.get("$ref")?.as_str()?)))
+        .collect();
     assert!(refs.len() > 50, "suspiciously few $refs: {}", refs.len());
     for (at, r) in &refs {
         if !r.starts_with("#/components/") || resolve_ref(&doc, r).is_none() {
             problems.push(format!("{at}: $ref {r} does not resolve"));
         }
     }
-
-    // Every component schema is used.
-    let used: BTreeSet<&str> = refs.iter().map(|(_, r)| r.as_str()).collect();
-    for section in ["schemas", "parameters", "responses", "headers"] {
+    let used: BTreeSet<&str> = refs.iter().map(|(_, r)| *r).collect();
+    for section in ["schemas", "responses"] {
         for name in doc["components"][section].as_object().unwrap().keys() {
             let r = format!("#/components/{section}/{name}");
-            if !used.contains(r.as_str()) {
+            // utoipa inlines generic arguments (`Page<Event>`): such a schema is used too.
+            let component = &doc["components"][section][name];
+            let prefix = format!("/components/{section}/{name}");
+            let inlined = all
+                .iter()
+                .any(|(at, v)| !at.starts_with(&prefix) && *v == component);
+            if !used.contains(r.as_str()) && !inlined {
                 problems.push(format!("{r} is never used"));
             }
         }
     }
 
-    // Paths and operations.
-    let ops = operations(&doc);
-    assert_eq!(ops.len(), ROUTES.len());
+    // Operations.
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     let tags: BTreeSet<&str> = doc["tags"]
         .as_array()
@@ -374,18 +258,8 @@ fn the_document_is_valid_openapi_3() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     let mut ids = BTreeSet::new();
-    let mut params_of_op: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (method, path, op) in &ops {
+    for (method, path, op) in operations(&doc) {
         let at = format!("{method} {path}");
-        if !path.starts_with('/') {
-            problems.push(format!("{at}: path does not start with /"));
-        }
-        if op.get("x-undocumented").is_some() {
-            problems.push(format!(
-                "{at}: no operation written for this route in openapi.rs"
-            ));
-            continue;
-        }
         let id = op["operationId"].as_str().unwrap_or_default().to_string();
         if id.is_empty() || !ids.insert(id.clone()) {
             problems.push(format!("{at}: missing or duplicate operationId {id:?}"));
@@ -399,11 +273,11 @@ fn the_document_is_valid_openapi_3() {
             problems.push(format!("{at}: no summary"));
         }
 
-        // Path parameters: exactly the template's.
-        let template: BTreeSet<String> = path
+        // Path parameters: exactly the template's, required; no parameter twice.
+        let template: BTreeSet<&str> = path
             .split('{')
             .skip(1)
-            .map(|s| s.split('}').next().unwrap().to_string())
+            .map(|s| s.split('}').next().unwrap())
             .collect();
         let params: Vec<&Value> = op["parameters"]
             .as_array()
@@ -411,60 +285,52 @@ fn the_document_is_valid_openapi_3() {
             .flatten()
             .map(|p| deref(&doc, p))
             .collect();
-        let declared: BTreeSet<String> = params
+        let declared: BTreeSet<&str> = params
             .iter()
-            .filter(|p| p["in"] == "path")
-            .map(|p| {
-                if p["required"] != true {
-                    problems.push(format!("{at}: path parameter {} not required", p["name"]));
-                }
-                p["name"].as_str().unwrap().to_string()
-            })
+            .filter(|p| p["in"] == "path" && p["required"] == true)
+            .map(|p| p["name"].as_str().unwrap())
             .collect();
         if template != declared {
             problems.push(format!(
-                "{at}: path parameters {declared:?}, template has {template:?}"
+                "{at}: path parameters {declared:?}, template {template:?}"
             ));
         }
-        let mut seen = BTreeSet::new();
-        for p in &params {
-            let key = format!("{}:{}", p["in"], p["name"]);
-            if !seen.insert(key.clone()) {
-                problems.push(format!("{at}: parameter {key} twice"));
-            }
-            if !["path", "query", "header"].contains(&p["in"].as_str().unwrap_or_default()) {
-                problems.push(format!("{at}: parameter {key} in an unexpected place"));
-            }
-            if p.get("schema").is_none() {
-                problems.push(format!("{at}: parameter {key} has no schema"));
-            }
+        let keys: BTreeSet<String> = params
+            .iter()
+            .map(|p| format!("{}:{}", p["in"], p["name"]))
+            .collect();
+        if keys.len() != params.len() || params.iter().any(|p| p.get("schema").is_none()) {
+            problems.push(format!("{at}: a parameter twice, or without a schema"));
         }
-        params_of_op.insert(
-            id.clone(),
-            params
-                .iter()
-                .map(|p| p["name"].as_str().unwrap().to_string())
-                .collect(),
-        );
 
-        // Security: known schemes; public paths say so explicitly.
+        // Security: known schemes; public exactly where the access table says so; a role.
         let security = op.get("security").unwrap_or(&doc["security"]);
-        for req in security.as_array().unwrap() {
-            for name in req.as_object().unwrap().keys() {
-                if !schemes.contains_key(name) {
-                    problems.push(format!("{at}: unknown security scheme {name}"));
-                }
+        for name in security
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_object().unwrap().keys())
+        {
+            if !schemes.contains_key(name) {
+                problems.push(format!("{at}: unknown security scheme {name}"));
             }
         }
-        let public = security.as_array().unwrap().is_empty();
-        if public != PUBLIC_PATHS.contains(&path.as_str()) {
-            problems.push(format!("{at}: public is {public} in the document"));
+        let needed = drover::access::needed_role(&method, &path);
+        if is_public(&op) != (needed == drover::access::Needed::Public) {
+            problems.push(format!(
+                "{at}: public is {} in the document",
+                is_public(&op)
+            ));
         }
-        if !public && op["responses"].get("401").is_none() {
-            problems.push(format!("{at}: a protected operation without 401"));
+        if !is_public(&op)
+            && (op["responses"].get("401").is_none() || op["x-drover-role"].is_null())
+        {
+            problems.push(format!(
+                "{at}: a protected operation without 401 or x-drover-role"
+            ));
         }
 
-        // Responses: at least one success; every error status has the error schema.
+        // Responses: a success; every error status has the error schema (503 Retry-After).
         let responses = op["responses"].as_object().unwrap();
         if !responses.keys().any(|s| s.starts_with('2')) {
             problems.push(format!("{at}: no success response"));
@@ -474,19 +340,21 @@ fn the_document_is_valid_openapi_3() {
             if r["description"].as_str().unwrap_or_default().is_empty() {
                 problems.push(format!("{at} {status}: no description"));
             }
-            if status.starts_with('4') || status.starts_with('5') {
-                let schema = &r["content"]["application/json"]["schema"];
-                let is_error = |s: &Value| s["$ref"] == "#/components/schemas/Error";
-                let ok = is_error(schema)
-                    || schema["oneOf"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().any(is_error))
-                    || path == "/readyz";
-                if !ok {
-                    problems.push(format!("{at} {status}: not the error schema"));
-                }
+            if path == "/readyz" || !(status.starts_with('4') || status.starts_with('5')) {
+                continue;
             }
-            if status == "503" && path != "/readyz" && r["headers"].get("Retry-After").is_none() {
+            let schema = deref(&doc, &r["content"]["application/json"]["schema"]);
+            let is_error = |s: &Value| {
+                deref(&doc, s) == deref(&doc, &json!({ "$ref": "#/components/schemas/Error" }))
+            };
+            if !is_error(schema)
+                && !schema["oneOf"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(is_error))
+            {
+                problems.push(format!("{at} {status}: not the error schema"));
+            }
+            if status == "503" && r["headers"].get("Retry-After").is_none() {
                 problems.push(format!("{at} 503: no Retry-After header"));
             }
         }
@@ -500,130 +368,101 @@ fn the_document_is_valid_openapi_3() {
         }
     }
 
-    // Links name real operations and their parameters.
-    for (method, path, op) in &ops {
-        for (status, r) in op["responses"].as_object().unwrap() {
-            for (name, link) in r["links"].as_object().into_iter().flatten() {
-                let target = link["operationId"].as_str().unwrap_or_default();
-                match params_of_op.get(target) {
-                    None => problems.push(format!(
-                        "{method} {path} {status}: link {name} to unknown operation {target}"
-                    )),
-                    Some(params) => {
-                        for p in link["parameters"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(k, _)| k)
-                        {
-                            if !params.contains(p) {
-                                problems.push(format!(
-                                    "{method} {path} {status}: link {name}: {target} has no parameter {p}"
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
+    // Links name real operations and parameters they take.
+    let ops = operations(&doc);
+    let params_of = |id: &str| -> Option<Vec<String>> {
+        let (_, _, op) = ops.iter().find(|(_, _, op)| op["operationId"] == id)?;
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        Some(
+            params
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect(),
+        )
+    };
+    for (at, link) in all
+        .iter()
+        .filter(|(at, _)| at.rsplit('/').nth(1) == Some("links"))
+    {
+        let Some(params) = link["operationId"].as_str().and_then(params_of) else {
+            problems.push(format!("{at}: a link to an unknown operation"));
+            continue;
+        };
+        let names = link["parameters"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k);
+        for p in names.filter(|p| !params.contains(p)) {
+            problems.push(format!("{at}: the linked operation has no parameter {p}"));
         }
     }
 
-    // Schemas: `required` names real properties, types are OpenAPI 3.0 types, formats fit.
-    let mut all = Vec::new();
-    for (name, s) in doc["components"]["schemas"].as_object().unwrap() {
-        walk_schemas(s, name.clone(), &mut all);
-    }
-    for (_, _, op) in &ops {
-        for r in op["responses"].as_object().unwrap().values() {
-            for (mt, c) in r["content"].as_object().into_iter().flatten() {
-                walk_schemas(
-                    &c["schema"],
-                    format!("{} {mt}", op["operationId"]),
-                    &mut all,
-                );
-            }
-        }
-    }
-    for (at, s) in all {
-        if s.get("$ref").is_some() && s.as_object().unwrap().len() > 1 {
-            problems.push(format!("{at}: $ref with siblings (ignored in OpenAPI 3.0)"));
-        }
-        if let Some(t) = s.get("type") {
-            let t = t.as_str().unwrap_or("<not a string>");
-            if !["object", "array", "string", "integer", "number", "boolean"].contains(&t) {
-                problems.push(format!("{at}: type {t} is not an OpenAPI 3.0 type"));
+    // Schemas: `required` names real properties, types are JSON Schema types, formats fit.
+    for (at, s) in all
+        .iter()
+        .filter(|(at, _)| at.starts_with("/components/schemas"))
+    {
+        for t in types(s) {
+            if ![
+                "object", "array", "string", "integer", "number", "boolean", "null",
+            ]
+            .contains(&t)
+            {
+                problems.push(format!("{at}: type {t} is not a JSON Schema type"));
             }
             if t == "array" && s.get("items").is_none() {
                 problems.push(format!("{at}: array without items"));
             }
-            match s.get("format").and_then(Value::as_str) {
-                None => {}
-                Some("int32" | "int64") if t == "integer" => {}
-                Some("double") if t == "number" => {}
-                Some("uuid" | "date-time") if t == "string" => {}
-                Some(f) => problems.push(format!("{at}: format {f} on type {t}")),
+        }
+        if let Some(f @ ("uuid" | "date-time")) = s["format"].as_str() {
+            if !types(s).contains(&"string") {
+                problems.push(format!("{at}: format {f} on a non-string"));
             }
         }
-        if let Some(e) = s.get("enum") {
-            let nullable = s["nullable"] == true;
-            for v in e.as_array().unwrap() {
-                if v.is_null() && !nullable {
-                    problems.push(format!("{at}: null in the enum of a non-nullable schema"));
-                }
-            }
-            if nullable && !e.as_array().unwrap().contains(&Value::Null) {
-                problems.push(format!("{at}: nullable enum without null"));
-            }
-        }
-        if let Some(req) = s.get("required") {
-            for r in req.as_array().unwrap() {
-                if s["properties"].get(r.as_str().unwrap()).is_none() {
-                    problems.push(format!("{at}: required {r} is not a property"));
-                }
+        for r in s["required"].as_array().into_iter().flatten() {
+            if s["properties"]
+                .get(r.as_str().unwrap_or_default())
+                .is_none()
+            {
+                problems.push(format!("{at}: required {r} is not a property"));
             }
         }
     }
-
-    // Examples fit their schemas.
-    for (name, s) in doc["components"]["schemas"].as_object().unwrap() {
-        if let Some(example) = s.get("example") {
-            validate(&doc, s, example, &format!("{name} example"), &mut problems);
-        }
-    }
-    for (name, p) in doc["components"]["parameters"].as_object().unwrap() {
-        if let Some(example) = p["schema"].get("example") {
-            validate(
-                &doc,
-                &p["schema"],
-                example,
-                &format!("parameter {name} example"),
-                &mut problems,
-            );
-        }
-    }
-
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 // -------------------------------------------------------------------------------------
 // Real responses against the document.
 
-/// Validates `v` against an OpenAPI 3.0 schema (the subset the document uses). In strict
-/// mode, properties the schema does not list are errors too: the published document lets
-/// clients ignore unknown fields, but drover's own answers must be fully documented.
+/// The properties and required names of an object schema, through `allOf` (flattened
+/// structs) and `$ref`s.
+fn object_parts(
+    doc: &Value,
+    s: &Value,
+    props: &mut serde_json::Map<String, Value>,
+    req: &mut Vec<String>,
+) {
+    let s = deref(doc, s);
+    for sub in s["allOf"].as_array().into_iter().flatten() {
+        object_parts(doc, sub, props, req);
+    }
+    props.extend(s["properties"].as_object().cloned().unwrap_or_default());
+    req.extend(
+        s["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .map(String::from),
+    );
+}
+
+/// Validates `v` against a schema (the subset the document uses). Strict: properties the
+/// schema does not list are errors too. The published document lets clients ignore unknown
+/// fields, but drover's own answers must be fully documented.
 fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
     let s = deref(doc, schema);
-    if v.is_null() {
-        if s["nullable"] != true && !s.as_object().unwrap().is_empty() {
-            errors.push(format!("{at}: null, but the schema is not nullable"));
-        }
-        return;
-    }
-    if let Some(all) = s["allOf"].as_array() {
-        for sub in all {
-            validate(doc, sub, v, at, errors);
-        }
-    }
     if let Some(one) = s["oneOf"].as_array() {
         let passing = one
             .iter()
@@ -636,30 +475,28 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
         if passing != 1 {
             errors.push(format!("{at}: matches {passing} of oneOf, not 1: {v}"));
         }
+        return;
     }
     if let Some(e) = s["enum"].as_array() {
         if !e.contains(v) {
             errors.push(format!("{at}: {v} not in {e:?}"));
         }
     }
-    let Some(t) = s["type"].as_str() else { return };
-    let type_ok = match t {
+    let ts = types(s);
+    let fits = |t: &&str| match *t {
         "object" => v.is_object(),
         "array" => v.is_array(),
         "string" => v.is_string(),
         "integer" => v.is_i64() || v.is_u64(),
         "number" => v.is_number(),
         "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
         _ => false,
     };
-    if !type_ok {
-        errors.push(format!("{at}: expected {t}, got {v}"));
-        return;
+    if !ts.is_empty() && !ts.iter().any(fits) {
+        return errors.push(format!("{at}: expected {ts:?}, got {v}"));
     }
     if let Some(n) = v.as_i64() {
-        if s["format"] == "int32" && i32::try_from(n).is_err() {
-            errors.push(format!("{at}: {n} does not fit int32"));
-        }
         if s["minimum"].as_i64().is_some_and(|m| n < m)
             || s["maximum"].as_i64().is_some_and(|m| n > m)
         {
@@ -683,91 +520,135 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
             errors.push(format!("{at}: {x:?} has the wrong length"));
         }
     }
-    if let Some(items) = v.as_array() {
-        for (i, x) in items.iter().enumerate() {
-            validate(doc, &s["items"], x, &format!("{at}[{i}]"), errors);
-        }
+    for (i, x) in v.as_array().into_iter().flatten().enumerate() {
+        validate(doc, &s["items"], x, &format!("{at}[{i}]"), errors);
     }
-    if let Some(obj) = v.as_object() {
-        for r in s["required"].as_array().into_iter().flatten() {
-            if !obj.contains_key(r.as_str().unwrap()) {
-                errors.push(format!("{at}: required {r} missing"));
-            }
-        }
-        let props = s["properties"].as_object();
-        for (k, x) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(ps) => validate(doc, ps, x, &format!("{at}.{k}"), errors),
-                None => match &s["additionalProperties"] {
-                    Value::Object(ap) => validate(
-                        doc,
-                        &Value::Object(ap.clone()),
-                        x,
-                        &format!("{at}.{k}"),
-                        errors,
-                    ),
-                    // A free-form object (`{"type": "object"}` with no properties).
-                    Value::Null if props.is_none() => {}
-                    _ => errors.push(format!("{at}: property {k:?} is not documented")),
-                },
-            }
+    let Some(obj) = v.as_object() else { return };
+    let (mut props, mut required) = (serde_json::Map::new(), Vec::new());
+    object_parts(doc, s, &mut props, &mut required);
+    for r in required.iter().filter(|r| !obj.contains_key(r.as_str())) {
+        errors.push(format!("{at}: required {r} missing"));
+    }
+    for (k, x) in obj {
+        match (props.get(k), &s["additionalProperties"]) {
+            (Some(ps), _) => validate(doc, ps, x, &format!("{at}.{k}"), errors),
+            (None, ap @ Value::Object(_)) => validate(doc, ap, x, &format!("{at}.{k}"), errors),
+            // A free-form object (`{"type": "object"}` with no properties).
+            (None, Value::Null) if props.is_empty() && s["allOf"].is_null() => {}
+            _ => errors.push(format!("{at}: property {k:?} is not documented")),
         }
     }
 }
 
-/// Checks one real response against the document: the status is documented for the
-/// operation and the JSON body (if the response declares one) matches its schema.
-async fn check(
-    doc: &Value,
-    method: &str,
-    template: &str,
-    resp: reqwest::Response,
-    expect: StatusCode,
-) -> Value {
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    let at = format!("{method} {template} → {status}");
-    assert_eq!(status, expect, "{at}: {text}");
-    let op = &doc["paths"][template][method.to_ascii_lowercase()];
-    assert!(op.is_object(), "{method} {template} is not documented");
-    let r = op["responses"]
-        .get(status.as_str())
-        .unwrap_or_else(|| panic!("{at}: status not documented; body {text}"));
-    let r = deref(doc, r);
-    for name in r["headers"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k)
-    {
-        assert!(
-            headers.contains_key(name.as_str()),
-            "{at}: header {name} missing"
+/// Sends requests and checks each answer against the document: the status is the expected
+/// one and documented for the operation (found by matching the path against the
+/// document's templates), the documented headers are there, the body fits its schema.
+struct Probe<'a> {
+    app: &'a crate::helpers::TestApp,
+    doc: Value,
+    checked: std::sync::Mutex<BTreeSet<(String, String)>>,
+}
+
+impl Probe<'_> {
+    /// The document's template for a concrete path (the one with the most literal segments).
+    fn template(&self, path: &str) -> String {
+        let path = path.split('?').next().unwrap();
+        let segs: Vec<&str> = path.split('/').collect();
+        let fits = |t: &&String| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segs.len()
+                && ts
+                    .iter()
+                    .zip(&segs)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        };
+        let templates: Vec<&String> = self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(fits)
+            .collect();
+        let literal = |t: &&&String| t.matches('{').count();
+        templates
+            .iter()
+            .min_by_key(literal)
+            .unwrap_or_else(|| panic!("{path} is not documented"))
+            .to_string()
+    }
+
+    async fn get(&self, path: &str, expect: u16) -> Value {
+        self.check(self.app.req(Method::GET, path), expect).await
+    }
+
+    async fn post(&self, path: &str, expect: u16) -> Value {
+        self.check(self.app.req(Method::POST, path), expect).await
+    }
+
+    async fn delete(&self, path: &str, expect: u16) -> Value {
+        self.check(self.app.req(Method::DELETE, path), expect).await
+    }
+
+    async fn json(&self, method: &str, path: &str, body: Value, expect: u16) -> Value {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        self.check(self.app.req(method, path).json(&body), expect)
+            .await
+    }
+
+    /// Sends `req` and checks the answer.
+    async fn check(&self, req: reqwest::RequestBuilder, expect: u16) -> Value {
+        let (client, req) = req.build_split();
+        let req = req.unwrap();
+        let (method, path) = (req.method().to_string(), req.url().path().to_string());
+        let resp = client.execute(req).await.unwrap();
+        let template = self.template(&path);
+        self.checked
+            .lock()
+            .unwrap()
+            .insert((method.to_string(), template.clone()));
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.unwrap();
+        let at = format!("{method} {template} → {status}");
+        assert_eq!(status.as_u16(), expect, "{at}: {text}");
+        let op = &self.doc["paths"][&template][method.to_ascii_lowercase()];
+        let r = op["responses"].get(status.as_str());
+        let r = deref(
+            &self.doc,
+            r.unwrap_or_else(|| panic!("{at}: status not documented; {text}")),
         );
+        for name in r["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            assert!(
+                headers.contains_key(name.as_str()),
+                "{at}: header {name} missing"
+            );
+        }
+        let Some((media, c)) = r["content"].as_object().and_then(|c| c.iter().next()) else {
+            assert!(text.is_empty(), "{at}: undocumented body {text}");
+            return Value::Null;
+        };
+        let ct = headers["content-type"].to_str().unwrap();
+        assert!(
+            ct.starts_with(media.as_str()),
+            "{at}: content type {ct}, documented {media}"
+        );
+        if media != "application/json" {
+            return Value::Null;
+        }
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{at}: {e}: {text}"));
+        let mut errors = Vec::new();
+        validate(&self.doc, &c["schema"], &body, "body", &mut errors);
+        assert!(
+            errors.is_empty(),
+            "{at}:\n{}\nbody: {body:#}",
+            errors.join("\n")
+        );
+        body
     }
-    let Some(content) = r["content"].as_object() else {
-        assert!(text.is_empty(), "{at}: undocumented body {text}");
-        return Value::Null;
-    };
-    let ct = headers["content-type"].to_str().unwrap();
-    let (media, c) = content.iter().next().unwrap();
-    assert!(
-        ct.starts_with(media.as_str()),
-        "{at}: content type {ct}, documented {media}"
-    );
-    if media != "application/json" {
-        return Value::Null;
-    }
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{at}: {e}: {text}"));
-    let mut errors = Vec::new();
-    validate(doc, &c["schema"], &body, "body", &mut errors);
-    assert!(
-        errors.is_empty(),
-        "{at}:\n{}\nbody: {body:#}",
-        errors.join("\n")
-    );
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -778,39 +659,20 @@ async fn real_responses_match_the_document() {
         .envs(&[
             ("DROVER_SECRETS_DIR", secrets.path()),
             ("DROVER_MAX_BODY_BYTES", "4096"),
+            ("DROVER_MAX_SET_BYTES", "4096"),
         ])
         .spawn()
         .await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let d = &doc;
-    let get = |p: &str| app.req(Method::GET, p).send();
-    let send = |m: Method, p: &str, b: Value| app.req(m, p).json(&b).send();
+    let p = Probe {
+        app: &app,
+        doc: document(),
+        checked: Default::default(),
+    };
+    let anonymous = |path: &str| app.http.get(format!("{}{path}", app.base()));
 
-    // Operations.
-    for (path, status) in [
-        ("/healthz", 200),
-        ("/readyz", 200),
-        ("/openapi.json", 200),
-        ("/metrics", 200),
-    ] {
-        if path == "/metrics" && !metrics_routed() {
-            continue;
-        }
-        let resp = app
-            .http
-            .get(format!("{}{path}", app.base()))
-            .send()
-            .await
-            .unwrap();
-        check(d, "GET", path, resp, StatusCode::from_u16(status).unwrap()).await;
+    // Operations, without a token.
+    for path in ["/healthz", "/readyz", "/openapi.json", "/metrics"] {
+        p.check(anonymous(path), 200).await;
     }
 
     // Tenants.
@@ -818,490 +680,171 @@ async fn real_responses_match_the_document() {
     let mut acme = tenant_body("acme");
     acme["db_options"] = json!({ "sslmode": "require" });
     acme["billing_plan"] = json!("pro");
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, acme.clone()).await.unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, acme).await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
+    p.json("POST", t, acme.clone(), 201).await;
+    p.json("POST", t, acme, 409).await;
     let mut gamma = tenant_body("gamma");
     gamma["status"] = json!("provisioning");
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, gamma).await.unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, tenant_body("beta")).await.unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, json!({ "slug": "x" })).await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    p.json("POST", t, gamma, 201).await;
+    p.json("POST", t, tenant_body("beta"), 201).await;
+    p.json("POST", t, json!({ "slug": "x" }), 422).await;
     let mut bad = tenant_body("delta");
     bad["db_port"] = json!(0);
-    let body = check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, bad).await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let body = p.json("POST", t, bad, 422).await;
     assert_eq!(body["error"]["field"], "db_port");
     let mut provision = tenant_body("delta");
     provision["provision"] = json!(true);
-    check(
-        d,
-        "POST",
-        t,
-        send(Method::POST, t, provision).await.unwrap(),
-        StatusCode::NOT_IMPLEMENTED,
+    p.json("POST", t, provision, 501).await;
+    let raw = |b: String| app.req(Method::POST, t).body(b);
+    let as_json = |b: &str| raw(b.into()).header("content-type", "application/json");
+    p.check(as_json("{nope"), 400).await;
+    p.check(raw("{}".into()), 415).await;
+    p.check(
+        as_json(&format!("{{\"slug\": \"{}\"}}", "a".repeat(10_000))),
+        413,
     )
     .await;
-    let raw = |ct: Option<&str>, b: String| {
-        let mut r = app.req(Method::POST, t).body(b);
-        if let Some(ct) = ct {
-            r = r.header("content-type", ct);
-        }
-        r.send()
-    };
-    check(
-        d,
-        "POST",
-        t,
-        raw(Some("application/json"), "{nope".into()).await.unwrap(),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        t,
-        raw(None, "{}".into()).await.unwrap(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    )
-    .await;
-    let big = format!("{{\"slug\": \"{}\"}}", "a".repeat(10_000));
-    check(
-        d,
-        "POST",
-        t,
-        raw(Some("application/json"), big).await.unwrap(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
-    let unauth = app
-        .http
-        .get(format!("{}{t}", app.base()))
-        .send()
-        .await
-        .unwrap();
-    check(d, "GET", t, unauth, StatusCode::UNAUTHORIZED).await;
-    let page = check(
-        d,
-        "GET",
-        t,
-        get("/v1/tenants?limit=1&label=plan=pro&include_deleted=true")
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.check(anonymous(t), 401).await;
+    let page = p
+        .get(
+            "/v1/tenants?limit=1&label=plan=pro&include_deleted=true",
+            200,
+        )
+        .await;
     assert!(page["next_cursor"].is_string());
-    check(
-        d,
-        "GET",
-        t,
-        get("/v1/tenants?limit=abc").await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-
-    let one = "/v1/tenants/{slug}";
-    check(
-        d,
-        "GET",
-        one,
-        get("/v1/tenants/ACME").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        one,
-        get("/v1/tenants/nope").await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let patch = json!({ "contact_email": "ops@acme.example", "app_version": null, "labels": { "plan": "pro" } });
-    check(
-        d,
-        "PATCH",
-        one,
-        send(Method::PATCH, "/v1/tenants/acme", patch)
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    let r = send(
-        Method::PATCH,
-        "/v1/tenants/acme",
-        json!({ "status": "active", "nope": 1 }),
-    )
-    .await
-    .unwrap();
-    check(d, "PATCH", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let r = send(
-        Method::PATCH,
-        "/v1/tenants/acme",
-        json!({ "db_name": "t_beta" }),
-    )
-    .await
-    .unwrap();
-    check(d, "PATCH", one, r, StatusCode::CONFLICT).await;
+    p.get("/v1/tenants?limit=abc", 422).await;
+    p.get("/v1/tenants/ACME", 200).await;
+    p.get("/v1/tenants/nope", 404).await;
+    let acme = "/v1/tenants/acme";
+    let change = json!({ "contact_email": "ops@acme.example", "app_version": null });
+    p.json("PATCH", acme, change, 200).await;
+    p.json("PATCH", acme, json!({ "status": "active", "nope": 1 }), 422)
+        .await;
+    p.json("PATCH", acme, json!({ "db_name": "t_beta" }), 409)
+        .await;
+    p.get("/v1/tenants/acme/limits", 200).await;
+    let limits = json!({ "max_users": 10 });
+    p.json("PUT", "/v1/tenants/acme/limits", limits, 200).await;
+    p.post("/v1/tenants/gamma/provision", 501).await;
+    p.get("/v1/servers", 200).await;
 
     // PUT: a definition as YAML or JSON; every problem listed on 422.
-    let put = |ct: &'static str, slug: &str, b: String| {
-        app.req(Method::PUT, &format!("/v1/tenants/{slug}"))
-            .header("content-type", ct)
-            .body(b)
-            .send()
-    };
     let definition = |name: &str, status: &str| {
         format!(
             "apiVersion: drover.dev/v1\nkind: Tenant\nmetadata: {{name: {name}, displayName: {name}}}\n\
              spec: {{database: {{host: db1, name: t_{name}, user: u, secretRef: 'file:tenants/{name}'}}, status: {status}}}\n"
         )
     };
-    let yaml = "application/yaml";
-    let r = put(yaml, "omega", definition("omega", "active"))
-        .await
-        .unwrap();
-    check(d, "PUT", one, r, StatusCode::CREATED).await;
-    let as_json: Value = yaml_serde::from_str(&definition("omega", "active")).unwrap();
-    let r = put("application/json", "omega", as_json.to_string())
-        .await
-        .unwrap();
-    check(d, "PUT", one, r, StatusCode::OK).await;
-    let r = put(yaml, "omega", definition("omega", "provisioning"))
-        .await
-        .unwrap();
-    check(d, "PUT", one, r, StatusCode::CONFLICT).await;
-    let r = put(yaml, "omega", definition("omega", "suspended"))
-        .await
-        .unwrap();
-    let body = check(d, "PUT", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let put = |ct: &str, slug: &str, b: String| {
+        let req = app.req(Method::PUT, &format!("/v1/tenants/{slug}"));
+        req.header("content-type", ct).body(b)
+    };
+    let yaml =
+        |slug: &str, status: &str| put("application/yaml", slug, definition("omega", status));
+    p.check(yaml("omega", "active"), 201).await;
+    let json_definition: Value = yaml_serde::from_str(&definition("omega", "active")).unwrap();
+    p.check(
+        put("application/json", "omega", json_definition.to_string()),
+        200,
+    )
+    .await;
+    p.check(yaml("omega", "provisioning"), 409).await;
+    let body = p.check(yaml("omega", "suspended"), 422).await;
     assert_eq!(
         body["error"]["problems"][0]["field"],
         "spec.suspendedReason"
     );
-    let r = put(yaml, "other", definition("omega", "active"))
-        .await
-        .unwrap();
-    check(d, "PUT", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let r = put(yaml, "omega", "spec: [".into()).await.unwrap();
-    check(d, "PUT", one, r, StatusCode::BAD_REQUEST).await;
-    let r = put("text/plain", "omega", "x".into()).await.unwrap();
-    check(d, "PUT", one, r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    p.check(yaml("other", "active"), 422).await;
+    p.check(put("application/yaml", "omega", "spec: [".into()), 400)
+        .await;
+    p.check(put("text/plain", "omega", "x".into()), 415).await;
 
-    let suspend = "/v1/tenants/{slug}/suspend";
-    let r = send(
-        Method::POST,
-        "/v1/tenants/beta/suspend",
-        json!({ "reason": "unpaid" }),
-    )
-    .await
-    .unwrap();
-    check(d, "POST", suspend, r, StatusCode::OK).await;
-    let r = send(
-        Method::POST,
-        "/v1/tenants/beta/suspend",
-        json!({ "reason": "unpaid" }),
-    )
-    .await
-    .unwrap();
-    check(d, "POST", suspend, r, StatusCode::CONFLICT).await;
-    let r = send(
-        Method::POST,
-        "/v1/tenants/beta/suspend",
-        json!({ "reason": " " }),
-    )
-    .await
-    .unwrap();
-    check(d, "POST", suspend, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let resume = "/v1/tenants/{slug}/resume";
-    check(
-        d,
-        "POST",
-        resume,
-        app.req(Method::POST, "/v1/tenants/acme/resume")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    let r = app
-        .req(Method::POST, "/v1/tenants/acme/resume")
-        .header("x-drover-actor", "x".repeat(200))
-        .send()
-        .await
-        .unwrap();
-    check(d, "POST", resume, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-
-    let events = "/v1/tenants/{slug}/events";
-    let page = check(
-        d,
-        "GET",
-        events,
-        get("/v1/tenants/acme/events?limit=1").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let suspend = "/v1/tenants/beta/suspend";
+    p.json("POST", suspend, json!({ "reason": "unpaid" }), 200)
+        .await;
+    p.json("POST", suspend, json!({ "reason": "unpaid" }), 409)
+        .await;
+    p.json("POST", suspend, json!({ "reason": " " }), 422).await;
+    p.post("/v1/tenants/acme/resume", 409).await;
+    let resume = app.req(Method::POST, "/v1/tenants/acme/resume");
+    p.check(resume.header("x-drover-actor", "x".repeat(200)), 422)
+        .await;
+    let page = p.get("/v1/tenants/acme/events?limit=1", 200).await;
     assert!(page["next_cursor"].is_string());
-    check(
-        d,
-        "GET",
-        events,
-        get("/v1/tenants/acme/events?cursor=x").await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        events,
-        get("/v1/tenants/nope/events").await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        "/v1/registry/health",
-        get("/v1/registry/health").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.get("/v1/tenants/acme/events?cursor=x", 422).await;
+    p.get("/v1/tenants/nope/events", 404).await;
+    p.get("/v1/registry/health", 200).await;
+    p.get("/v1/events?limit=2", 200).await;
+    p.get("/v1/events?type=nope", 422).await;
+    // Both sources excluded (a wave type, a tenant): an empty page, not a 500.
+    let none = p.get("/v1/events?type=wave.created&tenant=beta", 200).await;
+    assert_eq!(none["items"], json!([]));
 
     // Resolution: 200, 423, 409, 404, 503.
-    let resolve = "/v1/resolve/{slug}";
-    check(
-        d,
-        "GET",
-        resolve,
-        get("/v1/resolve/acme").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    let body = check(
-        d,
-        "GET",
-        resolve,
-        get("/v1/resolve/beta").await.unwrap(),
-        StatusCode::LOCKED,
-    )
-    .await;
+    p.get("/v1/resolve/acme", 200).await;
+    let body = p.get("/v1/resolve/beta", 423).await;
     assert_eq!(body["error"]["suspended_reason"], "unpaid");
-    check(
-        d,
-        "GET",
-        resolve,
-        get("/v1/resolve/gamma").await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        resolve,
-        get("/v1/resolve/nope").await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        resume,
-        app.req(Method::POST, "/v1/tenants/beta/resume")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.get("/v1/resolve/gamma", 409).await;
+    p.get("/v1/resolve/nope", 404).await;
+    p.post("/v1/tenants/beta/resume", 200).await;
     // beta's secret file does not exist: 503 once the resumed row reaches the cache.
     let unavailable = wait_until(Duration::from_secs(10), || async {
-        get("/v1/resolve/beta").await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
+        let r = app
+            .req(Method::GET, "/v1/resolve/beta")
+            .send()
+            .await
+            .unwrap();
+        r.status() == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
     assert!(unavailable, "resolving beta never answered 503");
-    check(
-        d,
-        "GET",
-        resolve,
-        get("/v1/resolve/beta").await.unwrap(),
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
+    p.get("/v1/resolve/beta", 503).await;
 
     // Waves (the tenants' hosts do not exist; the wave just keeps retrying).
     let w = "/v1/waves";
-    let r = send(Method::POST, w, json!({ "selector": { "slugs": ["acme", "beta"] }, "canary": { "count": 1 }, "soak_seconds": 0, "max_attempts": 1 })).await.unwrap();
-    let wave = check(d, "POST", w, r, StatusCode::CREATED).await;
-    let id = wave["id"].as_str().unwrap().to_string();
-    let r = send(
-        Method::POST,
-        w,
-        json!({ "selector": { "slugs": ["acme"] } }),
-    )
-    .await
-    .unwrap();
-    check(d, "POST", w, r, StatusCode::CONFLICT).await;
-    check(
-        d,
-        "POST",
-        w,
-        send(Method::POST, w, json!({ "batch_size": 0 }))
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        w,
-        get("/v1/waves?limit=5").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        "/v1/waves/{id}",
-        get(&format!("/v1/waves/{id}")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        "/v1/waves/{id}",
-        get("/v1/waves/not-a-uuid").await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let targets = "/v1/waves/{id}/targets";
-    check(
-        d,
-        "GET",
-        targets,
-        get(&format!("/v1/waves/{id}/targets")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        targets,
-        get(&format!("/v1/waves/{id}/targets?state=nope"))
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    let act = |a: &str| app.req(Method::POST, &format!("/v1/waves/{id}/{a}")).send();
-    check(
-        d,
-        "POST",
-        "/v1/waves/{id}/abort",
-        act("abort").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        "/v1/waves/{id}/pause",
-        act("pause").await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        "/v1/waves/{id}/resume",
-        act("resume").await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    let r = app
-        .req(
-            Method::POST,
-            "/v1/waves/00000000-0000-0000-0000-000000000000/pause",
-        )
-        .send()
-        .await
-        .unwrap();
-    check(d, "POST", "/v1/waves/{id}/pause", r, StatusCode::NOT_FOUND).await;
-    check(
-        d,
-        "POST",
-        "/v1/waves/{id}/promote",
-        act("promote").await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let selector = json!({ "slugs": ["acme", "beta"] });
+    let two = json!({ "selector": selector, "canary": { "count": 1 }, "soak_seconds": 0, "max_attempts": 1 });
+    let wave = p.json("POST", w, two, 201).await;
+    let id = format!("{w}/{}", wave["id"].as_str().unwrap());
+    p.json("POST", w, json!({ "selector": { "slugs": ["acme"] } }), 409)
+        .await;
+    p.json("POST", w, json!({ "batch_size": 0 }), 422).await;
+    p.get("/v1/waves?limit=5", 200).await;
+    p.get(&id, 200).await;
+    p.get("/v1/waves/not-a-uuid", 404).await;
+    p.get(&format!("{id}/targets"), 200).await;
+    p.get(&format!("{id}/targets?state=nope"), 422).await;
+    p.get(&format!("{id}/events"), 200).await;
+    p.post(&format!("{id}/abort"), 200).await;
+    p.post(&format!("{id}/pause"), 409).await;
+    p.post(&format!("{id}/resume"), 409).await;
+    p.post("/v1/waves/00000000-0000-0000-0000-000000000000/pause", 404)
+        .await;
+    p.post(&format!("{id}/promote"), 409).await;
     // A wave with analysis checks and a dry run: their views carry `analysis` and
     // `dry_run_report` (the dry run finds the unreachable hosts and reports them).
-    let r = send(Method::POST, w, json!({ "selector": { "slugs": ["acme", "beta"] }, "canary": { "count": 1 }, "max_attempts": 1,
-        "analysis": [{ "name": "ok", "type": "sql", "query": "SELECT true", "interval_seconds": 5 }] })).await.unwrap();
-    let analysed = check(d, "POST", w, r, StatusCode::CREATED).await;
+    let check =
+        json!({ "name": "ok", "type": "sql", "query": "SELECT true", "interval_seconds": 5 });
+    let checked = json!({ "selector": selector, "canary": { "count": 1 }, "max_attempts": 1, "analysis": [check] });
+    let analysed = p.json("POST", w, checked, 201).await;
     assert!(analysed["analysis"]["checks"].is_array(), "{analysed}");
-    let analysed = analysed["id"].as_str().unwrap().to_string();
-    let r = app
-        .req(Method::POST, &format!("/v1/waves/{analysed}/abort"))
-        .send()
-        .await
-        .unwrap();
-    check(d, "POST", "/v1/waves/{id}/abort", r, StatusCode::OK).await;
-    let r = send(
-        Method::POST,
-        w,
-        json!({ "dry_run": true, "max_attempts": 1 }),
+    p.post(
+        &format!("{w}/{}/abort", analysed["id"].as_str().unwrap()),
+        200,
     )
-    .await
-    .unwrap();
-    let dry = check(d, "POST", w, r, StatusCode::CREATED).await;
-    let dry = dry["id"].as_str().unwrap().to_string();
+    .await;
+    let dry = p
+        .json(
+            "POST",
+            w,
+            json!({ "dry_run": true, "max_attempts": 1 }),
+            201,
+        )
+        .await;
+    let dry = format!("{w}/{}", dry["id"].as_str().unwrap());
     let finished = wait_until(Duration::from_secs(30), || async {
-        let v: Value = get(&format!("/v1/waves/{dry}"))
+        let v: Value = app
+            .req(Method::GET, &dry)
+            .send()
             .await
             .unwrap()
             .json()
@@ -1311,196 +854,101 @@ async fn real_responses_match_the_document() {
     })
     .await;
     assert!(finished, "the dry run never completed");
-    let report = check(
-        d,
-        "GET",
-        "/v1/waves/{id}",
-        get(&format!("/v1/waves/{dry}")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let report = p.get(&dry, 200).await;
     assert!(report["dry_run_report"]["failures"].is_array(), "{report}");
-    check(
-        d,
-        "GET",
-        targets,
-        get(&format!("/v1/waves/{dry}/targets")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        "/v1/fleet",
-        get("/v1/fleet").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.get(&format!("{dry}/targets"), 200).await;
+    p.get("/v1/fleet", 200).await;
 
     // Schedules.
-    let s = "/v1/schedules";
-    let nightly = json!({ "name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": { "selector": { "slugs": ["acme"] }, "soak_seconds": 0 } });
-    check(
-        d,
+    let (s, nightly) = ("/v1/schedules", "/v1/schedules/nightly");
+    let template = json!({ "selector": { "slugs": ["acme"] }, "soak_seconds": 0 });
+    let new = json!({ "name": "nightly", "cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "template": template });
+    p.json("POST", s, new.clone(), 201).await;
+    p.json("POST", s, new, 409).await;
+    p.json(
         "POST",
-        s,
-        send(Method::POST, s, nightly.clone()).await.unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        s,
-        send(Method::POST, s, nightly).await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    let r = send(
-        Method::POST,
         s,
         json!({ "name": "bad", "cron": "61 * * * *" }),
-    )
-    .await
-    .unwrap();
-    check(d, "POST", s, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    check(d, "GET", s, get(s).await.unwrap(), StatusCode::OK).await;
-    let one = "/v1/schedules/{name}";
-    check(
-        d,
-        "GET",
-        one,
-        get("/v1/schedules/nightly").await.unwrap(),
-        StatusCode::OK,
+        422,
     )
     .await;
-    check(
-        d,
-        "GET",
-        one,
-        get("/v1/schedules/nope").await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let r = send(
-        Method::PATCH,
-        "/v1/schedules/nightly",
+    p.get(s, 200).await;
+    p.get(nightly, 200).await;
+    p.get("/v1/schedules/nope", 404).await;
+    p.json(
+        "PATCH",
+        nightly,
         json!({ "enabled": false, "on_overlap": "queue" }),
-    )
-    .await
-    .unwrap();
-    check(d, "PATCH", one, r, StatusCode::OK).await;
-    let r = send(
-        Method::PATCH,
-        "/v1/schedules/nightly",
-        json!({ "timezone": "Mars/Olympus" }),
-    )
-    .await
-    .unwrap();
-    check(d, "PATCH", one, r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let trigger = "/v1/schedules/{name}/trigger";
-    let fired = check(
-        d,
-        "POST",
-        trigger,
-        app.req(Method::POST, "/v1/schedules/nightly/trigger")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
+        200,
     )
     .await;
+    p.json("PATCH", nightly, json!({ "timezone": "Mars/Olympus" }), 422)
+        .await;
+    let fired = p.post("/v1/schedules/nightly/trigger", 201).await;
     assert!(fired["wave_id"].is_string());
     // The next trigger overlaps with the wave it just made: handled, but no wave.
-    let failed = check(
-        d,
-        "POST",
-        trigger,
-        app.req(Method::POST, "/v1/schedules/nightly/trigger")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let failed = p.post("/v1/schedules/nightly/trigger", 422).await;
     assert_eq!(failed["outcome"], "failed");
-    check(
-        d,
+    p.post("/v1/schedules/nope/trigger", 404).await;
+    p.delete(nightly, 204).await;
+    p.delete(nightly, 404).await;
+    p.get("/v1/cluster", 200).await;
+
+    // Tokens and webhooks.
+    p.json(
         "POST",
-        trigger,
-        app.req(Method::POST, "/v1/schedules/nope/trigger")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NOT_FOUND,
+        "/v1/tokens",
+        json!({ "name": "grafana", "role": "viewer" }),
+        201,
     )
     .await;
-    check(
-        d,
-        "DELETE",
-        one,
-        app.req(Method::DELETE, "/v1/schedules/nightly")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    check(
-        d,
-        "DELETE",
-        one,
-        app.req(Method::DELETE, "/v1/schedules/nightly")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        "/v1/cluster",
-        get("/v1/cluster").await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.get("/v1/tokens", 200).await;
+    p.delete("/v1/tokens/grafana", 200).await;
+    p.delete("/v1/tokens/nope", 404).await;
+    let (url, secret_ref) = ("http://127.0.0.1:9/hook", "file:tenants/acme");
+    let hook = json!({ "name": "ops", "url": url, "events": ["wave.*"], "secret_ref": secret_ref });
+    p.json("POST", "/v1/webhooks", hook, 201).await;
+    p.get("/v1/webhooks", 200).await;
+    p.get("/v1/webhooks/ops", 200).await;
+    p.post("/v1/webhooks/ops/test", 200).await;
+    p.delete("/v1/webhooks/ops", 204).await;
+    p.get("/v1/webhooks/ops", 404).await;
+
+    // Migration sets.
+    let sets = "/v1/migration-sets";
+    let set = |name: &str, sql: &str| json!({ "label": "rel-1", "files": [{ "name": name, "sql": sql }] });
+    p.json("POST", sets, set("V1__a.sql", "select 1;"), 201)
+        .await;
+    let again = p
+        .json("POST", sets, set("V1__a.sql", "select 1;"), 200)
+        .await;
+    p.json("POST", sets, set("V1__a-b.sql", ""), 422).await;
+    p.json("POST", sets, set("V1__a.sql", "select 2;"), 409)
+        .await;
+    p.json("POST", sets, set("V1__a.sql", &"x".repeat(5000)), 413)
+        .await;
+    p.get(sets, 200).await;
+    p.get(&format!("{sets}/latest"), 200).await;
+    p.get(&format!("{sets}/nope"), 404).await;
+    p.delete(&format!("{sets}/{}", again["id"].as_str().unwrap()), 204)
+        .await;
 
     // Deletion last.
-    let one = "/v1/tenants/{slug}";
-    check(
-        d,
-        "DELETE",
-        one,
-        app.req(Method::DELETE, "/v1/tenants/gamma")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "DELETE",
-        one,
-        app.req(Method::DELETE, "/v1/tenants/gamma")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let page = check(
-        d,
-        "GET",
-        "/v1/tenants",
-        get("/v1/tenants?include_deleted=true&q=GAMMA")
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    p.delete("/v1/tenants/gamma", 200).await;
+    p.delete("/v1/tenants/gamma", 404).await;
+    let page = p.get("/v1/tenants?include_deleted=true&q=GAMMA", 200).await;
     assert!(page["items"][0]["deleted_at"].is_string());
+
+    // Every operation but the never-ending stream was checked against a real answer.
+    let checked = p.checked.lock().unwrap().clone();
+    let missed: Vec<_> = documented_routes()
+        .into_iter()
+        .filter(|r| !checked.contains(r))
+        .collect();
+    assert_eq!(
+        missed,
+        [("GET".to_string(), "/v1/events/stream".to_string())]
+    );
 }
 
 // -------------------------------------------------------------------------------------
@@ -1520,7 +968,7 @@ fn skip(why: &str) {
     );
 }
 
-// 48 operations through four phases; on a loaded 2-core machine the run took 170 s before
+// 50 operations through four phases; on a loaded 2-core machine the run took 170 s before
 // its stateful phase, so the bound leaves room rather than failing on a slow host.
 const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(420);
 
@@ -1607,90 +1055,4 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         started.elapsed(),
         summary.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
-}
-
-#[tokio::test]
-async fn migration_set_responses_match_the_document() {
-    let app = TestApp::builder()
-        .env("DROVER_MAX_SET_BYTES", "4096")
-        .spawn()
-        .await;
-    let doc = spec();
-    let d = &doc;
-    let (sets, one) = ("/v1/migration-sets", "/v1/migration-sets/{id}");
-    let body = |name: &str, sql: &str| json!({ "label": "rel-1", "files": [{ "name": name, "sql": sql }] });
-    let push = |b: Value| app.req(Method::POST, sets).json(&b).send();
-
-    check(
-        d,
-        "POST",
-        sets,
-        push(body("V1__a.sql", "select 1;")).await.unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    let again = check(
-        d,
-        "POST",
-        sets,
-        push(body("V1__a.sql", "select 1;")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        sets,
-        push(body("V1__a-b.sql", "")).await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        sets,
-        push(body("V1__a.sql", "select 2;")).await.unwrap(),
-        StatusCode::CONFLICT,
-    )
-    .await;
-    check(
-        d,
-        "POST",
-        sets,
-        push(body("V1__a.sql", &"x".repeat(5000))).await.unwrap(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
-    let get = |p: String| app.req(Method::GET, &p).send();
-    check(
-        d,
-        "GET",
-        sets,
-        get(sets.to_string()).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        one,
-        get(format!("{sets}/latest")).await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    check(
-        d,
-        "GET",
-        one,
-        get(format!("{sets}/nope")).await.unwrap(),
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let id = again["id"].as_str().unwrap();
-    let del = app
-        .req(Method::DELETE, &format!("{sets}/{id}"))
-        .send()
-        .await
-        .unwrap();
-    check(d, "DELETE", one, del, StatusCode::NO_CONTENT).await;
 }

@@ -19,8 +19,9 @@ use super::{Event, EventsError, TypePattern};
 use crate::secrets::{RefScope, SecretRef, SecretStore};
 
 /// Body format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = WebhookFormat)]
 pub enum Format {
     /// The event as JSON plus `delivery_id`.
     Json,
@@ -46,19 +47,24 @@ impl Format {
 }
 
 /// `POST /v1/webhooks`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 pub struct WebhookRequest {
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
+    #[schema(min_items = 1, max_items = 64)]
     pub events: Vec<String>,
+    #[schema(schema_with = crate::secrets::secret_ref_schema)]
     pub secret_ref: String,
     #[serde(default)]
     pub format: Option<Format>,
 }
 
 /// Delivery counts of one subscription.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryCounts {
     pub pending: i64,
     pub delivered: i64,
@@ -66,7 +72,8 @@ pub struct DeliveryCounts {
 }
 
 /// A subscription as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 pub struct WebhookView {
     pub name: String,
     pub url: String,
@@ -77,15 +84,19 @@ pub struct WebhookView {
     pub created_at: DateTime<Utc>,
     pub deliveries: DeliveryCounts,
     /// The most recent failed attempt's error, if any.
+    #[schema(required)]
     pub last_error: Option<String>,
 }
 
 /// `POST /v1/webhooks/{name}/test`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookTest)]
 pub struct TestResult {
     pub delivery_id: Uuid,
     pub ok: bool,
+    #[schema(required)]
     pub status: Option<u16>,
+    #[schema(required)]
     pub error: Option<String>,
 }
 

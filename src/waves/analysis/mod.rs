@@ -32,7 +32,7 @@ use super::WaveError;
 pub use condition::Condition;
 
 /// The kind of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// A query on every canary tenant database.
@@ -52,30 +52,42 @@ impl CheckKind {
 }
 
 /// One entry of `analysis` in `POST /v1/waves` (and in a schedule's template).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AnalysisCheck)]
 pub struct CheckSpec {
     /// Unique within the wave: 1-63 of `a-z`, `0-9`, `_`, `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub name: String,
     /// `sql` or `prometheus`.
     #[serde(rename = "type")]
     pub kind: CheckKind,
     /// SQL (one statement) or PromQL.
+    #[schema(
+        min_length = 1,
+        max_length = 10000,
+        pattern = "^[^\\x00]*\\S[^\\x00]*$"
+    )]
     pub query: String,
     /// Prometheus checks only: `result <op> <number>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^\\s*result\\s*(<=|>=|==|!=|<|>)\\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\\s*$")]
     pub success_condition: Option<String>,
     /// Seconds between evaluations (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub interval_seconds: Option<i32>,
     /// Failed measurements tolerated during the soak (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10000)]
     pub failure_limit: Option<i32>,
     /// Inconclusive measurements tolerated during the soak (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10000)]
     pub inconclusive_limit: Option<i32>,
     /// Statement timeout of a sql check, request timeout of a prometheus check (default 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 300000)]
     pub timeout_ms: Option<i32>,
 }
 
@@ -205,12 +217,15 @@ pub fn validate(specs: &[CheckSpec]) -> Result<Vec<Check>, WaveError> {
 }
 
 /// A check of a wave and its counters for the current soak.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AnalysisCheckView)]
 pub struct CheckView {
     pub name: String,
     #[serde(rename = "type")]
+    #[schema(value_type = CheckKind)]
     pub kind: String,
     pub query: String,
+    #[schema(required)]
     pub success_condition: Option<String>,
     pub interval_seconds: i32,
     pub failure_limit: i32,
@@ -221,26 +236,33 @@ pub struct CheckView {
     pub failures: i32,
     /// Inconclusive measurements in the current soak.
     pub inconclusives: i32,
+    #[schema(required)]
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
 /// One measurement.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Evaluation)]
 pub struct EvaluationView {
     pub at: DateTime<Utc>,
     pub check: String,
     /// The canary tenant (sql checks).
+    #[schema(required)]
     pub tenant: Option<String>,
     /// What the query returned, as text.
+    #[schema(required)]
     pub value: Option<String>,
     /// `pass`, `fail` or `inconclusive`.
+    #[schema(value_type = Verdict)]
     pub verdict: String,
     /// Why a measurement was inconclusive.
+    #[schema(required)]
     pub detail: Option<String>,
 }
 
 /// The analysis part of `GET /v1/waves/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Analysis)]
 pub struct AnalysisView {
     pub checks: Vec<CheckView>,
     /// The most recent measurements, newest first (at most [`VIEW_EVALUATIONS`]).
@@ -251,6 +273,16 @@ pub struct AnalysisView {
 
 /// Measurements shown in a wave view.
 pub const VIEW_EVALUATIONS: i64 = 500;
+
+/// The schema of [`EvaluationView::verdict`] (stored as text).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
 
 #[cfg(test)]
 mod tests {
