@@ -50,6 +50,7 @@
 //! | `webhook_give_up_after`   | `DROVER_WEBHOOK_GIVE_UP_AFTER`   | `24h`                   |
 //! | `webhook_timeout`         | `DROVER_WEBHOOK_TIMEOUT`         | `10s`                   |
 //! | `stream_max_clients`      | `DROVER_STREAM_MAX_CLIENTS`      | `256`                   |
+//! | `console_session_ttl`     | `DROVER_CONSOLE_SESSION_TTL`     | `8h`                    |
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -110,6 +111,7 @@ const FILE_KEYS: &[&str] = &[
     "webhook_give_up_after",
     "webhook_timeout",
     "stream_max_clients",
+    "console_session_ttl",
 ];
 
 /// Keys only accepted from the environment.
@@ -176,6 +178,8 @@ pub struct Config {
     pub ref_scope: secrets::RefScope,
     /// Webhook delivery and event stream limits.
     pub events: EventsConfig,
+    /// How long a web console session lasts after login (the cookie's Max-Age too).
+    pub console_session_ttl: Duration,
 }
 
 /// The listener's certificate chain and private key (PEM files).
@@ -529,6 +533,20 @@ impl Builder {
                     }
                 }),
             },
+            console_session_ttl: self.parsed(
+                "console_session_ttl",
+                "8h",
+                |v| match parse_duration(v) {
+                    Ok(d)
+                        if d >= Duration::from_secs(60)
+                            && d <= Duration::from_secs(30 * 86_400) =>
+                    {
+                        Ok(d)
+                    }
+                    Ok(_) => Err("must be between 1m and 30d".into()),
+                    Err(e) => Err(e),
+                },
+            ),
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", "30s", |v| match parse_duration(v) {
                     Ok(d) if d >= Duration::from_secs(1) => Ok(d),

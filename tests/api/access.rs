@@ -26,7 +26,14 @@ fn sample_path(route: &str) -> String {
 
 #[test]
 fn every_route_of_the_router_is_in_the_access_table_and_nothing_else() {
-    let served = crate::openapi::routes_in_router_source();
+    // The web console's `/ui` routes are merged from `src/console/` and are not API routes:
+    // they authenticate by session cookie, not bearer token, and are outside ROUTE_ROLES
+    // (their actions check the API route doing the same, see `console::session`). The
+    // filter keeps the comparison about the API even if one is ever routed in this file.
+    let served: BTreeSet<(String, String)> = crate::openapi::routes_in_router_source()
+        .into_iter()
+        .filter(|(_, path)| !path.starts_with("/ui"))
+        .collect();
     let table: BTreeSet<(String, String)> = ROUTE_ROLES
         .iter()
         .map(|(m, p, _)| (m.to_string(), p.to_string()))

@@ -7,6 +7,7 @@ mod analysis;
 mod apply;
 mod auth;
 mod cli;
+mod console;
 mod control_schema;
 mod deploy;
 mod dry_run;

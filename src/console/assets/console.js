@@ -1,0 +1,55 @@
+// drover console: progressive updates. Pages are complete without this file.
+//
+// [data-fragment][data-stream]: when the EventSource on data-stream delivers an event, the
+//   element's content is replaced by a fresh copy of the HTML fragment at data-fragment
+//   (at most one fetch in flight; events arriving meanwhile cause one more fetch after).
+// form[data-confirm]: asks before sending.
+
+function keepLive(el) {
+  let busy = false;
+  let again = false;
+  const refresh = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const resp = await fetch(el.dataset.fragment, {
+        credentials: "same-origin",
+        headers: { "Accept": "text/html" },
+      });
+      if (resp.redirected || !resp.ok) {
+        // Logged out or gone: stop, the page as shown is still true for its time.
+        el.dataset.liveState = "stopped";
+        source.close();
+        return;
+      }
+      const html = await resp.text();
+      const doc = new DOMParser().parseFromString(html, "text/html");
+      const fresh = doc.getElementById(el.id);
+      el.replaceChildren(...(fresh ? fresh.childNodes : doc.body.childNodes));
+      el.dataset.liveState = "live";
+      el.dispatchEvent(new CustomEvent("drover:updated", { bubbles: true }));
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  };
+  const source = new EventSource(el.dataset.stream);
+  source.onmessage = refresh;
+  source.onopen = () => { el.dataset.liveState = "live"; };
+  source.onerror = () => { el.dataset.liveState = "reconnecting"; };
+  // Typed SSE events (event: wave.paused, ...) do not reach onmessage.
+  for (const t of (el.dataset.streamTypes || "").split(" ").filter(Boolean)) {
+    source.addEventListener(t, refresh);
+  }
+}
+
+for (const el of document.querySelectorAll("[data-fragment][data-stream]")) {
+  if (el.id) keepLive(el);
+}
+
+document.addEventListener("submit", (ev) => {
+  const form = ev.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    ev.preventDefault();
+  }
+});

@@ -1,0 +1,1 @@
+//! Bar charts drawn by the server as inline SVG.
