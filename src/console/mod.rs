@@ -70,6 +70,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/tenants/{slug}", get(tenants::show))
         .route("/ui/waves", get(waves::list))
         .route("/ui/waves/{id}", get(waves::show))
+        .route("/ui/waves/{id}/progress", get(waves::progress))
+        .route("/ui/waves/{id}/{action}", post(waves::act))
         .route("/ui/schedules", get(schedules::page))
         .route("/ui/webhooks", get(webhooks::page))
         .route("/ui/stream", get(stream::events))

@@ -8,6 +8,7 @@ mod apply;
 mod auth;
 mod cli;
 mod console;
+mod console_waves;
 mod control_schema;
 mod deploy;
 mod dry_run;

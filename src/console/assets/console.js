@@ -3,7 +3,7 @@
 // [data-fragment][data-stream]: when the EventSource on data-stream delivers an event, the
 //   element's content is replaced by a fresh copy of the HTML fragment at data-fragment
 //   (at most one fetch in flight; events arriving meanwhile cause one more fetch after).
-// form[data-confirm]: asks before sending.
+// form[data-confirm]: asks before sending, and sends confirmed=yes with the answer.
 
 function keepLive(el) {
   let busy = false;
@@ -35,7 +35,9 @@ function keepLive(el) {
   };
   const source = new EventSource(el.dataset.stream);
   source.onmessage = refresh;
-  source.onopen = () => { el.dataset.liveState = "live"; };
+  // Events between the page's render and the stream's start are not replayed: fetch once
+  // on every (re)connect so nothing that happened meanwhile is missed.
+  source.onopen = () => { el.dataset.liveState = "live"; refresh(); };
   source.onerror = () => { el.dataset.liveState = "reconnecting"; };
   // Typed SSE events (event: wave.paused, ...) do not reach onmessage.
   for (const t of (el.dataset.streamTypes || "").split(" ").filter(Boolean)) {
@@ -49,7 +51,16 @@ for (const el of document.querySelectorAll("[data-fragment][data-stream]")) {
 
 document.addEventListener("submit", (ev) => {
   const form = ev.target;
-  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+  if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+  if (!window.confirm(form.dataset.confirm)) {
     ev.preventDefault();
+    return;
+  }
+  // Answered here: the server skips its own confirmation page (shown to forms sent
+  // without this script).
+  if (!form.querySelector("input[name=confirmed]")) {
+    const yes = document.createElement("input");
+    Object.assign(yes, { type: "hidden", name: "confirmed", value: "yes" });
+    form.append(yes);
   }
 });
