@@ -202,6 +202,15 @@ async fn the_wave_pages_show_state_progress_and_failures_grouped_with_their_tena
         "a viewer gets no actions"
     );
     assert!(!wave.contains("/abort"), "a viewer gets no actions");
+    let assets = drover::console::assets::total_bytes();
+    eprintln!(
+        "wave page weight: {} bytes of HTML + {assets} bytes of script and stylesheet",
+        wave.len()
+    );
+    assert!(
+        wave.len() + assets < 150 * 1024,
+        "the page weighs under 150 KB"
+    );
     assert_eq!(frag_status, StatusCode::OK);
     assert!(fragment.starts_with("<div id=\"wave-live\">"), "{fragment}");
     assert!(!fragment.contains("<html"), "a fragment, not a page");
