@@ -151,7 +151,8 @@ pub fn badge(state: &str) -> Markup {
     let tone = match state {
         "active" | "completed" | "succeeded" | "delivered" | "ok" => "good",
         "failed" | "halted" | "aborted" | "dead" | "error" => "bad",
-        "suspended" | "paused" | "provisioning" | "pending" | "retrying" | "deleting" => "warn",
+        "suspended" | "paused" | "provisioning" | "pending" | "retrying" | "deleting" | "drift"
+        | "warn" => "warn",
         "canary" | "soaking" | "rolling" | "running" => "busy",
         _ => "plain",
     };

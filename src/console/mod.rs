@@ -45,6 +45,7 @@ mod chart;
 mod fleet;
 pub mod layout;
 mod login;
+mod queries;
 mod schedules;
 pub mod session;
 mod stream;
@@ -68,6 +69,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/", get(fleet::page))
         .route("/ui/tenants", get(tenants::list))
         .route("/ui/tenants/{slug}", get(tenants::show))
+        .route("/ui/tenants/{slug}/suspend", post(tenants::suspend))
+        .route("/ui/tenants/{slug}/resume", post(tenants::resume))
         .route("/ui/waves", get(waves::list))
         .route("/ui/waves/{id}", get(waves::show))
         .route("/ui/waves/{id}/progress", get(waves::progress))

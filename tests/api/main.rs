@@ -6,6 +6,7 @@ mod access;
 mod analysis;
 mod apply;
 mod auth;
+mod browser;
 mod cli;
 mod console;
 mod console_waves;
