@@ -324,3 +324,235 @@ async fn the_webhooks_page_shows_delivery_state_and_failures_without_the_urls_se
         "an oldest pending age: {page}"
     );
 }
+
+// ---- In a real browser ----------------------------------------------------------------
+
+use std::time::Instant;
+
+use fantoccini::Locator;
+
+use crate::browser::Browser;
+
+/// Logs in through the form and waits for a page behind it.
+async fn browser_login(b: &Browser, app: &TestApp, token: &str) {
+    b.open(&format!("{}/ui/login", app.base()), "input[name=token]")
+        .await;
+    b.wait_for("input[name=token]")
+        .await
+        .send_keys(token)
+        .await
+        .unwrap();
+    b.wait_for("form[action='/ui/login'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("header.top .who").await;
+}
+
+/// The text of the first element matching `css` once `ok` holds for it, or the last text
+/// seen when `timeout` passes first.
+async fn wait_text(b: &Browser, css: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = match b.client.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ok(&text) || Instant::now() >= deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of `css` inside the live section, read again if the script replaced the
+/// element between finding and reading it.
+async fn live_text(b: &Browser, css: &str) -> String {
+    wait_text(b, css, crate::browser::WAIT, |t| !t.is_empty()).await
+}
+
+/// Clicks `css`, finding it again if the script replaced it meanwhile (the live section
+/// is re-drawn whenever the wave moves).
+async fn click(b: &Browser, css: &str) {
+    let deadline = Instant::now() + crate::browser::WAIT;
+    loop {
+        let why = match b.client.find(Locator::Css(css)).await {
+            Ok(e) => match e.click().await {
+                Ok(_) => return,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(Instant::now() < deadline, "could not click {css}: {why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_wave_page_follows_the_wave_live_until_it_completes_without_a_reload() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (migrations, secrets) = (slow_migrations(0.5), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "lv", 4, 1).await;
+    browser_login(&b, &app, ADMIN_TOKEN).await;
+    let id = start_wave(
+        &app,
+        json!({"soak_seconds": 0, "batch_size": 2, "max_concurrency": 1}),
+    )
+    .await;
+    b.open(
+        &format!("{}/ui/waves/{id}", app.base()),
+        "#wave-live .state",
+    )
+    .await;
+    let at_open = live_text(&b, "#wave-live .state").await;
+    b.client
+        .execute("window.droverMarker = 'this page'; return null;", vec![])
+        .await
+        .unwrap();
+
+    let text = wait_text(&b, "#wave-live", Duration::from_secs(90), |t| {
+        t.contains("completed") && t.contains("4 succeeded") && t.contains("4 / 4")
+    })
+    .await;
+    let marker = b
+        .client
+        .execute("return window.droverMarker || null;", vec![])
+        .await
+        .unwrap();
+
+    assert_ne!(
+        at_open, "completed",
+        "the page was opened while the wave ran"
+    );
+    assert!(
+        text.contains("completed") && text.contains("4 / 4"),
+        "the page never showed the wave completed: {text}"
+    );
+    assert_eq!(marker, json!("this page"), "no reload happened");
+    assert_eq!(wave_state(&app, &id).await, "completed");
+    b.screenshot("wave").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_pause_on_the_wave_page_pauses_the_wave_as_the_logged_in_token() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (migrations, secrets) = (slow_migrations(1.0), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    register_tenants(&app, &secrets, "pz", 6, 0).await;
+    let operator = app.issue_token("release", "operator").await;
+    browser_login(&b, &app, &operator).await;
+    let id = start_wave(&app, json!({"soak_seconds": 0, "max_concurrency": 1})).await;
+    b.open(
+        &format!("{}/ui/waves/{id}", app.base()),
+        "#wave-live form[action$='/pause'] button",
+    )
+    .await;
+
+    click(&b, "#wave-live form[action$='/pause'] button").await;
+    let notice = b.wait_for("p.notice").await.text().await.unwrap();
+
+    assert!(notice.starts_with("Paused"), "{notice}");
+    assert_eq!(b.path().await, format!("/ui/waves/{id}?done=pause"));
+    assert_eq!(wave_state(&app, &id).await, "paused");
+    let paused: Vec<String> = wave_timeline(&app, &id)
+        .await
+        .into_iter()
+        .filter(|(t, _, _)| t == "paused")
+        .map(|(_, actor, _)| actor)
+        .collect();
+    assert_eq!(paused, vec!["token:release".to_string()]);
+    let state = live_text(&b, "#wave-live .state").await;
+    assert_eq!(state, "paused");
+    b.wait_for("#wave-live form[action$='/resume'] button")
+        .await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_viewer_sees_the_wave_pages_without_any_action_button() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (migrations, secrets) = (slow_migrations(1.0), SecretsDir::new());
+    secrets.put("webhooks/key", "k");
+    let app = wave_app(
+        &migrations,
+        &secrets,
+        &[("DROVER_WEBHOOK_RETRY_BACKOFF", "1h")],
+    )
+    .await;
+    for (path, body) in [
+        (
+            "/v1/webhooks",
+            json!({"name": "ops-alerts", "url": "http://127.0.0.1:9/hooks/drover",
+                   "events": ["wave.*", "tenant.provisioning_failed"], "secret_ref": "file:webhooks/key"}),
+        ),
+        (
+            "/v1/schedules",
+            json!({"name": "nightly", "cron": "30 2 * * 1-5", "timezone": "Europe/Berlin",
+                   "template": {"soak_seconds": 0}}),
+        ),
+    ] {
+        let resp = app
+            .req(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{path}");
+    }
+    let tenants = register_tenants(&app, &secrets, "vw", 5, 1).await;
+    crate::helpers::plant_widgets_clash(&tenants[4].url).await;
+    let done = start_wave(&app, json!({"soak_seconds": 0, "max_failures": 3})).await;
+    wait_wave(&app.base(), &done, WAVE_DONE, Duration::from_secs(90)).await;
+    // Over the same tenants again: the failed one fails again and the wave halts, a state
+    // in which an operator would get Resume and Abort.
+    register_tenants(&app, &secrets, "vx", 2, 0).await;
+    let running = start_wave(&app, json!({"soak_seconds": 0, "max_concurrency": 1})).await;
+    let viewer = app.issue_token("watcher", "viewer").await;
+    browser_login(&b, &app, &viewer).await;
+
+    b.open(
+        &format!("{}/ui/waves/{running}", app.base()),
+        "#wave-live .state",
+    )
+    .await;
+    let buttons = b
+        .client
+        .find_all(Locator::Css("main button"))
+        .await
+        .unwrap();
+    let state = live_text(&b, "#wave-live .state").await;
+
+    assert!(buttons.is_empty(), "a viewer gets no action buttons");
+    assert!(
+        !["completed", "aborted"].contains(&state.as_str()),
+        "{state}"
+    );
+    b.open(
+        &format!("{}/ui/waves/{done}", app.base()),
+        "#wave-live .state",
+    )
+    .await;
+    b.screenshot("wave-with-failures").await;
+    b.open(&format!("{}/ui/waves", app.base()), "main table")
+        .await;
+    b.screenshot("waves").await;
+    b.open(
+        &format!("{}/ui/schedules", app.base()),
+        "main section.panel",
+    )
+    .await;
+    b.screenshot("schedules").await;
+    b.open(&format!("{}/ui/webhooks", app.base()), "main section.panel")
+        .await;
+    b.screenshot("webhooks").await;
+    b.close().await;
+}
