@@ -165,7 +165,7 @@ fn hook(h: &WebhookView, e: Extra) -> Markup {
                         th scope="col" .n { "Attempts" }
                         th scope="col" .n { "HTTP status" }
                         th scope="col" { "Error" }
-                        th scope="col" { "When (dead) / next attempt" }
+                        th scope="col" { "Next attempt (dead: when it died)" }
                     } }
                     tbody {
                         @for f in &e.failures {

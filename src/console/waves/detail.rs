@@ -21,6 +21,8 @@ const GROUPS: i64 = 20;
 const SLUGS_PER_GROUP: i32 = 20;
 /// Measurements shown (newest first); the count of all is beside them.
 const MEASUREMENTS: usize = 20;
+/// Timeline events shown after the first.
+const TIMELINE: usize = 50;
 
 /// Every operator action, in the order the buttons appear.
 pub const ACTIONS: [Action; 4] = [
@@ -222,7 +224,7 @@ fn failures(groups: &[FailureGroup], failed: i64) -> Markup {
         @if groups.is_empty() {
             p.muted { "No tenant failed." }
         } @else {
-            p { (failed) " tenants failed, by error:" }
+            p { (failed) @if failed == 1 { " tenant" } @else { " tenants" } " failed, by error:" }
             table {
                 thead { tr {
                     th scope="col" { "Error" }
@@ -321,9 +323,16 @@ fn verdict_word(v: &str) -> &str {
 }
 
 fn timeline(events: &[WaveEvent]) -> Markup {
+    // A wave of many small batches has an event per batch: the page keeps its weight by
+    // showing how it began and the newest events.
+    let hidden = events.len().saturating_sub(TIMELINE + 1);
+    let shown = events.iter().take(1).chain(events.iter().skip(1 + hidden));
     html! {
+        @if hidden > 0 {
+            p.muted { "The first event and the newest " (TIMELINE) "; " (hidden) " between them are not shown (" code { "drover waves show" } " lists all)." }
+        }
         ol.timeline {
-            @for e in events {
+            @for e in shown {
                 li {
                     (layout::time(&e.created_at)) " "
                     strong { (e.event_type) } " by " span.mono { (e.actor) }
@@ -364,6 +373,29 @@ mod tests {
             payload_text(&json!({"from": "rolling", "reason": "budget"})),
             "from: rolling, reason: budget"
         );
+    }
+
+    #[test]
+    fn a_long_timeline_shows_its_first_event_and_the_newest_ones() {
+        let events: Vec<WaveEvent> = (0..120)
+            .map(|i| WaveEvent {
+                id: i,
+                event_type: if i == 0 { "created" } else { "batch_started" }.into(),
+                actor: "drover".into(),
+                payload: json!({ "batch": i }),
+                created_at: chrono::Utc::now(),
+            })
+            .collect();
+
+        let html = timeline(&events).into_string();
+        let short = timeline(&events[..10]).into_string();
+
+        assert_eq!(html.matches("<li>").count(), TIMELINE + 1);
+        assert!(html.contains("created") && html.contains("batch: 119"));
+        assert!(!html.contains("batch: 69<") && html.contains("batch: 70<"));
+        assert!(html.contains("69 between them are not shown"), "{html}");
+        assert_eq!(short.matches("<li>").count(), 10);
+        assert!(!short.contains("not shown"));
     }
 
     #[test]
