@@ -121,6 +121,7 @@ async fn a_session_opens_every_page_and_logout_needs_the_csrf_token_and_ends_it(
 
     for path in [
         "/ui/",
+        "/ui/health",
         "/ui/tenants",
         "/ui/waves",
         "/ui/schedules",
