@@ -19,28 +19,26 @@ use crate::waves::{WaveError, WaveView};
 /// Rows of each "needs attention" list shown before "and N more".
 const SHOWN: usize = 10;
 
-/// `GET /ui/`.
+/// `GET /ui/`. The reads run concurrently (each on its own pooled connection): the page
+/// takes as long as the slowest, not their sum. The registry health check (a pass over
+/// every tenant's last migration event) is not among them: it is its own page,
+/// [`health`], which the script loads into this one after the first render.
 pub async fn page(State(s): State<AppState>, session: Session) -> Result<Response, ConsoleError> {
     let latest = s.catalog.newest_version().await.map_err(WaveError::from)?;
-    let fleet = s.registry.fleet(latest).await?;
-    let statuses = queries::status_counts(&s).await?;
-    let health = s.registry.health(s.config.provisioning_stuck_after).await?;
-    let provisioning = queries::provisioning_failures(&s, SHOWN as i64).await?;
-    let mut halted = Vec::new();
-    for id in queries::halted_waves(&s, SHOWN as i64).await? {
-        halted.push(s.waves.view(id).await?);
-    }
-    let active = active_waves(&s).await?;
-    let mut schedules = s.schedules.list().await.map_err(schedule_error)?;
+    let (fleet, statuses, provisioning, halted, active, mut schedules) = tokio::try_join!(
+        async { s.registry.fleet(latest).await.map_err(ConsoleError::from) },
+        queries::status_counts(&s),
+        queries::provisioning_failures(&s, SHOWN as i64),
+        halted_waves(&s),
+        active_waves(&s),
+        async { s.schedules.list().await.map_err(schedule_error) },
+    )?;
     schedules.retain(|x| x.enabled && x.next_fire_at.is_some());
     schedules.sort_by_key(|x| x.next_fire_at);
     schedules.truncate(5);
 
-    let attention = provisioning.len()
-        + fleet.needs_attention.len()
-        + fleet.drifted.len()
-        + health.findings.len()
-        + halted.len();
+    let attention =
+        provisioning.len() + fleet.needs_attention.len() + fleet.drifted.len() + halted.len();
     let body = html! {
         h1 { "Fleet" }
         div.cards {
@@ -69,7 +67,11 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
         h2 { "Active waves" }
         (layout::live("fleet-waves", "/ui/", "type=wave.*", waves_table(&active)))
         h2 { "Needing attention" }
-        (attention_list(&fleet, &health, &provisioning, &halted))
+        (attention_list(&fleet, &provisioning, &halted))
+        h2 { "Registry health" }
+        div #fleet-health data-fragment="/ui/health" data-load="" aria-live="polite" {
+            p { a href="/ui/health" { "Run the registry health check" } }
+        }
         h2 { "Next scheduled waves" }
         @if schedules.is_empty() {
             p.muted { "No enabled schedule." }
@@ -94,6 +96,14 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
 fn schedule_error(e: crate::schedule::store::ScheduleError) -> ConsoleError {
     let r = e.is_retryable();
     ConsoleError::internal("the schedule store", &e, r)
+}
+
+async fn halted_waves(s: &AppState) -> Result<Vec<WaveView>, ConsoleError> {
+    let mut out = Vec::new();
+    for id in queries::halted_waves(s, SHOWN as i64).await? {
+        out.push(s.waves.view(id).await?);
+    }
+    Ok(out)
 }
 
 async fn active_waves(s: &AppState) -> Result<Vec<WaveView>, ConsoleError> {
@@ -154,14 +164,12 @@ pub fn short(id: &uuid::Uuid) -> String {
 
 fn attention_list(
     fleet: &FleetReport,
-    health: &crate::registry::HealthReport,
     provisioning: &[queries::ProvisioningFailure],
     halted: &[WaveView],
 ) -> Markup {
     let nothing = provisioning.is_empty()
         && fleet.needs_attention.is_empty()
         && fleet.drifted.is_empty()
-        && health.findings.is_empty()
         && halted.is_empty();
     html! {
         @if nothing {
@@ -198,24 +206,45 @@ fn attention_list(
                             td.mono { (issue_text(&i.issue)) }
                         }
                     }
-                    @for f in &health.findings {
-                        tr {
-                            td { (badge("warn")) " " (f.kind) }
-                            td {
-                                @for slug in f.slugs.iter().take(SHOWN) {
-                                    a href={"/ui/tenants/" (slug)} { (slug) } " "
-                                }
-                                @if f.slugs.len() > SHOWN { "and " (f.slugs.len() - SHOWN) " more" }
-                            }
-                            td { (f.description) }
-                        }
-                    }
                 }
             }
             @let more = fleet.needs_attention.len().saturating_sub(SHOWN) + fleet.drifted.len().saturating_sub(SHOWN);
             @if more > 0 { p.muted { "and " (more) " more tenants with migration issues or drift" } }
         }
     }
+}
+
+/// `GET /ui/health`: the registry health report (`GET /v1/registry/health`) as a page;
+/// the fleet page loads its `#fleet-health` part.
+pub async fn health(State(s): State<AppState>, session: Session) -> Result<Response, ConsoleError> {
+    let health = s.registry.health(s.config.provisioning_stuck_after).await?;
+    let body = html! {
+        h1 { "Registry health" }
+        div #fleet-health {
+            @if health.findings.is_empty() {
+                p { (badge("ok")) " No inconsistency found." }
+            } @else {
+                table {
+                    thead { tr { th { "Finding" } th { "Tenants" } th { "What to do" } } }
+                    tbody {
+                        @for f in &health.findings {
+                            tr {
+                                td { (badge("warn")) " " (f.kind) }
+                                td {
+                                    @for slug in f.slugs.iter().take(SHOWN) {
+                                        a href={"/ui/tenants/" (slug)} { (slug) } " "
+                                    }
+                                    @if f.slugs.len() > SHOWN { "and " (f.slugs.len() - SHOWN) " more" }
+                                }
+                                td { (f.description) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Page::new(Nav::Fleet, "Registry health", body).render(&session))
 }
 
 fn issue_text(v: &serde_json::Value) -> String {

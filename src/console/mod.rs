@@ -67,6 +67,7 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router<AppState> {
     let guarded = Router::new()
         .route("/ui/", get(fleet::page))
+        .route("/ui/health", get(fleet::health))
         .route("/ui/tenants", get(tenants::list))
         .route("/ui/tenants/{slug}", get(tenants::show))
         .route("/ui/tenants/{slug}/suspend", post(tenants::suspend))

@@ -3,7 +3,21 @@
 // [data-fragment][data-stream]: when the EventSource on data-stream delivers an event, the
 //   element's content is replaced by a fresh copy of the HTML fragment at data-fragment
 //   (at most one fetch in flight; events arriving meanwhile cause one more fetch after).
+// [data-fragment][data-load]: fetched once after the page is shown (slow, secondary parts).
 // form[data-confirm]: asks before sending, and sends confirmed=yes with the answer.
+
+async function replaceFrom(el) {
+  const resp = await fetch(el.dataset.fragment, {
+    credentials: "same-origin",
+    headers: { "Accept": "text/html" },
+  });
+  if (resp.redirected || !resp.ok) return false;
+  const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+  const fresh = doc.getElementById(el.id);
+  el.replaceChildren(...(fresh ? fresh.childNodes : doc.body.childNodes));
+  el.dispatchEvent(new CustomEvent("drover:updated", { bubbles: true }));
+  return true;
+}
 
 function keepLive(el) {
   let busy = false;
@@ -12,22 +26,13 @@ function keepLive(el) {
     if (busy) { again = true; return; }
     busy = true;
     try {
-      const resp = await fetch(el.dataset.fragment, {
-        credentials: "same-origin",
-        headers: { "Accept": "text/html" },
-      });
-      if (resp.redirected || !resp.ok) {
-        // Logged out or gone: stop, the page as shown is still true for its time.
+      if (!(await replaceFrom(el))) {
+        // Logged out or gone: stop; the page as shown is still true for its time.
         el.dataset.liveState = "stopped";
         source.close();
         return;
       }
-      const html = await resp.text();
-      const doc = new DOMParser().parseFromString(html, "text/html");
-      const fresh = doc.getElementById(el.id);
-      el.replaceChildren(...(fresh ? fresh.childNodes : doc.body.childNodes));
       el.dataset.liveState = "live";
-      el.dispatchEvent(new CustomEvent("drover:updated", { bubbles: true }));
     } finally {
       busy = false;
       if (again) { again = false; refresh(); }
@@ -47,6 +52,10 @@ function keepLive(el) {
 
 for (const el of document.querySelectorAll("[data-fragment][data-stream]")) {
   if (el.id) keepLive(el);
+}
+
+for (const el of document.querySelectorAll("[data-fragment][data-load]")) {
+  if (el.id) replaceFrom(el);
 }
 
 document.addEventListener("submit", (ev) => {
