@@ -31,6 +31,7 @@ pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod devcluster;
 pub mod events;

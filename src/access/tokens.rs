@@ -99,7 +99,8 @@ pub struct TokenStore {
     rng: ring::rand::SystemRandom,
 }
 
-fn sha256(token: &str) -> [u8; 32] {
+/// SHA-256 of a token: what the table stores and lookups use.
+pub fn sha256(token: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -251,7 +252,13 @@ impl TokenStore {
 
     /// Who `presented` is, if it is a named token.
     pub async fn authenticate(&self, presented: &str) -> Result<Lookup, AccessError> {
-        let hash = sha256(presented);
+        self.authenticate_hash(&sha256(presented)).await
+    }
+
+    /// Who the token with this SHA-256 is: the same cached lookup as [`Self::authenticate`],
+    /// for callers that kept the hash and not the token (web console sessions).
+    pub async fn authenticate_hash(&self, hash: &[u8; 32]) -> Result<Lookup, AccessError> {
+        let hash = *hash;
         if let Some(found) = self.cached(&hash) {
             return Ok(found);
         }

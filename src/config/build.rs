@@ -117,6 +117,13 @@ impl Builder {
                     }
                 }),
             },
+            console_session_ttl: self.parsed("console_session_ttl", |v| match parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => {
+                    Ok(d)
+                }
+                Ok(_) => Err("must be between 1m and 30d".into()),
+                Err(e) => Err(e),
+            }),
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", |v| match parse_duration(v) {
                     Ok(d) if d >= Duration::from_secs(1) => Ok(d),

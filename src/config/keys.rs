@@ -53,6 +53,7 @@
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
+//! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -171,6 +172,7 @@ pub const KEYS: &[Key] = &[
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
+    key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -95,6 +95,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The status and the message written for the caller (the web console shows them on a
+    /// page; 5xx messages carry no internals, as in the JSON body).
+    pub fn status_and_message(&self) -> (StatusCode, String) {
+        (self.status, self.message.clone())
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -2,7 +2,8 @@
 //! file per resource; errors become responses only in [`error`].
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route
-//! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17).
+//! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17). The web console's
+//! routes (`/ui/`, [`crate::console`]) are merged in beside them with their own session guard.
 
 mod auth;
 mod definitions;
@@ -32,17 +33,22 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 pub use auth::Caller;
 pub use error::ApiError;
+/// The SSE handler, also behind the web console's session (`/ui/stream`).
+pub use events::stream as event_stream;
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api(state.config.max_set_bytes).split_for_parts();
-    routes
+    let api = routes
         .fallback(|| async { ApiError::no_route() })
         // Inside `track`, so refused requests are counted and timed too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
-        ))
+        ));
+    // The web console (`/ui/`) is merged after the bearer-token layer: its pages use a
+    // cookie session and their own guard (see `crate::console`), and are not API routes.
+    api.merge(crate::console::router(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,

@@ -417,6 +417,7 @@ impl Registry {
                AND ($4::boolean OR deleted_at IS NULL) \
                AND ($5::text IS NULL OR (lower(slug), id) > ($5, $6::uuid)) \
                AND ($8::text IS NULL OR lower(contact_email) = lower($8)) \
+               AND ($9::int IS NULL OR schema_version = $9) \
              ORDER BY lower(slug), id LIMIT $7"
         );
         let limit = filter.limit.unwrap_or(100);
@@ -457,6 +458,7 @@ impl Registry {
                     &after_id,
                     &(limit + 1),
                     &filter.email.as_deref().map(str::trim),
+                    &filter.schema_version,
                 ],
             )
             .await?;

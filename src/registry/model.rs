@@ -815,6 +815,10 @@ pub struct ListFilter {
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
+    /// Only tenants on this schema version (the web console's filter; not an API
+    /// parameter).
+    #[serde(skip)]
+    pub schema_version: Option<i32>,
 }
 
 /// One page of results and the cursor for the next, if any.

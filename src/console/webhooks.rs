@@ -1,0 +1,250 @@
+//! `/ui/webhooks`: every subscription (its URL without credentials, event types, format,
+//! a state word) with its deliveries by state, the age of its oldest pending delivery and
+//! its last failures. The secret reference is not shown: it names where the HMAC key is.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use maud::{html, Markup};
+
+use super::layout::{self, Nav, Page};
+use super::session::Session;
+use super::ConsoleError;
+use crate::app::AppState;
+use crate::events::webhooks::{self, WebhookView};
+
+/// Failed attempts listed per subscription, newest first.
+const LAST_FAILURES: i64 = 5;
+
+/// Delivery facts of one subscription beyond the API's counts.
+#[derive(Default)]
+struct Extra {
+    /// Pending deliveries that failed at least once (waiting for their next attempt).
+    retrying: i64,
+    /// Seconds since the oldest pending delivery was written.
+    oldest_pending_secs: Option<f64>,
+    failures: Vec<Failure>,
+}
+
+/// A delivery whose last attempt failed.
+struct Failure {
+    event_type: String,
+    dead: bool,
+    attempts: i32,
+    status: Option<i32>,
+    error: String,
+    at: DateTime<Utc>,
+}
+
+async fn extras(s: &AppState) -> Result<HashMap<String, Extra>, ConsoleError> {
+    const COUNTS: &str = "SELECT w.name, \
+           count(d.id) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying, \
+           extract(epoch FROM now() - min(d.created_at) FILTER (WHERE d.state = 'pending'))::float8 AS oldest \
+         FROM control_plane.webhooks w \
+         LEFT JOIN control_plane.webhook_deliveries d ON d.webhook_id = w.id \
+         GROUP BY w.name";
+    const FAILURES: &str = "SELECT w.name, f.event_type, f.state, f.attempts, f.last_status, \
+           f.last_error, f.at \
+         FROM control_plane.webhooks w CROSS JOIN LATERAL ( \
+           SELECT d.event_type, d.state, d.attempts, d.last_status, d.last_error, \
+             coalesce(d.finished_at, d.next_attempt_at) AS at \
+           FROM control_plane.webhook_deliveries d \
+           WHERE d.webhook_id = w.id AND d.state <> 'delivered' AND d.last_error IS NOT NULL \
+           ORDER BY d.next_attempt_at DESC LIMIT $1) f \
+         ORDER BY w.name, f.at DESC";
+    let client = s.pool.get().await?;
+    let mut out: HashMap<String, Extra> = HashMap::new();
+    for r in client.query(COUNTS, &[]).await? {
+        let e = out.entry(r.try_get("name")?).or_default();
+        e.retrying = r.try_get("retrying")?;
+        e.oldest_pending_secs = r.try_get("oldest")?;
+    }
+    for r in client.query(FAILURES, &[&LAST_FAILURES]).await? {
+        let state: String = r.try_get("state")?;
+        out.entry(r.try_get("name")?)
+            .or_default()
+            .failures
+            .push(Failure {
+                event_type: r.try_get("event_type")?,
+                dead: state == "dead",
+                attempts: r.try_get("attempts")?,
+                status: r.try_get("last_status")?,
+                error: r.try_get("last_error")?,
+                at: r.try_get("at")?,
+            });
+    }
+    Ok(out)
+}
+
+/// `GET /ui/webhooks`.
+pub async fn page(State(s): State<AppState>, session: Session) -> Result<Response, ConsoleError> {
+    let hooks = {
+        let client = s.pool.get().await?;
+        webhooks::list(&**client).await?
+    };
+    let mut extra = extras(&s).await?;
+    let body = html! {
+        h1 { "Webhooks" }
+        @if hooks.is_empty() {
+            p.muted { "No subscriptions. Create one with " code { "POST /v1/webhooks" } "." }
+        } @else {
+            (summary(&hooks, &extra))
+            @for h in &hooks {
+                (hook(h, extra.remove(&h.name).unwrap_or_default()))
+            }
+        }
+    };
+    Ok(Page::new(Nav::Webhooks, "Webhooks", body).render(&session))
+}
+
+/// A subscription's state in a word: dead deliveries need a person, retrying ones may
+/// recover, anything else is fine.
+fn state_word(h: &WebhookView, e: &Extra) -> &'static str {
+    if h.deliveries.dead > 0 {
+        "dead"
+    } else if e.retrying > 0 {
+        "retrying"
+    } else {
+        "ok"
+    }
+}
+
+fn summary(hooks: &[WebhookView], extra: &HashMap<String, Extra>) -> Markup {
+    html! {
+        table {
+            thead { tr {
+                th scope="col" { "Subscription" }
+                th scope="col" { "State" }
+                th scope="col" .n { "Pending" }
+                th scope="col" .n { "Of which retrying" }
+                th scope="col" .n { "Delivered" }
+                th scope="col" .n { "Dead" }
+                th scope="col" { "Oldest pending" }
+            } }
+            tbody {
+                @for h in hooks {
+                    @let e = extra.get(&h.name);
+                    @let none = Extra::default();
+                    @let e = e.unwrap_or(&none);
+                    tr {
+                        th scope="row" { a href={"#hook-" (h.name)} { (h.name) } }
+                        td { (layout::badge(state_word(h, e))) }
+                        td.n { (h.deliveries.pending) }
+                        td.n { (e.retrying) }
+                        td.n { (h.deliveries.delivered) }
+                        td.n { (h.deliveries.dead) }
+                        td { (age(e.oldest_pending_secs)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn hook(h: &WebhookView, e: Extra) -> Markup {
+    let heading = format!("hook-{}", h.name);
+    html! {
+        section.panel aria-labelledby=(heading) {
+            h2 id=(heading) { (h.name) " " (layout::badge(state_word(h, &e))) }
+            dl.facts {
+                dt { "URL" } dd { code { (display_url(&h.url)) } }
+                dt { "Events" } dd { @for t in &h.events { span.label { (t) } } }
+                dt { "Format" } dd { (match h.format { webhooks::Format::Json => "JSON", webhooks::Format::Slack => "Slack" }) }
+                dt { "Created" } dd { (layout::time(&h.created_at)) " by " (h.created_by) }
+            }
+            h3 { "Last failures" }
+            @if e.failures.is_empty() {
+                p.muted { "None." }
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { "Event" }
+                        th scope="col" { "State" }
+                        th scope="col" .n { "Attempts" }
+                        th scope="col" .n { "HTTP status" }
+                        th scope="col" { "Error" }
+                        th scope="col" { "Next attempt (dead: when it died)" }
+                    } }
+                    tbody {
+                        @for f in &e.failures {
+                            tr {
+                                td { (f.event_type) }
+                                td { (layout::badge(if f.dead { "dead" } else { "retrying" })) }
+                                td.n { (f.attempts) }
+                                td.n { @if let Some(s) = f.status { (s) } @else { "—" } }
+                                td { (f.error) }
+                                td { (layout::time(&f.at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn age(secs: Option<f64>) -> Markup {
+    match secs {
+        None => html! { span.muted { "none pending" } },
+        Some(s) => {
+            let s = s.max(0.0) as u64;
+            let text = match s {
+                0..=119 => format!("{s} s"),
+                120..=7199 => format!("{} min", s / 60),
+                _ => format!("{} h", s / 3600),
+            };
+            html! { (text) }
+        }
+    }
+}
+
+/// A receiver URL fit to show: no user or password, no query (`?…`), and long path
+/// segments cut short, because some receivers (Slack's incoming webhooks among them)
+/// carry their credential in the path.
+pub fn display_url(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return "(unparseable URL)".into();
+    };
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let had_query = u.query().is_some();
+    u.set_query(None);
+    u.set_fragment(None);
+    let path: Vec<String> = u
+        .path()
+        .split('/')
+        .map(|seg| {
+            if seg.chars().count() >= 16 {
+                format!("{}…", seg.chars().take(4).collect::<String>())
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    let origin = u.origin().ascii_serialization();
+    format!(
+        "{origin}{}{}",
+        path.join("/"),
+        if had_query { "?…" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_url_has_no_credentials_query_or_long_path_tokens() {
+        assert_eq!(
+            display_url("https://user:pa55@hooks.example.com:8443/in/events?token=abc"),
+            "https://hooks.example.com:8443/in/events?…"
+        );
+        assert_eq!(
+            display_url("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+            "https://hooks.slack.com/services/T0000/B0000/XXXX…"
+        );
+        assert_eq!(display_url("not a url"), "(unparseable URL)");
+    }
+}
