@@ -342,4 +342,20 @@ mod tests {
         );
         assert_eq!(schemas["Kind"]["enum"], json!([crate::manifest::KIND]));
     }
+
+    #[test]
+    fn the_feed_limit_is_documented_with_the_bounds_the_feed_enforces() {
+        use crate::events::feed::{DEFAULT_LIMIT, MAX_LIMIT};
+        let doc = super::spec();
+
+        let params = doc["paths"]["/v1/events"]["get"]["parameters"].as_array();
+        let limit = params.into_iter().flatten().find(|p| p["name"] == "limit");
+
+        let schema = &limit.expect("limit")["schema"];
+        assert_eq!(schema["maximum"], json!(MAX_LIMIT));
+        assert_eq!(schema["default"], json!(DEFAULT_LIMIT));
+        let stream = doc["paths"]["/v1/events/stream"]["get"]["parameters"].as_array();
+        let names: Vec<_> = stream.into_iter().flatten().map(|p| &p["name"]).collect();
+        assert!(!names.contains(&&json!("limit")) && !names.contains(&&json!("cursor")));
+    }
 }

@@ -64,7 +64,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ScheduleView>>, 
     params(doc::ActorHeader),
     request_body(content = NewSchedule, example = json!({
         "name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin",
-        "template": {"selector": {"labels": {"region": "eu"}}, "canary": {"count": 2}}, "on_overlap": "skip"
+        "template": {"selector": {"labels": {"region": "eu"}}, "canary": {"percent": 10}}, "on_overlap": "skip"
     })),
     responses((status = 201, description = "The schedule with its next five fire times.", body = ScheduleView,
             links(("GetSchedule" = (operation_id = "getSchedule", parameters(("name" = "$response.body#/name")))), ("UpdateSchedule" = (operation_id = "updateSchedule", parameters(("name" = "$response.body#/name")))), ("DeleteSchedule" = (operation_id = "deleteSchedule", parameters(("name" = "$response.body#/name")))), ("TriggerSchedule" = (operation_id = "triggerSchedule", parameters(("name" = "$response.body#/name")))))),

@@ -57,7 +57,7 @@ pub struct WaitQuery {
         "slug": "acme", "display_name": "Acme Corp", "db_name": "tenant_acme", "db_host": "db1.internal",
         "db_port": 5432, "db_user": "tenant_acme", "db_secret_ref": "file:tenants/acme",
         "db_options": {"sslmode": "require"}, "labels": {"plan": "pro", "region": "eu"},
-        "billing_plan": "pro", "contact_email": "ops@acme.example"
+        "billing_plan": "pro", "contact_email": "ops@acme.example", "status": "active"
     })),
     responses(
         (status = 201, description = "The tenant as stored (with `provision` and `wait=true`: active, migrated).", body = Tenant,

@@ -49,7 +49,7 @@ pub(super) fn require_prometheus(s: &AppState, req: &WaveRequest) -> Result<(), 
         first: an error finding whose rule is not in `acknowledge` answers 422 `lint_failed` with the `findings`.",
     params(doc::ActorHeader),
     request_body(content = WaveRequest, example = json!({
-        "migration_set": "latest", "selector": {"labels": {"region": "eu"}}, "canary": {"count": 2},
+        "migration_set": "latest", "selector": {"labels": {"region": "eu"}}, "canary": {"percent": 10},
         "batch_size": 50, "max_concurrency": 10, "max_failures": 0
     })),
     responses((status = 201, description = "The new wave.", body = WaveView,

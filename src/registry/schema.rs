@@ -124,3 +124,27 @@ pub fn patch_status() -> Object {
         "Only `active`, from `provisioning`; suspend, resume and DELETE have endpoints of their own.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::model::validate_db_options;
+    use super::*;
+
+    #[test]
+    fn every_value_the_db_options_schema_offers_is_accepted_and_other_keys_are_not() {
+        let schema = serde_json::to_value(db_options()).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+
+        for (key, prop) in props {
+            for value in prop["enum"].as_array().into_iter().flatten() {
+                let one = BTreeMap::from([(key.clone(), value.as_str().unwrap().to_string())]);
+                assert!(validate_db_options(&one).is_ok(), "{key}={value}");
+            }
+        }
+        assert_eq!(schema["additionalProperties"], false);
+        let unknown = BTreeMap::from([("host".to_string(), "x".to_string())]);
+        assert!(validate_db_options(&unknown).is_err());
+    }
+}
