@@ -270,14 +270,30 @@ pub struct Filter {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FilterParams {
+    /// A dotted event type (`tenant.migrated`, `wave.halted`), a prefix (`tenant.*`,
+    /// `wave.*`) or `*`; 422 for an unknown type.
     #[serde(rename = "type")]
+    #[param(pattern = r"^\s*(\*|(tenant|wave)\.\S+)\s*$", example = "wave.*")]
     pub event_type: Option<String>,
+    /// Events of the tenant(s) that had this slug.
     pub tenant: Option<String>,
+    /// Events of this wave, and tenant events it caused (`migrated`, `error`).
+    #[param(value_type = Option<Uuid>)]
     pub wave: Option<String>,
+    /// Exact actor, e.g. `drover` or `token:ci`.
     pub actor: Option<String>,
+    /// Written at or after (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub since: Option<String>,
+    /// Written before (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub until: Option<String>,
+    /// Page size (the feed only; the stream refuses it).
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page, older events follow (the feed only; the
+    /// stream resumes with `Last-Event-ID`).
+    #[param(pattern = r"^[+-]?[0-9]+\.[+-]?[0-9]+$")]
     pub cursor: Option<String>,
 }
 

@@ -127,7 +127,11 @@ pub async fn stream(
         `webhook_give_up_after`, then `dead`. 422 for a URL that is not http(s), an unknown event type, or a \
         secret reference that is malformed, names drover's own `DROVER_*` variables or cannot be read; 409 when \
         the name is taken.",
-    params(doc::ActorHeader), request_body = WebhookRequest,
+    params(doc::ActorHeader),
+    request_body(content = WebhookRequest, example = json!({
+        "name": "ops", "url": "https://hooks.example.com/drover", "events": ["tenant.*", "wave.halted"],
+        "secret_ref": "file:webhooks/ops", "format": "json"
+    })),
     responses((status = 201, description = "The webhook.", body = WebhookView,
             links(("GetWebhook" = (operation_id = "getWebhook", parameters(("name" = "$response.body#/name")))), ("DeleteWebhook" = (operation_id = "deleteWebhook", parameters(("name" = "$response.body#/name")))), ("TestWebhook" = (operation_id = "testWebhook", parameters(("name" = "$response.body#/name")))))), (status = 409, response = doc::E409))
 )]

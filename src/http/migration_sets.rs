@@ -46,6 +46,8 @@ pub async fn push(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many sets (values outside 1-1000 are clamped).
+    #[param(default = 50)]
     limit: Option<i64>,
 }
 

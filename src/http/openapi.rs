@@ -202,6 +202,7 @@ const WITH_BODY: &[&str] = &["400", "413", "415", "422"];
 /// responses, and per operation its common errors, its security and `x-drover-role(s)`.
 fn finish(doc: &mut Document) {
     doc.info.description = Some(DESCRIPTION.into());
+    stream_parameters(doc);
     let components = doc.components.get_or_insert_with(Default::default);
     let bearer = |d: &str| {
         SecurityScheme::Http(
@@ -250,6 +251,15 @@ fn finish(doc: &mut Document) {
     }
 }
 
+/// The stream shares the feed's query type but refuses its paging (`limit`, `cursor`: 422;
+/// it resumes with `Last-Event-ID`), so they are not offered there.
+fn stream_parameters(doc: &mut Document) {
+    let stream = doc.paths.paths.get_mut("/v1/events/stream");
+    if let Some(params) = stream.and_then(|i| i.get.as_mut()?.parameters.as_mut()) {
+        params.retain(|p| p.name != "limit" && p.name != "cursor");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Parameters several operations share.
 
@@ -257,7 +267,11 @@ macro_rules! path_param {
     ($ty:ident $name:literal $description:literal) => {
         #[derive(IntoParams)]
         #[into_params(names($name), parameter_in = Path)]
-        pub struct $ty(#[doc = $description] String);
+        pub struct $ty(
+            #[doc = $description]
+            #[param(min_length = 1)]
+            String,
+        );
     };
 }
 path_param!(SlugPath "slug" "The tenant's slug (case-insensitive).");
@@ -327,5 +341,21 @@ mod tests {
             json!([crate::manifest::API_VERSION])
         );
         assert_eq!(schemas["Kind"]["enum"], json!([crate::manifest::KIND]));
+    }
+
+    #[test]
+    fn the_feed_limit_is_documented_with_the_bounds_the_feed_enforces() {
+        use crate::events::feed::{DEFAULT_LIMIT, MAX_LIMIT};
+        let doc = super::spec();
+
+        let params = doc["paths"]["/v1/events"]["get"]["parameters"].as_array();
+        let limit = params.into_iter().flatten().find(|p| p["name"] == "limit");
+
+        let schema = &limit.expect("limit")["schema"];
+        assert_eq!(schema["maximum"], json!(MAX_LIMIT));
+        assert_eq!(schema["default"], json!(DEFAULT_LIMIT));
+        let stream = doc["paths"]["/v1/events/stream"]["get"]["parameters"].as_array();
+        let names: Vec<_> = stream.into_iter().flatten().map(|p| &p["name"]).collect();
+        assert!(!names.contains(&&json!("limit")) && !names.contains(&&json!("cursor")));
     }
 }

@@ -61,7 +61,11 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ScheduleView>>, 
     post, path = "/schedules", tag = "schedules", operation_id = "createSchedule",
     summary = "Create a scheduled wave",
     description = "422 for an invalid cron expression or timezone; 409 when the name is taken.",
-    params(doc::ActorHeader), request_body = NewSchedule,
+    params(doc::ActorHeader),
+    request_body(content = NewSchedule, example = json!({
+        "name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin",
+        "template": {"selector": {"labels": {"region": "eu"}}, "canary": {"percent": 10}}, "on_overlap": "skip"
+    })),
     responses((status = 201, description = "The schedule with its next five fire times.", body = ScheduleView,
             links(("GetSchedule" = (operation_id = "getSchedule", parameters(("name" = "$response.body#/name")))), ("UpdateSchedule" = (operation_id = "updateSchedule", parameters(("name" = "$response.body#/name")))), ("DeleteSchedule" = (operation_id = "deleteSchedule", parameters(("name" = "$response.body#/name")))), ("TriggerSchedule" = (operation_id = "triggerSchedule", parameters(("name" = "$response.body#/name")))))),
         (status = 409, response = doc::E409))

@@ -32,7 +32,9 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// With `provision: true`: answer when the job has finished instead of at once.
     #[serde(default)]
+    #[param(default = false)]
     wait: bool,
 }
 
@@ -50,7 +52,13 @@ pub struct WaitQuery {
         while that runs in the background, or with `wait=true` 201 with the active tenant (502 \
         `provisioning_failed`, with `step`, when a step fails; the tenant stays `provisioning` with its \
         `provisioning_error`; `POST /v1/tenants/{slug}/provision` retries).",
-    params(WaitQuery, doc::ActorHeader), request_body = NewTenant,
+    params(WaitQuery, doc::ActorHeader),
+    request_body(content = NewTenant, example = json!({
+        "slug": "acme", "display_name": "Acme Corp", "db_name": "tenant_acme", "db_host": "db1.internal",
+        "db_port": 5432, "db_user": "tenant_acme", "db_secret_ref": "file:tenants/acme",
+        "db_options": {"sslmode": "require"}, "labels": {"plan": "pro", "region": "eu"},
+        "billing_plan": "pro", "contact_email": "ops@acme.example", "status": "active"
+    })),
     responses(
         (status = 201, description = "The tenant as stored (with `provision` and `wait=true`: active, migrated).", body = Tenant,
             links(("GetTenant" = (operation_id = "getTenant", parameters(("slug" = "$response.body#/slug")))), ("PutTenant" = (operation_id = "putTenant", parameters(("slug" = "$response.body#/slug")))), ("UpdateTenant" = (operation_id = "updateTenant", parameters(("slug" = "$response.body#/slug")))), ("DeleteTenant" = (operation_id = "deleteTenant", parameters(("slug" = "$response.body#/slug")))), ("SuspendTenant" = (operation_id = "suspendTenant", parameters(("slug" = "$response.body#/slug")))), ("ResumeTenant" = (operation_id = "resumeTenant", parameters(("slug" = "$response.body#/slug")))), ("ListTenantEvents" = (operation_id = "listTenantEvents", parameters(("slug" = "$response.body#/slug")))), ("Resolve" = (operation_id = "resolve", parameters(("slug" = "$response.body#/slug")))))),
@@ -226,6 +234,7 @@ pub async fn resume(
 pub struct DeleteQuery {
     /// Also drop the database and role drover provisioned, and remove the secret.
     #[serde(default)]
+    #[param(default = false)]
     drop_database: bool,
 }
 
@@ -261,7 +270,11 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page (an event id: older events follow).
+    #[param(pattern = r"^[+-]?[0-9]+$")]
     cursor: Option<String>,
 }
 

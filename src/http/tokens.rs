@@ -16,7 +16,8 @@ use crate::app::AppState;
     description = "The token is in this answer and never again: drover stores only its SHA-256. `expires_in` is a \
         duration (`90d`, `12h`, `30m`, `3600s`); without it the token does not expire. 409 `duplicate_token` when \
         the name is taken.",
-    params(doc::ActorHeader), request_body = NewToken,
+    params(doc::ActorHeader),
+    request_body(content = NewToken, example = json!({"name": "grafana", "role": "viewer", "expires_in": "90d"})),
     responses((status = 201, description = "The token, shown once.", body = CreatedToken,
             links(("RevokeToken" = (operation_id = "revokeToken", parameters(("name" = "$response.body#/name")))))), (status = 409, response = doc::E409))
 )]

@@ -47,7 +47,11 @@ pub(super) fn require_prometheus(s: &AppState, req: &WaveRequest) -> Result<(), 
         reports who would fail and why; `exclude_failed_of` skips the tenants a completed dry run found failing; \
         `analysis` gates the batches on checks evaluated during the soak. The files the wave would run are linted \
         first: an error finding whose rule is not in `acknowledge` answers 422 `lint_failed` with the `findings`.",
-    params(doc::ActorHeader), request_body = WaveRequest,
+    params(doc::ActorHeader),
+    request_body(content = WaveRequest, example = json!({
+        "migration_set": "latest", "selector": {"labels": {"region": "eu"}}, "canary": {"percent": 10},
+        "batch_size": 50, "max_concurrency": 10, "max_failures": 0
+    })),
     responses((status = 201, description = "The new wave.", body = WaveView,
             links(("GetWave" = (operation_id = "getWave", parameters(("id" = "$response.body#/id")))), ("ListWaveTargets" = (operation_id = "listWaveTargets", parameters(("id" = "$response.body#/id")))), ("ListWaveEvents" = (operation_id = "listWaveEvents", parameters(("id" = "$response.body#/id")))), ("PauseWave" = (operation_id = "pauseWave", parameters(("id" = "$response.body#/id")))), ("ResumeWave" = (operation_id = "resumeWave", parameters(("id" = "$response.body#/id")))), ("AbortWave" = (operation_id = "abortWave", parameters(("id" = "$response.body#/id")))), ("PromoteWave" = (operation_id = "promoteWave", parameters(("id" = "$response.body#/id")))))), (status = 409, response = doc::E409))
 )]
@@ -74,6 +78,8 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many waves (values outside 1-200 are clamped).
+    #[param(default = 20)]
     limit: Option<i64>,
 }
 
@@ -128,7 +134,11 @@ pub async fn events(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TargetsQuery {
+    /// Only targets in this state.
+    #[param(value_type = Option<crate::waves::store::TargetState>)]
     state: Option<String>,
+    /// How many targets (values outside 1-100000 are clamped).
+    #[param(default = 1000)]
     limit: Option<i64>,
 }
 

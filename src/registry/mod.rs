@@ -18,6 +18,7 @@
 mod error;
 mod health;
 mod model;
+mod schema;
 
 pub use error::RegistryError;
 pub use fleet::{gauges as fleet_gauges, FleetGauges, FleetReport, Issue, VersionCount};

@@ -187,23 +187,31 @@ fn validate_email(s: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// The most labels a tenant may carry.
+pub(super) const MAX_LABELS: usize = 64;
+/// The longest label key, in bytes (all of them ASCII) and the longest value, in characters.
+pub(super) const MAX_LABEL_KEY: usize = 63;
+pub(super) const MAX_LABEL_VALUE: usize = 255;
+/// What a label key may contain besides ASCII letters and digits.
+pub(super) const LABEL_KEY_PUNCTUATION: &str = "._/-";
+
 /// Label keys look like Kubernetes label keys; values are short printable strings.
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), RegistryError> {
-    if labels.len() > 64 {
-        return Err(invalid("labels", "at most 64 labels"));
+    if labels.len() > MAX_LABELS {
+        return Err(invalid("labels", format!("at most {MAX_LABELS} labels")));
     }
     for (k, v) in labels {
         let key_ok = !k.is_empty()
-            && k.len() <= 63
+            && k.len() <= MAX_LABEL_KEY
             && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || LABEL_KEY_PUNCTUATION.contains(c));
         if !key_ok {
             return Err(invalid(
                 "labels",
                 format!("label key {k:?} must be 1-63 characters of letters, digits, '.', '_', '/', '-'"),
             ));
         }
-        if v.chars().count() > 255 || v.chars().any(char::is_control) {
+        if v.chars().count() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
             return Err(invalid(
                 "labels",
                 format!("label {k:?}: value must be at most 255 printable characters"),
@@ -213,55 +221,77 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Registry
     Ok(())
 }
 
+/// What a libpq option in `db_options` may hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OptionValue {
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A whole number of seconds (`u32`).
+    Seconds,
+    /// 1-255 bytes of printable text (a path or a name).
+    Text,
+}
+
+impl OptionValue {
+    fn accepts(self, v: &str) -> bool {
+        match self {
+            OptionValue::OneOf(words) => words.contains(&v),
+            OptionValue::Seconds => v.parse::<u32>().is_ok(),
+            OptionValue::Text => {
+                !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control)
+            }
+        }
+    }
+}
+
 /// libpq connection options a tenant may carry into its DSN, and their allowed values.
-const DB_OPTION_KEYS: &[&str] = &[
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "connect_timeout",
-    "application_name",
-    "target_session_attrs",
-    "channel_binding",
+/// Both the validation and the OpenAPI schema ([`super::schema::db_options`]) read this list.
+pub(super) const DB_OPTIONS: &[(&str, OptionValue)] = &[
+    (
+        "sslmode",
+        OptionValue::OneOf(&[
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ]),
+    ),
+    ("sslrootcert", OptionValue::Text),
+    ("sslcert", OptionValue::Text),
+    ("sslkey", OptionValue::Text),
+    ("connect_timeout", OptionValue::Seconds),
+    ("application_name", OptionValue::Text),
+    (
+        "target_session_attrs",
+        OptionValue::OneOf(&[
+            "any",
+            "read-write",
+            "read-only",
+            "primary",
+            "standby",
+            "prefer-standby",
+        ]),
+    ),
+    (
+        "channel_binding",
+        OptionValue::OneOf(&["disable", "prefer", "require"]),
+    ),
 ];
 
 /// Checks `db_options` against the allow-list (unknown keys would silently do nothing in
 /// some clients and break others).
 pub fn validate_db_options(options: &BTreeMap<String, String>) -> Result<(), RegistryError> {
     for (k, v) in options {
-        if !DB_OPTION_KEYS.contains(&k.as_str()) {
+        let Some((_, allowed)) = DB_OPTIONS.iter().find(|(key, _)| key == k) else {
+            let keys: Vec<&str> = DB_OPTIONS.iter().map(|(key, _)| *key).collect();
             return Err(invalid(
                 "db_options",
-                format!(
-                    "unsupported option {k:?}; allowed: {}",
-                    DB_OPTION_KEYS.join(", ")
-                ),
+                format!("unsupported option {k:?}; allowed: {}", keys.join(", ")),
             ));
-        }
-        let ok = match k.as_str() {
-            "sslmode" => [
-                "disable",
-                "allow",
-                "prefer",
-                "require",
-                "verify-ca",
-                "verify-full",
-            ]
-            .contains(&v.as_str()),
-            "connect_timeout" => v.parse::<u32>().is_ok(),
-            "channel_binding" => ["disable", "prefer", "require"].contains(&v.as_str()),
-            "target_session_attrs" => [
-                "any",
-                "read-write",
-                "read-only",
-                "primary",
-                "standby",
-                "prefer-standby",
-            ]
-            .contains(&v.as_str()),
-            _ => !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control),
         };
-        if !ok {
+        if !allowed.accepts(v) {
             return Err(invalid("db_options", format!("invalid value for {k}")));
         }
     }
@@ -322,6 +352,13 @@ impl FromStr for TenantStatus {
         })
     }
 }
+
+/// The statuses a new tenant may start in (`NewTenant.status`; default provisioning).
+pub(super) const NEW_TENANT_STATUSES: &[TenantStatus] =
+    &[TenantStatus::Provisioning, TenantStatus::Active];
+/// The statuses `PATCH` may set: only provisioning → active; the other changes have
+/// endpoints of their own because they carry a reason or side effects.
+pub(super) const PATCH_STATUSES: &[TenantStatus] = &[TenantStatus::Active];
 
 /// An operator action that changes status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,13 +599,16 @@ pub struct NewTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::db_options)]
     pub db_options: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::labels)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub canary: bool,
     /// Initial status: `provisioning` (default) or `active`.
     #[serde(default)]
+    #[schema(schema_with = super::schema::new_tenant_status)]
     pub status: Option<TenantStatus>,
     /// Create the role and database too (needs `DROVER_PROVISION_URL`).
     #[serde(default)]
@@ -646,12 +686,14 @@ impl NewTenant {
         if let Some(v) = &self.app_version {
             check(validate_text("app_version", v, 100));
         }
-        match self.status {
-            None | Some(TenantStatus::Provisioning) | Some(TenantStatus::Active) => {}
-            Some(_) => check(Err(invalid(
+        if self
+            .status
+            .is_some_and(|s| !NEW_TENANT_STATUSES.contains(&s))
+        {
+            check(Err(invalid(
                 "status",
                 "a new tenant starts as provisioning or active",
-            ))),
+            )));
         }
         out
     }
@@ -705,12 +747,17 @@ pub struct TenantPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 63, pattern = "^[A-Za-z_][A-Za-z0-9_-]*$")]
     pub db_user: Option<String>,
+    /// `null` leaves the reference as it is, like an absent field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = crate::secrets::secret_ref_schema)]
+    #[schema(schema_with = super::schema::nullable_secret_ref)]
     pub db_secret_ref: Option<String>,
+    /// Replaces the whole map; `null` leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_db_options)]
     pub db_options: Option<BTreeMap<String, String>>,
+    /// Replaces the whole map; `null` leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_labels)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<bool>,
@@ -745,7 +792,9 @@ pub struct TenantPatch {
     pub app_version: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_flag: Option<bool>,
+    /// Only `active`, from `provisioning`; suspend, resume and DELETE change the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::patch_status)]
     pub status: Option<TenantStatus>,
 }
 
@@ -786,11 +835,11 @@ impl TenantPatch {
             validate_text("app_version", v, 100)?;
         }
         match self.status {
-            None | Some(TenantStatus::Active) => Ok(()),
-            Some(_) => Err(invalid(
+            Some(s) if !PATCH_STATUSES.contains(&s) => Err(invalid(
                 "status",
                 "PATCH can only set status active (from provisioning); use /suspend, /resume or DELETE",
             )),
+            _ => Ok(()),
         }
     }
 }
@@ -802,7 +851,9 @@ impl TenantPatch {
 pub struct ListFilter {
     /// Only tenants in this status.
     pub status: Option<TenantStatus>,
-    /// `key=value`; repeatable in the CLI, comma-separated in the query string.
+    /// Only tenants carrying all these labels: `key=value`, comma-separated
+    /// (`plan=pro,region=eu`; repeatable in the CLI).
+    #[param(pattern = "^(([^,]*=[^,]*)?,)*([^,]*=[^,]*)?$", example = "plan=pro")]
     pub label: Option<String>,
     /// Case-insensitive substring of the slug or display_name.
     pub q: Option<String>,
@@ -810,10 +861,13 @@ pub struct ListFilter {
     pub email: Option<String>,
     /// Include soft-deleted tenants.
     #[serde(default)]
+    #[param(default = false)]
     pub include_deleted: bool,
-    /// Page size (1-1000, default 100).
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<i64>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page (`<slug>:<id>`).
+    #[param(pattern = "^[^:]*:.+$")]
     pub cursor: Option<String>,
     /// Only tenants on this schema version (the web console's filter; not an API
     /// parameter).
