@@ -49,6 +49,7 @@ pub mod claim;
 pub mod create;
 pub mod dry_run;
 pub mod executor;
+pub mod gauges;
 pub mod host_limits;
 mod lint_gate;
 pub mod plan;
