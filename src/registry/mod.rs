@@ -29,7 +29,9 @@ mod health;
 mod model;
 
 pub use error::RegistryError;
-pub use fleet::{gauges as fleet_gauges, FleetGauges, FleetReport, Issue, VersionCount};
+pub use fleet::{
+    gauges as fleet_gauges, FleetGauges, FleetReport, Issue, ProvisioningFailure, VersionCount,
+};
 pub use health::{Finding, HealthReport};
 pub use model::{
     validate_db_options, validate_labels, Actor, DbIdent, Event, ListFilter, NewTenant, Page,

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::row::tenant_from_row;
 use super::{
-    fleet, health, Event, FleetReport, HealthReport, ListFilter, Page, Registry, RegistryError,
-    Slug, Tenant,
+    fleet, health, Event, FleetReport, HealthReport, ListFilter, Page, ProvisioningFailure,
+    Registry, RegistryError, Slug, Tenant,
 };
 
 /// A slug from a URL or command line. One that cannot be valid cannot exist either,
@@ -180,6 +180,23 @@ impl Registry {
         let client = self.pool.get().await?;
         let client: &tokio_postgres::Client = &client;
         fleet::report(client, latest).await
+    }
+
+    /// Tenants not soft-deleted per status, in the lifecycle's order.
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, RegistryError> {
+        let client = self.pool.get().await?;
+        let client: &tokio_postgres::Client = &client;
+        fleet::status_counts(client).await
+    }
+
+    /// Up to `limit` tenants whose last provisioning attempt failed, most recent first.
+    pub async fn provisioning_failures(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<ProvisioningFailure>, RegistryError> {
+        let client = self.pool.get().await?;
+        let client: &tokio_postgres::Client = &client;
+        fleet::provisioning_failures(client, limit).await
     }
 
     /// Runs the registry health queries (see `health.sql`).

@@ -52,6 +52,7 @@ pub mod executor;
 pub mod gauges;
 pub mod host_limits;
 mod lint_gate;
+pub mod overview;
 pub mod plan;
 pub mod state;
 pub mod store;

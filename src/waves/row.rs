@@ -99,7 +99,7 @@ impl Wave {
 }
 
 /// A stored state; one drover does not know is a corrupt row.
-fn parse_state(s: String) -> Result<WaveState, WaveError> {
+pub(super) fn parse_state(s: String) -> Result<WaveState, WaveError> {
     s.parse().map_err(|e: super::state::UnknownState| {
         WaveError::Db(crate::db::DbError::Internal(e.to_string()))
     })
