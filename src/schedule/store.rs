@@ -253,6 +253,11 @@ impl ScheduleStore {
         ScheduleStore { pool }
     }
 
+    /// The control pool, for the schedule module's other reads.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Creates a schedule; its next fire time is computed now.
     pub async fn create(
         &self,
