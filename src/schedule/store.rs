@@ -241,6 +241,22 @@ pub async fn next_fires(
         .collect()
 }
 
+/// Names of the schedules whose template names one of `sets` (set ids or labels), by
+/// name: deleting a set is refused while any does (read in its transaction).
+pub async fn naming_sets(
+    client: &impl tokio_postgres::GenericClient,
+    sets: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT name FROM control_plane.schedules \
+         WHERE template->>'migration_set' = ANY($1) ORDER BY name";
+    client
+        .query(SQL, &[&sets])
+        .await?
+        .iter()
+        .map(|r| r.try_get("name"))
+        .collect()
+}
+
 /// Schedule SQL over the control pool.
 #[derive(Clone)]
 pub struct ScheduleStore {

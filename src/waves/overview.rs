@@ -202,3 +202,38 @@ impl WaveStore {
         Ok(out)
     }
 }
+
+/// Whether the wave `id` exists and is not finished (completed or aborted), read with
+/// `client` (the scheduler asks inside its tick's transaction). A state drover does not
+/// know counts as unfinished: starting another wave beside it is the riskier guess.
+pub async fn is_unfinished(
+    client: &impl tokio_postgres::GenericClient,
+    id: Uuid,
+) -> Result<bool, WaveError> {
+    const SQL: &str = "SELECT state FROM control_plane.waves WHERE id = $1";
+    Ok(match client.query_opt(SQL, &[&id]).await? {
+        Some(r) => r
+            .try_get::<_, String>("state")?
+            .parse()
+            .map_or(true, |s: WaveState| !s.is_finished()),
+        None => false,
+    })
+}
+
+/// Ids (as text, oldest first) of the unfinished waves that run the pushed migration set
+/// `set_id`: deleting the set is refused while there are any (read in its transaction).
+pub async fn unfinished_on_pushed_set(
+    client: &impl tokio_postgres::GenericClient,
+    set_id: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT id::text AS id FROM control_plane.waves \
+         WHERE plan->>'migration_set' = $1 AND plan->>'migration_source' = 'pushed' \
+         AND state IN ('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted') \
+         ORDER BY created_at";
+    client
+        .query(SQL, &[&set_id])
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect()
+}
