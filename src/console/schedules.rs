@@ -22,7 +22,7 @@ use crate::waves::WaveState;
 /// Fires listed per schedule, newest first.
 const LAST_FIRES: i64 = 5;
 
-/// What handling one tick did (`control_plane.schedule_fires.outcome`).
+/// What handling one tick did (a fire's `outcome`, as [`crate::schedule::fires`] reads it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Fired,
