@@ -19,9 +19,22 @@
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
 //! ```
 //!
-//! Tenant SQL lives under `registry/` only: what other modules need inside their own transactions
-//! (claims, wave selection, resolution, the events feed's tenant filter) is a function or
-//! a SQL fragment in `registry::queries`.
+//! One owner per control-DB table: only the owning module has SQL text for it, and the
+//! others call it (a function taking their client when they need it inside their own
+//! transaction, or a SQL fragment, as `registry::queries` offers for claims and selection).
+//!
+//! | tables | owner |
+//! |---|---|
+//! | `tenants`, `tenant_limits`, `tenant_events` (writes) | [`registry`] |
+//! | `waves`, `wave_targets`, `wave_events` (writes), `wave_host_limits`, `wave_checks`, `wave_check_evaluations` | [`waves`] |
+//! | `schedules`, `schedule_fires`, `leader`, `replicas` | [`schedule`] |
+//! | `migration_sets`, `migration_set_files`, `migration_set_labels` | [`migrate::published`] |
+//! | `webhooks`, `webhook_deliveries`, `event_types`; reads of the merged feed over `tenant_events` and `wave_events` | [`events`] |
+//! | `access_tokens` | [`access`] |
+//! | `console_sessions` | [`console`] |
+//! | `refinery_schema_history` (control migrations) | [`db`] |
+//!
+//! [`metrics`] and the console's pages have no SQL of their own for these tables.
 //!
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
 //! the integration tests drive the same code paths as the binary.

@@ -6,7 +6,10 @@
 //! Hot paths (resolution, migrations, HTTP) update counters and histograms directly.
 //! Fleet-wide gauges (tenants by status and version, waves, schedules) come from the
 //! control DB when `/metrics` is scraped, at most once per [`FLEET_REFRESH`], so a fleet
-//! of replicas scraped every few seconds does not hammer the DB.
+//! of replicas scraped every few seconds does not hammer the DB. This module has no SQL:
+//! each count comes from the module owning its table ([`crate::registry::fleet_gauges`],
+//! [`crate::waves::gauges`], [`crate::waves::host_limits::lowest_open`],
+//! [`crate::schedule::store::next_fires`], [`crate::events::webhooks::outbox`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -280,19 +283,6 @@ impl Metrics {
         pool: &Pool,
         latest: Option<i32>,
     ) -> Result<(), crate::db::DbError> {
-        const WAVES: &str =
-            "SELECT state AS label, count(*) AS n FROM control_plane.waves GROUP BY 1";
-        const TARGETS: &str =
-            "SELECT CASE WHEN t.phase = 0 THEN 'canary' ELSE 'batch' END AS phase, t.state, count(*) AS n \
-             FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
-             WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1, 2";
-        const SCHEDULES: &str =
-            "SELECT name, extract(epoch FROM next_fire_at)::bigint AS next_fire FROM control_plane.schedules \
-             WHERE enabled AND next_fire_at IS NOT NULL";
-        const HOST_LIMITS: &str =
-            "SELECT l.db_host, min(l.current_limit) AS current_limit FROM control_plane.wave_host_limits l \
-             JOIN control_plane.waves w ON w.id = l.wave_id \
-             WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1";
         let client = pool.get().await?;
         // Bounded label sets are set in full (zeros included); a value the query no longer
         // returns must drop to 0, not keep its last count.
@@ -328,31 +318,20 @@ impl Metrics {
         );
         self.tenants_provisioning_failed
             .set(fleet.provisioning_failed);
-        let waves = client
-            .query(WAVES, &[])
+        // Waves, targets, host limits and schedules come from the modules owning their tables.
+        let waves: Vec<(Option<String>, i64)> = crate::waves::gauges::waves_by_state(&**client)
             .await?
-            .iter()
-            .map(|r| Ok((r.try_get("label")?, r.try_get("n")?)))
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            .into_iter()
+            .map(|c| (Some(c.state), c.waves))
+            .collect();
         set_all(&self.waves, &WAVE_STATES, &waves);
-        let targets = client
-            .query(TARGETS, &[])
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<_, String>("phase")?,
-                    r.try_get::<_, String>("state")?,
-                    r.try_get::<_, i64>("n")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        let targets = crate::waves::gauges::open_targets(&**client).await?;
         for p in PHASE_KINDS {
             for st in TARGET_STATES {
                 let n = targets
                     .iter()
-                    .find(|(phase, state, _)| phase == p && state == st)
-                    .map_or(0, |(_, _, n)| *n);
+                    .find(|t| t.phase == p && t.state == st)
+                    .map_or(0, |t| t.targets);
                 self.wave_targets.with_label_values(&[p, st]).set(n);
             }
         }
@@ -369,18 +348,16 @@ impl Metrics {
         }
         // Hosts come and go with waves: drop old series rather than keep them forever.
         self.host_concurrency_limit.reset();
-        for r in client.query(HOST_LIMITS, &[]).await? {
-            let (host, limit): (String, i32) = (r.try_get("db_host")?, r.try_get("current_limit")?);
+        for l in crate::waves::host_limits::lowest_open(&**client).await? {
             self.host_concurrency_limit
-                .with_label_values(&[host.as_str()])
-                .set(limit as i64);
+                .with_label_values(&[l.host.as_str()])
+                .set(l.limit as i64);
         }
         self.schedule_next_fire_timestamp_seconds.reset();
-        for r in client.query(SCHEDULES, &[]).await? {
-            let (name, at): (String, i64) = (r.try_get("name")?, r.try_get("next_fire")?);
+        for f in crate::schedule::store::next_fires(&**client).await? {
             self.schedule_next_fire_timestamp_seconds
-                .with_label_values(&[name.as_str()])
-                .set(at);
+                .with_label_values(&[f.name.as_str()])
+                .set(f.at);
         }
         Ok(())
     }

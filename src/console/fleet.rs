@@ -9,7 +9,6 @@ use maud::{html, Markup};
 
 use super::chart::{self, Bar};
 use super::layout::{self, badge, Nav, Page};
-use super::queries;
 use super::session::Session;
 use super::ConsoleError;
 use crate::app::AppState;
@@ -27,8 +26,13 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
     let latest = s.catalog.newest_version().await.map_err(WaveError::from)?;
     let (fleet, statuses, provisioning, halted, active, mut schedules) = tokio::try_join!(
         async { s.registry.fleet(latest).await.map_err(ConsoleError::from) },
-        queries::status_counts(&s),
-        queries::provisioning_failures(&s, SHOWN as i64),
+        async { s.registry.status_counts().await.map_err(ConsoleError::from) },
+        async {
+            s.registry
+                .provisioning_failures(SHOWN as i64)
+                .await
+                .map_err(ConsoleError::from)
+        },
         halted_waves(&s),
         active_waves(&s),
         async { s.schedules.list().await.map_err(schedule_error) },
@@ -100,7 +104,7 @@ fn schedule_error(e: crate::schedule::store::ScheduleError) -> ConsoleError {
 
 async fn halted_waves(s: &AppState) -> Result<Vec<WaveView>, ConsoleError> {
     let mut out = Vec::new();
-    for id in queries::halted_waves(s, SHOWN as i64).await? {
+    for id in s.waves.halted(SHOWN as i64).await? {
         out.push(s.waves.view(id).await?);
     }
     Ok(out)
@@ -164,7 +168,7 @@ pub fn short(id: &uuid::Uuid) -> String {
 
 fn attention_list(
     fleet: &FleetReport,
-    provisioning: &[queries::ProvisioningFailure],
+    provisioning: &[crate::registry::ProvisioningFailure],
     halted: &[WaveView],
 ) -> Markup {
     let nothing = provisioning.is_empty()

@@ -48,7 +48,6 @@ mod chart;
 mod fleet;
 pub mod layout;
 mod login;
-mod queries;
 mod schedules;
 pub mod session;
 mod stream;

@@ -22,7 +22,7 @@ use crate::waves::WaveState;
 /// Fires listed per schedule, newest first.
 const LAST_FIRES: i64 = 5;
 
-/// What handling one tick did (`control_plane.schedule_fires.outcome`).
+/// What handling one tick did (a fire's `outcome`, as [`crate::schedule::fires`] reads it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Fired,
@@ -75,29 +75,20 @@ impl From<ScheduleError> for ConsoleError {
     }
 }
 
-/// The newest fires of every schedule, by schedule name.
+/// The newest fires of every schedule, by schedule name, with their waves' states.
 async fn last_fires(s: &AppState) -> Result<HashMap<String, Vec<Fire>>, ConsoleError> {
-    const SQL: &str =
-        "SELECT f.schedule_name, f.tick, f.outcome, f.wave_id, f.detail, w.state AS wave_state \
-         FROM (SELECT schedule_name, tick, outcome, wave_id, detail, \
-                 row_number() OVER (PARTITION BY schedule_name ORDER BY tick DESC) AS rn \
-               FROM control_plane.schedule_fires) f \
-         LEFT JOIN control_plane.waves w ON w.id = f.wave_id \
-         WHERE f.rn <= $1 ORDER BY f.schedule_name, f.tick DESC";
-    let client = s.pool.get().await?;
+    let records = s.schedules.last_fires(LAST_FIRES).await?;
+    let ids: Vec<Uuid> = records.iter().filter_map(|f| f.wave_id).collect();
+    let states = s.waves.states(&ids).await?;
     let mut out: HashMap<String, Vec<Fire>> = HashMap::new();
-    for r in client.query(SQL, &[&LAST_FIRES]).await? {
-        let outcome: String = r.try_get("outcome")?;
-        let wave_state: Option<String> = r.try_get("wave_state")?;
-        out.entry(r.try_get("schedule_name")?)
-            .or_default()
-            .push(Fire {
-                tick: r.try_get("tick")?,
-                outcome: outcome.parse()?,
-                wave_id: r.try_get("wave_id")?,
-                wave_state: wave_state.and_then(|w| w.parse().ok()),
-                detail: r.try_get("detail")?,
-            });
+    for f in records {
+        out.entry(f.schedule_name).or_default().push(Fire {
+            tick: f.tick,
+            outcome: f.outcome.parse()?,
+            wave_id: f.wave_id,
+            wave_state: f.wave_id.and_then(|id| states.get(&id).copied()),
+            detail: f.detail,
+        });
     }
     Ok(out)
 }

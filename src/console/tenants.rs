@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::layout::{self, badge, Nav, Page};
 use super::session::{encode, Session};
-use super::{queries, ConsoleError};
+use super::ConsoleError;
 use crate::app::AppState;
 use crate::events::FilterParams;
 use crate::registry::{ListFilter, Tenant, TenantStatus};
@@ -190,7 +190,7 @@ pub async fn show(
         };
         crate::events::feed::list(&**client, &params).await?
     };
-    let waves = queries::tenant_waves(&s, t.id, 50).await?;
+    let waves = s.waves.of_tenant(t.id, 50).await?;
     let body = html! {
         h1 { (t.display_name) " " span.muted.mono { (t.slug) } " " (badge(t.status.as_str())) }
         (actions(&session, &t))
@@ -263,7 +263,7 @@ fn secret_scheme(r: &str) -> &str {
     r.split_once(':').map_or("unknown", |(scheme, _)| scheme)
 }
 
-fn waves_table(waves: &[queries::TenantWave]) -> Markup {
+fn waves_table(waves: &[crate::waves::overview::TenantWave]) -> Markup {
     html! {
         @if waves.is_empty() {
             p.muted { "Not in any wave yet." }

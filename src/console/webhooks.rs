@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 
 use super::layout::{self, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
 use crate::app::AppState;
+use crate::events::webhooks::outbox::{self, DeliveryFailure as Failure};
 use crate::events::webhooks::{self, WebhookView};
 
 /// Failed attempts listed per subscription, newest first.
@@ -28,52 +28,16 @@ struct Extra {
     failures: Vec<Failure>,
 }
 
-/// A delivery whose last attempt failed.
-struct Failure {
-    event_type: String,
-    dead: bool,
-    attempts: i32,
-    status: Option<i32>,
-    error: String,
-    at: DateTime<Utc>,
-}
-
 async fn extras(s: &AppState) -> Result<HashMap<String, Extra>, ConsoleError> {
-    const COUNTS: &str = "SELECT w.name, \
-           count(d.id) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying, \
-           extract(epoch FROM now() - min(d.created_at) FILTER (WHERE d.state = 'pending'))::float8 AS oldest \
-         FROM control_plane.webhooks w \
-         LEFT JOIN control_plane.webhook_deliveries d ON d.webhook_id = w.id \
-         GROUP BY w.name";
-    const FAILURES: &str = "SELECT w.name, f.event_type, f.state, f.attempts, f.last_status, \
-           f.last_error, f.at \
-         FROM control_plane.webhooks w CROSS JOIN LATERAL ( \
-           SELECT d.event_type, d.state, d.attempts, d.last_status, d.last_error, \
-             coalesce(d.finished_at, d.next_attempt_at) AS at \
-           FROM control_plane.webhook_deliveries d \
-           WHERE d.webhook_id = w.id AND d.state <> 'delivered' AND d.last_error IS NOT NULL \
-           ORDER BY d.next_attempt_at DESC LIMIT $1) f \
-         ORDER BY w.name, f.at DESC";
     let client = s.pool.get().await?;
     let mut out: HashMap<String, Extra> = HashMap::new();
-    for r in client.query(COUNTS, &[]).await? {
-        let e = out.entry(r.try_get("name")?).or_default();
-        e.retrying = r.try_get("retrying")?;
-        e.oldest_pending_secs = r.try_get("oldest")?;
+    for p in outbox::pending_by_webhook(&**client).await? {
+        let e = out.entry(p.webhook).or_default();
+        e.retrying = p.retrying;
+        e.oldest_pending_secs = p.oldest_pending_secs;
     }
-    for r in client.query(FAILURES, &[&LAST_FAILURES]).await? {
-        let state: String = r.try_get("state")?;
-        out.entry(r.try_get("name")?)
-            .or_default()
-            .failures
-            .push(Failure {
-                event_type: r.try_get("event_type")?,
-                dead: state == "dead",
-                attempts: r.try_get("attempts")?,
-                status: r.try_get("last_status")?,
-                error: r.try_get("last_error")?,
-                at: r.try_get("at")?,
-            });
+    for f in outbox::last_failures(&**client, LAST_FAILURES).await? {
+        out.entry(f.webhook.clone()).or_default().failures.push(f);
     }
     Ok(out)
 }

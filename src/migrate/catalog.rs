@@ -172,9 +172,6 @@ impl Catalog {
     }
 
     async fn plan_set(&self, wave: Uuid) -> Result<PlanSet, PublishedError> {
-        const PLAN: &str = "SELECT plan->>'migration_set' AS set_id, \
-             plan->>'migration_source' AS source, plan->'migrations' AS migrations \
-             FROM control_plane.waves WHERE id = $1";
         if let Some(p) = self
             .plans
             .lock()
@@ -187,21 +184,15 @@ impl Catalog {
             .control
             .as_ref()
             .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
-        let row = pool
-            .get()
-            .await?
-            .query_opt(PLAN, &[&wave])
+        // The plan is the waves module's row; it reads it by name.
+        let client = pool.get().await?;
+        let row = crate::waves::row::plan_source(&**client, wave)
             .await?
             .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
-        let source: Option<String> = row.try_get("source")?;
-        let set_id: Option<String> = row.try_get("set_id")?;
         // Waves planned before sets existed have neither member: directory files.
-        let plan = match (source.as_deref(), set_id) {
+        let plan = match (row.source.as_deref(), row.set_id) {
             (Some("pushed"), Some(id)) => PlanSet::Pushed(id),
-            _ => PlanSet::Directory(
-                row.try_get::<_, Option<Value>>("migrations")?
-                    .unwrap_or_default(),
-            ),
+            _ => PlanSet::Directory(row.migrations.unwrap_or_default()),
         };
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         if plans.len() >= REMEMBERED_PLANS {

@@ -18,9 +18,6 @@ pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 /// The most files a set may hold.
 pub const MAX_FILES: usize = 10_000;
 
-/// The states of a wave that still needs its files.
-const UNFINISHED: &str = "('pending', 'canary', 'soaking', 'rolling', 'paused', 'halted')";
-
 /// Body of `POST /v1/migration-sets`.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -370,32 +367,36 @@ pub async fn fetch(pool: &Pool, id: &str) -> Result<Option<MigrationSet>, Publis
     Ok(Some(set))
 }
 
+/// Pins pushed set `id` for a wave being created, in its transaction: the row is read
+/// `FOR SHARE` until commit, so a concurrent delete waits and then sees the wave. `false`
+/// when the set is gone.
+pub async fn pin_for_wave(
+    client: &impl tokio_postgres::GenericClient,
+    id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    const SQL: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR SHARE";
+    Ok(client.query_opt(SQL, &[&id]).await?.is_some())
+}
+
 /// Deletes set `id`, refused while an unfinished wave runs it or a schedule names it.
 pub async fn delete(pool: &Pool, id: &str) -> Result<(), PublishedError> {
     const LOCK: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR UPDATE";
     const DELETE: &str = "DELETE FROM control_plane.migration_sets WHERE id = $1";
-    let waves = format!(
-        "SELECT id::text AS id FROM control_plane.waves WHERE plan->>'migration_set' = $1 \
-         AND plan->>'migration_source' = 'pushed' AND state IN {UNFINISHED} ORDER BY created_at"
-    );
-    const SCHEDULES: &str = "SELECT name FROM control_plane.schedules \
-         WHERE template->>'migration_set' = $1 OR template->>'migration_set' IN \
-           (SELECT label FROM control_plane.migration_set_labels WHERE set_id = $1) ORDER BY name";
+    const LABELS: &str = "SELECT label FROM control_plane.migration_set_labels WHERE set_id = $1";
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Wave creation reads the set row FOR SHARE: no wave can start on it while this runs.
     if tx.query_opt(LOCK, &[&id]).await?.is_none() {
         return Err(PublishedError::NotFound(id.to_string()));
     }
-    let names =
-        |rows: Vec<tokio_postgres::Row>, col: &str| -> Result<Vec<String>, PublishedError> {
-            Ok(rows
-                .iter()
-                .map(|r| r.try_get(col))
-                .collect::<Result<_, _>>()?)
-        };
-    let waves = names(tx.query(&waves, &[&id]).await?, "id")?;
-    let schedules = names(tx.query(SCHEDULES, &[&id]).await?, "name")?;
+    // Unfinished waves and schedules live in their own modules; both are read in this
+    // transaction, after the lock.
+    let waves = crate::waves::overview::unfinished_on_pushed_set(&*tx, id).await?;
+    let mut names = vec![id.to_string()];
+    for r in tx.query(LABELS, &[&id]).await? {
+        names.push(r.try_get("label")?);
+    }
+    let schedules = crate::schedule::store::naming_sets(&*tx, &names).await?;
     if !waves.is_empty() || !schedules.is_empty() {
         return Err(PublishedError::InUse {
             id: id.to_string(),

@@ -1,4 +1,6 @@
-//! The fleet report: how far each live tenant's schema is, and who needs a person.
+//! The fleet report: how far each live tenant's schema is, and who needs a person; the
+//! counts behind the fleet gauges of `/metrics`; the console's tenants per status and
+//! failed provisioning.
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
@@ -153,4 +155,55 @@ pub async fn gauges(
             .await?
             .try_get("n")?,
     })
+}
+
+/// A tenant whose last provisioning attempt failed.
+#[derive(Debug, Clone)]
+pub struct ProvisioningFailure {
+    pub slug: String,
+    /// The step that failed (empty when not recorded).
+    pub step: String,
+    pub message: String,
+}
+
+/// Tenants not soft-deleted per status, in the lifecycle's order.
+pub(super) async fn status_counts(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, RegistryError> {
+    const SQL: &str = "SELECT status, count(*) AS n FROM control_plane.tenants \
+         WHERE deleted_at IS NULL GROUP BY status \
+         ORDER BY array_position(ARRAY['provisioning','active','suspended','deleting'], status), status";
+    client
+        .query(SQL, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(RegistryError::from)
+}
+
+/// Up to `limit` tenants with a recorded provisioning failure, most recent first.
+pub(super) async fn provisioning_failures(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<ProvisioningFailure>, RegistryError> {
+    const SQL: &str = "SELECT slug, provisioning_error->>'step' AS step, \
+         provisioning_error->>'message' AS message FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND provisioning_error IS NOT NULL \
+         ORDER BY provisioning_error->>'at' DESC NULLS LAST, slug LIMIT $1";
+    client
+        .query(SQL, &[&limit])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ProvisioningFailure {
+                slug: r.try_get("slug")?,
+                step: r.try_get::<_, Option<String>>("step")?.unwrap_or_default(),
+                message: r
+                    .try_get::<_, Option<String>>("message")?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(RegistryError::from)
 }

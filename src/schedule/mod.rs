@@ -6,9 +6,11 @@
 //! daylight-saving policy (a nonexistent local time is skipped, an ambiguous one fires once).
 //! [`leader`] elects one replica through a lease row (task `leader`, every ttl/3);
 //! [`scheduler`] fires due schedules on the leader (task `scheduler`, every second), exactly
-//! once per tick; [`store`] owns the schedule SQL.
+//! once per tick; [`store`] owns the schedule SQL (`schedules`, `schedule_fires` writes and
+//! the `/metrics` next fires) and [`fires`] the reads of the fire history.
 
 pub mod cron;
+pub mod fires;
 pub mod leader;
 pub mod scheduler;
 pub mod store;

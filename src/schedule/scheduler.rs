@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::cron::{parse_timezone, CronSpec};
 use super::leader::Leadership;
@@ -77,7 +78,7 @@ fn latest_due(
 pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, ScheduleError> {
     const DUE: &str =
         "SELECT name, cron, timezone, template, on_overlap, misfire_grace_seconds, next_fire_at, \
-         (SELECT state FROM control_plane.waves w WHERE w.id = s.last_wave_id) AS previous_state \
+last_wave_id \
          FROM control_plane.schedules s WHERE enabled AND next_fire_at <= now() \
          ORDER BY next_fire_at LIMIT 20 FOR UPDATE OF s SKIP LOCKED";
     const ADVANCE: &str =
@@ -104,14 +105,15 @@ pub async fn tick(pool: &Pool, me: &str, catalog: &Catalog) -> Result<usize, Sch
             row.try_get("misfire_grace_seconds")?,
             row.try_get("next_fire_at")?,
         );
-        let previous: Option<String> = row.try_get("previous_state")?;
+        let previous: Option<Uuid> = row.try_get("last_wave_id")?;
         let (spec, zone) = (CronSpec::parse(&cron)?, parse_timezone(&tz)?);
         let tick = latest_due(&spec, zone, next_fire_at, now);
         let next = spec.next_after(zone, now, 1).first().copied();
-        let unfinished = previous.as_deref().is_some_and(|s| {
-            s.parse()
-                .map_or(true, |s: crate::waves::WaveState| !s.is_finished())
-        });
+        // The previous wave's state comes from the waves module, in this transaction.
+        let unfinished = match previous {
+            Some(id) => crate::waves::overview::is_unfinished(&*tx, id).await?,
+            None => false,
+        };
         let late = now - tick > chrono::Duration::seconds(grace as i64);
         let mut wave = None;
         if late {

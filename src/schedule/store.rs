@@ -213,6 +213,50 @@ pub fn next_fire(cron: &str, tz: &str) -> Result<Option<DateTime<Utc>>, Schedule
     Ok(spec.next_after(zone, Utc::now(), 1).first().copied())
 }
 
+/// An enabled schedule's next fire time (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextFire {
+    pub name: String,
+    /// Unix time in seconds.
+    pub at: i64,
+}
+
+/// The next fire time of every enabled schedule that has one.
+pub async fn next_fires(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<NextFire>, tokio_postgres::Error> {
+    const SQL: &str =
+        "SELECT name, extract(epoch FROM next_fire_at)::bigint AS next_fire FROM control_plane.schedules \
+         WHERE enabled AND next_fire_at IS NOT NULL";
+    client
+        .query(SQL, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(NextFire {
+                name: r.try_get("name")?,
+                at: r.try_get("next_fire")?,
+            })
+        })
+        .collect()
+}
+
+/// Names of the schedules whose template names one of `sets` (set ids or labels), by
+/// name: deleting a set is refused while any does (read in its transaction).
+pub async fn naming_sets(
+    client: &impl tokio_postgres::GenericClient,
+    sets: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT name FROM control_plane.schedules \
+         WHERE template->>'migration_set' = ANY($1) ORDER BY name";
+    client
+        .query(SQL, &[&sets])
+        .await?
+        .iter()
+        .map(|r| r.try_get("name"))
+        .collect()
+}
+
 /// Schedule SQL over the control pool.
 #[derive(Clone)]
 pub struct ScheduleStore {
@@ -223,6 +267,11 @@ impl ScheduleStore {
     /// A store over the control pool.
     pub fn new(pool: Pool) -> Self {
         ScheduleStore { pool }
+    }
+
+    /// The control pool, for the schedule module's other reads.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Creates a schedule; its next fire time is computed now.

@@ -111,7 +111,6 @@ pub async fn create_in(
          (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
          SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
          FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
-    const PIN_SET: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR SHARE";
     let s = req.settings()?;
     let latest = set.latest().ok_or(WaveError::Invalid {
         field: "target_version",
@@ -120,7 +119,9 @@ pub async fn create_in(
     })?;
     let set_id = set.id();
     // Held until commit: a concurrent DELETE of the set waits, then sees this wave.
-    if set.source() == SetSource::Pushed && tx.query_opt(PIN_SET, &[&set_id]).await?.is_none() {
+    if set.source() == SetSource::Pushed
+        && !crate::migrate::published::pin_for_wave(tx, &set_id).await?
+    {
         return Err(WaveError::Invalid {
             field: "migration_set",
             message: format!("migration set {set_id} was deleted"),

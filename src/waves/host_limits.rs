@@ -123,3 +123,32 @@ pub async fn view(
         })
         .collect()
 }
+
+/// A host's lowest limit over the waves not completed or aborted (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowestLimit {
+    pub host: String,
+    pub limit: i32,
+}
+
+/// Every host with a lowered limit in an unfinished wave, with its lowest limit. A host
+/// without a row runs at its wave's `max_per_host` and is left out.
+pub async fn lowest_open(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<LowestLimit>, tokio_postgres::Error> {
+    const SQL: &str =
+        "SELECT l.db_host, min(l.current_limit) AS current_limit FROM control_plane.wave_host_limits l \
+         JOIN control_plane.waves w ON w.id = l.wave_id \
+         WHERE w.state NOT IN ('completed', 'aborted') GROUP BY 1";
+    client
+        .query(SQL, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(LowestLimit {
+                host: r.try_get("db_host")?,
+                limit: r.try_get("current_limit")?,
+            })
+        })
+        .collect()
+}

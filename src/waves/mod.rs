@@ -31,7 +31,8 @@
 //! Dry-run waves ([`dry_run`]) run every pending migration in a rolled-back transaction
 //! and record who would fail and why; a real wave can quarantine those tenants
 //! (`exclude_failed_of`). Creating a wave is [`create`]; its row, read by name everywhere,
-//! is [`Wave`] ([`row`]).
+//! is [`Wave`] ([`row`]). Reads for others: [`gauges`] (the `/metrics` counts) and
+//! [`overview`] (the console's lists, and the questions the scheduler and set deletion ask).
 //!
 //! Tenants whose status changes mid-wave: suspended ones are still migrated (their
 //! schema must be current when they come back); provisioning, deleting and deleted ones
@@ -49,8 +50,10 @@ pub mod claim;
 pub mod create;
 pub mod dry_run;
 pub mod executor;
+pub mod gauges;
 pub mod host_limits;
 mod lint_gate;
+pub mod overview;
 pub mod plan;
 pub mod state;
 pub mod store;

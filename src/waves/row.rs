@@ -99,8 +99,37 @@ impl Wave {
 }
 
 /// A stored state; one drover does not know is a corrupt row.
-fn parse_state(s: String) -> Result<WaveState, WaveError> {
+pub(super) fn parse_state(s: String) -> Result<WaveState, WaveError> {
     s.parse().map_err(|e: super::state::UnknownState| {
         WaveError::Db(crate::db::DbError::Internal(e.to_string()))
     })
+}
+
+/// Where a wave's files come from, as its frozen plan records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSource {
+    /// `pushed` or `directory`; absent in plans made before sets existed.
+    pub source: Option<String>,
+    /// The pushed set's id.
+    pub set_id: Option<String>,
+    /// The plan's migration list (versions and checksums).
+    pub migrations: Option<serde_json::Value>,
+}
+
+/// The plan's migration source of wave `id` (`None`: no such wave), for the catalog.
+pub async fn plan_source(
+    client: &impl tokio_postgres::GenericClient,
+    id: Uuid,
+) -> Result<Option<PlanSource>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT plan->>'migration_set' AS set_id, \
+         plan->>'migration_source' AS source, plan->'migrations' AS migrations \
+         FROM control_plane.waves WHERE id = $1";
+    match client.query_opt(SQL, &[&id]).await? {
+        Some(r) => Ok(Some(PlanSource {
+            source: r.try_get("source")?,
+            set_id: r.try_get("set_id")?,
+            migrations: r.try_get("migrations")?,
+        })),
+        None => Ok(None),
+    }
 }

@@ -11,6 +11,7 @@ use crate::console::layout::{self, post_form};
 use crate::console::session::{encode, Session};
 use crate::console::ConsoleError;
 use crate::waves::analysis::AnalysisView;
+pub use crate::waves::overview::FailureGroup;
 use crate::waves::state::operate;
 use crate::waves::store::PhaseView;
 use crate::waves::timeline::WaveEvent;
@@ -32,14 +33,6 @@ pub const ACTIONS: [Action; 4] = [
     Action::Abort,
 ];
 
-/// Failed tenants that share an error.
-pub struct FailureGroup {
-    pub kind: Option<String>,
-    pub error: String,
-    pub count: i64,
-    pub slugs: Vec<String>,
-}
-
 /// Everything the page draws.
 pub struct Detail {
     pub view: WaveView,
@@ -51,33 +44,10 @@ pub struct Detail {
 
 /// Reads the wave `id`; `NotFound` when there is none.
 pub async fn load(s: &AppState, id: Uuid) -> Result<Detail, ConsoleError> {
-    const GROUPED: &str = "SELECT error_kind, coalesce(error, '') AS error, count(*) AS n, \
-           (array_agg(slug ORDER BY slug))[1:$2] AS slugs \
-         FROM control_plane.wave_targets WHERE wave_id = $1 AND state = 'failed' \
-         GROUP BY error_kind, coalesce(error, '') ORDER BY n DESC, error LIMIT $3";
-    const PAUSED_FROM: &str = "SELECT paused_from FROM control_plane.waves WHERE id = $1";
     let view = s.waves.view(id).await?;
     let timeline = s.waves.events(id).await?;
-    let client = s.pool.get().await?;
-    let paused_from = match client.query_opt(PAUSED_FROM, &[&id]).await? {
-        Some(r) => r
-            .try_get::<_, Option<String>>("paused_from")?
-            .and_then(|p| p.parse().ok()),
-        None => None,
-    };
-    let groups = client
-        .query(GROUPED, &[&id, &SLUGS_PER_GROUP, &GROUPS])
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(FailureGroup {
-                kind: r.try_get("error_kind")?,
-                error: r.try_get("error")?,
-                count: r.try_get("n")?,
-                slugs: r.try_get("slugs")?,
-            })
-        })
-        .collect::<Result<_, ConsoleError>>()?;
+    let paused_from = s.waves.paused_from(id).await?;
+    let groups = s.waves.failure_groups(id, GROUPS, SLUGS_PER_GROUP).await?;
     Ok(Detail {
         view,
         paused_from,

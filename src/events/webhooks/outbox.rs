@@ -1,6 +1,7 @@
 //! The outbox table `webhook_deliveries`: claiming due deliveries and recording what
-//! happened. Rows are written by the `events_after_insert` trigger (control-migrations/V10),
-//! in the transaction that writes the event.
+//! happened, and the delivery counts `/metrics` and the console show. Rows are written by
+//! the `events_after_insert` trigger (control-migrations/V10), in the transaction that
+//! writes the event.
 //!
 //! A claim is a lease: it adds an attempt and pushes `next_attempt_at` past the send
 //! timeout, then commits, so no transaction is open while the receiver is called. A
@@ -197,4 +198,82 @@ pub async fn dead_count(client: &impl GenericClient) -> Result<i64, EventsError>
     const SQL: &str =
         "SELECT count(*) AS n FROM control_plane.webhook_deliveries WHERE state = 'dead'";
     Ok(client.query_one(SQL, &[]).await?.try_get("n")?)
+}
+
+/// One subscription's pending deliveries, for the console.
+#[derive(Debug, Clone)]
+pub struct PendingSummary {
+    /// The subscription's name.
+    pub webhook: String,
+    /// Pending deliveries that failed at least once (waiting for their next attempt).
+    pub retrying: i64,
+    /// Seconds since the oldest pending delivery was written (`None`: nothing pending).
+    pub oldest_pending_secs: Option<f64>,
+}
+
+/// A delivery whose last attempt failed.
+#[derive(Debug, Clone)]
+pub struct DeliveryFailure {
+    /// The subscription's name.
+    pub webhook: String,
+    pub event_type: String,
+    /// Given up (state `dead`) rather than waiting for a retry.
+    pub dead: bool,
+    pub attempts: i32,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<i32>,
+    pub error: String,
+    /// When it gave up, or when it is tried next.
+    pub at: DateTime<Utc>,
+}
+
+/// Every subscription's pending deliveries (subscriptions with none included).
+pub async fn pending_by_webhook(
+    client: &impl GenericClient,
+) -> Result<Vec<PendingSummary>, EventsError> {
+    const SQL: &str = "SELECT w.name, \
+           count(d.id) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying, \
+           extract(epoch FROM now() - min(d.created_at) FILTER (WHERE d.state = 'pending'))::float8 AS oldest \
+         FROM control_plane.webhooks w \
+         LEFT JOIN control_plane.webhook_deliveries d ON d.webhook_id = w.id \
+         GROUP BY w.name";
+    let mut out = Vec::new();
+    for r in client.query(SQL, &[]).await? {
+        out.push(PendingSummary {
+            webhook: r.try_get("name")?,
+            retrying: r.try_get("retrying")?,
+            oldest_pending_secs: r.try_get("oldest")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The `per_webhook` newest failed deliveries of every subscription, by name, newest first.
+pub async fn last_failures(
+    client: &impl GenericClient,
+    per_webhook: i64,
+) -> Result<Vec<DeliveryFailure>, EventsError> {
+    const SQL: &str = "SELECT w.name, f.event_type, f.state, f.attempts, f.last_status, \
+           f.last_error, f.at \
+         FROM control_plane.webhooks w CROSS JOIN LATERAL ( \
+           SELECT d.event_type, d.state, d.attempts, d.last_status, d.last_error, \
+             coalesce(d.finished_at, d.next_attempt_at) AS at \
+           FROM control_plane.webhook_deliveries d \
+           WHERE d.webhook_id = w.id AND d.state <> 'delivered' AND d.last_error IS NOT NULL \
+           ORDER BY d.next_attempt_at DESC LIMIT $1) f \
+         ORDER BY w.name, f.at DESC";
+    let mut out = Vec::new();
+    for r in client.query(SQL, &[&per_webhook]).await? {
+        let state: String = r.try_get("state")?;
+        out.push(DeliveryFailure {
+            webhook: r.try_get("name")?,
+            event_type: r.try_get("event_type")?,
+            dead: state == "dead",
+            attempts: r.try_get("attempts")?,
+            status: r.try_get("last_status")?,
+            error: r.try_get("last_error")?,
+            at: r.try_get("at")?,
+        });
+    }
+    Ok(out)
 }
