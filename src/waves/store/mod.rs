@@ -1,0 +1,75 @@
+//! Waves in the control DB: creating a frozen plan, reading progress, operator actions and
+//! the state machine's transitions (each under the wave's row lock).
+//!
+//! Split by responsibility: here the handle and wave creation; `views` what the API
+//! shows; `read` progress, lists and targets; `advance` operator actions and the
+//! engine's steps. Everything is re-exported here.
+
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use super::plan::WaveRequest;
+pub use super::state::Counts;
+use super::timeline;
+use super::WaveError;
+use crate::migrate::MigrationSet;
+use crate::registry::Actor;
+
+mod advance;
+mod read;
+mod views;
+
+pub use views::{FailureView, PhaseView, TargetState, TargetView, WaveView};
+
+/// Wave SQL over the control pool.
+#[derive(Clone)]
+pub struct WaveStore {
+    pool: Pool,
+}
+
+impl WaveStore {
+    /// A store over the control pool.
+    pub fn new(pool: Pool) -> Self {
+        WaveStore { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Freezes a plan and stores the wave with its targets.
+    pub async fn create(
+        &self,
+        req: &WaveRequest,
+        set: &MigrationSet,
+        actor: &Actor,
+    ) -> Result<WaveView, WaveError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = Self::create_in(&tx, req, set, actor).await?;
+        tx.commit().await?;
+        self.view(id).await
+    }
+
+    /// [`WaveStore::create`] inside the caller's transaction (the scheduler records the
+    /// tick in the same one). Returns the wave's id.
+    pub async fn create_in(
+        tx: &tokio_postgres::Transaction<'_>,
+        req: &WaveRequest,
+        set: &MigrationSet,
+        actor: &Actor,
+    ) -> Result<Uuid, WaveError> {
+        super::create::create_in(tx, req, set, actor).await
+    }
+
+    /// A wave's timeline, oldest first.
+    pub async fn events(&self, id: Uuid) -> Result<Vec<timeline::WaveEvent>, WaveError> {
+        const EXISTS: &str = "SELECT 1 FROM control_plane.waves WHERE id = $1";
+        let client = self.pool.get().await?;
+        if client.query_opt(EXISTS, &[&id]).await?.is_none() {
+            return Err(WaveError::NotFound(id.to_string()));
+        }
+        timeline::events(&**client, id).await
+    }
+}
