@@ -192,6 +192,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!(
         "health: {base}/healthz  readiness: {base}/readyz  fleet: {base}/v1/fleet (admin token)"
     );
+    println!("web console: {base}/ui/ (log in with the admin token below)");
     println!("try next:");
     println!("  export DROVER_SERVER={base} DROVER_ADMIN_TOKEN={admin_token}");
     println!("  cargo run --release -- tenants list");
