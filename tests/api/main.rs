@@ -9,7 +9,6 @@ mod auth;
 mod browser;
 mod cli;
 mod console;
-mod console_waves;
 mod control_schema;
 mod deploy;
 mod dry_run;

@@ -3,6 +3,7 @@
 //! page weight and render times at 10,000 tenants in [`weight`].
 
 mod pages;
+mod waves;
 mod weight;
 
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};

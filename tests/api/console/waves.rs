@@ -2,13 +2,15 @@
 //! `/ui/schedules`, `/ui/webhooks`): actions over plain HTTP with a session cookie, then
 //! the pages in a real headless Chromium.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use fantoccini::Locator;
 use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::console::{csrf_of, get_page, login, post_form};
+use super::{browser_login, csrf_of, get_page, login, post_form};
+use crate::browser::Browser;
 use crate::helpers::{
     counted_migrations, wait_until, wave_app, MigrationsDir, SecretsDir, TestApp, ADMIN_TOKEN,
     WAVE_DONE,
@@ -329,29 +331,6 @@ async fn the_webhooks_page_shows_delivery_state_and_failures_without_the_urls_se
 }
 
 // ---- In a real browser ----------------------------------------------------------------
-
-use std::time::Instant;
-
-use fantoccini::Locator;
-
-use crate::browser::Browser;
-
-/// Logs in through the form and waits for a page behind it.
-async fn browser_login(b: &Browser, app: &TestApp, token: &str) {
-    b.open(&format!("{}/ui/login", app.base()), "input[name=token]")
-        .await;
-    b.wait_for("input[name=token]")
-        .await
-        .send_keys(token)
-        .await
-        .unwrap();
-    b.wait_for("form[action='/ui/login'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.wait_for("header.top .who").await;
-}
 
 /// The text of the first element matching `css` once `ok` holds for it, or the last text
 /// seen when `timeout` passes first.
