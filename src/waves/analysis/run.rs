@@ -233,6 +233,7 @@ async fn sql_on_tenant(
     let _ = tx.rollback().await;
     Ok(match rows.as_slice() {
         [] => ("no rows".into(), false),
+        // By position on purpose: the operator's query names its one column as it likes.
         [row] => match row.try_get::<_, Option<bool>>(0) {
             Ok(Some(b)) => (b.to_string(), b),
             Ok(None) => ("null".into(), false),
