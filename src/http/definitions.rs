@@ -42,13 +42,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
-    let body = body.map_err(|r| {
-        let status = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, "invalid_body", r.body_text())
-    })?;
+    let body = body?;
     let definition = decode(&headers, &body)?;
     let path_slug = slug.to_ascii_lowercase();
     if definition.name() != path_slug {

@@ -3,7 +3,7 @@
 //! 4xx messages are written for the caller; 5xx bodies never carry internals (they may
 //! mention hosts or SQL), the cause goes to the log instead.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -424,7 +424,32 @@ impl From<JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         // serde's message names the field ("unknown field `x`", "missing field `slug`").
-        ApiError::new(status, "invalid_body", r.body_text())
+        ApiError::invalid_body(status, r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let status = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::invalid_body(status, r.body_text())
+    }
+}
+
+impl ApiError {
+    /// A body that could not be read or decoded. axum's text for one over the limit names
+    /// no limit, so the message says which setting it is.
+    fn invalid_body(status: StatusCode, text: String) -> Self {
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than this route accepts (max_body_bytes; \
+             max_set_bytes for POST /v1/migration-sets)"
+                .to_string()
+        } else {
+            text
+        };
+        ApiError::new(status, "invalid_body", message)
     }
 }
 

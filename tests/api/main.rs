@@ -6,6 +6,7 @@ mod access;
 mod analysis;
 mod apply;
 mod auth;
+mod bad_input;
 mod browser;
 mod cli;
 mod console;

@@ -33,7 +33,7 @@ pub(crate) fn documented_routes() -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+pub(crate) fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {
@@ -49,7 +49,7 @@ fn is_public(op: &Value) -> bool {
 }
 
 /// Sample values for path parameters: names nothing on a fresh daemon.
-fn sample_path(path: &str) -> String {
+pub(crate) fn sample_path(path: &str) -> String {
     path.replace("{slug}", "acme")
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{name}", "nightly")

@@ -219,6 +219,54 @@ async fn an_action_without_the_csrf_token_gets_403_and_changes_nothing() {
     assert_eq!(t["status"], "active");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_form_or_a_malformed_wave_id_gets_a_4xx_and_changes_nothing() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.create_tenant(&crate::helpers::tenant_body("acme"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let cookie = login(&app, ADMIN_TOKEN).await;
+    let (_, page) = get_page(&app, &cookie, "/ui/tenants/acme").await;
+    let csrf = csrf_of(&page);
+    let padding = "x".repeat(70 * 1024);
+
+    let oversized = post_form(
+        &app,
+        &cookie,
+        "/ui/tenants/acme/suspend",
+        &[("csrf", &csrf), ("reason", &padding)],
+    )
+    .await;
+    let malformed = post_form(
+        &app,
+        &cookie,
+        "/ui/waves/not-a-wave/pause",
+        &[("csrf", &csrf)],
+    )
+    .await;
+
+    assert!(
+        oversized.status().is_client_error(),
+        "{}",
+        oversized.status()
+    );
+    assert!(
+        malformed.status().is_client_error(),
+        "{}",
+        malformed.status()
+    );
+    let t: serde_json::Value = app.get_json("/v1/tenants/acme").await;
+    assert_eq!(t["status"], "active");
+    assert!(app
+        .event_types("acme")
+        .await
+        .iter()
+        .all(|t| t != "suspended"));
+}
+
 /// Logs in through the form and waits for the page `next` leads to.
 pub async fn browser_login(b: &Browser, app: &TestApp, token: &str) {
     b.open(&format!("{}/ui/login", app.base()), "input[name=token]")
