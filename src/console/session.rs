@@ -30,8 +30,9 @@ pub const COOKIE: &str = "drover_session";
 /// Largest form a console POST may send (a CSRF token and a few fields).
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// A logged-in person, as every guarded handler sees it.
-#[derive(Debug, Clone)]
+/// A logged-in person, as every guarded handler sees it. Debug leaves the CSRF token out:
+/// it is as good as the session for posting forms.
+#[derive(Clone)]
 pub struct Session {
     /// `root` or `token:<name>`: the actor of everything done through this session.
     pub identity: String,
@@ -41,6 +42,17 @@ pub struct Session {
     pub csrf: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .field("role", &self.role)
+            .field("csrf", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl Session {
@@ -353,6 +365,19 @@ pub fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_csrf_token() {
+        let session = Session {
+            identity: "token:alice".into(),
+            role: Role::Operator,
+            csrf: "f00dcafe".repeat(8),
+            expires_at: Utc::now(),
+        };
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("f00dcafe"), "{shown}");
+        assert!(shown.contains("token:alice"), "{shown}");
+    }
 
     #[test]
     fn next_only_ever_points_inside_the_console() {
