@@ -6,23 +6,17 @@
 //! and sends BENCH_DELIVERIES (default 5,000) webhook deliveries to a receiver in this
 //! process through the real worker (target ≥ 500/s). BENCH_EVENTS changes the event count.
 
+mod support;
+use support::env_or;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover::devcluster::{Cluster, ClusterOptions};
 use drover::events::feed;
 use drover::events::webhooks::deliver::{self, Limits, Sender};
 use drover::events::webhooks::outbox::Backoff;
 use drover::events::FilterParams;
-use secrecy::SecretString;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Seeds `n` events quickly: triggers (and foreign keys) off for the load only.
 const SEED: &str = "
@@ -55,17 +49,7 @@ SET session_replication_role = origin;
 async fn main() {
     let total = env_or("BENCH_EVENTS", 1_000_000);
     let deliveries = env_or("BENCH_DELIVERIES", 5_000);
-    let cluster = Cluster::start(ClusterOptions {
-        stop_with_process: true,
-        ..Default::default()
-    })
-    .expect("PostgreSQL starts");
-    cluster
-        .psql("postgres", "CREATE DATABASE drover_events")
-        .unwrap();
-    let url = SecretString::from(cluster.url("drover_events"));
-    drover::db::migrate_control(&url, None).await.unwrap();
-    let pool = drover::db::control_pool(&url, 16, None).unwrap();
+    let (_cluster, pool) = support::control_db("drover_events", 16).await;
     let client = pool.get().await.unwrap();
 
     print!("loading {total} events... ");

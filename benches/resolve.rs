@@ -6,6 +6,9 @@
 //! PostgreSQL server binaries). `BENCH_TENANTS`, `BENCH_SECONDS`, `BENCH_CONNECTIONS`
 //! override the defaults.
 
+mod support;
+use support::env_or;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +16,6 @@ use drover::devcluster::{Cluster, ClusterOptions};
 
 const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 const RESOLVER: &str = "bench-resolver-token-0123456789abcdef";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Wrk {
     rps: f64,

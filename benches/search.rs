@@ -6,20 +6,14 @@
 //! `Registry::list` for queries from rare to common (target < 50 ms), first with the
 //! trigram indexes and then without them (the fallback where pg_trgm is not available).
 
+mod support;
+use support::env_or;
+
 use std::time::{Duration, Instant};
 
-use drover::devcluster::{Cluster, ClusterOptions};
 use drover::registry::{ListFilter, Registry};
-use secrecy::SecretString;
 
 const RUNS: usize = 30;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Slugs and names from a small vocabulary, so some queries match one tenant and others
 /// thousands.
@@ -72,17 +66,7 @@ async fn report(registry: &Registry, title: &str) {
 #[tokio::main]
 async fn main() {
     let total = env_or("BENCH_TENANTS", 100_000);
-    let cluster = Cluster::start(ClusterOptions {
-        stop_with_process: true,
-        ..Default::default()
-    })
-    .expect("PostgreSQL starts");
-    cluster
-        .psql("postgres", "CREATE DATABASE drover_search")
-        .unwrap();
-    let url = SecretString::from(cluster.url("drover_search"));
-    drover::db::migrate_control(&url, None).await.unwrap();
-    let pool = drover::db::control_pool(&url, 4, None).unwrap();
+    let (_cluster, pool) = support::control_db("drover_search", 4).await;
     let client = pool.get().await.unwrap();
 
     print!("loading {total} tenants... ");

@@ -23,6 +23,9 @@
 //! Run: `cargo bench --bench wave` (PostgreSQL server binaries needed; ~12 GB of temporary
 //! disk for 1,600 databases). `BENCH_TENANTS` and `BENCH_NOOP_TENANTS` shrink it.
 
+mod support;
+use support::env_or;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,13 +44,6 @@ const CONCURRENCY: usize = 8;
 
 fn v2() -> String {
     V1.replace("items", "orders")
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn create_databases(url: &str, prefix: &str, n: usize) {
