@@ -4,7 +4,8 @@
 //! ```text
 //!  Authorization: Bearer T ──► root token? (config, constant time) ──► root / admin
 //!                          ├─► resolver token? (config)             ──► resolver / resolver
-//!                          └─► SHA-256(T) in access_tokens (cached ≤ 1 s per replica)
+//!                          └─► SHA-256(T) in this replica's copy of access_tokens
+//!                              (snapshot.rs: no query; ≤ 1.5 s old, reloaded on NOTIFY)
 //!                                                                   ──► token:<name> / its role
 //!  matched route + method ──► routes::ROUTE_ROLES ──► role needed ──► 403 `forbidden` or on
 //! ```
@@ -13,6 +14,7 @@
 //! never check roles themselves.
 
 pub mod routes;
+pub mod snapshot;
 pub mod tokens;
 
 use std::fmt;
@@ -135,6 +137,10 @@ pub enum AccessError {
     /// No token with this name.
     #[error("no token named '{0}'")]
     NotFound(String),
+    /// The copy of the token table is too old to trust and the control DB does not answer
+    /// (a revocation might be missing from it).
+    #[error("the token list could not be read from the control database recently; retry shortly")]
+    Stale,
     /// The control DB failed.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
@@ -145,6 +151,7 @@ impl AccessError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AccessError::Db(e) => e.is_retryable(),
+            AccessError::Stale => true,
             _ => false,
         }
     }
@@ -179,5 +186,12 @@ mod tests {
         assert_eq!(granted(Publisher), [Publisher]);
         assert!("owner".parse::<Role>().is_err());
         assert_eq!("operator".parse::<Role>().unwrap(), Operator);
+    }
+
+    #[test]
+    fn a_stale_token_list_is_retryable_and_a_bad_name_is_not() {
+        assert!(AccessError::Stale.is_retryable());
+        assert!(!AccessError::NotFound("ci".into()).is_retryable());
+        assert!(!AccessError::Duplicate("ci".into()).is_retryable());
     }
 }

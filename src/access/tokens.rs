@@ -1,31 +1,22 @@
 //! Named tokens in `control_plane.access_tokens`: created (the token is returned once and
-//! only its SHA-256 is stored), listed, revoked, and looked up for every request.
+//! only its SHA-256 is stored), listed, revoked, and checked for every request.
 //!
-//! Lookups are cached per replica for at most [`CACHE_TTL`], so a token revoked (or expired)
-//! on any replica is refused everywhere within that time without a round trip per request;
-//! the replica that revokes drops its entry at once. A miss also records `last_used_at`, so
-//! that column is exact to within the cache time.
+//! Checks read this replica's copy of the table ([`super::snapshot`]), never the table
+//! itself: a token revoked (or expired) on any replica is refused everywhere within 2 s,
+//! at once on the replica that revoked it, and a made-up token costs no query.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use ring::rand::SecureRandom;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio_postgres::Row;
 
+use super::snapshot::Snapshot;
 use super::{AccessError, Principal, Role};
-
-/// How long a looked-up token is trusted without asking the control DB again. Revocation
-/// takes effect on every replica within this (SPEC §17 asks for 2 s).
-pub const CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// Cached lookups kept at most; the cache is emptied when full (it refills from hits).
-const MAX_CACHED: usize = 10_000;
 
 /// Prefix of every named token, so a leaked one is recognisable in a secret scanner.
 pub const TOKEN_PREFIX: &str = "drv_";
@@ -85,17 +76,10 @@ pub enum Lookup {
     Unknown,
 }
 
-struct Cached {
-    principal: Principal,
-    hash: [u8; 32],
-    expires_at: Option<DateTime<Utc>>,
-    fetched: Instant,
-}
-
-/// The token table and this replica's lookup cache.
+/// The token table and this replica's copy of it.
 pub struct TokenStore {
     pool: Pool,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    snapshot: Arc<Snapshot>,
     rng: ring::rand::SystemRandom,
 }
 
@@ -160,10 +144,21 @@ impl TokenStore {
     /// A store over the control pool.
     pub fn new(pool: Pool) -> Self {
         TokenStore {
+            snapshot: Arc::new(Snapshot::new(pool.clone())),
             pool,
-            cache: Mutex::new(HashMap::new()),
             rng: ring::rand::SystemRandom::new(),
         }
+    }
+
+    /// Reads the token table into this replica's copy (at start-up, so the first request
+    /// does not wait for it).
+    pub async fn load(&self) -> Result<(), AccessError> {
+        self.snapshot.reload().await
+    }
+
+    /// The copy, for the `token-refresh` task ([`super::snapshot::run`]).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.clone()
     }
 
     /// Issues a token. Returns it once; only its hash is kept.
@@ -207,6 +202,11 @@ impl TokenStore {
         if inserted == 0 {
             return Err(AccessError::Duplicate(new.name.clone()));
         }
+        let principal = Principal {
+            identity: format!("token:{}", new.name),
+            role,
+        };
+        self.snapshot.created(hash, principal, expires_at).await;
         tracing::info!(name = %new.name, %role, actor = created_by, "token created");
         Ok(CreatedToken {
             name: new.name.clone(),
@@ -216,8 +216,9 @@ impl TokenStore {
         })
     }
 
-    /// Every token, by name.
+    /// Every token, by name, with the uses this replica saw up to now.
     pub async fn list(&self) -> Result<Vec<TokenInfo>, AccessError> {
+        self.snapshot.flush_used().await?;
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -228,8 +229,8 @@ impl TokenStore {
         rows.iter().map(info_from_row).collect()
     }
 
-    /// Revokes (deletes) a token; this replica forgets it at once, the others within
-    /// [`CACHE_TTL`].
+    /// Revokes (deletes) a token; this replica forgets it at once, the others when the
+    /// deletion's notification arrives (within 2 s at worst).
     pub async fn revoke(&self, name: &str, actor: &str) -> Result<TokenInfo, AccessError> {
         let client = self.pool.get().await?;
         let row = client
@@ -241,11 +242,7 @@ impl TokenStore {
             )
             .await?
             .ok_or_else(|| AccessError::NotFound(name.to_string()))?;
-        let identity = format!("token:{name}");
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, c| c.principal.identity != identity);
+        self.snapshot.revoked(&format!("token:{name}")).await;
         tracing::info!(name, actor, "token revoked");
         info_from_row(&row)
     }
@@ -255,64 +252,10 @@ impl TokenStore {
         self.authenticate_hash(&sha256(presented)).await
     }
 
-    /// Who the token with this SHA-256 is: the same cached lookup as [`Self::authenticate`],
-    /// for callers that kept the hash and not the token (web console sessions).
+    /// Who the token with this SHA-256 is: the same check as [`Self::authenticate`], for
+    /// callers that kept the hash and not the token (web console sessions, open streams).
     pub async fn authenticate_hash(&self, hash: &[u8; 32]) -> Result<Lookup, AccessError> {
-        let hash = *hash;
-        if let Some(found) = self.cached(&hash) {
-            return Ok(found);
-        }
-        // One statement finds the token and records the use (not for an expired one).
-        const SQL: &str = "UPDATE control_plane.access_tokens SET last_used_at = CASE \
-             WHEN expires_at IS NULL OR expires_at > now() THEN now() ELSE last_used_at END \
-             WHERE token_hash = $1 RETURNING name, role, token_hash, expires_at";
-        let client = self.pool.get().await?;
-        let Some(row) = client.query_opt(SQL, &[&&hash[..]]).await? else {
-            return Ok(Lookup::Unknown);
-        };
-        let stored: Vec<u8> = row.try_get("token_hash")?;
-        // The index found the row by hash; compare again in constant time so the decision
-        // never rests on a comparison whose timing depends on the secret.
-        if !bool::from(stored.as_slice().ct_eq(&hash[..])) {
-            return Ok(Lookup::Unknown);
-        }
-        let name: String = row.try_get("name")?;
-        let role: String = row.try_get("role")?;
-        let entry = Cached {
-            principal: Principal {
-                identity: format!("token:{name}"),
-                role: role.parse()?,
-            },
-            hash,
-            expires_at: row.try_get("expires_at")?,
-            fetched: Instant::now(),
-        };
-        let answer = judge(&entry);
-        if answer != Lookup::Expired {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-            cache.insert(hash, entry);
-        }
-        Ok(answer)
-    }
-
-    fn cached(&self, hash: &[u8; 32]) -> Option<Lookup> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cache.get(hash)?;
-        if entry.fetched.elapsed() >= CACHE_TTL || !bool::from(entry.hash.ct_eq(hash)) {
-            cache.remove(hash);
-            return None;
-        }
-        Some(judge(entry))
-    }
-}
-
-fn judge(entry: &Cached) -> Lookup {
-    match entry.expires_at {
-        Some(t) if t <= Utc::now() => Lookup::Expired,
-        _ => Lookup::Valid(entry.principal.clone()),
+        self.snapshot.check(hash).await
     }
 }
 

@@ -36,8 +36,17 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Who presented `token`: the configured root or resolver token, or a named token.
-async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+/// The SHA-256 of the named token a request was let in with, in its extensions: what an
+/// open event stream checks again while it lasts. Absent for the configured tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedToken(pub [u8; 32]);
+
+/// Who presented `token`: the configured root or resolver token, or a named token (then
+/// with its hash).
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<(Principal, Option<NamedToken>), ApiError> {
     // Evaluate both so the time taken does not reveal which token matched.
     let root = token_matches(token, &state.admin_token);
     let resolver = state
@@ -45,13 +54,14 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiErr
         .as_ref()
         .is_some_and(|r| token_matches(token, r));
     if root {
-        return Ok(Principal::root());
+        return Ok((Principal::root(), None));
     }
     if resolver {
-        return Ok(Principal::config_resolver());
+        return Ok((Principal::config_resolver(), None));
     }
-    match state.tokens.authenticate(token).await? {
-        Lookup::Valid(p) => Ok(p),
+    let hash = crate::access::tokens::sha256(token);
+    match state.tokens.authenticate_hash(&hash).await? {
+        Lookup::Valid(p) => Ok((p, Some(NamedToken(hash)))),
         Lookup::Expired => Err(fail(state, "expired", ApiError::token_expired())),
         Lookup::Unknown => Err(fail(state, "invalid", ApiError::unauthorized())),
     }
@@ -85,7 +95,7 @@ pub async fn authorize(
     let Some(token) = bearer(&parts) else {
         return Err(fail(&state, "missing", ApiError::unauthorized()));
     };
-    let principal = authenticate(&state, token).await?;
+    let (principal, named) = authenticate(&state, token).await?;
     if !needed.iter().any(|n| principal.role.grants(*n)) {
         return Err(fail(
             &state,
@@ -94,6 +104,9 @@ pub async fn authorize(
         ));
     }
     parts.extensions.insert(principal);
+    if let Some(named) = named {
+        parts.extensions.insert(named);
+    }
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 

@@ -221,6 +221,12 @@ impl From<crate::access::AccessError> for ApiError {
             A::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "token_not_found", e.to_string())
             }
+            // Not logged per request (a flood would flood the log): the refresh task says it.
+            A::Stale => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "control_db_unavailable",
+                "control database unavailable; retry shortly",
+            ),
             A::Db(db) => db.into(),
         }
     }
