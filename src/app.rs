@@ -19,7 +19,10 @@
 //! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
 //! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], one
 //! `provision` task per provisioning job and `provision-drain`, which gives them the grace
-//! period on shutdown (see [`crate::provision`]); `events-notify` (LISTEN for committed
+//! period on shutdown, and `server-probe` (each provisioning server's reachability, every
+//! 5 s), see [`crate::provision`]; `token-refresh` (this replica's copy of the
+//! token table: LISTEN for changes, reload every second, see [`crate::access::snapshot`]);
+//! `events-notify` (LISTEN for committed
 //! events, waking streams) and `webhook-worker` (sends the webhook outbox), see
 //! [`crate::events`]. Every task is named, watches the same
 //! [`CancellationToken`] and is awaited before the pool closes.
@@ -71,7 +74,7 @@ pub struct AppInner {
     pub admin_token: SecretString,
     /// Resolver bearer token, when configured.
     pub resolver_token: Option<SecretString>,
-    /// Named tokens (hashed, in the control DB) and this replica's lookup cache.
+    /// Named tokens (hashed, in the control DB) and this replica's copy of them.
     pub tokens: crate::access::TokenStore,
     /// Slug → DSN resolution with its caches.
     pub resolver: Arc<Resolver>,
@@ -174,6 +177,8 @@ impl Application {
             resolver: resolver.clone(),
             metrics: metrics.clone(),
         })?);
+        let tokens = crate::access::TokenStore::new(pool.clone());
+        tokens.load().await.context("reading the token table")?;
         let state = AppState(Arc::new(AppInner {
             events,
             preflight: crate::preflight::Cache::default(),
@@ -187,7 +192,7 @@ impl Application {
             executor,
             admin_token: config.admin_token.clone().context("admin token missing")?,
             resolver_token: config.resolver_token.clone(),
-            tokens: crate::access::TokenStore::new(pool.clone()),
+            tokens,
             resolver,
             registry,
             pool,
@@ -261,6 +266,15 @@ impl Application {
             )
             .instrument(tracing::info_span!("task", name = "tenant-notify")),
         );
+        let token_refresh = tokio::spawn(
+            crate::access::snapshot::run(
+                state.tokens.snapshot(),
+                url.clone(),
+                state.config.ca_file.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("task", name = "token-refresh")),
+        );
         let events_notify = tokio::spawn(
             crate::events::notify::run(
                 state.events.wake.clone(),
@@ -311,6 +325,10 @@ impl Application {
             )
             .instrument(tracing::info_span!("task", name = "scheduler")),
         );
+        let server_probe = tokio::spawn(
+            provision::probe::run(state.provisioner.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("task", name = "server-probe")),
+        );
         // Drains provisioning jobs as soon as shutdown starts (not after the HTTP server):
         // a `?wait=true` request holds the server's graceful shutdown until its job ends.
         let provisioning = tokio::spawn({
@@ -329,10 +347,12 @@ impl Application {
         worker.await.context("wave-worker task panicked")?;
         webhooks.await.context("webhook-worker task panicked")?;
         events_notify.await.context("events-notify task panicked")?;
+        token_refresh.await.context("token-refresh task panicked")?;
         provisioning
             .await
             .context("provision-drain task panicked")?;
         scheduler.await.context("scheduler task panicked")?;
+        server_probe.await.context("server-probe task panicked")?;
         // Last: resigning leadership lets another replica take over at once.
         leader.await.context("leader task panicked")?;
         state.pool.close();

@@ -352,7 +352,8 @@ pub struct ServerList {
     get, path = "/servers", tag = "tenants", operation_id = "listServers",
     summary = "Provisioning servers",
     description = "Each configured provisioning server in configuration order: live tenants placed there, \
-        `max_tenants`, labels, and whether its admin connection answers now (2 s timeout, all servers at once). \
+        `max_tenants`, labels, and whether its admin connection answered when last tried (a background probe every \
+        5 s with a 2 s timeout, or a provisioning job), with `checked_at`. The request itself connects to no server. \
         Never the admin URL.",
     responses((status = 200, description = "The servers.", body = ServerList))
 )]

@@ -41,13 +41,15 @@
 //! Files: `placement.rs` (names from templates, choosing a server, the checks before a
 //! tenant is registered), `job.rs` (the background job and its steps), `deprovision.rs`
 //! (dropping a tenant's database, role and secret), `admin.rs` (SQL on the admin
-//! connection), `servers.rs` (the configured servers), `report.rs` (`GET /v1/servers`).
+//! connection), `servers.rs` (the configured servers), `probe.rs` (the `server-probe` task:
+//! each server's reachability, every 5 s), `report.rs` (`GET /v1/servers`).
 
 mod admin;
 mod deprovision;
 mod error;
 mod job;
 mod placement;
+pub mod probe;
 mod report;
 pub mod servers;
 
@@ -97,6 +99,8 @@ pub struct Provisioner {
     cancel: CancellationToken,
     running: Mutex<HashMap<Uuid, watch::Receiver<Option<JobResult>>>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Each server's last answer, for `GET /v1/servers`.
+    reach: probe::Reachability,
 }
 
 /// The name templates of a tenant created from its slug.
@@ -155,6 +159,7 @@ impl Provisioner {
             cancel: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             metrics: p.metrics,
+            reach: probe::Reachability::new(c.servers.len()),
         })
     }
 
@@ -178,12 +183,20 @@ impl Provisioner {
         }
     }
 
-    /// A connection to `server` as its admin role (with the default CA bundle).
+    /// A connection to `server` as its admin role (with the default CA bundle). Whether it
+    /// opened is the server's latest reachability too.
     async fn admin_client(
         &self,
         server: &Server,
     ) -> Result<tokio_postgres::Client, ProvisionError> {
-        server.connect(self.default_ca.as_deref()).await
+        let connected = server.connect(self.default_ca.as_deref()).await;
+        let error = match &connected {
+            Ok(_) => None,
+            Err(ProvisionError::Admin { message, .. }) => Some(message.clone()),
+            Err(e) => Some(e.to_string()),
+        };
+        self.heard_from(server, error);
+        connected
     }
 
     /// The status a tenant must have for the retry endpoint.

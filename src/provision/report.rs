@@ -1,16 +1,13 @@
 //! `GET /v1/servers` / `drover servers list`: each provisioning server with its live
-//! tenants, capacity and whether its admin connection answers right now.
+//! tenants, capacity and whether its admin connection answered when last tried (by the
+//! background probe, [`super::probe`], a few seconds ago at most).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ProvisionError, Provisioner};
-
-/// How long the reachability check waits for a server: a status page must not hang on
-/// one dead server.
-const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One provisioning server as reported.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -29,52 +26,33 @@ pub struct ServerReport {
     pub max_tenants: Option<i64>,
     /// Live tenants placed here.
     pub tenants: i64,
-    /// Whether the admin connection opened (and answered) within 2 s.
+    /// Whether the admin connection opened (and answered within 2 s) when last tried: by
+    /// the background probe every 5 s, or by a provisioning job.
     pub reachable: bool,
     /// Why not, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When that answer was seen (`null` before the first probe).
+    #[serde(default)]
+    #[schema(required)]
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 impl Provisioner {
-    /// Every server with its load and a quick connection check (all checked at once).
+    /// Every server with its load and its last answer (see [`super::probe`]): no
+    /// connection to any server is made here.
     pub async fn report(&self) -> Result<Vec<ServerReport>, ProvisionError> {
         let loads = self.registry.server_loads().await?;
-        let mut checks = tokio::task::JoinSet::new();
-        for (i, server) in self.servers.iter().enumerate() {
-            let mut target = server.admin.clone();
-            target.config.connect_timeout(REACH_TIMEOUT);
-            let ca = server.ca_file.clone().or_else(|| self.default_ca.clone());
-            checks.spawn(async move {
-                let attempt = async {
-                    let client = target
-                        .connect(ca.as_deref())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    client
-                        .simple_query("SELECT 1")
-                        .await
-                        .map(drop)
-                        .map_err(|e| crate::db::describe(&e))
-                };
-                let outcome = tokio::time::timeout(REACH_TIMEOUT, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no answer within {REACH_TIMEOUT:?}")));
-                (i, outcome.err())
-            });
-        }
-        let mut errors = vec![None; self.servers.len()];
-        while let Some(done) = checks.join_next().await {
-            if let Ok((i, error)) = done {
-                errors[i] = Some(error);
-            }
-        }
+        let reach = self.reach.current().await;
         Ok(self
             .servers
             .iter()
-            .zip(errors)
-            .map(|(s, checked)| {
-                let error = checked.unwrap_or_else(|| Some("the check did not finish".into()));
+            .zip(reach)
+            .map(|(s, reach)| {
+                let (error, checked_at) = match reach {
+                    Some(r) => (r.error, Some(r.at)),
+                    None => (Some("not checked yet".to_string()), None),
+                };
                 ServerReport {
                     name: s.name.clone(),
                     host: s.host.clone(),
@@ -84,6 +62,7 @@ impl Provisioner {
                     tenants: loads.get(&s.name).copied().unwrap_or(0),
                     reachable: error.is_none(),
                     error,
+                    checked_at,
                 }
             })
             .collect())
