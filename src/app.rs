@@ -230,6 +230,7 @@ impl Application {
         let http_shutdown = shutdown.clone();
         let accept_shutdown = shutdown.clone();
         let streams = state.events.stop.clone();
+        let limits = state.config.listener;
         let http = tokio::spawn(
             async move {
                 // Open event streams end when shutdown starts: graceful shutdown waits for
@@ -238,21 +239,21 @@ impl Application {
                     http_shutdown.cancelled().await;
                     streams.cancel();
                 };
+                use crate::http::serve::{self, Plain};
+                let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
                 match https {
                     Some(acceptor) => {
                         let tls = crate::http::https::HttpsListener::new(
                             listener,
                             acceptor,
+                            slots,
                             accept_shutdown,
-                        )?;
-                        axum::serve(tls, router).with_graceful_shutdown(stop).await
+                        );
+                        serve::serve(tls, router, limits, stop).await
                     }
-                    None => {
-                        axum::serve(listener, router)
-                            .with_graceful_shutdown(stop)
-                            .await
-                    }
+                    None => serve::serve(Plain::new(listener, slots), router, limits, stop).await,
                 }
+                Ok::<(), anyhow::Error>(())
             }
             .instrument(tracing::info_span!("task", name = "http")),
         );

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use super::keys::{self, env_name, IfUnset};
 use super::values::{default_instance_id, parse_duration, positive_duration};
 use super::{
-    CacheConfig, Config, ConfigProblem, EventsConfig, HttpsFiles, LogFormat, ProvisionConfig, Raw,
-    WaveConfig,
+    CacheConfig, Config, ConfigProblem, EventsConfig, HttpsFiles, ListenerLimits, LogFormat,
+    ProvisionConfig, Raw, WaveConfig,
 };
 use crate::secrets::{self, SecretRef};
 
@@ -82,6 +82,19 @@ impl Builder {
                 Ok(n) if n >= 1024 => Ok(n),
                 _ => Err("expected an integer of at least 1024".into()),
             }),
+            listener: ListenerLimits {
+                header_timeout: self.parsed("http_header_timeout", |v| match parse_duration(v) {
+                    Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => Ok(d),
+                    Ok(_) => Err("must be between 1s and 5m".into()),
+                    Err(e) => Err(e),
+                }),
+                max_connections: self.parsed("http_max_connections", |v| {
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                        _ => Err("expected an integer between 1 and 1000000".into()),
+                    }
+                }),
+            },
             cache: CacheConfig {
                 secret_ttl: self.parsed("secret_ttl", parse_duration),
                 secret_stale_for: self.parsed("secret_stale_for", parse_duration),
@@ -111,6 +124,12 @@ impl Builder {
                 give_up_after: self.parsed("webhook_give_up_after", positive_duration),
                 timeout: self.parsed("webhook_timeout", positive_duration),
                 stream_max_clients: self.parsed("stream_max_clients", |v| {
+                    match v.parse::<usize>() {
+                        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                        _ => Err("expected an integer between 1 and 100000".into()),
+                    }
+                }),
+                stream_max_per_token: self.parsed("stream_max_per_token", |v| {
                     match v.parse::<usize>() {
                         Ok(n) if (1..=100_000).contains(&n) => Ok(n),
                         _ => Err("expected an integer between 1 and 100000".into()),

@@ -29,6 +29,8 @@
 //! | `shutdown_grace` | `DROVER_SHUTDOWN_GRACE` | `30s` | drain deadline on SIGTERM |
 //! | `max_body_bytes` | `DROVER_MAX_BODY_BYTES` | `262144` | largest request body |
 //! | `max_set_bytes` | `DROVER_MAX_SET_BYTES` | `16777216` | largest body of `POST /v1/migration-sets` (a whole set; other routes keep `max_body_bytes`) |
+//! | `http_header_timeout` | `DROVER_HTTP_HEADER_TIMEOUT` | `10s` | a client must send a request's headers within this (also ends idle keep-alive connections); 1s to 5m |
+//! | `http_max_connections` | `DROVER_HTTP_MAX_CONNECTIONS` | `1024` | connections the listener serves at once; more wait in the kernel's queue until one closes |
 //! | `secret_ttl` | `DROVER_SECRET_TTL` | `60s` | resolved secrets reused this long |
 //! | `secret_stale_for` | `DROVER_SECRET_STALE_FOR` | `5m` | past the TTL, serve the old value this long while the backend fails |
 //! | `secret_negative_ttl` | `DROVER_SECRET_NEGATIVE_TTL` | `2s` | remember a failed read this long (don't hammer a broken backend) |
@@ -53,6 +55,7 @@
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
+//! | `stream_max_per_token` | `DROVER_STREAM_MAX_PER_TOKEN` | `4` | event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`) |
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
@@ -148,6 +151,8 @@ pub const KEYS: &[Key] = &[
     key("shutdown_grace", Value("30s"), "drain deadline on SIGTERM"),
     key("max_body_bytes", Value("262144"), "largest request body"),
     key("max_set_bytes", Value("16777216"), "largest body of `POST /v1/migration-sets` (a whole set; other routes keep `max_body_bytes`)"),
+    key("http_header_timeout", Value("10s"), "a client must send a request's headers within this (also ends idle keep-alive connections); 1s to 5m"),
+    key("http_max_connections", Value("1024"), "connections the listener serves at once; more wait in the kernel's queue until one closes"),
     key("secret_ttl", Value("60s"), "resolved secrets reused this long"),
     key("secret_stale_for", Value("5m"), "past the TTL, serve the old value this long while the backend fails"),
     key("secret_negative_ttl", Value("2s"), "remember a failed read this long (don't hammer a broken backend)"),
@@ -172,6 +177,7 @@ pub const KEYS: &[Key] = &[
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
+    key("stream_max_per_token", Value("4"), "event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`)"),
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
 ];
 

@@ -74,6 +74,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest body of `POST /v1/migration-sets` (a whole migration set in JSON).
     pub max_set_bytes: usize,
+    /// The listener's header-read timeout and connection cap.
+    pub listener: ListenerLimits,
     /// Secret and tenant caching for resolution.
     pub cache: CacheConfig,
     /// Vault / OpenBao, when `vault:` references are used.
@@ -104,6 +106,16 @@ pub struct HttpsFiles {
     pub key: PathBuf,
 }
 
+/// What one client may hold of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// A request's headers must arrive within this (an idle keep-alive connection is
+    /// closed after it too).
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
 /// Webhook deliveries and event streams.
 #[derive(Debug, Clone, Copy)]
 pub struct EventsConfig {
@@ -115,6 +127,8 @@ pub struct EventsConfig {
     pub timeout: Duration,
     /// Event stream clients one replica serves at once.
     pub stream_max_clients: usize,
+    /// Event streams one token (its console sessions included) holds open at once.
+    pub stream_max_per_token: usize,
 }
 
 /// Provisioning: the servers and the names a tenant created from its slug gets.

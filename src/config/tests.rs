@@ -201,5 +201,8 @@ fn an_empty_configuration_takes_the_declared_defaults() {
     assert_eq!(cfg.provision.db_name, "t_{ident}");
     assert_eq!(cfg.provision.secret_ref, "file:tenants/{slug}");
     assert_eq!(cfg.events.stream_max_clients, 256);
+    assert_eq!(cfg.events.stream_max_per_token, 4);
+    assert_eq!(cfg.listener.header_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.listener.max_connections, 1024);
     assert_eq!(cfg.ref_scope.env_prefix(), "TENANT_");
 }

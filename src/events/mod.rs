@@ -74,6 +74,11 @@ pub enum EventsError {
         "too many event streams on this replica ({0}); retry later or raise stream_max_clients"
     )]
     TooManyStreams(usize),
+    /// The token (with its console sessions) holds as many streams as it may.
+    #[error(
+        "this token already holds {0} open event streams on this replica (stream_max_per_token); close one and retry"
+    )]
+    TooManyStreamsForToken(usize),
     /// The control database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -84,7 +89,7 @@ impl EventsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EventsError::Db(e) => e.is_retryable(),
-            EventsError::TooManyStreams(_) => true,
+            EventsError::TooManyStreams(_) | EventsError::TooManyStreamsForToken(_) => true,
             _ => false,
         }
     }
@@ -346,6 +351,8 @@ pub struct Events {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// How many stream slots exist.
     pub max_streams: usize,
+    /// Streams open per token on this replica.
+    pub per_holder: stream::PerHolder,
     /// Sends webhook deliveries (the worker and `POST /v1/webhooks/{name}/test`).
     pub sender: Arc<webhooks::deliver::Sender>,
     /// Reads HMAC keys when a subscription is created.
@@ -382,6 +389,7 @@ impl Events {
             wake: notify::Wake::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(ev.stream_max_clients)),
             max_streams: ev.stream_max_clients,
+            per_holder: stream::PerHolder::new(ev.stream_max_per_token),
             sender: Arc::new(sender),
             secrets,
             stop: tokio_util::sync::CancellationToken::new(),
@@ -412,6 +420,7 @@ mod tests {
     #[test]
     fn only_database_and_stream_capacity_errors_are_retryable() {
         assert!(EventsError::TooManyStreams(1).is_retryable());
+        assert!(EventsError::TooManyStreamsForToken(4).is_retryable());
         assert!(!EventsError::NotFound("x".into()).is_retryable());
         assert!(!EventsError::invalid("url", "bad").is_retryable());
     }

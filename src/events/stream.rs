@@ -22,9 +22,18 @@
 //! (no connection is held between reads) into a channel of [`BUFFER`] messages, so a slow
 //! client costs a bounded amount of memory; it wakes on `drover_events` notifications and
 //! polls every [`POLL`] regardless. Heartbeats are SSE comments (axum's keep-alive). The
-//! number of clients per replica is capped by a semaphore (`stream_max_clients`).
+//! number of clients per replica is capped by a semaphore (`stream_max_clients`), and the
+//! number one token holds open by [`PerHolder`] (`stream_max_per_token`).
+//!
+//! A stream lasts only as long as what let it in: every [`RECHECK`] (and before sending,
+//! once that much time has passed) the producer asks its [`Holder`] (the token, or the
+//! console session, as the caller built it) whether it is still good, and ends the stream
+//! when it is not: revoked, expired, logged out. A holder that cannot tell (the control DB
+//! does not answer) keeps the stream; the stream cannot read events then either.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::sse::Event as SseEvent;
@@ -42,6 +51,33 @@ pub const BATCH: i64 = 200;
 pub const BUFFER: usize = 64;
 /// Longest wait between two reads when no notification arrives.
 pub const POLL: Duration = Duration::from_secs(1);
+/// How often a stream asks whether its token or session is still good: a revoked one's
+/// stream ends within 2 s.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// What let a stream in, asked again every [`RECHECK`] while it lasts.
+pub trait Holder: Send + 'static {
+    /// `false`: revoked, expired or logged out; the stream ends. When it cannot tell, it
+    /// answers `true`.
+    fn still_allowed(&mut self) -> impl Future<Output = bool> + Send;
+}
+
+/// The holder's answer, asked again only once [`RECHECK`] has passed since the last time.
+struct Rechecked<H> {
+    holder: H,
+    next: tokio::time::Instant,
+}
+
+impl<H: Holder> Rechecked<H> {
+    async fn still_allowed(&mut self) -> bool {
+        if tokio::time::Instant::now() < self.next {
+            return true;
+        }
+        let ok = self.holder.still_allowed().await;
+        self.next = tokio::time::Instant::now() + RECHECK;
+        ok
+    }
+}
 
 /// A stream position: everything up to and including `(xid, id)` was considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -149,9 +185,10 @@ pub fn message(e: &Event) -> SseEvent {
         .data(data)
 }
 
-/// Feeds `tx` until the client goes away or `stop` fires. `permit` is the client's slot;
-/// it is released when this returns.
-pub async fn produce<G>(
+/// Feeds `tx` until the client goes away, `stop` fires or `holder` is no longer good.
+/// `guard` is the client's slot; it is released when this returns.
+#[allow(clippy::too_many_arguments)]
+pub async fn produce<G, H: Holder>(
     pool: Pool,
     wake: super::notify::Wake,
     filter: Filter,
@@ -159,10 +196,18 @@ pub async fn produce<G>(
     tx: mpsc::Sender<SseEvent>,
     stop: CancellationToken,
     guard: G,
+    holder: H,
 ) {
     let _guard = guard;
     let mut woken = wake.subscribe();
+    let mut holder = Rechecked {
+        holder,
+        next: tokio::time::Instant::now() + RECHECK,
+    };
     loop {
+        if !holder.still_allowed().await {
+            return;
+        }
         let read_once = async {
             let client = pool.get().await.map_err(EventsError::from)?;
             read(&**client, &filter, at).await
@@ -171,7 +216,8 @@ pub async fn produce<G>(
             Ok((events, next)) => {
                 let full = events.len() as i64 >= BATCH;
                 for e in &events {
-                    if tx.send(message(e)).await.is_err() {
+                    // A client slow to read may hold this send past a revocation.
+                    if !holder.still_allowed().await || tx.send(message(e)).await.is_err() {
                         return;
                     }
                 }
@@ -189,31 +235,86 @@ pub async fn produce<G>(
         tokio::select! {
             _ = woken.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep_until(holder.next) => {}
             _ = tx.closed() => return,
             _ = stop.cancelled() => return,
         }
     }
 }
 
-/// Counts a client in the stream gauge for as long as it lives.
+/// Streams open per holder (a token's identity, `token:<name>` or `root`) on this
+/// replica, each at most `max`.
+pub struct PerHolder {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    max: usize,
+}
+
+impl PerHolder {
+    /// At most `max` streams per holder.
+    pub fn new(max: usize) -> Self {
+        PerHolder {
+            open: Arc::new(Mutex::new(HashMap::new())),
+            max,
+        }
+    }
+
+    /// Counts one more stream for `who`, or says it holds `max` already.
+    fn take(&self, who: &str) -> Result<HolderSlot, EventsError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.to_string()).or_insert(0);
+        if *n >= self.max {
+            return Err(EventsError::TooManyStreamsForToken(self.max));
+        }
+        *n += 1;
+        Ok(HolderSlot {
+            open: self.open.clone(),
+            who: who.to_string(),
+        })
+    }
+}
+
+/// One of a holder's streams; given back when dropped.
+struct HolderSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    who: String,
+}
+
+impl Drop for HolderSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
+}
+
+/// A client's slots (its holder's and the replica's), counted in the stream gauge for as
+/// long as it lives.
 pub struct ClientGuard {
+    _holder: HolderSlot,
     _permit: tokio::sync::OwnedSemaphorePermit,
     gauge: prometheus::IntGauge,
 }
 
 impl ClientGuard {
-    /// Takes a slot or says the replica is full.
+    /// Takes one of `who`'s slots and one of the replica's, or says which is full.
     pub fn acquire(
-        slots: &Arc<tokio::sync::Semaphore>,
-        max: usize,
+        events: &super::Events,
+        who: &str,
         gauge: prometheus::IntGauge,
     ) -> Result<ClientGuard, EventsError> {
-        let permit = slots
+        let holder = events.per_holder.take(who)?;
+        let permit = events
+            .streams
             .clone()
             .try_acquire_owned()
-            .map_err(|_| EventsError::TooManyStreams(max))?;
+            .map_err(|_| EventsError::TooManyStreams(events.max_streams))?;
         gauge.inc();
         Ok(ClientGuard {
+            _holder: holder,
             _permit: permit,
             gauge,
         })
@@ -223,5 +324,28 @@ impl ClientGuard {
 impl Drop for ClientGuard {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gets_its_share_of_streams_and_the_next_once_one_closes() {
+        let per = PerHolder::new(2);
+        let a1 = per.take("token:a").unwrap();
+        let _a2 = per.take("token:a").unwrap();
+        let refused = per.take("token:a");
+        let other = per.take("token:b");
+        drop(a1);
+        let again = per.take("token:a");
+
+        assert!(matches!(
+            refused,
+            Err(EventsError::TooManyStreamsForToken(2))
+        ));
+        assert!(other.is_ok(), "another token has its own share");
+        assert!(again.is_ok(), "a closed stream gives its slot back");
     }
 }

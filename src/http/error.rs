@@ -193,6 +193,11 @@ impl From<crate::events::EventsError> for ApiError {
             E::TooManyStreams(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message)
             }
+            E::TooManyStreamsForToken(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams_for_token",
+                message,
+            ),
             E::Db(db) => RegistryError::Db(db).into(),
         }
     }

@@ -5,14 +5,17 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Extension;
 use axum::Json;
 use futures_util::Stream;
 
+use super::auth::NamedToken;
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
+use crate::access::{Lookup, Principal};
 use crate::app::AppState;
 use crate::events::feed::{self, Page};
-use crate::events::stream::{self, ClientGuard};
+use crate::events::stream::{self, ClientGuard, Holder};
 use crate::events::webhooks::{self, TestResult, WebhookRequest, WebhookView};
 use crate::events::{Event, EventsError, FilterParams};
 
@@ -54,16 +57,55 @@ pub async fn list(
     summary = "New events as Server-Sent Events",
     description = "`text/event-stream`: one message per event, `id:` the event id, `event:` its type, `data:` the \
         event as JSON; a `heartbeat` comment every 15 s. `Last-Event-ID` resumes with no gap and no duplicate. \
-        Same filters as the feed (no `limit` or `cursor`). 503 `too_many_streams` when this replica serves \
-        `stream_max_clients` already.",
+        Same filters as the feed (no `limit` or `cursor`). The stream ends within 2 s of its token's revocation or \
+        expiry. 429 `too_many_streams_for_token` when the token holds `stream_max_per_token` streams on this \
+        replica already; 503 `too_many_streams` when this replica serves `stream_max_clients` already.",
     params(FilterParams, LastEventId),
-    responses((status = 200, description = "The stream (never ends on its own).", body = String, content_type = "text/event-stream"),
-        (status = 422, response = doc::E422))
+    responses((status = 200, description = "The stream (ends only when its token is revoked or expires).", body = String, content_type = "text/event-stream"),
+        (status = 422, response = doc::E422), (status = 429, response = doc::E429))
 )]
 pub async fn stream(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    named: Option<Extension<NamedToken>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<FilterParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let holder = TokenHolder {
+        state: s.clone(),
+        hash: named.map(|Extension(NamedToken(h))| h),
+        identity: principal.identity.clone(),
+    };
+    open_stream(s, headers, q, &principal.identity, holder).await
+}
+
+/// A bearer token holding a stream: a named one must still be in the token list, unexpired
+/// and the same token (the configured root token cannot be revoked).
+struct TokenHolder {
+    state: AppState,
+    hash: Option<[u8; 32]>,
+    identity: String,
+}
+
+impl Holder for TokenHolder {
+    async fn still_allowed(&mut self) -> bool {
+        let Some(hash) = self.hash else { return true };
+        match self.state.tokens.authenticate_hash(&hash).await {
+            Ok(Lookup::Valid(p)) => p.identity == self.identity,
+            Ok(Lookup::Expired | Lookup::Unknown) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// The stream behind `/v1/events/stream` and the console's `/ui/stream`: `who` is the
+/// token's identity (its stream count), `holder` what is checked again while it lasts.
+pub async fn open_stream(
+    s: AppState,
+    headers: HeaderMap,
+    q: FilterParams,
+    who: &str,
+    holder: impl Holder,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     if q.cursor.is_some() || q.limit.is_some() {
         return Err(EventsError::Invalid {
@@ -87,11 +129,7 @@ pub async fn stream(
         })
         .transpose()?;
     let ev = &s.events;
-    let guard = ClientGuard::acquire(
-        &ev.streams,
-        ev.max_streams,
-        s.metrics.event_stream_clients.clone(),
-    )?;
+    let guard = ClientGuard::acquire(ev, who, s.metrics.event_stream_clients.clone())?;
     let start = {
         let client = ev.pool.get().await.map_err(EventsError::from)?;
         match last {
@@ -108,6 +146,7 @@ pub async fn stream(
         tx,
         ev.stop.clone(),
         guard,
+        holder,
     ));
     let body =
         futures_util::stream::unfold(

@@ -3,12 +3,11 @@
 //!
 //! TLS handshakes run on their own tasks (the `https-accept` task spawns one per
 //! connection, each bounded by [`HANDSHAKE_TIMEOUT`]), so a client that connects and says
-//! nothing never holds up the next one; finished handshakes reach `axum::serve` through a
-//! bounded channel. The accept task ends with the server (when `serve` drops the listener)
-//! or on shutdown.
+//! nothing never holds up the next one; finished handshakes reach the server
+//! ([`super::serve`]) through a bounded channel. A connection holds one of the listener's
+//! slots from before it is accepted, through its handshake, until it closes. The accept
+//! task ends with the server (when it drops the listener) or on shutdown.
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +15,12 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::serve::{accept, take_slot, Accepted, Source};
 use crate::config::HttpsFiles;
 
 /// How long a client may take to finish its TLS handshake.
@@ -77,10 +77,9 @@ pub fn acceptor(files: &HttpsFiles) -> Result<TlsAcceptor, HttpsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A listener that hands `axum::serve` finished TLS connections.
+/// A listener that hands the server finished TLS connections.
 pub struct HttpsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    ready: mpsc::Receiver<Accepted<TlsStream<TcpStream>>>,
     _accept: AbortOnDrop,
 }
 
@@ -93,33 +92,30 @@ impl Drop for AbortOnDrop {
 }
 
 impl HttpsListener {
-    /// Starts the `https-accept` task on `tcp`.
+    /// Starts the `https-accept` task on `tcp`, accepting while `slots` has a free one.
     pub fn new(
         tcp: TcpListener,
         acceptor: TlsAcceptor,
+        slots: Arc<Semaphore>,
         shutdown: CancellationToken,
-    ) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
+    ) -> Self {
         let (tx, ready) = mpsc::channel(64);
         let task = tokio::spawn(async move {
             loop {
-                let (stream, peer) = tokio::select! {
+                let next = async {
+                    let slot = take_slot(&slots).await;
+                    let (stream, peer) = accept(&tcp).await;
+                    (slot, stream, peer)
+                };
+                let (slot, stream, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    accepted = tcp.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: pause rather than spin.
-                            tracing::warn!(error = %e, "https accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
+                    next = next => next,
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                        Ok(Ok(io)) => {
+                            let _ = tx.send(Accepted { io, peer, slot }).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -127,27 +123,21 @@ impl HttpsListener {
                 });
             }
         });
-        Ok(HttpsListener {
+        HttpsListener {
             ready,
-            local,
             _accept: AbortOnDrop(task),
-        })
+        }
     }
 }
 
-impl axum::serve::Listener for HttpsListener {
+impl Source for HttpsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn next(&mut self) -> Accepted<Self::Io> {
         match self.ready.recv().await {
             Some(conn) => conn,
-            // The accept task ended (shutdown): wait for axum's graceful shutdown.
+            // The accept task ended (shutdown): wait for the server to stop.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

@@ -15,6 +15,7 @@ mod migration_sets;
 pub mod openapi;
 mod resolve;
 mod schedules;
+pub mod serve;
 mod tenants;
 mod tokens;
 mod waves;
@@ -33,8 +34,8 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 pub use auth::Caller;
 pub use error::ApiError;
-/// The SSE handler, also behind the web console's session (`/ui/stream`).
-pub use events::stream as event_stream;
+/// The event stream, also behind the web console's session (`/ui/stream`).
+pub use events::open_stream as event_stream;
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {

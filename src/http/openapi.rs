@@ -163,6 +163,8 @@ errors! {
         broken (`invalid_migrations`, with `file` when one is named), a pushed file is too large (`file_too_large`), \
         lint errors are not acknowledged (`lint_failed`, with `findings`), or a schedule's stored template no \
         longer parses (`invalid_template`).",
+    E429 "429" "This token already holds `stream_max_per_token` open event streams on this replica \
+        (`too_many_streams_for_token`); close one first.",
     E500 "500" "An internal error (`internal`; the cause is in drover's log), or a stored secret reference \
         outside the allowed scope (`secret_ref_refused`).",
     E501 "501" "The request needs a feature this daemon is not configured for (`not_available`).",
