@@ -9,11 +9,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
-use super::values::{default_instance_id, parse_duration, positive_duration};
+use super::values::{default_instance_id, positive_duration};
 use super::{
     CacheConfig, Config, ConfigProblem, EventsConfig, HttpsFiles, LogFormat, ProvisionConfig, Raw,
     WaveConfig,
 };
+use crate::duration::parse_duration;
 use crate::secrets::{self, SecretRef};
 
 pub(super) struct Builder {

@@ -29,8 +29,9 @@ use secrecy::SecretString;
 
 use crate::secrets;
 
+/// Kept here too: the CLI and the tests read durations as the configuration does.
+pub use crate::duration::parse_duration;
 pub use keys::{Key, KEYS};
-pub use values::parse_duration;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
