@@ -99,7 +99,7 @@ pub struct AppInner {
 
 /// The secret backends the configuration enables (`env:` always).
 pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
-    Ok(SecretStore::from_config(config)?)
+    Ok(SecretStore::from_settings(&config.secrets)?)
 }
 
 /// A daemon that has migrated the control schema and bound its port, ready to run.
@@ -156,17 +156,22 @@ impl Application {
             waves.clone(),
             catalog.clone(),
             connector.clone(),
-            &config,
+            config.waves.clone(),
             metrics.clone(),
         ));
         let config = Arc::new(config);
         let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
         let events = Arc::new(
-            crate::events::Events::new(pool.clone(), secrets.clone(), &config, metrics.clone())
-                .context("building the webhook HTTP client")?,
+            crate::events::Events::new(
+                pool.clone(),
+                secrets.clone(),
+                &config.events,
+                metrics.clone(),
+            )
+            .context("building the webhook HTTP client")?,
         );
         let provisioner = Arc::new(Provisioner::new(provision::Parts {
-            config: config.clone(),
+            settings: config.provision.clone(),
             secrets,
             registry: registry.clone(),
             catalog: catalog.clone(),

@@ -47,6 +47,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod devcluster;
+pub mod duration;
 pub mod events;
 pub mod http;
 pub mod lint;

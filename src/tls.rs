@@ -54,6 +54,10 @@
 //! defaults; those libpq options are rejected by name. A fresh rustls `ClientConfig` (and
 //! CA file read) is made per [`PgTarget::connect`] call, so there is no TLS session
 //! resumption between direct connections.
+//!
+//! **The listener's side.** [`HttpsFiles`], the certificate chain and key the HTTP listener
+//! serves when HTTPS is on, is defined here so the configuration can name it without
+//! depending on the HTTP layer; `http::https` turns it into an acceptor.
 
 use std::error::Error as _;
 use std::ffi::OsStr;
@@ -659,6 +663,16 @@ fn describe_parse_error(e: &tokio_postgres::Error) -> String {
         return cause;
     }
     "malformed host, port, user or database name".into()
+}
+
+/// The HTTP listener's certificate chain and private key (PEM files): the
+/// `tls_cert_file` / `tls_key_file` settings, both or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ pub async fn healthz() -> Json<Value> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, Json(mut body)) = readiness(&state).await;
-    let checks = state.preflight.get(&state.config, &state.pool).await;
+    let (provision, secrets) = (&state.config.provision, &state.config.secrets);
+    let checks = state.preflight.get(provision, secrets, &state.pool).await;
     body["checks"] = json!(checks);
     (status, Json(body))
 }
