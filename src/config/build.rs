@@ -14,6 +14,7 @@ use super::{
     CacheConfig, Config, ConfigProblem, EventsConfig, HttpsFiles, LogFormat, ProvisionConfig, Raw,
     WaveConfig,
 };
+use crate::console::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::secrets::{self, SecretRef};
 
 pub(super) struct Builder {
@@ -45,6 +46,8 @@ impl Builder {
             own_files,
         );
         let provision = self.provision(&ref_scope);
+        let https = self.https();
+        let https_listener = https.is_some();
         Config {
             provision,
             ref_scope,
@@ -90,7 +93,7 @@ impl Builder {
             },
             vault: self.vault(),
             ca_file: self.take("ca_file").map(|r| PathBuf::from(r.value)),
-            https: self.https(),
+            https,
             leader_ttl: self.parsed("leader_ttl", |v| match parse_duration(v) {
                 Ok(d) if d >= Duration::from_secs(1) => Ok(d),
                 Ok(_) => Err("must be at least 1s".into()),
@@ -117,13 +120,7 @@ impl Builder {
                     }
                 }),
             },
-            console_session_ttl: self.parsed("console_session_ttl", |v| match parse_duration(v) {
-                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => {
-                    Ok(d)
-                }
-                Ok(_) => Err("must be between 1m and 30d".into()),
-                Err(e) => Err(e),
-            }),
+            console: self.console(https_listener),
             waves: WaveConfig {
                 lease: self.parsed("wave_lease", |v| match parse_duration(v) {
                     Ok(d) if d >= Duration::from_secs(1) => Ok(d),
@@ -137,6 +134,24 @@ impl Builder {
                 lock_wait: self.parsed("lock_wait", parse_duration),
                 retry_backoff: self.parsed("retry_backoff", parse_duration),
             },
+        }
+    }
+
+    /// The console's session lifetime, public origin and trusted proxies.
+    fn console(&mut self, https_listener: bool) -> ConsoleSettings {
+        ConsoleSettings {
+            session_ttl: self.parsed("console_session_ttl", |v| match parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => {
+                    Ok(d)
+                }
+                Ok(_) => Err("must be between 1m and 30d".into()),
+                Err(e) => Err(e),
+            }),
+            public_url: self.optional("public_url", PublicUrl::parse),
+            trusted_proxies: self
+                .optional("trusted_proxies", TrustedProxies::parse)
+                .unwrap_or_default(),
+            https_listener,
         }
     }
 
@@ -331,6 +346,20 @@ impl Builder {
             }
         }
         parse(default).unwrap_or_else(|_| unreachable!("default for {key} must parse"))
+    }
+
+    /// The value parsed by `parse` when set; `None` (with a problem recorded when the value
+    /// is bad) otherwise.
+    fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let r = self.take(key)?;
+        parse(r.value.trim())
+            .map_err(|message| {
+                self.problems.push(ConfigProblem {
+                    key: r.origin.clone(),
+                    message,
+                })
+            })
+            .ok()
     }
 
     /// A token straight from the environment, or read through `<key>_ref`.

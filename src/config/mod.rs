@@ -93,8 +93,8 @@ pub struct Config {
     pub ref_scope: secrets::RefScope,
     /// Webhook delivery and event stream limits.
     pub events: EventsConfig,
-    /// How long a web console session lasts after login (the cookie's Max-Age too).
-    pub console_session_ttl: Duration,
+    /// The web console: session lifetime, its public origin, the proxies it believes.
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// The listener's certificate chain and private key (PEM files).
