@@ -224,7 +224,10 @@ impl Application {
             listener,
             https,
         } = self;
-        let router = crate::http::router(state.clone());
+        // The peer's address reaches handlers (`ConnectInfo`): the console believes a
+        // proxy's `X-Forwarded-*` only from `trusted_proxies`.
+        let router =
+            crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
             https = https.is_some(), "drover listening");
         let http_shutdown = shutdown.clone();
@@ -245,6 +248,9 @@ impl Application {
                             acceptor,
                             accept_shutdown,
                         )?;
+                        // axum hands a custom listener's peer address to `ConnectInfo`
+                        // through its `TapIo` wrapper; the tap itself does nothing.
+                        let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
                         axum::serve(tls, router).with_graceful_shutdown(stop).await
                     }
                     None => {

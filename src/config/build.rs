@@ -19,6 +19,7 @@ use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::resolve::CacheSettings;
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
+use crate::console::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::tls::HttpsFiles;
 use crate::waves::executor::WorkerSettings;
 
@@ -80,7 +81,7 @@ impl Builder {
         let leader_ttl = self.parsed("leader_ttl", |v| duration_at_least(v, 1, "1s"));
         let prometheus_url = self.prometheus_url();
         let events = self.events(&instance_id);
-        let console_session_ttl = self.parsed("console_session_ttl", console_session_ttl);
+        let console = self.console(https.is_some());
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
         provision.lock_wait = waves.lock_wait;
@@ -111,7 +112,7 @@ impl Builder {
             leader_ttl,
             prometheus_url,
             events,
-            console_session_ttl,
+            console,
         }
     }
 
@@ -277,6 +278,32 @@ impl Builder {
             }
         }
         parse(default).unwrap_or_else(|_| unreachable!("default for {key} must parse"))
+    }
+
+    /// The value parsed by `parse` when set; `None` (with a problem recorded when the value
+    /// is bad) otherwise.
+    fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let r = self.take(key)?;
+        parse(r.value.trim())
+            .map_err(|message| {
+                self.problems.push(ConfigProblem {
+                    key: r.origin.clone(),
+                    message,
+                })
+            })
+            .ok()
+    }
+
+    /// The console's session lifetime, public origin and trusted proxies.
+    fn console(&mut self, https_listener: bool) -> ConsoleSettings {
+        ConsoleSettings {
+            session_ttl: self.parsed("console_session_ttl", console_session_ttl),
+            public_url: self.optional("public_url", PublicUrl::parse),
+            trusted_proxies: self
+                .optional("trusted_proxies", TrustedProxies::parse)
+                .unwrap_or_default(),
+            https_listener,
+        }
     }
 
     /// A token straight from the environment, or read through `<key>_ref`.

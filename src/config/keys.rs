@@ -54,6 +54,8 @@
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
+//! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
+//! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -173,6 +175,8 @@ pub const KEYS: &[Key] = &[
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
+    key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
+    key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),
 ];
 
 /// `DROVER_` + the name in upper case.

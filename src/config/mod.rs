@@ -111,8 +111,8 @@ pub struct Config {
     pub ref_scope: secrets::RefScope,
     /// Webhook delivery and event stream limits.
     pub events: DeliverySettings,
-    /// How long a web console session lasts after login (the cookie's Max-Age too).
-    pub console_session_ttl: Duration,
+    /// The web console: session lifetime, its public origin, the proxies it believes.
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// One thing wrong with the configuration, naming where it came from.

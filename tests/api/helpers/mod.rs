@@ -4,6 +4,7 @@
 //! - `apps`: `TestApp`, the daemon in-process on port 0 (`spawn_app()`, `TestApp::builder()`);
 //! - `processes`: `Daemon`, a real `drover serve` process; the CLI binary; Prometheus;
 //! - `openbao`: a real OpenBao dev server for the `vault:` secret backend;
+//! - `nginx`: a real nginx ending TLS in front of a daemon;
 //! - `files`: temporary secrets and migrations directories;
 //! - `api`: `ApiClient`, one helper per endpoint, which `TestApp` and `Daemon` both deref to.
 
@@ -11,6 +12,7 @@ mod api;
 mod apps;
 mod database;
 mod files;
+mod nginx;
 mod openbao;
 mod processes;
 
@@ -20,6 +22,7 @@ pub use api::*;
 pub use apps::*;
 pub use database::*;
 pub use files::*;
+pub use nginx::*;
 pub use openbao::*;
 pub use processes::*;
 
