@@ -28,6 +28,7 @@ mod replicas;
 mod resolve;
 mod safety;
 mod schedules;
+mod security;
 mod tenants;
 mod timeline;
 mod tls;

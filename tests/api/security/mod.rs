@@ -1,0 +1,3 @@
+//! Attacks on a running daemon, each a test named for what it tries.
+
+mod dry_run;
