@@ -240,7 +240,7 @@ impl Snapshot {
     }
 
     fn over_budget(&self) -> bool {
-        // A dry run never halts: finding every failing tenant is its whole point.
+        // A dry run never halts on failures: finding every failing tenant is its point.
         if self.dry_run {
             return false;
         }
