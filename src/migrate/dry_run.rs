@@ -244,7 +244,8 @@ pub enum Session {
     Escaped,
 }
 
-const SAVEPOINT: &str = "SAVEPOINT drover_dry_run_file";
+/// The savepoint each file runs in.
+const SAVEPOINT: &str = "drover_dry_run_file";
 
 impl Guard {
     /// Gives the open transaction its id and remembers it, with how the session reads text.
@@ -256,7 +257,8 @@ impl Guard {
     /// What the session is like now, compared with when the guard opened.
     pub async fn check(&self, tx: &impl GenericClient) -> Result<Session, tokio_postgres::Error> {
         let (xid, session) = observe(tx, "txid_current_if_assigned()").await?;
-        Ok(if xid == self.xid {
+        // An id that could not be read is never taken for the same one.
+        Ok(if !xid.is_empty() && xid == self.xid {
             session
         } else {
             Session::Escaped
@@ -271,14 +273,16 @@ impl Guard {
         file: &MigrationFile,
     ) -> Result<Session, MigrateError> {
         let pg = |e: &tokio_postgres::Error| MigrateError::from_pg(file.version, e);
-        tx.batch_execute(SAVEPOINT).await.map_err(|e| pg(&e))?;
+        tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(|e| pg(&e))?;
         let ran = tx.batch_execute(&file.sql).await;
         let after = match &ran {
             // Checked before the release: after an escape the release fails, the check not.
             Ok(()) => {
                 let (checked, released) = futures_util::future::join(
                     self.check(tx),
-                    tx.batch_execute("RELEASE SAVEPOINT drover_dry_run_file"),
+                    tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}")),
                 )
                 .await;
                 let checked = checked.map_err(|e| pg(&e))?;
@@ -290,7 +294,7 @@ impl Guard {
             // Back to the savepoint: only then does the transaction answer again.
             Err(_) => {
                 let (back, checked) = futures_util::future::join(
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT drover_dry_run_file"),
+                    tx.batch_execute(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}")),
                     self.check(tx),
                 )
                 .await;
