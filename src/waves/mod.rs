@@ -13,7 +13,8 @@
 //!  pending/canary/soaking/rolling ── pause ──► paused (resume: back to where it was)
 //!  any state but completed/aborted ── abort ──► aborted
 //!
-//!  dry run: pending ─► rolling (one phase, never halts) ─► completed
+//!  dry run: pending ─► rolling (one phase) ─► completed
+//!           rolling ── a tenant needs attention (its transaction escaped) ──► halted
 //! ```
 //!
 //! The machine is a type ([`state`]: [`WaveState`], a pure `step` for the engine and
