@@ -31,4 +31,5 @@ mod schedules;
 mod tenants;
 mod timeline;
 mod tls;
+mod wave_pins;
 mod waves;
