@@ -185,13 +185,6 @@ const MIGRATING: &str =
     "SELECT DISTINCT d.datname FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
      WHERE l.locktype = 'advisory' AND l.granted AND d.datname = ANY($1)";
 
-/// How many of `tenants` are being migrated right now.
-pub async fn migrating_now(tenants: &[TenantDb]) -> usize {
-    let names: Vec<String> = tenants.iter().map(db_name).collect();
-    let admin = connect(&db_url("postgres")).await;
-    admin.query(MIGRATING, &[&names]).await.unwrap().len()
-}
-
 /// Which of some tenant databases held an advisory lock (were being migrated) at each
 /// moment, sampled every 10 ms on the test server until stopped.
 pub struct LockSampler {
