@@ -12,9 +12,10 @@ use crate::helpers::{
     connect, counted_migrations, server_host_port, wait_until, MigrationsDir, SecretsDir, WAVE_DONE,
 };
 
-// Pins: a claim that ignores `max_concurrency`, or counts only its own replica's running
-// tenants (each replica has 2 slots, so only the two together can reach 3; a replica-local
-// count lets them reach 4).
+// Pins: a claim that ignores `max_concurrency` (tried by hand: claiming up to the free
+// slots; the two replicas then run 4 at once), or counts only its own replica's running
+// tenants (each replica has 2 slots, so only the two together can reach 3). The host cap
+// is set above it, or it would hide the global one (it defaults to max_concurrency).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_migrate_more_tenants_at_once_than_max_concurrency() {
     let (migrations, secrets) = (
@@ -27,7 +28,7 @@ async fn two_replicas_never_migrate_more_tenants_at_once_than_max_concurrency() 
     let sampler = LockSampler::start(&tenants).await;
 
     let id = a
-        .start_wave(json!({"max_concurrency": 3, "batch_size": 100}))
+        .start_wave(json!({"max_concurrency": 3, "max_per_host": 10, "batch_size": 100}))
         .await;
     let wave = b.wait_for_wave_state(&id, WAVE_DONE).await;
     let seen = sampler.stop().await;
@@ -40,8 +41,8 @@ async fn two_replicas_never_migrate_more_tenants_at_once_than_max_concurrency() 
     );
 }
 
-// Pins: a claim that ignores `max_per_host`, or counts a host's running tenants in one
-// replica only. Two hosts (two names of the test server), six tenants each, two per host
+// Pins: a claim that ignores `max_per_host` (tried by hand: six at once on each host), or
+// counts a host's running tenants in one replica only. Two hosts (two names of the test server), six tenants each, two per host
 // allowed: each host reaches two at once and never three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_migrate_more_tenants_of_one_host_at_once_than_max_per_host() {
@@ -87,7 +88,8 @@ async fn attempts(api: &crate::helpers::ApiClient, id: &str) -> i64 {
 }
 
 // Pins: a claim that caps a host at `max_per_host` but not at its lowered adaptive limit
-// (or keeps the limit in one replica's memory). Every tenant's table is locked, so each
+// (tried by hand: three at once under a limit of 1), or keeps the limit in one replica's
+// memory. Every tenant's table is locked, so each
 // attempt times out, the host's limit falls to 1 and stays there (no clean finish raises
 // it); once the attempts claimed before the fall are over, no two tenants of the host run
 // at once however many are due.

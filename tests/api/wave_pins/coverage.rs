@@ -14,10 +14,10 @@ use crate::helpers::{
     TestApp, WAVE_DONE,
 };
 
-// Pins, each tried by hand where noted: a plan that takes provisioning tenants (they have
-// no schema yet) or deleted ones; a worker that migrates a tenant deleted after the plan
-// froze (tried: `prepare` not skipping a deleted tenant; the deleted tenant's database
-// then gets the files) or one being deleted; a worker that refuses suspended tenants
+// Pins, each tried by hand where noted: a plan that takes provisioning tenants (tried:
+// the live-tenant condition with `provisioning` added; the plan differs) or deleted ones; a worker that migrates a tenant deleted after the plan
+// froze (tried: `prepare` not skipping a deleted tenant; its target then
+// succeeds instead of being skipped) or one being deleted; a worker that refuses suspended tenants
 // (resolution refuses them, migration must not). The statuses change while the wave is
 // paused after its canary, so the plan already holds those tenants.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

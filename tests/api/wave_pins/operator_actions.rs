@@ -116,8 +116,9 @@ async fn pausing_a_rolling_wave_lets_running_tenants_finish_and_starts_no_other_
     }
 }
 
-// Pins: an abort that leaves the wave claiming (or un-aborts it when its running tenants
-// finish), and one that leaves a tenant half-recorded: each tenant running at the abort
+// Pins: an abort that leaves the wave claiming (tried by hand: pending targets left
+// pending and aborted waves claimed; the other four tenants start), or un-aborts it when
+// its running tenants finish, and one that leaves a tenant half-recorded: each tenant running at the abort
 // either finishes with its version and one `migrated` event, or is rolled back with
 // neither; no other tenant is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +207,8 @@ async fn aborting_a_wave_with_tenants_running_starts_nothing_new_and_it_ends_abo
 }
 
 // Pins: resume re-queuing tenants that already succeeded (the README: "tenants that
-// already succeeded are not touched again"). A re-run of a succeeded tenant is invisible
+// already succeeded are not touched again"; tried by hand: resume resetting succeeded
+// targets too, and the wave halts again). A re-run of a succeeded tenant is invisible
 // when nothing changed, so one of them gets an edited history row after the halt: touched
 // again, it would fail with drift and halt the wave again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 // Pins: a re-push refreshing the older set's age, or `latest` read from the newest label
-// rather than the newest set: a revert commit in CI (pushing the files of release 1 again
+// rather than the newest set (tried by hand: the older set becomes latest): a revert commit in CI (pushing the files of release 1 again
 // with its own label) would then roll `latest` back and the next wave would stop short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushing_an_older_sets_files_again_under_a_new_label_leaves_the_newer_set_latest() {
@@ -58,8 +58,8 @@ async fn try_sql(app: &TestApp, sql: &str) -> Option<(String, String)> {
     Some((db.code().code().to_string(), db.message().to_string()))
 }
 
-// Pins: the triggers that keep pushed sets immutable (dropped, or replaced by one that
-// only covers some of the tables): a set's id promises its files, and a wave running it
+// Pins: the triggers that keep pushed sets immutable (dropped, or covering only some of
+// the tables; tried by hand without the files' trigger): a set's id promises its files, and a wave running it
 // fetches them by id on every replica.
 #[tokio::test]
 async fn the_control_db_refuses_to_change_a_pushed_sets_rows() {
