@@ -32,4 +32,5 @@ mod security;
 mod tenants;
 mod timeline;
 mod tls;
+mod wave_pins;
 mod waves;
