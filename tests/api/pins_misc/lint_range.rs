@@ -54,12 +54,12 @@ async fn in_a_mixed_fleet_a_finding_in_a_file_only_older_tenants_still_run_refus
     migrate(&app, &[old, new], 1, &[]).await;
     migrate(&app, &[new], 2, &[INDEX_RULE]).await;
 
+    let newer_only = migrate(&app, &[new], 3, &[]).await;
     let both = app
         .create_wave(&json!({"selector": {"slugs": [old, new]}, "soak_seconds": 0}))
         .await;
     let both_status = both.status();
     let refusal: Value = both.json().await.unwrap();
-    let newer_only = migrate(&app, &[new], 3, &[]).await;
 
     assert_eq!(both_status, StatusCode::UNPROCESSABLE_ENTITY, "{refusal:#}");
     assert_eq!(refusal["error"]["code"], "lint_failed");
@@ -69,7 +69,7 @@ async fn in_a_mixed_fleet_a_finding_in_a_file_only_older_tenants_still_run_refus
     assert_eq!(findings[0]["file"], "V2__email_index.sql");
     assert_eq!(
         newer_only["plan"]["lint"]["files"], 1,
-        "a tenant at V2 has only V3 to run: {:#}",
+        "a tenant at V2 has only V3 to run, and V3 is clean: {:#}",
         newer_only["plan"]["lint"]
     );
 }

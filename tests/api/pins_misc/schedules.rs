@@ -105,10 +105,11 @@ async fn after_an_outage_only_the_latest_missed_tick_fires_and_one_older_than_th
 ) {
     let (m, secrets) = (counted_migrations_dir(), SecretsDir::new());
     let app = app_with_tenants(&m, &secrets, 0).await;
-    let template: Value = serde_json::from_str(QUICK_WAVE).unwrap();
+    // One tenant each, so neither schedule's wave can stand in the other's way.
+    let on = |slug: &str| json!({"selector": {"slugs": [slug]}, "soak_seconds": 0, "canary": {"count": 0}});
     // Disabled while the outage is staged, so the scheduler cannot see a half-made one.
-    create(&app, json!({"name": "catch-up", "cron": "*/10 * * * * *", "misfire_grace_seconds": 30, "template": template, "enabled": false})).await;
-    create(&app, json!({"name": "yearly", "cron": "0 0 1 1 *", "misfire_grace_seconds": 300, "template": template, "enabled": false})).await;
+    create(&app, json!({"name": "catch-up", "cron": "*/10 * * * * *", "misfire_grace_seconds": 30, "template": on("sch-000"), "enabled": false})).await;
+    create(&app, json!({"name": "yearly", "cron": "0 0 1 1 *", "misfire_grace_seconds": 300, "template": on("sch-001"), "enabled": false})).await;
     let db = app.control_db().await;
     // Thirty ticks of `catch-up` were missed (the latest less than 10 s ago, within the
     // 30 s grace); `yearly`'s only missed tick is this year's, far past its 300 s grace.
@@ -212,7 +213,10 @@ async fn a_queued_tick_waits_while_the_previous_wave_runs_and_fires_once_it_has_
     })
     .await;
 
-    assert!(held, "the queued tick was not held on its due time");
+    assert!(
+        held,
+        "the queued tick was not held on its due time: {while_running:#?}"
+    );
     assert_eq!(
         while_running.len(),
         1,
@@ -385,11 +389,11 @@ async fn only_the_lease_holder_fires_and_no_replica_fires_while_another_holds_th
     .await;
     let (holder, term) = lease(&r1).await;
 
-    assert!(overdue, "the schedule never became due");
     assert!(
         without_leader.is_empty(),
         "fired while no replica held the lease: {without_leader:#?}"
     );
+    assert!(overdue, "the schedule never became due");
     assert!(resumed, "the new leader never fired");
     let holder = holder.expect("a replica leads again");
     assert!(holder == "r1" || holder == "r2", "{holder}");
