@@ -552,6 +552,20 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
         receiver.delivered().len() as i64 >= events
     })
     .await;
+    // Every delivery recorded: nothing is claimed again, so a second acceptance of any
+    // delivery over its whole retry period would be in `got` by now (the receiver answers
+    // at once; the first replica's unanswered claims died with it).
+    let recorded = wait_until(Duration::from_secs(30), || async {
+        db.query_one(
+            "SELECT count(*) AS n FROM control_plane.webhook_deliveries WHERE state <> 'delivered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>("n")
+            == 0
+    })
+    .await;
 
     let got = receiver.got();
     let mut ids_by_event: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -579,6 +593,17 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
         ids_by_event.values().all(|ids| ids.len() == 1),
         "one delivery id per event: {ids_by_event:?}"
     );
+    assert!(recorded, "deliveries left unrecorded");
+    let delivered = receiver.delivered();
+    let accepted_twice: Vec<&String> = delivered
+        .iter()
+        .filter(|(_, accepted)| accepted.len() > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        accepted_twice.is_empty(),
+        "accepted more than once: {accepted_twice:?}"
+    );
     drop(second);
 }
 
@@ -604,7 +629,27 @@ async fn two_replicas_send_each_delivery_once() {
         receiver.delivered().len() >= 200
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Duplicates are looked for over every attempt the outbox made, not in a window: once
+    // every delivery is recorded `delivered` nothing claims it again, and each claim added
+    // an attempt before it sent, so the receiver is done when it has one request per
+    // attempt.
+    let db = connect(&control).await;
+    let attempts = || async {
+        db.query_one(
+            "SELECT count(*) FILTER (WHERE state <> 'delivered') AS open, \
+               coalesce(sum(attempts), 0)::bigint AS attempts \
+             FROM control_plane.webhook_deliveries",
+            &[],
+        )
+        .await
+        .map(|r| (r.get::<_, i64>("open"), r.get::<_, i64>("attempts")))
+        .unwrap()
+    };
+    let settled = wait_until(Duration::from_secs(30), || async {
+        let (open, sent) = attempts().await;
+        open == 0 && receiver.got().len() as i64 == sent
+    })
+    .await;
 
     let requests = receiver.got().len();
     let delivered = receiver.delivered();
@@ -613,7 +658,13 @@ async fn two_replicas_send_each_delivery_once() {
         delivered.len()
     );
     assert!(all_in);
+    assert!(
+        settled,
+        "deliveries still open or requests in flight: {:?}",
+        attempts().await
+    );
     assert_eq!(delivered.len(), 200);
+    assert_eq!(attempts().await.1, 200, "a delivery was claimed twice");
     assert_eq!(requests, 200, "a delivery was sent twice");
     drop((a, b));
 }

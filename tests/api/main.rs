@@ -20,6 +20,7 @@ mod migration_sets;
 mod observability;
 mod openapi;
 mod openbao;
+mod pins_misc;
 mod preflight;
 mod provision;
 mod readme;

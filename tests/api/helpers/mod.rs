@@ -26,6 +26,22 @@ pub use nginx::*;
 pub use openbao::*;
 pub use processes::*;
 
+/// A test that cannot run here: a failure when the CI switch `require` (a
+/// `DROVER_REQUIRE_*` variable) is `1`, else a loud line straight on stderr (the harness
+/// hides a test's `eprintln!` unless it fails, and a silent skip looks like a pass).
+pub fn skip_unless_required(require: &str, why: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    assert!(
+        std::env::var(require).map_or(true, |v| v.trim() != "1"),
+        "{test}: {why}, and {require}=1 says it must run"
+    );
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n*** {test}: skipping: {why}\n*** (set {require}=1 to make this a failure)\n")
+            .as_bytes(),
+    );
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool
 where
