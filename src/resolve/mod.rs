@@ -18,7 +18,7 @@ pub mod connector;
 pub mod dsn;
 pub mod listener;
 
-pub use connector::{Connector, TenantDb};
+pub use connector::Connector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use secrecy::SecretString;
 
 use crate::cache::{CachePolicy, Freshness, TtlCache};
 use crate::config::CacheConfig;
-use crate::registry::{Slug, TenantStatus};
+use crate::registry::{Slug, TenantDb, TenantStatus};
 use crate::secrets::{RefScope, SecretError, SecretRef, SecretStore};
 
 /// What resolution needs of a tenant row.

@@ -119,9 +119,7 @@ pub async fn create_in(
     })?;
     let set_id = set.id();
     // Held until commit: a concurrent DELETE of the set waits, then sees this wave.
-    if set.source() == SetSource::Pushed
-        && !crate::migrate::published::pin_for_wave(tx, &set_id).await?
-    {
+    if set.source() == SetSource::Pushed && !crate::sets::published::pin(tx, &set_id).await? {
         return Err(WaveError::Invalid {
             field: "migration_set",
             message: format!("migration set {set_id} was deleted"),
