@@ -18,6 +18,11 @@
 //! `impl SecretBackend`, plus its `mod` line and its entry in [`SCHEMES`] (both in
 //! `secrets/mod.rs`). If it takes settings, those are
 //! configuration keys (`config::keys::KEYS`, and the field the builder fills).
+//!
+//! Nothing else lists the schemes: the reference pattern and the API document, scope
+//! checks, "not configured" hints and metric labels read [`SCHEMES`], and the control
+//! schema checks only a reference's shape (V16). The README's "Secrets and resolution"
+//! describes each scheme for operators.
 
 use std::fmt;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! Adding a format (say `teams`):
 //! - a new file `webhooks/teams.rs` with its `FORMAT` (name, label, body);
 //! - its `mod` line and its entry in [`FORMATS`] (both in `webhooks/mod.rs`);
-//! - the README's webhook section, which describes each body.
+//! - the README's "Events, the live stream and webhooks", which describes each body.
 //!
 //! Nothing else: the API's validation and its document's `WebhookFormat` enum, the
 //! console and the delivery read the list, the CLI passes the name through, and the
