@@ -37,12 +37,12 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::db;
 use crate::metrics::Metrics;
-use crate::migrate::Catalog;
 use crate::provision::{self, Provisioner};
 use crate::registry::Registry;
 use crate::resolve::{self, Connector, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
 use crate::secrets::SecretStore;
+use crate::sets::Catalog;
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
 

@@ -235,15 +235,19 @@ pub async fn test(
             field: "secret_ref",
             message: e.to_string(),
         })?;
-    let outcome = match s.events.secrets.read(&reference).await {
-        Ok(secret) => {
-            let body = webhooks::body(&event, delivery_id, hook.format);
+    let body = webhooks::body(&event, delivery_id, &hook.format);
+    let outcome = match (s.events.secrets.read(&reference).await, body) {
+        (Ok(secret), Ok(body)) => {
             s.events
                 .sender
                 .post(&hook.url, "webhook.test", delivery_id, &secret, body)
                 .await
         }
-        Err(e) => crate::events::webhooks::outbox::Outcome::Failed {
+        (Err(e), _) => crate::events::webhooks::outbox::Outcome::Failed {
+            status: None,
+            error: e.to_string(),
+        },
+        (_, Err(e)) => crate::events::webhooks::outbox::Outcome::Failed {
             status: None,
             error: e.to_string(),
         },

@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use super::{admin, JobResult, ProvisionError, Provisioner};
 use crate::migrate::{tenant, MigrateError, RunLimits};
+use crate::registry::TenantDb;
 use crate::registry::{DbIdent, ProvisioningError, Tenant, TenantStatus};
-use crate::resolve::TenantDb;
 use crate::secrets::{SecretError, SecretRef};
 
 /// Longest retry delay, however many retries are configured.

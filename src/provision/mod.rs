@@ -72,10 +72,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::migrate::Catalog;
 use crate::registry::{Actor, Registry, Tenant, TenantStatus};
 use crate::resolve::Connector;
 use crate::secrets::SecretStore;
+use crate::sets::Catalog;
 
 /// Provisioning jobs one replica runs at once: CREATE DATABASE copies a template and
 /// checkpoints, so a burst of 50 creates would stall the server for everyone else.

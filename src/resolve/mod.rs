@@ -22,7 +22,7 @@ pub mod connector;
 pub mod dsn;
 pub mod listener;
 
-pub use connector::{Connector, TenantDb};
+pub use connector::Connector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use prometheus::IntCounter;
 use secrecy::SecretString;
 
 use crate::cache::{CachePolicy, Freshness, TtlCache};
-use crate::registry::{Slug, TenantStatus};
+use crate::registry::{Slug, TenantDb, TenantStatus};
 use crate::secrets::{RefScope, SecretError, SecretRef, SecretStore};
 
 /// How long resolution trusts what it cached.

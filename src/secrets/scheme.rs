@@ -19,6 +19,11 @@
 //! `secrets/mod.rs`). If it takes settings, those are a field of [`SecretSettings`]
 //! (`backend.rs`), filled by the configuration from its keys (`config::keys::KEYS`, and
 //! the builder's `secrets` in `config/build.rs`).
+//!
+//! Nothing else lists the schemes: the reference pattern and the API document, scope
+//! checks, "not configured" hints and metric labels read [`SCHEMES`], and the control
+//! schema checks only a reference's shape (V16). The README's "Secrets and resolution"
+//! describes each scheme for operators.
 
 use std::fmt;
 use std::sync::Arc;

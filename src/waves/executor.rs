@@ -27,11 +27,11 @@ use super::analysis::run as analysis;
 use super::claim::{self, Claimed};
 use super::{WaveError, WaveStore};
 use crate::migrate::{
-    catalog::matches_plan, dry_run, tenant, Catalog, DryRunOutcome, MigrateError, MigrationSet,
-    RunLimits, TenantConnection,
+    dry_run, tenant, DryRunOutcome, MigrateError, MigrationSet, RunLimits, TenantConnection,
 };
 use crate::registry::Actor;
 use crate::resolve::Connector;
+use crate::sets::{matches_plan, Catalog};
 
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
@@ -331,7 +331,7 @@ impl Executor {
                 continue;
             }
             // The wave's own set (pushed: by id; else the directory's matching files).
-            let set = self.catalog.for_wave(id).await;
+            let set = self.wave_files(id).await;
             let claim = || {
                 claim::claim(
                     self.store.pool(),
@@ -497,9 +497,22 @@ impl Executor {
         Ok(Prepared::Go(conn, limits))
     }
 
+    /// The files wave `id` runs: its plan's source (remembered by the store) handed to the
+    /// catalog. `None` (logged) when this replica cannot get them now; it then leaves the
+    /// wave to others and tries again on its next pass.
+    async fn wave_files(&self, id: uuid::Uuid) -> Option<Arc<MigrationSet>> {
+        match self.store.plan_source(id).await {
+            Ok(source) => self.catalog.for_source(&source).await,
+            Err(e) => {
+                tracing::warn!(wave = %id, error = %e, "cannot read the wave's migration set");
+                None
+            }
+        }
+    }
+
     /// The files of a claimed target's wave (cached: the claim just fetched them).
     async fn wave_set(&self, c: &Claimed) -> Result<Arc<MigrationSet>, MigrateError> {
-        self.catalog.for_wave(c.wave_id).await.ok_or_else(|| {
+        self.wave_files(c.wave_id).await.ok_or_else(|| {
             MigrateError::Other("the wave's migration set is unavailable on this replica".into())
         })
     }

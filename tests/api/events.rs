@@ -312,6 +312,84 @@ async fn bad_webhook_input_is_a_clear_4xx_and_nothing_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_format_this_drover_does_not_know_fails_its_deliveries_naming_it_and_sends_nothing(
+) {
+    let secrets = SecretsDir::new();
+    secrets.put("webhooks/key", KEY);
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    add_webhook(&app, "future", &receiver.url(), &["tenant.created"]).await;
+    let (status, chat) = app
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(
+                json!({"name": "chat", "url": receiver.url(), "events": ["tenant.created"],
+                        "secret_ref": "file:webhooks/key", "format": "slack"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    // As a newer replica (or a hand edit) would leave it: the control schema takes any name.
+    app.control_db()
+        .await
+        .batch_execute("UPDATE control_plane.webhooks SET format = 'xml' WHERE name = 'future'")
+        .await
+        .unwrap();
+
+    app.create_tenant(&tenant_body("acme")).await;
+    let failed = wait_until(Duration::from_secs(20), || async {
+        let (_, hook) = app.call(Method::GET, "/v1/webhooks/future", None).await;
+        hook["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"xml\""))
+    })
+    .await;
+    let slack_sent = wait_until(Duration::from_secs(20), || async {
+        !receiver.got().is_empty()
+    })
+    .await;
+    let (_, hook) = app.call(Method::GET, "/v1/webhooks/future", None).await;
+    let (_, tested) = app
+        .call(Method::POST, "/v1/webhooks/future/test", None)
+        .await;
+    let got = receiver.got();
+
+    assert!(failed, "{hook}");
+    assert_eq!(hook["format"], "xml", "shown as stored: {hook}");
+    assert_eq!(hook["deliveries"]["delivered"], 0, "{hook}");
+    assert!(
+        hook["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown webhook format"),
+        "{hook}"
+    );
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert!(
+        tested["error"].as_str().unwrap().contains("\"xml\""),
+        "{tested}"
+    );
+    assert!(slack_sent);
+    assert_eq!(
+        got.len(),
+        1,
+        "only the slack subscription's delivery: {got:?}"
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("drover: tenant acme created"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_10_mb_is_read_only_in_part_and_the_test_endpoint_says_why() {
     let secrets = SecretsDir::new();
     secrets.put("webhooks/key", KEY);
