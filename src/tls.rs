@@ -193,7 +193,7 @@ pub enum TlsError {
     #[error("cannot set up TLS: {0}")]
     Setup(#[source] rustls::Error),
     /// Connecting failed: network, TLS handshake, authentication or the server refused.
-    #[error("cannot connect to PostgreSQL: {}", crate::db::describe(.0))]
+    #[error("cannot connect to PostgreSQL: {}", describe(.0))]
     Connect(#[from] tokio_postgres::Error),
 }
 
@@ -403,7 +403,7 @@ where
     F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
 {
     if let Err(e) = conn.await {
-        tracing::debug!(error = %crate::db::describe(&e), "PostgreSQL connection ended");
+        tracing::debug!(error = %describe(&e), "PostgreSQL connection ended");
     }
 }
 
@@ -673,6 +673,29 @@ pub struct HttpsFiles {
     pub cert: PathBuf,
     /// Its private key.
     pub key: PathBuf,
+}
+
+/// A PostgreSQL error as one line with SQLSTATE, message, detail and hint; tokio-postgres'
+/// own Display says only "db error".
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]
