@@ -1,5 +1,5 @@
-//! The running daemon: [`AppState`] (the one value handlers and tasks share) and the
-//! start-up / shutdown sequence.
+//! The running daemon: the start-up / shutdown sequence around [`AppState`] (the one value
+//! handlers and tasks share, in [`crate::state`]).
 //!
 //! ```text
 //!  build(): migrate control schema (advisory lock) → pool → bind listener
@@ -7,12 +7,6 @@
 //!           SIGTERM/SIGINT ──► cancel token ──► stop accepting, drain in-flight requests
 //!                          ──► await every task ──► close the pool
 //! ```
-//!
-//! State: the configuration, the control pool, the registry, the resolver, the migration
-//! catalog ([`Catalog`]: the tenant migration files, their reload and the fingerprint
-//! check of a wave's plan), the tenant connector ([`Connector`]: tenant row → connection,
-//! for waves, analysis and provisioning), the wave and schedule stores, this replica's
-//! wave worker, the leadership flag, the metrics and the provisioner.
 //!
 //! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
 //! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
@@ -28,8 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use deadpool_postgres::Pool;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,59 +35,9 @@ use crate::registry::Registry;
 use crate::resolve::{self, Connector, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
 use crate::secrets::SecretStore;
+use crate::state::{AppInner, AppState};
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
-
-/// Shared state: configuration, the control pool and the modules built on it. Cloning is
-/// one reference-count increment (axum clones it for every request).
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl std::ops::Deref for AppState {
-    type Target = AppInner;
-
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-/// What [`AppState`] holds.
-pub struct AppInner {
-    /// Validated configuration.
-    pub config: Arc<Config>,
-    /// The control-plane pool.
-    pub pool: Pool,
-    /// Tenant registry.
-    pub registry: Registry,
-    /// Admin bearer token.
-    pub admin_token: SecretString,
-    /// Resolver bearer token, when configured.
-    pub resolver_token: Option<SecretString>,
-    /// Named tokens (hashed, in the control DB) and this replica's lookup cache.
-    pub tokens: crate::access::TokenStore,
-    /// Slug → DSN resolution with its caches.
-    pub resolver: Arc<Resolver>,
-    /// The tenant migration files: loaded, reloaded, matched against a wave's plan.
-    pub catalog: Arc<Catalog>,
-    /// Tenant row → connection (passwords through the resolver's secret cache).
-    pub connector: Connector,
-    /// Migration waves in the control DB.
-    pub waves: WaveStore,
-    /// This replica's wave worker loop.
-    pub executor: Arc<Executor>,
-    /// Schedules in the control DB.
-    pub schedules: ScheduleStore,
-    /// Whether this replica currently leads (runs the scheduler).
-    pub leadership: Arc<Leadership>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Creates and drops tenant databases (background jobs).
-    pub provisioner: Arc<Provisioner>,
-    /// The event feed, streams and webhook deliveries.
-    pub events: Arc<crate::events::Events>,
-    /// The last preflight results, for `/readyz`.
-    pub preflight: crate::preflight::Cache,
-}
 
 /// The secret backends the configuration enables (`env:` always).
 pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {

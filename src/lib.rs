@@ -60,5 +60,6 @@ pub mod registry;
 pub mod resolve;
 pub mod schedule;
 pub mod secrets;
+pub mod state;
 pub mod tls;
 pub mod waves;

@@ -62,7 +62,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The console's routes, to be merged into the daemon's router (outside the API's bearer
 /// token middleware).

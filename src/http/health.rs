@@ -6,9 +6,9 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::db;
 use crate::registry::HealthReport;
+use crate::state::AppState;
 
 /// Liveness: the process answers.
 #[utoipa::path(

@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 pub use auth::Caller;
 pub use error::ApiError;
 /// The SSE handler, also behind the web console's session (`/ui/stream`).

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
 
-use drover::app::{AppState, Application};
+use drover::app::Application;
 use drover::config::Config;
+use drover::state::AppState;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect, fresh_database, temp_dir, ApiClient, MigrationsDir, SecretsDir, ADMIN_TOKEN};
