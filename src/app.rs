@@ -161,7 +161,11 @@ impl Application {
             listener,
             https,
         } = self;
-        let router = crate::http::router(state.clone());
+        // The API and the console side by side: neither mounts the other.
+        let router = crate::http::layers(
+            crate::http::router(&state).merge(crate::console::router(state.clone())),
+            state.clone(),
+        );
         tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
             https = https.is_some(), "drover listening");
         let http_shutdown = shutdown.clone();
