@@ -168,6 +168,11 @@ impl Application {
         );
         tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
             https = https.is_some(), "drover listening");
+        crate::http::metrics::preset(&state.metrics);
+        let gauges = tokio::spawn(
+            crate::http::metrics::refresh_fleet_gauges(state.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("task", name = "fleet-gauges")),
+        );
         let http_shutdown = shutdown.clone();
         let accept_shutdown = shutdown.clone();
         let streams = state.events.stop.clone();
@@ -279,6 +284,7 @@ impl Application {
             .await
             .context("provision-drain task panicked")?;
         scheduler.await.context("scheduler task panicked")?;
+        gauges.await.context("fleet-gauges task panicked")?;
         // Last: resigning leadership lets another replica take over at once.
         leader.await.context("leader task panicked")?;
         state.pool.close();

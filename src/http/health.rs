@@ -87,36 +87,6 @@ pub async fn registry_health(
     ))
 }
 
-/// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
-/// nothing here names a tenant or a secret).
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    summary = "Prometheus metrics", description = "The Prometheus text exposition format (names prefixed `drover_`).",
-    responses((status = 200, description = "Metrics in the Prometheus text format (version 0.0.4).", body = String, content_type = "text/plain"))
-)]
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    // A failed lookup leaves the gauge to the directory's files rather than failing the
-    // scrape; the control DB's health has its own series.
-    let latest = match state.catalog.newest_version().await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the newest migration set");
-            state.catalog.latest()
-        }
-    };
-    let body = state
-        .metrics
-        .render(&state.pool, latest, state.leadership.is_leader())
-        .await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
-}
-
 /// `GET /healthz`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]

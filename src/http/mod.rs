@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 mod health;
 pub mod https;
+pub mod metrics;
 mod migration_sets;
 pub mod openapi;
 mod resolve;
@@ -116,7 +117,7 @@ pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::Root::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(openapi::document))
-        .routes(routes!(health::metrics))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(health::readyz))
         .nest("/v1", v1)
 }
