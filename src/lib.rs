@@ -61,5 +61,6 @@ pub mod resolve;
 pub mod schedule;
 pub mod secrets;
 pub mod state;
+pub mod tasks;
 pub mod tls;
 pub mod waves;

@@ -73,4 +73,6 @@ pub struct AppInner {
     pub events: Arc<crate::events::Events>,
     /// The last preflight results, for `/readyz`.
     pub preflight: crate::preflight::Cache,
+    /// The background tasks' health (which failed lately), for `/readyz`.
+    pub tasks: crate::tasks::TaskHealth,
 }

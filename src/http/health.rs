@@ -23,7 +23,8 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: the control DB answers and its schema is at this binary's head. The body
 /// also lists the preflight checks (`drover doctor`'s, at most [`crate::preflight::CACHE_FOR`]
 /// old); a failed one does not make the replica unready, since resolution still works
-/// without, say, a provisioning server.
+/// without, say, a provisioning server. So too the background tasks that failed lately
+/// (`failing_tasks`, see [`crate::tasks`]): they restart on their own.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations", operation_id = "readyz",
     summary = "Readiness: control DB reachable, its schema at this binary's head",
@@ -34,6 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let (status, Json(mut body)) = readiness(&state).await;
     let checks = state.preflight.get(&state.config, &state.pool).await;
     body["checks"] = json!(checks);
+    body["failing_tasks"] = json!(state.tasks.failing());
     (status, Json(body))
 }
 
@@ -108,6 +110,10 @@ pub struct Ready {
     /// The preflight checks of `drover doctor`, at most 30 s old; a failed one does not
     /// make the replica unready.
     checks: Vec<crate::preflight::Check>,
+    /// Background tasks that panicked, failed or returned early and have not yet run a
+    /// minute since their restart (empty when all is well); they do not make the replica
+    /// unready.
+    failing_tasks: Vec<crate::tasks::FailingTask>,
 }
 
 /// `GET /readyz` when not ready.
@@ -118,6 +124,7 @@ pub struct NotReady {
     status: String,
     reason: String,
     checks: Vec<crate::preflight::Check>,
+    failing_tasks: Vec<crate::tasks::FailingTask>,
 }
 
 #[derive(utoipa::ToSchema)]
