@@ -28,6 +28,7 @@ mod replicas;
 mod resolve;
 mod safety;
 mod schedules;
+mod supervisor;
 mod tenants;
 mod timeline;
 mod tls;
