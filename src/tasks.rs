@@ -28,7 +28,7 @@
 //! This module imports no domain (it takes the failure counter, not the metrics), so the
 //! unit tests below drive it with real panicking futures: restart, counter, the readiness
 //! list and the shutdown report. The integration tests (`tests/api/supervisor.rs`) add a
-//! panicking task to a real daemon through [`crate::app::Application::run_with`] and watch
+//! panicking task to a real daemon through `Application::run_with` (`src/app.rs`) and watch
 //! `/readyz` and `/metrics`, rather than planting a fault-injection point in a domain loop.
 
 use std::collections::BTreeMap;
