@@ -62,5 +62,7 @@ pub mod resolve;
 pub mod schedule;
 pub mod secrets;
 pub mod sets;
+pub mod state;
+pub mod tasks;
 pub mod tls;
 pub mod waves;

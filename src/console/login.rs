@@ -20,7 +20,7 @@ use super::origin::Peer;
 use super::session::{self, safe_next, Session};
 use super::ConsoleError;
 use crate::access::{Lookup, Principal, Role};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Query of `GET /ui/login`.
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Choices, and why:
-//! - **Its own router, merged beside the API** (`src/http/mod.rs`), not in the OpenAPI
+//! - **Its own router, merged beside the API** (by `src/app.rs`), not in the OpenAPI
 //!   document nor in `access::ROUTE_ROLES`: the pages are HTML for people, authenticated by
 //!   a cookie session rather than a bearer token. What a page offers still follows the one
 //!   role table: an action is shown, and accepted, only when the session's role is granted
@@ -65,7 +65,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub use origin::{ConsoleSettings, PublicUrl, TrustedProxies};
 

@@ -22,8 +22,8 @@ use subtle::ConstantTimeEq;
 use super::origin::{ConsoleSettings, Peer};
 use super::ConsoleError;
 use crate::access::{needed_role, Lookup, Principal, Role};
-use crate::app::AppState;
 use crate::registry::Actor;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "drover_session";

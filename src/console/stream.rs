@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::events::FilterParams;
 use crate::http::ApiQuery;
+use crate::state::AppState;
 
 /// Same filters as `/v1/events/stream` (`type`, `tenant`, `wave`, `actor`).
 pub async fn events(

@@ -11,9 +11,9 @@ use maud::{html, Markup};
 use super::layout::{self, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::events::webhooks::outbox::{self, DeliveryFailure as Failure};
 use crate::events::webhooks::{self, WebhookView};
+use crate::state::AppState;
 
 /// Failed attempts listed per subscription, newest first.
 const LAST_FAILURES: i64 = 5;

@@ -10,11 +10,11 @@ use futures_util::Stream;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::app::AppState;
 use crate::events::feed::{self, Page};
 use crate::events::stream::{self, ClientGuard};
 use crate::events::webhooks::{self, TestResult, WebhookRequest, WebhookView};
 use crate::events::{Event, EventsError, FilterParams};
+use crate::state::AppState;
 
 /// How often an idle stream sends a comment so proxies keep it open.
 /// The `Last-Event-ID` header of `GET /v1/events/stream`.

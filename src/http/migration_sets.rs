@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::app::AppState;
 use crate::sets::published::{self, PushRequest, SetUse, SetUsers, SetView};
+use crate::state::AppState;
 
 /// `POST /v1/migration-sets` → 201 with the new set, or 200 with the same set when these
 /// files were pushed before (the label, if new, is added).

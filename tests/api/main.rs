@@ -30,6 +30,7 @@ mod resolve;
 mod safety;
 mod schedules;
 mod security;
+mod supervisor;
 mod tenants;
 mod timeline;
 mod tls;
