@@ -55,6 +55,7 @@ pub mod listen;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
+pub mod origin;
 pub mod preflight;
 pub mod provision;
 pub mod registry;

@@ -12,12 +12,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
-use super::provision::Shared;
 use super::values::{default_instance_id, positive_duration};
 use super::{Config, ConfigProblem, LogFormat, Raw};
-use crate::console::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
+use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::resolve::CacheSettings;
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
 use crate::tls::HttpsFiles;
@@ -51,11 +50,7 @@ impl Builder {
             .take("instance_id")
             .map_or_else(default_instance_id, |r| r.value);
         let ca_file = self.take("ca_file").map(|r| PathBuf::from(r.value));
-        let mut provision = self.provision(Shared {
-            scope: &ref_scope,
-            ca_file: ca_file.clone(),
-            instance_id: instance_id.clone(),
-        });
+        let mut provision = self.provision(&ref_scope, ca_file.clone(), instance_id.clone());
         let database_url = self
             .take("database_url")
             .map(|r| SecretString::from(r.value));

@@ -112,7 +112,7 @@ pub struct Config {
     /// Webhook delivery and event stream limits.
     pub events: DeliverySettings,
     /// The web console: session lifetime, its public origin, the proxies it believes.
-    pub console: crate::console::ConsoleSettings,
+    pub console: crate::origin::ConsoleSettings,
 }
 
 /// One thing wrong with the configuration, naming where it came from.

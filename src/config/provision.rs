@@ -43,17 +43,16 @@ const SERVER_KEYS: &[&str] = &[
     "ca_file",
 ];
 
-/// What the rest of the configuration lends the provisioning settings (`lock_wait` too,
-/// which `build` fills in once the wave keys are read).
-pub(super) struct Shared<'a> {
-    pub(super) scope: &'a secrets::RefScope,
-    pub(super) ca_file: Option<PathBuf>,
-    pub(super) instance_id: String,
-}
-
 impl Builder {
-    /// The provisioning settings but `lock_wait` (zero until `build` sets it).
-    pub(super) fn provision(&mut self, shared: Shared<'_>) -> ProvisionSettings {
+    /// The provisioning settings but `lock_wait` (zero until `build` sets it, once the wave
+    /// keys are read). The ref scope, CA file and instance id are the rest of the
+    /// configuration's, lent here.
+    pub(super) fn provision(
+        &mut self,
+        scope: &secrets::RefScope,
+        ca_file: Option<PathBuf>,
+        instance_id: String,
+    ) -> ProvisionSettings {
         let servers = self.servers();
         let db_name = self.template("provision_db_name", |v| {
             crate::registry::DbIdent::parse("db_name", v)
@@ -69,7 +68,7 @@ impl Builder {
             let r: SecretRef = v
                 .parse()
                 .map_err(|e: secrets::SecretRefError| e.to_string())?;
-            shared.scope.check(&r).map_err(|e| e.to_string())
+            scope.check(&r).map_err(|e| e.to_string())
         });
         ProvisionSettings {
             servers,
@@ -85,8 +84,8 @@ impl Builder {
                 Ok(_) => Err("must be at least 10ms".into()),
                 Err(e) => Err(e),
             }),
-            ca_file: shared.ca_file,
-            instance_id: shared.instance_id,
+            ca_file,
+            instance_id,
             lock_wait: Duration::ZERO,
         }
     }

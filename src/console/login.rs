@@ -16,10 +16,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::layout;
-use super::origin::Peer;
 use super::session::{self, safe_next, Session};
 use super::ConsoleError;
 use crate::access::{Lookup, Principal, Role};
+use crate::origin::Peer;
 use crate::state::AppState;
 
 /// Query of `GET /ui/login`.

@@ -31,13 +31,13 @@
 //! - **Sessions in the control DB** (`console_sessions`, V15), so any replica serves any
 //!   request; the id is stored hashed, the cookie is HttpOnly, SameSite=Strict, Path=/ui,
 //!   Secure when the browser came over HTTPS (the listener's own, or `public_url` / a trusted
-//!   proxy's word, see [`origin`]), and lasts `console_session_ttl` (default 8 h). Every request checks
+//!   proxy's word, see [`crate::origin`]), and lasts `console_session_ttl` (default 8 h). Every request checks
 //!   the login token again (revoked or expired ends the session within the access cache's
 //!   second).
 //! - **CSRF**: every POST under the guard must carry the session's token in the form field
 //!   `csrf`, checked in the guard itself so a new action cannot forget it; a POST whose
 //!   `Origin` is present and not this site is refused too (login included). "This site" is
-//!   `public_url` when set, else the request's scheme and host ([`origin`]).
+//!   `public_url` when set, else the request's scheme and host ([`crate::origin`]).
 //! - **Headers**: every response carries a strict `Content-Security-Policy` (no inline
 //!   script or style anywhere: the CSP forbids both), `nosniff` and `Referrer-Policy`.
 //!
@@ -50,7 +50,6 @@ mod chart;
 mod fleet;
 pub mod layout;
 mod login;
-mod origin;
 mod schedules;
 pub mod session;
 mod stream;
@@ -67,7 +66,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub use origin::{ConsoleSettings, PublicUrl, TrustedProxies};
+pub use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
 
 /// The console's routes, to be merged into the daemon's router (outside the API's bearer
 /// token middleware).

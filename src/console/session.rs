@@ -19,9 +19,9 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::origin::{ConsoleSettings, Peer};
 use super::ConsoleError;
 use crate::access::{needed_role, Lookup, Principal, Role};
+use crate::origin::{ConsoleSettings, Peer};
 use crate::registry::Actor;
 use crate::state::AppState;
 

@@ -153,7 +153,16 @@ impl Provisioner {
         });
         let finished = self
             .registry
-            .finish_provisioning(t.id, &outcome, payload, &self.actor)
+            .finish_provisioning(
+                t.id,
+                crate::registry::Reached {
+                    from: outcome.from,
+                    to: outcome.to,
+                    applied: &outcome.applied,
+                },
+                payload,
+                &self.actor,
+            )
             .await;
         drop(admin);
         let tenant = finished.map_err(|e| {
