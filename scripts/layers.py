@@ -14,14 +14,18 @@ from collections import defaultdict
 # Top to bottom; a module may import its own layer's and lower layers' modules.
 LAYERS = [
     ["main"],
-    ["app", "tasks"],
-    ["http", "console", "cli", "preflight"],
-    ["state", "gauges"],
+    # The command line starts the daemon (`serve`, the quickstart) as well as talking to one.
+    ["cli"],
+    ["app"],
+    ["http", "console"],
+    ["state"],
     ["config"],
     # Domains, ordered so that each imports only those below it.
-    ["schedule"], ["events"], ["waves"], ["provision"], ["manifest"], ["sets"],
-    ["resolve"], ["migrate"], ["lint"], ["registry"], ["access"],
-    ["db", "metrics", "cache", "secrets", "tls", "listen", "devcluster", "duration"],
+    ["schedule"], ["events"], ["waves"], ["preflight"], ["provision"], ["manifest"], ["sets"],
+    ["resolve"], ["lint"], ["migrate"], ["registry"], ["access"],
+    # Leaves: no domain.
+    ["tasks", "origin", "db", "metrics", "cache", "secrets", "tls", "listen", "devcluster",
+     "duration"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 

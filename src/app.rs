@@ -1,108 +1,54 @@
-//! The running daemon: [`AppState`] (the one value handlers and tasks share) and the
-//! start-up / shutdown sequence.
+//! The running daemon: the start-up / shutdown sequence around [`AppState`] (the one value
+//! handlers and tasks share, in [`crate::state`]).
 //!
 //! ```text
 //!  build(): migrate control schema (advisory lock) → pool → bind listener
-//!  run():   spawn named tasks ──► serve HTTP until the shutdown token fires
+//!  run():   spawn named tasks under one supervisor ──► serve HTTP until the token fires
 //!           SIGTERM/SIGINT ──► cancel token ──► stop accepting, drain in-flight requests
-//!                          ──► await every task ──► close the pool
+//!                          ──► wait for every task (naming any late past the grace)
+//!                          ──► close the pool
 //! ```
 //!
-//! State: the configuration, the control pool, the registry, the resolver, the migration
-//! catalog ([`Catalog`]: the tenant migration files, their reload and the fingerprint
-//! check of a wave's plan), the tenant connector ([`Connector`]: tenant row → connection,
-//! for waves, analysis and provisioning), the wave and schedule stores, this replica's
-//! wave worker, the leadership flag, the metrics and the provisioner.
-//!
-//! Tasks: `http` (the axum server), `tenant-notify` (LISTEN for tenant changes, see
-//! [`crate::resolve::listener`]), `wave-worker` (claims and migrates wave targets, see
-//! [`crate::waves::executor`]), `leader` (the leader lease and the replica roster) and
-//! `scheduler` (fires due schedules while this replica leads), see [`crate::schedule`], one
-//! `provision` task per provisioning job and `provision-drain`, which gives them the grace
-//! period on shutdown, and `server-probe` (each provisioning server's reachability, every
-//! 5 s), see [`crate::provision`]; `token-refresh` (this replica's copy of the
-//! token table: LISTEN for changes, reload every second, see [`crate::access::snapshot`]);
-//! `events-notify` (LISTEN for committed
-//! events, waking streams) and `webhook-worker` (sends the webhook outbox), see
-//! [`crate::events`]. Every task is named, watches the same
-//! [`CancellationToken`] and is awaited before the pool closes.
+//! Tasks, all under one [`Supervisor`] (see [`crate::tasks`]: a task that panics, fails or
+//! returns early is logged, counted, listed by `/readyz` and restarted with backoff):
+//! `http` (the axum server; critical: its failure stops the daemon with an error),
+//! `tenant-notify` (LISTEN for tenant changes, see [`crate::resolve::listener`]),
+//! `wave-worker` (claims and migrates wave targets, see [`crate::waves::executor`]),
+//! `leader` (the leader lease and the replica roster) and `scheduler` (fires due schedules
+//! while this replica leads), see [`crate::schedule`]; `provision-drain`, which gives the
+//! provisioning jobs the grace period on shutdown (each job is a task of
+//! [`crate::provision`]'s own), and `server-probe` (each provisioning server's
+//! reachability, every 5 s, for `GET /v1/servers`); `token-refresh` (this replica's copy of
+//! the token table: LISTEN for changes, reload every second, see
+//! [`crate::access::snapshot`]); `events-notify` (LISTEN for committed events, waking
+//! streams) and `webhook-worker` (sends the webhook outbox), see [`crate::events`];
+//! `fleet-gauges` (the `/metrics` snapshot, see [`crate::http::metrics`]). Every task
+//! watches the same [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use deadpool_postgres::Pool;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::Config;
 use crate::db;
 use crate::metrics::Metrics;
-use crate::migrate::Catalog;
 use crate::provision::{self, Provisioner};
 use crate::registry::Registry;
 use crate::resolve::{self, Connector, Resolver};
 use crate::schedule::{Leadership, ScheduleStore};
 use crate::secrets::SecretStore;
+use crate::sets::Catalog;
+use crate::state::{AppInner, AppState};
+use crate::tasks::{Policy, Supervisor};
 use crate::waves::executor::Executor;
 use crate::waves::WaveStore;
 
-/// Shared state: configuration, the control pool and the modules built on it. Cloning is
-/// one reference-count increment (axum clones it for every request).
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl std::ops::Deref for AppState {
-    type Target = AppInner;
-
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-/// What [`AppState`] holds.
-pub struct AppInner {
-    /// Validated configuration.
-    pub config: Arc<Config>,
-    /// The control-plane pool.
-    pub pool: Pool,
-    /// Tenant registry.
-    pub registry: Registry,
-    /// Admin bearer token.
-    pub admin_token: SecretString,
-    /// Resolver bearer token, when configured.
-    pub resolver_token: Option<SecretString>,
-    /// Named tokens (hashed, in the control DB) and this replica's copy of them.
-    pub tokens: crate::access::TokenStore,
-    /// Slug → DSN resolution with its caches.
-    pub resolver: Arc<Resolver>,
-    /// The tenant migration files: loaded, reloaded, matched against a wave's plan.
-    pub catalog: Arc<Catalog>,
-    /// Tenant row → connection (passwords through the resolver's secret cache).
-    pub connector: Connector,
-    /// Migration waves in the control DB.
-    pub waves: WaveStore,
-    /// This replica's wave worker loop.
-    pub executor: Arc<Executor>,
-    /// Schedules in the control DB.
-    pub schedules: ScheduleStore,
-    /// Whether this replica currently leads (runs the scheduler).
-    pub leadership: Arc<Leadership>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Creates and drops tenant databases (background jobs).
-    pub provisioner: Arc<Provisioner>,
-    /// The event feed, streams and webhook deliveries.
-    pub events: Arc<crate::events::Events>,
-    /// The last preflight results, for `/readyz`.
-    pub preflight: crate::preflight::Cache,
-}
-
 /// The secret backends the configuration enables (`env:` always).
 pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
-    Ok(SecretStore::from_config(config)?)
+    Ok(SecretStore::from_settings(&config.secrets)?)
 }
 
 /// A daemon that has migrated the control schema and bound its port, ready to run.
@@ -159,17 +105,22 @@ impl Application {
             waves.clone(),
             catalog.clone(),
             connector.clone(),
-            &config,
+            config.waves.clone(),
             metrics.clone(),
         ));
         let config = Arc::new(config);
         let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
         let events = Arc::new(
-            crate::events::Events::new(pool.clone(), secrets.clone(), &config, metrics.clone())
-                .context("building the webhook HTTP client")?,
+            crate::events::Events::new(
+                pool.clone(),
+                secrets.clone(),
+                &config.events,
+                metrics.clone(),
+            )
+            .context("building the webhook HTTP client")?,
         );
         let provisioner = Arc::new(Provisioner::new(provision::Parts {
-            config: config.clone(),
+            settings: config.provision.clone(),
             secrets,
             registry: registry.clone(),
             catalog: catalog.clone(),
@@ -182,6 +133,7 @@ impl Application {
         let state = AppState(Arc::new(AppInner {
             events,
             preflight: crate::preflight::Cache::default(),
+            tasks: crate::tasks::TaskHealth::default(),
             provisioner,
             schedules: ScheduleStore::new(pool.clone()),
             leadership: Arc::new(Leadership::default()),
@@ -217,149 +169,171 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled, then drains and closes.
+    /// Serves until `shutdown` is cancelled, then drains and closes. Returns an error when
+    /// a task the daemon cannot do without (the HTTP server) failed and stopped it.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run_with(shutdown, |_| {}).await
+    }
+
+    /// [`Application::run`], letting `extra` add tasks to the same supervisor once the
+    /// daemon's own are spawned (the tests add a failing one and watch `/readyz`).
+    pub async fn run_with(
+        self,
+        shutdown: CancellationToken,
+        extra: impl FnOnce(&Supervisor),
+    ) -> anyhow::Result<()> {
         let Application {
             state,
             listener,
             https,
         } = self;
-        let router = crate::http::router(state.clone());
-        tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
-            https = https.is_some(), "drover listening");
-        let http_shutdown = shutdown.clone();
-        let accept_shutdown = shutdown.clone();
-        let streams = state.events.stop.clone();
-        let limits = state.config.listener;
-        let http = tokio::spawn(
-            async move {
-                // Open event streams end when shutdown starts: graceful shutdown waits for
-                // every response, and a stream never ends on its own.
-                let stop = async move {
-                    http_shutdown.cancelled().await;
-                    streams.cancel();
-                };
-                use crate::http::serve::{self, Plain};
-                let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-                match https {
-                    Some(acceptor) => {
-                        let tls = crate::http::https::HttpsListener::new(
-                            listener,
-                            acceptor,
-                            slots,
-                            accept_shutdown,
-                        );
-                        serve::serve(tls, router, limits, stop).await
-                    }
-                    None => serve::serve(Plain::new(listener, slots), router, limits, stop).await,
-                }
-                Ok::<(), anyhow::Error>(())
-            }
-            .instrument(tracing::info_span!("task", name = "http")),
+        let tasks = Supervisor::new(
+            shutdown,
+            state.tasks.clone(),
+            state.metrics.task_failures_total.clone(),
         );
-        let url = state.config.require_database_url()?.clone();
-        let notify = tokio::spawn(
-            resolve::listener::run(
-                state.resolver.clone(),
-                url.clone(),
-                state.config.ca_file.clone(),
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("task", name = "tenant-notify")),
-        );
-        let token_refresh = tokio::spawn(
-            crate::access::snapshot::run(
-                state.tokens.snapshot(),
-                url.clone(),
-                state.config.ca_file.clone(),
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("task", name = "token-refresh")),
-        );
-        let events_notify = tokio::spawn(
-            crate::events::notify::run(
-                state.events.wake.clone(),
-                url.clone(),
-                state.config.ca_file.clone(),
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("task", name = "events-notify")),
-        );
-        let webhooks = tokio::spawn(
-            crate::events::webhooks::deliver::run(
-                state.events.sender.clone(),
-                state.events.wake.clone(),
-                shutdown.clone(),
-                state.config.shutdown_grace,
-            )
-            .instrument(tracing::info_span!("task", name = "webhook-worker")),
-        );
-        let worker = tokio::spawn(
-            state
-                .executor
-                .clone()
-                .run(shutdown.clone(), state.config.shutdown_grace)
-                .instrument(tracing::info_span!("task", name = "wave-worker")),
-        );
-        let leader = tokio::spawn(
-            crate::schedule::leader::run(
-                state.pool.clone(),
-                state.config.instance_id.clone(),
-                state.config.leader_ttl,
-                state.leadership.clone(),
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("task", name = "leader")),
-        );
-        let wake_worker = {
-            let executor = state.executor.clone();
-            move || executor.poke()
-        };
-        let scheduler = tokio::spawn(
-            crate::schedule::scheduler::run(
-                state.pool.clone(),
-                state.config.instance_id.clone(),
-                state.leadership.clone(),
-                state.catalog.clone(),
-                wake_worker,
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("task", name = "scheduler")),
-        );
-        let server_probe = tokio::spawn(
-            provision::probe::run(state.provisioner.clone(), shutdown.clone())
-                .instrument(tracing::info_span!("task", name = "server-probe")),
-        );
-        // Drains provisioning jobs as soon as shutdown starts (not after the HTTP server):
-        // a `?wait=true` request holds the server's graceful shutdown until its job ends.
-        let provisioning = tokio::spawn({
-            let (state, shutdown) = (state.clone(), shutdown.clone());
-            async move {
-                shutdown.cancelled().await;
-                let grace = state.config.shutdown_grace;
-                state.provisioner.shutdown(grace).await;
-            }
-            .instrument(tracing::info_span!("task", name = "provision-drain"))
-        });
-        let result = http.await.context("http task panicked")?;
-        // The HTTP server only returns early on an error; stop the others with it.
-        shutdown.cancel();
-        notify.await.context("tenant-notify task panicked")?;
-        worker.await.context("wave-worker task panicked")?;
-        webhooks.await.context("webhook-worker task panicked")?;
-        events_notify.await.context("events-notify task panicked")?;
-        token_refresh.await.context("token-refresh task panicked")?;
-        provisioning
-            .await
-            .context("provision-drain task panicked")?;
-        scheduler.await.context("scheduler task panicked")?;
-        server_probe.await.context("server-probe task panicked")?;
-        // Last: resigning leadership lets another replica take over at once.
-        leader.await.context("leader task panicked")?;
+        // Before the server starts: the first scrape already sees every bounded series.
+        crate::http::metrics::preset(&state.metrics);
+        spawn_http(&tasks, &state, listener, https)?;
+        spawn_listeners(&tasks, &state)?;
+        spawn_workers(&tasks, &state);
+        extra(&tasks);
+        let stopped = tasks.stop(state.config.shutdown_grace).await;
+        // Last: every task is done with the pool (the leader has resigned its lease).
         state.pool.close();
         tracing::info!("drover stopped");
-        result.context("http server failed")
+        match stopped.critical {
+            Some(failure) => Err(failure.into()),
+            None => Ok(()),
+        }
     }
+}
+
+/// The `http` task: the API and the console side by side (neither mounts the other).
+/// Critical: the daemon stops when it fails; it cannot restart, since it owns the listener.
+fn spawn_http(
+    tasks: &Supervisor,
+    state: &AppState,
+    listener: TcpListener,
+    https: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    // The server hands handlers the peer's address (`ConnectInfo`): the console believes a
+    // proxy's `X-Forwarded-*` only from `trusted_proxies`.
+    let router = crate::http::layers(
+        crate::http::router(state).merge(crate::console::router(state.clone())),
+        state.clone(),
+    );
+    tracing::info!(addr = %listener.local_addr()?, instance = %state.config.instance_id,
+        https = https.is_some(), "drover listening");
+    let streams = state.events.stop.clone();
+    let limits = state.config.listener;
+    let mut once = Some((listener, https, router));
+    tasks.spawn("http", Policy::Critical, move |shutdown| {
+        let parts = once.take();
+        let streams = streams.clone();
+        async move {
+            let Some((listener, https, router)) = parts else {
+                anyhow::bail!("the HTTP server cannot start twice");
+            };
+            // Open event streams end when shutdown starts: graceful shutdown waits for
+            // every response, and a stream never ends on its own.
+            let accept_shutdown = shutdown.clone();
+            let stop = async move {
+                shutdown.cancelled().await;
+                streams.cancel();
+            };
+            use crate::http::serve::{serve, Plain};
+            let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+            match https {
+                Some(acceptor) => {
+                    let tls = crate::http::https::HttpsListener::new(
+                        listener,
+                        acceptor,
+                        slots,
+                        accept_shutdown,
+                    );
+                    serve(tls, router, limits, stop).await
+                }
+                None => serve(Plain::new(listener, slots), router, limits, stop).await,
+            }
+            Ok(())
+        }
+    });
+    Ok(())
+}
+
+/// `tenant-notify`, `token-refresh` and `events-notify`: LISTEN for committed changes
+/// (restarted on failure).
+fn spawn_listeners(tasks: &Supervisor, state: &AppState) -> anyhow::Result<()> {
+    let url = state.config.require_database_url()?.clone();
+    let (resolver, ca) = (state.resolver.clone(), state.config.ca_file.clone());
+    let tenant_url = url.clone();
+    tasks.spawn("tenant-notify", Policy::Restart, move |shutdown| {
+        resolve::listener::run(resolver.clone(), tenant_url.clone(), ca.clone(), shutdown)
+    });
+    let (tokens, ca) = (state.tokens.snapshot(), state.config.ca_file.clone());
+    let tokens_url = url.clone();
+    tasks.spawn("token-refresh", Policy::Restart, move |shutdown| {
+        crate::access::snapshot::run(tokens.clone(), tokens_url.clone(), ca.clone(), shutdown)
+    });
+    let (wake, ca) = (state.events.wake.clone(), state.config.ca_file.clone());
+    tasks.spawn("events-notify", Policy::Restart, move |shutdown| {
+        crate::events::notify::run(wake.clone(), url.clone(), ca.clone(), shutdown)
+    });
+    Ok(())
+}
+
+/// The loops doing the daemon's work, each restarted with backoff when it fails.
+fn spawn_workers(tasks: &Supervisor, state: &AppState) {
+    let grace = state.config.shutdown_grace;
+    let (sender, wake) = (state.events.sender.clone(), state.events.wake.clone());
+    tasks.spawn("webhook-worker", Policy::Restart, move |shutdown| {
+        crate::events::webhooks::deliver::run(sender.clone(), wake.clone(), shutdown, grace)
+    });
+    let executor = state.executor.clone();
+    tasks.spawn("wave-worker", Policy::Restart, move |shutdown| {
+        executor.clone().run(shutdown, grace)
+    });
+    let s = state.clone();
+    tasks.spawn("leader", Policy::Restart, move |shutdown| {
+        crate::schedule::leader::run(
+            s.pool.clone(),
+            s.config.instance_id.clone(),
+            s.config.leader_ttl,
+            s.leadership.clone(),
+            shutdown,
+        )
+    });
+    let s = state.clone();
+    tasks.spawn("scheduler", Policy::Restart, move |shutdown| {
+        let executor = s.executor.clone();
+        crate::schedule::scheduler::run(
+            s.pool.clone(),
+            s.config.instance_id.clone(),
+            s.leadership.clone(),
+            s.catalog.clone(),
+            move || executor.poke(),
+            shutdown,
+        )
+    });
+    // Drains provisioning jobs as soon as shutdown starts (not after the HTTP server):
+    // a `?wait=true` request holds the server's graceful shutdown until its job ends.
+    let s = state.clone();
+    tasks.spawn("provision-drain", Policy::Restart, move |shutdown| {
+        let s = s.clone();
+        async move {
+            shutdown.cancelled().await;
+            s.provisioner.shutdown(s.config.shutdown_grace).await;
+        }
+    });
+    let provisioner = state.provisioner.clone();
+    tasks.spawn("server-probe", Policy::Restart, move |shutdown| {
+        provision::probe::run(provisioner.clone(), shutdown)
+    });
+    let s = state.clone();
+    tasks.spawn("fleet-gauges", Policy::Restart, move |shutdown| {
+        crate::http::metrics::refresh_fleet_gauges(s.clone(), shutdown)
+    });
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT.

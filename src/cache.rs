@@ -235,6 +235,8 @@ mod tests {
 
     // Real time, short durations: the cache reads std's clock (tokio's test clock would
     // slow the hot path of every build that has dev-dependencies, benchmarks included).
+    // Tests never sleep a guessed amount: they wait until a moment measured from when the
+    // value was stored, and state the bound a step must finish within.
     fn policy() -> CachePolicy {
         CachePolicy {
             ttl: Duration::from_millis(100),
@@ -244,26 +246,33 @@ mod tests {
         }
     }
 
-    async fn sleep_ms(ms: u64) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+    /// Waits until `at`, a moment the test measured.
+    async fn until(at: Instant) {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_thousand_concurrent_cold_requests_load_once() {
+        const CALLERS: usize = 1000;
         let cache: Arc<TtlCache<u32, String>> = Arc::new(TtlCache::new(CachePolicy {
             ttl: Duration::from_secs(60),
             ..policy()
         }));
         let loads = Arc::new(AtomicUsize::new(0));
+        // The load finishes only once every caller has asked, so all of them overlap it.
+        let (asked, all_asked) = tokio::sync::watch::channel(0usize);
+        let asked = Arc::new(asked);
 
-        let tasks: Vec<_> = (0..1000)
+        let tasks: Vec<_> = (0..CALLERS)
             .map(|_| {
                 let (cache, loads) = (cache.clone(), loads.clone());
+                let (asked, mut all_asked) = (asked.clone(), all_asked.clone());
                 tokio::spawn(async move {
+                    asked.send_modify(|n| *n += 1);
                     cache
-                        .get_or_load("acme", || async {
+                        .get_or_load("acme", || async move {
                             loads.fetch_add(1, Ordering::SeqCst);
-                            sleep_ms(50).await;
+                            let _ = all_asked.wait_for(|n| *n == CALLERS).await;
                             Ok(7)
                         })
                         .await
@@ -279,36 +288,60 @@ mod tests {
 
     #[tokio::test]
     async fn stale_value_is_served_within_the_bound_then_the_error() {
-        let cache: TtlCache<u32, String> = TtlCache::new(policy());
+        let p = CachePolicy {
+            stale_for: Duration::from_secs(1),
+            ..policy()
+        };
+        let cache: TtlCache<u32, String> = TtlCache::new(p);
+        let before = Instant::now();
         cache.get_or_load("k", || async { Ok(1) }).await.unwrap();
-        sleep_ms(150).await;
+        // The value was stored between `before` and `stored`.
+        let stored = Instant::now();
+        until(stored + p.ttl).await;
 
         let stale = cache
             .get_or_load("k", || async { Err("down".to_string()) })
             .await;
-        sleep_ms(300).await;
+        let asked_at_age = before.elapsed();
+        until(stored + p.ttl + p.stale_for).await;
         let gone = cache
             .get_or_load("k", || async { Err("down".to_string()) })
             .await;
 
+        assert!(
+            asked_at_age < p.ttl + p.stale_for,
+            "the stale read came {asked_at_age:?} after the load, past the 1.1 s bound"
+        );
         assert_eq!(stale, Ok((1, Freshness::Stale)));
         assert_eq!(gone, Err("down".to_string()));
     }
 
     #[tokio::test]
     async fn a_recent_failure_is_not_retried_until_the_negative_ttl_passes() {
-        let cache: TtlCache<u32, String> = TtlCache::new(policy());
+        let p = CachePolicy {
+            negative_ttl: Duration::from_millis(500),
+            ..policy()
+        };
+        let cache: TtlCache<u32, String> = TtlCache::new(p);
         let loads = AtomicUsize::new(0);
         let failing = || async {
             loads.fetch_add(1, Ordering::SeqCst);
             Err::<u32, _>("down".to_string())
         };
 
+        let before = Instant::now();
         let _ = cache.get_or_load("k", failing).await;
+        // The failure was remembered between `before` and `failed`.
+        let failed = Instant::now();
         let _ = cache.get_or_load("k", failing).await;
-        sleep_ms(150).await;
+        let second_at_age = before.elapsed();
+        until(failed + p.negative_ttl).await;
         let _ = cache.get_or_load("k", failing).await;
 
+        assert!(
+            second_at_age < p.negative_ttl,
+            "the second call came {second_at_age:?} after the failure, past the 500 ms bound"
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::tls::describe;
 use crate::tls::{PgTarget, TlsError};
 
 mod embedded {
@@ -79,29 +80,6 @@ pub fn is_retryable_pg(e: &tokio_postgres::Error) -> bool {
                 )
         }
     }
-}
-
-/// A PostgreSQL error as one line with SQLSTATE, message, detail and hint; tokio-postgres'
-/// own Display says only "db error".
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-        if let Some(d) = db.detail() {
-            s.push_str(&format!(" (detail: {d})"));
-        }
-        if let Some(h) = db.hint() {
-            s.push_str(&format!(" (hint: {h})"));
-        }
-        return s;
-    }
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 impl From<TlsError> for DbError {

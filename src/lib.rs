@@ -13,7 +13,7 @@
 //!  provision ──► admin connection: role + database ──► secrets (write) ──► migrate (one tenant)
 //!  waves ──► claims in the control DB ──► migrate (one tenant, advisory lock) per target
 //!  waves, analysis, provision ──► resolve::Connector (tenant row → connection)
-//!                             ──► migrate::Catalog (the files; a wave plan's fingerprint)
+//!                             ──► sets::Catalog (the files a plan's source names)
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
 //!  events: tenant_events + wave_events ──► feed, SSE stream, webhook outbox (trigger) ──► worker
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
@@ -28,7 +28,7 @@
 //! | `tenants`, `tenant_limits`, `tenant_events` (writes) | [`registry`] |
 //! | `waves`, `wave_targets`, `wave_events` (writes), `wave_host_limits`, `wave_checks`, `wave_check_evaluations` | [`waves`] |
 //! | `schedules`, `schedule_fires`, `leader`, `replicas` | [`schedule`] |
-//! | `migration_sets`, `migration_set_files`, `migration_set_labels` | [`migrate::published`] |
+//! | `migration_sets`, `migration_set_files`, `migration_set_labels` | [`sets`] |
 //! | `webhooks`, `webhook_deliveries`, `event_types`; reads of the merged feed over `tenant_events` and `wave_events` | [`events`] |
 //! | `access_tokens` | [`access`] |
 //! | `console_sessions` | [`console`] |
@@ -47,6 +47,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod devcluster;
+pub mod duration;
 pub mod events;
 pub mod http;
 pub mod lint;
@@ -54,11 +55,15 @@ pub mod listen;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
+pub mod origin;
 pub mod preflight;
 pub mod provision;
 pub mod registry;
 pub mod resolve;
 pub mod schedule;
 pub mod secrets;
+pub mod sets;
+pub mod state;
+pub mod tasks;
 pub mod tls;
 pub mod waves;

@@ -7,14 +7,17 @@
 //! (failures), `pg_trgm` for indexed tenant search (a warning); each provisioning server
 //! answers within [`SERVER_TIMEOUT`] with a role that has CREATEDB and CREATEROLE; the
 //! secrets directory is writable when provisioning stores passwords as `file:` secrets.
+//!
+//! What it reads: the provisioning settings (servers, default CA bundle, secret template)
+//! and the secret settings (the secrets directory), never the whole configuration.
 
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::provision::Server;
+use crate::provision::{ProvisionSettings, Server};
+use crate::secrets::SecretSettings;
 
 /// How long one provisioning server may take to answer: `/readyz` must stay well inside a
 /// probe's timeout even with a dead server.
@@ -77,12 +80,17 @@ impl Check {
 }
 
 /// Runs every check (the provisioning servers concurrently).
-pub async fn run(config: &Config, pool: &Pool) -> Vec<Check> {
-    let servers = config.provision.servers.iter().map(|s| server(s, config));
+pub async fn run(
+    provision: &ProvisionSettings,
+    secrets: &SecretSettings,
+    pool: &Pool,
+) -> Vec<Check> {
+    let default_ca = provision.ca_file.as_deref();
+    let servers = provision.servers.iter().map(|s| server(s, default_ca));
     let (mut checks, servers) =
         tokio::join!(control_db(pool), futures_util::future::join_all(servers));
     checks.extend(servers);
-    checks.extend(secrets_dir(config));
+    checks.extend(secrets_dir(provision, secrets));
     checks
 }
 
@@ -152,11 +160,11 @@ async fn control_db(pool: &Pool) -> Vec<Check> {
     checks
 }
 
-async fn server(server: &Server, config: &Config) -> Check {
+async fn server(server: &Server, default_ca: Option<&std::path::Path>) -> Check {
     let name = format!("provision_server.{}", server.name);
     let mut target = server.admin.clone();
     target.config.connect_timeout(SERVER_TIMEOUT);
-    let ca = server.ca_file.as_deref().or(config.ca_file.as_deref());
+    let ca = server.ca_file.as_deref().or(default_ca);
     let attempt = async {
         let client = target.connect(ca).await.map_err(|e| e.to_string())?;
         client
@@ -212,13 +220,13 @@ async fn server(server: &Server, config: &Config) -> Check {
 }
 
 /// The secrets directory, when provisioning writes generated passwords there.
-fn secrets_dir(config: &Config) -> Option<Check> {
+fn secrets_dir(provision: &ProvisionSettings, secrets: &SecretSettings) -> Option<Check> {
     const NAME: &str = "secrets_dir";
-    let template = &config.provision.secret_ref;
-    if config.provision.servers.is_empty() || !template.starts_with("file:") {
+    let template = &provision.secret_ref;
+    if provision.servers.is_empty() || !template.starts_with("file:") {
         return None;
     }
-    let Some(dir) = &config.secrets_dir else {
+    let Some(dir) = &secrets.dir else {
         return Some(Check::problem(
             NAME,
             Outcome::Failed,
@@ -246,14 +254,19 @@ pub struct Cache(tokio::sync::Mutex<Option<(Instant, Vec<Check>)>>);
 
 impl Cache {
     /// The checks, run again when the last results are older than [`CACHE_FOR`].
-    pub async fn get(&self, config: &Config, pool: &Pool) -> Vec<Check> {
+    pub async fn get(
+        &self,
+        provision: &ProvisionSettings,
+        secrets: &SecretSettings,
+        pool: &Pool,
+    ) -> Vec<Check> {
         let mut slot = self.0.lock().await;
         if let Some((at, checks)) = &*slot {
             if at.elapsed() < CACHE_FOR {
                 return checks.clone();
             }
         }
-        let checks = run(config, pool).await;
+        let checks = run(provision, secrets, pool).await;
         *slot = Some((Instant::now(), checks.clone()));
         checks
     }

@@ -54,6 +54,10 @@
 //! defaults; those libpq options are rejected by name. A fresh rustls `ClientConfig` (and
 //! CA file read) is made per [`PgTarget::connect`] call, so there is no TLS session
 //! resumption between direct connections.
+//!
+//! **The listener's side.** [`HttpsFiles`], the certificate chain and key the HTTP listener
+//! serves when HTTPS is on, is defined here so the configuration can name it without
+//! depending on the HTTP layer; `http::https` turns it into an acceptor.
 
 use std::error::Error as _;
 use std::ffi::OsStr;
@@ -189,7 +193,7 @@ pub enum TlsError {
     #[error("cannot set up TLS: {0}")]
     Setup(#[source] rustls::Error),
     /// Connecting failed: network, TLS handshake, authentication or the server refused.
-    #[error("cannot connect to PostgreSQL: {}", crate::db::describe(.0))]
+    #[error("cannot connect to PostgreSQL: {}", describe(.0))]
     Connect(#[from] tokio_postgres::Error),
 }
 
@@ -399,7 +403,7 @@ where
     F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
 {
     if let Err(e) = conn.await {
-        tracing::debug!(error = %crate::db::describe(&e), "PostgreSQL connection ended");
+        tracing::debug!(error = %describe(&e), "PostgreSQL connection ended");
     }
 }
 
@@ -659,6 +663,39 @@ fn describe_parse_error(e: &tokio_postgres::Error) -> String {
         return cause;
     }
     "malformed host, port, user or database name".into()
+}
+
+/// The HTTP listener's certificate chain and private key (PEM files): the
+/// `tls_cert_file` / `tls_key_file` settings, both or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// A PostgreSQL error as one line with SQLSTATE, message, detail and hint; tokio-postgres'
+/// own Display says only "db error".
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" (detail: {d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]

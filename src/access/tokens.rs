@@ -131,7 +131,7 @@ fn parse_expires_in(s: &str) -> Result<chrono::Duration, AccessError> {
         field: "expires_in",
         message: m,
     };
-    let d = crate::config::parse_duration(s.trim()).map_err(bad)?;
+    let d = crate::duration::parse_duration(s.trim()).map_err(bad)?;
     if d < Duration::from_secs(1) || d > Duration::from_secs(10 * 365 * 86_400) {
         return Err(bad("must be between 1s and 3650d".into()));
     }

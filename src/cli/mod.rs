@@ -507,7 +507,8 @@ fn check_config(
     println!(
         "  secrets_dir               {}",
         config
-            .secrets_dir
+            .secrets
+            .dir
             .as_ref()
             .map_or("not set".into(), |p| p.display().to_string())
     );
@@ -578,7 +579,7 @@ async fn check(
 async fn doctor(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     use crate::preflight::Outcome;
     let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
-    let checks = crate::preflight::run(config, &pool).await;
+    let checks = crate::preflight::run(&config.provision, &config.secrets, &pool).await;
     pool.close();
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);

@@ -178,10 +178,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("  → {}", serde_json::to_string(&resolved)?);
     println!("  psql '{dsn}' -c '\\dt'");
     println!("\nmetrics for Prometheus: {base}/metrics, e.g.");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await?
-        .text()
-        .await?;
+    let metrics = metrics_after_the_wave(&base).await?;
     for line in metrics.lines().filter(|l| {
         l.starts_with("drover_tenants_by_schema_version")
             || l.starts_with("drover_waves{state=\"completed\"}")
@@ -317,6 +314,26 @@ fn replace_dbname(url: &str, db: &str) -> String {
         .rfind('/')
         .map_or(base.len(), |i| scheme_end + i);
     format!("{}/{db}{query}", &base[..cut])
+}
+
+/// `/metrics` once its fleet gauges (a snapshot refreshed every few seconds) count the
+/// finished wave, or as it is after twice the refresh period.
+async fn metrics_after_the_wave(base: &str) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + 2 * crate::http::metrics::FLEET_REFRESH;
+    loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let counted = text.lines().any(|l| {
+            l.strip_prefix("drover_waves{state=\"completed\"} ")
+                .is_some_and(|n| n != "0")
+        });
+        if counted || tokio::time::Instant::now() >= deadline {
+            return Ok(text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[cfg(test)]

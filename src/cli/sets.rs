@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::client::ApiClient;
 use super::output::table;
 use super::Output;
-use crate::migrate::published::{PushRequest, PushedFile, SetSummary, SetView};
 use crate::migrate::MigrationSet;
+use crate::sets::published::{PushRequest, PushedFile, SetSummary, SetView};
 
 /// Validates `dir` locally (the same rules as the daemon), then pushes it.
 pub async fn push(

@@ -1,6 +1,9 @@
 //! Raw values → the typed [`Config`], once. Each key's default and name come from
 //! [`keys::KEYS`](super::keys::KEYS); every problem is collected with the key or variable
-//! that caused it, so one `check-config` run shows them all.
+//! that caused it, so one `check-config` run shows them all. Keys are read in a fixed
+//! order (the order `check-config` lists problems in); the domains' settings are filled
+//! from them, and a value several domains read (`instance_id`, `ca_file`, `lock_wait`,
+//! `prometheus_url`) is read once and handed to each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,12 +12,15 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
-use super::values::{default_instance_id, parse_duration, positive_duration};
-use super::{
-    CacheConfig, Config, ConfigProblem, EventsConfig, HttpsFiles, ListenerLimits, LogFormat,
-    ProvisionConfig, Raw, WaveConfig,
-};
-use crate::secrets::{self, SecretRef};
+use super::values::{default_instance_id, positive_duration};
+use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
+use crate::duration::parse_duration;
+use crate::events::DeliverySettings;
+use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
+use crate::resolve::CacheSettings;
+use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
+use crate::tls::HttpsFiles;
+use crate::waves::executor::WorkerSettings;
 
 pub(super) struct Builder {
     pub(super) raw: BTreeMap<&'static str, Raw>,
@@ -28,13 +34,7 @@ pub(super) struct Builder {
 impl Builder {
     pub(super) fn build(&mut self) -> Config {
         let secrets_dir = self.take("secrets_dir").map(|r| PathBuf::from(r.value));
-        let own_files = ["admin_token_ref", "resolver_token_ref"]
-            .iter()
-            .filter_map(|k| self.raw.get(k))
-            .filter_map(|r| r.value.parse::<SecretRef>().ok())
-            .filter(|r| r.scheme() == &secrets::FILE)
-            .map(|r| r.locator().to_string())
-            .collect();
+        let own_files = self.own_token_files();
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
         let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
         let ref_scope = secrets::RefScope::new(
@@ -44,118 +44,134 @@ impl Builder {
             self.parsed("vault_allowed_prefixes", secrets::parse_vault_prefixes),
             own_files,
         );
-        let provision = self.provision(&ref_scope);
+        // `check-config` lists problems in the order keys are read, and that order stays.
+        // These two are read early for provisioning; neither can be wrong, so no problem moves.
+        let instance_id = self
+            .take("instance_id")
+            .map_or_else(default_instance_id, |r| r.value);
+        let ca_file = self.take("ca_file").map(|r| PathBuf::from(r.value));
+        let mut provision = self.provision(&ref_scope, ca_file.clone(), instance_id.clone());
+        let database_url = self
+            .take("database_url")
+            .map(|r| SecretString::from(r.value));
+        let listen = self.parsed("listen", |v| {
+            v.parse()
+                .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:8080".into())
+        });
+        let migrations_dir = PathBuf::from(self.string("migrations_dir"));
+        let log_format = self.parsed("log_format", |v| match v {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected pretty or json".into()),
+        });
+        let log_filter = self.string("log");
+        let pool_size = self.parsed("pool_size", |v| integer_in(v, 1, 1000));
+        let provisioning_stuck_after = self.parsed("provisioning_stuck_after", parse_duration);
+        let shutdown_grace = self.parsed("shutdown_grace", parse_duration);
+        let max_body_bytes = self.parsed("max_body_bytes", at_least_1024);
+        let max_set_bytes = self.parsed("max_set_bytes", at_least_1024);
+        let listener = ListenerLimits {
+            header_timeout: self.parsed("http_header_timeout", |v| {
+                duration_between(v, 1, 300, "between 1s and 5m")
+            }),
+            max_connections: self.parsed("http_max_connections", |v| integer_in(v, 1, 1_000_000)),
+        };
+        let cache = self.cache();
+        let vault = self.vault();
+        let https = self.https();
+        let leader_ttl = self.parsed("leader_ttl", |v| duration_at_least(v, 1, "1s"));
+        let prometheus_url = self.prometheus_url();
+        let events = self.events(&instance_id);
+        let console = self.console(https.is_some());
+        let waves = self.worker(&instance_id, &prometheus_url);
+        // Read with the wave keys, where its problem has always been listed.
+        provision.lock_wait = waves.lock_wait;
         Config {
             provision,
             ref_scope,
-            database_url: self
-                .take("database_url")
-                .map(|r| SecretString::from(r.value)),
-            listen: self.parsed("listen", |v| {
-                v.parse()
-                    .map_err(|_| "expected HOST:PORT, e.g. 127.0.0.1:8080".into())
-            }),
+            database_url,
+            listen,
             admin_token,
             resolver_token,
-            migrations_dir: PathBuf::from(self.string("migrations_dir")),
-            secrets_dir,
-            instance_id: self
-                .take("instance_id")
-                .map_or_else(default_instance_id, |r| r.value),
-            log_format: self.parsed("log_format", |v| match v {
-                "pretty" => Ok(LogFormat::Pretty),
-                "json" => Ok(LogFormat::Json),
-                _ => Err("expected pretty or json".into()),
-            }),
-            log_filter: self.string("log"),
-            pool_size: self.parsed("pool_size", |v| match v.parse::<usize>() {
-                Ok(n) if (1..=1000).contains(&n) => Ok(n),
-                _ => Err("expected an integer between 1 and 1000".into()),
-            }),
-            provisioning_stuck_after: self.parsed("provisioning_stuck_after", parse_duration),
-            shutdown_grace: self.parsed("shutdown_grace", parse_duration),
-            max_body_bytes: self.parsed("max_body_bytes", |v| match v.parse::<usize>() {
-                Ok(n) if n >= 1024 => Ok(n),
-                _ => Err("expected an integer of at least 1024".into()),
-            }),
-            max_set_bytes: self.parsed("max_set_bytes", |v| match v.parse::<usize>() {
-                Ok(n) if n >= 1024 => Ok(n),
-                _ => Err("expected an integer of at least 1024".into()),
-            }),
-            listener: ListenerLimits {
-                header_timeout: self.parsed("http_header_timeout", |v| match parse_duration(v) {
-                    Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => Ok(d),
-                    Ok(_) => Err("must be between 1s and 5m".into()),
-                    Err(e) => Err(e),
-                }),
-                max_connections: self.parsed("http_max_connections", |v| {
-                    match v.parse::<usize>() {
-                        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-                        _ => Err("expected an integer between 1 and 1000000".into()),
-                    }
-                }),
+            migrations_dir,
+            secrets: SecretSettings {
+                dir: secrets_dir,
+                vault,
             },
-            cache: CacheConfig {
-                secret_ttl: self.parsed("secret_ttl", parse_duration),
-                secret_stale_for: self.parsed("secret_stale_for", parse_duration),
-                secret_negative_ttl: self.parsed("secret_negative_ttl", parse_duration),
-                tenant_ttl: self.parsed("tenant_cache_ttl", parse_duration),
-            },
-            vault: self.vault(),
-            ca_file: self.take("ca_file").map(|r| PathBuf::from(r.value)),
-            https: self.https(),
-            leader_ttl: self.parsed("leader_ttl", |v| match parse_duration(v) {
-                Ok(d) if d >= Duration::from_secs(1) => Ok(d),
-                Ok(_) => Err("must be at least 1s".into()),
-                Err(e) => Err(e),
-            }),
-            prometheus_url: self.take("prometheus_url").and_then(|r| {
-                crate::waves::analysis::prometheus::check_url(&r.value)
-                    .map_err(|e| {
-                        self.problems.push(ConfigProblem {
-                            key: r.origin.clone(),
-                            message: e.to_string(),
-                        })
-                    })
-                    .ok()
-            }),
-            events: EventsConfig {
-                retry_backoff: self.parsed("webhook_retry_backoff", positive_duration),
-                give_up_after: self.parsed("webhook_give_up_after", positive_duration),
-                timeout: self.parsed("webhook_timeout", positive_duration),
-                stream_max_clients: self.parsed("stream_max_clients", |v| {
-                    match v.parse::<usize>() {
-                        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                        _ => Err("expected an integer between 1 and 100000".into()),
-                    }
-                }),
-                stream_max_per_token: self.parsed("stream_max_per_token", |v| {
-                    match v.parse::<usize>() {
-                        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                        _ => Err("expected an integer between 1 and 100000".into()),
-                    }
-                }),
-            },
-            console_session_ttl: self.parsed("console_session_ttl", |v| match parse_duration(v) {
-                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => {
-                    Ok(d)
-                }
-                Ok(_) => Err("must be between 1m and 30d".into()),
-                Err(e) => Err(e),
-            }),
-            waves: WaveConfig {
-                lease: self.parsed("wave_lease", |v| match parse_duration(v) {
-                    Ok(d) if d >= Duration::from_secs(1) => Ok(d),
-                    Ok(_) => Err("must be at least 1s".into()),
-                    Err(e) => Err(e),
-                }),
-                slots: self.parsed("worker_slots", |v| match v.parse::<usize>() {
-                    Ok(n) if (1..=1000).contains(&n) => Ok(n),
-                    _ => Err("expected an integer between 1 and 1000".into()),
-                }),
-                lock_wait: self.parsed("lock_wait", parse_duration),
-                retry_backoff: self.parsed("retry_backoff", parse_duration),
-            },
+            instance_id,
+            log_format,
+            log_filter,
+            pool_size,
+            provisioning_stuck_after,
+            shutdown_grace,
+            max_body_bytes,
+            max_set_bytes,
+            listener,
+            cache,
+            waves,
+            ca_file,
+            https,
+            leader_ttl,
+            prometheus_url,
+            events,
+            console,
+        }
+    }
+
+    /// Locators of the `file:` references drover's own tokens are read from: tenants may
+    /// not name them (read from the raw values, so a bad reference is reported once, by
+    /// [`Builder::token`]).
+    fn own_token_files(&self) -> Vec<String> {
+        ["admin_token_ref", "resolver_token_ref"]
+            .iter()
+            .filter_map(|k| self.raw.get(k))
+            .filter_map(|r| r.value.parse::<SecretRef>().ok())
+            .filter(|r| r.scheme() == &secrets::FILE)
+            .map(|r| r.locator().to_string())
+            .collect()
+    }
+
+    fn cache(&mut self) -> CacheSettings {
+        CacheSettings {
+            secret_ttl: self.parsed("secret_ttl", parse_duration),
+            secret_stale_for: self.parsed("secret_stale_for", parse_duration),
+            secret_negative_ttl: self.parsed("secret_negative_ttl", parse_duration),
+            tenant_ttl: self.parsed("tenant_cache_ttl", parse_duration),
+        }
+    }
+
+    fn prometheus_url(&mut self) -> Option<String> {
+        let r = self.take("prometheus_url")?;
+        crate::waves::analysis::prometheus::check_url(&r.value)
+            .map_err(|e| {
+                self.problems.push(ConfigProblem {
+                    key: r.origin.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .ok()
+    }
+
+    fn events(&mut self, instance_id: &str) -> DeliverySettings {
+        DeliverySettings {
+            retry_backoff: self.parsed("webhook_retry_backoff", positive_duration),
+            give_up_after: self.parsed("webhook_give_up_after", positive_duration),
+            timeout: self.parsed("webhook_timeout", positive_duration),
+            stream_max_clients: self.parsed("stream_max_clients", |v| integer_in(v, 1, 100_000)),
+            stream_max_per_token: self
+                .parsed("stream_max_per_token", |v| integer_in(v, 1, 100_000)),
+            instance_id: instance_id.to_string(),
+        }
+    }
+
+    fn worker(&mut self, instance_id: &str, prometheus_url: &Option<String>) -> WorkerSettings {
+        WorkerSettings {
+            instance_id: instance_id.to_string(),
+            lease: self.parsed("wave_lease", |v| duration_at_least(v, 1, "1s")),
+            slots: self.parsed("worker_slots", |v| integer_in(v, 1, 1000)),
+            lock_wait: self.parsed("lock_wait", parse_duration),
+            retry_backoff: self.parsed("retry_backoff", parse_duration),
+            prometheus_url: prometheus_url.clone(),
         }
     }
 
@@ -177,91 +193,7 @@ impl Builder {
         }
     }
 
-    fn provision(&mut self, scope: &secrets::RefScope) -> ProvisionConfig {
-        use crate::provision::servers;
-        let url = self.take("provision_url");
-        let mut list = Vec::new();
-        match (url, self.servers.take()) {
-            (Some(u), Some((_, file))) => self.problems.push(ConfigProblem {
-                key: u.origin,
-                message: format!(
-                    "set either DROVER_PROVISION_URL or [[provision_servers]] (in {file}), not both"
-                ),
-            }),
-            (Some(u), None) => {
-                match servers::default_server(&SecretString::from(u.value), &u.origin) {
-                    Ok(s) => list.push(s),
-                    Err(p) => self.problems.push(p),
-                }
-            }
-            (None, Some((value, file))) => {
-                let (found, problems) = servers::parse_servers(&value, &file);
-                list = found;
-                self.problems.extend(problems);
-            }
-            (None, None) => {}
-        }
-        let db_name = self.template("provision_db_name", |v| {
-            crate::registry::DbIdent::parse("db_name", v)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-        let db_user = self.template("provision_db_user", |v| {
-            crate::registry::DbIdent::parse("db_user", v)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-        let secret_ref = self.template("provision_secret_ref", |v| {
-            let r: SecretRef = v
-                .parse()
-                .map_err(|e: secrets::SecretRefError| e.to_string())?;
-            scope.check(&r).map_err(|e| e.to_string())
-        });
-        ProvisionConfig {
-            servers: list,
-            db_name,
-            db_user,
-            secret_ref,
-            retries: self.parsed("provision_retries", |v| match v.parse::<u32>() {
-                Ok(n) if n <= 100 => Ok(n),
-                _ => Err("expected an integer between 0 and 100".into()),
-            }),
-            retry_backoff: self.parsed("provision_retry_backoff", |v| match parse_duration(v) {
-                Ok(d) if d >= Duration::from_millis(10) => Ok(d),
-                Ok(_) => Err("must be at least 10ms".into()),
-                Err(e) => Err(e),
-            }),
-        }
-    }
-
-    /// A name template: it must name the tenant (`{slug}` or `{ident}`), and what it makes
-    /// of a short slug must pass `check`.
-    fn template(&mut self, key: &str, check: impl Fn(&str) -> Result<(), String>) -> String {
-        let default = Self::default_of(key);
-        let Some(r) = self.take(key) else {
-            return default.to_string();
-        };
-        let sample = crate::provision::servers::render(&r.value, "acme-1");
-        let problem = if !(r.value.contains("{slug}") || r.value.contains("{ident}")) {
-            Some("must contain {slug} or {ident}, or every tenant would get the same name".into())
-        } else {
-            check(&sample)
-                .err()
-                .map(|e| format!("for slug acme-1 it gives {sample:?}: {e}"))
-        };
-        match problem {
-            Some(message) => {
-                self.problems.push(ConfigProblem {
-                    key: r.origin,
-                    message,
-                });
-                default.to_string()
-            }
-            None => r.value,
-        }
-    }
-
-    fn vault(&mut self) -> Option<crate::secrets::VaultConfig> {
+    fn vault(&mut self) -> Option<VaultConfig> {
         let addr = self.take("vault_addr");
         let token = self.take("vault_token");
         let token_file = self.take("vault_token_file");
@@ -305,7 +237,7 @@ impl Builder {
                 return None;
             }
         };
-        Some(crate::secrets::VaultConfig {
+        Some(VaultConfig {
             addr: addr.value,
             token,
             namespace,
@@ -314,13 +246,13 @@ impl Builder {
     }
 
     /// The raw value of a declared key, if set.
-    fn take(&mut self, key: &str) -> Option<Raw> {
+    pub(super) fn take(&mut self, key: &str) -> Option<Raw> {
         self.read.insert(keys::get(key).name);
         self.raw.remove(key)
     }
 
     /// The declared default of a key that has one.
-    fn default_of(key: &str) -> &'static str {
+    pub(super) fn default_of(key: &str) -> &'static str {
         match keys::get(key).unset {
             IfUnset::Value(v) => v,
             IfUnset::Note(_) | IfUnset::Nothing => {
@@ -337,7 +269,7 @@ impl Builder {
 
     /// The value parsed by `parse`, or the declared default (parsed the same way) with a
     /// problem recorded when the value is bad.
-    fn parsed<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> T {
+    pub(super) fn parsed<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> T {
         let default = Self::default_of(key);
         let raw = self.take(key);
         if let Some(r) = &raw {
@@ -350,6 +282,32 @@ impl Builder {
             }
         }
         parse(default).unwrap_or_else(|_| unreachable!("default for {key} must parse"))
+    }
+
+    /// The value parsed by `parse` when set; `None` (with a problem recorded when the value
+    /// is bad) otherwise.
+    fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let r = self.take(key)?;
+        parse(r.value.trim())
+            .map_err(|message| {
+                self.problems.push(ConfigProblem {
+                    key: r.origin.clone(),
+                    message,
+                })
+            })
+            .ok()
+    }
+
+    /// The console's session lifetime, public origin and trusted proxies.
+    fn console(&mut self, https_listener: bool) -> ConsoleSettings {
+        ConsoleSettings {
+            session_ttl: self.parsed("console_session_ttl", console_session_ttl),
+            public_url: self.optional("public_url", PublicUrl::parse),
+            trusted_proxies: self
+                .optional("trusted_proxies", TrustedProxies::parse)
+                .unwrap_or_default(),
+            https_listener,
+        }
     }
 
     /// A token straight from the environment, or read through `<key>_ref`.
@@ -405,5 +363,48 @@ impl Builder {
             return None;
         }
         Some(value)
+    }
+}
+
+/// An integer from `min` to `max`.
+fn integer_in(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected an integer between {min} and {max}")),
+    }
+}
+
+/// A byte limit: an integer of at least 1024.
+fn at_least_1024(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n >= 1024 => Ok(n),
+        _ => Err("expected an integer of at least 1024".into()),
+    }
+}
+
+/// A duration of at least `secs` seconds (`shown` as written in the message).
+fn duration_at_least(v: &str, secs: u64, shown: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if d >= Duration::from_secs(secs) => Ok(d),
+        Ok(_) => Err(format!("must be at least {shown}")),
+        Err(e) => Err(e),
+    }
+}
+
+/// A duration from `min` to `max` seconds.
+fn duration_between(v: &str, min: u64, max: u64, shown: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if d >= Duration::from_secs(min) && d <= Duration::from_secs(max) => Ok(d),
+        Ok(_) => Err(format!("must be {shown}")),
+        Err(e) => Err(e),
+    }
+}
+
+/// A console session: from a minute to 30 days.
+fn console_session_ttl(v: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => Ok(d),
+        Ok(_) => Err("must be between 1m and 30d".into()),
+        Err(e) => Err(e),
     }
 }

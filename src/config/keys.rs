@@ -57,6 +57,8 @@
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
 //! | `stream_max_per_token` | `DROVER_STREAM_MAX_PER_TOKEN` | `4` | event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`) |
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
+//! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
+//! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -179,6 +181,8 @@ pub const KEYS: &[Key] = &[
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
     key("stream_max_per_token", Value("4"), "event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`)"),
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
+    key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
+    key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),
 ];
 
 /// `DROVER_` + the name in upper case.

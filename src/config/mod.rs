@@ -8,7 +8,16 @@
 //!   table of keys lives there and is checked against the list, as is the README's;
 //! - `file.rs`: the TOML file → raw values (unknown keys and plain tokens refused);
 //! - `build.rs`: raw values → `Config`, collecting every problem;
-//! - `values.rs`: durations and other value syntaxes.
+//! - `provision.rs`: `[[provision_servers]]` / `DROVER_PROVISION_URL` and the name
+//!   templates → the provisioning settings;
+//! - `values.rs`: value syntaxes (durations are [`crate::duration`]'s).
+//!
+//! Each domain owns the type of the settings it reads (`secrets::SecretSettings`,
+//! `resolve::CacheSettings`, `waves::executor::WorkerSettings`, `events::DeliverySettings`,
+//! `provision::ProvisionSettings`, `tls::HttpsFiles`) and its constructor takes only that;
+//! this module fills them from the one key table. Only the application, its state and the
+//! CLI read [`Config`] itself. Adding a setting: its key in `keys.rs`, the field in the
+//! domain's settings type, and the line in `build.rs` (or `provision.rs`) that reads it.
 //!
 //! Env wins over the file. Tokens come from the environment or from secret references,
 //! never from the command line or as plain values in the file (files get copied around).
@@ -17,6 +26,7 @@
 mod build;
 mod file;
 pub mod keys;
+mod provision;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,10 +37,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::secrets;
+use crate::events::DeliverySettings;
+use crate::provision::ProvisionSettings;
+use crate::resolve::CacheSettings;
+use crate::secrets::{self, SecretSettings};
+use crate::tls::HttpsFiles;
+use crate::waves::executor::WorkerSettings;
 
+/// Kept here too: the CLI and the tests read durations as the configuration does.
+pub use crate::duration::parse_duration;
 pub use keys::{Key, KEYS};
-pub use values::parse_duration;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +58,10 @@ pub enum LogFormat {
 }
 
 /// Validated configuration. `Debug` never shows secrets (they are `SecretString`).
+///
+/// The settings a domain reads are that domain's own type (`provision`, `secrets`, `cache`,
+/// `waves`, `events`, `https`); a value several of them need (`instance_id`, `ca_file`,
+/// `prometheus_url`, `lock_wait`) is also here once, for the daemon and the CLI.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Control-plane database URL.
@@ -54,10 +74,10 @@ pub struct Config {
     pub resolver_token: Option<SecretString>,
     /// Directory of tenant migrations.
     pub migrations_dir: PathBuf,
-    /// Directory `file:` secret references are read under.
-    pub secrets_dir: Option<PathBuf>,
+    /// What the secret backends are built from: the `file:` directory and Vault.
+    pub secrets: SecretSettings,
     /// Where and how tenant databases are created.
-    pub provision: ProvisionConfig,
+    pub provision: ProvisionSettings,
     /// This replica's name in leases and events.
     pub instance_id: String,
     /// Log format.
@@ -77,11 +97,9 @@ pub struct Config {
     /// The listener's header-read timeout and connection cap.
     pub listener: ListenerLimits,
     /// Secret and tenant caching for resolution.
-    pub cache: CacheConfig,
-    /// Vault / OpenBao, when `vault:` references are used.
-    pub vault: Option<crate::secrets::VaultConfig>,
+    pub cache: CacheSettings,
     /// How this replica works on waves.
-    pub waves: WaveConfig,
+    pub waves: WorkerSettings,
     /// CA bundle (PEM) for `sslmode=verify-ca|verify-full` when a connection names none.
     pub ca_file: Option<PathBuf>,
     /// HTTPS on the listener: the certificate chain and its key (PEM), both or neither.
@@ -94,16 +112,9 @@ pub struct Config {
     /// `vault_allowed_prefixes`, never drover's own token files).
     pub ref_scope: secrets::RefScope,
     /// Webhook delivery and event stream limits.
-    pub events: EventsConfig,
-    /// How long a web console session lasts after login (the cookie's Max-Age too).
-    pub console_session_ttl: Duration,
-}
-
-/// The listener's certificate chain and private key (PEM files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub events: DeliverySettings,
+    /// The web console: session lifetime, its public origin, the proxies it believes.
+    pub console: crate::origin::ConsoleSettings,
 }
 
 /// What one client may hold of the listener.
@@ -114,65 +125,6 @@ pub struct ListenerLimits {
     pub header_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
-}
-
-/// Webhook deliveries and event streams.
-#[derive(Debug, Clone, Copy)]
-pub struct EventsConfig {
-    /// First retry delay of a failed delivery; doubles per attempt (capped at 1 h), jittered.
-    pub retry_backoff: Duration,
-    /// A delivery still failing this long after its event is `dead`.
-    pub give_up_after: Duration,
-    /// Longest a receiver may take to answer one delivery.
-    pub timeout: Duration,
-    /// Event stream clients one replica serves at once.
-    pub stream_max_clients: usize,
-    /// Event streams one token (its console sessions included) holds open at once.
-    pub stream_max_per_token: usize,
-}
-
-/// Provisioning: the servers and the names a tenant created from its slug gets.
-#[derive(Debug, Clone)]
-pub struct ProvisionConfig {
-    /// `[[provision_servers]]`, or `DROVER_PROVISION_URL` as `default`; empty: provisioning
-    /// is refused.
-    pub servers: Vec<crate::provision::Server>,
-    /// Template of `db_name` (`{slug}`, `{ident}` = slug with `-` → `_`).
-    pub db_name: String,
-    /// Template of `db_user`.
-    pub db_user: String,
-    /// Template of `db_secret_ref`.
-    pub secret_ref: String,
-    /// Automatic retries of a retryable failure (0: none).
-    pub retries: u32,
-    /// First retry delay; doubles per retry, capped at 5 minutes.
-    pub retry_backoff: Duration,
-}
-
-/// How this replica works on migration waves.
-#[derive(Debug, Clone, Copy)]
-pub struct WaveConfig {
-    /// A claimed tenant is this replica's for this long unless renewed (renewed every third).
-    pub lease: Duration,
-    /// Tenants this replica migrates at once, over all waves.
-    pub slots: usize,
-    /// How long to poll for a tenant's advisory lock before giving up (retryable).
-    pub lock_wait: Duration,
-    /// First retry delay; doubles per attempt, capped at 60 s.
-    pub retry_backoff: Duration,
-}
-
-/// How long resolution trusts what it cached.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheConfig {
-    /// A resolved secret is reused this long without asking the backend.
-    pub secret_ttl: Duration,
-    /// When the backend fails, a value past its TTL is still served this much longer.
-    pub secret_stale_for: Duration,
-    /// A failed read is remembered this long so a broken backend is not hammered.
-    pub secret_negative_ttl: Duration,
-    /// A tenant row is reused this long when change notifications are not arriving.
-    pub tenant_ttl: Duration,
 }
 
 /// One thing wrong with the configuration, naming where it came from.

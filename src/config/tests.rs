@@ -162,6 +162,55 @@ fn an_env_prefix_matching_drover_variables_is_a_config_error() {
 }
 
 #[test]
+fn a_public_url_with_a_path_or_a_bad_proxy_network_is_a_config_error_naming_the_key() {
+    let err = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_PUBLIC_URL", "https://drover.example.com/console"),
+            ("DROVER_TRUSTED_PROXIES", "10.0.0.0/8, 10.0.0.0/33"),
+        ]),
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+
+    assert!(shown.contains("DROVER_PUBLIC_URL"), "{shown}");
+    assert!(shown.contains("without a path"), "{shown}");
+    assert!(shown.contains("DROVER_TRUSTED_PROXIES"), "{shown}");
+    assert!(
+        shown.contains("\"10.0.0.0/33\" is not a network"),
+        "{shown}"
+    );
+    let relative =
+        Config::load_with(None, &env(&[("DROVER_PUBLIC_URL", "drover.example.com")])).unwrap_err();
+    assert!(relative.to_string().contains("absolute URL"), "{relative}");
+}
+
+#[test]
+fn the_console_settings_come_from_public_url_and_trusted_proxies() {
+    let cfg = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_PUBLIC_URL", "https://Drover.Example.com:443"),
+            ("DROVER_TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8"),
+            ("DROVER_CONSOLE_SESSION_TTL", "1h"),
+        ]),
+    )
+    .unwrap();
+
+    let console = &cfg.console;
+    assert_eq!(
+        console.public_url.as_ref().map(|u| u.origin()),
+        Some("https://drover.example.com")
+    );
+    assert_eq!(console.trusted_proxies.list(), "10.0.0.0/8, fd00::/8");
+    assert_eq!(console.session_ttl, Duration::from_secs(3600));
+    assert!(!console.https_listener);
+    let defaults = Config::load_with(None, &env(&[])).unwrap().console;
+    assert_eq!(defaults.public_url, None);
+    assert_eq!(defaults.trusted_proxies.list(), "");
+}
+
+#[test]
 fn durations_accept_units() {
     assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
     assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));

@@ -11,8 +11,8 @@ use super::chart::{self, Bar};
 use super::layout::{self, badge, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::registry::FleetReport;
+use crate::state::AppState;
 use crate::waves::{WaveError, WaveView};
 
 /// Rows of each "needs attention" list shown before "and N more".

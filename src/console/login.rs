@@ -19,7 +19,8 @@ use super::layout;
 use super::session::{self, safe_next, Session};
 use super::ConsoleError;
 use crate::access::{Lookup, Principal, Role};
-use crate::app::AppState;
+use crate::origin::Peer;
+use crate::state::AppState;
 
 /// Query of `GET /ui/login`.
 #[derive(Deserialize)]
@@ -114,10 +115,12 @@ async fn principal(
 /// `POST /ui/login`: a session and its cookie, then the page asked for.
 pub async fn submit(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
-    if !session::same_origin(&state, &headers) {
+    let settings = session::settings(&state);
+    if !session::same_origin(settings, peer, &headers) {
         return Err(ConsoleError::Csrf);
     }
     let next = safe_next(f.next.as_deref());
@@ -125,10 +128,14 @@ pub async fn submit(
         Ok(p) => p,
         Err(why) => return Ok(page(StatusCode::UNAUTHORIZED, &next, Some(why))),
     };
-    let id = session::create(&state, &p, f.token.trim()).await?;
+    let client = settings.client(peer, &headers);
+    let id = session::create(&state, &p, f.token.trim(), client).await?;
+    let secure = settings.secure(peer, &headers);
     let mut resp = Redirect::to(&next).into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session::set_cookie(&state, &id));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(settings, &id, secure),
+    );
     Ok(resp)
 }
 

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Choices, and why:
-//! - **Its own router, merged beside the API** (`src/http/mod.rs`), not in the OpenAPI
+//! - **Its own router, merged beside the API** (by `src/app.rs`), not in the OpenAPI
 //!   document nor in `access::ROUTE_ROLES`: the pages are HTML for people, authenticated by
 //!   a cookie session rather than a bearer token. What a page offers still follows the one
 //!   role table: an action is shown, and accepted, only when the session's role is granted
@@ -30,12 +30,14 @@
 //!   one-year immutable cache.
 //! - **Sessions in the control DB** (`console_sessions`, V15), so any replica serves any
 //!   request; the id is stored hashed, the cookie is HttpOnly, SameSite=Strict, Path=/ui,
-//!   Secure on HTTPS, and lasts `console_session_ttl` (default 8 h). Every request checks
+//!   Secure when the browser came over HTTPS (the listener's own, or `public_url` / a trusted
+//!   proxy's word, see [`crate::origin`]), and lasts `console_session_ttl` (default 8 h). Every request checks
 //!   the login token again (revoked or expired ends the session within the access cache's
 //!   second).
 //! - **CSRF**: every POST under the guard must carry the session's token in the form field
 //!   `csrf`, checked in the guard itself so a new action cannot forget it; a POST whose
-//!   `Origin` is present and not this site is refused too (login included).
+//!   `Origin` is present and not this site is refused too (login included). "This site" is
+//!   `public_url` when set, else the request's scheme and host ([`crate::origin`]).
 //! - **Headers**: every response carries a strict `Content-Security-Policy` (no inline
 //!   script or style anywhere: the CSP forbids both), `nosniff` and `Referrer-Policy`.
 //!
@@ -62,7 +64,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
+
+pub use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
 
 /// The console's routes, to be merged into the daemon's router (outside the API's bearer
 /// token middleware).

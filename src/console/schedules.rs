@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::layout::{self, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::schedule::{parse_timezone, ScheduleError, ScheduleView};
+use crate::state::AppState;
 use crate::waves::WaveState;
 
 /// Fires listed per schedule, newest first.

@@ -21,8 +21,9 @@ use subtle::ConstantTimeEq;
 
 use super::ConsoleError;
 use crate::access::{needed_role, Lookup, Principal, Role};
-use crate::app::AppState;
+use crate::origin::{ConsoleSettings, Peer};
 use crate::registry::Actor;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "drover_session";
@@ -123,6 +124,11 @@ fn random_hex() -> Result<String, ConsoleError> {
     Ok(hex(&b))
 }
 
+/// The console's settings. The one place the console reads them from the state.
+pub fn settings(state: &AppState) -> &ConsoleSettings {
+    &state.config.console
+}
+
 /// What proves root's session still matches the configured admin token.
 fn root_check(state: &AppState, session_id: &str) -> [u8; 32] {
     let key = ring::hmac::Key::new(
@@ -135,11 +141,13 @@ fn root_check(state: &AppState, session_id: &str) -> [u8; 32] {
     out
 }
 
-/// Starts a session for `principal`, who presented `token`. Returns the cookie value.
+/// Starts a session for `principal`, who presented `token` from `from` (for the log).
+/// Returns the cookie value.
 pub async fn create(
     state: &AppState,
     principal: &Principal,
     token: &str,
+    from: Option<std::net::IpAddr>,
 ) -> Result<String, ConsoleError> {
     let id = random_hex()?;
     let csrf = random_hex()?;
@@ -148,7 +156,7 @@ pub async fn create(
     } else {
         crate::access::tokens::sha256(token)
     };
-    let ttl = chrono::Duration::from_std(state.config.console_session_ttl)
+    let ttl = chrono::Duration::from_std(settings(state).session_ttl)
         .map_err(|_| ConsoleError::Invalid("console_session_ttl is out of range".into()))?;
     let client = state.pool.get().await?;
     // Sweep first: the table holds live sessions only, whatever the login rate.
@@ -173,7 +181,8 @@ pub async fn create(
             ],
         )
         .await?;
-    tracing::info!(identity = %principal.identity, "console login");
+    let from = from.map_or_else(|| "unknown".to_string(), |c| c.to_string());
+    tracing::info!(identity = %principal.identity, client = %from, "console login");
     Ok(id)
 }
 
@@ -244,14 +253,11 @@ pub fn cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// `Set-Cookie` for a new session.
-pub fn set_cookie(state: &AppState, id: &str) -> HeaderValue {
-    let secure = if state.config.https.is_some() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let max_age = state.config.console_session_ttl.as_secs();
+/// `Set-Cookie` for a new session; `Secure` when the browser came over HTTPS (see
+/// [`ConsoleSettings::secure`]).
+pub fn set_cookie(settings: &ConsoleSettings, id: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = settings.session_ttl.as_secs();
     let v =
         format!("{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -262,21 +268,17 @@ pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("drover_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-/// Whether a request's `Origin`, when present, is this site. Browsers send it on every
-/// POST; a missing one (older clients, curl) is left to the CSRF token.
-pub fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+/// Whether a request's `Origin`, when present, is this site: `public_url`, else the scheme
+/// and host the request came with (see [`ConsoleSettings::expected_origin`]). Browsers send
+/// it on every POST; a missing one (older clients, curl) is left to the CSRF token.
+pub fn same_origin(settings: &ConsoleSettings, peer: Peer, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(expected) = settings.expected_origin(peer, headers) else {
         return false;
     };
-    let scheme = if state.config.https.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    origin.to_str().ok() == Some(&format!("{scheme}://{host}"))
+    origin.to_str().ok() == Some(expected.as_str())
 }
 
 /// `next` when it is a console path (no open redirect to another site), else `/ui/`.
@@ -328,7 +330,11 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST {
-        if !same_origin(&state, &parts.headers) {
+        if !same_origin(
+            settings(&state),
+            Peer::of(&parts.extensions),
+            &parts.headers,
+        ) {
             return ConsoleError::Csrf.into_response();
         }
         let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {

@@ -12,9 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::session::{self, Session};
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::events::stream::Holder;
 use crate::events::FilterParams;
+use crate::state::AppState;
 
 /// Same filters as `/v1/events/stream` (`type`, `tenant`, `wave`, `actor`).
 pub async fn events(

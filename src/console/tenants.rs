@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::layout::{self, badge, Nav, Page};
 use super::session::{encode, Session};
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::events::FilterParams;
 use crate::registry::{ListFilter, Tenant, TenantStatus};
+use crate::state::AppState;
 
 /// Tenants per page.
 const PAGE: i64 = 50;

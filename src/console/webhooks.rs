@@ -11,9 +11,9 @@ use maud::{html, Markup};
 use super::layout::{self, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
 use crate::events::webhooks::outbox::{self, DeliveryFailure as Failure};
 use crate::events::webhooks::{self, WebhookView};
+use crate::state::AppState;
 
 /// Failed attempts listed per subscription, newest first.
 const LAST_FAILURES: i64 = 5;
@@ -107,6 +107,15 @@ fn summary(hooks: &[WebhookView], extra: &HashMap<String, Extra>) -> Markup {
     }
 }
 
+/// The format's label; a stored name this drover does not know is shown as it is, marked
+/// (its deliveries fail naming it).
+fn format_label(name: &str) -> String {
+    match webhooks::Format::named(name) {
+        Some(f) => f.label.to_string(),
+        None => format!("{name} (unknown to this drover)"),
+    }
+}
+
 fn hook(h: &WebhookView, e: Extra) -> Markup {
     let heading = format!("hook-{}", h.name);
     html! {
@@ -115,7 +124,7 @@ fn hook(h: &WebhookView, e: Extra) -> Markup {
             dl.facts {
                 dt { "URL" } dd { code { (display_url(&h.url)) } }
                 dt { "Events" } dd { @for t in &h.events { span.label { (t) } } }
-                dt { "Format" } dd { (match h.format { webhooks::Format::Json => "JSON", webhooks::Format::Slack => "Slack" }) }
+                dt { "Format" } dd { (format_label(&h.format)) }
                 dt { "Created" } dd { (layout::time(&h.created_at)) " by " (h.created_by) }
             }
             h3 { "Last failures" }

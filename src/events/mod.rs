@@ -19,6 +19,10 @@
 //! The outbox rows come from a database trigger rather than a Rust call after each
 //! insert: the trigger cannot be forgotten by a new caller, and it keeps the event and its
 //! deliveries atomic even for callers that write one event outside a transaction.
+//!
+//! Settings: [`DeliverySettings`] (`webhook_retry_backoff`, `webhook_give_up_after`,
+//! `webhook_timeout`, `stream_max_clients` and the replica's `instance_id`), filled by the
+//! configuration; [`Events::new`] takes nothing else of it.
 
 pub mod feed;
 pub mod notify;
@@ -341,6 +345,23 @@ impl FilterParams {
     }
 }
 
+/// Webhook deliveries and event streams of one replica.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// First retry delay of a failed delivery; doubles per attempt (capped at 1 h), jittered.
+    pub retry_backoff: std::time::Duration,
+    /// A delivery still failing this long after its event is `dead`.
+    pub give_up_after: std::time::Duration,
+    /// Longest a receiver may take to answer one delivery.
+    pub timeout: std::time::Duration,
+    /// Event stream clients one replica serves at once.
+    pub stream_max_clients: usize,
+    /// Event streams one token (its console sessions included) holds open at once.
+    pub stream_max_per_token: usize,
+    /// This replica's name, on the delivery claims it holds.
+    pub instance_id: String,
+}
+
 /// What the events module shares with handlers and tasks.
 pub struct Events {
     /// The control pool.
@@ -362,14 +383,13 @@ pub struct Events {
 }
 
 impl Events {
-    /// The module's state for a daemon with `config`.
+    /// The module's state for a replica delivering as `ev` says.
     pub fn new(
         pool: deadpool_postgres::Pool,
         secrets: crate::secrets::SecretStore,
-        config: &crate::config::Config,
+        ev: &DeliverySettings,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Events, reqwest::Error> {
-        let ev = &config.events;
         let sender = webhooks::deliver::Sender {
             pool: pool.clone(),
             secrets: secrets.clone(),
@@ -381,7 +401,7 @@ impl Events {
                 give_up_after: ev.give_up_after,
             },
             timeout: ev.timeout,
-            instance: config.instance_id.clone(),
+            instance: ev.instance_id.clone(),
             limits: webhooks::deliver::Limits::default(),
         };
         Ok(Events {

@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::access::{needed_role, Lookup, Needed, Principal};
-use crate::app::AppState;
 use crate::registry::Actor;
+use crate::state::AppState;
 
 /// Constant-time comparison of the presented token with the expected one.
 fn token_matches(presented: &str, expected: &SecretString) -> bool {

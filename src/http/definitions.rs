@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::openapi as doc;
 use super::{ApiError, Caller};
-use crate::app::AppState;
 use crate::manifest::{parse_one, BodyError, Definition, Problem};
 use crate::registry::Tenant;
+use crate::state::AppState;
 
 /// Media types read as YAML; `application/json` (and `+json`) as JSON.
 pub const YAML_TYPES: &[&str] = &["application/yaml", "application/x-yaml", "text/yaml"];

@@ -275,9 +275,10 @@ impl From<WaveError> for ApiError {
     }
 }
 
-impl From<crate::migrate::PublishedError> for ApiError {
-    fn from(e: crate::migrate::PublishedError) -> Self {
-        use crate::migrate::{PublishedError as P, SetError};
+impl From<crate::sets::PublishedError> for ApiError {
+    fn from(e: crate::sets::PublishedError) -> Self {
+        use crate::migrate::SetError;
+        use crate::sets::PublishedError as P;
         let e = match e {
             P::Db(db) => return db.into(),
             other => other,

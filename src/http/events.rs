@@ -13,11 +13,11 @@ use super::auth::NamedToken;
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::access::{Lookup, Principal};
-use crate::app::AppState;
 use crate::events::feed::{self, Page};
 use crate::events::stream::{self, ClientGuard, Holder};
 use crate::events::webhooks::{self, TestResult, WebhookRequest, WebhookView};
 use crate::events::{Event, EventsError, FilterParams};
+use crate::state::AppState;
 
 /// How often an idle stream sends a comment so proxies keep it open.
 /// The `Last-Event-ID` header of `GET /v1/events/stream`.
@@ -274,15 +274,19 @@ pub async fn test(
             field: "secret_ref",
             message: e.to_string(),
         })?;
-    let outcome = match s.events.secrets.read(&reference).await {
-        Ok(secret) => {
-            let body = webhooks::body(&event, delivery_id, hook.format);
+    let body = webhooks::body(&event, delivery_id, &hook.format);
+    let outcome = match (s.events.secrets.read(&reference).await, body) {
+        (Ok(secret), Ok(body)) => {
             s.events
                 .sender
                 .post(&hook.url, "webhook.test", delivery_id, &secret, body)
                 .await
         }
-        Err(e) => crate::events::webhooks::outbox::Outcome::Failed {
+        (Err(e), _) => crate::events::webhooks::outbox::Outcome::Failed {
+            status: None,
+            error: e.to_string(),
+        },
+        (_, Err(e)) => crate::events::webhooks::outbox::Outcome::Failed {
             status: None,
             error: e.to_string(),
         },

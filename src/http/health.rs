@@ -6,9 +6,9 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::db;
 use crate::registry::HealthReport;
+use crate::state::AppState;
 
 /// Liveness: the process answers.
 #[utoipa::path(
@@ -23,7 +23,8 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: the control DB answers and its schema is at this binary's head. The body
 /// also lists the preflight checks (`drover doctor`'s, at most [`crate::preflight::CACHE_FOR`]
 /// old); a failed one does not make the replica unready, since resolution still works
-/// without, say, a provisioning server.
+/// without, say, a provisioning server. So too the background tasks that failed lately
+/// (`failing_tasks`, see [`crate::tasks`]): they restart on their own.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations", operation_id = "readyz",
     summary = "Readiness: control DB reachable, its schema at this binary's head",
@@ -32,8 +33,10 @@ pub async fn healthz() -> Json<Value> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, Json(mut body)) = readiness(&state).await;
-    let checks = state.preflight.get(&state.config, &state.pool).await;
+    let (provision, secrets) = (&state.config.provision, &state.config.secrets);
+    let checks = state.preflight.get(provision, secrets, &state.pool).await;
     body["checks"] = json!(checks);
+    body["failing_tasks"] = json!(state.tasks.failing());
     (status, Json(body))
 }
 
@@ -87,36 +90,6 @@ pub async fn registry_health(
     ))
 }
 
-/// `GET /metrics`: Prometheus text format; no token (scrapers rarely carry one, and
-/// nothing here names a tenant or a secret).
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    summary = "Prometheus metrics", description = "The Prometheus text exposition format (names prefixed `drover_`).",
-    responses((status = 200, description = "Metrics in the Prometheus text format (version 0.0.4).", body = String, content_type = "text/plain"))
-)]
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    // A failed lookup leaves the gauge to the directory's files rather than failing the
-    // scrape; the control DB's health has its own series.
-    let latest = match state.catalog.newest_version().await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the newest migration set");
-            state.catalog.latest()
-        }
-    };
-    let body = state
-        .metrics
-        .render(&state.pool, latest, state.leadership.is_leader())
-        .await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
-}
-
 /// `GET /healthz`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -138,6 +111,10 @@ pub struct Ready {
     /// The preflight checks of `drover doctor`, at most 30 s old; a failed one does not
     /// make the replica unready.
     checks: Vec<crate::preflight::Check>,
+    /// Background tasks that panicked, failed or returned early and have not yet run a
+    /// minute since their restart (empty when all is well); they do not make the replica
+    /// unready.
+    failing_tasks: Vec<crate::tasks::FailingTask>,
 }
 
 /// `GET /readyz` when not ready.
@@ -148,6 +125,7 @@ pub struct NotReady {
     status: String,
     reason: String,
     checks: Vec<crate::preflight::Check>,
+    failing_tasks: Vec<crate::tasks::FailingTask>,
 }
 
 #[derive(utoipa::ToSchema)]

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::app::AppState;
-use crate::migrate::published::{self, PushRequest, SetView};
+use crate::sets::published::{self, PushRequest, SetUse, SetUsers, SetView};
+use crate::state::AppState;
 
 /// `POST /v1/migration-sets` → 201 with the new set, or 200 with the same set when these
 /// files were pushed before (the label, if new, is added).
@@ -90,7 +90,7 @@ pub async fn get(
     } else {
         published::find(&s.pool, &id).await?
     };
-    let id = found.ok_or(published::PublishedError::NotFound(id))?;
+    let id = found.ok_or(crate::sets::PublishedError::NotFound(id))?;
     Ok(Json(published::view(&s.pool, &id).await?))
 }
 
@@ -107,6 +107,24 @@ pub async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    published::delete(&s.pool, &id).await?;
+    published::delete(&s.pool, &id, &FleetUsers).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who uses a set: the unfinished waves running it and the schedules naming it, each read
+/// by the module owning the table, in the delete's transaction.
+struct FleetUsers;
+
+impl SetUsers for FleetUsers {
+    async fn users(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        id: &str,
+        names: &[String],
+    ) -> Result<SetUse, tokio_postgres::Error> {
+        Ok(SetUse {
+            waves: crate::waves::overview::unfinished_on_pushed_set(tx, id).await?,
+            schedules: crate::schedule::store::naming_sets(tx, names).await?,
+        })
+    }
 }

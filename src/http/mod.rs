@@ -3,7 +3,8 @@
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route
 //! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17). The web console's
-//! routes (`/ui/`, [`crate::console`]) are merged in beside them with their own session guard.
+//! routes (`/ui/`, [`crate::console`]) are not mounted here: [`crate::app`] merges them
+//! beside these, with their own session guard, and both pass through [`layers`].
 
 mod auth;
 mod definitions;
@@ -11,6 +12,7 @@ pub mod error;
 mod events;
 mod health;
 pub mod https;
+pub mod metrics;
 mod migration_sets;
 pub mod openapi;
 mod resolve;
@@ -31,25 +33,29 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 pub use auth::Caller;
 pub use error::ApiError;
 /// The event stream, also behind the web console's session (`/ui/stream`).
 pub use events::open_stream as event_stream;
 
-/// The complete router.
-pub fn router(state: AppState) -> Router {
+/// The API's routes behind their bearer-token guard, with the JSON 404 for any other path.
+/// [`crate::app`] merges the web console's router beside it and wraps both in [`layers`].
+pub fn router(state: &AppState) -> Router<AppState> {
     let (routes, _) = api(state.config.max_set_bytes).split_for_parts();
-    let api = routes
+    routes
         .fallback(|| async { ApiError::no_route() })
-        // Inside `track`, so refused requests are counted and timed too.
+        // Inside `track` (see `layers`), so refused requests are counted and timed too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
-        ));
-    // The web console (`/ui/`) is merged after the bearer-token layer: its pages use a
-    // cookie session and their own guard (see `crate::console`), and are not API routes.
-    api.merge(crate::console::router(state.clone()))
+        ))
+}
+
+/// What every request passes through, API and console alike: request counting and timing,
+/// the body limit and the trace span.
+pub fn layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
@@ -112,7 +118,7 @@ pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::Root::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(openapi::document))
-        .routes(routes!(health::metrics))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(health::readyz))
         .nest("/v1", v1)
 }

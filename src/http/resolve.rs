@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::openapi as doc;
 use super::ApiError;
-use crate::app::AppState;
 use crate::resolve::Resolution;
+use crate::state::AppState;
 
 fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()

@@ -8,10 +8,10 @@ use axum::Json;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, Caller};
-use crate::app::AppState;
 use crate::schedule::leader::{LeaderView, ReplicaView};
 use crate::schedule::store::{fire_in, parse_template, Fired};
 use crate::schedule::{NewSchedule, ScheduleError, SchedulePatch, ScheduleView};
+use crate::state::AppState;
 
 impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {

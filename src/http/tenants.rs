@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::app::AppState;
 use crate::registry::{
     Event, ListFilter, NewTenant, Page, Tenant, TenantLimits, TenantPatch, TenantStatus,
 };
+use crate::state::AppState;
 
 /// `GET /v1/tenants?status=&label=k=v&q=&email=&limit=&cursor=&include_deleted=`.
 #[utoipa::path(

@@ -7,7 +7,7 @@ use axum::Json;
 use super::openapi as doc;
 use super::{ApiError, ApiJson, Caller};
 use crate::access::{CreatedToken, NewToken, TokenInfo};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/tokens {"name", "role", "expires_in"?}` → 201 with the token, shown once.
 #[utoipa::path(

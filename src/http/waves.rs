@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::app::AppState;
 use crate::registry::FleetReport;
+use crate::state::AppState;
 use crate::waves::analysis::CheckKind;
 use crate::waves::store::TargetView;
 use crate::waves::timeline::Timeline;

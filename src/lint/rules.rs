@@ -11,6 +11,7 @@ use pg_query::protobuf::{
 use pg_query::{NodeEnum, NodeRef};
 
 use super::{Finding, Level};
+use crate::migrate::split::{stmt_range, Scanned};
 use crate::migrate::MigrationFile;
 
 /// id, level, documentation.
@@ -108,31 +109,12 @@ impl Stmt<'_> {
     }
 }
 
-/// The comments and blank lines before a statement, its text without them, and the
-/// 1-based line it starts on.
-fn locate(sql: &str, start: usize, len: usize) -> (&str, &str, usize) {
-    let end = if len == 0 { sql.len() } else { start + len };
-    let raw = sql.get(start..end.min(sql.len())).unwrap_or_default();
-    let mut offset = 0;
-    for l in raw.split_inclusive('\n') {
-        let t = l.trim();
-        if t.is_empty() || t.starts_with("--") {
-            offset += l.len();
-        } else {
-            break;
-        }
-    }
-    let text = raw[offset..].trim();
-    let line = sql[..start + offset].matches('\n').count() + 1;
-    (&raw[..offset], text, line)
-}
-
-/// `-- drover:allow <rule> <reason>` comments in `raw`: the rules allowed, and the ones
-/// written without a reason.
-fn allows(raw: &str) -> (Vec<String>, Vec<String>) {
+/// `-- drover:allow <rule> <reason>` comments among `comments`: the rules allowed, and
+/// the ones written without a reason.
+fn allows(comments: &[&str]) -> (Vec<String>, Vec<String>) {
     let (mut ok, mut bare) = (Vec::new(), Vec::new());
-    for l in raw.lines() {
-        let Some(rest) = l.trim().strip_prefix("--") else {
+    for c in comments {
+        let Some(rest) = c.trim().strip_prefix("--") else {
             continue;
         };
         let Some(rest) = rest.trim().strip_prefix("drover:allow") else {
@@ -152,9 +134,10 @@ fn allows(raw: &str) -> (Vec<String>, Vec<String>) {
 
 /// Lints one file, in the scope of the files before it.
 pub(super) fn lint_file(file: &MigrationFile, scope: &mut Scope) -> Vec<Finding> {
-    let parsed = match pg_query::parse(&file.sql) {
-        Ok(p) => p,
-        Err(e) => {
+    // The scanner places each statement's comments; what parses also scans.
+    let (parsed, scanned) = match (pg_query::parse(&file.sql), Scanned::new(&file.sql)) {
+        (Ok(p), Ok(s)) => (p, s),
+        (Err(e), _) | (_, Err(e)) => {
             let stmt = Stmt {
                 file,
                 text: "",
@@ -173,16 +156,12 @@ pub(super) fn lint_file(file: &MigrationFile, scope: &mut Scope) -> Vec<Finding>
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        let (start, len) = (
-            raw.stmt_location.max(0) as usize,
-            raw.stmt_len.max(0) as usize,
-        );
-        let (comments, text, line) = locate(&file.sql, start, len);
-        let (allowed, bare) = allows(comments);
+        let piece = scanned.piece(stmt_range(&file.sql, raw));
+        let (allowed, bare) = allows(&piece.comments);
         let stmt = Stmt {
             file,
-            text,
-            line,
+            text: piece.text,
+            line: file.sql[..piece.offset].matches('\n').count() + 1,
             allowed,
         };
         for rule in bare {

@@ -210,6 +210,23 @@ fn an_allow_comment_with_a_reason_silences_the_next_statement_only() {
 }
 
 #[test]
+fn an_allow_comment_counts_only_where_postgresql_reads_a_comment_before_the_statement() {
+    // Inside a nested block comment, or a dollar-quoted body, the line is no comment.
+    flags(
+        "/* outer /* inner */\n-- drover:allow ban-drop-table not a comment\n*/\nDROP TABLE accounts;",
+        "ban-drop-table",
+    );
+    flags(
+        "DO $x$ BEGIN NULL; END $x$;\nSELECT $y$\n-- drover:allow ban-drop-table in a string\n$y$;\nDROP TABLE accounts;",
+        "ban-drop-table",
+    );
+    let sql = "SELECT 1; -- drover:allow ban-drop-table the table is empty everywhere\n\
+               /* why */ DROP TABLE accounts;";
+    let report = lint_files(&[&file(2, sql)]);
+    assert!(report.findings.is_empty(), "{report:#?}");
+}
+
+#[test]
 fn an_allow_comment_without_a_reason_is_itself_an_error() {
     flags(
         "-- drover:allow require-concurrent-index-creation\nCREATE INDEX a1 ON accounts (email);",

@@ -7,26 +7,35 @@
 //!   └► pg_try_advisory_lock(TENANT_LOCK_KEY), as a real run: never beside a real run
 //!       ├► read refinery_schema_history, check it against the files (drift → error)
 //!       ├► pg_total_relation_size of the relations the pending files name (pg_query)
-//!       ├► BEGIN
+//!       ├► BEGIN; the transaction's id and how the session reads text (Guard)
 //!       │    for each pending file ≤ target, in order:
-//!       │      no-transaction file, or one that ends transactions itself → stop: it and
-//!       │                                   every later file are listed, never executed
-//!       │      execute the file's SQL       → error: which file, SQLSTATE, message, detail
+//!       │      no-transaction file, a session that would read its text otherwise than
+//!       │      drover (standard_conforming_strings off, a non-UTF-8 client encoding), or a
+//!       │      statement that ends or starts a transaction (PostgreSQL's parser, `split`)
+//!       │                                 → stop: it and every later file are listed,
+//!       │                                   never executed
+//!       │      SAVEPOINT; execute the file's SQL; the same transaction id still? (the
+//!       │      savepoint released, or rolled back to after an error)
+//!       │                                 → no: needs-attention error naming the file
+//!       │                                   (the wave halts); yes, but it failed: error
+//!       │                                   (which file, SQLSTATE, message, detail)
 //!       ├► ROLLBACK (always; on error too)
 //!       └► pg_advisory_unlock, close
 //! ```
 //!
 //! Nothing is written: no history row, no `refinery_schema_history` table, no schema or
 //! data change. One thing PostgreSQL never rolls back is a sequence advanced by
-//! `nextval` (an `INSERT` into a serial column): those values stay consumed.
+//! `nextval` (an `INSERT` into a serial column): those values stay consumed; and what a
+//! file does through another connection (`dblink`, `COPY … PROGRAM`) is not this
+//! transaction's to roll back.
 
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient, SimpleQueryMessage, Transaction};
 
 use super::error::MigrateError;
 use super::set::{MigrationFile, MigrationSet};
-use super::split::split_statements;
+use super::split::{transaction_control, TransactionControl};
 use super::tenant::{check_history, connect_with, read_history, simple_bool, take_lock};
 use super::tenant::{RunLimits, TenantConnection, TENANT_LOCK_KEY};
 
@@ -98,31 +107,6 @@ async fn sizes(client: &Client, names: &[String]) -> Result<Vec<TableSize>, toki
     Ok(out)
 }
 
-/// The first statement of `sql` that would end or start a transaction itself (it would
-/// commit the dry run's work), if any.
-pub fn transaction_control(sql: &str) -> Option<String> {
-    split_statements(sql).into_iter().find(|stmt| {
-        let mut rest = stmt.trim_start();
-        while let Some(after) = rest.strip_prefix("/*") {
-            rest = after
-                .find("*/")
-                .map_or("", |i| &after[i + 2..])
-                .trim_start();
-        }
-        let mut words = rest
-            .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
-            .filter(|w| !w.is_empty() && !w.starts_with("--"))
-            .map(str::to_ascii_uppercase);
-        match words.next().as_deref() {
-            Some("BEGIN" | "START" | "COMMIT" | "END" | "ABORT") => true,
-            // ROLLBACK TO SAVEPOINT stays inside the transaction; ROLLBACK ends it.
-            Some("ROLLBACK") => words.next().as_deref() != Some("TO"),
-            Some("PREPARE") => words.next().as_deref() == Some("TRANSACTION"),
-            _ => false,
-        }
-    })
-}
-
 /// Dry-runs `target` on one tenant (see the module diagram).
 pub async fn dry_run(
     conn: &TenantConnection,
@@ -180,38 +164,192 @@ async fn run_locked(
         .transaction()
         .await
         .map_err(|e| MigrateError::from_pg(pending[0].version, &e))?;
+    let result = run_files(&tx, &pending, &mut out).await;
+    out.migrate_time = started.elapsed();
+    // Rolled back on every path; after an escape this ends whatever the file left open.
+    let rolled_back = tx.rollback().await;
+    result?;
+    rolled_back.map_err(|e| MigrateError::from_pg(out.checked.last().copied().unwrap_or(0), &e))?;
+    Ok(out)
+}
+
+/// Executes `pending` in the open transaction `tx`, in order, until one may not run or
+/// fails; checks the session before each file (see [`Guard`]).
+async fn run_files(
+    tx: &Transaction<'_>,
+    pending: &[&MigrationFile],
+    out: &mut DryRunOutcome,
+) -> Result<(), MigrateError> {
+    let (guard, mut session) = Guard::open(tx)
+        .await
+        .map_err(|e| MigrateError::from_pg(pending[0].version, &e))?;
     for (i, file) in pending.iter().enumerate() {
-        let stop = if file.no_transaction {
-            Some(format!(
-                "{} is a -- drover:no-transaction file: a dry run never executes it, nor the files after it",
-                file.file_name()
-            ))
-        } else {
-            transaction_control(&file.sql).map(|stmt| {
-                let shown: String = stmt.chars().take(60).collect();
-                format!(
-                    "{} ends or starts a transaction itself ({shown}): a dry run never executes it, nor the files after it",
-                    file.file_name()
-                )
-            })
-        };
-        if let Some(reason) = stop {
+        if let Some(reason) = stop_reason(file, &session) {
             out.not_run = pending[i..].iter().map(|f| f.file_name()).collect();
             out.not_run_reason = Some(reason);
-            break;
+            return Ok(());
         }
-        if let Err(e) = tx.batch_execute(&file.sql).await {
-            let cause = MigrateError::from_pg(file.version, &e);
-            let _ = tx.rollback().await;
-            return Err(cause);
-        }
+        session = guard.run(tx, file).await?;
         out.checked.push(file.version);
     }
-    out.migrate_time = started.elapsed();
-    tx.rollback()
-        .await
-        .map_err(|e| MigrateError::from_pg(out.checked.last().copied().unwrap_or(0), &e))?;
-    Ok(out)
+    Ok(())
+}
+
+/// Why `file` must not run in the dry run's transaction, if it must not.
+fn stop_reason(file: &MigrationFile, session: &Session) -> Option<String> {
+    const NEVER: &str = "a dry run never executes it, nor the files after it";
+    let name = file.file_name();
+    if file.no_transaction {
+        return Some(format!(
+            "{name} is a -- drover:no-transaction file: {NEVER}"
+        ));
+    }
+    if let Session::Misreads(setting) = session {
+        return Some(format!(
+            "{name} was not run: {setting} in this session (the tenant's settings or an earlier file), \
+             so PostgreSQL would not read its text as drover does: {NEVER}"
+        ));
+    }
+    match transaction_control(&file.sql)? {
+        TransactionControl::Statement(stmt) => {
+            let shown: String = stmt.chars().take(60).collect();
+            Some(format!(
+                "{name} ends or starts a transaction itself ({shown}): {NEVER}"
+            ))
+        }
+        TransactionControl::Unreadable(why) => Some(format!(
+            "{name} cannot be read by PostgreSQL's scanner ({why}): {NEVER}"
+        )),
+    }
+}
+
+/// The dry run's second line of defence, should a file end its transaction despite the
+/// check of its text: the transaction's id, assigned when it opened (ids are never
+/// reused), compared after every file. Each file also runs inside a savepoint, so that
+/// after a failing file the comparison can still be made (an aborted transaction answers
+/// nothing), and a savepoint that is gone says the transaction is too.
+pub struct Guard {
+    xid: String,
+}
+
+/// What the session is like between two files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Session {
+    /// Still the dry run's transaction, reading text as drover does.
+    Same,
+    /// Still the dry run's transaction, but this setting makes the server read SQL text
+    /// otherwise than drover's parser (`standard_conforming_strings is off`).
+    Misreads(String),
+    /// The transaction the dry run opened has ended.
+    Escaped,
+}
+
+/// The savepoint each file runs in.
+const SAVEPOINT: &str = "drover_dry_run_file";
+
+impl Guard {
+    /// Gives the open transaction its id and remembers it, with how the session reads text.
+    pub async fn open(tx: &impl GenericClient) -> Result<(Guard, Session), tokio_postgres::Error> {
+        let (xid, session) = observe(tx, "txid_current()").await?;
+        Ok((Guard { xid }, session))
+    }
+
+    /// What the session is like now, compared with when the guard opened.
+    pub async fn check(&self, tx: &impl GenericClient) -> Result<Session, tokio_postgres::Error> {
+        let (xid, session) = observe(tx, "txid_current_if_assigned()").await?;
+        // An id that could not be read is never taken for the same one.
+        Ok(if !xid.is_empty() && xid == self.xid {
+            session
+        } else {
+            Session::Escaped
+        })
+    }
+
+    /// Executes `file` inside a savepoint and checks the session after it (one round trip
+    /// before it, one after). An escape is a loud error naming the file.
+    async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        file: &MigrationFile,
+    ) -> Result<Session, MigrateError> {
+        let pg = |e: &tokio_postgres::Error| MigrateError::from_pg(file.version, e);
+        tx.batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
+            .await
+            .map_err(|e| pg(&e))?;
+        let ran = tx.batch_execute(&file.sql).await;
+        let after = match &ran {
+            // Checked before the release: after an escape the release fails, the check not.
+            Ok(()) => {
+                let (checked, released) = futures_util::future::join(
+                    self.check(tx),
+                    tx.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}")),
+                )
+                .await;
+                let checked = checked.map_err(|e| pg(&e))?;
+                if checked != Session::Escaped {
+                    released.map_err(|e| pg(&e))?;
+                }
+                checked
+            }
+            // Back to the savepoint: only then does the transaction answer again.
+            Err(_) => {
+                let (back, checked) = futures_util::future::join(
+                    tx.batch_execute(&format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}")),
+                    self.check(tx),
+                )
+                .await;
+                match (back, checked) {
+                    (Ok(()), Ok(s)) => s,
+                    (Ok(()), Err(e)) => return Err(pg(&e)),
+                    (Err(_), _) => Session::Escaped,
+                }
+            }
+        };
+        if after == Session::Escaped {
+            tracing::error!(file = %file.file_name(), "a dry-run file ended the dry run's transaction itself");
+            return Err(MigrateError::NeedsAttention {
+                version: file.version,
+                why: format!(
+                    "{} ended the dry run's transaction itself: what it ran after that may be \
+                     committed on this tenant; look at the tenant before any wave, and fix the file",
+                    file.file_name()
+                ),
+            });
+        }
+        ran.map_err(|e| pg(&e))?;
+        Ok(after)
+    }
+}
+
+/// The transaction id `xid_sql` reads (empty when none) and how the session reads text.
+async fn observe(
+    tx: &impl GenericClient,
+    xid_sql: &str,
+) -> Result<(String, Session), tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT coalesce({xid_sql}::text, '') AS xid, \
+         current_setting('standard_conforming_strings') AS strings, \
+         current_setting('client_encoding') AS encoding"
+    );
+    let rows = tx.simple_query(&sql).await?;
+    let row = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    let get = |col: &str| {
+        row.and_then(|r| r.try_get(col).ok().flatten())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (strings, encoding) = (get("strings"), get("encoding"));
+    let session = if strings != "on" {
+        Session::Misreads(format!("standard_conforming_strings is {strings}"))
+    } else if encoding != "UTF8" {
+        Session::Misreads(format!("client_encoding is {encoding}"))
+    } else {
+        Session::Same
+    };
+    Ok((get("xid"), session))
 }
 
 #[cfg(test)]
@@ -237,23 +375,5 @@ mod tests {
 
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(names, vec!["accounts", "billing.invoices", "users"]);
-    }
-
-    #[test]
-    fn statements_that_end_the_transaction_are_found_and_others_are_not() {
-        assert!(transaction_control("ALTER TABLE t ADD c int;\nCOMMIT;").is_some());
-        assert!(transaction_control("begin;\ncreate table t (a int);").is_some());
-        assert!(transaction_control("START TRANSACTION; SELECT 1").is_some());
-        assert!(transaction_control("ROLLBACK;").is_some());
-        assert!(transaction_control("/* done */ COMMIT").is_some());
-        assert!(transaction_control("PREPARE TRANSACTION 'x'").is_some());
-
-        assert!(transaction_control("SAVEPOINT a; ROLLBACK TO SAVEPOINT a;").is_none());
-        assert!(transaction_control("PREPARE q AS SELECT 1").is_none());
-        assert!(transaction_control(
-            "DO $$ BEGIN PERFORM 1; END $$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
-        )
-        .is_none());
-        assert!(transaction_control("-- COMMIT later\nALTER TABLE t ADD c int;").is_none());
     }
 }

@@ -1,121 +1,216 @@
-//! Splitting a no-transaction migration into statements, so each can run on its own (a
-//! multi-statement simple query would be an implicit transaction, which `CREATE INDEX
-//! CONCURRENTLY` refuses). Understands quotes, dollar quotes and both comment styles.
+//! Reading migration SQL the way PostgreSQL reads it, never by hand: where its statements
+//! begin and end (a no-transaction file runs them one at a time; lint reports each) and
+//! whether any of them ends or starts a transaction (a dry run must never execute such a
+//! file: it would commit the work it exists to roll back).
+//!
+//! Both come from PostgreSQL's own parser and scanner (`pg_query`, libpg_query), so nested
+//! comments, dollar quotes with tags, `E''` strings, identifiers containing `$` and
+//! `BEGIN ATOMIC` bodies are read exactly as the server reads them. That holds for a
+//! session that reads text with the server's defaults, `standard_conforming_strings` on
+//! and client encoding UTF-8; the dry run checks both before each file.
+//!
+//! A file the parser refuses (a syntax error, or syntax newer than the linked grammar) is
+//! still read by the scanner: its statements end at `;` tokens outside parentheses, and a
+//! transaction keyword anywhere in it counts as transaction control.
 
-/// The statements of `sql`, trimmed, without empty ones and without the trailing `;`.
-pub fn split_statements(sql: &str) -> Vec<String> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    let push = |out: &mut Vec<String>, s: &str| {
-        let meaningful = s.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with("--")
-        });
-        if meaningful {
-            // Leading comment lines (the no-transaction marker) would only clutter errors.
-            let body: Vec<&str> = s
-                .trim()
-                .lines()
-                .skip_while(|l| l.trim_start().starts_with("--"))
-                .collect();
-            out.push(body.join("\n"));
+use std::ops::Range;
+
+use pg_query::protobuf::{RawStmt, ScanToken, Token, TransactionStmtKind};
+use pg_query::NodeEnum;
+
+/// A file's tokens, as PostgreSQL's scanner reads them.
+pub struct Scanned<'a> {
+    sql: &'a str,
+    tokens: Vec<ScanToken>,
+}
+
+/// One statement of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece<'a> {
+    /// The `--` comments before it (where `-- drover:…` markers live).
+    pub comments: Vec<&'a str>,
+    /// From its first token that is not a `--` comment to its end, trimmed, without `;`.
+    pub text: &'a str,
+    /// Byte offset of `text` in the file.
+    pub offset: usize,
+}
+
+impl<'a> Scanned<'a> {
+    /// Scans `sql`; fails where the server's scanner would (an unterminated quote or
+    /// comment, a NUL byte).
+    pub fn new(sql: &'a str) -> Result<Scanned<'a>, pg_query::Error> {
+        Ok(Scanned {
+            sql,
+            tokens: pg_query::scan(sql)?.tokens,
+        })
+    }
+
+    fn text(&self, t: &ScanToken) -> &'a str {
+        self.sql.get(t.start as usize..t.end as usize).unwrap_or("")
+    }
+
+    fn within(&self, range: &Range<usize>) -> impl Iterator<Item = &ScanToken> {
+        let range = range.clone();
+        self.tokens
+            .iter()
+            .filter(move |t| range.contains(&(t.start as usize)))
+    }
+
+    /// The statement occupying `range` of the file: its leading `--` comments apart.
+    pub fn piece(&self, range: Range<usize>) -> Piece<'a> {
+        let end = range.end.min(self.sql.len());
+        let mut comments = Vec::new();
+        let mut offset = end;
+        for t in self.within(&range) {
+            if t.token == Token::SqlComment as i32 {
+                comments.push(self.text(t));
+            } else {
+                offset = t.start as usize;
+                break;
+            }
         }
+        let text = self.sql.get(offset..end).unwrap_or("").trim();
+        Piece {
+            comments,
+            text,
+            offset,
+        }
+    }
+
+    /// Statement ranges by the scanner alone: up to each `;` outside parentheses.
+    fn ranges(&self) -> Vec<Range<usize>> {
+        let (mut out, mut start, mut depth) = (Vec::new(), 0, 0i32);
+        for t in &self.tokens {
+            match Token::try_from(t.token) {
+                Ok(Token::Ascii40) => depth += 1,
+                Ok(Token::Ascii41) => depth -= 1,
+                Ok(Token::Ascii59) if depth <= 0 => {
+                    out.push(start..t.start as usize);
+                    start = t.end as usize;
+                }
+                _ => {}
+            }
+        }
+        out.push(start..self.sql.len());
+        out
+    }
+}
+
+/// The byte range of a parsed statement in `sql` (without its `;`).
+pub fn stmt_range(sql: &str, raw: &RawStmt) -> Range<usize> {
+    let start = raw.stmt_location.max(0) as usize;
+    // A length of 0 means "to the end of the input" (the last statement).
+    let end = match raw.stmt_len.max(0) as usize {
+        0 => sql.len(),
+        len => (start + len).min(sql.len()),
     };
-    while i < b.len() {
-        match b[i] {
-            b'\'' | b'"' => {
-                let q = b[i];
-                i += 1;
-                while i < b.len() {
-                    if b[i] == q {
-                        // A doubled quote is an escaped quote, not the end.
-                        if i + 1 < b.len() && b[i + 1] == q {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b'$' => {
-                // $tag$ ... $tag$ where tag is empty or an identifier.
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
-                match tag_end.map(|n| i + 1 + n) {
-                    Some(j)
-                        if b[j] == b'$' && !b[i + 1..j].first().is_some_and(u8::is_ascii_digit) =>
-                    {
-                        let tag = &sql[i..=j];
-                        match sql[j + 1..].find(tag) {
-                            Some(end) => i = j + 1 + end + tag.len(),
-                            None => i = b.len(),
-                        }
-                    }
-                    _ => i += 1,
-                }
-            }
-            b';' => {
-                push(&mut out, &sql[start..i]);
-                i += 1;
-                start = i;
-            }
-            _ => i += 1,
-        }
+    start..end
+}
+
+/// The statements of `sql`, trimmed, without empty ones, without the trailing `;` and
+/// without the `--` comment lines before each (the no-transaction marker would only
+/// clutter errors). A file even the scanner cannot read is one statement: the server
+/// says what is wrong with it.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let Ok(scanned) = Scanned::new(sql) else {
+        return Some(sql.trim())
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect();
+    };
+    let ranges = match pg_query::parse(sql) {
+        Ok(parsed) => parsed
+            .protobuf
+            .stmts
+            .iter()
+            .map(|raw| stmt_range(sql, raw))
+            .collect(),
+        Err(_) => scanned.ranges(),
+    };
+    ranges
+        .into_iter()
+        .map(|r| scanned.piece(r).text)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Why a dry run must not execute a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionControl<'a> {
+    /// This statement ends or starts a transaction (the parser's `TransactionStmt`; for a
+    /// file it refuses, the scanner's text from a transaction keyword to the next `;`).
+    Statement(&'a str),
+    /// Not even the scanner can read the file, so nothing can be said about it.
+    Unreadable(String),
+}
+
+/// Whether a transaction statement of this kind ends the transaction it runs in (or starts
+/// one). Savepoints stay inside it.
+fn ends_transaction(kind: i32) -> bool {
+    use TransactionStmtKind::*;
+    match TransactionStmtKind::try_from(kind) {
+        Ok(TransStmtSavepoint | TransStmtRelease | TransStmtRollbackTo) => false,
+        // BEGIN, START, COMMIT/END (AND CHAIN too), ROLLBACK/ABORT, PREPARE TRANSACTION,
+        // COMMIT/ROLLBACK PREPARED, and any kind this build does not know.
+        _ => true,
     }
-    if start < b.len() {
-        push(&mut out, &sql[start..]);
+}
+
+/// The first statement of `sql` that would end or start a transaction itself, if any.
+pub fn transaction_control(sql: &str) -> Option<TransactionControl<'_>> {
+    let scanned = match Scanned::new(sql) {
+        Ok(s) => s,
+        Err(e) => return Some(TransactionControl::Unreadable(e.to_string())),
+    };
+    match pg_query::parse(sql) {
+        Ok(parsed) => parsed.protobuf.stmts.iter().find_map(|raw| {
+            match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::TransactionStmt(t)) if ends_transaction(t.kind) => Some(
+                    TransactionControl::Statement(scanned.piece(stmt_range(sql, raw)).text),
+                ),
+                _ => None,
+            }
+        }),
+        Err(_) => scanned.keyword_control(),
     }
-    out
+}
+
+impl<'a> Scanned<'a> {
+    /// For a file the parser refuses: the first transaction keyword anywhere (`PREPARE`
+    /// only before `TRANSACTION`), with the text up to the next `;`. Cautious on purpose:
+    /// an `END` closing a `CASE` counts too, since the statement around it is unknown.
+    fn keyword_control(&self) -> Option<TransactionControl<'a>> {
+        let significant: Vec<&ScanToken> = self
+            .tokens
+            .iter()
+            .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+            .collect();
+        let at =
+            significant
+                .iter()
+                .enumerate()
+                .position(|(i, t)| match Token::try_from(t.token) {
+                    Ok(
+                        Token::BeginP
+                        | Token::Start
+                        | Token::Commit
+                        | Token::EndP
+                        | Token::Rollback
+                        | Token::AbortP,
+                    ) => true,
+                    Ok(Token::Prepare) => significant
+                        .get(i + 1)
+                        .is_some_and(|n| n.token == Token::Transaction as i32),
+                    _ => false,
+                })?;
+        let start = significant[at].start as usize;
+        let end = significant[at..]
+            .iter()
+            .find(|t| t.token == Token::Ascii59 as i32)
+            .map_or(self.sql.len(), |t| t.start as usize);
+        Some(TransactionControl::Statement(self.sql[start..end].trim()))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_on_semicolons_outside_quotes_comments_and_dollar_quotes() {
-        let sql = "-- drover:no-transaction\n\
-                   CREATE INDEX CONCURRENTLY a ON t (x);\n\
-                   INSERT INTO t VALUES ('a;b', \"c;d\"); /* ; */\n\
-                   DO $body$ BEGIN PERFORM 1; END $body$;\n\
-                   ALTER TYPE mood ADD VALUE 'it''s;ok'\n";
-
-        let parts = split_statements(sql);
-
-        assert_eq!(parts.len(), 4, "{parts:#?}");
-        assert_eq!(parts[0], "CREATE INDEX CONCURRENTLY a ON t (x)");
-        assert_eq!(parts[1], "INSERT INTO t VALUES ('a;b', \"c;d\")");
-        assert_eq!(parts[2], "/* ; */\nDO $body$ BEGIN PERFORM 1; END $body$");
-        assert_eq!(parts[3], "ALTER TYPE mood ADD VALUE 'it''s;ok'");
-    }
-
-    #[test]
-    fn comment_only_tails_are_dropped() {
-        assert_eq!(split_statements("SELECT 1;\n-- done\n"), vec!["SELECT 1"]);
-        assert!(split_statements("  \n-- nothing\n").is_empty());
-    }
-
-    #[test]
-    fn positional_parameters_are_not_dollar_quotes() {
-        assert_eq!(
-            split_statements("SELECT $1; SELECT 2"),
-            vec!["SELECT $1", "SELECT 2"]
-        );
-    }
-}
+mod tests;

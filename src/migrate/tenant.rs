@@ -13,7 +13,8 @@
 //!       │                    its history row exactly as refinery writes it; COMMIT
 //!       │                    (the history table is created in the first transaction when
 //!       │                    the read found none)
-//!       │                    no-transaction file → statement by statement, then its row
+//!       │                    no-transaction file → statement by statement (split by
+//!       │                    PostgreSQL's parser, `split`), then its row
 //!       └► re-read the history (it must end at the target) + pg_advisory_unlock (checked),
 //!          pipelined; close
 //! ```
@@ -533,8 +534,9 @@ async fn invalid(client: &Client) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs a `-- drover:no-transaction` file statement by statement, then writes its
-/// history row exactly as refinery would.
+/// Runs a `-- drover:no-transaction` file statement by statement, each where
+/// PostgreSQL's parser delimits it (one query holding two statements would be an
+/// implicit transaction), then writes its history row exactly as refinery would.
 async fn run_no_transaction(
     client: &Client,
     file: &super::set::MigrationFile,

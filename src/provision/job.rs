@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use super::{admin, JobResult, ProvisionError, Provisioner};
 use crate::migrate::{tenant, MigrateError, RunLimits};
+use crate::registry::TenantDb;
 use crate::registry::{DbIdent, ProvisioningError, Tenant, TenantStatus};
-use crate::resolve::TenantDb;
 use crate::secrets::{SecretError, SecretRef};
 
 /// Longest retry delay, however many retries are configured.
@@ -153,7 +153,16 @@ impl Provisioner {
         });
         let finished = self
             .registry
-            .finish_provisioning(t.id, &outcome, payload, &self.actor)
+            .finish_provisioning(
+                t.id,
+                crate::registry::Reached {
+                    from: outcome.from,
+                    to: outcome.to,
+                    applied: &outcome.applied,
+                },
+                payload,
+                &self.actor,
+            )
             .await;
         drop(admin);
         let tenant = finished.map_err(|e| {

@@ -38,11 +38,17 @@
 //! Jobs are tracked; on shutdown they get `shutdown_grace` to finish and are then
 //! cancelled (the tenant stays `provisioning`, and the retry endpoint picks it up).
 //!
+//! Settings: [`ProvisionSettings`] (the servers, the `provision_*` name templates, retries
+//! and their backoff, the default CA bundle, the replica's `instance_id` and `lock_wait`),
+//! filled by the configuration, which also reads `[[provision_servers]]` into [`Server`]s;
+//! [`Provisioner::new`] takes nothing else of it.
+//!
 //! Files: `placement.rs` (names from templates, choosing a server, the checks before a
 //! tenant is registered), `job.rs` (the background job and its steps), `deprovision.rs`
 //! (dropping a tenant's database, role and secret), `admin.rs` (SQL on the admin
-//! connection), `servers.rs` (the configured servers), `probe.rs` (the `server-probe` task:
-//! each server's reachability, every 5 s), `report.rs` (`GET /v1/servers`).
+//! connection), `servers.rs` (a server and where a tenant goes), `probe.rs` (the
+//! `server-probe` task: each server's reachability, every 5 s), `report.rs`
+//! (`GET /v1/servers`).
 
 mod admin;
 mod deprovision;
@@ -68,10 +74,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::migrate::Catalog;
 use crate::registry::{Actor, Registry, Tenant, TenantStatus};
 use crate::resolve::Connector;
 use crate::secrets::SecretStore;
+use crate::sets::Catalog;
 
 /// Provisioning jobs one replica runs at once: CREATE DATABASE copies a template and
 /// checkpoints, so a burst of 50 creates would stall the server for everyone else.
@@ -110,10 +116,34 @@ struct Templates {
     secret_ref: String,
 }
 
+/// Provisioning: the servers and the names a tenant created from its slug gets.
+#[derive(Debug, Clone)]
+pub struct ProvisionSettings {
+    /// `[[provision_servers]]`, or `DROVER_PROVISION_URL` as `default`; empty: provisioning
+    /// is refused.
+    pub servers: Vec<Server>,
+    /// Template of `db_name` (`{slug}`, `{ident}` = slug with `-` → `_`).
+    pub db_name: String,
+    /// Template of `db_user`.
+    pub db_user: String,
+    /// Template of `db_secret_ref`.
+    pub secret_ref: String,
+    /// Automatic retries of a retryable failure (0: none).
+    pub retries: u32,
+    /// First retry delay; doubles per retry, capped at 5 minutes.
+    pub retry_backoff: Duration,
+    /// CA bundle of admin connections whose server names none (`ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// This replica's name; jobs act as `drover:<instance_id>`.
+    pub instance_id: String,
+    /// How long a job polls for the tenant's advisory lock before giving up.
+    pub lock_wait: Duration,
+}
+
 /// What [`Provisioner::new`] needs from the application.
 pub struct Parts {
-    /// Validated configuration.
-    pub config: Arc<crate::config::Config>,
+    /// Servers, templates, retries.
+    pub settings: ProvisionSettings,
     /// Secret backends (shared with resolution).
     pub secrets: SecretStore,
     /// The registry.
@@ -131,35 +161,35 @@ pub struct Parts {
 impl Provisioner {
     /// A provisioner; without servers it refuses every request with a clear error.
     pub fn new(p: Parts) -> Result<Self, ProvisionError> {
-        let c = &p.config.provision;
+        let c = p.settings;
         let actor = Actor::new(&format!(
             "drover:{}",
-            p.config.instance_id.chars().take(90).collect::<String>()
+            c.instance_id.chars().take(90).collect::<String>()
         ))
         .map_err(|e| ProvisionError::Config(e.to_string()))?;
         Ok(Provisioner {
-            servers: c.servers.clone(),
+            reach: probe::Reachability::new(c.servers.len()),
+            servers: c.servers,
             templates: Templates {
-                db_name: c.db_name.clone(),
-                db_user: c.db_user.clone(),
-                secret_ref: c.secret_ref.clone(),
+                db_name: c.db_name,
+                db_user: c.db_user,
+                secret_ref: c.secret_ref,
             },
             retries: c.retries,
             retry_backoff: c.retry_backoff,
-            default_ca: p.config.ca_file.clone(),
+            default_ca: c.ca_file,
             secrets: p.secrets,
             registry: p.registry,
             catalog: p.catalog,
             connector: p.connector,
             resolver: p.resolver,
-            lock_wait: p.config.waves.lock_wait,
+            lock_wait: c.lock_wait,
             actor,
             slots: Arc::new(Semaphore::new(CONCURRENT_JOBS)),
             jobs: TaskTracker::new(),
             cancel: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             metrics: p.metrics,
-            reach: probe::Reachability::new(c.servers.len()),
         })
     }
 

@@ -34,7 +34,6 @@ async fn loads(tx: &impl GenericClient) -> Result<BTreeMap<String, i64>, Registr
         .map(|r| Ok((r.try_get("server")?, r.try_get("tenants")?)))
         .collect()
 }
-use crate::migrate::RunOutcome;
 
 /// Whether the tenant was created with `provision: true`: then only its provisioning job
 /// may make it active (an early activation would hand out a DSN for a database that does
@@ -55,6 +54,15 @@ pub(super) fn job_activates(slug: &str) -> RegistryError {
         verb: "activate (it becomes active when its provisioning job finishes; see POST /v1/tenants/{slug}/provision)",
         from: "provisioning".into(),
     }
+}
+
+/// The schema versions a new tenant's first migration run went from and to, and the ones
+/// it applied (the `migrated` event's payload).
+#[derive(Debug, Clone, Copy)]
+pub struct Reached<'a> {
+    pub from: Option<i32>,
+    pub to: Option<i32>,
+    pub applied: &'a [i32],
 }
 
 impl Registry {
@@ -171,10 +179,12 @@ impl Registry {
 
     /// provisioning → active with the schema version the new database reached, writing
     /// `migrated` (so the health report's version check holds) and `provisioned`.
+    /// `reached` is what the first migration run did: versions before and after, and the
+    /// ones it applied.
     pub async fn finish_provisioning(
         &self,
         id: Uuid,
-        outcome: &RunOutcome,
+        reached: Reached<'_>,
         provisioned: Value,
         actor: &Actor,
     ) -> Result<Tenant, RegistryError> {
@@ -193,12 +203,12 @@ impl Registry {
                 from: before.status.to_string(),
             });
         }
-        let row = tx.query_one(SQL, &[&id, &outcome.to]).await?;
+        let row = tx.query_one(SQL, &[&id, &reached.to]).await?;
         let tenant = tenant_from_row(&row)?;
-        if outcome.to.is_some() {
+        if reached.to.is_some() {
             let migrated = json!({
-                "from": outcome.from, "to": outcome.to, "wave_id": null,
-                "duration_ms": provisioned["duration_ms"], "applied": outcome.applied,
+                "from": reached.from, "to": reached.to, "wave_id": null,
+                "duration_ms": provisioned["duration_ms"], "applied": reached.applied,
             });
             record_event(&*tx, id, "migrated", actor, migrated).await?;
         }

@@ -5,7 +5,8 @@
 //! - here: the column lists and the one definition of a live tenant (`live_tenant!`), as
 //!   macros the statements below share, and the [`Registry`] handle;
 //! - `row`: a tenant row read by name, the insert and update every write goes through,
-//!   and [`record_event`];
+//!   and [`record_event`]; `tenant_db`: [`TenantDb`], the `db_*` columns as the one value
+//!   everything connecting to a tenant database reads;
 //! - `read`: get, list, a tenant's events, the fleet report (`fleet`) and health
 //!   (`health`); `write`: create, PATCH, suspend, resume, delete;
 //! - `put`: the declarative `PUT`; `lifecycle`: provisioning's steps; `limits`: the
@@ -28,6 +29,7 @@ mod error;
 mod health;
 mod model;
 mod schema;
+mod tenant_db;
 
 pub use error::RegistryError;
 pub use fleet::{
@@ -40,6 +42,7 @@ pub use model::{
     DEFAULT_PORT, RESERVED_SLUGS,
 };
 pub use put::{declared_transition, Declared, Refused};
+pub use tenant_db::TenantDb;
 
 use deadpool_postgres::Pool;
 
@@ -108,6 +111,7 @@ pub(crate) use tenant_now_cols;
 // Declared after the macros so their statements can use them.
 mod fleet;
 mod lifecycle;
+pub use lifecycle::Reached;
 mod limits;
 mod put;
 pub mod queries;

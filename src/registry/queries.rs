@@ -13,7 +13,7 @@
 //!   [`join_slug`]) for statements that join the tenant table to the caller's own table.
 //!
 //! Rows handed back are read by column name by the caller's `from_row`
-//! (`resolve::TenantDb`, `waves::claim::TenantNow`, `waves::plan::Candidate`); each
+//! (`registry::TenantDb`, `waves::claim::TenantNow`, `waves::plan::Candidate`); each
 //! function names the columns it selects.
 
 use deadpool_postgres::GenericClient as CachingClient;

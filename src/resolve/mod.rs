@@ -13,24 +13,41 @@
 //!
 //! Loops: the `tenant-notify` task in [`listener`]. Passwords and DSNs exist only as
 //! `SecretString`; nothing here logs them.
+//!
+//! Settings: [`CacheSettings`], how long each cache trusts what it holds (`secret_ttl`,
+//! `secret_stale_for`, `secret_negative_ttl`, `tenant_cache_ttl`); the configuration fills
+//! it and [`Resolver::new`] takes nothing else of it.
 
 pub mod connector;
 pub mod dsn;
 pub mod listener;
 
-pub use connector::{Connector, TenantDb};
+pub use connector::Connector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use prometheus::IntCounter;
 use secrecy::SecretString;
 
 use crate::cache::{CachePolicy, Freshness, TtlCache};
-use crate::config::CacheConfig;
-use crate::registry::{Slug, TenantStatus};
+use crate::registry::{Slug, TenantDb, TenantStatus};
 use crate::secrets::{RefScope, SecretError, SecretRef, SecretStore};
+
+/// How long resolution trusts what it cached.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// A resolved secret is reused this long without asking the backend.
+    pub secret_ttl: Duration,
+    /// When the backend fails, a value past its TTL is still served this much longer.
+    pub secret_stale_for: Duration,
+    /// A failed read is remembered this long so a broken backend is not hammered.
+    pub secret_negative_ttl: Duration,
+    /// A tenant row is reused this long when change notifications are not arriving.
+    pub tenant_ttl: Duration,
+}
 
 /// What resolution needs of a tenant row.
 /// Not `Debug`: it caches a DSN.
@@ -204,7 +221,7 @@ impl Resolver {
     pub fn new(
         pool: Pool,
         store: SecretStore,
-        cfg: &CacheConfig,
+        cfg: &CacheSettings,
         metrics: &crate::metrics::Metrics,
     ) -> Self {
         let tenants = TtlCache::new(CachePolicy {

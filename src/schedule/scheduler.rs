@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::cron::{parse_timezone, CronSpec};
 use super::leader::Leadership;
 use super::store::{fail_in, fire_in, parse_template, ScheduleError};
-use crate::migrate::Catalog;
+use crate::sets::Catalog;
 
 /// Runs until `shutdown`; calls `wake_worker` after handling schedules, so the replica's
 /// wave worker starts on a new wave at once.

@@ -1,9 +1,11 @@
 //! One backend per scheme behind [`SecretBackend`]; [`SecretStore`] holds the backends the
-//! configuration enables, keyed by scheme, and routes a reference to its backend. Reading
-//! is every backend's job; writing and removing (for provisioning) only the writable ones'.
+//! [`SecretSettings`] enable, keyed by scheme, and routes a reference to its backend.
+//! Reading is every backend's job; writing and removing (for provisioning) only the
+//! writable ones'.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -11,8 +13,19 @@ use secrecy::SecretString;
 
 use super::scheme::Scheme;
 use super::SCHEMES;
-use super::{SecretError, SecretRef};
-use crate::config::Config;
+use super::{SecretError, SecretRef, VaultConfig};
+
+/// What the backends are built from: one field per scheme that takes settings (`env:`
+/// takes none). The configuration fills it from its keys; a new backend's settings are a
+/// new field here.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSettings {
+    /// The directory `file:` references are read and written under (`secrets_dir`);
+    /// `None`: the `file:` backend is off.
+    pub dir: Option<PathBuf>,
+    /// Vault / OpenBao (`vault_addr`, `vault_token`…); `None`: the `vault:` backend is off.
+    pub vault: Option<VaultConfig>,
+}
 
 /// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -65,11 +78,11 @@ impl SecretStore {
         }
     }
 
-    /// The backends `config` enables: every registered scheme is asked (`env:` always is).
-    pub fn from_config(config: &Config) -> Result<Self, SecretError> {
+    /// The backends `settings` enable: every registered scheme is asked (`env:` always is).
+    pub fn from_settings(settings: &SecretSettings) -> Result<Self, SecretError> {
         let mut backends = Vec::new();
         for scheme in SCHEMES {
-            backends.extend((scheme.backend)(config)?);
+            backends.extend((scheme.backend)(settings)?);
         }
         Ok(Self::new(backends))
     }
@@ -116,13 +129,8 @@ impl SecretStore {
 mod tests {
     use super::*;
 
-    fn store(env: &[(&str, &str)]) -> SecretStore {
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let config = Config::load_with(None, &|k| env.get(k).cloned()).unwrap();
-        SecretStore::from_config(&config).unwrap()
+    fn store(dir: Option<PathBuf>) -> SecretStore {
+        SecretStore::from_settings(&SecretSettings { dir, vault: None }).unwrap()
     }
 
     fn r(s: &str) -> SecretRef {
@@ -131,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_scheme_without_configuration_is_refused_naming_what_to_set() {
-        let store = store(&[]);
+        let store = store(None);
 
         let file = store.check_writable(&r("file:tenants/acme")).unwrap_err();
         let vault = store.check_writable(&r("vault:secret/tenants/acme#pw"));
@@ -146,7 +154,7 @@ mod tests {
     #[test]
     fn configured_schemes_get_their_backend_and_read_only_ones_refuse_writes() {
         let dir = std::env::temp_dir();
-        let store = store(&[("DROVER_SECRETS_DIR", dir.to_str().unwrap())]);
+        let store = store(Some(dir));
 
         assert!(store.check_writable(&r("file:tenants/acme")).is_ok());
         let env = store.check_writable(&r("env:TENANT_ACME")).unwrap_err();
@@ -159,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_are_routed_to_the_backend_of_the_references_scheme() {
-        let store = store(&[]);
+        let store = store(None);
 
         let err = store
             .read(&r("env:TENANT_DROVER_SURELY_UNSET"))

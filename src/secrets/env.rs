@@ -6,8 +6,9 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use super::scheme::Scheme;
-use super::{BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef};
-use crate::config::Config;
+use super::{
+    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
+};
 
 /// The `env:` scheme.
 pub const SCHEME: Scheme = Scheme {
@@ -18,7 +19,7 @@ pub const SCHEME: Scheme = Scheme {
     in_scope,
     writable: false,
     cacheable: true,
-    backend: |_: &Config| Ok(Some(Arc::new(EnvBackend) as Arc<dyn SecretBackend>)),
+    backend: |_: &SecretSettings| Ok(Some(Arc::new(EnvBackend) as Arc<dyn SecretBackend>)),
     unconfigured: "env",
 };
 

@@ -10,8 +10,9 @@ use secrecy::SecretString;
 
 use super::reference::valid_path;
 use super::scheme::Scheme;
-use super::{BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef};
-use crate::config::Config;
+use super::{
+    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
+};
 
 /// The `file:` scheme.
 pub const SCHEME: Scheme = Scheme {
@@ -36,9 +37,9 @@ fn in_scope(scope: &RefScope, r: &SecretRef) -> Result<(), ScopeError> {
     }
 }
 
-fn backend(config: &Config) -> Result<Option<Arc<dyn SecretBackend>>, SecretError> {
-    Ok(config
-        .secrets_dir
+fn backend(settings: &SecretSettings) -> Result<Option<Arc<dyn SecretBackend>>, SecretError> {
+    Ok(settings
+        .dir
         .clone()
         .map(|d| Arc::new(FileBackend::new(d)) as Arc<dyn SecretBackend>))
 }

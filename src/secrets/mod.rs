@@ -14,6 +14,11 @@
 //! [`SecretBackend`] trait and the [`SecretStore`] that routes by scheme; `env.rs`,
 //! `file.rs` and `vault/` are one scheme each (descriptor, scope rule, backend);
 //! `scope.rs` holds the scope settings. The resolver's cache sits above all of this.
+//!
+//! Settings this module owns: [`SecretSettings`] (what the backends are built from: the
+//! secrets directory and Vault's address, token, namespace and timeout) and [`RefScope`]
+//! (`env_secret_prefix`, `vault_allowed_prefixes` and drover's own token files). The
+//! configuration fills both from its keys; nothing here reads the configuration.
 
 mod backend;
 mod reference;
@@ -29,7 +34,7 @@ pub mod vault;
 /// Every registered scheme, in the order messages list them.
 pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
 
-pub use backend::{BoxFuture, SecretBackend, SecretStore};
+pub use backend::{BoxFuture, SecretBackend, SecretSettings, SecretStore};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
 pub use reference::{

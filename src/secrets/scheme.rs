@@ -12,21 +12,26 @@
 //! document's pattern ([`super::reference::PATTERN`], a compile-time constant), and the
 //! metric labels registered at start. So syntax, scope rule, writability and cacheability
 //! are constants here; a backend points at its descriptor ([`SecretBackend::scheme`]) and
-//! is built from the configuration by the descriptor's `backend` function.
+//! is built from the [`SecretSettings`] by the descriptor's `backend` function.
 //!
 //! Adding a backend (say `aws-sm:`) is a new file with its `SCHEME` and its
 //! `impl SecretBackend`, plus its `mod` line and its entry in [`SCHEMES`] (both in
-//! `secrets/mod.rs`). If it takes settings, those are
-//! configuration keys (`config::keys::KEYS`, and the field the builder fills).
+//! `secrets/mod.rs`). If it takes settings, those are a field of [`SecretSettings`]
+//! (`backend.rs`), filled by the configuration from its keys (`config::keys::KEYS`, and
+//! the builder's `secrets` in `config/build.rs`).
+//!
+//! Nothing else lists the schemes: the reference pattern and the API document, scope
+//! checks, "not configured" hints and metric labels read [`SCHEMES`], and the control
+//! schema checks only a reference's shape (V16). The README's "Secrets and resolution"
+//! describes each scheme for operators.
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::{RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SCHEMES};
-use crate::config::Config;
+use super::{RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings, SCHEMES};
 
-/// Builds a scheme's backend from the configuration; `None` when it is not configured.
-pub type BuildBackend = fn(&Config) -> Result<Option<Arc<dyn SecretBackend>>, SecretError>;
+/// Builds a scheme's backend from the settings; `None` when it is not configured.
+pub type BuildBackend = fn(&SecretSettings) -> Result<Option<Arc<dyn SecretBackend>>, SecretError>;
 
 /// One scheme's constants. Compared by name.
 pub struct Scheme {

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::WaveError;
 use crate::migrate::{LockRetries, MigrateError, RunOutcome};
+use crate::registry::TenantDb;
 use crate::registry::{self, record_event, Actor};
-use crate::resolve::TenantDb;
 
 /// A target this replica now holds.
 #[derive(Debug, Clone)]

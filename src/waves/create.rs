@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::analysis;
 use super::dry_run::{self, QUARANTINED};
-use super::plan::{assign_phases, Candidate, Planned, WaveRequest};
+use super::plan::{assign_phases, CanarySpec, Candidate, Planned, Settings, WaveRequest};
 use super::WaveError;
 use crate::migrate::{MigrationSet, SetSource};
 use crate::registry::Actor;
@@ -93,35 +93,21 @@ async fn refuse_overlap(
 /// beside the control-migration lock's + 1 and the tenant migration lock's + 2).
 const CREATE_LOCK: &str = "SELECT pg_advisory_xact_lock(7237970105436602371)";
 
-/// See [`super::WaveStore::create_in`].
-pub async fn create_in(
+/// What the set and the request say the wave runs: the target version (the set's
+/// latest by default), checked to exist; a pushed set is pinned in `tx` first.
+async fn target(
     tx: &tokio_postgres::Transaction<'_>,
     req: &WaveRequest,
     set: &MigrationSet,
-    actor: &Actor,
-) -> Result<Uuid, WaveError> {
-    const INSERT_WAVE: &str = "INSERT INTO control_plane.waves (target_version, phase_count, plan, batch_size, \
-         max_concurrency, max_per_host, max_failures, max_failure_percent, soak_seconds, lock_timeout_ms, \
-         statement_timeout_ms, max_attempts, created_by, dry_run, exclude_failed_of) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
-    const INSERT_TARGETS: &str =
-        "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase) \
-         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[])";
-    const INSERT_QUARANTINED: &str = "INSERT INTO control_plane.wave_targets \
-         (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
-         SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
-         FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
-    let s = req.settings()?;
+    set_id: &str,
+) -> Result<i32, WaveError> {
     let latest = set.latest().ok_or(WaveError::Invalid {
         field: "target_version",
         message: "no migration set was pushed and the tenant migration directory has no migrations"
             .into(),
     })?;
-    let set_id = set.id();
     // Held until commit: a concurrent DELETE of the set waits, then sees this wave.
-    if set.source() == SetSource::Pushed
-        && !crate::migrate::published::pin_for_wave(tx, &set_id).await?
-    {
+    if set.source() == SetSource::Pushed && !crate::sets::published::pin(tx, set_id).await? {
         return Err(WaveError::Invalid {
             field: "migration_set",
             message: format!("migration set {set_id} was deleted"),
@@ -134,14 +120,29 @@ pub async fn create_in(
             message: format!("no migration V{target}; latest is V{latest}"),
         });
     }
+    Ok(target)
+}
+
+/// The selected tenants the dry run in `exclude_failed_of` set aside, with each one's
+/// reason.
+struct Quarantine {
+    tenants: Vec<Candidate>,
+    reasons: BTreeMap<Uuid, String>,
+}
+
+/// The selected tenants: those the wave plans, and the quarantined ones.
+async fn select(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &WaveRequest,
+    canary: &CanarySpec,
+) -> Result<(Vec<Candidate>, Quarantine), WaveError> {
     let all = candidates(tx, req).await?;
     let reasons: BTreeMap<Uuid, String> = match req.exclude_failed_of {
         Some(src) => dry_run::quarantined(tx, src).await?,
         None => BTreeMap::new(),
     };
-    let (quarantined, candidates): (Vec<Candidate>, Vec<Candidate>) =
+    let (quarantined, to_plan): (Vec<Candidate>, Vec<Candidate>) =
         all.into_iter().partition(|c| reasons.contains_key(&c.id));
-    let canary = req.canary.clone().unwrap_or_default();
     if let Some(q) = canary
         .slugs
         .iter()
@@ -153,14 +154,27 @@ pub async fn create_in(
             message: format!("{q} is quarantined by the dry run in exclude_failed_of"),
         });
     }
-    if candidates.is_empty() {
+    if to_plan.is_empty() {
         return Err(WaveError::Invalid {
             field: "exclude_failed_of",
             message: "every selected tenant is quarantined; nothing left to migrate".into(),
         });
     }
+    let quarantine = Quarantine {
+        tenants: quarantined,
+        reasons,
+    };
+    Ok((to_plan, quarantine))
+}
+
+/// Each planned tenant's phase (0 = canary) and the number of batches. A dry run is one
+/// phase: it changes nothing, so there is nothing to gate.
+fn phases(
+    candidates: Vec<Candidate>,
+    canary: &CanarySpec,
+    s: &Settings,
+) -> Result<(Vec<Planned>, i32), WaveError> {
     let (planned, batches) = if s.dry_run {
-        // One phase: a dry run changes nothing, so there is nothing to gate.
         let planned = candidates
             .into_iter()
             .map(|c| Planned {
@@ -172,7 +186,7 @@ pub async fn create_in(
             .collect::<Vec<_>>();
         (planned, 1)
     } else {
-        assign_phases(candidates, &canary, s.batch_size)?
+        assign_phases(candidates, canary, s.batch_size)?
     };
     if !s.analysis.is_empty() && !planned.iter().any(|p| p.phase == 0) {
         return Err(WaveError::Invalid {
@@ -182,41 +196,31 @@ pub async fn create_in(
                 .into(),
         });
     }
-    // Quarantined tenants sit in the last batch, already skipped: listed with the
-    // reason, never claimed, and never a canary (a skipped canary would halt the wave).
-    let quarantine_phase = batches.max(1);
-    let phase_count = if quarantined.is_empty() {
-        batches
-    } else {
-        quarantine_phase
-    };
-    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
-    let acknowledge = req.acknowledge.clone().unwrap_or_default();
-    let lint = super::lint_gate::check(tx, &ids, set, target, &acknowledge).await?;
-    let fingerprint: Vec<_> = set
-        .fingerprint()
-        .into_iter()
-        .filter(|(v, _, _)| *v <= target)
-        .collect();
-    let plan = json!({
-        "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
-        "migration_set": set_id, "migration_source": set.source().as_str(),
-        "quarantined": quarantined.len(), "lint": lint,
-    });
-    if !s.dry_run {
-        // Serializes real wave creations (a schedule tick and an operator at the same
-        // moment): under READ COMMITTED, two overlap checks could each miss the other's
-        // uncommitted wave. Held until this transaction ends.
-        tx.execute(CREATE_LOCK, &[]).await?;
-        refuse_overlap(tx, &planned).await?;
-    }
-    let id: Uuid = tx
+    Ok((planned, batches))
+}
+
+/// Inserts the wave's row: the frozen plan and one column per setting the engine's SQL
+/// reads (a new wave option that SQL needs is a column here and in `row::wave_cols!`).
+async fn insert_wave(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &WaveRequest,
+    s: &Settings,
+    target: i32,
+    phase_count: i32,
+    plan: &serde_json::Value,
+    actor: &Actor,
+) -> Result<Uuid, WaveError> {
+    const INSERT_WAVE: &str = "INSERT INTO control_plane.waves (target_version, phase_count, plan, batch_size, \
+         max_concurrency, max_per_host, max_failures, max_failure_percent, soak_seconds, lock_timeout_ms, \
+         statement_timeout_ms, max_attempts, created_by, dry_run, exclude_failed_of) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
+    Ok(tx
         .query_one(
             INSERT_WAVE,
             &[
                 &target,
                 &phase_count,
-                &plan,
+                plan,
                 &s.batch_size,
                 &s.max_concurrency,
                 &s.max_per_host,
@@ -232,47 +236,128 @@ pub async fn create_in(
             ],
         )
         .await?
-        .try_get("id")?;
+        .try_get("id")?)
+}
+
+/// Inserts the wave's targets: the planned ones pending in their phase, the quarantined
+/// ones already skipped in `quarantine_phase` with their reason.
+async fn insert_targets(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: Uuid,
+    planned: &[Planned],
+    quarantine: &Quarantine,
+    quarantine_phase: i32,
+    exclude_failed_of: Option<Uuid>,
+) -> Result<(), WaveError> {
+    const INSERT_TARGETS: &str =
+        "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase) \
+         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[])";
+    const INSERT_QUARANTINED: &str = "INSERT INTO control_plane.wave_targets \
+         (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
+         SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
+    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
     let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
     let hosts: Vec<&str> = planned.iter().map(|p| p.db_host.as_str()).collect();
     let phases: Vec<i32> = planned.iter().map(|p| p.phase).collect();
     tx.execute(INSERT_TARGETS, &[&id, &ids, &names, &hosts, &phases])
         .await?;
-    if !quarantined.is_empty() {
-        let q_ids: Vec<Uuid> = quarantined.iter().map(|c| c.id).collect();
-        let q_names: Vec<&str> = quarantined.iter().map(|c| c.slug.as_str()).collect();
-        let q_hosts: Vec<&str> = quarantined.iter().map(|c| c.db_host.as_str()).collect();
-        let q_reasons: Vec<&str> = quarantined
-            .iter()
-            .map(|c| reasons.get(&c.id).map_or("quarantined", String::as_str))
-            .collect();
-        tx.execute(
-            INSERT_QUARANTINED,
-            &[
-                &id,
-                &q_ids,
-                &q_names,
-                &q_hosts,
-                &quarantine_phase,
-                &QUARANTINED,
-                &req.exclude_failed_of,
-                &q_reasons,
-            ],
-        )
-        .await?;
+    let q = &quarantine.tenants;
+    if q.is_empty() {
+        return Ok(());
     }
+    let q_ids: Vec<Uuid> = q.iter().map(|c| c.id).collect();
+    let q_names: Vec<&str> = q.iter().map(|c| c.slug.as_str()).collect();
+    let q_hosts: Vec<&str> = q.iter().map(|c| c.db_host.as_str()).collect();
+    let q_reasons: Vec<&str> = q
+        .iter()
+        .map(|c| {
+            quarantine
+                .reasons
+                .get(&c.id)
+                .map_or("quarantined", String::as_str)
+        })
+        .collect();
+    tx.execute(
+        INSERT_QUARANTINED,
+        &[
+            &id,
+            &q_ids,
+            &q_names,
+            &q_hosts,
+            &quarantine_phase,
+            &QUARANTINED,
+            &exclude_failed_of,
+            &q_reasons,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::WaveStore::create_in`].
+pub async fn create_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &WaveRequest,
+    set: &MigrationSet,
+    actor: &Actor,
+) -> Result<Uuid, WaveError> {
+    let s = req.settings()?;
+    let set_id = set.id();
+    let target = target(tx, req, set, &set_id).await?;
+    let canary = req.canary.clone().unwrap_or_default();
+    let (to_plan, quarantine) = select(tx, req, &canary).await?;
+    let (planned, batches) = phases(to_plan, &canary, &s)?;
+    // Quarantined tenants sit in the last batch, already skipped: listed with the
+    // reason, never claimed, and never a canary (a skipped canary would halt the wave).
+    let quarantine_phase = batches.max(1);
+    let phase_count = if quarantine.tenants.is_empty() {
+        batches
+    } else {
+        quarantine_phase
+    };
+    let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
+    let acknowledge = req.acknowledge.clone().unwrap_or_default();
+    let lint = super::lint_gate::check(tx, &ids, set, target, &acknowledge).await?;
+    let fingerprint: Vec<_> = set
+        .fingerprint()
+        .into_iter()
+        .filter(|(v, _, _)| *v <= target)
+        .collect();
+    let plan = json!({
+        "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
+        "migration_set": set_id, "migration_source": set.source().as_str(),
+        "quarantined": quarantine.tenants.len(), "lint": lint,
+    });
+    if !s.dry_run {
+        // Serializes real wave creations (a schedule tick and an operator at the same
+        // moment): under READ COMMITTED, two overlap checks could each miss the other's
+        // uncommitted wave. Held until this transaction ends.
+        tx.execute(CREATE_LOCK, &[]).await?;
+        refuse_overlap(tx, &planned).await?;
+    }
+    let id = insert_wave(tx, req, &s, target, phase_count, &plan, actor).await?;
+    insert_targets(
+        tx,
+        id,
+        &planned,
+        &quarantine,
+        quarantine_phase,
+        req.exclude_failed_of,
+    )
+    .await?;
     analysis::run::insert_checks(tx, id, &s.analysis).await?;
     let canaries = planned.iter().filter(|p| p.phase == 0).count();
     let created = json!({
         "target_version": target, "migration_set": set_id, "tenants": planned.len(), "canaries": canaries,
-        "batches": batches, "quarantined": quarantined.len(), "dry_run": s.dry_run,
+        "batches": batches, "quarantined": quarantine.tenants.len(), "dry_run": s.dry_run,
         "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
             a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()
         }),
         "lint_warnings": plan["lint"]["warnings"].as_array().map_or(0, Vec::len),
     });
     super::timeline::record_created(tx, id, actor, created).await?;
-    tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantined.len(), batches,
+    tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantine.tenants.len(), batches,
         dry_run = s.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
     Ok(id)
 }

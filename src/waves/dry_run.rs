@@ -3,9 +3,11 @@
 //!
 //! A dry-run wave has one phase and no canaries, soak or failure budget:
 //! `pending → rolling → completed`. Its targets end `succeeded` (would succeed), `failed`
-//! (would fail; `detail` holds code, message, detail and file) or `skipped` (a
-//! no-transaction file stopped it, or the tenant's status). Recording writes only the
-//! target row: no tenant event, no `schema_version`, no `migration_issue`.
+//! (would fail; `detail` holds code, message, detail and file) or `skipped` (a file it
+//! never executes stopped it, or the tenant's status). A target that fails needing
+//! attention (a file ended the dry run's transaction) halts the wave (`state::step`).
+//! Recording writes only the target row: no tenant event, no `schema_version`, no
+//! `migration_issue`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::migrate::{DryRunOutcome, MigrateError, MigrationSet};
 
 /// `error_kind` of a target skipped because a dry run found it failing.
 pub const QUARANTINED: &str = "quarantined";
-/// `error_kind` of a dry-run target stopped by a no-transaction file.
+/// `error_kind` of a dry-run target stopped by a file it never executes.
 pub const NOT_RUN: &str = "not_run";
 
 /// The structured part of a failure (stored in `wave_targets.detail`).
@@ -206,7 +208,7 @@ pub struct DryRunReport {
     pub pending: i64,
     /// Failures, one entry per distinct error, largest first.
     pub failures: Vec<ReportGroup>,
-    /// Tenants skipped (no-transaction files, status), one entry per reason.
+    /// Tenants skipped (files a dry run never executes, status), one entry per reason.
     pub skipped: Vec<ReportGroup>,
     /// The ten tenants whose touched tables are largest, largest first: candidates to
     /// migrate last or alone (`selector.slugs`).

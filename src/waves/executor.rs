@@ -10,6 +10,10 @@
 //! On shutdown it stops claiming, gives in-flight tenants `shutdown_grace` to finish, then
 //! cancels the rest (dropping their connections rolls back the open tenant transaction on
 //! the server) and releases its leases so another replica continues at once.
+//!
+//! Settings: [`WorkerSettings`] (`instance_id`, `wave_lease`, `worker_slots`, `lock_wait`,
+//! `retry_backoff`, `prometheus_url`), filled by the configuration; [`Executor::new`]
+//! takes nothing else of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,19 +26,36 @@ use super::analysis::prometheus::PrometheusClient;
 use super::analysis::run as analysis;
 use super::claim::{self, Claimed};
 use super::{WaveError, WaveStore};
-use crate::config::WaveConfig;
 use crate::migrate::{
-    catalog::matches_plan, dry_run, tenant, Catalog, DryRunOutcome, MigrateError, MigrationSet,
-    RunLimits, TenantConnection,
+    dry_run, tenant, DryRunOutcome, MigrateError, MigrationSet, RunLimits, TenantConnection,
 };
 use crate::registry::Actor;
 use crate::resolve::Connector;
+use crate::sets::{matches_plan, Catalog};
 
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
 
 /// How often a busy loop looks for due analysis checks (an idle one every tick).
 const ANALYSIS_EVERY: Duration = Duration::from_millis(100);
+
+/// How this replica works on migration waves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This replica's name; its leases carry it (plus a per-process nonce).
+    pub instance_id: String,
+    /// A claimed tenant is this replica's for this long unless renewed (renewed every third).
+    pub lease: Duration,
+    /// Tenants this replica migrates at once, over all waves.
+    pub slots: usize,
+    /// How long to poll for a tenant's advisory lock before giving up (retryable).
+    pub lock_wait: Duration,
+    /// First retry delay; doubles per attempt, capped at 60 s.
+    pub retry_backoff: Duration,
+    /// Prometheus (HTTP API base URL, already checked) that `prometheus` analysis checks
+    /// query; `None`: those checks are inconclusive.
+    pub prometheus_url: Option<String>,
+}
 
 /// Shared by the loop and the tenant tasks.
 pub struct Executor {
@@ -44,7 +65,7 @@ pub struct Executor {
     connector: Connector,
     owner: String,
     actor: Actor,
-    cfg: WaveConfig,
+    cfg: WorkerSettings,
     metrics: Arc<crate::metrics::Metrics>,
     wake: Notify,
     /// A tenant failed for good since the last tick: check the failure budget first.
@@ -100,24 +121,22 @@ enum Prepared {
 }
 
 impl Executor {
-    /// An executor for this replica: its instance id, wave settings and Prometheus URL
-    /// come from `config`.
+    /// An executor for this replica, working as `cfg` says.
     pub fn new(
         store: WaveStore,
         catalog: Arc<Catalog>,
         connector: Connector,
-        config: &crate::config::Config,
+        cfg: WorkerSettings,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        let owner = config.instance_id.as_str();
+        let owner = cfg.instance_id.as_str();
         // The URL was checked with the rest of the configuration; a client that still
         // cannot be built leaves prometheus checks inconclusive, with the reason logged.
-        let prometheus = config.prometheus_url.as_deref().and_then(|u| {
+        let prometheus = cfg.prometheus_url.as_deref().and_then(|u| {
             PrometheusClient::new(u)
                 .map_err(|e| tracing::error!(error = %e, "prometheus checks will be inconclusive"))
                 .ok()
         });
-        let cfg: WaveConfig = config.waves;
         let actor = Actor::new(&format!(
             "drover:{}",
             owner.chars().take(90).collect::<String>()
@@ -312,7 +331,7 @@ impl Executor {
                 continue;
             }
             // The wave's own set (pushed: by id; else the directory's matching files).
-            let set = self.catalog.for_wave(id).await;
+            let set = self.wave_files(id).await;
             let claim = || {
                 claim::claim(
                     self.store.pool(),
@@ -478,9 +497,22 @@ impl Executor {
         Ok(Prepared::Go(conn, limits))
     }
 
+    /// The files wave `id` runs: its plan's source (remembered by the store) handed to the
+    /// catalog. `None` (logged) when this replica cannot get them now; it then leaves the
+    /// wave to others and tries again on its next pass.
+    async fn wave_files(&self, id: uuid::Uuid) -> Option<Arc<MigrationSet>> {
+        match self.store.plan_source(id).await {
+            Ok(source) => self.catalog.for_source(&source).await,
+            Err(e) => {
+                tracing::warn!(wave = %id, error = %e, "cannot read the wave's migration set");
+                None
+            }
+        }
+    }
+
     /// The files of a claimed target's wave (cached: the claim just fetched them).
     async fn wave_set(&self, c: &Claimed) -> Result<Arc<MigrationSet>, MigrateError> {
-        self.catalog.for_wave(c.wave_id).await.ok_or_else(|| {
+        self.wave_files(c.wave_id).await.ok_or_else(|| {
             MigrateError::Other("the wave's migration set is unavailable on this replica".into())
         })
     }

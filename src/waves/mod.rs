@@ -13,7 +13,8 @@
 //!  pending/canary/soaking/rolling ── pause ──► paused (resume: back to where it was)
 //!  any state but completed/aborted ── abort ──► aborted
 //!
-//!  dry run: pending ─► rolling (one phase, never halts) ─► completed
+//!  dry run: pending ─► rolling (one phase) ─► completed
+//!           rolling ── a tenant needs attention (its transaction escaped) ──► halted
 //! ```
 //!
 //! The machine is a type ([`state`]: [`WaveState`], a pure `step` for the engine and
@@ -38,9 +39,10 @@
 //! schema must be current when they come back); provisioning, deleting and deleted ones
 //! are skipped with the reason recorded.
 //!
-//! The migration files a wave runs come from [`crate::migrate::Catalog`] (matched against
-//! the plan's frozen fingerprint before any target is claimed); connections to its
-//! tenants from [`crate::resolve::Connector`].
+//! The migration files a wave runs come from [`crate::sets::Catalog`]: the worker reads the
+//! plan's source ([`row::plan_source`], remembered by the [`WaveStore`]) and asks the
+//! catalog for those files, which are matched against the plan's frozen fingerprint before
+//! any target is claimed. Connections to its tenants come from [`crate::resolve::Connector`].
 
 // First: its `wave_cols!` is used by the modules below.
 pub mod row;
@@ -99,9 +101,9 @@ pub enum WaveError {
     Db(#[from] DbError),
 }
 
-impl From<crate::migrate::PublishedError> for WaveError {
-    fn from(e: crate::migrate::PublishedError) -> Self {
-        use crate::migrate::PublishedError as P;
+impl From<crate::sets::PublishedError> for WaveError {
+    fn from(e: crate::sets::PublishedError) -> Self {
+        use crate::sets::PublishedError as P;
         match e {
             P::Db(db) => WaveError::Db(db),
             P::Set(set) => WaveError::Migrations(set),

@@ -1,5 +1,19 @@
 //! Turning a `POST /v1/waves` request into a frozen plan: which tenants, which of them are
 //! canaries, which batch each of the rest is in. Pure functions; the SQL is in `store`.
+//!
+//! Adding a wave option (say `max_lag_seconds`):
+//! - a [`WaveRequest`] field with its serde and schema attributes (the API document and
+//!   schedule templates, which are stored requests, follow from it);
+//! - its effective value in [`Settings`], defaulted and range-checked in
+//!   [`WaveRequest::settings`] (it is then frozen into the plan as `plan.settings`);
+//! - where the engine reads it: from the plan (`plan->'settings'`, as the claim reads
+//!   `lock_retries`), which needs nothing more; or, when the engine's SQL needs it (claims,
+//!   budgets), a column: a control migration adding it to `control_plane.waves`,
+//!   `wave_cols!` and [`super::row::Wave`] (a test checks every column is read), and the
+//!   insert in `create.rs` (`insert_wave`);
+//! - `drover waves start`'s flag, if operators set it from the command line
+//!   (`cli/waves.rs`: `StartArgs` and the request it builds);
+//! - the README's `POST /v1/waves` row and the wave options it describes.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use super::state::WaveState;
 use super::WaveError;
+use crate::migrate::SetSource;
+use crate::sets::PlanSource;
 
 /// The scalar columns of `control_plane.waves`, in no particular order (read by name).
 macro_rules! wave_cols {
@@ -105,18 +107,9 @@ pub(super) fn parse_state(s: String) -> Result<WaveState, WaveError> {
     })
 }
 
-/// Where a wave's files come from, as its frozen plan records it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanSource {
-    /// `pushed` or `directory`; absent in plans made before sets existed.
-    pub source: Option<String>,
-    /// The pushed set's id.
-    pub set_id: Option<String>,
-    /// The plan's migration list (versions and checksums).
-    pub migrations: Option<serde_json::Value>,
-}
-
-/// The plan's migration source of wave `id` (`None`: no such wave), for the catalog.
+/// Where wave `id`'s files come from, as its frozen plan records them (`None`: no such
+/// wave): what the catalog is asked for. Plans made before sets existed name neither a
+/// source nor a set: they ran the directory's files.
 pub async fn plan_source(
     client: &impl tokio_postgres::GenericClient,
     id: Uuid,
@@ -124,12 +117,14 @@ pub async fn plan_source(
     const SQL: &str = "SELECT plan->>'migration_set' AS set_id, \
          plan->>'migration_source' AS source, plan->'migrations' AS migrations \
          FROM control_plane.waves WHERE id = $1";
-    match client.query_opt(SQL, &[&id]).await? {
-        Some(r) => Ok(Some(PlanSource {
-            source: r.try_get("source")?,
-            set_id: r.try_get("set_id")?,
-            migrations: r.try_get("migrations")?,
-        })),
-        None => Ok(None),
-    }
+    let Some(r) = client.query_opt(SQL, &[&id]).await? else {
+        return Ok(None);
+    };
+    let source: Option<String> = r.try_get("source")?;
+    let set_id: Option<String> = r.try_get("set_id")?;
+    let pushed = SetSource::Pushed.as_str();
+    Ok(Some(match (source, set_id) {
+        (Some(s), Some(id)) if s == pushed => PlanSource::Pushed(id),
+        _ => PlanSource::Directory(r.try_get::<_, Option<_>>("migrations")?.unwrap_or_default()),
+    }))
 }

@@ -13,7 +13,8 @@
 //!  canary ─halted─► halted                              (a canary failed or was skipped)
 //!  soaking ─halted─► halted                             (an analysis check failed)
 //!  soaking ─paused─► paused                             (analysis inconclusive; actor drover)
-//!  rolling ─halted─► halted                             (failure budget spent)
+//!  rolling ─halted─► halted                             (failure budget spent; in a dry
+//!                                                        run, a tenant that needs attention)
 //!  soaking | paused(from soaking) ─promoted─► rolling   (operator; the soak is cut short)
 //!  pending | canary | soaking | rolling ─paused─► paused          (operator)
 //!  paused ─resumed─► the state it was paused in         (a soak starts over)
@@ -201,6 +202,9 @@ pub struct Snapshot {
     pub gate: Gate,
     /// `slug: error` of the first failed canary, when one failed.
     pub failed_canary: Option<String>,
+    /// `slug: error` of the first target of a dry run that failed needing attention (a
+    /// file ended the dry run's transaction: its work may be committed on the tenant).
+    pub dry_run_attention: Option<String>,
 }
 
 impl Snapshot {
@@ -236,7 +240,7 @@ impl Snapshot {
     }
 
     fn over_budget(&self) -> bool {
-        // A dry run never halts: finding every failing tenant is its whole point.
+        // A dry run never halts on failures: finding every failing tenant is its point.
         if self.dry_run {
             return false;
         }
@@ -375,6 +379,15 @@ pub fn step(s: &Snapshot) -> Option<Transition> {
                 reason: Some(reason.clone()),
             }),
         },
+        // A dry run never halts on failures, but a tenant it may have changed is a person's.
+        WaveState::Rolling if s.dry_run && s.dry_run_attention.is_some() => {
+            Some(Transition::Halt {
+                reason: format!(
+                    "dry run on {}",
+                    s.dry_run_attention.as_deref().unwrap_or_default()
+                ),
+            })
+        }
         WaveState::Rolling if s.over_budget() => Some(Transition::Halt {
             reason: format!(
                 "failure budget spent: {} of {} tenants started so far failed (budget {})",

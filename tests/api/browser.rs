@@ -65,6 +65,12 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium. `None` (after a loud line on stderr)
     /// when either is missing, unless `DROVER_REQUIRE_BROWSER=1`, which panics instead.
     pub async fn start() -> Option<Browser> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium flags (e.g. `--ignore-certificate-errors` for
+    /// a proxy with a self-signed certificate).
+    pub async fn start_with(extra_args: &[&str]) -> Option<Browser> {
         let found = find_binary(
             "DROVER_CHROMEDRIVER",
             "/usr/bin/chromedriver",
@@ -115,18 +121,28 @@ impl Browser {
         let mut browser_guard = Guard(Some((driver, profile.clone())));
         let url = format!("http://127.0.0.1:{port}");
         wait_ready(&url).await;
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            profile.join("profile").display()
+        ));
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,1000",
-                    format!("--user-data-dir={}", profile.join("profile").display()),
-                ]
-            }
+            "goog:chromeOptions": { "binary": chromium, "args": args }
         });
         let caps = caps.as_object().expect("an object").clone();
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use crate::helpers::{drover_bin, drover_cmd, fresh_database, spawn_app, ADMIN_TOKEN};
+use crate::helpers::{
+    drover_bin, drover_cmd, fresh_database, skip_unless_required, spawn_app, ADMIN_TOKEN,
+};
 
 fn tenants_cmd(server: &str) -> Command {
     let mut cmd = drover_cmd();
@@ -240,6 +242,10 @@ async fn quickstart_runs_as_a_normal_user_too() {
     // As root the cluster runs as `postgres` (initdb refuses root); here the whole tour
     // runs as an ordinary account, as a developer's laptop would.
     if !nix_is_root() {
+        skip_unless_required(
+            "DROVER_REQUIRE_ROOT",
+            "not root, so there is no other account to run the tour as",
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("drover-qs-user-{}", std::process::id()));

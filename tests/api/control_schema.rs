@@ -116,6 +116,37 @@ async fn database_constraints_refuse_rows_that_skip_rust_validation() {
 }
 
 #[tokio::test]
+async fn the_control_schema_checks_a_references_shape_and_leaves_the_scheme_list_to_the_code() {
+    let app = spawn_app().await;
+    let db = app.control_db().await;
+    let insert = |slug: &str, secret_ref: &str| {
+        format!(
+            "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_user, db_secret_ref, status) \
+             VALUES ('{slug}', 'x', 't_{slug}', 'db1', 'u', '{secret_ref}', 'active')"
+        )
+    };
+
+    let mut refused = Vec::new();
+    for (slug, bad) in [("a", "no-scheme"), ("b", "Env:X"), ("c", "aws-sm:a@b")] {
+        refused.push(db.batch_execute(&insert(slug, bad)).await.is_err());
+    }
+    let mut accepted = Vec::new();
+    for scheme in drover::secrets::SCHEMES {
+        let slug = format!("s-{}", scheme.name);
+        let r = db
+            .batch_execute(&insert(&slug, &format!("{}:x", scheme.name)))
+            .await;
+        accepted.push((scheme.name, r.is_ok()));
+    }
+    // A scheme added to the code needs no control migration.
+    let unlisted = db.batch_execute(&insert("later", "aws-sm:tenants/x")).await;
+
+    assert!(refused.iter().all(|r| *r), "{refused:?}");
+    assert!(accepted.iter().all(|(_, ok)| *ok), "{accepted:?}");
+    assert!(unlisted.is_ok(), "{unlisted:?}");
+}
+
+#[tokio::test]
 async fn updated_at_is_maintained_by_the_trigger() {
     let app = spawn_app().await;
     app.create_tenant(&crate::helpers::tenant_body("acme"))

@@ -10,7 +10,7 @@ use drover::config::parse_duration;
 use serde::Deserialize;
 use yaml_serde::Value;
 
-use crate::helpers::{drover_cmd, SecretsDir};
+use crate::helpers::{drover_cmd, tool, SecretsDir};
 
 /// drover's own default for `shutdown_grace`.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -140,11 +140,6 @@ fn file_keys() -> Vec<String> {
         .filter(|k| k.source == drover::config::keys::Source::FileOrEnv)
         .map(|k| k.name.to_owned())
         .collect()
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// systemd time spans as used in units: `90`, `90s`, `1min 30s`, `2h`, `500ms`.
@@ -527,10 +522,9 @@ fn the_prometheus_config_parses_and_scrapes_metrics() {
     let targets = at(job, "static_configs.0.targets").as_sequence().unwrap();
     assert_eq!(targets.len(), 2, "two replicas");
 
-    if !on_path("promtool") {
-        eprintln!("skipping promtool check config: promtool not on PATH");
+    let Some(promtool) = tool("promtool") else {
         return;
-    }
+    };
     // promtool also loads the rule files: point them at the repository's copy.
     let alerts = repo().join("dashboards/alerts.yml");
     let text = read(&path);
@@ -538,7 +532,7 @@ fn the_prometheus_config_parses_and_scrapes_metrics() {
     let dir = SecretsDir::new();
     let copy = dir.0.join("prometheus.yml");
     std::fs::write(&copy, text.replace(rule_file, alerts.to_str().unwrap())).unwrap();
-    let out = Command::new("promtool")
+    let out = Command::new(&promtool)
         .args(["check", "config"])
         .arg(&copy)
         .output()

@@ -312,6 +312,84 @@ async fn bad_webhook_input_is_a_clear_4xx_and_nothing_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_format_this_drover_does_not_know_fails_its_deliveries_naming_it_and_sends_nothing(
+) {
+    let secrets = SecretsDir::new();
+    secrets.put("webhooks/key", KEY);
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    add_webhook(&app, "future", &receiver.url(), &["tenant.created"]).await;
+    let (status, chat) = app
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(
+                json!({"name": "chat", "url": receiver.url(), "events": ["tenant.created"],
+                        "secret_ref": "file:webhooks/key", "format": "slack"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    // As a newer replica (or a hand edit) would leave it: the control schema takes any name.
+    app.control_db()
+        .await
+        .batch_execute("UPDATE control_plane.webhooks SET format = 'xml' WHERE name = 'future'")
+        .await
+        .unwrap();
+
+    app.create_tenant(&tenant_body("acme")).await;
+    let failed = wait_until(Duration::from_secs(20), || async {
+        let (_, hook) = app.call(Method::GET, "/v1/webhooks/future", None).await;
+        hook["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"xml\""))
+    })
+    .await;
+    let slack_sent = wait_until(Duration::from_secs(20), || async {
+        !receiver.got().is_empty()
+    })
+    .await;
+    let (_, hook) = app.call(Method::GET, "/v1/webhooks/future", None).await;
+    let (_, tested) = app
+        .call(Method::POST, "/v1/webhooks/future/test", None)
+        .await;
+    let got = receiver.got();
+
+    assert!(failed, "{hook}");
+    assert_eq!(hook["format"], "xml", "shown as stored: {hook}");
+    assert_eq!(hook["deliveries"]["delivered"], 0, "{hook}");
+    assert!(
+        hook["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown webhook format"),
+        "{hook}"
+    );
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert!(
+        tested["error"].as_str().unwrap().contains("\"xml\""),
+        "{tested}"
+    );
+    assert!(slack_sent);
+    assert_eq!(
+        got.len(),
+        1,
+        "only the slack subscription's delivery: {got:?}"
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("drover: tenant acme created"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_10_mb_is_read_only_in_part_and_the_test_endpoint_says_why() {
     let secrets = SecretsDir::new();
     secrets.put("webhooks/key", KEY);
@@ -552,6 +630,20 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
         receiver.delivered().len() as i64 >= events
     })
     .await;
+    // Every delivery recorded: nothing is claimed again, so a second acceptance of any
+    // delivery over its whole retry period would be in `got` by now (the receiver answers
+    // at once; the first replica's unanswered claims died with it).
+    let recorded = wait_until(Duration::from_secs(30), || async {
+        db.query_one(
+            "SELECT count(*) AS n FROM control_plane.webhook_deliveries WHERE state <> 'delivered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>("n")
+            == 0
+    })
+    .await;
 
     let got = receiver.got();
     let mut ids_by_event: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -579,6 +671,17 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
         ids_by_event.values().all(|ids| ids.len() == 1),
         "one delivery id per event: {ids_by_event:?}"
     );
+    assert!(recorded, "deliveries left unrecorded");
+    let delivered = receiver.delivered();
+    let accepted_twice: Vec<&String> = delivered
+        .iter()
+        .filter(|(_, accepted)| accepted.len() > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        accepted_twice.is_empty(),
+        "accepted more than once: {accepted_twice:?}"
+    );
     drop(second);
 }
 
@@ -604,7 +707,27 @@ async fn two_replicas_send_each_delivery_once() {
         receiver.delivered().len() >= 200
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Duplicates are looked for over every attempt the outbox made, not in a window: once
+    // every delivery is recorded `delivered` nothing claims it again, and each claim added
+    // an attempt before it sent, so the receiver is done when it has one request per
+    // attempt.
+    let db = connect(&control).await;
+    let attempts = || async {
+        db.query_one(
+            "SELECT count(*) FILTER (WHERE state <> 'delivered') AS open, \
+               coalesce(sum(attempts), 0)::bigint AS attempts \
+             FROM control_plane.webhook_deliveries",
+            &[],
+        )
+        .await
+        .map(|r| (r.get::<_, i64>("open"), r.get::<_, i64>("attempts")))
+        .unwrap()
+    };
+    let settled = wait_until(Duration::from_secs(30), || async {
+        let (open, sent) = attempts().await;
+        open == 0 && receiver.got().len() as i64 == sent
+    })
+    .await;
 
     let requests = receiver.got().len();
     let delivered = receiver.delivered();
@@ -613,7 +736,13 @@ async fn two_replicas_send_each_delivery_once() {
         delivered.len()
     );
     assert!(all_in);
+    assert!(
+        settled,
+        "deliveries still open or requests in flight: {:?}",
+        attempts().await
+    );
     assert_eq!(delivered.len(), 200);
+    assert_eq!(attempts().await.1, 200, "a delivery was claimed twice");
     assert_eq!(requests, 200, "a delivery was sent twice");
     drop((a, b));
 }

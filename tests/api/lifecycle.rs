@@ -266,6 +266,11 @@ async fn a_foreign_database_is_a_visible_error_never_adopted_and_a_retry_after_t
     )
     .await;
     let failed: Value = app.get_json(&format!("/v1/tenants/{s}")).await;
+    // The gauge is a snapshot refreshed in the background: wait for a refresh after the failure.
+    wait_until(Duration::from_secs(15), || async {
+        app.metric("drover_tenants_provisioning_failed").await == 1.0
+    })
+    .await;
     let failed_gauge = app.metric("drover_tenants_provisioning_failed").await;
     let listed = cli(&app, &["tenants", "list"]).await;
     let owner: String = su

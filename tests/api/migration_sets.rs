@@ -285,6 +285,11 @@ async fn fleet_behind_latest_follows_the_newest_pushed_set() {
     let before: Value = app.get_json("/v1/fleet").await;
     app.pushed_set(&refs(&files[..2]), Some("two")).await;
     let after: Value = app.get_json("/v1/fleet").await;
+    // The gauge is a snapshot refreshed in the background: wait for the refresh after the push.
+    crate::helpers::wait_until(std::time::Duration::from_secs(15), || async {
+        app.metric("drover_tenants_behind").await == 2.0
+    })
+    .await;
     let behind_metric = app.metric("drover_tenants_behind").await;
 
     assert_eq!(

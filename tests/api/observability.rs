@@ -2,12 +2,13 @@
 //! Prometheus that scraped a drover which ran a wave and served resolutions.
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    counted_migrations, free_port, tool, MigrationsDir, Prometheus, SecretsDir, TestApp,
-    ADMIN_TOKEN,
+    counted_migrations, free_port, tool, wait_until, MigrationsDir, Prometheus, SecretsDir,
+    TestApp, ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
@@ -75,6 +76,14 @@ async fn promtool_accepts_metrics_and_every_dashboard_expression_returns_data_fr
     }
     app.create_schedule(&json!({"name": "nightly", "cron": "0 3 * * *"}))
         .await;
+    // The fleet gauges are a snapshot refreshed in the background: once the schedule shows,
+    // the refresh came after the wave and the schedule, so every gauge has its series.
+    wait_until(Duration::from_secs(15), || async {
+        app.metrics_text()
+            .await
+            .contains("drover_schedule_next_fire_timestamp_seconds{schedule=\"nightly\"}")
+    })
+    .await;
     let exposition = app.metrics_text().await;
 
     // promtool reads the exposition on stdin.

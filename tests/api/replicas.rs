@@ -182,8 +182,17 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
     let _ = d.get_wave(&id).await;
 
     let pid = d.child.id().to_string();
+    let addr = d.base().trim_start_matches("http://").to_string();
     crate::helpers::sigterm(&pid);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first signal has been handled once the daemon stops accepting connections (it
+    // keeps running: its tenant is still in flight).
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(&addr).await.is_err()
+        })
+        .await,
+        "the first SIGTERM never started the shutdown"
+    );
     let started = std::time::Instant::now();
     let (_, logs) = d.terminate().await;
 

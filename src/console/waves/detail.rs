@@ -6,10 +6,10 @@ use maud::{html, Markup};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::console::layout::{self, post_form};
 use crate::console::session::{encode, Session};
 use crate::console::ConsoleError;
+use crate::state::AppState;
 use crate::waves::analysis::AnalysisView;
 pub use crate::waves::overview::FailureGroup;
 use crate::waves::state::operate;

@@ -7,10 +7,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::console::layout::{self, Nav, Page};
 use crate::console::session::Session;
 use crate::console::ConsoleError;
+use crate::state::AppState;
 use crate::waves::overview::WaveSummary;
 
 /// Waves on one page of the list.

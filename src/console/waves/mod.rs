@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::layout::{self, post_form, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::waves::Action;
 
 /// The id of the element the script refreshes.

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::outbox::{self, Backoff, Capacity, Claim, Outcome, Recorded};
-use super::{body, signature, Format};
+use super::{signature, Format};
 use crate::events::notify::Wake;
-use crate::events::{feed, Event, EventsError};
+use crate::events::{feed, EventsError};
 use crate::metrics::Metrics;
 use crate::secrets::{SecretRef, SecretStore};
 
@@ -132,9 +132,8 @@ impl Sender {
     /// Sends one claimed delivery and records the outcome.
     async fn deliver(&self, claim: Claim) {
         let outcome = match self.prepare(&claim).await {
-            Ok((event, secret)) => {
-                let b = body(&event, claim.id, Format::parse(&claim.format));
-                self.post(&claim.url, &claim.event_type, claim.id, &secret, b)
+            Ok((body, secret)) => {
+                self.post(&claim.url, &claim.event_type, claim.id, &secret, body)
                     .await
             }
             Err(error) => Outcome::Failed {
@@ -170,7 +169,15 @@ impl Sender {
         }
     }
 
-    async fn prepare(&self, claim: &Claim) -> Result<(Event, secrecy::SecretString), String> {
+    /// The signed delivery's body and key, or why it cannot be sent now (the reason is
+    /// recorded as the attempt's error).
+    async fn prepare(&self, claim: &Claim) -> Result<(Vec<u8>, secrecy::SecretString), String> {
+        // An unknown stored format is never sent as another one: each attempt fails, loudly,
+        // until the delivery is dead or a replica that knows the format sends it.
+        let format = Format::stored(&claim.format).map_err(|e| {
+            tracing::error!(webhook = %claim.webhook, delivery = %claim.id, error = %e, "webhook delivery failed");
+            e.to_string()
+        })?;
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         let event = feed::get(&**client, claim.event_id)
             .await
@@ -182,7 +189,7 @@ impl Sender {
             .parse()
             .map_err(|e: crate::secrets::SecretRefError| e.to_string())?;
         let secret = self.secrets.read(&r).await.map_err(|e| e.to_string())?;
-        Ok((event, secret))
+        Ok((format.render(&event, claim.id), secret))
     }
 
     async fn claim(

@@ -33,8 +33,10 @@ use answer::{extract_field, status_error, transport_error, vault_errors};
 
 use super::reference::{is_name_char, valid_path};
 use super::scheme::Scheme;
-use super::{BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, VaultScope};
-use crate::config::Config;
+use super::{
+    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
+    VaultScope,
+};
 
 /// The `vault:` scheme.
 pub const SCHEME: Scheme = Scheme {
@@ -87,8 +89,8 @@ fn in_scope(scope: &RefScope, r: &SecretRef) -> Result<(), ScopeError> {
     }
 }
 
-fn backend(config: &Config) -> Result<Option<Arc<dyn SecretBackend>>, SecretError> {
-    match &config.vault {
+fn backend(settings: &SecretSettings) -> Result<Option<Arc<dyn SecretBackend>>, SecretError> {
+    match &settings.vault {
         Some(v) => Ok(Some(Arc::new(VaultBackend::new(v.clone())?))),
         None => Ok(None),
     }

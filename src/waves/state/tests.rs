@@ -26,6 +26,7 @@ fn wave(state: WaveState, phase: i32, phases: &[(i32, Counts)]) -> Snapshot {
         phases: phases.iter().cloned().collect(),
         gate: Gate::Wait,
         failed_canary: None,
+        dry_run_attention: None,
     }
 }
 
@@ -79,6 +80,23 @@ fn a_pending_dry_run_starts_its_one_phase_and_never_halts() {
         step(&s),
         Some(Transition::Complete),
         "failures do not halt a dry run"
+    );
+}
+
+#[test]
+fn a_dry_run_halts_on_a_tenant_that_needs_attention_naming_it() {
+    let mut s = wave(WaveState::Rolling, 1, &[(1, counts(2, 1, 0, 1, 0))]);
+    s.dry_run = true;
+    s.phase_count = 1;
+    s.dry_run_attention = Some(
+        "acme failed: needs attention at V2: V2__x.sql ended the dry run's transaction itself"
+            .into(),
+    );
+    assert_eq!(
+        step(&s),
+        Some(Transition::Halt {
+            reason: "dry run on acme failed: needs attention at V2: V2__x.sql ended the dry run's transaction itself".into()
+        })
     );
 }
 

@@ -118,6 +118,21 @@ fn engine_actor() -> Actor {
 
 /// Reads what [`machine::step`] decides from, locking the wave's row; `None` when another
 /// replica holds the lock (it is moving the wave right now).
+/// `slug failed: error` of the one target `sql` selects for wave `id`, if any.
+async fn first_failed(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    id: Uuid,
+) -> Result<Option<String>, WaveError> {
+    tx.query_opt(sql, &[&id])
+        .await?
+        .map(|r| -> Result<String, WaveError> {
+            let (slug, error): (String, String) = (r.try_get("slug")?, r.try_get("error")?);
+            Ok(format!("{slug} failed: {error}"))
+        })
+        .transpose()
+}
+
 async fn snapshot(
     tx: &tokio_postgres::Transaction<'_>,
     id: Uuid,
@@ -131,6 +146,10 @@ async fn snapshot(
     const FIRST_FAILED_CANARY: &str =
         "SELECT slug, coalesce(error, '') AS error FROM control_plane.wave_targets \
          WHERE wave_id = $1 AND phase = 0 AND state = 'failed' ORDER BY finished_at LIMIT 1";
+    const FIRST_ATTENTION: &str =
+        "SELECT slug, coalesce(error, '') AS error FROM control_plane.wave_targets \
+         WHERE wave_id = $1 AND state = 'failed' AND error_kind = 'needs_attention' \
+         ORDER BY finished_at LIMIT 1";
     let Some(w) = tx.query_opt(LOCK, &[&id]).await? else {
         return Ok(None);
     };
@@ -151,13 +170,13 @@ async fn snapshot(
     };
     let failed_canary =
         if state == WaveState::Canary && phases.get(&0).is_some_and(|c| c.failed > 0) {
-            tx.query_opt(FIRST_FAILED_CANARY, &[&id])
-                .await?
-                .map(|r| -> Result<String, WaveError> {
-                    let (slug, error): (String, String) = (r.try_get("slug")?, r.try_get("error")?);
-                    Ok(format!("{slug} failed: {error}"))
-                })
-                .transpose()?
+            first_failed(tx, FIRST_FAILED_CANARY, id).await?
+        } else {
+            None
+        };
+    let dry_run_attention =
+        if wave.dry_run && state == WaveState::Rolling && phases.values().any(|c| c.failed > 0) {
+            first_failed(tx, FIRST_ATTENTION, id).await?
         } else {
             None
         };
@@ -176,5 +195,6 @@ async fn snapshot(
         phases,
         gate,
         failed_canary,
+        dry_run_attention,
     }))
 }

@@ -5,6 +5,9 @@
 //! shows; `read` progress, lists and targets; `advance` operator actions and the
 //! engine's steps. Everything is re-exported here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
@@ -14,6 +17,7 @@ use super::timeline;
 use super::WaveError;
 use crate::migrate::MigrationSet;
 use crate::registry::Actor;
+use crate::sets::PlanSource;
 
 mod advance;
 mod read;
@@ -21,21 +25,53 @@ mod views;
 
 pub use views::{FailureView, PhaseView, TargetState, TargetView, WaveView};
 
-/// Wave SQL over the control pool.
+/// Plan sources remembered by [`WaveStore::plan_source`] before the memory is cleared
+/// (plans never change, so forgetting only costs a query).
+const REMEMBERED_PLANS: usize = 4096;
+
+/// Wave SQL over the control pool. Clones share the pool and the remembered plan sources.
 #[derive(Clone)]
 pub struct WaveStore {
     pool: Pool,
+    plans: Arc<Mutex<HashMap<Uuid, PlanSource>>>,
 }
 
 impl WaveStore {
     /// A store over the control pool.
     pub fn new(pool: Pool) -> Self {
-        WaveStore { pool }
+        WaveStore {
+            pool,
+            plans: Arc::default(),
+        }
     }
 
     /// The pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Where wave `id`'s files come from ([`super::row::plan_source`]), remembered: the
+    /// worker asks on every pass and for every target it claims.
+    pub async fn plan_source(&self, id: Uuid) -> Result<PlanSource, WaveError> {
+        let remembered = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(source) = remembered {
+            return Ok(source);
+        }
+        let client = self.pool.get().await?;
+        let source = super::row::plan_source(&**client, id)
+            .await?
+            .ok_or_else(|| WaveError::NotFound(id.to_string()))?;
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= REMEMBERED_PLANS {
+            plans.clear();
+        }
+        plans.insert(id, source.clone());
+        Ok(source)
     }
 
     /// Freezes a plan and stores the wave with its targets.

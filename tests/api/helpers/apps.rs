@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
 
-use drover::app::{AppState, Application};
+use drover::app::Application;
 use drover::config::Config;
+use drover::state::AppState;
+use drover::tasks::Supervisor;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect, fresh_database, temp_dir, ApiClient, MigrationsDir, SecretsDir, ADMIN_TOKEN};
@@ -51,12 +53,16 @@ pub async fn wave_app(
         .await
 }
 
+/// Adds tasks to a daemon's supervisor (see [`TestAppBuilder::tasks`]).
+type ExtraTasks = Box<dyn FnOnce(&Supervisor) + Send>;
+
 /// What a [`TestApp`] starts with besides the defaults.
 #[derive(Default)]
 pub struct TestAppBuilder {
     env: BTreeMap<String, String>,
     config_file: Option<String>,
     control_db: Option<String>,
+    tasks: Option<ExtraTasks>,
 }
 
 impl TestApp {
@@ -82,6 +88,13 @@ impl TestAppBuilder {
     /// can express).
     pub fn config_file(mut self, toml: &str) -> Self {
         self.config_file = Some(toml.to_string());
+        self
+    }
+
+    /// Background tasks of the test's own, run by the daemon's supervisor beside its tasks
+    /// (a failing one, to watch how the daemon notices).
+    pub fn tasks(mut self, add: impl FnOnce(&Supervisor) + Send + 'static) -> Self {
+        self.tasks = Some(Box::new(add));
         self
     }
 
@@ -126,7 +139,8 @@ impl TestAppBuilder {
         let addr = app.local_addr();
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run(shutdown.clone()));
+        let extra = self.tasks.unwrap_or_else(|| Box::new(|_| {}));
+        let task = tokio::spawn(app.run_with(shutdown.clone(), extra));
         TestApp {
             api: ApiClient::new(format!("http://{addr}")),
             addr,
@@ -163,6 +177,15 @@ impl TestApp {
             .await
             .unwrap()
             .get("n")
+    }
+
+    /// Waits (at most 30 s) for the daemon to stop on its own, and returns how it ended.
+    pub async fn stopped_by_itself(mut self) -> anyhow::Result<()> {
+        let task = self.task.take().expect("the daemon runs");
+        tokio::time::timeout(std::time::Duration::from_secs(30), task)
+            .await
+            .expect("the daemon stops within 30 s")
+            .expect("app task")
     }
 
     /// Stops the daemon and waits for it to drain.

@@ -4,6 +4,7 @@
 //! - `apps`: `TestApp`, the daemon in-process on port 0 (`spawn_app()`, `TestApp::builder()`);
 //! - `processes`: `Daemon`, a real `drover serve` process; the CLI binary; Prometheus;
 //! - `openbao`: a real OpenBao dev server for the `vault:` secret backend;
+//! - `nginx`: a real nginx ending TLS in front of a daemon;
 //! - `files`: temporary secrets and migrations directories;
 //! - `api`: `ApiClient`, one helper per endpoint, which `TestApp` and `Daemon` both deref to.
 
@@ -11,6 +12,7 @@ mod api;
 mod apps;
 mod database;
 mod files;
+mod nginx;
 mod openbao;
 mod processes;
 
@@ -20,8 +22,25 @@ pub use api::*;
 pub use apps::*;
 pub use database::*;
 pub use files::*;
+pub use nginx::*;
 pub use openbao::*;
 pub use processes::*;
+
+/// A test that cannot run here: a failure when the CI switch `require` (a
+/// `DROVER_REQUIRE_*` variable) is `1`, else a loud line straight on stderr (the harness
+/// hides a test's `eprintln!` unless it fails, and a silent skip looks like a pass).
+pub fn skip_unless_required(require: &str, why: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    assert!(
+        std::env::var(require).map_or(true, |v| v.trim() != "1"),
+        "{test}: {why}, and {require}=1 says it must run"
+    );
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n*** {test}: skipping: {why}\n*** (set {require}=1 to make this a failure)\n")
+            .as_bytes(),
+    );
+}
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut cond: F) -> bool

@@ -125,22 +125,21 @@ impl Drop for Daemon {
     }
 }
 
-/// A binary from PATH, or None (then the test skips loudly, unless
-/// DROVER_REQUIRE_PROMETHEUS=1 makes a missing Prometheus a failure).
+/// `prometheus` or `promtool` (one Debian package) from PATH, or None: then the test
+/// skips loudly, unless DROVER_REQUIRE_PROMETHEUS=1 makes the missing tool a failure.
 pub fn tool(name: &str) -> Option<String> {
-    let found = Command::new("sh")
+    let path = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        .map(|found| String::from_utf8_lossy(&found.stdout).trim().to_string())
+        .unwrap_or_default();
     if !path.is_empty() {
         return Some(path);
     }
-    assert!(
-        std::env::var("DROVER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
-        "{name} is required (apt-get install -y prometheus)"
+    super::skip_unless_required(
+        "DROVER_REQUIRE_PROMETHEUS",
+        &format!("{name} is not installed (apt-get install -y prometheus)"),
     );
-    eprintln!("*** skipping: {name} not installed (apt-get install -y prometheus)");
     None
 }
 

@@ -1,39 +1,38 @@
-//! The tenant migration catalog: which migration sets this replica knows, and which one a
-//! wave runs.
+//! The tenant migration catalog: which migration sets this replica knows, and the files a
+//! plan's source names.
 //!
-//! Two sources: sets pushed to the control DB (SPEC §21, [`super::published`]), fetched by
-//! id and cached (they never change), and this replica's directory (`DROVER_MIGRATIONS_DIR`),
-//! loaded at start-up and reloaded whenever a wave is created or a replica meets a wave
-//! whose frozen fingerprint (`plan->'migrations'`, `[[version, name, checksum], …]`) its
-//! loaded files do not match.
+//! Two sources: sets pushed to the control DB ([`super::published`]), fetched by id and
+//! cached (they never change), and this replica's directory (`DROVER_MIGRATIONS_DIR`),
+//! loaded at start-up and reloaded whenever a wave is created or a replica meets a plan
+//! whose frozen fingerprint (`[[version, name, checksum], …]`) its loaded files do not
+//! match.
 //!
 //! "Latest" has one meaning everywhere (waves, dry runs, schedules, provisioning, the
 //! fleet report, `drover_tenants_behind`): [`Catalog::newest`], the most recently pushed
-//! set, else the directory. A wave's plan records which set it runs
-//! (`plan->>'migration_set'`, `plan->>'migration_source'`), and [`Catalog::for_wave`]
-//! returns exactly those files on every replica, whatever its own disk holds.
+//! set, else the directory. A plan records which set it runs, and the catalog is asked
+//! for that [`PlanSource`] ([`Catalog::for_source`]): it returns exactly those files on
+//! every replica, whatever its own disk holds. Reading a plan (a wave's row) is its
+//! owner's job; the catalog never reads another module's table.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use uuid::Uuid;
 
-use super::published::{self, PublishedError};
-use super::set::{MigrationSet, SetError};
+use super::published;
+use super::PublishedError;
+use crate::migrate::{MigrationSet, SetError};
 
-/// Plans remembered by [`Catalog::for_wave`] before the memory is cleared (plans never
-/// change, so forgetting only costs a query).
-const REMEMBERED_PLANS: usize = 4096;
-
-/// What a wave's plan says about its files.
-#[derive(Clone)]
-enum PlanSet {
+/// Where a plan's files come from, as the plan recorded them: what the catalog is asked
+/// for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanSource {
     /// A pushed set, by id.
     Pushed(String),
-    /// The directory's files with this frozen fingerprint.
+    /// The directory's files with this frozen fingerprint (`[[version, name, checksum],
+    /// …]`, as [`MigrationSet::fingerprint`] made it).
     Directory(Value),
 }
 
@@ -44,7 +43,6 @@ pub struct Catalog {
     /// The control DB holding pushed sets; `None` for a catalog of the directory only.
     control: Option<Pool>,
     pushed: RwLock<HashMap<String, Arc<MigrationSet>>>,
-    plans: Mutex<HashMap<Uuid, PlanSet>>,
 }
 
 impl Catalog {
@@ -67,7 +65,6 @@ impl Catalog {
             set: RwLock::new(Arc::new(set)),
             control: None,
             pushed: RwLock::new(HashMap::new()),
-            plans: Mutex::new(HashMap::new()),
         }
     }
 
@@ -147,59 +144,21 @@ impl Catalog {
         Ok(set)
     }
 
-    /// The files wave `wave` runs, as its plan recorded them: the pushed set by id, or
-    /// the directory's files matching the frozen fingerprint ([`Catalog::for_plan`]).
-    /// `None` (logged) when this replica cannot get them now; it then leaves the wave to
-    /// others and tries again on its next pass.
-    pub async fn for_wave(&self, wave: Uuid) -> Option<Arc<MigrationSet>> {
-        let plan = match self.plan_set(wave).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(%wave, error = %e, "cannot read the wave's migration set");
-                return None;
-            }
-        };
-        match plan {
-            PlanSet::Directory(frozen) => self.for_plan(&frozen),
-            PlanSet::Pushed(id) => match self.pushed(&id).await {
+    /// The files `source` names: the pushed set by id, or the directory's files matching
+    /// the frozen fingerprint ([`Catalog::for_plan`]). `None` (logged) when this replica
+    /// cannot get them now; a wave worker then leaves the wave to others and tries again
+    /// on its next pass.
+    pub async fn for_source(&self, source: &PlanSource) -> Option<Arc<MigrationSet>> {
+        match source {
+            PlanSource::Directory(frozen) => self.for_plan(frozen),
+            PlanSource::Pushed(id) => match self.pushed(id).await {
                 Ok(set) => Some(set),
                 Err(e) => {
-                    tracing::error!(%wave, set = %id, error = %e, "cannot fetch the wave's migration set");
+                    tracing::error!(set = %id, error = %e, "cannot fetch a plan's migration set");
                     None
                 }
             },
         }
-    }
-
-    async fn plan_set(&self, wave: Uuid) -> Result<PlanSet, PublishedError> {
-        if let Some(p) = self
-            .plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&wave)
-        {
-            return Ok(p.clone());
-        }
-        let pool = self
-            .control
-            .as_ref()
-            .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
-        // The plan is the waves module's row; it reads it by name.
-        let client = pool.get().await?;
-        let row = crate::waves::row::plan_source(&**client, wave)
-            .await?
-            .ok_or_else(|| PublishedError::NotFound(wave.to_string()))?;
-        // Waves planned before sets existed have neither member: directory files.
-        let plan = match (row.source.as_deref(), row.set_id) {
-            (Some("pushed"), Some(id)) => PlanSet::Pushed(id),
-            _ => PlanSet::Directory(row.migrations.unwrap_or_default()),
-        };
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if plans.len() >= REMEMBERED_PLANS {
-            plans.clear();
-        }
-        plans.insert(wave, plan.clone());
-        Ok(plan)
     }
 
     /// Reloads the files from disk (wave creation does this, so new files count and a
@@ -321,6 +280,26 @@ mod tests {
         let set = catalog.for_plan(&json!([[1, "a", "999"]]));
 
         assert!(set.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_directory_source_is_answered_from_the_files_and_a_pushed_one_needs_the_control_db() {
+        let dir = dir_with(&[("V1__a.sql", "select 1;")]);
+        let catalog = Catalog::load(&dir).unwrap();
+        let set = MigrationSet::load(&dir).unwrap();
+
+        let matching = catalog
+            .for_source(&PlanSource::Directory(frozen(&set)))
+            .await;
+        let contradicted = catalog
+            .for_source(&PlanSource::Directory(json!([[1, "a", "999"]])))
+            .await;
+        let pushed = catalog.for_source(&PlanSource::Pushed(set.id())).await;
+
+        assert_eq!(matching.map(|s| s.id()), Some(set.id()));
+        assert!(contradicted.is_none());
+        assert!(pushed.is_none(), "no control DB: no pushed sets");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,17 +1,22 @@
-//! Migration sets published to the control DB (SPEC §21): push, list, show and delete,
-//! and reading one set's files back by id (what [`super::Catalog`] caches).
+//! Migration sets published to the control DB: push, list, show and delete, and reading
+//! one set's files back by id (what [`super::Catalog`] caches). The only SQL naming
+//! `migration_sets`, `migration_set_files` and `migration_set_labels`.
 //!
 //! A set is validated with the rules of a migrations directory ([`MigrationSet::from_files`])
 //! and stored content-addressed ([`MigrationSet::id`]) in immutable rows: pushing the same
 //! files again finds the existing set. Labels (e.g. the application's git sha) name one set
 //! for good; several labels may name the same set, since most commits change no migration.
+//!
+//! Who still needs a set (unfinished waves, schedules) is not read here: those tables
+//! belong to their modules, which sit above this one. [`delete`] asks the caller through
+//! [`SetUsers`], inside its own transaction.
 
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::set::{MigrationSet, SetError, SetSource};
-use crate::db::DbError;
+use super::PublishedError;
+use crate::migrate::{MigrationSet, SetSource};
 
 /// The largest single file a set may hold (the request body limit is `max_set_bytes`).
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
@@ -80,63 +85,6 @@ pub struct SetView {
     /// The lint report of the whole set (`drover migrations lint --format json`).
     #[schema(value_type = Object)]
     pub lint: Value,
-}
-
-/// Why a set operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishedError {
-    /// The request is invalid.
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    /// The files break the rules of a migrations directory (a bad name, a version twice).
-    #[error("{0}")]
-    Set(#[from] SetError),
-    /// One file is over [`MAX_FILE_BYTES`].
-    #[error("{file} is {bytes} bytes; a migration file may be at most {MAX_FILE_BYTES} bytes")]
-    FileTooLarge { file: String, bytes: usize },
-    /// No set with this id or label.
-    #[error("no migration set {0:?} (an id, a label, or latest)")]
-    NotFound(String),
-    /// The label already names other files.
-    #[error(
-        "label {label:?} already names migration set {set_id}; labels are permanent, pick another"
-    )]
-    LabelTaken { label: String, set_id: String },
-    /// Something unfinished still runs the set.
-    #[error("migration set {id} is in use by unfinished waves [{}] and schedules [{}]", .waves.join(", "), .schedules.join(", "))]
-    InUse {
-        id: String,
-        waves: Vec<String>,
-        schedules: Vec<String>,
-    },
-    /// The stored files do not hash to their id (a damaged row); never run.
-    #[error("migration set {0}: the stored files do not match the id")]
-    Corrupt(String),
-    /// The control DB failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl PublishedError {
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, PublishedError::Db(e) if e.is_retryable())
-    }
-}
-
-impl From<tokio_postgres::Error> for PublishedError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        PublishedError::Db(e.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for PublishedError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        PublishedError::Db(e.into())
-    }
 }
 
 /// Whether `s` looks like a set id (64 lower-case hex digits).
@@ -367,10 +315,10 @@ pub async fn fetch(pool: &Pool, id: &str) -> Result<Option<MigrationSet>, Publis
     Ok(Some(set))
 }
 
-/// Pins pushed set `id` for a wave being created, in its transaction: the row is read
-/// `FOR SHARE` until commit, so a concurrent delete waits and then sees the wave. `false`
-/// when the set is gone.
-pub async fn pin_for_wave(
+/// Pins pushed set `id` in the caller's transaction (one creating a wave that runs it): the
+/// row is read `FOR SHARE` until commit, so a concurrent [`delete`] waits and then sees
+/// the new user. `false` when the set is gone.
+pub async fn pin(
     client: &impl tokio_postgres::GenericClient,
     id: &str,
 ) -> Result<bool, tokio_postgres::Error> {
@@ -378,8 +326,31 @@ pub async fn pin_for_wave(
     Ok(client.query_opt(SQL, &[&id]).await?.is_some())
 }
 
-/// Deletes set `id`, refused while an unfinished wave runs it or a schedule names it.
-pub async fn delete(pool: &Pool, id: &str) -> Result<(), PublishedError> {
+/// Who still uses a set, as [`SetUsers`] reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetUse {
+    /// Ids (as text, oldest first) of the unfinished waves running the set.
+    pub waves: Vec<String>,
+    /// Names of the schedules whose template names the set (by id or label).
+    pub schedules: Vec<String>,
+}
+
+/// Reads who still uses a set, for [`delete`]: implemented by the caller, which may read
+/// the waves' and the schedules' tables (this module may not).
+pub trait SetUsers: Sync {
+    /// The users of pushed set `id`, known by every name in `names` (its id and labels),
+    /// read in `tx`: the delete's transaction, after it locked the set's row.
+    fn users(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        id: &str,
+        names: &[String],
+    ) -> impl std::future::Future<Output = Result<SetUse, tokio_postgres::Error>> + Send;
+}
+
+/// Deletes set `id`, refused while `users` reports an unfinished wave running it or a
+/// schedule naming it.
+pub async fn delete(pool: &Pool, id: &str, users: &impl SetUsers) -> Result<(), PublishedError> {
     const LOCK: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR UPDATE";
     const DELETE: &str = "DELETE FROM control_plane.migration_sets WHERE id = $1";
     const LABELS: &str = "SELECT label FROM control_plane.migration_set_labels WHERE set_id = $1";
@@ -389,19 +360,16 @@ pub async fn delete(pool: &Pool, id: &str) -> Result<(), PublishedError> {
     if tx.query_opt(LOCK, &[&id]).await?.is_none() {
         return Err(PublishedError::NotFound(id.to_string()));
     }
-    // Unfinished waves and schedules live in their own modules; both are read in this
-    // transaction, after the lock.
-    let waves = crate::waves::overview::unfinished_on_pushed_set(&*tx, id).await?;
     let mut names = vec![id.to_string()];
     for r in tx.query(LABELS, &[&id]).await? {
         names.push(r.try_get("label")?);
     }
-    let schedules = crate::schedule::store::naming_sets(&*tx, &names).await?;
-    if !waves.is_empty() || !schedules.is_empty() {
+    let used = users.users(&tx, id, &names).await?;
+    if !used.waves.is_empty() || !used.schedules.is_empty() {
         return Err(PublishedError::InUse {
             id: id.to_string(),
-            waves,
-            schedules,
+            waves: used.waves,
+            schedules: used.schedules,
         });
     }
     tx.execute(DELETE, &[&id]).await?;
