@@ -9,20 +9,23 @@
 //!  a check: SHA-256 ──► the copy (never trusted past MAX_AGE: reloaded in the request,
 //!                       one at a time, when the task is behind)
 //!                   ├─ found ──► valid or expired (judged against the clock); valid: marked used
-//!                   └─ absent ──► a notified change still loading? wait for it (≤ 1 s) ──► unknown
+//!                   └─ absent ──► a notified change still loading, or not listening yet?
+//!                                 wait for that reload (≤ 1 s) ──► unknown
 //! ```
 //!
 //! Revocation holds on every replica within 2 s: at commit time through NOTIFY, otherwise
 //! through the reload every second, and a copy older than [`MAX_AGE`] is never used (when
 //! the control DB cannot be read, named tokens get 503 and the root token still works).
-//! The replica that creates or revokes a token changes its own copy at once.
+//! The replica that creates or revokes a token changes its own copy at once. A token
+//! created on another replica is known here once its notification's reload is done (a
+//! check waits for it); should the LISTEN connection drop later, for up to a second.
 //!
 //! `last_used_at` is written in batches, once per [`REFRESH`] at most (and before the
 //! token list is read), never once per request: it is exact to about a second.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -74,6 +77,10 @@ pub struct Snapshot {
     asked: AtomicU64,
     /// The value of `asked` the current copy covers.
     covered: watch::Sender<u64>,
+    /// Loads done so far (a counter).
+    loads: watch::Sender<u64>,
+    /// Whether the LISTEN connection has been up (until then, a change may go unheard).
+    listening: AtomicBool,
     /// Wakes the refresh loop.
     wake: Notify,
     /// Token hash → last use not written yet.
@@ -89,6 +96,8 @@ impl Snapshot {
             loading: tokio::sync::Mutex::new(None),
             asked: AtomicU64::new(0),
             covered: watch::Sender::new(0),
+            loads: watch::Sender::new(0),
+            listening: AtomicBool::new(false),
             wake: Notify::new(),
             used: Mutex::new(HashMap::new()),
         }
@@ -101,11 +110,22 @@ impl Snapshot {
             return Ok(found);
         }
         // A token created on another replica a moment ago: its notification may be here
-        // while the reload that brings it is not done yet.
+        // while the reload that brings it is not done yet; and before this replica
+        // listens (just after start-up), only the next reload can tell.
         let asked = self.asked.load(Ordering::SeqCst);
-        if *self.covered.borrow() < asked {
-            let mut covered = self.covered.subscribe();
-            let _ = tokio::time::timeout(CHANGE_WAIT, covered.wait_for(|c| *c >= asked)).await;
+        let notified = *self.covered.borrow() < asked;
+        let deaf = !self.listening.load(Ordering::SeqCst);
+        if notified || deaf {
+            let (mut covered, mut loads) = (self.covered.subscribe(), self.loads.subscribe());
+            let loads_now = *loads.borrow_and_update();
+            let change = async {
+                if notified {
+                    let _ = covered.wait_for(|c| *c >= asked).await;
+                } else {
+                    let _ = loads.wait_for(|n| *n > loads_now).await;
+                }
+            };
+            let _ = tokio::time::timeout(CHANGE_WAIT, change).await;
             let loaded = self.fresh().await?;
             if let Some(found) = self.judge(&loaded, hash) {
                 return Ok(found);
@@ -209,6 +229,7 @@ impl Snapshot {
             }
             newer
         });
+        self.loads.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -252,8 +273,13 @@ impl Snapshot {
             .await;
     }
 
-    /// Something changed in the table (a notification, or a reconnection after which
-    /// anything may have): reload soon, and let unknown tokens wait for it.
+    /// LISTEN is up: anything may have changed while it was not.
+    fn listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+        self.notified();
+    }
+
+    /// Something changed in the table: reload soon, and let unknown tokens wait for it.
     fn notified(&self) {
         self.asked.fetch_add(1, Ordering::SeqCst);
         self.wake.notify_one();
@@ -307,7 +333,7 @@ pub async fn run(
             channel: CHANNEL,
             what: "token changes",
             // Anything could have changed while we were not listening.
-            on_listening: Arc::new(move || a.notified()),
+            on_listening: Arc::new(move || a.listening()),
             on_notify: Arc::new(move |_| b.notified()),
         }
     };
