@@ -15,7 +15,7 @@ use crate::provision::ServerReport;
 #[derive(Debug, Subcommand)]
 pub enum ServersCommand {
     /// Each provisioning server: tenants placed there, capacity, labels, and whether its
-    /// admin connection answers now.
+    /// admin connection answered when the daemon last checked (every 5 s).
     List,
 }
 

@@ -4,7 +4,7 @@
 //! ```text
 //!  browser ──► /ui/login (token) ──► session row (control DB) + HttpOnly cookie
 //!          ──► /ui/... ──► guard: cookie → session → token re-checked (access module's
-//!                          cached lookup) → POST: Origin + CSRF → page handler
+//!                          copy of the token list) → POST: Origin + CSRF → page handler
 //!                                    └─► same registry / wave / event functions as /v1
 //! ```
 //!
@@ -32,8 +32,8 @@
 //!   request; the id is stored hashed, the cookie is HttpOnly, SameSite=Strict, Path=/ui,
 //!   Secure when the browser came over HTTPS (the listener's own, or `public_url` / a trusted
 //!   proxy's word, see [`crate::origin`]), and lasts `console_session_ttl` (default 8 h). Every request checks
-//!   the login token again (revoked or expired ends the session within the access cache's
-//!   second).
+//!   the login token again (revoked or expired ends the session within 2 s on every
+//!   replica); `/ui/stream` checks the session every second while it lasts.
 //! - **CSRF**: every POST under the guard must carry the session's token in the form field
 //!   `csrf`, checked in the guard itself so a new action cannot forget it; a POST whose
 //!   `Origin` is present and not this site is refused too (login included). "This site" is

@@ -4,8 +4,8 @@
 //!
 //! The cookie holds a random 256-bit id; the row is found by its SHA-256. Every request
 //! re-validates the token the session was made with: a named token through the access
-//! module's cached lookup by hash (revoked or expired: the session is gone within a
-//! second, on every replica); root by recomputing an HMAC keyed with the admin token.
+//! module's copy of the token list, by hash (revoked or expired: the session is gone within
+//! 2 s, on every replica); root by recomputing an HMAC keyed with the admin token.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequestParts, Request, State};
