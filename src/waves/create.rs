@@ -159,7 +159,7 @@ pub async fn create_in(
             message: "every selected tenant is quarantined; nothing left to migrate".into(),
         });
     }
-    let (planned, batches) = if s.dry_run {
+    let (planned, batches) = if s.run.dry_run {
         // One phase: a dry run changes nothing, so there is nothing to gate.
         let planned = candidates
             .into_iter()
@@ -203,7 +203,7 @@ pub async fn create_in(
         "migration_set": set_id, "migration_source": set.source().as_str(),
         "quarantined": quarantined.len(), "lint": lint,
     });
-    if !s.dry_run {
+    if !s.run.dry_run {
         // Serializes real wave creations (a schedule tick and an operator at the same
         // moment): under READ COMMITTED, two overlap checks could each miss the other's
         // uncommitted wave. Held until this transaction ends.
@@ -223,11 +223,11 @@ pub async fn create_in(
                 &s.max_failures,
                 &s.max_failure_percent,
                 &s.soak_seconds,
-                &s.lock_timeout_ms,
-                &s.statement_timeout_ms,
-                &s.max_attempts,
+                &s.run.lock_timeout_ms,
+                &s.run.statement_timeout_ms,
+                &s.run.max_attempts,
                 &actor.as_str(),
-                &s.dry_run,
+                &s.run.dry_run,
                 &req.exclude_failed_of,
             ],
         )
@@ -265,7 +265,7 @@ pub async fn create_in(
     let canaries = planned.iter().filter(|p| p.phase == 0).count();
     let created = json!({
         "target_version": target, "migration_set": set_id, "tenants": planned.len(), "canaries": canaries,
-        "batches": batches, "quarantined": quarantined.len(), "dry_run": s.dry_run,
+        "batches": batches, "quarantined": quarantined.len(), "dry_run": s.run.dry_run,
         "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
             a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()
         }),
@@ -273,6 +273,6 @@ pub async fn create_in(
     });
     super::timeline::record_created(tx, id, actor, created).await?;
     tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantined.len(), batches,
-        dry_run = s.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
+        dry_run = s.run.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
     Ok(id)
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::analysis::prometheus::PrometheusClient;
 use super::analysis::run as analysis;
 use super::claim::{self, Claimed};
+use super::row::PlanSource;
 use super::{WaveError, WaveStore};
 use crate::migrate::{
     catalog::matches_plan, dry_run, tenant, Catalog, DryRunOutcome, MigrateError, MigrationSet,
@@ -79,6 +80,16 @@ pub struct Executor {
     in_flight: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, tokio_postgres::CancelToken>>,
     /// `prometheus_url`, for analysis checks.
     prometheus: Option<PrometheusClient>,
+    /// The files of each wave this replica claimed from, fetched from the plan's source.
+    files: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<MigrationSet>>>,
+}
+
+/// A plan's frozen fingerprint (`Null` in a plan without one: it matches no files).
+fn plan_fingerprint(source: &PlanSource) -> &serde_json::Value {
+    source
+        .migrations
+        .as_ref()
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 fn process_nonce() -> u32 {
@@ -161,6 +172,7 @@ impl Executor {
             analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
+            files: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -330,19 +342,7 @@ impl Executor {
                 // must not wait for this replica's slots.
                 continue;
             }
-            // The wave's own set (pushed: by id; else the directory's matching files).
-            let set = self.catalog.for_wave(id).await;
-            let claim = || {
-                claim::claim(
-                    self.store.pool(),
-                    id,
-                    &self.owner,
-                    self.cfg.lease,
-                    free,
-                    |p| set.as_deref().is_some_and(|s| matches_plan(s, p)),
-                )
-            };
-            let mut claimed = claim().await?;
+            let mut claimed = self.claim_wave(id, free).await?;
             if claimed.is_empty() && !due {
                 // Advance until it settles: a finished batch starts the next one now.
                 while self.store.advance(id).await? {}
@@ -350,7 +350,7 @@ impl Executor {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, Instant::now());
-                claimed = claim().await?;
+                claimed = self.claim_wave(id, free).await?;
             }
             for c in claimed {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -385,7 +385,7 @@ impl Executor {
         };
         // Aborted on drop too, so a panicking job cannot keep renewing a dead lease.
         let heartbeat = AbortOnDrop(heartbeat);
-        if c.dry_run {
+        if c.run.dry_run {
             let result = self.dry_run(&c).await;
             drop(heartbeat);
             let ms = started.elapsed().as_millis() as i64;
@@ -427,7 +427,7 @@ impl Executor {
             }
             Ok(Ran::Skipped(reason)) => claim::Finished::Skipped { claim: c, reason },
             Err(e) => {
-                let retry = e.is_retryable() && c.attempt < c.max_attempts;
+                let retry = e.is_retryable() && c.attempt < c.run.max_attempts;
                 tracing::warn!(error = %e, kind = e.kind().as_str(), retry, "tenant migration failed");
                 let backoff = self.backoff(c.attempt);
                 claim::Finished::Failed {
@@ -489,17 +489,89 @@ impl Executor {
         }
         let conn = self.connector.connection(&t.db).await?;
         let limits = RunLimits {
-            lock_timeout: Duration::from_millis(c.lock_timeout_ms as u64),
-            statement_timeout: Duration::from_millis(c.statement_timeout_ms as u64),
+            lock_timeout: Duration::from_millis(c.run.lock_timeout_ms as u64),
+            statement_timeout: Duration::from_millis(c.run.statement_timeout_ms as u64),
             lock_wait: self.cfg.lock_wait,
             connect_timeout: Duration::from_secs(5),
         };
         Ok(Prepared::Go(conn, limits))
     }
 
-    /// The files of a claimed target's wave (cached: the claim just fetched them).
+    /// Claims up to `free` targets of wave `id`. The claim says where the plan's files
+    /// come from; the first time this replica meets the wave it fetches them and claims
+    /// again, and a replica whose files differ from the plan leaves the wave to others.
+    async fn claim_wave(&self, id: uuid::Uuid, free: usize) -> Result<Vec<Claimed>, WaveError> {
+        for _ in 0..2 {
+            let known = self.known_files(id);
+            let accept = |s: &PlanSource| {
+                known
+                    .as_deref()
+                    .is_some_and(|set| matches_plan(set, plan_fingerprint(s)))
+            };
+            let source = match claim::claim(
+                self.store.pool(),
+                id,
+                &self.owner,
+                self.cfg.lease,
+                free,
+                accept,
+            )
+            .await?
+            {
+                claim::Claim::Took(claimed) => return Ok(claimed),
+                claim::Claim::Refused(source) => source,
+            };
+            match self.files(&source).await {
+                Some(set) if matches_plan(&set, plan_fingerprint(&source)) => {
+                    self.remember_files(id, set)
+                }
+                _ => return Ok(Vec::new()),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// The files this replica already fetched for wave `id`.
+    fn known_files(&self, id: uuid::Uuid) -> Option<Arc<MigrationSet>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn remember_files(&self, id: uuid::Uuid, set: Arc<MigrationSet>) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        // Plans never change, so forgetting only costs a fetch.
+        if files.len() >= 4096 {
+            files.clear();
+        }
+        files.insert(id, set);
+    }
+
+    /// The files a plan's source names: the pushed set by id, else the directory's
+    /// files matching its frozen fingerprint. `None` (logged) when this replica cannot
+    /// get them now.
+    async fn files(&self, source: &PlanSource) -> Option<Arc<MigrationSet>> {
+        match source.pushed() {
+            Some(id) => match self.catalog.resolve(Some(id)).await {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    tracing::error!(set = %id, error = %e, "cannot fetch a wave's migration set");
+                    None
+                }
+            },
+            None => self.catalog.for_plan(plan_fingerprint(source)),
+        }
+    }
+
+    /// The files of a claimed target's wave (remembered: the claim just fetched them).
     async fn wave_set(&self, c: &Claimed) -> Result<Arc<MigrationSet>, MigrateError> {
-        self.catalog.for_wave(c.wave_id).await.ok_or_else(|| {
+        let set = match self.known_files(c.wave_id) {
+            Some(set) => Some(set),
+            None => self.files(&c.source).await,
+        };
+        set.ok_or_else(|| {
             MigrateError::Other("the wave's migration set is unavailable on this replica".into())
         })
     }
@@ -531,7 +603,7 @@ impl Executor {
             &set,
             c.target_version,
             &limits,
-            &c.lock_retries,
+            &c.run.lock_retries,
             &counted,
             |token| self.track(c.tenant_id, token),
         )

@@ -116,20 +116,47 @@ pub struct PlanSource {
     pub migrations: Option<serde_json::Value>,
 }
 
-/// The plan's migration source of wave `id` (`None`: no such wave), for the catalog.
+/// The plan's members [`PlanSource::from_row`] reads, for a select list.
+macro_rules! plan_source_cols {
+    () => {
+        "plan->>'migration_set' AS set_id, plan->>'migration_source' AS source, \
+         plan->'migrations' AS migrations"
+    };
+}
+pub(crate) use plan_source_cols;
+
+impl PlanSource {
+    /// Reads the `plan_source_cols!()` of `row` by name.
+    pub fn from_row(r: &Row) -> Result<PlanSource, tokio_postgres::Error> {
+        Ok(PlanSource {
+            source: r.try_get("source")?,
+            set_id: r.try_get("set_id")?,
+            migrations: r.try_get("migrations")?,
+        })
+    }
+
+    /// The pushed set's id when the plan runs one; `None`: the directory's files
+    /// (plans made before sets existed name neither a source nor a set).
+    pub fn pushed(&self) -> Option<&str> {
+        match (self.source.as_deref(), self.set_id.as_deref()) {
+            (Some("pushed"), Some(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The plan's migration source of wave `id` (`None`: no such wave).
 pub async fn plan_source(
     client: &impl tokio_postgres::GenericClient,
     id: Uuid,
 ) -> Result<Option<PlanSource>, tokio_postgres::Error> {
-    const SQL: &str = "SELECT plan->>'migration_set' AS set_id, \
-         plan->>'migration_source' AS source, plan->'migrations' AS migrations \
-         FROM control_plane.waves WHERE id = $1";
+    const SQL: &str = concat!(
+        "SELECT ",
+        plan_source_cols!(),
+        " FROM control_plane.waves WHERE id = $1"
+    );
     match client.query_opt(SQL, &[&id]).await? {
-        Some(r) => Ok(Some(PlanSource {
-            source: r.try_get("source")?,
-            set_id: r.try_get("set_id")?,
-            migrations: r.try_get("migrations")?,
-        })),
+        Some(r) => Ok(Some(PlanSource::from_row(&r)?)),
         None => Ok(None),
     }
 }
