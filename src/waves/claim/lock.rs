@@ -28,7 +28,7 @@ pub(super) async fn lock(tx: &Transaction<'_>, wave_id: Uuid) -> Result<Option<L
     const WAVE: &str = concat!(
         "SELECT ",
         crate::waves::row::wave_cols!(),
-        ", plan->'settings' - 'analysis' AS run_settings, ",
+        ", (plan->'settings') - 'analysis' AS run_settings, ",
         crate::waves::row::plan_source_cols!(),
         " FROM control_plane.waves WHERE id = $1 FOR UPDATE SKIP LOCKED"
     );
