@@ -11,6 +11,7 @@ pub mod lock_retry;
 pub mod published;
 pub mod set;
 pub mod split;
+pub mod sqlstate;
 pub mod tenant;
 
 pub use catalog::Catalog;
