@@ -314,6 +314,7 @@ impl Guard {
                      committed on this tenant; look at the tenant before any wave, and fix the file",
                     file.file_name()
                 ),
+                server: None,
             });
         }
         ran.map_err(|e| pg(&e))?;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod lock_retry;
 pub mod set;
 pub mod split;
+pub mod sqlstate;
 pub mod tenant;
 
 pub use dry_run::{DryRunOutcome, TableSize};

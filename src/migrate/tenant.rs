@@ -387,6 +387,7 @@ pub async fn run_with(
         return Err(MigrateError::NeedsAttention {
             version: expected.unwrap_or(0),
             why: format!("history ends at {to:?} after the run, expected {expected:?}"),
+            server: None,
         });
     }
     Ok(RunOutcome {
@@ -519,6 +520,19 @@ async fn run_transactional(
     Err(MigrateError::from_pg(failed, &e))
 }
 
+/// The server's message and detail of a failed statement (for the target's error only).
+fn server_words(cause: &MigrateError) -> String {
+    match cause {
+        MigrateError::Sql {
+            message, detail, ..
+        } => match detail {
+            Some(d) => format!("{message}: {d}"),
+            None => message.clone(),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// Indexes left INVALID, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
 async fn invalid(client: &Client) -> Vec<String> {
     const SQL: &str =
@@ -551,6 +565,7 @@ async fn run_no_transaction(
                 "invalid index(es) {} left by a failed CREATE INDEX CONCURRENTLY; drop them (DROP INDEX CONCURRENTLY …) and resume",
                 before.join(", ")
             ),
+            server: None,
         });
     }
     let statements = split_statements(&file.sql);
@@ -562,10 +577,13 @@ async fn run_no_transaction(
             }
             let left = invalid(client).await;
             let shown: String = stmt.chars().take(200).collect();
+            // The statement is the file's own text; the server's words about it may
+            // quote rows and stay in `server`.
             let mut why = format!(
-                "statement {} of {} failed: {shown}: {cause}",
+                "statement {} of {} failed: {shown}: {}",
                 n + 1,
-                statements.len()
+                statements.len(),
+                cause.public()
             );
             if !left.is_empty() {
                 why.push_str(&format!(
@@ -576,6 +594,7 @@ async fn run_no_transaction(
             return Err(MigrateError::NeedsAttention {
                 version: file.version,
                 why,
+                server: Some(server_words(&cause)),
             });
         }
     }
@@ -602,6 +621,7 @@ async fn run_no_transaction(
                 "statements ran but the history row could not be written: {}",
                 crate::db::describe(&e)
             ),
+            server: None,
         })?;
     Ok(())
 }

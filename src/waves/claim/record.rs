@@ -191,6 +191,9 @@ async fn fail_in(
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     let kind = err.kind().as_str();
     let message = err.to_string();
+    // The target keeps the server's words (operators read them); events, webhooks and the
+    // tenant's issue carry only what may leave drover.
+    let public = err.public();
     // Who held the lock a lock timeout waited for (SPEC §19); nothing for other errors.
     let detail: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
         .then(|| json!({ "blockers": err.blockers() }));
@@ -217,7 +220,7 @@ async fn fail_in(
             )
             .await?;
         if owned == 1 {
-            let mut payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": message, "attempts": c.attempt });
+            let mut payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": public, "attempts": c.attempt });
             if let Some(d) = &detail {
                 payload["blockers"] = d["blockers"].clone();
             }
@@ -227,7 +230,7 @@ async fn fail_in(
             if let MigrateError::Drift { version, .. }
             | MigrateError::NeedsAttention { version, .. } = err
             {
-                let issue = json!({ "kind": kind, "version": version, "message": message, "wave_id": c.wave_id });
+                let issue = json!({ "kind": kind, "version": version, "message": public, "wave_id": c.wave_id });
                 registry::queries::set_migration_issue(&**tx, c.tenant_id, &issue).await?;
             }
         }

@@ -1,4 +1,5 @@
 //! Attacks on a running daemon, each a test named for what it tried, black box over HTTP.
 
 mod dry_run;
+mod leaks;
 mod proxy;
