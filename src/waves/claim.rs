@@ -142,14 +142,12 @@ pub async fn claim(
         .await?;
     let dry_run = wave.dry_run;
     if !exhausted.is_empty() {
-        let actor = Actor::new("drover").map_err(registry_err)?;
+        let actor = Actor::new("drover")?;
         // A dry run writes nothing about the tenant, not even its failure.
         for r in exhausted.iter().filter(|_| !dry_run) {
             let (tenant, error): (Uuid, String) = (r.try_get("tenant_id")?, r.try_get("error")?);
             let payload = json!({ "wave_id": wave_id, "kind": "retryable", "error": error });
-            record_event(&*tx, tenant, "error", &actor, payload)
-                .await
-                .map_err(registry_err)?;
+            record_event(&*tx, tenant, "error", &actor, payload).await?;
         }
         // The budget must see these before anything else is claimed.
         tx.commit().await?;
@@ -429,22 +427,13 @@ async fn succeed_in(
             let payload = json!({
                 "from": from, "to": out.to, "wave_id": c.wave_id, "duration_ms": duration_ms, "applied": out.applied,
             });
-            record_event(&**tx, c.tenant_id, "migrated", actor, payload)
-                .await
-                .map_err(registry_err)?;
+            record_event(&**tx, c.tenant_id, "migrated", actor, payload).await?;
         }
     }
     if owned == 0 {
         tracing::warn!(slug = %c.slug, "lease lost while migrating; the tenant's new version is recorded, the target is left to its new owner");
     }
     Ok(())
-}
-
-fn registry_err(e: crate::registry::RegistryError) -> WaveError {
-    match e {
-        crate::registry::RegistryError::Db(d) => WaveError::Db(d),
-        other => WaveError::Db(crate::db::DbError::Internal(other.to_string())),
-    }
 }
 
 /// Records a failure: back to pending after a backoff when retryable and attempts remain,
@@ -495,9 +484,7 @@ async fn fail_in(
             if let Some(d) = &detail {
                 payload["blockers"] = d["blockers"].clone();
             }
-            record_event(&**tx, c.tenant_id, "error", actor, payload)
-                .await
-                .map_err(registry_err)?;
+            record_event(&**tx, c.tenant_id, "error", actor, payload).await?;
             if let MigrateError::Drift { version, .. }
             | MigrateError::NeedsAttention { version, .. } = err
             {
