@@ -1,5 +1,5 @@
-//! Access control (SPEC §17): roles, who is calling, the route → role table and named
-//! tokens stored as hashes.
+//! Access control (see docs/design.md#access-model): roles, who is calling, the route →
+//! role table and named tokens stored as hashes.
 //!
 //! ```text
 //!  Authorization: Bearer T ──► root token? (config, constant time) ──► root / admin

@@ -1,9 +1,10 @@
 //! HTTP API (axum): routing, JSON extraction, and the one auth middleware ([`auth`]). One
 //! file per resource; errors become responses only in [`error`].
 //!
-//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route
-//! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17). The web console's
-//! routes (`/ui/`, [`crate::console`]) are merged in beside them with their own session guard.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route needs
+//! the role [`crate::access::ROUTE_ROLES`] gives it (docs/design.md#access-model). The web
+//! console's routes (`/ui/`, [`crate::console`]) are merged in beside them with their own
+//! session guard.
 
 mod auth;
 mod definitions;

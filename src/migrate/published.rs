@@ -1,5 +1,6 @@
-//! Migration sets published to the control DB (SPEC §21): push, list, show and delete,
-//! and reading one set's files back by id (what [`super::Catalog`] caches).
+//! Migration sets published to the control DB (see docs/design.md#migration-sets): push,
+//! list, show and delete, and reading one set's files back by id (what [`super::Catalog`]
+//! caches).
 //!
 //! A set is validated with the rules of a migrations directory ([`MigrationSet::from_files`])
 //! and stored content-addressed ([`MigrationSet::id`]) in immutable rows: pushing the same

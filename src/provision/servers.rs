@@ -1,6 +1,6 @@
-//! Provisioning servers (`[[provision_servers]]`, SPEC §20): the PostgreSQL servers drover
-//! creates tenant databases on, how they are read from the configuration, and where a new
-//! tenant goes.
+//! Provisioning servers (`[[provision_servers]]`, README.md#provisioning): the PostgreSQL
+//! servers drover creates tenant databases on, how they are read from the configuration,
+//! and where a new tenant goes.
 //!
 //! ```toml
 //! [[provision_servers]]

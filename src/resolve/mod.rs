@@ -1,9 +1,10 @@
 //! Slug → DSN resolution for application servers: the hot path.
 //!
-//! `resolve(slug)` reads the tenant row (cached, invalidated by LISTEN/NOTIFY from any
-//! replica, TTL as the fallback) and, for an active tenant, the password behind its secret
-//! reference (cached with TTL, stale-on-error within a bound, negative-cached, single
-//! flight), then builds the DSN. The status policy of SPEC §5 lives in [`Resolution`]:
+//! `resolve(slug)` reads the tenant row (cached, invalidated by LISTEN/NOTIFY from any replica,
+//! TTL as the fallback) and, for an active tenant, the password behind its secret reference
+//! (cached with TTL, stale-on-error within a bound, negative-cached, single flight), then
+//! builds the DSN. The status policy (docs/design.md#resolution-answers) lives in
+//! [`Resolution`]:
 //!
 //! ```text
 //!  active ─► Ok(dsn)         suspended ─► Suspended(reason) (423)

@@ -454,7 +454,8 @@ async fn fail_in(
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     let kind = err.kind().as_str();
     let message = err.to_string();
-    // Who held the lock a lock timeout waited for (SPEC §19); nothing for other errors.
+    // Who held the lock a lock timeout waited for
+    // (README.md#lock-timeouts-retries-and-who-held-the-lock); nothing for other errors.
     let detail: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
         .then(|| json!({ "blockers": err.blockers() }));
     let retry = err.is_retryable() && c.attempt < c.max_attempts;
