@@ -1,5 +1,5 @@
-//! Access control (SPEC §17): roles, who is calling, the route → role table and named
-//! tokens stored as hashes.
+//! Access control (see docs/design.md#access-model): roles, who is calling, the route →
+//! role table and named tokens stored as hashes.
 //!
 //! ```text
 //!  Authorization: Bearer T ──► root token? (config, constant time) ──► root / admin
@@ -167,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_grant_what_spec_section_17_says() {
+    fn roles_grant_what_the_access_model_says() {
         use Role::*;
         let granted =
             |r: Role| -> Vec<Role> { Role::ALL.into_iter().filter(|n| r.grants(*n)).collect() };

@@ -21,7 +21,7 @@ use tokio_postgres::Row;
 use super::{AccessError, Principal, Role};
 
 /// How long a looked-up token is trusted without asking the control DB again. Revocation
-/// takes effect on every replica within this (SPEC §17 asks for 2 s).
+/// takes effect on every replica within this (docs/design.md#access-model promises 2 s).
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Cached lookups kept at most; the cache is emptied when full (it refills from hits).

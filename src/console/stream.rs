@@ -1,6 +1,7 @@
-//! `GET /ui/stream`: the event stream of SPEC §16 for the console's script. `EventSource`
-//! cannot send a bearer token, so the session (checked by the guard) stands in for it;
-//! the filters, `Last-Event-ID` resumption and the per-replica client limit are the API's.
+//! `GET /ui/stream`: the event stream (docs/design.md#events-and-webhooks) for the
+//! console's script. `EventSource` cannot send a bearer token, so the session (checked by
+//! the guard) stands in for it; the filters, `Last-Event-ID` resumption and the per-replica
+//! client limit are the API's.
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;

@@ -1,4 +1,5 @@
-//! The fleet's event feed, its live stream and signed webhooks (SPEC §16).
+//! The fleet's event feed, its live stream and signed webhooks (the contract:
+//! docs/design.md#events-and-webhooks).
 //!
 //! Events are written by their owners: the registry (`tenant_events`, through
 //! `registry::record_event`) and the wave timeline (`wave_events`, through
@@ -53,7 +54,7 @@ pub const TENANT_TYPES: &[&str] = &[
     "error",
 ];
 
-/// Wave timeline types (SPEC §15), without the `wave.` prefix.
+/// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.
 pub const WAVE_TYPES: &[&str] = &crate::waves::timeline::EVENT_TYPES;
 
 /// Why an events or webhooks operation did not happen.

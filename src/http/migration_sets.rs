@@ -1,4 +1,5 @@
-//! `/v1/migration-sets`: migration sets published to the control DB (SPEC §21).
+//! `/v1/migration-sets`: migration sets published to the control DB (see
+//! docs/design.md#migration-sets).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

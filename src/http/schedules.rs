@@ -10,41 +10,8 @@ use super::openapi as doc;
 use super::{ApiError, ApiJson, Caller};
 use crate::schedule::leader::{LeaderView, ReplicaView};
 use crate::schedule::store::{fire_in, parse_template, Fired};
-use crate::schedule::{NewSchedule, ScheduleError, SchedulePatch, ScheduleView};
+use crate::schedule::{NewSchedule, SchedulePatch, ScheduleView};
 use crate::state::AppState;
-
-impl From<ScheduleError> for ApiError {
-    fn from(e: ScheduleError) -> Self {
-        match e {
-            ScheduleError::Invalid { field, .. } => {
-                let mut a = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    e.to_string(),
-                );
-                a.set_field(field);
-                a
-            }
-            ScheduleError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "schedule_not_found", e.to_string())
-            }
-            ScheduleError::Duplicate(_) => {
-                ApiError::new(StatusCode::CONFLICT, "duplicate_schedule", e.to_string())
-            }
-            ScheduleError::BrokenTemplate { .. } => {
-                let mut a = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_template",
-                    e.to_string(),
-                );
-                a.set_field("template");
-                a
-            }
-            ScheduleError::Wave(w) => w.into(),
-            ScheduleError::Db(db) => db.into(),
-        }
-    }
-}
 
 /// `GET /v1/schedules`.
 #[utoipa::path(

@@ -1,4 +1,4 @@
-//! `control_plane.tenant_limits`: the optional 1:1 limits of a tenant (SPEC §3, §20).
+//! `control_plane.tenant_limits`: the optional 1:1 limits of a tenant (docs/design.md#data-model).
 //! Setting them replaces all four values; a change writes the tenant's `updated` event
 //! (`{"changed": {"limits": {"from", "to"}}}`) in the same transaction, and setting them
 //! all to null removes the row.

@@ -1,4 +1,5 @@
-//! Which secrets a tenant's reference may point at (SPEC §17).
+//! Which secrets a tenant's reference may point at (see
+//! docs/design.md#secret-references-and-their-scopes).
 //!
 //! A syntactically valid reference can still name something that is not the tenant's: the
 //! daemon's own variables (`env:DROVER_ADMIN_TOKEN`, `env:DROVER_DATABASE_URL`), the host's

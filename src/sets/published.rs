@@ -1,4 +1,4 @@
-//! Migration sets published to the control DB: push, list, show and delete, and reading
+//! Migration sets published to the control DB (docs/design.md#migration-sets): push, list, show and delete, and reading
 //! one set's files back by id (what [`super::Catalog`] caches). The only SQL naming
 //! `migration_sets`, `migration_set_files` and `migration_set_labels`.
 //!

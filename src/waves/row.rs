@@ -103,7 +103,10 @@ impl Wave {
 /// A stored state; one drover does not know is a corrupt row.
 pub(super) fn parse_state(s: String) -> Result<WaveState, WaveError> {
     s.parse().map_err(|e: super::state::UnknownState| {
-        WaveError::Db(crate::db::DbError::Internal(e.to_string()))
+        WaveError::Db(crate::db::DbError::Corrupt {
+            what: "a wave's state".into(),
+            source: Box::new(e),
+        })
     })
 }
 

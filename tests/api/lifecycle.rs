@@ -1,4 +1,4 @@
-//! The tenant lifecycle (SPEC §20) against two real PostgreSQL clusters: placement on
+//! The tenant lifecycle (README.md#provisioning) against two real PostgreSQL clusters: placement on
 //! provisioning servers by labels and load, tenants from a slug alone, visible and retried
 //! provisioning failures, e-mail lookup and limits.
 

@@ -1,5 +1,6 @@
-//! Webhook subscriptions (`control_plane.webhooks`) and what a delivery looks like on the
-//! wire: the body, the `X-Drover-*` headers and the HMAC signature.
+//! Webhook subscriptions (`control_plane.webhooks`) and what a delivery looks like on the wire
+//! (docs/design.md#events-and-webhooks): the body, the `X-Drover-*` headers and the HMAC
+//! signature.
 //!
 //! A subscription stores only a secret *reference* for its HMAC key; the key is read
 //! through the secret store when a delivery is signed and never written anywhere.

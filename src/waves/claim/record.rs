@@ -194,7 +194,7 @@ async fn fail_in(
     // The target keeps the server's words (operators read them); events, webhooks and the
     // tenant's issue carry only what may leave drover.
     let public = err.public();
-    // Who held the lock a lock timeout waited for (SPEC §19); nothing for other errors.
+    // Who held the lock a lock timeout waited for (docs/design.md, README "Lock timeouts"); nothing for other errors.
     let detail: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
         .then(|| json!({ "blockers": err.blockers() }));
     let retry = err.is_retryable() && c.attempt < c.run.max_attempts;

@@ -355,7 +355,7 @@ fn actions_that_do_not_apply_are_refused() {
 
 #[test]
 fn every_transition_names_a_timeline_event_of_the_spec() {
-    const SPEC: [&str; 12] = crate::waves::timeline::EVENT_TYPES;
+    const TIMELINE_TYPES: [&str; 12] = crate::waves::timeline::EVENT_TYPES;
     let all = [
         Transition::StartCanary,
         Transition::StartBatch { batch: 3 },
@@ -376,9 +376,9 @@ fn every_transition_names_a_timeline_event_of_the_spec() {
         Transition::Abort,
     ];
     for t in &all {
-        assert!(SPEC.contains(&t.event_type()), "{t:?}");
+        assert!(TIMELINE_TYPES.contains(&t.event_type()), "{t:?}");
     }
-    for ty in SPEC.iter().filter(|ty| **ty != "created") {
+    for ty in TIMELINE_TYPES.iter().filter(|ty| **ty != "created") {
         assert!(
             all.iter().any(|t| t.event_type() == *ty),
             "no transition writes {ty}"
