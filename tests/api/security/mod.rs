@@ -2,3 +2,4 @@
 
 mod dry_run;
 mod proxy;
+mod refs;
