@@ -167,12 +167,15 @@ fn serve_refuses_to_start_when_its_own_files_lie_inside_a_reference_directory() 
     let secrets = SecretsDir::new();
     secrets.put("tenants/admin-token", ADMIN_TOKEN);
     secrets.put("webhooks/vault-token", VAULT_TOKEN);
-    secrets.put("tls/server.key", "not a key");
+    secrets.put("tls/server.crt", "not a certificate");
+    secrets.put("tenants/server.key", "not a key");
     let dir = secrets.path();
-    let key = format!("{dir}/tenants/../tls/server.key");
+    // Inside tenants/ as written, outside once `..` is resolved: not refused for that.
+    let cert = format!("{dir}/tenants/../tls/server.crt");
     let vault_token = format!("{dir}/webhooks/vault-token");
-    let linked_key = secrets.0.join("tenants/tls-key");
-    std::os::unix::fs::symlink(secrets.0.join("tls/server.key"), &linked_key).unwrap();
+    // Outside as written, inside once the link is followed: refused for that.
+    let linked_key = temp_dir("tls").join("server.key");
+    std::os::unix::fs::symlink(secrets.0.join("tenants/server.key"), &linked_key).unwrap();
 
     let token_inside = serve(&[
         ("DROVER_SECRETS_DIR", dir),
@@ -184,12 +187,11 @@ fn serve_refuses_to_start_when_its_own_files_lie_inside_a_reference_directory() 
         ("DROVER_VAULT_ADDR", "http://127.0.0.1:1"),
         ("DROVER_VAULT_TOKEN_FILE", &vault_token),
     ]);
-    // The key itself is outside; a tenant ref reaches it through the link in tenants/,
-    // which is what comparing canonical paths is for: the TLS key named through that link.
+    // Paths are compared canonical: the key named through a link elsewhere is found.
     let key_through_link = serve(&[
         ("DROVER_SECRETS_DIR", dir),
         ("DROVER_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("DROVER_TLS_CERT_FILE", &key),
+        ("DROVER_TLS_CERT_FILE", &cert),
         ("DROVER_TLS_KEY_FILE", linked_key.to_str().unwrap()),
     ]);
 
@@ -214,6 +216,8 @@ fn serve_refuses_to_start_when_its_own_files_lie_inside_a_reference_directory() 
         err.contains("DROVER_TLS_KEY_FILE (environment)") && err.contains("file_secret_prefix"),
         "{err}"
     );
+    assert!(!err.contains("DROVER_TLS_CERT_FILE"), "{err}");
+    let _ = std::fs::remove_dir_all(linked_key.parent().unwrap());
 }
 
 #[test]
