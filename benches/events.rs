@@ -239,6 +239,12 @@ async fn main() {
         },
         timeout: Duration::from_secs(10),
         instance: "bench".into(),
+        // The key is env:BENCH_WEBHOOK_KEY, checked before each read like any webhook key.
+        scope: drover::secrets::RefScope::new(
+            "BENCH_".into(),
+            drover::secrets::VaultScope::Any,
+            vec![],
+        ),
         limits: Limits::default(),
     });
     let stop = tokio_util::sync::CancellationToken::new();

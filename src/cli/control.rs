@@ -140,12 +140,50 @@ pub async fn check(
     })
 }
 
+/// Tenants whose secret reference the configured scopes refuse (they do not resolve):
+/// after an upgrade that narrowed the scopes, the list of secrets to move.
+async fn refs_in_scope(pool: &deadpool_postgres::Pool, config: &Config) -> crate::preflight::Check {
+    use crate::preflight::{Check, Outcome};
+    let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
+    let (outcome, message, fix) = match registry.refs_out_of_scope().await {
+        Ok(found) if found.is_empty() => (
+            Outcome::Ok,
+            "every tenant's secret reference is inside the scopes".to_string(),
+            None,
+        ),
+        Ok(found) => (
+            Outcome::Failed,
+            found
+                .iter()
+                .map(|(slug, r, rule)| format!("{slug} ({r}): {rule}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(format!(
+                "move each secret under {} in the secrets directory (or to an allowed Vault path) and PATCH the tenant's db_secret_ref; see the README's Security model",
+                config.ref_scope.file_prefix(crate::secrets::Purpose::Tenant)
+            )),
+        ),
+        Err(e) => (
+            Outcome::Failed,
+            format!("cannot read the tenants: {e}"),
+            Some("check DROVER_DATABASE_URL".to_string()),
+        ),
+    };
+    Check {
+        name: "secret_refs.scope".into(),
+        outcome,
+        message,
+        fix,
+    }
+}
+
 /// `drover doctor`: the preflight checks.
 pub async fn doctor(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     use crate::preflight::Outcome;
     init_tracing(None);
     let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
-    let checks = crate::preflight::run(&config.provision, &config.secrets, &pool).await;
+    let mut checks = crate::preflight::run(&config.provision, &config.secrets, &pool).await;
+    checks.push(refs_in_scope(&pool, config).await);
     pool.close();
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);

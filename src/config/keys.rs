@@ -49,6 +49,8 @@
 //! | `prometheus_url` | `DROVER_PROMETHEUS_URL` | | Prometheus base URL for `prometheus` analysis checks (no credentials in it) |
 //! | `env_secret_prefix` | `DROVER_ENV_SECRET_PREFIX` | `TENANT_` | `env:` tenant refs may only name variables starting with this (never one matching `DROVER_`) |
 //! | `vault_allowed_prefixes` | `DROVER_VAULT_ALLOWED_PREFIXES` | `secret/tenants` | comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in) |
+//! | `file_secret_prefix` | `DROVER_FILE_SECRET_PREFIX` | `tenants/` | directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it |
+//! | `webhook_secret_prefix` | `DROVER_WEBHOOK_SECRET_PREFIX` | `webhooks/` | directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it |
 //! | `webhook_retry_backoff` | `DROVER_WEBHOOK_RETRY_BACKOFF` | `5s` | first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered) |
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
@@ -64,7 +66,9 @@
 //! here panics in every test that loads a configuration, and a key listed here that the
 //! builder never reads fails `every_declared_key_is_read_by_the_builder`.
 
-use crate::secrets::{DEFAULT_ENV_PREFIX, DEFAULT_VAULT_PREFIXES};
+use crate::secrets::{
+    DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
+};
 use IfUnset::{Note, Nothing, Value};
 
 /// Where a key may be set.
@@ -170,6 +174,8 @@ pub const KEYS: &[Key] = &[
     key("prometheus_url", Nothing, "Prometheus base URL for `prometheus` analysis checks (no credentials in it)"),
     key("env_secret_prefix", Value(DEFAULT_ENV_PREFIX), "`env:` tenant refs may only name variables starting with this (never one matching `DROVER_`)"),
     key("vault_allowed_prefixes", Value(DEFAULT_VAULT_PREFIXES), "comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in)"),
+    key("file_secret_prefix", Value(DEFAULT_FILE_PREFIX), "directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it"),
+    key("webhook_secret_prefix", Value(DEFAULT_WEBHOOK_PREFIX), "directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it"),
     key("webhook_retry_backoff", Value("5s"), "first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered)"),
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),

@@ -354,6 +354,9 @@ pub struct DeliverySettings {
     pub stream_max_clients: usize,
     /// This replica's name, on the delivery claims it holds.
     pub instance_id: String,
+    /// Which references a webhook's key may be read from (checked again before each read,
+    /// so a reference planted in the control DB is refused).
+    pub secret_scope: crate::secrets::RefScope,
 }
 
 /// What the events module shares with handlers and tasks.
@@ -394,6 +397,7 @@ impl Events {
             },
             timeout: ev.timeout,
             instance: ev.instance_id.clone(),
+            scope: ev.secret_scope.clone(),
             limits: webhooks::deliver::Limits::default(),
         };
         Ok(Events {

@@ -28,7 +28,7 @@ use super::{signature, Format};
 use crate::events::notify::Wake;
 use crate::events::{feed, EventsError};
 use crate::metrics::Metrics;
-use crate::secrets::{SecretRef, SecretStore};
+use crate::secrets::{RefScope, SecretRef, SecretStore};
 
 /// The most of a receiver's answer that is read (its start becomes `last_error`).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -60,6 +60,8 @@ pub struct Sender {
     pub backoff: Backoff,
     pub timeout: Duration,
     pub instance: String,
+    /// The webhook scope each key reference is checked against before it is read.
+    pub scope: RefScope,
     pub limits: Limits,
 }
 
@@ -188,6 +190,9 @@ impl Sender {
             .secret_ref
             .parse()
             .map_err(|e: crate::secrets::SecretRefError| e.to_string())?;
+        self.scope
+            .check_webhook(&r)
+            .map_err(|rule| format!("secret {r} refused: {rule}"))?;
         let secret = self.secrets.read(&r).await.map_err(|e| e.to_string())?;
         Ok((format.render(&event, claim.id), secret))
     }

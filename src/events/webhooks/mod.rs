@@ -143,8 +143,9 @@ fn validate_url(url: &str) -> Result<(), EventsError> {
     Ok(())
 }
 
-/// The HMAC key reference: well-formed, inside the scope tenant references have (never
-/// drover's own configuration or other secrets of the host), and readable now.
+/// The HMAC key reference: well-formed, inside the webhook scope (`file:` under
+/// `webhook_secret_prefix`; never drover's own configuration or other secrets of the
+/// host), and readable now.
 async fn validate_secret_ref(
     secrets: &SecretStore,
     scope: &RefScope,
@@ -154,7 +155,7 @@ async fn validate_secret_ref(
         .parse()
         .map_err(|e: crate::secrets::SecretRefError| invalid("secret_ref", e.to_string()))?;
     scope
-        .check(&r)
+        .check_webhook(&r)
         .map_err(|e| invalid("secret_ref", e.to_string()))?;
     secrets
         .read(&r)

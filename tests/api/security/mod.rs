@@ -3,3 +3,4 @@
 mod dry_run;
 mod leaks;
 mod proxy;
+mod refs;
