@@ -241,4 +241,35 @@ mod tests {
             VaultScope::Under(vec!["secret/tenants".into(), "kv/apps".into()])
         );
     }
+
+    #[test]
+    fn the_scope_reports_the_settings_it_was_built_with() {
+        let scope = RefScope::new(
+            "APP_".into(),
+            parse_vault_prefixes("secret/tenants, kv/apps").unwrap(),
+            vec!["admin-token".into(), "resolver-token".into()],
+        );
+        assert_eq!(scope.env_prefix(), "APP_");
+        assert_eq!(scope.vault_prefixes(), "secret/tenants,kv/apps");
+        assert_eq!(scope.own_files(), ["admin-token", "resolver-token"]);
+        let any = RefScope::new("APP_".into(), VaultScope::Any, vec![]);
+        assert_eq!(any.vault_prefixes(), "*");
+        assert_eq!(any.vault(), &VaultScope::Any);
+        assert!(any.own_files().is_empty());
+    }
+
+    #[test]
+    fn a_reference_out_of_scope_is_never_retried() {
+        for err in [
+            ScopeError::Env {
+                prefix: "TENANT_".into(),
+            },
+            ScopeError::Vault {
+                allowed: "secret/tenants/".into(),
+            },
+            ScopeError::OwnFile,
+        ] {
+            assert!(!err.is_retryable(), "{err}");
+        }
+    }
 }
