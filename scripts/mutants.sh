@@ -19,6 +19,8 @@
 #   so nothing of the checkout's build is overwritten.
 # - One job (`-j 1`) and `nice`: each mutant rebuilds the library's test binary, which is
 #   the whole cost; on a busy machine more jobs only fight over the same cores.
+# - A test timeout of at least 60 s: the unit tests take about a second, but on a loaded
+#   machine the auto-set timeout (a multiple of the baseline) can cut a healthy run short.
 # Not run by CI: it takes minutes per file (about one library rebuild per mutant).
 #
 # Environment: MUTANTS_JOBS (default 1), MUTANTS_NICE (default 10), MUTANTS_ARGS (extra
@@ -46,43 +48,37 @@ command -v cargo-mutants >/dev/null || {
     exit 2
 }
 
-out_root="$root/mutants.out"
-mkdir -p "$out_root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
+# One cargo-mutants run for all the files: each run builds its copy of the crate from
+# scratch once (minutes), every mutant after that is an incremental rebuild. The table
+# still counts each file on its own.
+files=()
 for f in "${modules[@]}"; do
-    name=$(echo "$f" | sed 's|^src/||; s|\.rs$||; s|/|-|g')
-    echo "== $f" >&2
-    # A missed mutant makes cargo-mutants exit non-zero; the table says what happened.
-    # shellcheck disable=SC2086
-    nice -n "${MUTANTS_NICE:-10}" cargo mutants \
-        --file "$f" \
-        --jobs "${MUTANTS_JOBS:-1}" \
-        --cargo-arg=--lib \
-        --output "$out_root/$name" \
-        --no-shuffle \
-        ${MUTANTS_ARGS:-} >&2 || true
+    files+=(--file "$f")
 done
+# A missed mutant makes cargo-mutants exit non-zero; the table says what happened.
+# shellcheck disable=SC2086
+nice -n "${MUTANTS_NICE:-10}" cargo mutants \
+    "${files[@]}" \
+    --jobs "${MUTANTS_JOBS:-1}" \
+    --cargo-arg=--lib \
+    --no-shuffle \
+    --minimum-test-timeout=60 \
+    ${MUTANTS_ARGS:-} >&2 || true
 
+out="$root/mutants.out"
 printf '\n%-24s %8s %7s %7s %9s %9s\n' module mutants caught missed unviable timeouts
 for f in "${modules[@]}"; do
-    name=$(echo "$f" | sed 's|^src/||; s|\.rs$||; s|/|-|g')
-    json="$out_root/$name/mutants.out/outcomes.json"
-    if [ ! -f "$json" ]; then
-        printf '%-24s %s\n' "$f" "(no outcomes.json)"
-        continue
-    fi
-    jq -r --arg f "$f" \
-        '[$f, .total_mutants, .caught, .missed, .unviable, .timeout] | @tsv' "$json" |
+    jq -r --arg f "$f" '
+        [.outcomes[] | select(.scenario.Mutant.file? == $f) | .summary] as $s
+        | def n(x): [$s[] | select(. == x)] | length;
+        [$f, ($s | length), n("CaughtMutant"), n("MissedMutant"), n("Unviable"), n("Timeout")]
+        | @tsv' "$out/outcomes.json" |
         awk -F'\t' '{ printf "%-24s %8s %7s %7s %9s %9s\n", $1, $2, $3, $4, $5, $6 }'
 done
-
-echo
-for f in "${modules[@]}"; do
-    name=$(echo "$f" | sed 's|^src/||; s|\.rs$||; s|/|-|g')
-    missed="$out_root/$name/mutants.out/missed.txt"
-    if [ -s "$missed" ]; then
-        echo "missed in $f:"
-        sed 's/^/  /' "$missed"
-    fi
-done
+if [ -s "$out/missed.txt" ]; then
+    echo
+    echo "missed:"
+    sed 's/^/  /' "$out/missed.txt"
+fi
