@@ -180,4 +180,50 @@ mod tests {
         assert!("owner".parse::<Role>().is_err());
         assert_eq!("operator".parse::<Role>().unwrap(), Operator);
     }
+
+    #[test]
+    fn every_role_round_trips_through_its_name() {
+        let names: Vec<String> = Role::ALL.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            names,
+            ["viewer", "resolver", "operator", "admin", "publisher"]
+        );
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn the_config_tokens_are_root_as_admin_and_resolver_as_resolver() {
+        assert_eq!(
+            Principal::root(),
+            Principal {
+                identity: "root".into(),
+                role: Role::Admin
+            }
+        );
+        assert_eq!(
+            Principal::config_resolver(),
+            Principal {
+                identity: "resolver".into(),
+                role: Role::Resolver
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_busy_control_database_makes_token_management_retryable() {
+        let invalid = AccessError::Invalid {
+            field: "name",
+            message: "empty".into(),
+        };
+        assert!(!invalid.is_retryable());
+        assert!(!AccessError::Duplicate("ci".into()).is_retryable());
+        assert!(!AccessError::NotFound("ci".into()).is_retryable());
+        let pool_timeout =
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        assert!(AccessError::Db(pool_timeout.into()).is_retryable());
+        let internal = crate::db::DbError::Internal("the pool could not be built".into());
+        assert!(!AccessError::Db(internal).is_retryable());
+    }
 }
