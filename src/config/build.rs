@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
 use super::provision::Shared;
-use super::values::{default_instance_id, positive_duration};
+use super::values::{default_instance_id, networks, positive_duration};
 use super::{Config, ConfigProblem, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
@@ -157,6 +157,9 @@ impl Builder {
             timeout: self.parsed("webhook_timeout", positive_duration),
             stream_max_clients: self.parsed("stream_max_clients", |v| integer_in(v, 1, 100_000)),
             instance_id: instance_id.to_string(),
+            allowed_networks: self
+                .optional("webhook_allowed_networks", networks)
+                .unwrap_or_default(),
         }
     }
 

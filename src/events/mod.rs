@@ -353,6 +353,8 @@ pub struct DeliverySettings {
     pub stream_max_clients: usize,
     /// This replica's name, on the delivery claims it holds.
     pub instance_id: String,
+    /// Networks webhooks may reach although they are not public (in-cluster receivers).
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// What the events module shares with handlers and tasks.
@@ -379,12 +381,17 @@ impl Events {
         pool: deadpool_postgres::Pool,
         secrets: crate::secrets::SecretStore,
         ev: &DeliverySettings,
+        control_db: Vec<std::net::SocketAddr>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Events, reqwest::Error> {
+        let policy = webhooks::target::Policy {
+            allowed: ev.allowed_networks.clone(),
+            control_db,
+        };
         let sender = webhooks::deliver::Sender {
             pool: pool.clone(),
             secrets: secrets.clone(),
-            http: webhooks::deliver::Sender::client(ev.timeout)?,
+            http: webhooks::deliver::Clients::new(ev.timeout, policy)?,
             metrics,
             backoff: webhooks::outbox::Backoff {
                 first: ev.retry_backoff,
