@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use drover::events::feed;
 use drover::events::webhooks::deliver::{self, Clients, Limits, Sender};
-use drover::events::webhooks::target::Policy;
 use drover::events::webhooks::outbox::Backoff;
+use drover::events::webhooks::target::Policy;
 use drover::events::FilterParams;
 
 /// Seeds `n` events quickly: triggers (and foreign keys) off for the load only.

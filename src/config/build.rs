@@ -15,11 +15,11 @@ use super::keys::{self, env_name, IfUnset};
 use super::provision::Shared;
 use super::values::{default_instance_id, networks, positive_duration};
 use super::{Config, ConfigProblem, LogFormat, Raw};
+use crate::console::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::resolve::CacheSettings;
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
-use crate::console::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::tls::HttpsFiles;
 use crate::waves::executor::WorkerSettings;
 

@@ -116,7 +116,6 @@ impl Clients {
 }
 
 impl Sender {
-
     /// POSTs one signed body; `Failed` carries the status and a short reason.
     pub async fn post(
         &self,

@@ -191,9 +191,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let strict = self.strict;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let mut kept = Vec::new();
             for a in found {

@@ -1,4 +1,6 @@
 //! Attacks on a running daemon, each a test named for what it tried, black box over HTTP.
 
+mod actors;
 mod dry_run;
 mod proxy;
+mod webhooks;
