@@ -142,16 +142,19 @@ pub async fn create(
     Caller(actor): Caller,
     ApiJson(req): ApiJson<WebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
-    let client = s.pool.get().await.map_err(EventsError::from)?;
+    let mut client = s.pool.get().await.map_err(EventsError::from)?;
+    let tx = client.transaction().await.map_err(EventsError::from)?;
     let view = webhooks::create(
-        &**client,
+        &*tx,
         &s.events.secrets,
         &s.config.ref_scope,
         &s.events.sender.http.policy,
         &req,
         actor.as_str(),
+        actor.behalf(),
     )
     .await?;
+    tx.commit().await.map_err(EventsError::from)?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -200,15 +203,18 @@ pub async fn get(
 #[utoipa::path(
     delete, path = "/webhooks/{name}", tag = "events", operation_id = "deleteWebhook",
     summary = "Delete a webhook and its pending deliveries",
-    params(doc::WebhookName),
+    params(doc::WebhookName, doc::ActorHeader),
     responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
 )]
 pub async fn delete(
     State(s): State<AppState>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let client = s.pool.get().await.map_err(EventsError::from)?;
-    webhooks::delete(&**client, &name).await?;
+    let mut client = s.pool.get().await.map_err(EventsError::from)?;
+    let tx = client.transaction().await.map_err(EventsError::from)?;
+    webhooks::delete(&*tx, &name, actor.as_str(), actor.behalf()).await?;
+    tx.commit().await.map_err(EventsError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

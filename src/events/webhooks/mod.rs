@@ -266,7 +266,8 @@ fn view_from_row(r: &tokio_postgres::Row) -> Result<WebhookView, EventsError> {
     })
 }
 
-/// Creates a subscription; it receives events written after it exists.
+/// Creates a subscription (and its `webhook.created` event: give `client` a transaction
+/// so both commit together); it receives events written after it exists.
 pub async fn create(
     client: &impl GenericClient,
     secrets: &SecretStore,
@@ -274,6 +275,7 @@ pub async fn create(
     policy: &target::Policy,
     req: &WebhookRequest,
     actor: &str,
+    on_behalf_of: Option<&str>,
 ) -> Result<WebhookView, EventsError> {
     const SQL: &str =
         "INSERT INTO control_plane.webhooks (name, url, events, secret_ref, format, created_by) \
@@ -296,6 +298,9 @@ pub async fn create(
             EventsError::Duplicate(_) => EventsError::Duplicate(v.name.clone()),
             other => other,
         })?;
+    let payload = serde_json::json!({ "webhook": v.name, "url": display_url(&v.url),
+        "events": v.events, "format": v.format.name });
+    super::control::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
     get(client, &v.name).await
 }
 
@@ -316,13 +321,22 @@ pub async fn get(client: &impl GenericClient, name: &str) -> Result<WebhookView,
         .ok_or_else(|| EventsError::NotFound(name.to_string()))
 }
 
-/// Deletes a subscription and its deliveries (pending ones are not sent).
-pub async fn delete(client: &impl GenericClient, name: &str) -> Result<(), EventsError> {
-    const SQL: &str = "DELETE FROM control_plane.webhooks WHERE name = $1";
-    match client.execute(SQL, &[&name]).await? {
-        0 => Err(EventsError::NotFound(name.to_string())),
-        _ => Ok(()),
-    }
+/// Deletes a subscription and its deliveries (pending ones are not sent), with its
+/// `webhook.deleted` event (give `client` a transaction so both commit together).
+pub async fn delete(
+    client: &impl GenericClient,
+    name: &str,
+    actor: &str,
+    on_behalf_of: Option<&str>,
+) -> Result<(), EventsError> {
+    const SQL: &str = "DELETE FROM control_plane.webhooks WHERE name = $1 RETURNING url";
+    let Some(row) = client.query_opt(SQL, &[&name]).await? else {
+        return Err(EventsError::NotFound(name.to_string()));
+    };
+    let url: String = row.try_get("url")?;
+    let payload = serde_json::json!({ "webhook": name, "url": display_url(&url) });
+    super::control::record(client, "webhook.deleted", actor, on_behalf_of, payload).await?;
+    Ok(())
 }
 
 /// The body of a delivery in the subscription's stored `format`; a format this drover
