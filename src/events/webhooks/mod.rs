@@ -281,6 +281,10 @@ pub async fn create(
         "INSERT INTO control_plane.webhooks (name, url, events, secret_ref, format, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6)";
     let v = validate(secrets, scope, policy, req).await?;
+    // Written before the subscription exists, so it is not one of the events it receives.
+    let payload = serde_json::json!({ "webhook": v.name, "url": display_url(&v.url),
+        "events": v.events, "format": v.format.name });
+    super::control::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
     client
         .execute(
             SQL,
@@ -298,9 +302,6 @@ pub async fn create(
             EventsError::Duplicate(_) => EventsError::Duplicate(v.name.clone()),
             other => other,
         })?;
-    let payload = serde_json::json!({ "webhook": v.name, "url": display_url(&v.url),
-        "events": v.events, "format": v.format.name });
-    super::control::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
     get(client, &v.name).await
 }
 
