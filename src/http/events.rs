@@ -204,7 +204,7 @@ pub async fn get(
     delete, path = "/webhooks/{name}", tag = "events", operation_id = "deleteWebhook",
     summary = "Delete a webhook and its pending deliveries",
     params(doc::WebhookName, doc::ActorHeader),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,

@@ -101,7 +101,8 @@ pub async fn get(
     description = "Only by id, and only when no unfinished wave runs it and no schedule names it: else 409 \
         `set_in_use`, with `used_by: {waves, schedules}`.",
     params(doc::SetId, doc::ActorHeader),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 409, response = doc::E409),
+        (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,

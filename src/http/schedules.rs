@@ -123,7 +123,7 @@ pub async fn update(
     delete, path = "/schedules/{name}", tag = "schedules", operation_id = "deleteSchedule",
     summary = "Delete a schedule (its waves stay)",
     params(doc::ScheduleName, doc::ActorHeader),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,
