@@ -113,6 +113,7 @@ impl Application {
                 pool.clone(),
                 secrets.clone(),
                 &config.events,
+                db::control_addresses(&url).await,
                 metrics.clone(),
             )
             .context("building the webhook HTTP client")?,

@@ -118,6 +118,30 @@ pub fn parse_url(url: &SecretString, name: &'static str) -> Result<PgTarget, DbE
     Ok(target)
 }
 
+/// The TCP addresses the control DB's URL names (host names resolved now; socket paths
+/// and names that do not resolve are left out): webhooks are refused these.
+pub async fn control_addresses(url: &SecretString) -> Vec<std::net::SocketAddr> {
+    let Ok(target) = parse_url(url, "DROVER_DATABASE_URL") else {
+        return Vec::new();
+    };
+    let config = &target.config;
+    let ports = config.get_ports();
+    let mut out = Vec::new();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        if let tokio_postgres::config::Host::Tcp(name) = host {
+            if let Ok(found) = tokio::net::lookup_host((name.as_str(), port)).await {
+                out.extend(found);
+            }
+        }
+    }
+    for ip in config.get_hostaddrs() {
+        let port = ports.first().copied().unwrap_or(5432);
+        out.push(std::net::SocketAddr::new(*ip, port));
+    }
+    out
+}
+
 /// The shared control-plane pool. Connections are opened lazily. `ca` is the default CA
 /// bundle for `sslmode=verify-*` (`DROVER_CA_FILE`).
 pub fn control_pool(url: &SecretString, size: usize, ca: Option<&Path>) -> Result<Pool, DbError> {

@@ -191,8 +191,9 @@ impl TokenStore {
         const SQL: &str = "INSERT INTO control_plane.access_tokens \
              (name, role, token_hash, created_by, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (name) DO NOTHING";
-        let client = self.pool.get().await?;
-        let inserted = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
             .execute(
                 SQL,
                 &[
@@ -207,6 +208,11 @@ impl TokenStore {
         if inserted == 0 {
             return Err(AccessError::Duplicate(new.name.clone()));
         }
+        // The name and role, never the token.
+        let payload = serde_json::json!({ "token": new.name, "role": role.as_str(),
+            "expires_at": expires_at });
+        crate::events::control::record(&*tx, "token.created", created_by, None, payload).await?;
+        tx.commit().await?;
         tracing::info!(name = %new.name, %role, actor = created_by, "token created");
         Ok(CreatedToken {
             name: new.name.clone(),
@@ -231,8 +237,9 @@ impl TokenStore {
     /// Revokes (deletes) a token; this replica forgets it at once, the others within
     /// [`CACHE_TTL`].
     pub async fn revoke(&self, name: &str, actor: &str) -> Result<TokenInfo, AccessError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
             .query_opt(
                 &format!(
                     "DELETE FROM control_plane.access_tokens WHERE name = $1 RETURNING {COLS}"
@@ -241,13 +248,17 @@ impl TokenStore {
             )
             .await?
             .ok_or_else(|| AccessError::NotFound(name.to_string()))?;
+        let info = info_from_row(&row)?;
+        let payload = serde_json::json!({ "token": name, "role": info.role });
+        crate::events::control::record(&*tx, "token.revoked", actor, None, payload).await?;
+        tx.commit().await?;
         let identity = format!("token:{name}");
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, c| c.principal.identity != identity);
         tracing::info!(name, actor, "token revoked");
-        info_from_row(&row)
+        Ok(info)
     }
 
     /// Who `presented` is, if it is a named token.

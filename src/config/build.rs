@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
-use super::values::{default_instance_id, positive_duration};
+use super::values::{default_instance_id, networks, positive_duration};
 use super::{Config, ConfigProblem, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
@@ -234,6 +234,9 @@ impl Builder {
             stream_max_clients: self.parsed("stream_max_clients", |v| integer_in(v, 1, 100_000)),
             instance_id: instance_id.to_string(),
             secret_scope: secrets::RefScope::default(),
+            allowed_networks: self
+                .optional("webhook_allowed_networks", networks)
+                .unwrap_or_default(),
         }
     }
 

@@ -55,6 +55,7 @@
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
+//! | `webhook_allowed_networks` | `DROVER_WEBHOOK_ALLOWED_NETWORKS` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) webhooks may reach although they are not public (in-cluster receivers); loopback, link-local, private, CGNAT and unique-local addresses are refused otherwise, the control database always |
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
 //! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
@@ -180,6 +181,7 @@ pub const KEYS: &[Key] = &[
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
+    key("webhook_allowed_networks", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) webhooks may reach although they are not public (in-cluster receivers); loopback, link-local, private, CGNAT and unique-local addresses are refused otherwise, the control database always"),
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
     key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
     key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),

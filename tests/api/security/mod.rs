@@ -1,6 +1,8 @@
 //! Attacks on a running daemon, each a test named for what it tried, black box over HTTP.
 
+mod actors;
 mod dry_run;
 mod leaks;
 mod proxy;
 mod refs;
+mod webhooks;
