@@ -248,7 +248,7 @@ async fn show_resolution(daemon: &Daemon, sample: &str) -> anyhow::Result<()> {
 async fn show_metrics_and_next_steps(daemon: &Daemon) -> anyhow::Result<()> {
     let (base, admin_token) = (&daemon.base, &daemon.admin_token);
     println!("\nmetrics for Prometheus: {base}/metrics, e.g.");
-    let metrics = metrics_after_the_wave(&base).await?;
+    let metrics = metrics_after_the_wave(base).await?;
     for line in metrics.lines().filter(|l| {
         l.starts_with("drover_tenants_by_schema_version")
             || l.starts_with("drover_waves{state=\"completed\"}")
