@@ -211,7 +211,7 @@ impl TokenStore {
         // The name and role, never the token.
         let payload = serde_json::json!({ "token": new.name, "role": role.as_str(),
             "expires_at": expires_at });
-        crate::events::control::record(&*tx, "token.created", created_by, None, payload).await?;
+        crate::audit::record(&*tx, "token.created", created_by, None, payload).await?;
         tx.commit().await?;
         tracing::info!(name = %new.name, %role, actor = created_by, "token created");
         Ok(CreatedToken {
@@ -250,7 +250,7 @@ impl TokenStore {
             .ok_or_else(|| AccessError::NotFound(name.to_string()))?;
         let info = info_from_row(&row)?;
         let payload = serde_json::json!({ "token": name, "role": info.role });
-        crate::events::control::record(&*tx, "token.revoked", actor, None, payload).await?;
+        crate::audit::record(&*tx, "token.revoked", actor, None, payload).await?;
         tx.commit().await?;
         let identity = format!("token:{name}");
         self.cache

@@ -4,7 +4,7 @@
 //! Events are written by their owners: the registry (`tenant_events`, through
 //! `registry::record_event`), the wave timeline (`wave_events`, through
 //! `waves::timeline`) and the modules changing schedules, webhooks, tokens and migration
-//! sets (`control_events`, through [`control::record`]), all drawing ids from one
+//! sets (`control_events`, through [`crate::audit::record`]), all drawing ids from one
 //! sequence. The feed reads them as one list of dotted types (`tenant.migrated`,
 //! `wave.halted`, `token.revoked`):
 //!
@@ -28,7 +28,6 @@
 //! `webhook_timeout`, `stream_max_clients` and the replica's `instance_id`), filled by the
 //! configuration; [`Events::new`] takes nothing else of it.
 
-pub mod control;
 pub mod feed;
 pub mod notify;
 pub mod stream;
@@ -144,7 +143,7 @@ impl Source {
         match family {
             "tenant" => Some(Source::Tenant),
             "wave" => Some(Source::Wave),
-            f if control::families().contains(&f) => Some(Source::Control),
+            f if crate::audit::families().contains(&f) => Some(Source::Control),
             _ => None,
         }
     }
@@ -155,7 +154,7 @@ fn family_types(family: &str) -> Vec<&'static str> {
     match family {
         "tenant" => TENANT_TYPES.to_vec(),
         "wave" => WAVE_TYPES.to_vec(),
-        f => control::TYPES
+        f => crate::audit::TYPES
             .iter()
             .filter_map(|t| t.split_once('.').filter(|(tf, _)| *tf == f).map(|(_, n)| n))
             .collect(),
@@ -188,7 +187,7 @@ impl TypePattern {
         })?;
         let families: Vec<&'static str> = ["tenant", "wave"]
             .into_iter()
-            .chain(control::families())
+            .chain(crate::audit::families())
             .collect();
         let (Some(source), Some(family)) = (
             Source::of_family(prefix),

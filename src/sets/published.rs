@@ -201,7 +201,7 @@ pub async fn push(
     if created || labelled {
         let payload = json!({ "set_id": id, "created": created, "label": req.label,
             "latest_version": latest, "files": count });
-        crate::events::control::record(&*tx, "migration_set.pushed", actor, None, payload).await?;
+        crate::audit::record(&*tx, "migration_set.pushed", actor, None, payload).await?;
     }
     tx.commit().await?;
     if created {
@@ -387,7 +387,7 @@ pub async fn delete(
     }
     tx.execute(DELETE, &[&id]).await?;
     let payload = json!({ "set_id": id, "labels": &names[1..] });
-    crate::events::control::record(&*tx, "migration_set.deleted", actor, None, payload).await?;
+    crate::audit::record(&*tx, "migration_set.deleted", actor, None, payload).await?;
     tx.commit().await?;
     tracing::info!(set = %id, actor, "migration set deleted");
     Ok(())

@@ -286,7 +286,7 @@ pub async fn create(
     // Written before the subscription exists, so it is not one of the events it receives.
     let payload = serde_json::json!({ "webhook": v.name, "url": display_url(&v.url),
         "events": v.events, "format": v.format.name });
-    super::control::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
+    crate::audit::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
     client
         .execute(
             SQL,
@@ -338,7 +338,7 @@ pub async fn delete(
     };
     let url: String = row.try_get("url")?;
     let payload = serde_json::json!({ "webhook": name, "url": display_url(&url) });
-    super::control::record(client, "webhook.deleted", actor, on_behalf_of, payload).await?;
+    crate::audit::record(client, "webhook.deleted", actor, on_behalf_of, payload).await?;
     Ok(())
 }
 

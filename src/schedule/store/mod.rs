@@ -309,7 +309,7 @@ pub async fn record(
     actor: &Actor,
     payload: serde_json::Value,
 ) -> Result<(), ScheduleError> {
-    crate::events::control::record(tx, event_type, actor.as_str(), actor.behalf(), payload).await?;
+    crate::audit::record(tx, event_type, actor.as_str(), actor.behalf(), payload).await?;
     Ok(())
 }
 
