@@ -71,7 +71,7 @@ out="$root/mutants.out"
 printf '\n%-24s %8s %7s %7s %9s %9s\n' module mutants caught missed unviable timeouts
 for f in "${modules[@]}"; do
     jq -r --arg f "$f" '
-        [.outcomes[] | select(.scenario.Mutant.file? == $f) | .summary] as $s
+        [.outcomes[] | select((.scenario | objects | .Mutant.file) == $f) | .summary] as $s
         | def n(x): [$s[] | select(. == x)] | length;
         [$f, ($s | length), n("CaughtMutant"), n("MissedMutant"), n("Unviable"), n("Timeout")]
         | @tsv' "$out/outcomes.json" |
