@@ -1,8 +1,8 @@
 //! Why migrating one tenant failed, and whether trying again can help.
 
-use super::lock_retry::Blocker;
 use super::sqlstate;
 use crate::secrets::SecretError;
+use serde::{Deserialize, Serialize};
 
 /// A failed tenant migration. Messages carry the PostgreSQL SQLSTATE, message and detail;
 /// never a password. The message and detail may quote row values, so they are for the wave
@@ -205,6 +205,36 @@ impl MigrateError {
             }
             None => MigrateError::Connect(crate::db::describe(e)),
         }
+    }
+}
+
+/// A session blocking a tenant's migration, as `pg_stat_activity` showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: String,
+    /// `active`, `idle in transaction`, ...
+    pub state: String,
+    /// Age of its transaction (None: not in one).
+    #[schema(required)]
+    pub xact_age_ms: Option<i64>,
+    /// The first 200 characters of its current or last query, normalized by PostgreSQL's
+    /// parser: every literal is a `$n` (the values may be tenant data).
+    pub query: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} ({}, user {}, {}",
+            self.pid, self.application_name, self.user, self.state
+        )?;
+        if let Some(age) = self.xact_age_ms {
+            write!(f, ", transaction open {age} ms")?;
+        }
+        write!(f, ")")
     }
 }
 

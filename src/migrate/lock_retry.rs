@@ -24,8 +24,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use super::connect::{connect_with, RunLimits, TenantConnection};
+pub use super::error::Blocker;
 use super::error::MigrateError;
-use super::tenant::{connect_with, RunLimits, TenantConnection};
 
 /// The escalating schedule of one tenant run (`lock_retries` of a wave request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -103,36 +104,6 @@ impl LockRetries {
             .collect();
         steps.push((last, Duration::ZERO));
         steps
-    }
-}
-
-/// A session blocking a tenant's migration, as `pg_stat_activity` showed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application_name: String,
-    pub user: String,
-    /// `active`, `idle in transaction`, ...
-    pub state: String,
-    /// Age of its transaction (None: not in one).
-    #[schema(required)]
-    pub xact_age_ms: Option<i64>,
-    /// The first 200 characters of its current or last query, normalized by PostgreSQL's
-    /// parser: every literal is a `$n` (the values may be tenant data).
-    pub query: String,
-}
-
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} ({}, user {}, {}",
-            self.pid, self.application_name, self.user, self.state
-        )?;
-        if let Some(age) = self.xact_age_ms {
-            write!(f, ", transaction open {age} ms")?;
-        }
-        write!(f, ")")
     }
 }
 

@@ -8,6 +8,7 @@
 //! makes running one tenant safe. Connections come from `crate::resolve::connector`. It
 //! reads no control-DB table.
 
+mod connect;
 pub mod dry_run;
 pub mod error;
 pub mod lock_retry;
