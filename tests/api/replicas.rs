@@ -130,30 +130,54 @@ async fn kill_9_holding_claimed_tenants_and_unrecorded_outcomes_still_migrates_e
     assert!(going, "the wave never got going");
 
     let ctl = connect(&control).await;
-    ctl.batch_execute("BEGIN").await.unwrap();
-    ctl.query(
-        "SELECT 1 FROM control_plane.wave_targets WHERE wave_id = $1 FOR UPDATE",
-        &[&id.parse::<uuid::Uuid>().unwrap()],
-    )
-    .await
-    .unwrap();
-    // A tenant done on its own database but still `running` in the control DB: an
-    // outcome waiting to be recorded.
-    let unrecorded = || async {
-        let mut n = 0;
-        for ((slug, state), t) in target_states(&ctl, &id).await.iter().zip(&tenants) {
-            assert_eq!(slug, &t.slug);
-            if state == "running" && history(&t.url).await == vec![1, 2, 3] {
-                n += 1;
+    // Hold every target row until the replica has both kinds of work at once: an outcome
+    // waiting to be recorded and at least two tenants claimed. Which moment the lock lands
+    // on is up to the scheduler, so a lock taken too late is let go and taken again.
+    let mut both = false;
+    for _ in 0..10 {
+        let _ = wait_until(Duration::from_secs(30), || async {
+            doomed.get_wave(&id).await["counts"]["running"].as_i64() >= Some(3)
+        })
+        .await;
+        ctl.batch_execute("BEGIN").await.unwrap();
+        ctl.query(
+            "SELECT 1 FROM control_plane.wave_targets WHERE wave_id = $1 FOR UPDATE",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+        let claimed = target_states(&ctl, &id)
+            .await
+            .iter()
+            .filter(|(_, s)| s == "running")
+            .count();
+        // A tenant done on its own database but still `running` in the control DB: an
+        // outcome waiting to be recorded.
+        let unrecorded = || async {
+            let mut n = 0;
+            for ((slug, state), t) in target_states(&ctl, &id).await.iter().zip(&tenants) {
+                assert_eq!(slug, &t.slug);
+                if state == "running" && history(&t.url).await == vec![1, 2, 3] {
+                    n += 1;
+                }
             }
+            n
+        };
+        if claimed >= 2
+            && wait_until(Duration::from_secs(30), || async {
+                unrecorded().await >= 1
+            })
+            .await
+        {
+            both = true;
+            break;
         }
-        n
-    };
-    let pending = wait_until(Duration::from_secs(30), || async {
-        unrecorded().await >= 1
-    })
-    .await;
-    assert!(pending, "no finished tenant waited to be recorded");
+        ctl.batch_execute("ROLLBACK").await.unwrap();
+    }
+    assert!(
+        both,
+        "no moment with an unrecorded outcome and two claimed tenants"
+    );
     doomed.kill9();
     let at_kill = target_states(&ctl, &id).await;
     ctl.batch_execute("ROLLBACK").await.unwrap();
