@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover::events::feed;
-use drover::events::webhooks::deliver::{self, Limits, Sender};
+use drover::events::webhooks::deliver::{self, Clients, Limits, Sender};
 use drover::events::webhooks::outbox::Backoff;
+use drover::events::webhooks::target::Policy;
 use drover::events::FilterParams;
 
 /// Seeds `n` events quickly: triggers (and foreign keys) off for the load only.
@@ -230,7 +231,15 @@ async fn main() {
         secrets: drover::secrets::SecretStore::new([
             Arc::new(drover::secrets::EnvBackend) as Arc<dyn drover::secrets::SecretBackend>
         ]),
-        http: Sender::client(Duration::from_secs(10)).unwrap(),
+        // The receiver is local: open loopback as an in-cluster receiver would be.
+        http: Clients::new(
+            Duration::from_secs(10),
+            Policy {
+                allowed: vec!["127.0.0.0/8".parse().unwrap()],
+                control_db: Vec::new(),
+            },
+        )
+        .unwrap(),
         metrics: Arc::new(drover::metrics::Metrics::new()),
         backoff: Backoff {
             first: Duration::from_secs(5),
@@ -239,6 +248,12 @@ async fn main() {
         },
         timeout: Duration::from_secs(10),
         instance: "bench".into(),
+        // The key is env:BENCH_WEBHOOK_KEY, checked before each read like any webhook key.
+        scope: drover::secrets::RefScope::new(
+            "BENCH_".into(),
+            drover::secrets::VaultScope::Any,
+            vec![],
+        ),
         limits: Limits::default(),
     });
     let stop = tokio_util::sync::CancellationToken::new();

@@ -24,7 +24,7 @@ LAYERS = [
     ["schedule"], ["events"], ["waves"], ["preflight"], ["provision"], ["manifest"], ["sets"],
     ["resolve"], ["lint"], ["migrate"], ["registry"], ["access"],
     # Leaves: no domain.
-    ["tasks", "origin", "db", "metrics", "cache", "secrets", "tls", "listen", "devcluster",
+    ["tasks", "origin", "audit", "db", "metrics", "cache", "secrets", "tls", "listen", "devcluster",
      "duration"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}

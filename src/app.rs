@@ -110,11 +110,13 @@ impl Application {
         ));
         let config = Arc::new(config);
         let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
+        warn_refs_out_of_scope(&registry).await;
         let events = Arc::new(
             crate::events::Events::new(
                 pool.clone(),
                 secrets.clone(),
                 &config.events,
+                db::control_addresses(&url).await,
                 metrics.clone(),
             )
             .context("building the webhook HTTP client")?,
@@ -386,4 +388,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     cancel_on_signal(token.clone(), Some(app.state().executor.clone()));
     app.run(token).await
+}
+
+/// Logs, once at start, each live tenant whose secret reference the scopes refuse (after an
+/// upgrade narrowed them, say): it does not resolve until its secret moves. `drover doctor`
+/// lists the same.
+async fn warn_refs_out_of_scope(registry: &Registry) {
+    match registry.refs_out_of_scope().await {
+        Ok(found) => {
+            for (slug, secret_ref, rule) in found {
+                tracing::warn!(%slug, %secret_ref, %rule,
+                    "tenant's secret reference is outside the scopes and will not resolve; move the secret and PATCH the reference (drover doctor lists them all)");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check tenants' secret references against the scopes")
+        }
+    }
 }

@@ -35,15 +35,27 @@ pub enum DbError {
     BadUrl(&'static str, String),
     /// TLS could not be set up (CA bundle unreadable, bad certificate).
     #[error("control database TLS: {0}")]
-    Tls(String),
+    Tls(#[source] TlsError),
     /// A connection or query failed.
     #[error("control database: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool in time.
     #[error("control database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// Setting the control database up failed in a way no retry fixes (a bug or a
-    /// misconfiguration), e.g. the pool could not be built.
+    /// The connection pool could not be built (a bug or a misconfiguration).
+    #[error("control database: cannot build the connection pool: {0}")]
+    PoolBuild(#[from] deadpool_postgres::BuildError),
+    /// A stored value this version cannot read (written by hand, or by a newer version):
+    /// the operation is refused and the row left alone.
+    #[error("control database: {what} holds a value this version cannot read: {source}")]
+    Corrupt {
+        /// The table and column, or what the value is.
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A failure without a typed cause worth keeping (the system's random generator, or
+    /// serializing one of drover's own types); no retry fixes it.
     #[error("control database: {0}")]
     Internal(String),
     /// A control migration failed.
@@ -59,6 +71,8 @@ impl DbError {
             DbError::Pool(_) => true,
             DbError::BadUrl(..)
             | DbError::Tls(_)
+            | DbError::PoolBuild(_)
+            | DbError::Corrupt { .. }
             | DbError::Internal(_)
             | DbError::Migration(_) => false,
         }
@@ -86,7 +100,7 @@ impl From<TlsError> for DbError {
     fn from(e: TlsError) -> Self {
         match e {
             TlsError::Connect(pg) => DbError::Postgres(pg),
-            other => DbError::Tls(other.to_string()),
+            other => DbError::Tls(other),
         }
     }
 }
@@ -102,6 +116,30 @@ pub fn parse_url(url: &SecretString, name: &'static str) -> Result<PgTarget, DbE
         target.config.connect_timeout(Duration::from_secs(5));
     }
     Ok(target)
+}
+
+/// The TCP addresses the control DB's URL names (host names resolved now; socket paths
+/// and names that do not resolve are left out): webhooks are refused these.
+pub async fn control_addresses(url: &SecretString) -> Vec<std::net::SocketAddr> {
+    let Ok(target) = parse_url(url, "DROVER_DATABASE_URL") else {
+        return Vec::new();
+    };
+    let config = &target.config;
+    let ports = config.get_ports();
+    let mut out = Vec::new();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        if let tokio_postgres::config::Host::Tcp(name) = host {
+            if let Ok(found) = tokio::net::lookup_host((name.as_str(), port)).await {
+                out.extend(found);
+            }
+        }
+    }
+    for ip in config.get_hostaddrs() {
+        let port = ports.first().copied().unwrap_or(5432);
+        out.push(std::net::SocketAddr::new(*ip, port));
+    }
+    out
 }
 
 /// The shared control-plane pool. Connections are opened lazily. `ca` is the default CA
@@ -121,7 +159,7 @@ pub fn control_pool(url: &SecretString, size: usize, ca: Option<&Path>) -> Resul
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()
-        .map_err(|e| DbError::Internal(format!("cannot build the connection pool: {e}")))
+        .map_err(DbError::PoolBuild)
 }
 
 /// Opens one dedicated connection (not pooled), driving it on a background task.

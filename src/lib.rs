@@ -41,6 +41,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -1,7 +1,7 @@
-//! Preflight (SPEC §20): what drover needs from its surroundings, checked the same way for
-//! `drover doctor` and the `checks` of `/readyz`. Each check names what it looked at,
-//! whether it passed, and, when not, what to do. Failures are data here, not errors:
-//! a doctor reports every problem at once rather than stopping at the first.
+//! Preflight (see README.md#cli, `drover doctor`): what drover needs from its surroundings,
+//! checked the same way for `drover doctor` and the `checks` of `/readyz`. Each check names
+//! what it looked at, whether it passed, and, when not, what to do. Failures are data here, not
+//! errors: a doctor reports every problem at once rather than stopping at the first.
 //!
 //! Checks: the control DB runs PostgreSQL 13 or newer and has `gen_random_uuid()`
 //! (failures), `pg_trgm` for indexed tenant search (a warning); each provisioning server

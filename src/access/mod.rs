@@ -1,5 +1,5 @@
-//! Access control (SPEC §17): roles, who is calling, the route → role table and named
-//! tokens stored as hashes.
+//! Access control (see docs/design.md#access-model): roles, who is calling, the route →
+//! role table and named tokens stored as hashes.
 //!
 //! ```text
 //!  Authorization: Bearer T ──► root token? (config, constant time) ──► root / admin
@@ -174,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_grant_what_spec_section_17_says() {
+    fn roles_grant_what_the_access_model_says() {
         use Role::*;
         let granted =
             |r: Role| -> Vec<Role> { Role::ALL.into_iter().filter(|n| r.grants(*n)).collect() };
@@ -189,9 +189,49 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_token_list_is_retryable_and_a_bad_name_is_not() {
+    fn every_role_round_trips_through_its_name() {
+        let names: Vec<String> = Role::ALL.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            names,
+            ["viewer", "resolver", "operator", "admin", "publisher"]
+        );
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn the_config_tokens_are_root_as_admin_and_resolver_as_resolver() {
+        assert_eq!(
+            Principal::root(),
+            Principal {
+                identity: "root".into(),
+                role: Role::Admin
+            }
+        );
+        assert_eq!(
+            Principal::config_resolver(),
+            Principal {
+                identity: "resolver".into(),
+                role: Role::Resolver
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_busy_control_database_or_a_stale_token_list_makes_token_management_retryable() {
         assert!(AccessError::Stale.is_retryable());
-        assert!(!AccessError::NotFound("ci".into()).is_retryable());
+        let invalid = AccessError::Invalid {
+            field: "name",
+            message: "empty".into(),
+        };
+        assert!(!invalid.is_retryable());
         assert!(!AccessError::Duplicate("ci".into()).is_retryable());
+        assert!(!AccessError::NotFound("ci".into()).is_retryable());
+        let pool_timeout =
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        assert!(AccessError::Db(pool_timeout.into()).is_retryable());
+        let internal = crate::db::DbError::Internal("the pool could not be built".into());
+        assert!(!AccessError::Db(internal).is_retryable());
     }
 }

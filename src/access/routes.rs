@@ -106,3 +106,34 @@ pub fn needed_role(method: &str, route: &str) -> Needed {
         .find(|(m, r, _)| *m == method && *r == route)
         .map_or(ADMIN, |(_, _, n)| *n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_needs_what_its_own_method_and_path_are_listed_with() {
+        // Same path, other methods: a lookup matching on the path alone, or on the method
+        // alone, or with either comparison inverted, answers another row's role.
+        assert_eq!(needed_role("GET", "/v1/tokens"), VIEWER);
+        assert_eq!(needed_role("POST", "/v1/tokens"), ADMIN);
+        assert_eq!(needed_role("GET", "/v1/resolve/{slug}"), RESOLVER);
+        assert_eq!(needed_role("POST", "/v1/waves"), OPERATOR);
+        assert_eq!(needed_role("POST", "/v1/migration-sets"), PUBLISHER);
+        assert_eq!(needed_role("GET", "/v1/migration-sets"), SET_READER);
+        assert_eq!(needed_role("GET", "/healthz"), Public);
+    }
+
+    #[test]
+    fn a_method_the_table_does_not_list_needs_admin() {
+        assert_eq!(needed_role("PUT", "/v1/waves"), ADMIN);
+        assert_eq!(needed_role("GET", "/no/such/route"), ADMIN);
+    }
+
+    #[test]
+    fn needed_lists_the_roles_any_of_which_is_enough() {
+        assert_eq!(Public.roles(), Vec::<Role>::new());
+        assert_eq!(OPERATOR.roles(), [Role::Operator]);
+        assert_eq!(SET_READER.roles(), [Role::Viewer, Role::Publisher]);
+    }
+}

@@ -186,8 +186,9 @@ impl TokenStore {
         const SQL: &str = "INSERT INTO control_plane.access_tokens \
              (name, role, token_hash, created_by, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (name) DO NOTHING";
-        let client = self.pool.get().await?;
-        let inserted = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
             .execute(
                 SQL,
                 &[
@@ -202,6 +203,11 @@ impl TokenStore {
         if inserted == 0 {
             return Err(AccessError::Duplicate(new.name.clone()));
         }
+        // The name and role, never the token.
+        let payload = serde_json::json!({ "token": new.name, "role": role.as_str(),
+            "expires_at": expires_at });
+        crate::audit::record(&*tx, "token.created", created_by, None, payload).await?;
+        tx.commit().await?;
         let principal = Principal {
             identity: format!("token:{}", new.name),
             role,
@@ -232,8 +238,9 @@ impl TokenStore {
     /// Revokes (deletes) a token; this replica forgets it at once, the others when the
     /// deletion's notification arrives (within 2 s at worst).
     pub async fn revoke(&self, name: &str, actor: &str) -> Result<TokenInfo, AccessError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
             .query_opt(
                 &format!(
                     "DELETE FROM control_plane.access_tokens WHERE name = $1 RETURNING {COLS}"
@@ -242,9 +249,13 @@ impl TokenStore {
             )
             .await?
             .ok_or_else(|| AccessError::NotFound(name.to_string()))?;
+        let info = info_from_row(&row)?;
+        let payload = serde_json::json!({ "token": name, "role": info.role });
+        crate::audit::record(&*tx, "token.revoked", actor, None, payload).await?;
+        tx.commit().await?;
         self.snapshot.revoked(&format!("token:{name}")).await;
         tracing::info!(name, actor, "token revoked");
-        info_from_row(&row)
+        Ok(info)
     }
 
     /// Who `presented` is, if it is a named token.

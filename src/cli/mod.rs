@@ -1,15 +1,23 @@
-//! The command line: argument definitions and dispatch. Daemon-side commands (`serve`,
-//! `migrate-control`, `check`, `check-config`) run against the control DB directly; the
-//! `tenants` commands talk to a running daemon over HTTP like any other client.
+//! The command line: argument definitions and dispatch.
+//!
+//! - On this machine, against the configuration and the control DB ([`control`]): `serve`,
+//!   `migrate-control`, `check-config`, `check`, `doctor`; `migrations` reads the local
+//!   files or talks to the daemon about pushed sets ([`migrations`]).
+//! - Clients of a running daemon over its HTTP API ([`client`]): `tenants`, `resolve`,
+//!   `waves`, `schedules`, `events`, `webhooks`, `fleet`, `apply`/`export`, `tokens`,
+//!   `servers`; one file each. `quickstart` starts a daemon in-process and is its client.
 //!
 //! Exit codes: 0 success, 1 failure (error printed as one line; for `apply`, also invalid
 //! definitions, each problem on its own line), 2 usage error, 3 `drover check` found
-//! inconsistencies.
+//! inconsistencies or a `drover doctor` check failed.
 
 mod apply;
 mod client;
+mod control;
 mod events;
+mod fleet;
 mod lint;
+mod migrations;
 mod output;
 mod quickstart;
 mod schedules;
@@ -26,9 +34,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, LogFormat};
-use crate::db;
-use crate::registry::Registry;
 
+pub use migrations::MigrationsCommand;
 pub use tenants::TenantsCommand;
 pub use waves::WavesCommand;
 
@@ -207,57 +214,6 @@ pub enum Command {
     },
 }
 
-/// `drover migrations …`.
-#[derive(Debug, Subcommand)]
-pub enum MigrationsCommand {
-    /// Versions, names, checksums; fails naming any file refinery would skip. With
-    /// --set, the files of a set pushed to the daemon instead of the local directory.
-    ///
-    /// Example: drover migrations list --set latest
-    List {
-        /// A pushed set: its id, a label, or `latest`.
-        #[arg(long, value_name = "ID|LABEL|latest")]
-        set: Option<String>,
-        /// Base URL of a running drover daemon (with --set).
-        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-    },
-    /// Publish a directory of migrations to the daemon's control DB (CI runs this, then
-    /// starts or schedules a wave); prints the set's id. Needs a publisher or admin token
-    /// in DROVER_TOKEN (or DROVER_ADMIN_TOKEN).
-    ///
-    /// Example: drover migrations push ./db/tenant-migrations --label "$GIT_SHA"
-    Push {
-        /// The directory (default: DROVER_MIGRATIONS_DIR, else ./tenant-migrations).
-        dir: Option<std::path::PathBuf>,
-        /// A permanent name for the set, e.g. the application's git sha.
-        #[arg(long)]
-        label: Option<String>,
-        /// Base URL of a running drover daemon.
-        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-    },
-    /// The sets pushed to the daemon, newest (what `latest` means) first.
-    Sets {
-        /// Base URL of a running drover daemon.
-        #[arg(long, env = "DROVER_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-    },
-    /// Lint the files for statements that lock or break a busy tenant; exit 1 on an error.
-    ///
-    /// Example: drover migrations lint ./tenant-migrations --format json
-    Lint {
-        /// The directory (default: DROVER_MIGRATIONS_DIR, else ./tenant-migrations).
-        dir: Option<std::path::PathBuf>,
-        /// Output format (`json` prints the report).
-        #[arg(long, value_enum, default_value = "table")]
-        format: Output,
-        /// Lint only the files above this version (what a wave from it would run).
-        #[arg(long)]
-        after: Option<i32>,
-    },
-}
-
 /// Exit code for `drover check` findings and failed `drover doctor` checks.
 pub const EXIT_FINDINGS: u8 = 3;
 
@@ -325,281 +281,42 @@ fn init_tracing(config: Option<&Config>) {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || Config::load(cli.config.as_deref());
     match cli.command {
-        Command::Serve => {
-            let config = load()?;
-            init_tracing(Some(&config));
-            crate::app::serve(config).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "drover", &mut script);
-            // A closed pipe (`| head`) is the reader's choice, not an error.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Quickstart(args) => {
-            init_tracing(None);
-            quickstart::run(args).await
-        }
-        Command::MigrateControl => {
-            let config = load()?;
-            init_tracing(Some(&config));
-            let applied =
-                db::migrate_control(config.require_database_url()?, config.ca_file.as_deref())
-                    .await?;
-            if applied.is_empty() {
-                println!(
-                    "control schema already at version {}",
-                    db::control_head_version()
-                );
-            } else {
-                println!("applied control migrations {applied:?}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::CheckConfig => check_config(load),
-        Command::Check { stuck_after, json } => {
-            let config = load()?;
-            init_tracing(None);
-            check(&config, stuck_after, json).await
-        }
-        Command::Doctor { json } => {
-            let config = load()?;
-            init_tracing(None);
-            doctor(&config, json).await
-        }
-        Command::Resolve { client, slug } => {
-            init_tracing(None);
-            tenants::resolve(&client, &slug).await
-        }
-        Command::Waves { client, command } => {
-            init_tracing(None);
-            match *command {
-                WavesCommand::Pause { id } => waves::act(&client, "pause", &id).await,
-                WavesCommand::Resume { id } => waves::act(&client, "resume", &id).await,
-                WavesCommand::Abort { id } => waves::act(&client, "abort", &id).await,
-                WavesCommand::Promote { id } => waves::act(&client, "promote", &id).await,
-                other => waves::run(&client, other).await,
-            }
-        }
-        Command::Schedules { client, command } => {
-            init_tracing(None);
-            match command {
-                schedules::SchedulesCommand::Enable { name } => {
-                    schedules::set_enabled(&client, &name, true).await
-                }
-                schedules::SchedulesCommand::Disable { name } => {
-                    schedules::set_enabled(&client, &name, false).await
-                }
-                other => schedules::run(&client, other).await,
-            }
-        }
-        Command::Events { client, args } => {
-            init_tracing(None);
-            events::run(&client, args).await
-        }
-        Command::Webhooks { client, command } => {
-            init_tracing(None);
-            events::webhooks(&client, command).await
-        }
-        Command::Fleet { client } => {
-            init_tracing(None);
-            waves::fleet(&client).await
-        }
-        Command::Migrations {
-            command: MigrationsCommand::List { set, server },
-            output,
-        } => match set {
-            Some(id) => sets::files(&server, &id, output).await,
-            None => {
-                let config = load()?;
-                waves::migrations_list(&config.migrations_dir, output)
-            }
-        },
-        Command::Migrations {
-            command: MigrationsCommand::Push { dir, label, server },
-            output,
-        } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => load()?.migrations_dir,
-            };
-            sets::push(&server, &dir, label, output).await
-        }
-        Command::Migrations {
-            command: MigrationsCommand::Sets { server },
-            output,
-        } => sets::list(&server, output).await,
-        Command::Migrations {
-            command: MigrationsCommand::Lint { dir, format, after },
-            output,
-        } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => load()?.migrations_dir,
-            };
-            // `-o json` before the subcommand means the same as `--format json` after it.
-            let format = if output == Output::Json {
-                output
-            } else {
-                format
-            };
-            lint::lint(&dir, after, format)
-        }
-        Command::Apply { client, args } => {
-            init_tracing(None);
-            apply::apply(&client, args).await
-        }
-        Command::Export(args) => {
-            init_tracing(None);
-            apply::export(&args).await
-        }
-        Command::Tenants { client, command } => {
-            init_tracing(None);
-            tenants::run(&client, *command).await
-        }
-        Command::Tokens { client, command } => {
-            init_tracing(None);
-            tokens::run(&client, command).await
-        }
-        Command::Servers { client, command } => {
-            init_tracing(None);
-            servers::run(&client, command).await
-        }
+        // On this machine, against the configuration and the control DB.
+        Command::Serve => control::serve(load()?).await,
+        Command::MigrateControl => control::migrate_control(load()?).await,
+        Command::CheckConfig => control::check_config(load),
+        Command::Check { stuck_after, json } => control::check(&load()?, stuck_after, json).await,
+        Command::Doctor { json } => control::doctor(&load()?, json).await,
+        Command::Migrations { command, output } => migrations::run(command, output, load).await,
+        Command::Completions { shell } => completions(shell),
+        // Clients of a daemon (quickstart starts its own).
+        Command::Quickstart(args) => quiet(quickstart::run(args)).await,
+        Command::Resolve { client, slug } => quiet(tenants::resolve(&client, &slug)).await,
+        Command::Tenants { client, command } => quiet(tenants::run(&client, *command)).await,
+        Command::Waves { client, command } => quiet(waves::run(&client, *command)).await,
+        Command::Schedules { client, command } => quiet(schedules::run(&client, command)).await,
+        Command::Events { client, args } => quiet(events::run(&client, args)).await,
+        Command::Webhooks { client, command } => quiet(events::webhooks(&client, command)).await,
+        Command::Fleet { client } => quiet(fleet::fleet(&client)).await,
+        Command::Apply { client, args } => quiet(apply::apply(&client, args)).await,
+        Command::Export(args) => quiet(apply::export(&args)).await,
+        Command::Tokens { client, command } => quiet(tokens::run(&client, command)).await,
+        Command::Servers { client, command } => quiet(servers::run(&client, command)).await,
     }
 }
 
-fn check_config(
-    load: impl Fn() -> Result<Config, config::ConfigError>,
-) -> anyhow::Result<ExitCode> {
-    let config = match load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if let Err(e) = config.require_serve() {
-        eprint!("{e}");
-        return Ok(ExitCode::FAILURE);
-    }
-    let set = |b: bool| if b { "set" } else { "not set" };
-    println!("configuration ok");
-    println!(
-        "  database_url              {}",
-        set(config.database_url.is_some())
-    );
-    println!("  listen                    {}", config.listen);
-    println!(
-        "  admin_token               {}",
-        set(config.admin_token.is_some())
-    );
-    println!(
-        "  resolver_token            {}",
-        set(config.resolver_token.is_some())
-    );
-    println!(
-        "  migrations_dir            {}",
-        config.migrations_dir.display()
-    );
-    println!(
-        "  secrets_dir               {}",
-        config
-            .secrets
-            .dir
-            .as_ref()
-            .map_or("not set".into(), |p| p.display().to_string())
-    );
-    println!(
-        "  provision_servers         {}",
-        if config.provision.servers.is_empty() {
-            "not set".to_string()
-        } else {
-            config
-                .provision
-                .servers
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    println!(
-        "  env_secret_prefix         {}",
-        config.ref_scope.env_prefix()
-    );
-    println!(
-        "  vault_allowed_prefixes    {}",
-        config.ref_scope.vault_prefixes()
-    );
-    println!("  instance_id               {}", config.instance_id);
-    println!("  pool_size                 {}", config.pool_size);
-    println!(
-        "  provisioning_stuck_after  {:?}",
-        config.provisioning_stuck_after
-    );
-    println!("  shutdown_grace            {:?}", config.shutdown_grace);
-    println!(
-        "  prometheus_url            {}",
-        config.prometheus_url.as_deref().unwrap_or("not set")
-    );
+/// Runs a client command with only warnings logged (to stderr, away from its output).
+async fn quiet<F: std::future::Future>(command: F) -> F::Output {
+    init_tracing(None);
+    command.await
+}
+
+/// `drover completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "drover", &mut script);
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
     Ok(ExitCode::SUCCESS)
-}
-
-async fn check(
-    config: &Config,
-    stuck_after: Option<Duration>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
-    let registry = Registry::new(pool.clone());
-    let report = registry
-        .health(stuck_after.unwrap_or(config.provisioning_stuck_after))
-        .await?;
-    pool.close();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if report.ok {
-        println!("registry ok: no inconsistencies found");
-    } else {
-        for f in &report.findings {
-            println!("{} ({}): {}", f.kind, f.slugs.len(), f.slugs.join(", "));
-            println!("  {}", f.description);
-        }
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
-}
-
-async fn doctor(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    use crate::preflight::Outcome;
-    let pool = db::control_pool(config.require_database_url()?, 2, config.ca_file.as_deref())?;
-    let checks = crate::preflight::run(&config.provision, &config.secrets, &pool).await;
-    pool.close();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
-    } else {
-        for c in &checks {
-            let mark = match c.outcome {
-                Outcome::Ok => "ok  ",
-                Outcome::Warning => "warn",
-                Outcome::Failed => "FAIL",
-            };
-            println!("{mark} {}: {}", c.name, c.message);
-            if let Some(fix) = &c.fix {
-                println!("     fix: {fix}");
-            }
-        }
-    }
-    let failed = checks.iter().any(|c| c.outcome == Outcome::Failed);
-    Ok(if failed {
-        ExitCode::from(EXIT_FINDINGS)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

@@ -10,7 +10,7 @@
 //!   → resolve one DSN, show the psql line → serve until Ctrl-C (or exit with --exit)
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,48 +54,77 @@ fn token() -> anyhow::Result<String> {
 
 /// Runs the tour.
 pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
-    let external = std::env::var("DROVER_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
     let dir = std::env::current_dir()?.join(&args.dir);
     std::fs::create_dir_all(dir.join("secrets/tenants"))
         .with_context(|| format!("creating {}", dir.display()))?;
-    let (cluster, admin_url) = match &external {
-        Some(url) => {
-            println!("using the PostgreSQL server of DROVER_DATABASE_URL");
-            (None, url.clone())
-        }
-        None => {
-            println!(
-                "starting a throwaway PostgreSQL cluster in {} ...",
-                dir.display()
-            );
-            let (parent, keep) = (dir.clone(), args.keep);
-            let cluster = tokio::task::spawn_blocking(move || {
-                Cluster::start(ClusterOptions {
-                    parent_dir: Some(parent),
-                    keep,
-                    stop_with_process: true,
-                    ..Default::default()
-                })
-            })
-            .await??;
-            let url = cluster.url("postgres");
-            (Some(cluster), url)
-        }
-    };
+    let (cluster, admin_url) = start_postgres(&dir, args.keep).await?;
     let admin = crate::db::connect(&secrecy::SecretString::from(admin_url.clone()), None).await?;
-    let (host, port) = {
-        let target = crate::tls::PgTarget::parse(&admin_url)?;
-        let host = match target.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        (
-            host,
-            target.config.get_ports().first().copied().unwrap_or(5432),
-        )
+    let (host, port) = server_address(&admin_url)?;
+    create_control_db(&admin).await?;
+    let (migrations, newest) = stage_migrations(&dir)?;
+    let daemon = Daemon::start(&args, &dir, &admin_url, &migrations).await?;
+
+    let api = ApiClient::with_token(&daemon.base, &daemon.admin_token)?;
+    provision_demo_tenants(&api, args.tenants, &host, port).await?;
+    let outcome = roll_out_newest(&api, &migrations, newest.as_deref()).await?;
+    let sample = format!("tenant-{:02}", args.tenants.saturating_sub(1).min(7));
+    show_resolution(&daemon, &sample).await?;
+    show_metrics_and_next_steps(&daemon).await?;
+
+    if !args.exit {
+        println!("\nserving until Ctrl-C ...");
+        crate::app::cancel_on_signal(daemon.shutdown.clone(), None);
+    } else {
+        daemon.shutdown.cancel();
+    }
+    daemon.handle.await??;
+    drop(admin);
+    clean_up(cluster, &dir, &migrations, args.keep).await;
+    Ok(outcome)
+}
+
+/// The PostgreSQL server the tour uses and a superuser URL for it: the one of
+/// `DROVER_DATABASE_URL`, else a throwaway cluster started under `dir`.
+async fn start_postgres(dir: &Path, keep: bool) -> anyhow::Result<(Option<Cluster>, String)> {
+    let external = std::env::var("DROVER_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if let Some(url) = external {
+        println!("using the PostgreSQL server of DROVER_DATABASE_URL");
+        return Ok((None, url));
+    }
+    println!(
+        "starting a throwaway PostgreSQL cluster in {} ...",
+        dir.display()
+    );
+    let parent = dir.to_path_buf();
+    let cluster = tokio::task::spawn_blocking(move || {
+        Cluster::start(ClusterOptions {
+            parent_dir: Some(parent),
+            keep,
+            stop_with_process: true,
+            ..Default::default()
+        })
+    })
+    .await??;
+    let url = cluster.url("postgres");
+    Ok((Some(cluster), url))
+}
+
+/// The host and port tenants are registered with: the admin URL's (a TCP host), else the
+/// loopback address.
+fn server_address(admin_url: &str) -> anyhow::Result<(String, u16)> {
+    let target = crate::tls::PgTarget::parse(admin_url)?;
+    let host = match target.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
     };
+    let port = target.config.get_ports().first().copied().unwrap_or(5432);
+    Ok((host, port))
+}
+
+/// `qs_control`, unless a kept cluster of an earlier run has it already.
+async fn create_control_db(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
     let has_control: bool = admin
         .query_one(
             "SELECT count(*) > 0 AS present FROM pg_database WHERE datname = 'qs_control'",
@@ -106,50 +135,82 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     if !has_control {
         admin.batch_execute("CREATE DATABASE qs_control").await?;
     }
-    let (migrations, newest) = stage_migrations(&dir)?;
+    Ok(())
+}
 
-    let control_url = replace_dbname(&admin_url, "qs_control");
-    let (admin_token, resolver_token) = (token()?, token()?);
-    let listen = if std::net::TcpListener::bind(args.listen).is_ok() {
-        args.listen
-    } else {
-        std::net::SocketAddr::new(args.listen.ip(), 0)
-    };
-    let env: Vec<(String, String)> = vec![
-        ("DROVER_DATABASE_URL".into(), control_url),
-        ("DROVER_LISTEN".into(), listen.to_string()),
-        ("DROVER_ADMIN_TOKEN".into(), admin_token.clone()),
-        ("DROVER_RESOLVER_TOKEN".into(), resolver_token.clone()),
-        (
-            "DROVER_SECRETS_DIR".into(),
-            dir.join("secrets").display().to_string(),
-        ),
-        (
-            "DROVER_MIGRATIONS_DIR".into(),
-            migrations.display().to_string(),
-        ),
-        ("DROVER_PROVISION_URL".into(), admin_url.clone()),
-        ("DROVER_LOG".into(), "warn".into()),
-    ];
-    let config = Config::load_with(None, &|k| {
-        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    })?;
-    let app = Application::build(config).await?;
-    let base = format!("http://{}", app.local_addr());
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(app.run(shutdown.clone()));
-    println!("drover is serving on {base}");
+/// The daemon running in this process, and what the tour needs to talk to it.
+struct Daemon {
+    base: String,
+    admin_token: String,
+    resolver_token: String,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
 
-    let api = ApiClient::with_token(&base, &admin_token)?;
-    provision_demo_tenants(&api, args.tenants, &host, port).await?;
-    if let Some(file) = &newest {
+impl Daemon {
+    /// Configures the daemon as an operator would through `DROVER_*` variables (fresh
+    /// tokens, the staged migrations, provisioning on the tour's server) and starts it.
+    async fn start(
+        args: &QuickstartArgs,
+        dir: &Path,
+        admin_url: &str,
+        migrations: &Path,
+    ) -> anyhow::Result<Daemon> {
+        let control_url = replace_dbname(admin_url, "qs_control");
+        let (admin_token, resolver_token) = (token()?, token()?);
+        let listen = if std::net::TcpListener::bind(args.listen).is_ok() {
+            args.listen
+        } else {
+            std::net::SocketAddr::new(args.listen.ip(), 0)
+        };
+        let env: Vec<(String, String)> = vec![
+            ("DROVER_DATABASE_URL".into(), control_url),
+            ("DROVER_LISTEN".into(), listen.to_string()),
+            ("DROVER_ADMIN_TOKEN".into(), admin_token.clone()),
+            ("DROVER_RESOLVER_TOKEN".into(), resolver_token.clone()),
+            (
+                "DROVER_SECRETS_DIR".into(),
+                dir.join("secrets").display().to_string(),
+            ),
+            (
+                "DROVER_MIGRATIONS_DIR".into(),
+                migrations.display().to_string(),
+            ),
+            ("DROVER_PROVISION_URL".into(), admin_url.to_string()),
+            ("DROVER_LOG".into(), "warn".into()),
+        ];
+        let config = Config::load_with(None, &|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })?;
+        let app = Application::build(config).await?;
+        let base = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        println!("drover is serving on {base}");
+        Ok(Daemon {
+            base,
+            admin_token,
+            resolver_token,
+            shutdown,
+            handle,
+        })
+    }
+}
+
+/// "A new migration landed": the held-back newest file appears, and a wave rolls it out
+/// with live bars. Returns the wave's exit code.
+async fn roll_out_newest(
+    api: &ApiClient,
+    migrations: &Path,
+    newest: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(file) = newest {
         std::fs::copy(file, migrations.join(file.file_name().unwrap_or_default()))?;
         println!(
             "\na new tenant migration landed: {}",
             file.file_name().unwrap_or_default().to_string_lossy()
         );
     }
-
     let wave: Value = api
         .call(
             Method::POST,
@@ -162,10 +223,13 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         "wave {id}: canaries first, a 2 s soak, then batches of 8 to V{}",
         wave["target_version"]
     );
-    let outcome = super::waves::watch_wave(&api, &id).await?;
+    super::waves::watch_wave(api, &id).await
+}
 
-    let sample = format!("tenant-{:02}", args.tenants.saturating_sub(1).min(7));
-    let resolved: Value = ApiClient::with_token(&base, &resolver_token)?
+/// Resolves `sample` with the resolver token, as an application server would.
+async fn show_resolution(daemon: &Daemon, sample: &str) -> anyhow::Result<()> {
+    let (base, resolver_token) = (&daemon.base, &daemon.resolver_token);
+    let resolved: Value = ApiClient::with_token(base, resolver_token)?
         .call(
             Method::GET,
             &format!("/v1/resolve/{sample}"),
@@ -177,8 +241,14 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("  curl -s -H 'Authorization: Bearer {resolver_token}' {base}/v1/resolve/{sample}");
     println!("  → {}", serde_json::to_string(&resolved)?);
     println!("  psql '{dsn}' -c '\\dt'");
+    Ok(())
+}
+
+/// A few metric lines, the other endpoints, and what to try next with the admin token.
+async fn show_metrics_and_next_steps(daemon: &Daemon) -> anyhow::Result<()> {
+    let (base, admin_token) = (&daemon.base, &daemon.admin_token);
     println!("\nmetrics for Prometheus: {base}/metrics, e.g.");
-    let metrics = metrics_after_the_wave(&base).await?;
+    let metrics = metrics_after_the_wave(base).await?;
     for line in metrics.lines().filter(|l| {
         l.starts_with("drover_tenants_by_schema_version")
             || l.starts_with("drover_waves{state=\"completed\"}")
@@ -196,27 +266,22 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!("  cargo run --release -- fleet");
     println!("  cargo run --release -- waves list");
     println!("  cargo run --release -- tokens create dashboards --role viewer   # least privilege: a named read-only token");
+    Ok(())
+}
 
-    if !args.exit {
-        println!("\nserving until Ctrl-C ...");
-        crate::app::cancel_on_signal(shutdown.clone(), None);
-    } else {
-        shutdown.cancel();
-    }
-    daemon.await??;
-    drop(admin);
+/// Stops the throwaway cluster; without `--keep`, removes the secrets and the staged files.
+async fn clean_up(cluster: Option<Cluster>, dir: &Path, migrations: &Path, keep: bool) {
     if let Some(mut c) = cluster {
         let _ = tokio::task::spawn_blocking(move || c.stop()).await;
-        if args.keep {
+        if keep {
             println!("kept the cluster's data in {}", dir.display());
         }
     }
-    if !args.keep {
+    if !keep {
         let _ = std::fs::remove_dir_all(dir.join("secrets"));
-        let _ = std::fs::remove_dir_all(&migrations);
+        let _ = std::fs::remove_dir_all(migrations);
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
-    Ok(outcome)
 }
 
 /// Copies the tenant migrations (`DROVER_MIGRATIONS_DIR`, default `./tenant-migrations`)

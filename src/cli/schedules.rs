@@ -128,10 +128,8 @@ pub async fn run(args: &ClientArgs, cmd: SchedulesCommand) -> anyhow::Result<Exi
             let s: ScheduleView = api.call(Method::GET, &path(&name), none).await?;
             print(args.output, &s)?;
         }
-        SchedulesCommand::Enable { name } | SchedulesCommand::Disable { name } => {
-            // Both variants carry only the name; which one it was decides the flag.
-            unreachable!("handled by set_enabled: {name}")
-        }
+        SchedulesCommand::Enable { name } => return set_enabled(args, &name, true).await,
+        SchedulesCommand::Disable { name } => return set_enabled(args, &name, false).await,
         SchedulesCommand::Delete { name } => {
             let _: Value = api.call(Method::DELETE, &path(&name), none).await?;
             println!("deleted schedule {name}");
@@ -147,7 +145,7 @@ pub async fn run(args: &ClientArgs, cmd: SchedulesCommand) -> anyhow::Result<Exi
 }
 
 /// `enable` / `disable`.
-pub async fn set_enabled(args: &ClientArgs, name: &str, enabled: bool) -> anyhow::Result<ExitCode> {
+async fn set_enabled(args: &ClientArgs, name: &str, enabled: bool) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
     let path = format!("/v1/schedules/{}", encode(name));
     let s: ScheduleView = api

@@ -1,6 +1,6 @@
 //! `drover migrations push` and the pushed-set views of `drover migrations list --set` and
 //! `drover migrations sets`: CI publishes the application's migrations to the control DB,
-//! and every replica runs them from there (SPEC §21).
+//! and every replica runs them from there (see docs/design.md#migration-sets).
 
 use std::path::Path;
 use std::process::ExitCode;

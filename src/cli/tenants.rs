@@ -19,26 +19,7 @@ pub enum TenantsCommand {
     /// List tenants (all pages unless --limit is given).
     ///
     /// Example: drover tenants list --status active --label plan=pro
-    List {
-        /// Only this status.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only tenants with these labels (key=value, repeatable).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Substring of the slug or the display name (case-insensitive).
-        #[arg(long)]
-        search: Option<String>,
-        /// Tenants with this contact e-mail (case-insensitive, exact).
-        #[arg(long)]
-        email: Option<String>,
-        /// Include soft-deleted tenants.
-        #[arg(long)]
-        include_deleted: bool,
-        /// Show at most this many.
-        #[arg(long)]
-        limit: Option<usize>,
-    },
+    List(ListArgs),
     /// Show one tenant.
     Get { slug: String },
     /// Register a tenant whose database already exists, or (--provision) have drover
@@ -47,55 +28,7 @@ pub enum TenantsCommand {
     /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --status active
     ///
     /// Example: drover tenants create acme --display-name "Acme Corp" --db-host db1 --db-name t_acme --db-user t_acme --secret-ref file:tenants/acme --provision --wait
-    Create {
-        slug: String,
-        /// Default: the slug.
-        #[arg(long)]
-        display_name: Option<String>,
-        /// Required unless --provision (then: the provisioning server's host).
-        #[arg(long)]
-        db_host: Option<String>,
-        /// Default 5432 (with --provision: the provisioning server's port).
-        #[arg(long)]
-        db_port: Option<i32>,
-        /// Required unless --provision (then: the provision_db_name template, t_<slug>).
-        #[arg(long)]
-        db_name: Option<String>,
-        /// Required unless --provision (then: the provision_db_user template, t_<slug>).
-        #[arg(long)]
-        db_user: Option<String>,
-        /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
-        /// Required unless --provision (then: the provision_secret_ref template).
-        #[arg(long)]
-        secret_ref: Option<String>,
-        /// libpq option for the DSN, e.g. sslmode=verify-full (repeatable).
-        #[arg(long = "db-option")]
-        db_options: Vec<String>,
-        /// key=value, repeatable.
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Flag as a canary tenant for migration waves.
-        #[arg(long)]
-        canary: bool,
-        /// With --provision: this [[provision_servers]] entry instead of placement by
-        /// labels and load (`--server` is the daemon's address).
-        #[arg(long = "provision-server")]
-        provision_server: Option<String>,
-        /// Initial status: provisioning (default) or active.
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        billing_plan: Option<String>,
-        #[arg(long)]
-        contact_email: Option<String>,
-        /// Create the role and database on DROVER_PROVISION_URL, write a generated password
-        /// behind --secret-ref (file: or vault:) and migrate to the latest version.
-        #[arg(long)]
-        provision: bool,
-        /// With --provision: wait until the tenant is active (or the job failed).
-        #[arg(long, requires = "provision")]
-        wait: bool,
-    },
+    Create(Box<CreateArgs>),
     /// Retry provisioning a tenant still in `provisioning` (reuses what an earlier attempt
     /// created).
     ///
@@ -109,32 +42,7 @@ pub enum TenantsCommand {
     /// Change fields of a tenant (only the given ones).
     ///
     /// Example: drover tenants update acme --display-name "Acme Inc" --label plan=enterprise
-    Update {
-        slug: String,
-        #[arg(long)]
-        display_name: Option<String>,
-        #[arg(long)]
-        db_host: Option<String>,
-        #[arg(long)]
-        db_port: Option<i32>,
-        #[arg(long)]
-        db_name: Option<String>,
-        #[arg(long)]
-        db_user: Option<String>,
-        #[arg(long)]
-        secret_ref: Option<String>,
-        /// Replace all DSN options with these (key=value, repeatable).
-        #[arg(long = "db-option")]
-        db_options: Option<Vec<String>>,
-        /// Replace all labels with these (key=value, repeatable).
-        #[arg(long = "label")]
-        labels: Option<Vec<String>>,
-        #[arg(long)]
-        canary: Option<bool>,
-        /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
-        #[arg(long)]
-        status: Option<String>,
-    },
+    Update(Box<UpdateArgs>),
     /// Suspend a tenant: resolution answers 423 with the reason.
     Suspend {
         slug: String,
@@ -158,6 +66,185 @@ pub enum TenantsCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+// The arguments of `drover tenants list` (plain comments: clap would take a doc comment
+// here as the subcommand's help, which the variant above gives).
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only this status.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only tenants with these labels (key=value, repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Substring of the slug or the display name (case-insensitive).
+    #[arg(long)]
+    search: Option<String>,
+    /// Tenants with this contact e-mail (case-insensitive, exact).
+    #[arg(long)]
+    email: Option<String>,
+    /// Include soft-deleted tenants.
+    #[arg(long)]
+    include_deleted: bool,
+    /// Show at most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl ListArgs {
+    /// The query of one page: the filters, the cursor, and a page size that does not
+    /// fetch past `--limit` (`have` tenants are already fetched).
+    fn page_query(&self, cursor: Option<&str>, have: usize) -> String {
+        let mut query = vec![(
+            "include_deleted".to_string(),
+            self.include_deleted.to_string(),
+        )];
+        if let Some(s) = &self.status {
+            query.push(("status".into(), s.clone()));
+        }
+        if !self.labels.is_empty() {
+            query.push(("label".into(), self.labels.join(",")));
+        }
+        if let Some(q) = &self.search {
+            query.push(("q".into(), q.clone()));
+        }
+        if let Some(e) = &self.email {
+            query.push(("email".into(), e.clone()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor".into(), c.to_string()));
+        }
+        let page_size = self.limit.map_or(500, |l| (l - have.min(l)).clamp(1, 500));
+        query.push(("limit".into(), page_size.to_string()));
+        query_string(&query)
+    }
+}
+
+// The arguments of `drover tenants create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    slug: String,
+    /// Default: the slug.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Required unless --provision (then: the provisioning server's host).
+    #[arg(long)]
+    db_host: Option<String>,
+    /// Default 5432 (with --provision: the provisioning server's port).
+    #[arg(long)]
+    db_port: Option<i32>,
+    /// Required unless --provision (then: the provision_db_name template, t_<slug>).
+    #[arg(long)]
+    db_name: Option<String>,
+    /// Required unless --provision (then: the provision_db_user template, t_<slug>).
+    #[arg(long)]
+    db_user: Option<String>,
+    /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
+    /// Required unless --provision (then: the provision_secret_ref template).
+    #[arg(long)]
+    secret_ref: Option<String>,
+    /// libpq option for the DSN, e.g. sslmode=verify-full (repeatable).
+    #[arg(long = "db-option")]
+    db_options: Vec<String>,
+    /// key=value, repeatable.
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Flag as a canary tenant for migration waves.
+    #[arg(long)]
+    canary: bool,
+    /// With --provision: this [[provision_servers]] entry instead of placement by
+    /// labels and load (`--server` is the daemon's address).
+    #[arg(long = "provision-server")]
+    provision_server: Option<String>,
+    /// Initial status: provisioning (default) or active.
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    billing_plan: Option<String>,
+    #[arg(long)]
+    contact_email: Option<String>,
+    /// Create the role and database on DROVER_PROVISION_URL, write a generated password
+    /// behind --secret-ref (file: or vault:) and migrate to the latest version.
+    #[arg(long)]
+    provision: bool,
+    /// With --provision: wait until the tenant is active (or the job failed).
+    #[arg(long, requires = "provision")]
+    wait: bool,
+}
+
+impl CreateArgs {
+    /// The `POST /v1/tenants` body; what is not given is left for the daemon to fill in
+    /// (or to refuse).
+    fn body(self) -> anyhow::Result<NewTenant> {
+        Ok(NewTenant {
+            slug: self.slug,
+            display_name: self.display_name.unwrap_or_default(),
+            db_name: self.db_name.unwrap_or_default(),
+            db_host: self.db_host.unwrap_or_default(),
+            db_port: self.db_port,
+            db_user: self.db_user.unwrap_or_default(),
+            db_secret_ref: self.secret_ref.unwrap_or_default(),
+            db_options: labels_map(&self.db_options)?,
+            labels: labels_map(&self.labels)?,
+            canary: self.canary,
+            status: parse_status(self.status)?,
+            provision: self.provision,
+            server: self.provision_server,
+            billing_plan: self.billing_plan,
+            contact_email: self.contact_email,
+            app_version: None,
+            maintenance_flag: false,
+        })
+    }
+}
+
+// The arguments of `drover tenants update`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    slug: String,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    db_host: Option<String>,
+    #[arg(long)]
+    db_port: Option<i32>,
+    #[arg(long)]
+    db_name: Option<String>,
+    #[arg(long)]
+    db_user: Option<String>,
+    #[arg(long)]
+    secret_ref: Option<String>,
+    /// Replace all DSN options with these (key=value, repeatable).
+    #[arg(long = "db-option")]
+    db_options: Option<Vec<String>>,
+    /// Replace all labels with these (key=value, repeatable).
+    #[arg(long = "label")]
+    labels: Option<Vec<String>>,
+    #[arg(long)]
+    canary: Option<bool>,
+    /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
+    #[arg(long)]
+    status: Option<String>,
+}
+
+impl UpdateArgs {
+    /// The `PATCH /v1/tenants/{slug}` body: only the fields given.
+    fn patch(self) -> anyhow::Result<TenantPatch> {
+        Ok(TenantPatch {
+            display_name: self.display_name,
+            db_host: self.db_host,
+            db_port: self.db_port,
+            db_name: self.db_name,
+            db_user: self.db_user,
+            db_secret_ref: self.secret_ref,
+            db_options: self.db_options.as_deref().map(labels_map).transpose()?,
+            labels: self.labels.as_deref().map(labels_map).transpose()?,
+            canary: self.canary,
+            status: parse_status(self.status)?,
+            ..TenantPatch::default()
+        })
+    }
 }
 
 fn labels_map(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -254,204 +341,107 @@ fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
 pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
     let none: Option<&Value> = None;
-    match cmd {
-        TenantsCommand::List {
-            status,
-            labels,
-            search,
-            email,
-            include_deleted,
-            limit,
-        } => {
-            let mut all = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut query = vec![("include_deleted".to_string(), include_deleted.to_string())];
-                if let Some(s) = &status {
-                    query.push(("status".into(), s.clone()));
-                }
-                if !labels.is_empty() {
-                    query.push(("label".into(), labels.join(",")));
-                }
-                if let Some(q) = &search {
-                    query.push(("q".into(), q.clone()));
-                }
-                if let Some(e) = &email {
-                    query.push(("email".into(), e.clone()));
-                }
-                if let Some(c) = &cursor {
-                    query.push(("cursor".into(), c.clone()));
-                }
-                let page_size = limit.map_or(500, |l| (l - all.len().min(l)).clamp(1, 500));
-                query.push(("limit".into(), page_size.to_string()));
-                let qs = query_string(&query);
-                let page: Page<Tenant> = api
-                    .call(Method::GET, &format!("/v1/tenants?{qs}"), none)
-                    .await?;
-                all.extend(page.items);
-                cursor = page.next_cursor;
-                if cursor.is_none() || limit.is_some_and(|l| all.len() >= l) {
-                    break;
-                }
-            }
+    let path = |slug: &str, rest: &str| format!("/v1/tenants/{}{rest}", encode(slug));
+    let t: Tenant = match cmd {
+        TenantsCommand::List(list) => {
+            let all = list_all(&api, &list).await?;
             print_tenants(args.output, &all)?;
+            return Ok(ExitCode::SUCCESS);
         }
-        TenantsCommand::Get { slug } => {
-            let t: Tenant = api
-                .call(Method::GET, &format!("/v1/tenants/{}", encode(&slug)), none)
-                .await?;
-            print_tenant(args.output, &t)?;
+        TenantsCommand::Events { slug, limit } => {
+            let events = path(&slug, &format!("/events?limit={limit}"));
+            let page: Page<Event> = api.call(Method::GET, &events, none).await?;
+            print_events(args.output, &page.items)?;
+            return Ok(ExitCode::SUCCESS);
         }
-        TenantsCommand::Create {
-            slug,
-            display_name,
-            db_host,
-            db_port,
-            db_name,
-            db_user,
-            secret_ref,
-            db_options,
-            labels,
-            canary,
-            provision_server,
-            status,
-            billing_plan,
-            contact_email,
-            provision,
-            wait,
-        } => {
-            let body = NewTenant {
-                slug,
-                display_name: display_name.unwrap_or_default(),
-                db_name: db_name.unwrap_or_default(),
-                db_host: db_host.unwrap_or_default(),
-                db_port,
-                db_user: db_user.unwrap_or_default(),
-                db_secret_ref: secret_ref.unwrap_or_default(),
-                db_options: labels_map(&db_options)?,
-                labels: labels_map(&labels)?,
-                canary,
-                status: parse_status(status)?,
-                provision,
-                server: provision_server,
-                billing_plan,
-                contact_email,
-                app_version: None,
-                maintenance_flag: false,
-            };
-            let t: Tenant = if wait {
+        TenantsCommand::Get { slug } => api.call(Method::GET, &path(&slug, ""), none).await?,
+        TenantsCommand::Create(create) => {
+            let wait = create.wait;
+            let body = create.body()?;
+            if wait {
                 api.call_waiting(Method::POST, "/v1/tenants?wait=true", Some(&body))
                     .await?
             } else {
                 api.call(Method::POST, "/v1/tenants", Some(&body)).await?
-            };
-            print_tenant(args.output, &t)?;
+            }
         }
         TenantsCommand::Provision { slug, wait } => {
-            let path = format!("/v1/tenants/{}/provision", encode(&slug));
-            let t: Tenant = if wait {
-                api.call_waiting(Method::POST, &format!("{path}?wait=true"), none)
+            let provision = path(&slug, "/provision");
+            if wait {
+                api.call_waiting(Method::POST, &format!("{provision}?wait=true"), none)
                     .await?
             } else {
-                api.call(Method::POST, &path, none).await?
-            };
-            print_tenant(args.output, &t)?;
+                api.call(Method::POST, &provision, none).await?
+            }
         }
-        TenantsCommand::Update {
-            slug,
-            display_name,
-            db_host,
-            db_port,
-            db_name,
-            db_user,
-            secret_ref,
-            db_options,
-            labels,
-            canary,
-            status,
-        } => {
-            let patch = TenantPatch {
-                display_name,
-                db_host,
-                db_port,
-                db_name,
-                db_user,
-                db_secret_ref: secret_ref,
-                db_options: db_options.as_deref().map(labels_map).transpose()?,
-                labels: labels.as_deref().map(labels_map).transpose()?,
-                canary,
-                status: parse_status(status)?,
-                ..TenantPatch::default()
-            };
-            let t: Tenant = api
-                .call(
-                    Method::PATCH,
-                    &format!("/v1/tenants/{}", encode(&slug)),
-                    Some(&patch),
-                )
-                .await?;
-            print_tenant(args.output, &t)?;
+        TenantsCommand::Update(update) => {
+            let target = path(&update.slug, "");
+            let patch = update.patch()?;
+            api.call(Method::PATCH, &target, Some(&patch)).await?
         }
         TenantsCommand::Suspend { slug, reason } => {
             let body = json!({ "reason": reason });
-            let t: Tenant = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/suspend", encode(&slug)),
-                    Some(&body),
-                )
-                .await?;
-            print_tenant(args.output, &t)?;
+            let suspend = path(&slug, "/suspend");
+            api.call(Method::POST, &suspend, Some(&body)).await?
         }
         TenantsCommand::Resume { slug } => {
-            let t: Tenant = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/resume", encode(&slug)),
-                    none,
-                )
-                .await?;
-            print_tenant(args.output, &t)?;
+            api.call(Method::POST, &path(&slug, "/resume"), none)
+                .await?
         }
         TenantsCommand::Delete {
             slug,
             drop_database,
         } => {
-            let mut path = format!("/v1/tenants/{}", encode(&slug));
-            if drop_database {
-                path.push_str("?drop_database=true");
-            }
-            let t: Tenant = api.call_waiting(Method::DELETE, &path, none).await?;
-            print_tenant(args.output, &t)?;
-        }
-        TenantsCommand::Events { slug, limit } => {
-            let page: Page<Event> = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/tenants/{}/events?limit={limit}", encode(&slug)),
-                    none,
-                )
-                .await?;
-            if args.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&page.items)?);
+            let query = if drop_database {
+                "?drop_database=true"
             } else {
-                let rows: Vec<Vec<String>> = page
-                    .items
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.created_at.to_rfc3339(),
-                            e.event_type.clone(),
-                            e.actor.clone(),
-                            e.payload.to_string(),
-                        ]
-                    })
-                    .collect();
-                table(&["TIME", "EVENT", "ACTOR", "PAYLOAD"], &rows);
-            }
+                ""
+            };
+            api.call_waiting(Method::DELETE, &path(&slug, query), none)
+                .await?
+        }
+    };
+    print_tenant(args.output, &t)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every page of `drover tenants list`, up to `--limit` tenants.
+async fn list_all(api: &ApiClient, list: &ListArgs) -> anyhow::Result<Vec<Tenant>> {
+    let none: Option<&Value> = None;
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let qs = list.page_query(cursor.as_deref(), all.len());
+        let page: Page<Tenant> = api
+            .call(Method::GET, &format!("/v1/tenants?{qs}"), none)
+            .await?;
+        all.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() || list.limit.is_some_and(|l| all.len() >= l) {
+            return Ok(all);
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// A tenant's events as JSON or one row each.
+fn print_events(output: Output, events: &[Event]) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(events)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.created_at.to_rfc3339(),
+                e.event_type.clone(),
+                e.actor.clone(),
+                e.payload.to_string(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "EVENT", "ACTOR", "PAYLOAD"], &rows);
+    Ok(())
 }
 
 /// `k=v&k2=v2`, percent-encoded.

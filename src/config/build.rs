@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys::{self, env_name, IfUnset};
-use super::values::{default_instance_id, positive_duration};
+use super::values::{default_instance_id, networks, positive_duration};
 use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
@@ -29,12 +29,15 @@ pub(super) struct Builder {
     pub(super) problems: Vec<ConfigProblem>,
     /// Every key the builder asked for, set or not (a test checks it is all of them).
     pub(super) read: BTreeSet<&'static str>,
+    /// The configuration file, one of drover's own files.
+    pub(super) config_file: Option<PathBuf>,
 }
 
 impl Builder {
     pub(super) fn build(&mut self) -> Config {
         let secrets_dir = self.take("secrets_dir").map(|r| PathBuf::from(r.value));
         let own_files = self.own_token_files();
+        let own_paths = self.own_paths(secrets_dir.as_deref());
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
         let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
         let ref_scope = secrets::RefScope::new(
@@ -43,7 +46,12 @@ impl Builder {
             }),
             self.parsed("vault_allowed_prefixes", secrets::parse_vault_prefixes),
             own_files,
+        )
+        .with_file_prefixes(
+            self.parsed("file_secret_prefix", secrets::parse_file_prefix),
+            self.parsed("webhook_secret_prefix", secrets::parse_file_prefix),
         );
+        self.check_own_paths(secrets_dir.as_deref(), &ref_scope, own_paths);
         // `check-config` lists problems in the order keys are read, and that order stays.
         // These two are read early for provisioning; neither can be wrong, so no problem moves.
         let instance_id = self
@@ -81,7 +89,8 @@ impl Builder {
         let https = self.https();
         let leader_ttl = self.parsed("leader_ttl", |v| duration_at_least(v, 1, "1s"));
         let prometheus_url = self.prometheus_url();
-        let events = self.events(&instance_id);
+        let mut events = self.events(&instance_id);
+        events.secret_scope = ref_scope.clone();
         let console = self.console(https.is_some());
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
@@ -131,6 +140,78 @@ impl Builder {
             .collect()
     }
 
+    /// Every file drover itself reads, by the origin of the key naming it (read from the
+    /// raw values, before the keys are taken): the token files, the Vault token, the TLS
+    /// pair, the CA bundles and the configuration file.
+    fn own_paths(&self, secrets_dir: Option<&Path>) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        for key in ["admin_token_ref", "resolver_token_ref"] {
+            let Some(raw) = self.raw.get(key) else {
+                continue;
+            };
+            let Ok(r) = raw.value.parse::<SecretRef>() else {
+                continue;
+            };
+            if let (true, Some(dir)) = (r.scheme() == &secrets::FILE, secrets_dir) {
+                out.push((raw.origin.clone(), dir.join(r.locator())));
+            }
+        }
+        for key in [
+            "vault_token_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "ca_file",
+        ] {
+            if let Some(raw) = self.raw.get(key) {
+                out.push((raw.origin.clone(), PathBuf::from(raw.value.trim())));
+            }
+        }
+        if let Some(file) = &self.config_file {
+            out.push(("--config".to_string(), file.clone()));
+        }
+        out
+    }
+
+    /// Refuses a configuration in which one of drover's own files lies where a tenant's or
+    /// a webhook's `file:` reference may read it, and prefixes that overlap (a tenant
+    /// could then name a webhook's key).
+    fn check_own_paths(
+        &mut self,
+        secrets_dir: Option<&Path>,
+        scope: &secrets::RefScope,
+        own: Vec<(String, PathBuf)>,
+    ) {
+        use secrets::Purpose::{Tenant, Webhook};
+        let (tenants, webhooks) = (scope.file_prefix(Tenant), scope.file_prefix(Webhook));
+        if tenants.starts_with(webhooks) || webhooks.starts_with(tenants) {
+            self.problems.push(ConfigProblem {
+                key: "file_secret_prefix, webhook_secret_prefix".into(),
+                message: format!("{tenants} and {webhooks} overlap: a tenant's reference could name a webhook's key or back; give each its own directory"),
+            });
+        }
+        let Some(dir) = secrets_dir else { return };
+        let prefixes = [
+            ("file_secret_prefix", tenants),
+            ("webhook_secret_prefix", webhooks),
+        ];
+        let named: Vec<secrets::OwnPath<'_>> =
+            own.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
+        if let Some((key, prefix_key)) = secrets::own_files_inside(dir, &prefixes, &named) {
+            let prefix = prefixes
+                .iter()
+                .find(|(k, _)| *k == prefix_key)
+                .map_or("", |(_, p)| *p);
+            self.problems.push(ConfigProblem {
+                key: key.to_string(),
+                message: format!(
+                    "this file of drover's own lies under {prefix} in the secrets directory ({prefix_key}, {}), where {} references may read it; move it out of {prefix}",
+                    env_name(prefix_key),
+                    if prefix_key == "file_secret_prefix" { "tenant" } else { "webhook" },
+                ),
+            });
+        }
+    }
+
     fn cache(&mut self) -> CacheSettings {
         CacheSettings {
             secret_ttl: self.parsed("secret_ttl", parse_duration),
@@ -161,6 +242,10 @@ impl Builder {
             stream_max_per_token: self
                 .parsed("stream_max_per_token", |v| integer_in(v, 1, 100_000)),
             instance_id: instance_id.to_string(),
+            secret_scope: secrets::RefScope::default(),
+            allowed_networks: self
+                .optional("webhook_allowed_networks", networks)
+                .unwrap_or_default(),
         }
     }
 

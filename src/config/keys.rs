@@ -51,11 +51,14 @@
 //! | `prometheus_url` | `DROVER_PROMETHEUS_URL` | | Prometheus base URL for `prometheus` analysis checks (no credentials in it) |
 //! | `env_secret_prefix` | `DROVER_ENV_SECRET_PREFIX` | `TENANT_` | `env:` tenant refs may only name variables starting with this (never one matching `DROVER_`) |
 //! | `vault_allowed_prefixes` | `DROVER_VAULT_ALLOWED_PREFIXES` | `secret/tenants` | comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in) |
+//! | `file_secret_prefix` | `DROVER_FILE_SECRET_PREFIX` | `tenants/` | directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it |
+//! | `webhook_secret_prefix` | `DROVER_WEBHOOK_SECRET_PREFIX` | `webhooks/` | directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it |
 //! | `webhook_retry_backoff` | `DROVER_WEBHOOK_RETRY_BACKOFF` | `5s` | first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered) |
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
 //! | `stream_max_clients` | `DROVER_STREAM_MAX_CLIENTS` | `256` | event stream clients per replica (more get 503 `too_many_streams`) |
 //! | `stream_max_per_token` | `DROVER_STREAM_MAX_PER_TOKEN` | `4` | event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`) |
+//! | `webhook_allowed_networks` | `DROVER_WEBHOOK_ALLOWED_NETWORKS` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) webhooks may reach although they are not public (in-cluster receivers); loopback, link-local, private, CGNAT and unique-local addresses are refused otherwise, the control database always |
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
 //! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
@@ -67,7 +70,9 @@
 //! here panics in every test that loads a configuration, and a key listed here that the
 //! builder never reads fails `every_declared_key_is_read_by_the_builder`.
 
-use crate::secrets::{DEFAULT_ENV_PREFIX, DEFAULT_VAULT_PREFIXES};
+use crate::secrets::{
+    DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
+};
 use IfUnset::{Note, Nothing, Value};
 
 /// Where a key may be set.
@@ -175,11 +180,14 @@ pub const KEYS: &[Key] = &[
     key("prometheus_url", Nothing, "Prometheus base URL for `prometheus` analysis checks (no credentials in it)"),
     key("env_secret_prefix", Value(DEFAULT_ENV_PREFIX), "`env:` tenant refs may only name variables starting with this (never one matching `DROVER_`)"),
     key("vault_allowed_prefixes", Value(DEFAULT_VAULT_PREFIXES), "comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in)"),
+    key("file_secret_prefix", Value(DEFAULT_FILE_PREFIX), "directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it"),
+    key("webhook_secret_prefix", Value(DEFAULT_WEBHOOK_PREFIX), "directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it"),
     key("webhook_retry_backoff", Value("5s"), "first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered)"),
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),
     key("stream_max_clients", Value("256"), "event stream clients per replica (more get 503 `too_many_streams`)"),
     key("stream_max_per_token", Value("4"), "event streams one token (with its console sessions) may hold open on a replica (more get 429 `too_many_streams_for_token`)"),
+    key("webhook_allowed_networks", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) webhooks may reach although they are not public (in-cluster receivers); loopback, link-local, private, CGNAT and unique-local addresses are refused otherwise, the control database always"),
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
     key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
     key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),

@@ -198,6 +198,7 @@ impl Config {
             servers,
             problems: Vec::new(),
             read: BTreeSet::new(),
+            config_file: file.map(Path::to_path_buf),
         };
         let config = b.build();
         if b.problems.is_empty() {

@@ -224,6 +224,7 @@ fn every_declared_key_is_read_by_the_builder() {
         servers: None,
         problems: Vec::new(),
         read: std::collections::BTreeSet::new(),
+        config_file: None,
     };
 
     b.build();
@@ -254,4 +255,59 @@ fn an_empty_configuration_takes_the_declared_defaults() {
     assert_eq!(cfg.listener.header_timeout, Duration::from_secs(10));
     assert_eq!(cfg.listener.max_connections, 1024);
     assert_eq!(cfg.ref_scope.env_prefix(), "TENANT_");
+}
+
+#[test]
+fn an_own_file_inside_a_reference_prefix_is_refused_naming_its_key_and_the_prefix() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg-own-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tenants")).unwrap();
+    std::fs::write(dir.join("tenants/admin-token"), "0123456789abcdef-token\n").unwrap();
+    std::fs::write(dir.join("vault-token"), "v\n").unwrap();
+
+    let err = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+            ("DROVER_ADMIN_TOKEN_REF", "file:tenants/admin-token"),
+        ]),
+    )
+    .unwrap_err();
+    let moved = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_SECRETS_DIR", dir.to_str().unwrap()),
+            ("DROVER_ADMIN_TOKEN_REF", "file:tenants/admin-token"),
+            ("DROVER_FILE_SECRET_PREFIX", "tenant-secrets"),
+        ]),
+    );
+
+    let p = &err.problems[0];
+    assert_eq!(p.key, "DROVER_ADMIN_TOKEN_REF (environment)", "{err}");
+    assert!(
+        p.message.contains("tenants/")
+            && p.message
+                .contains("file_secret_prefix, DROVER_FILE_SECRET_PREFIX"),
+        "{err}"
+    );
+    assert!(moved.is_ok(), "{moved:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn overlapping_reference_prefixes_and_env_prefixes_of_known_families_are_refused() {
+    let err = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_WEBHOOK_SECRET_PREFIX", "tenants/hooks"),
+            ("DROVER_ENV_SECRET_PREFIX", "AWS_"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+
+    assert!(
+        err.contains("DROVER_ENV_SECRET_PREFIX (environment): must not match the AWS_* variables"),
+        "{err}"
+    );
+    assert!(err.contains("tenants/ and tenants/hooks/ overlap"), "{err}");
 }

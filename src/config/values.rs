@@ -22,3 +22,22 @@ pub(super) fn default_instance_id() -> String {
         .unwrap_or_else(|| "drover".into());
     format!("{host}-{}", std::process::id())
 }
+
+/// A comma-separated list of networks (`10.0.0.0/8, fd00::/8`); a bare address is that one
+/// host. Empty: no network.
+pub(super) fn networks(v: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "{item:?} is not a network: expected comma-separated CIDRs like \
+                         10.0.0.0/8 or fd00::/8"
+                    )
+                })
+        })
+        .collect()
+}

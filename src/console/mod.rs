@@ -1,5 +1,5 @@
-//! The web console (SPEC §18): server-rendered HTML pages at `/ui/` on the daemon's own
-//! listener, for people who watch the fleet, look tenants up and act on waves.
+//! The web console (README.md#web-console): server-rendered HTML pages at `/ui/` on the
+//! daemon's own listener, for people who watch the fleet, look tenants up and act on waves.
 //!
 //! ```text
 //!  browser ──► /ui/login (token) ──► session row (control DB) + HttpOnly cookie
@@ -18,15 +18,15 @@
 //!   interpolation is escaped unless wrapped in `PreEscaped`, and it is one small
 //!   dependency with no runtime template files to ship.
 //! - **No JavaScript framework**: one small ES module (`assets/console.js`, ~3 KB) does the
-//!   progressive part: an element with `data-fragment` re-fetches that HTML fragment when
-//!   its `data-stream` (an `EventSource` on `/ui/stream`, the event feed of SPEC §16 behind
-//!   the session) says something happened, and once whenever the stream (re)opens, since
-//!   events between the page's render and the stream's start are never replayed;
-//!   `data-confirm` asks before a form is sent and then adds `confirmed=yes` (a form sent
-//!   without the script gets the server's own confirmation page instead, as for Abort).
-//!   Everything works without it (pages are complete HTML, actions are plain forms).
-//!   htmx would do the same in 14 KB plus a licence file to vendor; the need is two
-//!   behaviours. Assets are compiled in and served under a content-hash path with a
+//!   progressive part: an element with `data-fragment` re-fetches that HTML fragment when its
+//!   `data-stream` (an `EventSource` on `/ui/stream`, the event feed
+//!   (docs/design.md#events-and-webhooks) behind the session) says something happened, and once
+//!   whenever the stream (re)opens, since events between the page's render and the stream's
+//!   start are never replayed; `data-confirm` asks before a form is sent and then adds
+//!   `confirmed=yes` (a form sent without the script gets the server's own confirmation page
+//!   instead, as for Abort). Everything works without it (pages are complete HTML, actions are
+//!   plain forms). htmx would do the same in 14 KB plus a licence file to vendor; the need is
+//!   two behaviours. Assets are compiled in and served under a content-hash path with a
 //!   one-year immutable cache.
 //! - **Sessions in the control DB** (`console_sessions`, V15), so any replica serves any
 //!   request; the id is stored hashed, the cookie is HttpOnly, SameSite=Strict, Path=/ui,

@@ -1,6 +1,7 @@
-//! `GET /ui/stream`: the event stream of SPEC §16 for the console's script. `EventSource`
-//! cannot send a bearer token, so the session (checked by the guard) stands in for it;
-//! the filters, `Last-Event-ID` resumption and the per-replica client limit are the API's.
+//! `GET /ui/stream`: the event stream (docs/design.md#events-and-webhooks) for the
+//! console's script. `EventSource` cannot send a bearer token, so the session (checked by
+//! the guard) stands in for it; the filters, `Last-Event-ID` resumption and the per-replica
+//! client limit are the API's.
 //! The session is checked again every second while the stream lasts: logging out, or the
 //! login token's revocation or expiry, ends it within 2 s. Its streams count against the
 //! login token's `stream_max_per_token`, like the token's own.

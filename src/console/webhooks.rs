@@ -12,7 +12,7 @@ use super::layout::{self, Nav, Page};
 use super::session::Session;
 use super::ConsoleError;
 use crate::events::webhooks::outbox::{self, DeliveryFailure as Failure};
-use crate::events::webhooks::{self, WebhookView};
+use crate::events::webhooks::{self, display_url, WebhookView};
 use crate::state::AppState;
 
 /// Failed attempts listed per subscription, newest first.
@@ -170,54 +170,5 @@ fn age(secs: Option<f64>) -> Markup {
             };
             html! { (text) }
         }
-    }
-}
-
-/// A receiver URL fit to show: no user or password, no query (`?…`), and long path
-/// segments cut short, because some receivers (Slack's incoming webhooks among them)
-/// carry their credential in the path.
-pub fn display_url(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return "(unparseable URL)".into();
-    };
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    let had_query = u.query().is_some();
-    u.set_query(None);
-    u.set_fragment(None);
-    let path: Vec<String> = u
-        .path()
-        .split('/')
-        .map(|seg| {
-            if seg.chars().count() >= 16 {
-                format!("{}…", seg.chars().take(4).collect::<String>())
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect();
-    let origin = u.origin().ascii_serialization();
-    format!(
-        "{origin}{}{}",
-        path.join("/"),
-        if had_query { "?…" } else { "" }
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shown_url_has_no_credentials_query_or_long_path_tokens() {
-        assert_eq!(
-            display_url("https://user:pa55@hooks.example.com:8443/in/events?token=abc"),
-            "https://hooks.example.com:8443/in/events?…"
-        );
-        assert_eq!(
-            display_url("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"),
-            "https://hooks.slack.com/services/T0000/B0000/XXXX…"
-        );
-        assert_eq!(display_url("not a url"), "(unparseable URL)");
     }
 }

@@ -1,10 +1,11 @@
-//! `GET /v1/events`: one feed over `tenant_events` and `wave_events`, newest first.
+//! `GET /v1/events`: one feed over `tenant_events`, `wave_events` and `control_events`,
+//! newest first.
 //!
 //! The SQL is built per source table rather than over a view: a filter on a dotted type
 //! (`type = 'tenant.migrated'`) or a prefix would hide the table's own columns from the
 //! planner, and a source the filter excludes is not queried at all. Each branch is ordered
 //! and limited on its own, so it is one backward index range scan (indexes of
-//! control-migrations/V10) that stops after a page, whatever the table's size; the two
+//! control-migrations/V10, V18) that stops after a page, whatever the table's size; the
 //! pages are merged and the tenant's slug joined to the final page only.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -97,12 +98,29 @@ pub(super) fn conditions(q: &mut Query, source: Source, filter: &Filter) -> Opti
         if !t.covers(source) {
             return None;
         }
-        if let super::TypePattern::Exact(_, name) = t {
-            c.push(format!("e.event_type = {}", q.bind(name.to_string())));
+        match t {
+            super::TypePattern::Exact(_, family, name) => {
+                // Control events are stored dotted, the others without their family.
+                let stored = if source == Source::Control {
+                    format!("{family}.{name}")
+                } else {
+                    name.to_string()
+                };
+                c.push(format!("e.event_type = {}", q.bind(stored)));
+            }
+            // One table holds several families: list the family's types (an index scan).
+            super::TypePattern::Family(Source::Control, family) => {
+                let types: Vec<String> = super::family_types(family)
+                    .iter()
+                    .map(|n| format!("{family}.{n}"))
+                    .collect();
+                c.push(format!("e.event_type = ANY({})", q.bind(types)));
+            }
+            _ => {}
         }
     }
     if let Some(slug) = &filter.tenant {
-        if source == Source::Wave {
+        if source != Source::Tenant {
             return None;
         }
         let slug = q.bind(slug.clone());
@@ -113,6 +131,7 @@ pub(super) fn conditions(q: &mut Query, source: Source, filter: &Filter) -> Opti
     }
     if let Some(w) = filter.wave {
         match source {
+            Source::Control => return None,
             Source::Wave => c.push(format!("e.wave_id = {}", q.bind(w))),
             Source::Tenant => c.push(format!(
                 "e.payload ? 'wave_id' AND e.payload->>'wave_id' = {}",
@@ -145,6 +164,11 @@ pub(super) fn branch_select(source: Source) -> &'static str {
             "SELECT 'wave'::text AS source, e.id, e.event_type, NULL::uuid AS tenant_id, e.wave_id, \
              e.actor, e.payload, e.created_at, e.xid::text AS xid FROM control_plane.wave_events e"
         }
+        Source::Control => {
+            "SELECT 'control'::text AS source, e.id, e.event_type, NULL::uuid AS tenant_id, \
+             NULL::uuid AS wave_id, e.actor, e.payload, e.created_at, e.xid::text AS xid \
+             FROM control_plane.control_events e"
+        }
     }
 }
 
@@ -175,7 +199,7 @@ pub async fn list(client: &impl GenericClient, params: &FilterParams) -> Result<
     let fetch = q.bind(limit + 1);
     let cursor_params = cursor.map(|c| (q.bind(c.at), q.bind(c.id)));
     let mut branches = Vec::new();
-    for source in [Source::Tenant, Source::Wave] {
+    for source in Source::ALL {
         let Some(mut conds) = conditions(&mut q, source, &filter) else {
             continue;
         };
@@ -212,7 +236,7 @@ pub async fn list(client: &impl GenericClient, params: &FilterParams) -> Result<
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Event>, EventsError> {
     let mut q = Query::default();
     let p = q.bind(id);
-    let branches: Vec<String> = [Source::Tenant, Source::Wave]
+    let branches: Vec<String> = Source::ALL
         .iter()
         .map(|s| format!("{} WHERE e.id = {p}", branch_select(*s)))
         .collect();

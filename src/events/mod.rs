@@ -1,12 +1,16 @@
-//! The fleet's event feed, its live stream and signed webhooks (SPEC §16).
+//! The fleet's event feed, its live stream and signed webhooks (the contract:
+//! docs/design.md#events-and-webhooks).
 //!
 //! Events are written by their owners: the registry (`tenant_events`, through
-//! `registry::record_event`) and the wave timeline (`wave_events`, through
-//! `waves::timeline`), both drawing ids from one sequence. This module only reads them,
-//! as one feed of dotted types (`tenant.migrated`, `wave.halted`):
+//! `registry::record_event`), the wave timeline (`wave_events`, through
+//! `waves::timeline`) and the modules changing schedules, webhooks, tokens and migration
+//! sets (`control_events`, through [`crate::audit::record`]), all drawing ids from one
+//! sequence. The feed reads them as one list of dotted types (`tenant.migrated`,
+//! `wave.halted`, `token.revoked`):
 //!
 //! ```text
-//!  record_event / timeline::apply ──► tenant_events | wave_events  (same transaction:)
+//!  record_event / timeline::apply / control::record
+//!        ──► tenant_events | wave_events | control_events  (same transaction:)
 //!        trigger events_after_insert ─┬─► webhook_deliveries (one row per matching webhook)
 //!                                     └─► NOTIFY drover_events (sent at commit)
 //!
@@ -42,6 +46,7 @@ use crate::db::DbError;
 pub const TENANT_TYPES: &[&str] = &[
     "created",
     "updated",
+    "limits_updated",
     "provisioned",
     "provisioning_failed",
     "migrated",
@@ -53,7 +58,7 @@ pub const TENANT_TYPES: &[&str] = &[
     "error",
 ];
 
-/// Wave timeline types (SPEC §15), without the `wave.` prefix.
+/// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.
 pub const WAVE_TYPES: &[&str] = &crate::waves::timeline::EVENT_TYPES;
 
 /// Why an events or webhooks operation did not happen.
@@ -130,34 +135,46 @@ pub enum Source {
     Tenant,
     /// `wave_events`.
     Wave,
+    /// `control_events` (schedules, webhooks, tokens, migration sets).
+    Control,
 }
 
 impl Source {
-    /// The dotted prefix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Tenant => "tenant",
-            Source::Wave => "wave",
-        }
-    }
+    /// Every table of the feed.
+    pub const ALL: [Source; 3] = [Source::Tenant, Source::Wave, Source::Control];
 
-    fn types(self) -> &'static [&'static str] {
-        match self {
-            Source::Tenant => TENANT_TYPES,
-            Source::Wave => WAVE_TYPES,
+    /// The table holding events of `family` (the part of a type before the dot).
+    fn of_family(family: &str) -> Option<Source> {
+        match family {
+            "tenant" => Some(Source::Tenant),
+            "wave" => Some(Source::Wave),
+            f if crate::audit::families().contains(&f) => Some(Source::Control),
+            _ => None,
         }
     }
 }
 
-/// A validated type pattern: `*`, `tenant.*`, `wave.*` or one dotted type.
+/// The names after `family.` that the feed knows.
+fn family_types(family: &str) -> Vec<&'static str> {
+    match family {
+        "tenant" => TENANT_TYPES.to_vec(),
+        "wave" => WAVE_TYPES.to_vec(),
+        f => crate::audit::TYPES
+            .iter()
+            .filter_map(|t| t.split_once('.').filter(|(tf, _)| *tf == f).map(|(_, n)| n))
+            .collect(),
+    }
+}
+
+/// A validated type pattern: `*`, a family (`tenant.*`, `schedule.*`) or one dotted type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypePattern {
     /// Every event.
     All,
-    /// Every event of one source.
-    Source(Source),
-    /// One type.
-    Exact(Source, &'static str),
+    /// Every event of one family.
+    Family(Source, &'static str),
+    /// One type: its family and the name after the dot.
+    Exact(Source, &'static str, &'static str),
 }
 
 impl TypePattern {
@@ -173,27 +190,37 @@ impl TypePattern {
                 format!("{s:?} is not a dotted event type like tenant.migrated, wave.* or *"),
             )
         })?;
-        let source = match prefix {
-            "tenant" => Source::Tenant,
-            "wave" => Source::Wave,
-            _ => {
-                return Err(EventsError::invalid(
-                    field,
-                    format!("unknown event type {s:?}: types start with tenant. or wave."),
-                ))
-            }
+        let families: Vec<&'static str> = ["tenant", "wave"]
+            .into_iter()
+            .chain(crate::audit::families())
+            .collect();
+        let (Some(source), Some(family)) = (
+            Source::of_family(prefix),
+            families.iter().find(|f| **f == prefix),
+        ) else {
+            return Err(EventsError::invalid(
+                field,
+                format!(
+                    "unknown event type {s:?}: types start with {}",
+                    families
+                        .iter()
+                        .map(|f| format!("{f}."))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         };
         if rest == "*" {
-            return Ok(TypePattern::Source(source));
+            return Ok(TypePattern::Family(source, family));
         }
-        match source.types().iter().find(|t| **t == rest) {
-            Some(t) => Ok(TypePattern::Exact(source, t)),
+        let types = family_types(family);
+        match types.iter().find(|t| **t == rest) {
+            Some(t) => Ok(TypePattern::Exact(source, family, t)),
             None => Err(EventsError::invalid(
                 field,
                 format!(
-                    "unknown event type {s:?}; {}.* types are {}",
-                    source.as_str(),
-                    source.types().join(", ")
+                    "unknown event type {s:?}; {family}.* types are {}",
+                    types.join(", ")
                 ),
             )),
         }
@@ -203,8 +230,8 @@ impl TypePattern {
     pub fn to_text(&self) -> String {
         match self {
             TypePattern::All => "*".into(),
-            TypePattern::Source(s) => format!("{}.*", s.as_str()),
-            TypePattern::Exact(s, t) => format!("{}.{t}", s.as_str()),
+            TypePattern::Family(_, f) => format!("{f}.*"),
+            TypePattern::Exact(_, f, t) => format!("{f}.{t}"),
         }
     }
 
@@ -212,7 +239,7 @@ impl TypePattern {
     pub fn covers(&self, source: Source) -> bool {
         match self {
             TypePattern::All => true,
-            TypePattern::Source(s) | TypePattern::Exact(s, _) => *s == source,
+            TypePattern::Family(s, _) | TypePattern::Exact(s, _, _) => *s == source,
         }
     }
 }
@@ -247,7 +274,12 @@ impl Event {
         let event_type: String = r.try_get("event_type")?;
         Ok(Event {
             id: r.try_get("id")?,
-            event_type: format!("{source}.{event_type}"),
+            // Control events are stored dotted.
+            event_type: if source == "control" {
+                event_type
+            } else {
+                format!("{source}.{event_type}")
+            },
             tenant: r.try_get("slug")?,
             wave_id: r.try_get("wave_id")?,
             actor: r.try_get("actor")?,
@@ -279,10 +311,13 @@ pub struct Filter {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FilterParams {
-    /// A dotted event type (`tenant.migrated`, `wave.halted`), a prefix (`tenant.*`,
-    /// `wave.*`) or `*`; 422 for an unknown type.
+    /// A dotted event type (`tenant.migrated`, `wave.halted`, `schedule.updated`), a
+    /// prefix (`tenant.*`, `wave.*`, `token.*`, ...) or `*`; 422 for an unknown type.
     #[serde(rename = "type")]
-    #[param(pattern = r"^\s*(\*|(tenant|wave)\.\S+)\s*$", example = "wave.*")]
+    #[param(
+        pattern = r"^\s*(\*|(tenant|wave|schedule|webhook|token|migration_set)\.\S+)\s*$",
+        example = "wave.*"
+    )]
     pub event_type: Option<String>,
     /// Events of the tenant(s) that had this slug.
     pub tenant: Option<String>,
@@ -360,6 +395,11 @@ pub struct DeliverySettings {
     pub stream_max_per_token: usize,
     /// This replica's name, on the delivery claims it holds.
     pub instance_id: String,
+    /// Which references a webhook's key may be read from (checked again before each read,
+    /// so a reference planted in the control DB is refused).
+    pub secret_scope: crate::secrets::RefScope,
+    /// Networks webhooks may reach although they are not public (in-cluster receivers).
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// What the events module shares with handlers and tasks.
@@ -388,12 +428,17 @@ impl Events {
         pool: deadpool_postgres::Pool,
         secrets: crate::secrets::SecretStore,
         ev: &DeliverySettings,
+        control_db: Vec<std::net::SocketAddr>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Events, reqwest::Error> {
+        let policy = webhooks::target::Policy {
+            allowed: ev.allowed_networks.clone(),
+            control_db,
+        };
         let sender = webhooks::deliver::Sender {
             pool: pool.clone(),
             secrets: secrets.clone(),
-            http: webhooks::deliver::Sender::client(ev.timeout)?,
+            http: webhooks::deliver::Clients::new(ev.timeout, policy)?,
             metrics,
             backoff: webhooks::outbox::Backoff {
                 first: ev.retry_backoff,
@@ -402,6 +447,7 @@ impl Events {
             },
             timeout: ev.timeout,
             instance: ev.instance_id.clone(),
+            scope: ev.secret_scope.clone(),
             limits: webhooks::deliver::Limits::default(),
         };
         Ok(Events {
@@ -426,13 +472,30 @@ mod tests {
         assert_eq!(TypePattern::parse("type", "*").unwrap(), TypePattern::All);
         assert_eq!(
             TypePattern::parse("type", "wave.*").unwrap(),
-            TypePattern::Source(Source::Wave)
+            TypePattern::Family(Source::Wave, "wave")
         );
         assert_eq!(
             TypePattern::parse("type", "tenant.provisioning_failed").unwrap(),
-            TypePattern::Exact(Source::Tenant, "provisioning_failed")
+            TypePattern::Exact(Source::Tenant, "tenant", "provisioning_failed")
         );
-        for bad in ["wave.nope", "tenant", "job.*", "tenant.migrated.x", ""] {
+        assert_eq!(
+            TypePattern::parse("type", "schedule.*").unwrap(),
+            TypePattern::Family(Source::Control, "schedule")
+        );
+        assert_eq!(
+            TypePattern::parse("type", "token.revoked")
+                .unwrap()
+                .to_text(),
+            "token.revoked"
+        );
+        for bad in [
+            "wave.nope",
+            "tenant",
+            "job.*",
+            "tenant.migrated.x",
+            "",
+            "token.migrated",
+        ] {
             assert!(TypePattern::parse("type", bad).is_err(), "{bad}");
         }
     }

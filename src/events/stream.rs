@@ -104,7 +104,8 @@ pub async fn start(client: &impl GenericClient) -> Result<Position, EventsError>
 /// The position of an event a client saw (`Last-Event-ID`).
 pub async fn position_of(client: &impl GenericClient, id: i64) -> Result<Position, EventsError> {
     const SQL: &str = "SELECT xid::text AS xid FROM control_plane.tenant_events WHERE id = $1 \
-         UNION ALL SELECT xid::text FROM control_plane.wave_events WHERE id = $1";
+         UNION ALL SELECT xid::text FROM control_plane.wave_events WHERE id = $1 \
+         UNION ALL SELECT xid::text FROM control_plane.control_events WHERE id = $1";
     let row = client.query_opt(SQL, &[&id]).await?;
     let row = row.ok_or_else(|| EventsError::Invalid {
         field: "Last-Event-ID",
@@ -139,7 +140,7 @@ pub async fn read(
         q.bind(xmin.to_string()),
     );
     let mut branches = Vec::new();
-    for source in [Source::Tenant, Source::Wave] {
+    for source in Source::ALL {
         let Some(mut conds) = conditions(&mut q, source, filter) else {
             continue;
         };

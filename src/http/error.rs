@@ -1,4 +1,6 @@
 //! The one place errors become HTTP responses: `{"error": {"code", "message", "field"?}}`.
+//! The policy (which enum lives where, what `is_retryable` means, which error becomes which
+//! status) is docs/errors.md; a new variant or code gets its line there too.
 //!
 //! 4xx messages are written for the caller; 5xx bodies never carry internals (they may
 //! mention hosts or SQL), the cause goes to the log instead.
@@ -270,7 +272,42 @@ impl From<WaveError> for ApiError {
                 "invalid_migrations",
                 e.to_string(),
             ),
+            WaveError::Registry(r) => r.into(),
             WaveError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<crate::schedule::ScheduleError> for ApiError {
+    fn from(e: crate::schedule::ScheduleError) -> Self {
+        use crate::schedule::ScheduleError;
+        match e {
+            ScheduleError::Invalid { field, .. } => {
+                let mut a = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    e.to_string(),
+                );
+                a.set_field(field);
+                a
+            }
+            ScheduleError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "schedule_not_found", e.to_string())
+            }
+            ScheduleError::Duplicate(_) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_schedule", e.to_string())
+            }
+            ScheduleError::BrokenTemplate { .. } => {
+                let mut a = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_template",
+                    e.to_string(),
+                );
+                a.set_field("template");
+                a
+            }
+            ScheduleError::Wave(w) => w.into(),
+            ScheduleError::Db(db) => db.into(),
         }
     }
 }

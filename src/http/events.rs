@@ -5,16 +5,16 @@ use std::convert::Infallible;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::Extension;
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::Stream;
 
 use super::auth::NamedToken;
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
-use crate::access::{Lookup, Principal};
+use crate::access::{Lookup, Principal, Role};
 use crate::events::feed::{self, Page};
 use crate::events::stream::{self, ClientGuard, Holder};
+use crate::events::webhooks::outbox::Outcome;
 use crate::events::webhooks::{self, TestResult, WebhookRequest, WebhookView};
 use crate::events::{Event, EventsError, FilterParams};
 use crate::state::AppState;
@@ -179,15 +179,19 @@ pub async fn create(
     Caller(actor): Caller,
     ApiJson(req): ApiJson<WebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
-    let client = s.pool.get().await.map_err(EventsError::from)?;
+    let mut client = s.pool.get().await.map_err(EventsError::from)?;
+    let tx = client.transaction().await.map_err(EventsError::from)?;
     let view = webhooks::create(
-        &**client,
+        &*tx,
         &s.events.secrets,
         &s.config.ref_scope,
+        &s.events.sender.http.policy,
         &req,
         actor.as_str(),
+        actor.behalf(),
     )
     .await?;
+    tx.commit().await.map_err(EventsError::from)?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -197,9 +201,23 @@ pub async fn create(
     summary = "Every webhook with its delivery counts",
     responses((status = 200, description = "Webhooks by name.", body = Vec<WebhookView>))
 )]
-pub async fn list_webhooks(State(s): State<AppState>) -> Result<Json<Vec<WebhookView>>, ApiError> {
+pub async fn list_webhooks(
+    State(s): State<AppState>,
+    Extension(reader): Extension<Principal>,
+) -> Result<Json<Vec<WebhookView>>, ApiError> {
     let client = s.pool.get().await.map_err(EventsError::from)?;
-    Ok(Json(webhooks::list(&**client).await?))
+    let hooks = webhooks::list(&**client).await?;
+    Ok(Json(hooks.into_iter().map(|h| shown(h, &reader)).collect()))
+}
+
+/// A receiver URL can be its credential (Slack's are): admins, who may create and delete
+/// subscriptions, see it whole; everyone else as the console shows it.
+fn shown(h: WebhookView, reader: &Principal) -> WebhookView {
+    if reader.role == Role::Admin {
+        h
+    } else {
+        h.redacted()
+    }
 }
 
 /// `GET /v1/webhooks/{name}`.
@@ -211,25 +229,29 @@ pub async fn list_webhooks(State(s): State<AppState>) -> Result<Json<Vec<Webhook
 )]
 pub async fn get(
     State(s): State<AppState>,
+    Extension(reader): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let client = s.pool.get().await.map_err(EventsError::from)?;
-    Ok(Json(webhooks::get(&**client, &name).await?))
+    Ok(Json(shown(webhooks::get(&**client, &name).await?, &reader)))
 }
 
 /// `DELETE /v1/webhooks/{name}` → 204.
 #[utoipa::path(
     delete, path = "/webhooks/{name}", tag = "events", operation_id = "deleteWebhook",
     summary = "Delete a webhook and its pending deliveries",
-    params(doc::WebhookName),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
+    params(doc::WebhookName, doc::ActorHeader),
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let client = s.pool.get().await.map_err(EventsError::from)?;
-    webhooks::delete(&**client, &name).await?;
+    let mut client = s.pool.get().await.map_err(EventsError::from)?;
+    let tx = client.transaction().await.map_err(EventsError::from)?;
+    webhooks::delete(&*tx, &name, actor.as_str(), actor.behalf()).await?;
+    tx.commit().await.map_err(EventsError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -282,16 +304,15 @@ pub async fn test(
                 .post(&hook.url, "webhook.test", delivery_id, &secret, body)
                 .await
         }
-        (Err(e), _) => crate::events::webhooks::outbox::Outcome::Failed {
+        (Err(e), _) => Outcome::Failed {
             status: None,
             error: e.to_string(),
         },
-        (_, Err(e)) => crate::events::webhooks::outbox::Outcome::Failed {
+        (_, Err(e)) => Outcome::Failed {
             status: None,
             error: e.to_string(),
         },
     };
-    use crate::events::webhooks::outbox::Outcome;
     Ok(Json(match outcome {
         Outcome::Delivered { status } => TestResult {
             delivery_id,
@@ -303,6 +324,12 @@ pub async fn test(
             delivery_id,
             ok: false,
             status,
+            error: Some(error),
+        },
+        Outcome::Refused { error } => TestResult {
+            delivery_id,
+            ok: false,
+            status: None,
             error: Some(error),
         },
     }))

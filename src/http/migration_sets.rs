@@ -1,4 +1,5 @@
-//! `/v1/migration-sets`: migration sets published to the control DB (SPEC §21).
+//! `/v1/migration-sets`: migration sets published to the control DB (see
+//! docs/design.md#migration-sets).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -100,14 +101,16 @@ pub async fn get(
     summary = "Delete a set",
     description = "Only by id, and only when no unfinished wave runs it and no schedule names it: else 409 \
         `set_in_use`, with `used_by: {waves, schedules}`.",
-    params(doc::SetId),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+    params(doc::SetId, doc::ActorHeader),
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 409, response = doc::E409),
+        (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    published::delete(&s.pool, &id, &FleetUsers).await?;
+    published::delete(&s.pool, &id, &FleetUsers, actor.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

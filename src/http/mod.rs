@@ -2,7 +2,7 @@
 //! file per resource; errors become responses only in [`error`].
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token; every `/v1` route
-//! needs the role [`crate::access::ROUTE_ROLES`] gives it (SPEC §17). The web console's
+//! needs the role [`crate::access::ROUTE_ROLES`] gives it (docs/design.md#access-model). The web console's
 //! routes (`/ui/`, [`crate::console`]) are not mounted here: [`crate::app`] merges them
 //! beside these, with their own session guard, and both pass through [`layers`].
 

@@ -10,41 +10,8 @@ use super::openapi as doc;
 use super::{ApiError, ApiJson, Caller};
 use crate::schedule::leader::{LeaderView, ReplicaView};
 use crate::schedule::store::{fire_in, parse_template, Fired};
-use crate::schedule::{NewSchedule, ScheduleError, SchedulePatch, ScheduleView};
+use crate::schedule::{NewSchedule, SchedulePatch, ScheduleView};
 use crate::state::AppState;
-
-impl From<ScheduleError> for ApiError {
-    fn from(e: ScheduleError) -> Self {
-        match e {
-            ScheduleError::Invalid { field, .. } => {
-                let mut a = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    e.to_string(),
-                );
-                a.set_field(field);
-                a
-            }
-            ScheduleError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "schedule_not_found", e.to_string())
-            }
-            ScheduleError::Duplicate(_) => {
-                ApiError::new(StatusCode::CONFLICT, "duplicate_schedule", e.to_string())
-            }
-            ScheduleError::BrokenTemplate { .. } => {
-                let mut a = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_template",
-                    e.to_string(),
-                );
-                a.set_field("template");
-                a
-            }
-            ScheduleError::Wave(w) => w.into(),
-            ScheduleError::Db(db) => db.into(),
-        }
-    }
-}
 
 /// `GET /v1/schedules`.
 #[utoipa::path(
@@ -103,32 +70,34 @@ pub async fn get(
     patch, path = "/schedules/{name}", tag = "schedules", operation_id = "updateSchedule",
     summary = "Change a schedule",
     description = "Absent (or `null`) fields stay as they are; a new expression or timezone recomputes the next fire time.",
-    params(doc::ScheduleName), request_body = SchedulePatch,
+    params(doc::ScheduleName, doc::ActorHeader), request_body = SchedulePatch,
     responses((status = 200, description = "The schedule after the change.", body = ScheduleView), (status = 404, response = doc::E404))
 )]
 pub async fn update(
     State(s): State<AppState>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<SchedulePatch>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     if let Some(t) = &patch.template {
         super::waves::require_prometheus(&s, t)?;
     }
-    Ok(Json(s.schedules.update(&name, &patch).await?))
+    Ok(Json(s.schedules.update(&name, &patch, &actor).await?))
 }
 
 /// `DELETE /v1/schedules/{name}` → 204.
 #[utoipa::path(
     delete, path = "/schedules/{name}", tag = "schedules", operation_id = "deleteSchedule",
     summary = "Delete a schedule (its waves stay)",
-    params(doc::ScheduleName),
-    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404))
+    params(doc::ScheduleName, doc::ActorHeader),
+    responses((status = 204, description = "Deleted."), (status = 404, response = doc::E404), (status = 422, response = doc::E422))
 )]
 pub async fn delete(
     State(s): State<AppState>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.schedules.delete(&name).await?;
+    s.schedules.delete(&name, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,6 +145,9 @@ pub async fn trigger(
                 "this tick was already handled",
             )
         })?;
+    let payload =
+        serde_json::json!({ "schedule": name, "outcome": fired.outcome, "wave_id": fired.wave_id });
+    crate::schedule::store::record(&*tx, "schedule.triggered", &actor, payload).await?;
     tx.commit().await.map_err(crate::db::DbError::from)?;
     s.executor.poke();
     let status = if fired.wave_id.is_some() {

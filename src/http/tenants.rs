@@ -322,13 +322,13 @@ pub async fn limits(
     Ok(Json(s.registry.limits(&slug).await?))
 }
 
-/// `PUT /v1/tenants/{slug}/limits`: replaces them; an `updated` event when they change.
+/// `PUT /v1/tenants/{slug}/limits`: replaces them; a `limits_updated` event when they change.
 #[utoipa::path(
     put, path = "/tenants/{slug}/limits", tag = "tenants", operation_id = "putTenantLimits",
     summary = "Set the tenant's limits",
     description = "Replaces all of them (absent fields become null; all null removes them). Sizes and counts are \
-        positive (`max_attachments_gb` may be 0), `notes` at most 1 KB (422 otherwise). A change writes an \
-        `updated` event with `changed.limits.from` and `.to`.",
+        positive (`max_attachments_gb` may be 0), `notes` at most 1 KB (422 otherwise). A change writes a \
+        `tenant.limits_updated` event with `changed.limits.from` and `.to`.",
     params(doc::SlugPath, doc::ActorHeader), request_body = TenantLimits,
     responses((status = 200, description = "The limits as stored.", body = TenantLimits), (status = 404, response = doc::E404))
 )]

@@ -1,4 +1,5 @@
-//! `/v1/tokens`: named tokens (SPEC §17). The token is in the 201 answer and nowhere else.
+//! `/v1/tokens`: named tokens (see docs/design.md#access-model). The token is in the 201
+//! answer and nowhere else.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -1,6 +1,6 @@
 //! Migration lint: finds statements that succeed and still hurt a busy tenant (a table
 //! locked for the length of an index build, a rewrite, a rename the running application
-//! does not know), before the first canary is touched (SPEC §19).
+//! does not know), before the first canary is touched (see README.md#migration-lint).
 //!
 //! Statements are parsed by PostgreSQL's own grammar (`pg_query`, libpg_query), never by
 //! pattern matching. The files of one lint run are read in version order as one scope:

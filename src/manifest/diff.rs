@@ -124,15 +124,7 @@ impl Plan {
 
 /// Compares `definitions` with the `live` (not deleted) tenants.
 pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
-    let live_by_slug: HashMap<String, &Tenant> =
-        live.iter().map(|t| (t.slug.to_lowercase(), t)).collect();
-    let defined: HashMap<String, &Loaded> = definitions
-        .iter()
-        .map(|l| (l.definition.name().to_lowercase(), l))
-        .collect();
-    let db_holder: HashMap<String, &Tenant> =
-        live.iter().map(|t| (t.db_name.to_lowercase(), t)).collect();
-
+    let lookup = Lookup::new(definitions, live, options);
     let mut plan = Plan::default();
     let mut creates = Vec::new();
     let mut updates = Vec::new();
@@ -143,49 +135,9 @@ pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
 
     for l in sorted {
         let slug = l.definition.name().to_string();
-        let mut want = l.definition.clone();
-        let current = live_by_slug.get(&slug.to_lowercase()).copied();
-        if let Some(t) = current {
-            if options.provision
-                && t.status == TenantStatus::Provisioning
-                && want.spec.status == TenantStatus::Active
-            {
-                // The daemon activates it when provisioning succeeds.
-                want.spec.status = TenantStatus::Provisioning;
-            }
-            if let Err(refused) = declared_transition(t.status, want.spec.status) {
-                plan.problems.push(l.source.problem(
-                    &["spec", "status"],
-                    format!(
-                        "cannot {} tenant '{slug}': it is {}, the definition says {} ({})",
-                        refused.verb, t.status, want.spec.status, refused.hint
-                    ),
-                ));
-            }
-        }
-        // The database name must not belong to a live tenant that keeps it.
-        let db = want.spec.database.name.to_lowercase();
-        if let Some(holder) = db_holder
-            .get(&db)
-            .filter(|h| !h.slug.eq_ignore_ascii_case(&slug))
-        {
-            let holder_keeps = match defined.get(&holder.slug.to_lowercase()) {
-                Some(d) => d.definition.spec.database.name.eq_ignore_ascii_case(&db),
-                None => !options.prune,
-            };
-            if holder_keeps {
-                plan.problems.push(l.source.problem(
-                    &["spec", "database", "name"],
-                    format!(
-                        "database '{}' belongs to live tenant '{}', which is not in the files \
-                         (delete it first, or apply with --prune)",
-                        want.spec.database.name, holder.slug
-                    ),
-                ));
-            } else if !defined.contains_key(&holder.slug.to_lowercase()) {
-                freeing.push(holder.slug.clone());
-            }
-        }
+        let current = lookup.live_by_slug.get(&slug.to_lowercase()).copied();
+        let want = lookup.reachable_status(l, current, &mut plan.problems);
+        freeing.extend(lookup.db_name_free(l, &want, &mut plan.problems));
         let item = |action, changes| Item {
             slug: slug.clone(),
             action,
@@ -206,33 +158,7 @@ pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
         }
     }
 
-    let mut early = Vec::new();
-    let mut late = Vec::new();
-    let mut stray: Vec<&Tenant> = live
-        .iter()
-        .filter(|t| !defined.contains_key(&t.slug.to_lowercase()))
-        .collect();
-    stray.sort_by(|a, b| a.slug.cmp(&b.slug));
-    for t in stray {
-        if !options.prune {
-            plan.untracked.push(t.slug.clone());
-        } else if matches!(t.status, TenantStatus::Deleting | TenantStatus::Deleted) {
-            plan.deleting.push(t.slug.clone());
-        } else {
-            let item = Item {
-                slug: t.slug.clone(),
-                action: Action::Delete,
-                changes: Vec::new(),
-                definition: None,
-                source: None,
-            };
-            if freeing.contains(&t.slug) {
-                early.push(item);
-            } else {
-                late.push(item);
-            }
-        }
-    }
+    let (early, late) = lookup.deletes(live, &freeing, &mut plan);
     plan.items = early
         .into_iter()
         .chain(updates)
@@ -241,6 +167,134 @@ pub fn plan(definitions: &[Loaded], live: &[Tenant], options: Options) -> Plan {
         .chain(unchanged)
         .collect();
     plan
+}
+
+/// The definitions and live tenants by lower-case slug, and live tenants by database name.
+struct Lookup<'a> {
+    live_by_slug: HashMap<String, &'a Tenant>,
+    defined: HashMap<String, &'a Loaded>,
+    db_holder: HashMap<String, &'a Tenant>,
+    options: Options,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(definitions: &'a [Loaded], live: &'a [Tenant], options: Options) -> Self {
+        Lookup {
+            live_by_slug: live.iter().map(|t| (t.slug.to_lowercase(), t)).collect(),
+            defined: definitions
+                .iter()
+                .map(|l| (l.definition.name().to_lowercase(), l))
+                .collect(),
+            db_holder: live.iter().map(|t| (t.db_name.to_lowercase(), t)).collect(),
+            options,
+        }
+    }
+
+    /// The definition as it will be applied, and a problem when the live tenant cannot
+    /// reach its status with one allowed transition.
+    fn reachable_status(
+        &self,
+        l: &Loaded,
+        current: Option<&Tenant>,
+        problems: &mut Vec<Problem>,
+    ) -> Definition {
+        let mut want = l.definition.clone();
+        let Some(t) = current else { return want };
+        if self.options.provision
+            && t.status == TenantStatus::Provisioning
+            && want.spec.status == TenantStatus::Active
+        {
+            // The daemon activates it when provisioning succeeds.
+            want.spec.status = TenantStatus::Provisioning;
+        }
+        if let Err(refused) = declared_transition(t.status, want.spec.status) {
+            problems.push(l.source.problem(
+                &["spec", "status"],
+                format!(
+                    "cannot {} tenant '{}': it is {}, the definition says {} ({})",
+                    refused.verb,
+                    l.definition.name(),
+                    t.status,
+                    want.spec.status,
+                    refused.hint
+                ),
+            ));
+        }
+        want
+    }
+
+    /// The database name must not belong to a live tenant that keeps it: a problem when it
+    /// does, or the slug of the live tenant whose deletion (`prune`) frees it first.
+    fn db_name_free(
+        &self,
+        l: &Loaded,
+        want: &Definition,
+        problems: &mut Vec<Problem>,
+    ) -> Option<String> {
+        let slug = l.definition.name();
+        let db = want.spec.database.name.to_lowercase();
+        let holder = self
+            .db_holder
+            .get(&db)
+            .filter(|h| !h.slug.eq_ignore_ascii_case(slug))?;
+        let holder_keeps = match self.defined.get(&holder.slug.to_lowercase()) {
+            Some(d) => d.definition.spec.database.name.eq_ignore_ascii_case(&db),
+            None => !self.options.prune,
+        };
+        if holder_keeps {
+            problems.push(l.source.problem(
+                &["spec", "database", "name"],
+                format!(
+                    "database '{}' belongs to live tenant '{}', which is not in the files \
+                     (delete it first, or apply with --prune)",
+                    want.spec.database.name, holder.slug
+                ),
+            ));
+            None
+        } else if !self.defined.contains_key(&holder.slug.to_lowercase()) {
+            Some(holder.slug.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Live tenants without a definition: untracked, or (`prune`) deletes, split into those
+    /// that free a database name a definition needs (applied first) and the rest (late).
+    fn deletes(
+        &self,
+        live: &[Tenant],
+        freeing: &[String],
+        plan: &mut Plan,
+    ) -> (Vec<Item>, Vec<Item>) {
+        let mut early = Vec::new();
+        let mut late = Vec::new();
+        let mut stray: Vec<&Tenant> = live
+            .iter()
+            .filter(|t| !self.defined.contains_key(&t.slug.to_lowercase()))
+            .collect();
+        stray.sort_by(|a, b| a.slug.cmp(&b.slug));
+        for t in stray {
+            if !self.options.prune {
+                plan.untracked.push(t.slug.clone());
+            } else if matches!(t.status, TenantStatus::Deleting | TenantStatus::Deleted) {
+                plan.deleting.push(t.slug.clone());
+            } else {
+                let item = Item {
+                    slug: t.slug.clone(),
+                    action: Action::Delete,
+                    changes: Vec::new(),
+                    definition: None,
+                    source: None,
+                };
+                if freeing.contains(&t.slug) {
+                    early.push(item);
+                } else {
+                    late.push(item);
+                }
+            }
+        }
+        (early, late)
+    }
 }
 
 /// Field-level differences from `live` to `want`.

@@ -1,5 +1,5 @@
-//! Tenants as code: YAML tenant definitions (SPEC §9), read from files, validated all at
-//! once, and compared with the registry.
+//! Tenants as code: YAML tenant definitions (see README.md#tenants-as-code), read from
+//! files, validated all at once, and compared with the registry.
 //!
 //! ```text
 //!  files/dirs ──load──► [Loaded] ──plan(live tenants)──► Plan ──CLI──► PUT / DELETE per tenant

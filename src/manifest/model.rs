@@ -552,7 +552,7 @@ spec: {database: {host: db1, port: 5432, name: t_acme, user: t_acme,
     }
 
     #[test]
-    fn the_spec_example_parses_and_is_valid() {
+    fn the_flow_style_acme_example_parses_and_is_valid() {
         let d = acme();
         assert_eq!(d.name(), "acme");
         assert_eq!(d.metadata.labels["region"], "eu");

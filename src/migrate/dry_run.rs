@@ -33,10 +33,11 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient, SimpleQueryMessage, Transaction};
 
+use super::connect::connect_with;
 use super::error::MigrateError;
 use super::set::{MigrationFile, MigrationSet};
 use super::split::{transaction_control, TransactionControl};
-use super::tenant::{check_history, connect_with, read_history, simple_bool, take_lock};
+use super::tenant::{check_history, read_history, simple_bool, take_lock};
 use super::tenant::{RunLimits, TenantConnection, TENANT_LOCK_KEY};
 
 /// What a dry run found on a tenant that did not fail.
@@ -314,6 +315,7 @@ impl Guard {
                      committed on this tenant; look at the tenant before any wave, and fix the file",
                     file.file_name()
                 ),
+                server: None,
             });
         }
         ran.map_err(|e| pg(&e))?;

@@ -1,10 +1,12 @@
 //! Why migrating one tenant failed, and whether trying again can help.
 
-use super::lock_retry::Blocker;
+use super::sqlstate;
 use crate::secrets::SecretError;
+use serde::{Deserialize, Serialize};
 
 /// A failed tenant migration. Messages carry the PostgreSQL SQLSTATE, message and detail;
-/// never a password.
+/// never a password. The message and detail may quote row values, so they are for the wave
+/// target's error (operators and above); what leaves drover is [`MigrateError::public`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MigrateError {
     /// Could not connect (refused, reset, DNS, TLS handshake, too many connections).
@@ -39,8 +41,14 @@ pub enum MigrateError {
     #[error("drift at V{version}: {why}")]
     Drift { version: i32, why: String },
     /// A no-transaction migration stopped half-way, or left an invalid index behind.
-    #[error("needs attention at V{version}: {why}")]
-    NeedsAttention { version: i32, why: String },
+    /// `why` may leave drover; `server` (the server's message and detail, when a statement
+    /// failed) may quote row values and never does.
+    #[error("needs attention at V{version}: {why}{}", server.as_ref().map(|s| format!(" ({s})")).unwrap_or_default())]
+    NeedsAttention {
+        version: i32,
+        why: String,
+        server: Option<String>,
+    },
     /// The connection broke mid-way, or another unexpected failure.
     #[error("{0}")]
     Other(String),
@@ -93,6 +101,32 @@ fn retryable_code(code: &str) -> bool {
 }
 
 impl MigrateError {
+    /// The failure as it may leave drover (events, webhooks, a tenant's migration issue,
+    /// what viewers read): which migration, and the SQLSTATE with its condition name. A
+    /// server's message and DETAIL never appear: `invalid input syntax for type integer:
+    /// "…"` and `Failing row contains (…)` quote tenant data. Blockers' queries are
+    /// normalized before they are stored, so they may.
+    pub fn public(&self) -> String {
+        match self {
+            MigrateError::Sql { version, code, .. } => {
+                format!("V{version}: {}", sqlstate::describe(code))
+            }
+            MigrateError::LockTimeout {
+                version, blockers, ..
+            } => format!(
+                "V{version}: {}{}",
+                sqlstate::describe("55P03"),
+                blocked_by(blockers)
+            ),
+            MigrateError::NeedsAttention { version, why, .. } => {
+                format!("needs attention at V{version}: {why}")
+            }
+            // Connection failures, lock contention, drift and secrets are drover's own
+            // words about versions, hosts and files, never rows.
+            other => other.to_string(),
+        }
+    }
+
     /// Whether retrying (after a backoff) may succeed. SQL errors and drift never are.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -171,6 +205,36 @@ impl MigrateError {
             }
             None => MigrateError::Connect(crate::db::describe(e)),
         }
+    }
+}
+
+/// A session blocking a tenant's migration, as `pg_stat_activity` showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: String,
+    /// `active`, `idle in transaction`, ...
+    pub state: String,
+    /// Age of its transaction (None: not in one).
+    #[schema(required)]
+    pub xact_age_ms: Option<i64>,
+    /// The first 200 characters of its current or last query, normalized by PostgreSQL's
+    /// parser: every literal is a `$n` (the values may be tenant data).
+    pub query: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} ({}, user {}, {}",
+            self.pid, self.application_name, self.user, self.state
+        )?;
+        if let Some(age) = self.xact_age_ms {
+            write!(f, ", transaction open {age} ms")?;
+        }
+        write!(f, ")")
     }
 }
 

@@ -24,8 +24,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use super::connect::{connect_with, RunLimits, TenantConnection};
+pub use super::error::Blocker;
 use super::error::MigrateError;
-use super::tenant::{connect_with, RunLimits, TenantConnection};
 
 /// The escalating schedule of one tenant run (`lock_retries` of a wave request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -106,33 +107,46 @@ impl LockRetries {
     }
 }
 
-/// A session blocking a tenant's migration, as `pg_stat_activity` showed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application_name: String,
-    pub user: String,
-    /// `active`, `idle in transaction`, ...
-    pub state: String,
-    /// Age of its transaction (None: not in one).
-    #[schema(required)]
-    pub xact_age_ms: Option<i64>,
-    /// The first 200 characters of its current or last query.
-    pub query: String,
+/// A blocker's query as it may be stored and shown: literals replaced by `$n` by
+/// PostgreSQL's parser, then cut to 200 characters. Text the parser refuses (often cut
+/// short by `track_activity_query_size`) gets the same treatment from the scanner; text
+/// neither can read is withheld.
+pub fn normalized_query(query: &str) -> String {
+    let normalized = pg_query::normalize(query)
+        .ok()
+        .or_else(|| scan_normalize(query));
+    match normalized {
+        Some(q) => q.chars().take(200).collect(),
+        None => "<withheld: the query could not be read to remove its literals>".into(),
+    }
 }
 
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} ({}, user {}, {}",
-            self.pid, self.application_name, self.user, self.state
-        )?;
-        if let Some(age) = self.xact_age_ms {
-            write!(f, ", transaction open {age} ms")?;
+/// Literal tokens (strings, numbers, bit strings) replaced by `$n`, by the scanner.
+fn scan_normalize(query: &str) -> Option<String> {
+    use pg_query::protobuf::Token;
+    let scanned = pg_query::scan(query).ok()?;
+    let mut out = String::with_capacity(query.len());
+    let (mut at, mut n) = (0usize, 0);
+    for t in &scanned.tokens {
+        let literal = matches!(
+            t.token(),
+            Token::Sconst
+                | Token::Iconst
+                | Token::Fconst
+                | Token::Bconst
+                | Token::Xconst
+                | Token::Usconst
+        );
+        let (start, end) = (t.start as usize, t.end as usize);
+        if literal && start >= at && end <= query.len() {
+            n += 1;
+            out.push_str(query.get(at..start)?);
+            out.push_str(&format!("${n}"));
+            at = end;
         }
-        write!(f, ")")
     }
+    out.push_str(query.get(at..)?);
+    Some(out)
 }
 
 /// The sessions `pid` waits for, read from another connection. Query texts mentioning a
@@ -141,7 +155,7 @@ async fn blockers(side: &Client, pid: i32) -> Result<Vec<Blocker>, tokio_postgre
     const SQL: &str = "SELECT pid, coalesce(application_name, '') AS application_name, \
          coalesce(usename::text, '') AS usename, coalesce(state, '') AS state, \
          (extract(epoch FROM clock_timestamp() - xact_start) * 1000)::int8 AS xact_age_ms, \
-         left(coalesce(query, ''), 200) AS query \
+         coalesce(query, '') AS query \
          FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1)) ORDER BY pid";
     let rows = side.query(SQL, &[&pid]).await?;
     rows.iter()
@@ -156,7 +170,7 @@ async fn blockers(side: &Client, pid: i32) -> Result<Vec<Blocker>, tokio_postgre
                 query: if query.to_ascii_lowercase().contains("password") {
                     "<withheld: the query mentions a password>".into()
                 } else {
-                    query
+                    normalized_query(&query)
                 },
             })
         })
@@ -282,6 +296,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocker_queries_lose_their_literals_even_when_cut_short() {
+        assert_eq!(
+            normalized_query("UPDATE users SET email = 'ann@example.com' WHERE id = 42"),
+            "UPDATE users SET email = $1 WHERE id = $2"
+        );
+        // Cut mid-statement, as track_activity_query_size leaves long queries.
+        let cut =
+            normalized_query("SELECT * FROM users WHERE email = 'ann@example.com' AND id IN (1, 2");
+        assert!(!cut.contains("ann@") && !cut.contains("1, 2"), "{cut}");
+        assert!(
+            cut.starts_with("SELECT * FROM users WHERE email = $1"),
+            "{cut}"
+        );
+        let unterminated = normalized_query("SELECT 'ann@example.com");
+        assert!(!unterminated.contains("ann@"), "{unterminated}");
+    }
 
     #[test]
     fn the_schedule_doubles_short_timeouts_and_pauses_and_ends_at_the_waves_timeout() {

@@ -8,11 +8,13 @@
 //! makes running one tenant safe. Connections come from `crate::resolve::connector`. It
 //! reads no control-DB table.
 
+mod connect;
 pub mod dry_run;
 pub mod error;
 pub mod lock_retry;
 pub mod set;
 pub mod split;
+pub mod sqlstate;
 pub mod tenant;
 
 pub use dry_run::{DryRunOutcome, TableSize};

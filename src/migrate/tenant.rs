@@ -28,11 +28,10 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::Client;
 
-use crate::tls::{PgTarget, SslMode};
-
+pub(crate) use super::connect::connect_with;
+pub use super::connect::{RunLimits, TenantConnection};
 use super::error::MigrateError;
 use super::lock_retry::{with_lock_retries, LockRetries};
 use super::set::MigrationSet;
@@ -40,33 +39,6 @@ use super::split::split_statements;
 
 /// Advisory-lock key every drover runner takes in a tenant database ("drover" + 2).
 pub const TENANT_LOCK_KEY: i64 = 0x6472_6f76_6572_0002;
-
-/// Where a tenant database is and how to log in.
-pub struct TenantConnection {
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub user: String,
-    pub password: SecretString,
-    /// libpq options from the registry (`sslmode`, `sslrootcert`, `connect_timeout`,
-    /// `application_name` are honoured).
-    pub options: std::collections::BTreeMap<String, String>,
-    /// CA bundle for `verify-*` when `sslrootcert` is not set (`DROVER_CA_FILE`).
-    pub default_ca: Option<std::path::PathBuf>,
-}
-
-/// Limits for one run.
-#[derive(Debug, Clone, Copy)]
-pub struct RunLimits {
-    /// `lock_timeout` for the migration statements.
-    pub lock_timeout: Duration,
-    /// `statement_timeout` for the migration statements.
-    pub statement_timeout: Duration,
-    /// How long to poll for the tenant's advisory lock.
-    pub lock_wait: Duration,
-    /// Connection timeout.
-    pub connect_timeout: Duration,
-}
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,54 +55,6 @@ pub struct RunOutcome {
 
 async fn connect(conn: &TenantConnection, limits: &RunLimits) -> Result<Client, MigrateError> {
     connect_with(conn, limits, "", "drover-migrate").await
-}
-
-/// Connects with the limits' timeouts, `extra_options` (more `-c name=value` settings for
-/// the startup packet) and `app_name` unless the tenant's options name one.
-pub(crate) async fn connect_with(
-    conn: &TenantConnection,
-    limits: &RunLimits,
-    extra_options: &str,
-    app_name: &str,
-) -> Result<Client, MigrateError> {
-    let opt = |k: &str| conn.options.get(k).map(String::as_str);
-    let connect_timeout = opt("connect_timeout")
-        .and_then(|v| v.parse().ok())
-        .map_or(limits.connect_timeout, Duration::from_secs);
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(&conn.host)
-        .port(conn.port)
-        .dbname(&conn.dbname)
-        .user(&conn.user)
-        .password(conn.password.expose_secret())
-        .application_name(opt("application_name").unwrap_or(app_name))
-        // Session settings travel in the startup packet: no extra round trip. Notices
-        // (refinery's `CREATE TABLE IF NOT EXISTS … skipping`, one per tenant) are noise
-        // to a runner: the server need not even send them.
-        .options(format!(
-            "-c lock_timeout={} -c statement_timeout={} -c client_min_messages=warning {extra_options}",
-            limits.lock_timeout.as_millis(),
-            limits.statement_timeout.as_millis()
-        ))
-        .connect_timeout(connect_timeout);
-    let mode: SslMode = opt("sslmode")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(SslMode::Prefer);
-    let target = PgTarget::from_config(cfg, mode, opt("sslrootcert").map(Into::into));
-    target
-        .connect(conn.default_ca.as_deref())
-        .await
-        .map_err(|e| {
-            // Refused logins (bad password, no such database) and certificate rejections
-            // will not fix themselves; a refused or reset connection may.
-            match e {
-                crate::tls::TlsError::Connect(pg) if pg.as_db_error().is_some() => {
-                    MigrateError::from_pg(0, &pg)
-                }
-                e if e.is_retryable() => MigrateError::Connect(e.to_string()),
-                e => MigrateError::Refused(e.to_string()),
-            }
-        })
 }
 
 pub(crate) async fn take_lock(client: &Client, wait: Duration) -> Result<Duration, MigrateError> {
@@ -387,6 +311,7 @@ pub async fn run_with(
         return Err(MigrateError::NeedsAttention {
             version: expected.unwrap_or(0),
             why: format!("history ends at {to:?} after the run, expected {expected:?}"),
+            server: None,
         });
     }
     Ok(RunOutcome {
@@ -519,6 +444,19 @@ async fn run_transactional(
     Err(MigrateError::from_pg(failed, &e))
 }
 
+/// The server's message and detail of a failed statement (for the target's error only).
+fn server_words(cause: &MigrateError) -> String {
+    match cause {
+        MigrateError::Sql {
+            message, detail, ..
+        } => match detail {
+            Some(d) => format!("{message}: {d}"),
+            None => message.clone(),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// Indexes left INVALID, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
 async fn invalid(client: &Client) -> Vec<String> {
     const SQL: &str =
@@ -551,6 +489,7 @@ async fn run_no_transaction(
                 "invalid index(es) {} left by a failed CREATE INDEX CONCURRENTLY; drop them (DROP INDEX CONCURRENTLY …) and resume",
                 before.join(", ")
             ),
+            server: None,
         });
     }
     let statements = split_statements(&file.sql);
@@ -562,10 +501,13 @@ async fn run_no_transaction(
             }
             let left = invalid(client).await;
             let shown: String = stmt.chars().take(200).collect();
+            // The statement is the file's own text; the server's words about it may
+            // quote rows and stay in `server`.
             let mut why = format!(
-                "statement {} of {} failed: {shown}: {cause}",
+                "statement {} of {} failed: {shown}: {}",
                 n + 1,
-                statements.len()
+                statements.len(),
+                cause.public()
             );
             if !left.is_empty() {
                 why.push_str(&format!(
@@ -576,6 +518,7 @@ async fn run_no_transaction(
             return Err(MigrateError::NeedsAttention {
                 version: file.version,
                 why,
+                server: Some(server_words(&cause)),
             });
         }
     }
@@ -602,6 +545,7 @@ async fn run_no_transaction(
                 "statements ran but the history row could not be written: {}",
                 crate::db::describe(&e)
             ),
+            server: None,
         })?;
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Deprovisioning (`DELETE /v1/tenants/{slug}?drop_database=true`), in the request:
-//! check ownership, `deleting`, drop the database and role, remove the secret, `deleted`.
+//! check ownership, `deleting`, drop the database and role, remove the secret (only the one
+//! drover wrote for this tenant, still in scope and not shared; otherwise kept, and the
+//! `deleted` event's payload says why), `deleted`.
 
 use serde_json::json;
 
@@ -59,21 +61,9 @@ impl Provisioner {
         actor: &Actor,
     ) -> Result<Tenant, ProvisionError> {
         let (db_dropped, role_dropped) = admin::drop_tenant(admin, db, role, t.id).await?;
-        // The password goes when drover provisioned the tenant (it wrote it), also on a
-        // retry whose database and role are already gone, but never while another live
-        // tenant logs in with the same reference.
-        let ours = self
-            .registry
-            .provisioned_by_drover(t.id)
-            .await
-            .map_err(ProvisionError::Lookup)?
-            && !self
-                .registry
-                .secret_ref_shared(&t.db_secret_ref, Some(t.id))
-                .await
-                .map_err(ProvisionError::Lookup)?;
-        let secret_removed = match t.db_secret_ref.parse::<SecretRef>() {
-            Ok(r) if r.scheme().writable && ours => {
+        let kept = self.secret_kept(t).await?;
+        let secret_removed = match (&kept, t.db_secret_ref.parse::<SecretRef>()) {
+            (None, Ok(r)) => {
                 self.secrets
                     .remove(&r)
                     .await
@@ -83,10 +73,15 @@ impl Provisioner {
             }
             _ => false,
         };
-        let payload = json!({
+        let mut payload = json!({
             "database_dropped": db_dropped, "role_dropped": role_dropped,
             "secret_removed": secret_removed,
         });
+        if let Some(why) = &kept {
+            payload["secret_kept"] = json!(why);
+            tracing::warn!(slug = %t.slug, secret_ref = %t.db_secret_ref, reason = %why,
+                "deprovisioning keeps the tenant's secret");
+        }
         let tenant = self
             .registry
             .finish_delete(t.id, payload, actor)
@@ -94,5 +89,41 @@ impl Provisioner {
             .map_err(|e| ProvisionError::Registry(e.to_string()))?;
         tracing::info!(slug = %t.slug, db_dropped, role_dropped, "tenant deprovisioned");
         Ok(tenant)
+    }
+
+    /// Why the secret behind the tenant's reference stays, or `None` when it goes. It goes
+    /// only when drover wrote it for this tenant (the reference provisioning wrote behind is
+    /// the one it has now: a PATCHed reference may name anything), it is still inside the
+    /// tenant scope, and no other live tenant logs in with it; also on a retry whose
+    /// database and role are already gone.
+    async fn secret_kept(&self, t: &Tenant) -> Result<Option<String>, ProvisionError> {
+        let Ok(r) = t.db_secret_ref.parse::<SecretRef>() else {
+            return Ok(Some("the reference does not parse".into()));
+        };
+        if !r.scheme().writable {
+            return Ok(Some(format!(
+                "drover never writes {} references",
+                r.scheme().name
+            )));
+        }
+        let written = self
+            .registry
+            .secret_written_ref(t.id)
+            .await
+            .map_err(ProvisionError::Lookup)?;
+        if written.as_deref() != Some(t.db_secret_ref.as_str()) {
+            return Ok(Some(
+                "drover did not write it for this tenant (not provisioned by drover, the password was there before, or the reference changed since)".into(),
+            ));
+        }
+        if let Err(rule) = self.registry.scope().check(&r) {
+            return Ok(Some(format!("outside the tenant scope: {rule}")));
+        }
+        let shared = self
+            .registry
+            .secret_ref_shared(&t.db_secret_ref, Some(t.id))
+            .await
+            .map_err(ProvisionError::Lookup)?;
+        Ok(shared.then(|| "another live tenant uses the same reference".into()))
     }
 }

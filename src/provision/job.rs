@@ -140,7 +140,7 @@ impl Provisioner {
         let secret_ref = self.writable_ref(t).await?;
         // Refuse somebody else's role or database before a password is written anywhere.
         admin::refuse_foreign(&admin, &db, &role, t.id).await?;
-        let password = self.password(&secret_ref).await?;
+        let password = self.password(t, &secret_ref).await?;
         let role_created = admin::ensure_role(&mut admin, &role, &password, t.id).await?;
         let db_created = admin::ensure_database(&admin, &db, &role, t.id).await?;
         // The admin connection (and its lock) stays open through the migration, so a
@@ -207,14 +207,22 @@ impl Provisioner {
     }
 
     /// The password already behind the ref (an earlier attempt's, or one an operator put
-    /// there), else a new one written there.
-    async fn password(&self, r: &SecretRef) -> Result<SecretString, ProvisionError> {
+    /// there), else a new one written there, and remembered on the tenant's row as the one
+    /// secret deprovisioning may remove.
+    async fn password(&self, t: &Tenant, r: &SecretRef) -> Result<SecretString, ProvisionError> {
         match self.secrets.read(r).await {
             Ok(existing) if !existing.expose_secret().is_empty() => return Ok(existing),
             Ok(_) | Err(SecretError::NotFound { .. }) => {}
             Err(e) => return Err(ProvisionError::Secret(e)),
         }
         let password = generate_password()?;
+        // Remembered before the write: nothing was behind the ref, so whatever is there
+        // after a crash between the two is ours; remembered after, a crash would leave
+        // drover's own password behind for good.
+        self.registry
+            .record_secret_written(t.id, &r.to_string())
+            .await
+            .map_err(ProvisionError::Lookup)?;
         self.secrets
             .write(r, &password)
             .await

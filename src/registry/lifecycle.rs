@@ -108,6 +108,29 @@ impl Registry {
             .try_get("shared")?)
     }
 
+    /// Remembers that provisioning wrote a password behind `reference` for the tenant: the
+    /// one secret deprovisioning may remove.
+    pub async fn record_secret_written(
+        &self,
+        id: Uuid,
+        reference: &str,
+    ) -> Result<(), RegistryError> {
+        const SQL: &str = "UPDATE control_plane.tenants SET secret_written_ref = $2 WHERE id = $1";
+        let client = self.pool.get().await?;
+        client.execute(SQL, &[&id, &reference]).await?;
+        Ok(())
+    }
+
+    /// The reference provisioning wrote a password behind for the tenant, if any.
+    pub async fn secret_written_ref(&self, id: Uuid) -> Result<Option<String>, RegistryError> {
+        const SQL: &str = "SELECT secret_written_ref FROM control_plane.tenants WHERE id = $1";
+        let client = self.pool.get().await?;
+        Ok(match client.query_opt(SQL, &[&id]).await? {
+            Some(row) => row.try_get("secret_written_ref")?,
+            None => None,
+        })
+    }
+
     /// Whether the tenant was created with `provision: true` (drover made its role,
     /// database and password).
     pub async fn provisioned_by_drover(&self, id: Uuid) -> Result<bool, RegistryError> {

@@ -1,5 +1,5 @@
-//! `control_plane.tenant_limits`: the optional 1:1 limits of a tenant (SPEC §3, §20).
-//! Setting them replaces all four values; a change writes the tenant's `updated` event
+//! `control_plane.tenant_limits`: the optional 1:1 limits of a tenant (docs/design.md#data-model).
+//! Setting them replaces all four values; a change writes the tenant's `limits_updated` event
 //! (`{"changed": {"limits": {"from", "to"}}}`) in the same transaction, and setting them
 //! all to null removes the row.
 
@@ -26,7 +26,7 @@ async fn read(tx: &impl GenericClient, id: Uuid) -> Result<TenantLimits, Registr
 }
 
 /// Makes the tenant's limits `want` inside the caller's transaction (the tenant row is
-/// already locked) and writes `updated` when they changed. Returns whether they did.
+/// already locked) and writes `limits_updated` when they changed. Returns whether they did.
 pub(super) async fn store(
     tx: &impl GenericClient,
     id: Uuid,
@@ -61,7 +61,14 @@ pub(super) async fn store(
         .await?;
     }
     let changed = json!({ "limits": { "from": before, "to": want } });
-    record_event(tx, id, "updated", actor, json!({ "changed": changed })).await?;
+    record_event(
+        tx,
+        id,
+        "limits_updated",
+        actor,
+        json!({ "changed": changed }),
+    )
+    .await?;
     Ok(true)
 }
 

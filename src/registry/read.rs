@@ -199,6 +199,28 @@ impl Registry {
         fleet::provisioning_failures(client, limit).await
     }
 
+    /// Live tenants whose secret reference this registry's scope refuses, as
+    /// `(slug, reference, rule)`, by slug: what an upgrade that narrowed the scope (or a
+    /// row written straight into the control DB) left behind. Such a tenant does not
+    /// resolve until its secret is moved and its reference PATCHed.
+    pub async fn refs_out_of_scope(&self) -> Result<Vec<(String, String, String)>, RegistryError> {
+        const SQL: &str = "SELECT slug, db_secret_ref FROM control_plane.tenants \
+             WHERE deleted_at IS NULL ORDER BY slug";
+        let client = self.pool.get().await?;
+        let mut out = Vec::new();
+        for row in client.query(SQL, &[]).await? {
+            let reference: String = row.try_get("db_secret_ref")?;
+            let rule = match reference.parse::<crate::secrets::SecretRef>() {
+                Ok(r) => self.scope.check(&r).err().map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(rule) = rule {
+                out.push((row.try_get("slug")?, reference, rule));
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs the registry health queries (see `health.sql`).
     pub async fn health(&self, stuck_after: Duration) -> Result<HealthReport, RegistryError> {
         let client = self.pool.get().await?;

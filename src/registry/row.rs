@@ -62,9 +62,12 @@ fn json_column<T: serde::de::DeserializeOwned>(
     column: &str,
 ) -> Result<Option<T>, RegistryError> {
     let v: Option<Value> = row.try_get(column)?;
-    v.map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| RegistryError::Db(crate::db::DbError::Internal(format!("{column}: {e}"))))
+    v.map(serde_json::from_value).transpose().map_err(|e| {
+        RegistryError::Db(crate::db::DbError::Corrupt {
+            what: format!("the tenant row's {column}"),
+            source: Box::new(e),
+        })
+    })
 }
 
 /// Writes one tenant event. Call it inside the transaction that makes the change.

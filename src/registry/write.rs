@@ -103,90 +103,11 @@ impl Registry {
         let tx = client.transaction().await?;
         let before = Self::lock_live(&*tx, slug).await?;
         let mut t = before.clone();
-        let mut changes = serde_json::Map::new();
-        change(
-            &mut changes,
-            "display_name",
-            &mut t.display_name,
-            patch.display_name.clone(),
-        );
-        change(
-            &mut changes,
-            "db_name",
-            &mut t.db_name,
-            patch.db_name.clone(),
-        );
-        change(
-            &mut changes,
-            "db_host",
-            &mut t.db_host,
-            patch.db_host.clone(),
-        );
-        change(&mut changes, "db_port", &mut t.db_port, patch.db_port);
-        change(
-            &mut changes,
-            "db_user",
-            &mut t.db_user,
-            patch.db_user.clone(),
-        );
-        change(
-            &mut changes,
-            "db_secret_ref",
-            &mut t.db_secret_ref,
-            patch.db_secret_ref.clone(),
-        );
-        change(
-            &mut changes,
-            "db_options",
-            &mut t.db_options,
-            patch.db_options.clone(),
-        );
-        change(&mut changes, "labels", &mut t.labels, patch.labels.clone());
-        change(&mut changes, "canary", &mut t.canary, patch.canary);
-        change(
-            &mut changes,
-            "billing_plan",
-            &mut t.billing_plan,
-            patch.billing_plan.clone(),
-        );
-        change(
-            &mut changes,
-            "contact_email",
-            &mut t.contact_email,
-            patch.contact_email.clone(),
-        );
-        change(
-            &mut changes,
-            "app_version",
-            &mut t.app_version,
-            patch.app_version.clone(),
-        );
-        change(
-            &mut changes,
-            "maintenance_flag",
-            &mut t.maintenance_flag,
-            patch.maintenance_flag,
-        );
-        let status_change = match patch.status {
-            Some(want)
-                if want != before.status
-                    && lifecycle::created_for_provisioning(&*tx, before.id).await? =>
-            {
-                return Err(lifecycle::job_activates(&before.slug));
-            }
-            Some(want) if want != before.status => {
-                let to = Transition::Activate.apply(before.status).ok_or_else(|| {
-                    RegistryError::IllegalTransition {
-                        slug: before.slug.clone(),
-                        verb: "activate",
-                        from: before.status.to_string(),
-                    }
-                })?;
-                t.status = to;
-                Some((before.status, to))
-            }
-            _ => None,
-        };
+        let changes = patch_fields(&mut t, patch);
+        let status_change = patch_status(&*tx, &before, patch.status).await?;
+        if let Some((_, to)) = status_change {
+            t.status = to;
+        }
         if changes.is_empty() && status_change.is_none() {
             return Ok(before);
         }
@@ -195,14 +116,8 @@ impl Registry {
             record_event(&*tx, t.id, "updated", actor, json!({ "changed": changes })).await?;
         }
         if let Some((from, to)) = status_change {
-            record_event(
-                &*tx,
-                t.id,
-                "status_changed",
-                actor,
-                json!({ "from": from, "to": to }),
-            )
-            .await?;
+            let payload = json!({ "from": from, "to": to });
+            record_event(&*tx, t.id, "status_changed", actor, payload).await?;
         }
         tx.commit().await?;
         tracing::info!(
@@ -285,4 +200,78 @@ impl Registry {
         tracing::info!(actor = actor.as_str(), status = %tenant.status, "tenant status changed");
         Ok(tenant)
     }
+}
+
+/// Copies the fields a PATCH gives into `t`; returns each changed one's old and new value.
+fn patch_fields(t: &mut Tenant, patch: &TenantPatch) -> serde_json::Map<String, Value> {
+    let mut changes = serde_json::Map::new();
+    let c = &mut changes;
+    change(
+        c,
+        "display_name",
+        &mut t.display_name,
+        patch.display_name.clone(),
+    );
+    change(c, "db_name", &mut t.db_name, patch.db_name.clone());
+    change(c, "db_host", &mut t.db_host, patch.db_host.clone());
+    change(c, "db_port", &mut t.db_port, patch.db_port);
+    change(c, "db_user", &mut t.db_user, patch.db_user.clone());
+    change(
+        c,
+        "db_secret_ref",
+        &mut t.db_secret_ref,
+        patch.db_secret_ref.clone(),
+    );
+    change(c, "db_options", &mut t.db_options, patch.db_options.clone());
+    change(c, "labels", &mut t.labels, patch.labels.clone());
+    change(c, "canary", &mut t.canary, patch.canary);
+    change(
+        c,
+        "billing_plan",
+        &mut t.billing_plan,
+        patch.billing_plan.clone(),
+    );
+    change(
+        c,
+        "contact_email",
+        &mut t.contact_email,
+        patch.contact_email.clone(),
+    );
+    change(
+        c,
+        "app_version",
+        &mut t.app_version,
+        patch.app_version.clone(),
+    );
+    change(
+        c,
+        "maintenance_flag",
+        &mut t.maintenance_flag,
+        patch.maintenance_flag,
+    );
+    changes
+}
+
+/// The status change a PATCH asks for, as (from, to). PATCH only activates (provisioning →
+/// active), and never a tenant whose provisioning job is what activates it.
+async fn patch_status(
+    tx: &impl GenericClient,
+    before: &Tenant,
+    want: Option<TenantStatus>,
+) -> Result<Option<(TenantStatus, TenantStatus)>, RegistryError> {
+    // Validation allows only `active` here; the transition decides whether it is reachable.
+    if !want.is_some_and(|w| w != before.status) {
+        return Ok(None);
+    }
+    if lifecycle::created_for_provisioning(tx, before.id).await? {
+        return Err(lifecycle::job_activates(&before.slug));
+    }
+    let to = Transition::Activate.apply(before.status).ok_or_else(|| {
+        RegistryError::IllegalTransition {
+            slug: before.slug.clone(),
+            verb: "activate",
+            from: before.status.to_string(),
+        }
+    })?;
+    Ok(Some((before.status, to)))
 }

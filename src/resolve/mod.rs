@@ -1,9 +1,10 @@
 //! Slug → DSN resolution for application servers: the hot path.
 //!
-//! `resolve(slug)` reads the tenant row (cached, invalidated by LISTEN/NOTIFY from any
-//! replica, TTL as the fallback) and, for an active tenant, the password behind its secret
-//! reference (cached with TTL, stale-on-error within a bound, negative-cached, single
-//! flight), then builds the DSN. The status policy of SPEC §5 lives in [`Resolution`]:
+//! `resolve(slug)` reads the tenant row (cached, invalidated by LISTEN/NOTIFY from any replica,
+//! TTL as the fallback) and, for an active tenant, the password behind its secret reference
+//! (cached with TTL, stale-on-error within a bound, negative-cached, single flight), then
+//! builds the DSN. The status policy (docs/design.md#resolution-answers) lives in
+//! [`Resolution`]:
 //!
 //! ```text
 //!  active ─► Ok(dsn)         suspended ─► Suspended(reason) (423)
@@ -141,21 +142,27 @@ pub enum Resolution {
     NotFound,
 }
 
-/// Why resolution could not answer; both are retryable by the caller.
+/// Why resolution could not answer. `Clone`: one failed read answers every request that
+/// waited for it (single flight), hence the `Arc`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ResolveError {
-    /// The secret backend failed and nothing usable was cached.
+    /// The secret backend failed and nothing usable was cached, or the stored reference is
+    /// outside its scope.
     #[error(transparent)]
     SecretUnavailable(#[from] SecretError),
     /// The control DB failed and nothing usable was cached.
-    #[error("control database unavailable: {0}")]
-    ControlDb(String),
+    #[error(transparent)]
+    ControlDb(Arc<crate::db::DbError>),
 }
 
 impl ResolveError {
-    /// Whether the caller should retry: always, after the `Retry-After` it was given.
+    /// Whether the caller should retry (after the `Retry-After` it was given): yes, unless
+    /// the stored reference is outside its scope, which only a changed reference fixes.
     pub fn is_retryable(&self) -> bool {
-        true
+        !matches!(
+            self,
+            ResolveError::SecretUnavailable(SecretError::OutOfScope { .. })
+        )
     }
 }
 
@@ -402,19 +409,25 @@ impl Resolver {
 }
 
 async fn load_tenant(pool: &Pool, slug: &str) -> Result<Option<Arc<TenantConn>>, ResolveError> {
-    let fail = |e: String| ResolveError::ControlDb(e);
-    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    use crate::db::DbError;
+    let fail = |e: DbError| ResolveError::ControlDb(Arc::new(e));
+    let client = pool.get().await.map_err(|e| fail(e.into()))?;
     let row = crate::registry::queries::resolution_row(&client, slug)
         .await
-        .map_err(|e| fail(crate::db::describe(&e)))?;
+        .map_err(|e| fail(e.into()))?;
     let Some(row) = row else { return Ok(None) };
-    let pg = |e: tokio_postgres::Error| fail(crate::db::describe(&e));
+    let pg = |e: tokio_postgres::Error| fail(e.into());
     let status: String = row.try_get("status").map_err(pg)?;
     Ok(Some(Arc::new(TenantConn {
         slug: row.try_get("slug").map_err(pg)?,
         status: status
             .parse()
-            .map_err(|_| fail(format!("unknown status {status:?}")))?,
+            .map_err(|e: crate::registry::RegistryError| {
+                fail(DbError::Corrupt {
+                    what: "the tenant row's status".into(),
+                    source: Box::new(e),
+                })
+            })?,
         db: TenantDb::from_row(&row).map_err(pg)?,
         schema_version: row.try_get("schema_version").map_err(pg)?,
         suspended_reason: row.try_get("suspended_reason").map_err(pg)?,

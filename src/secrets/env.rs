@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use super::scheme::Scheme;
 use super::{
-    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
+    BoxFuture, Purpose, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
 };
 
 /// The `env:` scheme.
@@ -35,7 +35,7 @@ fn valid_locator(locator: &str) -> bool {
 
 /// Only variables with the configured prefix: never the daemon's own (`DROVER_*`) or the
 /// host's (`PATH`, `AWS_SECRET_ACCESS_KEY`).
-fn in_scope(scope: &RefScope, r: &SecretRef) -> Result<(), ScopeError> {
+fn in_scope(scope: &RefScope, _: Purpose, r: &SecretRef) -> Result<(), ScopeError> {
     if r.locator().starts_with(scope.env_prefix()) {
         Ok(())
     } else {

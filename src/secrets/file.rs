@@ -1,7 +1,8 @@
 //! `file:relative/name`: a file under the secrets directory (`DROVER_SECRETS_DIR`, e.g. a
 //! mounted Kubernetes secret). Reads never leave the directory (no `..`, symlinks checked);
-//! provisioning writes `0600` files atomically. A tenant may not name drover's own token
-//! files.
+//! provisioning writes `0600` files atomically. A tenant's reference must be under
+//! `file_secret_prefix`, a webhook key's under `webhook_secret_prefix`, and neither may name
+//! drover's own token files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use secrecy::SecretString;
 use super::reference::valid_path;
 use super::scheme::Scheme;
 use super::{
-    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
+    BoxFuture, Purpose, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
 };
 
 /// The `file:` scheme.
@@ -28,13 +29,14 @@ pub const SCHEME: Scheme = Scheme {
 };
 
 /// Relative, no `..` (parsing) and no symlink escape (reading) keep a reference in the
-/// secrets directory; drover's own token files live there too.
-fn in_scope(scope: &RefScope, r: &SecretRef) -> Result<(), ScopeError> {
+/// secrets directory; drover's own files live there too, so a reference must also be under
+/// its purpose's directory (`file_secret_prefix`, `webhook_secret_prefix`) and never name
+/// a token file.
+fn in_scope(scope: &RefScope, purpose: Purpose, r: &SecretRef) -> Result<(), ScopeError> {
     if scope.own_files().iter().any(|f| f == r.locator()) {
-        Err(ScopeError::OwnFile)
-    } else {
-        Ok(())
+        return Err(ScopeError::OwnFile);
     }
+    scope.check_file(purpose, r.locator())
 }
 
 fn backend(settings: &SecretSettings) -> Result<Option<Arc<dyn SecretBackend>>, SecretError> {

@@ -42,8 +42,9 @@ pub use reference::{
 };
 pub use scheme::Scheme;
 pub use scope::{
-    check_env_prefix, parse_vault_prefixes, RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX,
-    DEFAULT_VAULT_PREFIXES,
+    check_env_prefix, own_files_inside, parse_file_prefix, parse_vault_prefixes, OwnPath, Purpose,
+    RefScope, ScopeError, VaultScope, DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX,
+    DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX, ENV_FAMILIES,
 };
 pub use vault::{VaultBackend, VaultConfig, SCHEME as VAULT};
 

@@ -28,7 +28,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings, SCHEMES};
+use super::{
+    Purpose, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings, SCHEMES,
+};
 
 /// Builds a scheme's backend from the settings; `None` when it is not configured.
 pub type BuildBackend = fn(&SecretSettings) -> Result<Option<Arc<dyn SecretBackend>>, SecretError>;
@@ -46,9 +48,10 @@ pub struct Scheme {
     pub valid_locator: fn(&str) -> bool,
     /// The parse error for a malformed locator: what a good one looks like.
     pub expected: &'static str,
-    /// Whether a tenant may use this reference ([`RefScope::check`]): applied when a
-    /// reference is written and again before one is read.
-    pub in_scope: fn(&RefScope, &SecretRef) -> Result<(), ScopeError>,
+    /// Whether a tenant (or a webhook, by [`Purpose`]) may use this reference
+    /// ([`RefScope::check`]): applied when a reference is written and again before one is
+    /// read.
+    pub in_scope: fn(&RefScope, Purpose, &SecretRef) -> Result<(), ScopeError>,
     /// Whether drover can store a value behind it (provisioning generates passwords).
     pub writable: bool,
     /// Whether a resolved value may be kept in the resolver's cache (TTL, stale serving).

@@ -1,11 +1,11 @@
 //! The tenant migration catalog: which migration sets this replica knows, and the files a
 //! plan's source names.
 //!
-//! Two sources: sets pushed to the control DB ([`super::published`]), fetched by id and
-//! cached (they never change), and this replica's directory (`DROVER_MIGRATIONS_DIR`),
-//! loaded at start-up and reloaded whenever a wave is created or a replica meets a plan
-//! whose frozen fingerprint (`[[version, name, checksum], …]`) its loaded files do not
-//! match.
+//! Two sources: sets pushed to the control DB (docs/design.md#migration-sets,
+//! [`super::published`]), fetched by id and cached (they never change), and this replica's
+//! directory (`DROVER_MIGRATIONS_DIR`), loaded at start-up and reloaded whenever a wave is
+//! created or a replica meets a wave whose frozen fingerprint (`plan->'migrations'`,
+//! `[[version, name, checksum], …]`) its loaded files do not match.
 //!
 //! "Latest" has one meaning everywhere (waves, dry runs, schedules, provisioning, the
 //! fleet report, `drover_tenants_behind`): [`Catalog::newest`], the most recently pushed

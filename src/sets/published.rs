@@ -1,4 +1,4 @@
-//! Migration sets published to the control DB: push, list, show and delete, and reading
+//! Migration sets published to the control DB (docs/design.md#migration-sets): push, list, show and delete, and reading
 //! one set's files back by id (what [`super::Catalog`] caches). The only SQL naming
 //! `migration_sets`, `migration_set_files` and `migration_set_labels`.
 //!
@@ -13,7 +13,7 @@
 
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::PublishedError;
 use crate::migrate::{MigrationSet, SetSource};
@@ -181,8 +181,10 @@ pub async fn push(
         tx.execute(INSERT_FILES, &[&id, &versions, &names, &sums, &sql, &no_tx])
             .await?;
     }
+    let mut labelled = false;
     if let Some(label) = &req.label {
-        if tx.execute(INSERT_LABEL, &[label, &id, &actor]).await? == 0 {
+        labelled = tx.execute(INSERT_LABEL, &[label, &id, &actor]).await? == 1;
+        if !labelled {
             let owner: String = tx
                 .query_one(LABEL_OWNER, &[label])
                 .await?
@@ -194,6 +196,12 @@ pub async fn push(
                 });
             }
         }
+    }
+    // A push that changed nothing (the same files, a label it already had) is no event.
+    if created || labelled {
+        let payload = json!({ "set_id": id, "created": created, "label": req.label,
+            "latest_version": latest, "files": count });
+        crate::audit::record(&*tx, "migration_set.pushed", actor, None, payload).await?;
     }
     tx.commit().await?;
     if created {
@@ -350,7 +358,12 @@ pub trait SetUsers: Sync {
 
 /// Deletes set `id`, refused while `users` reports an unfinished wave running it or a
 /// schedule naming it.
-pub async fn delete(pool: &Pool, id: &str, users: &impl SetUsers) -> Result<(), PublishedError> {
+pub async fn delete(
+    pool: &Pool,
+    id: &str,
+    users: &impl SetUsers,
+    actor: &str,
+) -> Result<(), PublishedError> {
     const LOCK: &str = "SELECT id FROM control_plane.migration_sets WHERE id = $1 FOR UPDATE";
     const DELETE: &str = "DELETE FROM control_plane.migration_sets WHERE id = $1";
     const LABELS: &str = "SELECT label FROM control_plane.migration_set_labels WHERE set_id = $1";
@@ -373,8 +386,10 @@ pub async fn delete(pool: &Pool, id: &str, users: &impl SetUsers) -> Result<(), 
         });
     }
     tx.execute(DELETE, &[&id]).await?;
+    let payload = json!({ "set_id": id, "labels": &names[1..] });
+    crate::audit::record(&*tx, "migration_set.deleted", actor, None, payload).await?;
     tx.commit().await?;
-    tracing::info!(set = %id, "migration set deleted");
+    tracing::info!(set = %id, actor, "migration set deleted");
     Ok(())
 }
 

@@ -174,7 +174,7 @@ fn phases(
     canary: &CanarySpec,
     s: &Settings,
 ) -> Result<(Vec<Planned>, i32), WaveError> {
-    let (planned, batches) = if s.dry_run {
+    let (planned, batches) = if s.run.dry_run {
         let planned = candidates
             .into_iter()
             .map(|c| Planned {
@@ -227,11 +227,11 @@ async fn insert_wave(
                 &s.max_failures,
                 &s.max_failure_percent,
                 &s.soak_seconds,
-                &s.lock_timeout_ms,
-                &s.statement_timeout_ms,
-                &s.max_attempts,
+                &s.run.lock_timeout_ms,
+                &s.run.statement_timeout_ms,
+                &s.run.max_attempts,
                 &actor.as_str(),
-                &s.dry_run,
+                &s.run.dry_run,
                 &req.exclude_failed_of,
             ],
         )
@@ -329,7 +329,7 @@ pub async fn create_in(
         "migration_set": set_id, "migration_source": set.source().as_str(),
         "quarantined": quarantine.tenants.len(), "lint": lint,
     });
-    if !s.dry_run {
+    if !s.run.dry_run {
         // Serializes real wave creations (a schedule tick and an operator at the same
         // moment): under READ COMMITTED, two overlap checks could each miss the other's
         // uncommitted wave. Held until this transaction ends.
@@ -350,7 +350,7 @@ pub async fn create_in(
     let canaries = planned.iter().filter(|p| p.phase == 0).count();
     let created = json!({
         "target_version": target, "migration_set": set_id, "tenants": planned.len(), "canaries": canaries,
-        "batches": batches, "quarantined": quarantine.tenants.len(), "dry_run": s.dry_run,
+        "batches": batches, "quarantined": quarantine.tenants.len(), "dry_run": s.run.dry_run,
         "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
             a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()
         }),
@@ -358,6 +358,6 @@ pub async fn create_in(
     });
     super::timeline::record_created(tx, id, actor, created).await?;
     tracing::info!(wave = %id, target, tenants = planned.len(), quarantined = quarantine.tenants.len(), batches,
-        dry_run = s.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
+        dry_run = s.run.dry_run, checks = s.analysis.len(), actor = actor.as_str(), "wave created");
     Ok(id)
 }

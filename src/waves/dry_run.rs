@@ -132,7 +132,7 @@ pub async fn record(
                 out,
             ),
         },
-        Err(e) if e.is_retryable() && c.attempt < c.max_attempts => {
+        Err(e) if e.is_retryable() && c.attempt < c.run.max_attempts => {
             client
                 .execute(
                     RETRY,

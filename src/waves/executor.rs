@@ -31,7 +31,7 @@ use crate::migrate::{
 };
 use crate::registry::Actor;
 use crate::resolve::Connector;
-use crate::sets::{matches_plan, Catalog};
+use crate::sets::{matches_plan, Catalog, PlanSource};
 
 /// Analysis checks one replica claims per tick.
 const ANALYSIS_CLAIMS: i64 = 8;
@@ -79,6 +79,17 @@ pub struct Executor {
     in_flight: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, tokio_postgres::CancelToken>>,
     /// `prometheus_url`, for analysis checks.
     prometheus: Option<PrometheusClient>,
+    /// The files of each wave this replica claimed from, fetched from the plan's source.
+    files: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<MigrationSet>>>,
+}
+
+/// Whether `set` is the one a plan's source names: the pushed set itself, or directory
+/// files matching the plan's frozen fingerprint.
+fn runs(set: &MigrationSet, source: &PlanSource) -> bool {
+    match source {
+        PlanSource::Pushed(id) => set.id() == id.as_str(),
+        PlanSource::Directory(frozen) => matches_plan(set, frozen),
+    }
 }
 
 fn process_nonce() -> u32 {
@@ -161,6 +172,7 @@ impl Executor {
             analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
+            files: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -330,19 +342,7 @@ impl Executor {
                 // must not wait for this replica's slots.
                 continue;
             }
-            // The wave's own set (pushed: by id; else the directory's matching files).
-            let set = self.wave_files(id).await;
-            let claim = || {
-                claim::claim(
-                    self.store.pool(),
-                    id,
-                    &self.owner,
-                    self.cfg.lease,
-                    free,
-                    |p| set.as_deref().is_some_and(|s| matches_plan(s, p)),
-                )
-            };
-            let mut claimed = claim().await?;
+            let mut claimed = self.claim_wave(id, free).await?;
             if claimed.is_empty() && !due {
                 // Advance until it settles: a finished batch starts the next one now.
                 while self.store.advance(id).await? {}
@@ -350,7 +350,7 @@ impl Executor {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, Instant::now());
-                claimed = claim().await?;
+                claimed = self.claim_wave(id, free).await?;
             }
             for c in claimed {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -385,7 +385,7 @@ impl Executor {
         };
         // Aborted on drop too, so a panicking job cannot keep renewing a dead lease.
         let heartbeat = AbortOnDrop(heartbeat);
-        if c.dry_run {
+        if c.run.dry_run {
             let result = self.dry_run(&c).await;
             drop(heartbeat);
             let ms = started.elapsed().as_millis() as i64;
@@ -427,7 +427,7 @@ impl Executor {
             }
             Ok(Ran::Skipped(reason)) => claim::Finished::Skipped { claim: c, reason },
             Err(e) => {
-                let retry = e.is_retryable() && c.attempt < c.max_attempts;
+                let retry = e.is_retryable() && c.attempt < c.run.max_attempts;
                 tracing::warn!(error = %e, kind = e.kind().as_str(), retry, "tenant migration failed");
                 let backoff = self.backoff(c.attempt);
                 claim::Finished::Failed {
@@ -489,30 +489,72 @@ impl Executor {
         }
         let conn = self.connector.connection(&t.db).await?;
         let limits = RunLimits {
-            lock_timeout: Duration::from_millis(c.lock_timeout_ms as u64),
-            statement_timeout: Duration::from_millis(c.statement_timeout_ms as u64),
+            lock_timeout: Duration::from_millis(c.run.lock_timeout_ms as u64),
+            statement_timeout: Duration::from_millis(c.run.statement_timeout_ms as u64),
             lock_wait: self.cfg.lock_wait,
             connect_timeout: Duration::from_secs(5),
         };
         Ok(Prepared::Go(conn, limits))
     }
 
-    /// The files wave `id` runs: its plan's source (remembered by the store) handed to the
-    /// catalog. `None` (logged) when this replica cannot get them now; it then leaves the
-    /// wave to others and tries again on its next pass.
-    async fn wave_files(&self, id: uuid::Uuid) -> Option<Arc<MigrationSet>> {
-        match self.store.plan_source(id).await {
-            Ok(source) => self.catalog.for_source(&source).await,
-            Err(e) => {
-                tracing::warn!(wave = %id, error = %e, "cannot read the wave's migration set");
-                None
+    /// Claims up to `free` targets of wave `id`. The claim says where the plan's files
+    /// come from; the first time this replica meets the wave it fetches them and claims
+    /// again, and a replica whose files differ from the plan leaves the wave to others.
+    async fn claim_wave(&self, id: uuid::Uuid, free: usize) -> Result<Vec<Claimed>, WaveError> {
+        for _ in 0..2 {
+            let known = self.known_files(id);
+            let accept = |s: &PlanSource| known.as_deref().is_some_and(|set| runs(set, s));
+            let source = match claim::claim(
+                self.store.pool(),
+                id,
+                &self.owner,
+                self.cfg.lease,
+                free,
+                accept,
+            )
+            .await?
+            {
+                claim::Claim::Took(claimed) => return Ok(claimed),
+                claim::Claim::Refused(source) => source,
+            };
+            match self.files(&source).await {
+                Some(set) if runs(&set, &source) => self.remember_files(id, set),
+                _ => return Ok(Vec::new()),
             }
         }
+        Ok(Vec::new())
     }
 
-    /// The files of a claimed target's wave (cached: the claim just fetched them).
+    /// The files this replica already fetched for wave `id`.
+    fn known_files(&self, id: uuid::Uuid) -> Option<Arc<MigrationSet>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn remember_files(&self, id: uuid::Uuid, set: Arc<MigrationSet>) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        // Plans never change, so forgetting only costs a fetch.
+        if files.len() >= 4096 {
+            files.clear();
+        }
+        files.insert(id, set);
+    }
+
+    /// The files a plan's source names (the catalog logs why when it has none).
+    async fn files(&self, source: &PlanSource) -> Option<Arc<MigrationSet>> {
+        self.catalog.for_source(source).await
+    }
+
+    /// The files of a claimed target's wave (remembered: the claim just fetched them).
     async fn wave_set(&self, c: &Claimed) -> Result<Arc<MigrationSet>, MigrateError> {
-        self.wave_files(c.wave_id).await.ok_or_else(|| {
+        let set = match self.known_files(c.wave_id) {
+            Some(set) => Some(set),
+            None => self.files(&c.source).await,
+        };
+        set.ok_or_else(|| {
             MigrateError::Other("the wave's migration set is unavailable on this replica".into())
         })
     }
@@ -544,7 +586,7 @@ impl Executor {
             &set,
             c.target_version,
             &limits,
-            &c.lock_retries,
+            &c.run.lock_retries,
             &counted,
             |token| self.track(c.tenant_id, token),
         )

@@ -57,6 +57,7 @@ pub mod host_limits;
 mod lint_gate;
 pub mod overview;
 pub mod plan;
+pub mod run_settings;
 pub mod state;
 pub mod store;
 pub mod timeline;
@@ -96,6 +97,9 @@ pub enum WaveError {
     /// The migration files could not be loaded.
     #[error("tenant migrations: {0}")]
     Migrations(#[from] crate::migrate::SetError),
+    /// Writing a tenant's event or row through the registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The control DB failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -130,7 +134,11 @@ fn describe_findings(findings: &[crate::lint::Finding]) -> String {
 impl WaveError {
     /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WaveError::Db(e) if e.is_retryable())
+        match self {
+            WaveError::Db(e) => e.is_retryable(),
+            WaveError::Registry(e) => e.is_retryable(),
+            _ => false,
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::analysis::{validate as validate_checks, Check, CheckSpec};
+use super::run_settings::RunSettings;
 use super::WaveError;
 use crate::migrate::LockRetries;
 
@@ -136,14 +137,12 @@ pub struct Settings {
     pub max_failures: Option<i32>,
     pub max_failure_percent: Option<f64>,
     pub soak_seconds: i32,
-    pub lock_timeout_ms: i32,
-    pub statement_timeout_ms: i32,
-    pub max_attempts: i32,
-    pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub analysis: Vec<Check>,
-    /// Read back by the claim from `plan.settings.lock_retries`.
-    pub lock_retries: LockRetries,
+    /// What the runners read: stored flattened in `plan.settings`, read back whole by
+    /// the claim.
+    #[serde(flatten)]
+    pub run: RunSettings,
 }
 
 fn positive(field: &'static str, v: Option<i32>, default: i32, max: i32) -> Result<i32, WaveError> {
@@ -205,17 +204,24 @@ impl WaveRequest {
             max_failures: self.max_failures,
             max_failure_percent: self.max_failure_percent,
             soak_seconds,
-            lock_timeout_ms: positive("lock_timeout_ms", self.lock_timeout_ms, 5_000, 3_600_000)?,
-            statement_timeout_ms: positive(
-                "statement_timeout_ms",
-                self.statement_timeout_ms,
-                600_000,
-                86_400_000,
-            )?,
-            max_attempts: positive("max_attempts", self.max_attempts, 5, 100)?,
-            dry_run,
             analysis,
-            lock_retries,
+            run: RunSettings {
+                lock_timeout_ms: positive(
+                    "lock_timeout_ms",
+                    self.lock_timeout_ms,
+                    5_000,
+                    3_600_000,
+                )?,
+                statement_timeout_ms: positive(
+                    "statement_timeout_ms",
+                    self.statement_timeout_ms,
+                    600_000,
+                    86_400_000,
+                )?,
+                max_attempts: positive("max_attempts", self.max_attempts, 5, 100)?,
+                dry_run,
+                lock_retries,
+            },
         })
     }
 }
@@ -409,7 +415,7 @@ mod tests {
                 s.batch_size,
                 s.max_concurrency,
                 s.max_per_host,
-                s.max_attempts
+                s.run.max_attempts
             ),
             (50, 10, 10, 5)
         );

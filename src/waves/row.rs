@@ -103,28 +103,47 @@ impl Wave {
 /// A stored state; one drover does not know is a corrupt row.
 pub(super) fn parse_state(s: String) -> Result<WaveState, WaveError> {
     s.parse().map_err(|e: super::state::UnknownState| {
-        WaveError::Db(crate::db::DbError::Internal(e.to_string()))
+        WaveError::Db(crate::db::DbError::Corrupt {
+            what: "a wave's state".into(),
+            source: Box::new(e),
+        })
     })
 }
 
-/// Where wave `id`'s files come from, as its frozen plan records them (`None`: no such
-/// wave): what the catalog is asked for. Plans made before sets existed name neither a
-/// source nor a set: they ran the directory's files.
+/// The plan's members [`plan_source_from_row`] reads, for a select list.
+macro_rules! plan_source_cols {
+    () => {
+        "plan->>'migration_set' AS set_id, plan->>'migration_source' AS source, \
+         plan->'migrations' AS migrations"
+    };
+}
+pub(crate) use plan_source_cols;
+
+/// Where a wave's files come from, read from the `plan_source_cols!()` of `r` by name:
+/// what the catalog is asked for. Plans made before sets existed name neither a source
+/// nor a set: they ran the directory's files.
+pub fn plan_source_from_row(r: &Row) -> Result<PlanSource, tokio_postgres::Error> {
+    let source: Option<String> = r.try_get("source")?;
+    let set_id: Option<String> = r.try_get("set_id")?;
+    let pushed = SetSource::Pushed.as_str();
+    Ok(match (source, set_id) {
+        (Some(s), Some(id)) if s == pushed => PlanSource::Pushed(id),
+        _ => PlanSource::Directory(r.try_get::<_, Option<_>>("migrations")?.unwrap_or_default()),
+    })
+}
+
+/// Where wave `id`'s files come from (`None`: no such wave).
 pub async fn plan_source(
     client: &impl tokio_postgres::GenericClient,
     id: Uuid,
 ) -> Result<Option<PlanSource>, tokio_postgres::Error> {
-    const SQL: &str = "SELECT plan->>'migration_set' AS set_id, \
-         plan->>'migration_source' AS source, plan->'migrations' AS migrations \
-         FROM control_plane.waves WHERE id = $1";
-    let Some(r) = client.query_opt(SQL, &[&id]).await? else {
-        return Ok(None);
-    };
-    let source: Option<String> = r.try_get("source")?;
-    let set_id: Option<String> = r.try_get("set_id")?;
-    let pushed = SetSource::Pushed.as_str();
-    Ok(Some(match (source, set_id) {
-        (Some(s), Some(id)) if s == pushed => PlanSource::Pushed(id),
-        _ => PlanSource::Directory(r.try_get::<_, Option<_>>("migrations")?.unwrap_or_default()),
-    }))
+    const SQL: &str = concat!(
+        "SELECT ",
+        plan_source_cols!(),
+        " FROM control_plane.waves WHERE id = $1"
+    );
+    match client.query_opt(SQL, &[&id]).await? {
+        Some(r) => Ok(Some(plan_source_from_row(&r)?)),
+        None => Ok(None),
+    }
 }

@@ -3,7 +3,8 @@
 //! an operator's action does). Nothing here touches the database; [`super::timeline`]
 //! writes a chosen [`Transition`] and its event in one transaction.
 //!
-//! Each arrow is one transition and one event of the wave timeline (SPEC §15):
+//! Each arrow is one transition and one event of the wave timeline (docs/design.md#wave-states
+//! explains the diagram, docs/design.md#wave-timeline the events):
 //!
 //! ```text
 //!  pending ─canary_started─► canary ─canary_passed─► soaking ─soak_started─► soaking (timed)
@@ -311,7 +312,7 @@ impl Transition {
         }
     }
 
-    /// The timeline event's type (SPEC §15).
+    /// The timeline event's type (docs/design.md#wave-timeline).
     pub fn event_type(&self) -> &'static str {
         match self {
             Transition::StartCanary => "canary_started",

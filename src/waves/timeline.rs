@@ -1,6 +1,7 @@
-//! The wave timeline (`control_plane.wave_events`, SPEC §15) and [`apply`], the one
-//! function through which a wave's state changes: it updates the wave row and writes the
-//! transition's event in the caller's transaction, which holds the wave's row lock.
+//! The wave timeline (`control_plane.wave_events`, docs/design.md#wave-timeline) and
+//! [`apply`], the one function through which a wave's state changes: it updates the wave
+//! row and writes the transition's event in the caller's transaction, which holds the
+//! wave's row lock.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,8 +13,8 @@ use super::state::{Transition, WaveState};
 use super::WaveError;
 use crate::registry::Actor;
 
-/// Every timeline event type (SPEC §15): `created`, then one per kind of transition (the
-/// state machine's tests check each transition names one of these).
+/// Every timeline event type (docs/design.md#wave-timeline): `created`, then one per kind of
+/// transition (the state machine's tests check each transition names one of these).
 pub const EVENT_TYPES: [&str; 12] = [
     "created",
     "canary_started",

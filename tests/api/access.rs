@@ -1,6 +1,6 @@
-//! Access control (SPEC §17): the route → role table, named tokens (shown once, stored as
-//! hashes, revoked everywhere within 2 s, expiring), actors that come from the token, and
-//! secret references that cannot reach drover's own secrets.
+//! Access control (docs/design.md#access-model): the route → role table, named tokens (shown
+//! once, stored as hashes, revoked everywhere within 2 s, expiring), actors that come from the
+//! token, and secret references that cannot reach drover's own secrets.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

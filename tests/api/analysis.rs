@@ -137,7 +137,7 @@ async fn a_sql_check_cannot_write_its_error_is_inconclusive_and_pauses_the_wave_
     assert_eq!(wave["state"], "paused", "{wave:#}");
     let reason = wave["halt_reason"].as_str().unwrap();
     assert!(
-        reason.contains("sneaky") && reason.contains("read-only"),
+        reason.contains("sneaky") && reason.contains("25006 read_only_sql_transaction"),
         "{reason}"
     );
     assert_eq!(evaluations(&wave)[0]["verdict"], "inconclusive");

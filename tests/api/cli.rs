@@ -79,7 +79,7 @@ async fn cli_creates_lists_suspends_and_shows_events_through_a_running_daemon() 
             "--db-name",
             "t_x",
         ])
-        .args(["--db-user", "u", "--secret-ref", "file:x"])
+        .args(["--db-user", "u", "--secret-ref", "file:tenants/x"])
         .output()
         .unwrap();
 

@@ -1,5 +1,6 @@
-//! The fleet's event feed, its SSE stream and signed webhooks (SPEC §16), against a real
-//! HTTP receiver running inside the test and real `drover serve` processes.
+//! The fleet's event feed, its SSE stream and signed webhooks
+//! (docs/design.md#events-and-webhooks), against a real HTTP receiver running inside the test
+//! and real `drover serve` processes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The tenant lifecycle (SPEC §20) against two real PostgreSQL clusters: placement on
+//! The tenant lifecycle (README.md#provisioning) against two real PostgreSQL clusters: placement on
 //! provisioning servers by labels and load, tenants from a slug alone, visible and retried
 //! provisioning failures, e-mail lookup and limits.
 
@@ -495,7 +495,7 @@ async fn limits_round_trip_through_put_get_yaml_export_and_apply() {
     assert_eq!(after_apply["max_users"], 75);
     assert_eq!(after_apply["notes"], "pilot");
     assert_eq!(
-        kinds.iter().filter(|k| *k == "updated").count(),
+        kinds.iter().filter(|k| *k == "limits_updated").count(),
         2,
         "{kinds:?}"
     );

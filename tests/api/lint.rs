@@ -1,5 +1,6 @@
-//! The lint gate of `POST /v1/waves` (SPEC §19): an unacknowledged error finding refuses
-//! the wave with the findings; an acknowledged one is stored in the plan and the timeline.
+//! The lint gate of `POST /v1/waves` (README.md#migration-lint): an unacknowledged error
+//! finding refuses the wave with the findings; an acknowledged one is stored in the plan and
+//! the timeline.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

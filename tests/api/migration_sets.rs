@@ -1,5 +1,5 @@
-//! Migration sets published to the control DB (SPEC §21): push, validation and limits,
-//! waves that run a set by id, label or `latest` whatever the replica's disk holds,
+//! Migration sets published to the control DB (docs/design.md#migration-sets): push, validation
+//! and limits, waves that run a set by id, label or `latest` whatever the replica's disk holds,
 //! deletion while in use, the publisher role and the fleet's notion of latest.
 
 use reqwest::StatusCode;

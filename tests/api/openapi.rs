@@ -655,6 +655,7 @@ impl Probe<'_> {
 async fn real_responses_match_the_document() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", "s3cret");
+    secrets.put("webhooks/ops", "hook-key");
     let app = TestApp::builder()
         .envs(&[
             ("DROVER_SECRETS_DIR", secrets.path()),
@@ -905,7 +906,7 @@ async fn real_responses_match_the_document() {
     p.get("/v1/tokens", 200).await;
     p.delete("/v1/tokens/grafana", 200).await;
     p.delete("/v1/tokens/nope", 404).await;
-    let (url, secret_ref) = ("http://127.0.0.1:9/hook", "file:tenants/acme");
+    let (url, secret_ref) = ("http://127.0.0.1:9/hook", "file:webhooks/ops");
     let hook = json!({ "name": "ops", "url": url, "events": ["wave.*"], "secret_ref": secret_ref });
     p.json("POST", "/v1/webhooks", hook, 201).await;
     p.get("/v1/webhooks", 200).await;

@@ -1,6 +1,6 @@
-//! Preflight (SPEC §20): `drover doctor` and the `checks` of `/readyz` report what drover
-//! needs from the control DB, the provisioning servers and the secrets directory, each
-//! problem with what to do.
+//! Preflight (README.md#cli, `drover doctor`): `drover doctor` and the `checks` of `/readyz`
+//! report what drover needs from the control DB, the provisioning servers and the secrets
+//! directory, each problem with what to do.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -96,6 +96,126 @@ async fn kill_9_in_the_middle_of_a_wave_then_restart_finishes_every_tenant_exact
     );
 }
 
+/// Per tenant of wave `id`: its target's state, read by `c` (inside its transaction).
+async fn target_states(c: &tokio_postgres::Client, id: &str) -> Vec<(String, String)> {
+    c.query(
+        "SELECT slug, state FROM control_plane.wave_targets WHERE wave_id = $1 ORDER BY slug",
+        &[&id.parse::<uuid::Uuid>().unwrap()],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("slug"), r.get("state")))
+    .collect()
+}
+
+// The replica dies holding both kinds of unfinished work at once: tenants it claimed and
+// is still migrating, and tenants whose migration committed but whose outcome it had not
+// yet recorded (the test holds every target row, so the recording transaction waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_holding_claimed_tenants_and_unrecorded_outcomes_still_migrates_every_tenant_exactly_once(
+) {
+    let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let mut doomed = Daemon::start(&control, "doomed", &env(&migrations, &secrets)).await;
+    let tenants = doomed.register_tenants(&secrets, "kb", 12, 0).await;
+    let id = doomed
+        .start_wave(json!({"max_concurrency": 4, "batch_size": 12}))
+        .await;
+    let going = wait_until(Duration::from_secs(30), || async {
+        let w = doomed.get_wave(&id).await;
+        w["counts"]["succeeded"].as_i64() >= Some(1) && w["counts"]["running"].as_i64() >= Some(3)
+    })
+    .await;
+    assert!(going, "the wave never got going");
+
+    let ctl = connect(&control).await;
+    // Hold every target row until the replica has both kinds of work at once: an outcome
+    // waiting to be recorded and at least two tenants claimed. Which moment the lock lands
+    // on is up to the scheduler, so a lock taken too late is let go and taken again.
+    let mut both = false;
+    for _ in 0..10 {
+        let _ = wait_until(Duration::from_secs(30), || async {
+            doomed.get_wave(&id).await["counts"]["running"].as_i64() >= Some(3)
+        })
+        .await;
+        ctl.batch_execute("BEGIN").await.unwrap();
+        ctl.query(
+            "SELECT 1 FROM control_plane.wave_targets WHERE wave_id = $1 FOR UPDATE",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+        let claimed = target_states(&ctl, &id)
+            .await
+            .iter()
+            .filter(|(_, s)| s == "running")
+            .count();
+        // A tenant done on its own database but still `running` in the control DB: an
+        // outcome waiting to be recorded.
+        let unrecorded = || async {
+            let mut n = 0;
+            for ((slug, state), t) in target_states(&ctl, &id).await.iter().zip(&tenants) {
+                assert_eq!(slug, &t.slug);
+                if state == "running" && history(&t.url).await == vec![1, 2, 3] {
+                    n += 1;
+                }
+            }
+            n
+        };
+        if claimed >= 2
+            && wait_until(Duration::from_secs(30), || async {
+                unrecorded().await >= 1
+            })
+            .await
+        {
+            both = true;
+            break;
+        }
+        ctl.batch_execute("ROLLBACK").await.unwrap();
+    }
+    assert!(
+        both,
+        "no moment with an unrecorded outcome and two claimed tenants"
+    );
+    doomed.kill9();
+    let at_kill = target_states(&ctl, &id).await;
+    ctl.batch_execute("ROLLBACK").await.unwrap();
+    let taker = Daemon::start(&control, "taker", &env(&migrations, &secrets)).await;
+    let wave = taker
+        .wait_for_wave_state(&id, &["completed", "halted"])
+        .await;
+
+    assert!(
+        at_kill.iter().filter(|(_, s)| s == "running").count() >= 2,
+        "claimed tenants at the kill: {at_kill:?}"
+    );
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 12);
+    for t in &tenants {
+        assert_eq!(history(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+        assert_eq!(
+            side_effects(&t.url).await,
+            vec![1, 2, 3],
+            "{} ran a migration twice",
+            t.slug
+        );
+    }
+    let per_tenant: Vec<i64> = connect(&control)
+        .await
+        .query(
+            "SELECT count(e.*) AS n FROM control_plane.tenants t LEFT JOIN control_plane.tenant_events e \
+             ON e.tenant_id = t.id AND e.event_type = 'migrated' GROUP BY t.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("n"))
+        .collect();
+    assert_eq!(per_tenant, vec![1; 12], "one migrated event per tenant");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_wave_and_migrate_every_tenant_exactly_once() {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());

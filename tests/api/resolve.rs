@@ -193,7 +193,8 @@ async fn a_suspend_through_one_replica_is_seen_by_another_within_two_seconds() {
 #[tokio::test]
 async fn missing_or_escaping_secret_is_503_with_retry_after_naming_the_ref_only() {
     let secrets = SecretsDir::new();
-    std::os::unix::fs::symlink("/etc/passwd", secrets.0.join("escape")).unwrap();
+    std::fs::create_dir_all(secrets.0.join("tenants")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", secrets.0.join("tenants/escape")).unwrap();
     let app = TestApp::builder()
         .envs(&[
             ("DROVER_SECRETS_DIR", secrets.path()),
@@ -204,7 +205,7 @@ async fn missing_or_escaping_secret_is_503_with_retry_after_naming_the_ref_only(
     let mut missing = tenant_body("missing");
     missing["db_secret_ref"] = json!("file:tenants/missing");
     let mut escape = tenant_body("escape");
-    escape["db_secret_ref"] = json!("file:escape");
+    escape["db_secret_ref"] = json!("file:tenants/escape");
     app.create_tenant(&missing).await;
     app.create_tenant(&escape).await;
 

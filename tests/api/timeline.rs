@@ -1,5 +1,5 @@
-//! The wave timeline (SPEC §15): one event per state change, with its actor, through
-//! `GET /v1/waves/{id}/events` and `drover waves show`.
+//! The wave timeline (docs/design.md#wave-timeline): one event per state change, with its
+//! actor, through `GET /v1/waves/{id}/events` and `drover waves show`.
 
 use std::time::Duration;
 

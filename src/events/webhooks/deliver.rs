@@ -24,13 +24,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::outbox::{self, Backoff, Capacity, Claim, Outcome, Recorded};
+use super::target::{refusal_in, GuardedResolver, Policy};
 use super::{signature, Format};
 use crate::events::notify::Wake;
 use crate::events::{feed, EventsError};
 use crate::metrics::Metrics;
-use crate::secrets::{SecretRef, SecretStore};
+use crate::secrets::{RefScope, SecretRef, SecretStore};
 
-/// The most of a receiver's answer that is read (its start becomes `last_error`).
+/// The most of a receiver's answer that is read (and dropped).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest wait between two claims when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
@@ -55,26 +56,68 @@ impl Default for Limits {
 pub struct Sender {
     pub pool: Pool,
     pub secrets: SecretStore,
-    pub http: reqwest::Client,
+    pub http: Clients,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     pub timeout: Duration,
     pub instance: String,
+    /// The webhook scope each key reference is checked against before it is read.
+    pub scope: RefScope,
     pub limits: Limits,
 }
 
-impl Sender {
-    /// An HTTP client for receivers: no redirects (a signed body must not be replayed to
-    /// another host), the request timeout covering connect, send and the bounded read.
-    pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-            .build()
+/// The HTTP clients for receivers, both resolving through the target policy: `strict`
+/// for URLs on one of the control DB's ports (its addresses refused even inside the
+/// allowed networks), `normal` for the rest.
+pub struct Clients {
+    pub policy: Arc<Policy>,
+    normal: reqwest::Client,
+    strict: reqwest::Client,
+}
+
+impl Clients {
+    /// Clients for receivers: no redirects (a signed body must not be replayed to another
+    /// host, nor reach an address the policy did not check), no proxy (the connected
+    /// address is the checked one), the request timeout covering connect, send and the
+    /// bounded read.
+    pub fn new(timeout: Duration, policy: Policy) -> Result<Clients, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let build = |strict: bool| {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    policy: policy.clone(),
+                    strict,
+                }))
+                .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Ok(Clients {
+            normal: build(false)?,
+            strict: build(true)?,
+            policy,
+        })
     }
 
+    /// The client for `url`, or the refusal of its literal address.
+    fn for_url(&self, url: &str) -> Result<&reqwest::Client, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        self.policy
+            .check_literal(&parsed)
+            .map_err(|r| r.to_string())?;
+        let port = parsed.port_or_known_default().unwrap_or(0);
+        Ok(if self.policy.is_control_db_port(port) {
+            &self.strict
+        } else {
+            &self.normal
+        })
+    }
+}
+
+impl Sender {
     /// POSTs one signed body; `Failed` carries the status and a short reason.
     pub async fn post(
         &self,
@@ -96,35 +139,49 @@ impl Sender {
         put("x-drover-delivery", delivery_id.to_string());
         put("x-drover-timestamp", ts.to_string());
         put("x-drover-signature", signature(secret, ts, &body));
-        let sent = self.http.post(url).headers(headers).body(body).send().await;
+        let client = match self.http.for_url(url) {
+            Ok(c) => c,
+            Err(error) => return Outcome::Refused { error },
+        };
+        let sent = client.post(url).headers(headers).body(body).send().await;
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                if let Some(r) = refusal_in(&e) {
+                    return Outcome::Refused {
+                        error: r.to_string(),
+                    };
+                }
                 return Outcome::Failed {
                     status: None,
                     error: describe(e),
-                }
+                };
             }
         };
-        let status = resp.status().as_u16();
-        // Read at most MAX_RESPONSE_BYTES; a receiver answering with gigabytes costs nothing.
-        let mut text = Vec::new();
-        loop {
+        let code = resp.status();
+        let status = code.as_u16();
+        // Drain at most MAX_RESPONSE_BYTES so the connection can be reused; a receiver
+        // answering with gigabytes costs nothing. The body itself is never kept: whatever
+        // answered (an internal service, a metadata endpoint) must not have its words
+        // shown to viewers through `last_error`.
+        let mut read = 0;
+        while read < MAX_RESPONSE_BYTES {
             match resp.chunk().await {
-                Ok(Some(c)) if text.len() < MAX_RESPONSE_BYTES => {
-                    let room = MAX_RESPONSE_BYTES - text.len();
-                    text.extend_from_slice(&c[..c.len().min(room)]);
-                }
+                Ok(Some(c)) => read += c.len(),
                 _ => break,
             }
         }
-        if (200..300).contains(&status) {
+        if code.is_success() {
             Outcome::Delivered { status }
         } else {
-            let snippet: String = String::from_utf8_lossy(&text).chars().take(200).collect();
             Outcome::Failed {
                 status: Some(status),
-                error: format!("receiver answered {status}: {}", snippet.trim()),
+                error: format!(
+                    "receiver answered {status} {}",
+                    code.canonical_reason().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
             }
         }
     }
@@ -141,6 +198,9 @@ impl Sender {
                 error,
             },
         };
+        if let Outcome::Refused { error } = &outcome {
+            tracing::warn!(webhook = %claim.webhook, delivery = %claim.id, reason = %error, "webhook target refused");
+        }
         let recorded = async {
             let client = self.pool.get().await.map_err(EventsError::from)?;
             outbox::record(&**client, &claim, &outcome, &self.backoff).await
@@ -188,6 +248,9 @@ impl Sender {
             .secret_ref
             .parse()
             .map_err(|e: crate::secrets::SecretRefError| e.to_string())?;
+        self.scope
+            .check_webhook(&r)
+            .map_err(|rule| format!("secret {r} refused: {rule}"))?;
         let secret = self.secrets.read(&r).await.map_err(|e| e.to_string())?;
         Ok((format.render(&event, claim.id), secret))
     }

@@ -1,5 +1,6 @@
-//! Webhook subscriptions (`control_plane.webhooks`) and what a delivery looks like on the
-//! wire: the body, the `X-Drover-*` headers and the HMAC signature.
+//! Webhook subscriptions (`control_plane.webhooks`) and what a delivery looks like on the wire
+//! (docs/design.md#events-and-webhooks): the body, the `X-Drover-*` headers and the HMAC
+//! signature.
 //!
 //! A subscription stores only a secret *reference* for its HMAC key; the key is read
 //! through the secret store when a delivery is signed and never written anywhere.
@@ -10,6 +11,7 @@
 pub mod deliver;
 mod format;
 pub mod outbox;
+pub mod target;
 
 // The formats: one file each, registered here and in `FORMATS`.
 mod json;
@@ -76,6 +78,46 @@ pub struct WebhookView {
     pub last_error: Option<String>,
 }
 
+impl WebhookView {
+    /// The view for a reader who may not see receiver credentials (every role below
+    /// admin): the URL as [`display_url`] shows it.
+    pub fn redacted(mut self) -> WebhookView {
+        self.url = display_url(&self.url);
+        self
+    }
+}
+
+/// A receiver URL fit to show: no user or password, no query (`?…`), and long path
+/// segments cut short, because some receivers (Slack's incoming webhooks among them)
+/// carry their credential in the path.
+pub fn display_url(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return "(unparseable URL)".into();
+    };
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let had_query = u.query().is_some();
+    u.set_query(None);
+    u.set_fragment(None);
+    let path: Vec<String> = u
+        .path()
+        .split('/')
+        .map(|seg| {
+            if seg.chars().count() >= 16 {
+                format!("{}…", seg.chars().take(4).collect::<String>())
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    let origin = u.origin().ascii_serialization();
+    format!(
+        "{origin}{}{}",
+        path.join("/"),
+        if had_query { "?…" } else { "" }
+    )
+}
+
 /// `POST /v1/webhooks/{name}/test`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = WebhookTest)]
@@ -121,7 +163,7 @@ fn validate_name(name: &str) -> Result<(), EventsError> {
     }
 }
 
-fn validate_url(url: &str) -> Result<(), EventsError> {
+fn validate_url(url: &str, policy: &target::Policy) -> Result<(), EventsError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid("url", "must be an http:// or https:// URL"));
@@ -139,11 +181,15 @@ fn validate_url(url: &str) -> Result<(), EventsError> {
     if url.len() > 2048 || url.chars().any(char::is_whitespace) {
         return Err(invalid("url", "at most 2048 characters, no whitespace"));
     }
-    Ok(())
+    // A host name is checked when it is resolved, at every send.
+    policy
+        .check_literal(&parsed)
+        .map_err(|r| invalid("url", r.to_string()))
 }
 
-/// The HMAC key reference: well-formed, inside the scope tenant references have (never
-/// drover's own configuration or other secrets of the host), and readable now.
+/// The HMAC key reference: well-formed, inside the webhook scope (`file:` under
+/// `webhook_secret_prefix`; never drover's own configuration or other secrets of the
+/// host), and readable now.
 async fn validate_secret_ref(
     secrets: &SecretStore,
     scope: &RefScope,
@@ -153,7 +199,7 @@ async fn validate_secret_ref(
         .parse()
         .map_err(|e: crate::secrets::SecretRefError| invalid("secret_ref", e.to_string()))?;
     scope
-        .check(&r)
+        .check_webhook(&r)
         .map_err(|e| invalid("secret_ref", e.to_string()))?;
     secrets
         .read(&r)
@@ -165,10 +211,11 @@ async fn validate_secret_ref(
 async fn validate(
     secrets: &SecretStore,
     scope: &RefScope,
+    policy: &target::Policy,
     req: &WebhookRequest,
 ) -> Result<Valid, EventsError> {
     validate_name(&req.name)?;
-    validate_url(&req.url)?;
+    validate_url(&req.url, policy)?;
     if req.events.is_empty() || req.events.len() > 64 {
         return Err(invalid("events", "list 1 to 64 event types or prefixes"));
     }
@@ -221,18 +268,25 @@ fn view_from_row(r: &tokio_postgres::Row) -> Result<WebhookView, EventsError> {
     })
 }
 
-/// Creates a subscription; it receives events written after it exists.
+/// Creates a subscription (and its `webhook.created` event: give `client` a transaction
+/// so both commit together); it receives events written after it exists.
 pub async fn create(
     client: &impl GenericClient,
     secrets: &SecretStore,
     scope: &RefScope,
+    policy: &target::Policy,
     req: &WebhookRequest,
     actor: &str,
+    on_behalf_of: Option<&str>,
 ) -> Result<WebhookView, EventsError> {
     const SQL: &str =
         "INSERT INTO control_plane.webhooks (name, url, events, secret_ref, format, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6)";
-    let v = validate(secrets, scope, req).await?;
+    let v = validate(secrets, scope, policy, req).await?;
+    // Written before the subscription exists, so it is not one of the events it receives.
+    let payload = serde_json::json!({ "webhook": v.name, "url": display_url(&v.url),
+        "events": v.events, "format": v.format.name });
+    crate::audit::record(client, "webhook.created", actor, on_behalf_of, payload).await?;
     client
         .execute(
             SQL,
@@ -270,13 +324,22 @@ pub async fn get(client: &impl GenericClient, name: &str) -> Result<WebhookView,
         .ok_or_else(|| EventsError::NotFound(name.to_string()))
 }
 
-/// Deletes a subscription and its deliveries (pending ones are not sent).
-pub async fn delete(client: &impl GenericClient, name: &str) -> Result<(), EventsError> {
-    const SQL: &str = "DELETE FROM control_plane.webhooks WHERE name = $1";
-    match client.execute(SQL, &[&name]).await? {
-        0 => Err(EventsError::NotFound(name.to_string())),
-        _ => Ok(()),
-    }
+/// Deletes a subscription and its deliveries (pending ones are not sent), with its
+/// `webhook.deleted` event (give `client` a transaction so both commit together).
+pub async fn delete(
+    client: &impl GenericClient,
+    name: &str,
+    actor: &str,
+    on_behalf_of: Option<&str>,
+) -> Result<(), EventsError> {
+    const SQL: &str = "DELETE FROM control_plane.webhooks WHERE name = $1 RETURNING url";
+    let Some(row) = client.query_opt(SQL, &[&name]).await? else {
+        return Err(EventsError::NotFound(name.to_string()));
+    };
+    let url: String = row.try_get("url")?;
+    let payload = serde_json::json!({ "webhook": name, "url": display_url(&url) });
+    crate::audit::record(client, "webhook.deleted", actor, on_behalf_of, payload).await?;
+    Ok(())
 }
 
 /// The body of a delivery in the subscription's stored `format`; a format this drover
@@ -317,8 +380,14 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_without_credentials() {
+        let open = target::Policy {
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            control_db: Vec::new(),
+        };
+        let validate_url = |u: &str| super::validate_url(u, &open);
         assert!(validate_url("https://hooks.example.com/x").is_ok());
         assert!(validate_url("http://127.0.0.1:9000/").is_ok());
+        assert!(super::validate_url("http://127.0.0.1:9000/", &target::Policy::default()).is_err());
         for bad in [
             "ftp://x/",
             "file:///etc/passwd",
@@ -328,6 +397,19 @@ mod tests {
         ] {
             assert!(validate_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_shown_url_has_no_credentials_query_or_long_path_tokens() {
+        assert_eq!(
+            display_url("https://user:pa55@hooks.example.com:8443/in/events?token=abc"),
+            "https://hooks.example.com:8443/in/events?…"
+        );
+        assert_eq!(
+            display_url("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+            "https://hooks.slack.com/services/T0000/B0000/XXXX…"
+        );
+        assert_eq!(display_url("not a url"), "(unparseable URL)");
     }
 
     #[test]

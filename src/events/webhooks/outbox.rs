@@ -110,6 +110,9 @@ pub enum Outcome {
     /// A non-2xx answer, a timeout or a local problem (unreadable secret); `status` when
     /// the receiver answered.
     Failed { status: Option<u16>, error: String },
+    /// The target's address is one webhooks may not reach: `dead` at once, never retried
+    /// (the answer would be the same).
+    Refused { error: String },
 }
 
 /// What recording a failure decided.
@@ -149,40 +152,41 @@ pub async fn record(
            next_attempt_at = now() + make_interval(secs => \
                least($5, $4 * power(2, least(attempts - 1, 30))) * (0.5 + random() / 2)) \
          WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING state";
-    match outcome {
+    let (status, error, give_up_after) = match outcome {
         Outcome::Delivered { status } => {
             let n = client
                 .execute(DELIVERED, &[&claim.id, &claim.attempts, &(*status as i32)])
                 .await?;
-            Ok(if n == 1 {
+            return Ok(if n == 1 {
                 Recorded::Delivered
             } else {
                 Recorded::Superseded
-            })
+            });
         }
-        Outcome::Failed { status, error } => {
-            let error: String = error.chars().take(500).collect();
-            let row = client
-                .query_opt(
-                    FAILED,
-                    &[
-                        &claim.id,
-                        &claim.attempts,
-                        &status.map(i32::from),
-                        &backoff.first.as_secs_f64(),
-                        &backoff.cap.as_secs_f64(),
-                        &backoff.give_up_after.as_secs_f64(),
-                        &error,
-                    ],
-                )
-                .await?;
-            Ok(match row {
-                None => Recorded::Superseded,
-                Some(r) if r.try_get::<_, &str>("state")? == "dead" => Recorded::Dead,
-                Some(_) => Recorded::Retrying,
-            })
-        }
-    }
+        Outcome::Failed { status, error } => (*status, error, backoff.give_up_after),
+        // Giving up after zero seconds: dead on the first refusal.
+        Outcome::Refused { error } => (None, error, Duration::ZERO),
+    };
+    let error: String = error.chars().take(500).collect();
+    let row = client
+        .query_opt(
+            FAILED,
+            &[
+                &claim.id,
+                &claim.attempts,
+                &status.map(i32::from),
+                &backoff.first.as_secs_f64(),
+                &backoff.cap.as_secs_f64(),
+                &give_up_after.as_secs_f64(),
+                &error,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        None => Recorded::Superseded,
+        Some(r) if r.try_get::<_, &str>("state")? == "dead" => Recorded::Dead,
+        Some(_) => Recorded::Retrying,
+    })
 }
 
 /// Age of the oldest pending delivery in seconds (0 when none), for the metrics.

@@ -338,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slug_rules_follow_the_spec() {
+    fn slug_rules_follow_the_documented_pattern() {
         for ok in ["a", "acme", "acme-corp", "a1", "0abc", &"a".repeat(63)] {
             assert!(ok.parse::<Slug>().is_ok(), "{ok}");
         }

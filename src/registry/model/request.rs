@@ -100,7 +100,7 @@ impl NewTenant {
         self.db_port.unwrap_or(DEFAULT_PORT)
     }
 
-    /// An empty display name becomes the slug (SPEC §20).
+    /// An empty display name becomes the slug (README.md#provisioning).
     pub fn fill_display_name(&mut self) {
         if self.display_name.is_empty() {
             self.display_name = self.slug.to_ascii_lowercase();

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use serde_json::json;
 
 use super::cron::{parse_timezone, CronSpec};
 use crate::registry::Actor;
@@ -168,8 +169,9 @@ impl ScheduleStore {
             });
         }
         let template = serde_json::to_value(&template).unwrap_or_default();
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
             .query_one(
                 &sql,
                 &[
@@ -189,7 +191,12 @@ impl ScheduleStore {
                 ScheduleError::Duplicate(_) => ScheduleError::Duplicate(s.name.clone()),
                 other => other,
             })?;
-        Ok(view(&row)?)
+        let created = view(&row)?;
+        let payload = json!({ "schedule": created.name, "cron": created.cron,
+            "timezone": created.timezone, "enabled": created.enabled });
+        record(&*tx, "schedule.created", actor, payload).await?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     /// One schedule.
@@ -218,12 +225,16 @@ impl ScheduleStore {
     }
 
     /// Applies a patch; a new expression or timezone recomputes the next fire time.
+    /// Enabling and disabling are changes of `enabled`; the `schedule.updated` event lists
+    /// the fields that changed with their new values.
     pub async fn update(
         &self,
         name: &str,
         p: &SchedulePatch,
+        actor: &Actor,
     ) -> Result<ScheduleView, ScheduleError> {
         let current = self.get(name).await?;
+        let before = current.clone();
         let cron = p.cron.clone().unwrap_or(current.cron);
         let tz = p.timezone.clone().unwrap_or(current.timezone);
         let next = next_fire(&cron, &tz)?;
@@ -246,8 +257,9 @@ impl ScheduleStore {
             "UPDATE control_plane.schedules SET cron = $2, timezone = $3, template = $4, enabled = $5, on_overlap = $6, \
              misfire_grace_seconds = $7, next_fire_at = $8 WHERE name = $1 RETURNING {COLS}"
         );
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
             .query_opt(
                 &sql,
                 &[
@@ -264,13 +276,18 @@ impl ScheduleStore {
             )
             .await?
             .ok_or_else(|| ScheduleError::NotFound(name.to_string()))?;
-        Ok(view(&row)?)
+        let after = view(&row)?;
+        let payload = json!({ "schedule": name, "changed": changed(&before, &after) });
+        record(&*tx, "schedule.updated", actor, payload).await?;
+        tx.commit().await?;
+        Ok(after)
     }
 
     /// Deletes a schedule (its fire log goes with it; its waves stay).
-    pub async fn delete(&self, name: &str) -> Result<(), ScheduleError> {
-        let client = self.pool.get().await?;
-        let n = client
+    pub async fn delete(&self, name: &str, actor: &Actor) -> Result<(), ScheduleError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = tx
             .execute(
                 "DELETE FROM control_plane.schedules WHERE name = $1",
                 &[&name],
@@ -279,6 +296,44 @@ impl ScheduleStore {
         if n == 0 {
             return Err(ScheduleError::NotFound(name.to_string()));
         }
+        record(&*tx, "schedule.deleted", actor, json!({ "schedule": name })).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+/// Writes a schedule event by `actor` (its `X-Drover-Actor` in the payload).
+pub async fn record(
+    tx: &impl tokio_postgres::GenericClient,
+    event_type: &'static str,
+    actor: &Actor,
+    payload: serde_json::Value,
+) -> Result<(), ScheduleError> {
+    crate::audit::record(tx, event_type, actor.as_str(), actor.behalf(), payload).await?;
+    Ok(())
+}
+
+/// The fields a patch changed, with their new values.
+fn changed(before: &ScheduleView, after: &ScheduleView) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    let mut put = |field: &str, was: serde_json::Value, now: serde_json::Value| {
+        if was != now {
+            out.insert(field.into(), now);
+        }
+    };
+    put("cron", json!(before.cron), json!(after.cron));
+    put("timezone", json!(before.timezone), json!(after.timezone));
+    put("template", before.template.clone(), after.template.clone());
+    put("enabled", json!(before.enabled), json!(after.enabled));
+    put(
+        "on_overlap",
+        json!(before.on_overlap),
+        json!(after.on_overlap),
+    );
+    put(
+        "misfire_grace_seconds",
+        json!(before.misfire_grace_seconds),
+        json!(after.misfire_grace_seconds),
+    );
+    serde_json::Value::Object(out)
 }

@@ -65,7 +65,7 @@ fn valid_locator(locator: &str) -> bool {
 
 /// Only paths at or below one of `vault_allowed_prefixes` (unless `*`): the daemon's token
 /// may read far more than tenants' passwords.
-fn in_scope(scope: &RefScope, r: &SecretRef) -> Result<(), ScopeError> {
+fn in_scope(scope: &RefScope, _: super::Purpose, r: &SecretRef) -> Result<(), ScopeError> {
     let path = r.locator().split('#').next().unwrap_or_default();
     match scope.vault() {
         VaultScope::Any => Ok(()),

@@ -6,7 +6,8 @@
 //!               │  every interval_seconds, per check:
 //!               │    sql:        query on each canary DB (read-only tx, statement timeout)
 //!               │                one row whose first column is true → pass, any other
-//!               │                answer → fail, no answer (error, timeout) → inconclusive
+//!               │                answer → fail, no answer (error, timeout) → inconclusive,
+//!               │                kept as its SQLSTATE only (the message may quote rows)
 //!               │    prometheus: instant query → scalar → `result <op> number` → pass/fail;
 //!               │                no data, several series, NaN, error → inconclusive
 //!               ├─ failures > failure_limit ─────────► halted  (check, values, tenant)
@@ -22,6 +23,7 @@
 //! by `GET /v1/waves/{id}` and counted in `drover_analysis_evaluations_total`.
 
 pub mod condition;
+pub mod guard;
 pub mod prometheus;
 pub mod run;
 
@@ -212,6 +214,14 @@ pub fn validate(specs: &[CheckSpec]) -> Result<Vec<Check>, WaveError> {
             )?,
             timeout_ms: bounded(&at, "timeout_ms", s.timeout_ms, 5_000, (100, 300_000))?,
         });
+    }
+    // What a sql check's query may do, once every check is well-formed.
+    for (i, c) in out.iter().enumerate() {
+        if c.kind == CheckKind::Sql {
+            if let Some(why) = guard::refuse(&c.query) {
+                return Err(invalid(format!("check {} ({:?}): {why}", i + 1, c.name)));
+            }
+        }
     }
     Ok(out)
 }

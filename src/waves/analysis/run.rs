@@ -183,11 +183,23 @@ pub async fn evaluate(
     }
 }
 
-/// Why a tenant could not be asked (no migration version: none was running).
+/// Why a tenant could not be asked (no migration version: none was running). A server
+/// error is kept as its SQLSTATE only, like a failed query.
 fn unreachable_tenant(e: crate::migrate::MigrateError) -> String {
     match e {
-        crate::migrate::MigrateError::Sql { code, message, .. } => format!("{code}: {message}"),
+        crate::migrate::MigrateError::Sql { code, .. } => crate::migrate::sqlstate::describe(&code),
         other => other.to_string(),
+    }
+}
+
+/// Why a query got no answer, as it may be stored and shown to every viewer and sent on
+/// in a `paused` reason: the SQLSTATE and its condition name (`22P02
+/// invalid_text_representation`), never the message or DETAIL, which quote the very data
+/// the check read (`invalid input syntax for type integer: "ann@example.com,…"`).
+fn no_answer(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => crate::migrate::sqlstate::describe(db.code().code()),
+        None => crate::db::describe(&e),
     }
 }
 
@@ -220,7 +232,7 @@ async fn sql_on_tenant(
     )
     .await
     .map_err(unreachable_tenant)?;
-    let pg = |e: tokio_postgres::Error| crate::db::describe(&e);
+    let pg = no_answer;
     let tx = client
         .build_transaction()
         .read_only(true)

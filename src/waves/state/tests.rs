@@ -355,7 +355,7 @@ fn actions_that_do_not_apply_are_refused() {
 
 #[test]
 fn every_transition_names_a_timeline_event_of_the_spec() {
-    const SPEC: [&str; 12] = crate::waves::timeline::EVENT_TYPES;
+    const TIMELINE_TYPES: [&str; 12] = crate::waves::timeline::EVENT_TYPES;
     let all = [
         Transition::StartCanary,
         Transition::StartBatch { batch: 3 },
@@ -376,9 +376,9 @@ fn every_transition_names_a_timeline_event_of_the_spec() {
         Transition::Abort,
     ];
     for t in &all {
-        assert!(SPEC.contains(&t.event_type()), "{t:?}");
+        assert!(TIMELINE_TYPES.contains(&t.event_type()), "{t:?}");
     }
-    for ty in SPEC.iter().filter(|ty| **ty != "created") {
+    for ty in TIMELINE_TYPES.iter().filter(|ty| **ty != "created") {
         assert!(
             all.iter().any(|t| t.event_type() == *ty),
             "no transition writes {ty}"
@@ -401,4 +401,236 @@ fn states_round_trip_through_their_stored_names() {
         assert_eq!(serde_json::to_value(state).unwrap(), json!(state.as_str()));
     }
     assert!("sleeping".parse::<WaveState>().is_err());
+}
+
+#[test]
+fn counts_add_each_target_state_to_its_own_field_and_the_rest_to_skipped() {
+    let mut c = Counts::default();
+    for (state, n) in [
+        ("pending", 1),
+        ("running", 2),
+        ("succeeded", 4),
+        ("failed", 8),
+        ("skipped", 16),
+        ("cancelled", 32),
+    ] {
+        c.add(state, n);
+    }
+    assert_eq!(c, counts(1, 2, 4, 8, 48));
+    assert_eq!(c.total(), 63);
+    assert_eq!(c.open(), 3);
+}
+
+#[test]
+fn a_snapshot_sums_every_state_over_every_phase() {
+    let s = wave(
+        WaveState::Rolling,
+        2,
+        &[(0, counts(1, 2, 3, 4, 5)), (1, counts(10, 20, 30, 40, 50))],
+    );
+    assert_eq!(s.all(), counts(11, 22, 33, 44, 55));
+    assert_eq!(s.started(), 165);
+    assert_eq!(s.open_through(0), 3);
+    assert_eq!(s.open_through(1), 33);
+}
+
+#[test]
+fn only_completed_and_aborted_waves_are_finished_and_only_canary_and_rolling_claim() {
+    use WaveState::*;
+    let finished: Vec<WaveState> = WaveState::ALL
+        .into_iter()
+        .filter(|s| s.is_finished())
+        .collect();
+    assert_eq!(finished, [Completed, Aborted]);
+    let claiming: Vec<WaveState> = WaveState::ALL
+        .into_iter()
+        .filter(|s| s.claims_work())
+        .collect();
+    assert_eq!(claiming, [Canary, Rolling]);
+    let active: Vec<WaveState> = WaveState::ALL
+        .into_iter()
+        .filter(|s| s.is_active())
+        .collect();
+    assert_eq!(active, [Pending, Canary, Soaking, Rolling]);
+}
+
+#[test]
+fn every_transition_lands_in_its_state_with_its_payload() {
+    use WaveState::*;
+    let cases = [
+        (Transition::StartCanary, Canary, json!({})),
+        (
+            Transition::StartBatch { batch: 3 },
+            Rolling,
+            json!({"batch": 3}),
+        ),
+        (Transition::CanaryPassed, Soaking, json!({})),
+        (
+            Transition::StartSoak { seconds: 45 },
+            Soaking,
+            json!({"soak_seconds": 45}),
+        ),
+        (Transition::SoakPassed, Rolling, json!({})),
+        (Transition::Complete, Completed, json!({})),
+        (
+            Transition::Halt { reason: "r".into() },
+            Halted,
+            json!({"reason": "r"}),
+        ),
+        (
+            Transition::Pause {
+                from: Soaking,
+                reason: Some("no data".into()),
+            },
+            Paused,
+            json!({"from": "soaking", "reason": "no data"}),
+        ),
+        (
+            Transition::Pause {
+                from: Rolling,
+                reason: None,
+            },
+            Paused,
+            json!({"from": "rolling"}),
+        ),
+        (
+            Transition::Resume {
+                from: Halted,
+                to: Canary,
+            },
+            Canary,
+            json!({"from": "halted", "to": "canary"}),
+        ),
+        (Transition::Promote, Rolling, json!({})),
+        (Transition::Abort, Aborted, json!({})),
+    ];
+    for (t, to, payload) in cases {
+        assert_eq!(t.to(), to, "{t:?}");
+        assert_eq!(t.payload(), payload, "{t:?}");
+    }
+}
+
+#[test]
+fn every_transition_writes_its_own_event_type() {
+    let names = [
+        (Transition::StartCanary, "canary_started"),
+        (Transition::StartBatch { batch: 1 }, "batch_started"),
+        (Transition::CanaryPassed, "canary_passed"),
+        (Transition::StartSoak { seconds: 1 }, "soak_started"),
+        (Transition::SoakPassed, "soak_passed"),
+        (Transition::Complete, "completed"),
+        (Transition::Halt { reason: "r".into() }, "halted"),
+        (
+            Transition::Pause {
+                from: WaveState::Rolling,
+                reason: None,
+            },
+            "paused",
+        ),
+        (
+            Transition::Resume {
+                from: WaveState::Paused,
+                to: WaveState::Rolling,
+            },
+            "resumed",
+        ),
+        (Transition::Promote, "promoted"),
+        (Transition::Abort, "aborted"),
+    ];
+    for (t, name) in names {
+        assert_eq!(t.event_type(), name);
+    }
+}
+
+#[test]
+fn a_failed_canary_without_a_name_still_halts_saying_so() {
+    let s = wave(
+        WaveState::Canary,
+        0,
+        &[(0, counts(0, 0, 1, 1, 0)), (1, counts(2, 0, 0, 0, 0))],
+    );
+    assert_eq!(
+        step(&s),
+        Some(Transition::Halt {
+            reason: "a canary failed".into()
+        })
+    );
+}
+
+#[test]
+fn a_failure_count_budget_halts_only_above_its_number() {
+    let mut s = wave(
+        WaveState::Rolling,
+        1,
+        &[(1, counts(0, 0, 0, 2, 0)), (2, counts(2, 0, 0, 0, 0))],
+    );
+    s.budget.max_failures = Some(2);
+    assert_eq!(step(&s), Some(Transition::StartBatch { batch: 2 }));
+    s.budget.max_failures = Some(1);
+    assert!(matches!(
+        step(&s),
+        Some(Transition::Halt { reason })
+            if reason == "failure budget spent: 2 of 2 tenants started so far failed (budget 1)"
+    ));
+}
+
+#[test]
+fn a_percentage_budget_counts_only_the_tenants_started_so_far() {
+    // 1 of the 4 started (25 %) failed; of the whole wave (1 of 10) it would be 10 %.
+    let mut s = wave(
+        WaveState::Rolling,
+        1,
+        &[
+            (0, counts(0, 0, 2, 0, 0)),
+            (1, counts(0, 0, 1, 1, 0)),
+            (2, counts(6, 0, 0, 0, 0)),
+        ],
+    );
+    s.budget.max_failure_percent = Some(25.0);
+    assert_eq!(
+        step(&s),
+        Some(Transition::StartBatch { batch: 2 }),
+        "25 % is within 25 %"
+    );
+    s.budget.max_failure_percent = Some(20.0);
+    assert!(matches!(
+        step(&s),
+        Some(Transition::Halt { reason }) if reason.contains("1 of 4 tenants") && reason.contains("budget 20%")
+    ));
+}
+
+#[test]
+fn a_budget_describes_both_of_its_limits() {
+    let both = Budget {
+        max_failures: Some(3),
+        max_failure_percent: Some(12.5),
+    };
+    assert_eq!(both.describe(), "3 / 12.5%");
+    assert_eq!(Budget::default().describe(), "0");
+}
+
+#[test]
+fn a_real_wave_ignores_the_dry_run_attention_field() {
+    let mut s = wave(
+        WaveState::Rolling,
+        1,
+        &[(1, counts(1, 0, 1, 0, 0)), (2, counts(2, 0, 0, 0, 0))],
+    );
+    s.dry_run_attention = Some("acme".into());
+    assert_eq!(step(&s), None);
+}
+
+#[test]
+fn actions_are_named_by_their_verb() {
+    let verbs: Vec<&str> = [
+        Action::Pause,
+        Action::Resume,
+        Action::Abort,
+        Action::Promote,
+    ]
+    .into_iter()
+    .map(Action::as_str)
+    .collect();
+    assert_eq!(verbs, ["pause", "resume", "abort", "promote"]);
+    assert_eq!(WaveState::Soaking.to_string(), "soaking");
 }

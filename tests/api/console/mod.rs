@@ -1,6 +1,6 @@
-//! The web console (`/ui/`, SPEC §18): sessions, CSRF, roles and headers over plain HTTP
-//! here; the pages in a real headless Chromium in [`pages`] (harness: `tests/api/browser.rs`);
-//! page weight and render times at 10,000 tenants in [`weight`].
+//! The web console (`/ui/`, README.md#web-console): sessions, CSRF, roles and headers over
+//! plain HTTP here; the pages in a real headless Chromium in [`pages`] (harness:
+//! `tests/api/browser.rs`); page weight and render times at 10,000 tenants in [`weight`].
 
 mod pages;
 mod waves;

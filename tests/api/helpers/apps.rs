@@ -32,6 +32,11 @@ impl Deref for TestApp {
     }
 }
 
+/// What test daemons set `DROVER_WEBHOOK_ALLOWED_NETWORKS` to: the test receivers listen
+/// on loopback, which webhooks may not reach by default. Tests of that default use
+/// [`TestAppBuilder::public_webhooks_only`].
+pub const LOOPBACK_NETWORKS: &str = "127.0.0.0/8, ::1/128";
+
 /// Starts the daemon on a fresh control database with the test defaults.
 pub async fn spawn_app() -> TestApp {
     TestApp::builder().spawn().await
@@ -63,6 +68,7 @@ pub struct TestAppBuilder {
     config_file: Option<String>,
     control_db: Option<String>,
     tasks: Option<ExtraTasks>,
+    public_webhooks_only: bool,
 }
 
 impl TestApp {
@@ -98,6 +104,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Webhooks as a default deployment has them: only public addresses (no
+    /// `DROVER_WEBHOOK_ALLOWED_NETWORKS`).
+    pub fn public_webhooks_only(mut self) -> Self {
+        self.public_webhooks_only = true;
+        self
+    }
+
     /// An existing control database instead of a fresh one (a restart, a second replica).
     pub fn control_db(mut self, url: &str) -> Self {
         self.control_db = Some(url.to_string());
@@ -117,7 +130,14 @@ impl TestAppBuilder {
             ("DROVER_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
             ("DROVER_POOL_SIZE".into(), "8".into()),
             ("DROVER_INSTANCE_ID".into(), "test".into()),
+            (
+                "DROVER_WEBHOOK_ALLOWED_NETWORKS".into(),
+                LOOPBACK_NETWORKS.into(),
+            ),
         ]);
+        if self.public_webhooks_only {
+            env.remove("DROVER_WEBHOOK_ALLOWED_NETWORKS");
+        }
         env.extend(self.env);
         // A token and its `_REF` together are refused: a test that reads the admin token
         // through a reference does without the default one.

@@ -81,6 +81,7 @@ impl Daemon {
             .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("DROVER_INSTANCE_ID", instance)
             .env("DROVER_LOG", "info,drover=debug")
+            .env("DROVER_WEBHOOK_ALLOWED_NETWORKS", super::LOOPBACK_NETWORKS)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -171,6 +171,11 @@ async fn a_delivery_the_receiver_always_refuses_is_dead_after_the_give_up_period
     assert_eq!(at_death, attempts as usize, "one request per attempt");
     assert!(receiver.got().iter().all(|r| r.answered == 500));
     assert_eq!(later, at_death, "a dead delivery was sent again");
+    // The gauge is a snapshot refreshed in the background (every 5 s): wait for it.
+    wait_until(Duration::from_secs(15), || async {
+        app.metric("drover_webhook_dead_deliveries").await == 1.0
+    })
+    .await;
     assert_eq!(app.metric("drover_webhook_dead_deliveries").await, 1.0);
 }
 
