@@ -116,6 +116,8 @@ impl Provisioner {
 pub async fn run(provisioner: Arc<Provisioner>, shutdown: CancellationToken) {
     if provisioner.servers.is_empty() {
         provisioner.reach.probed.send_replace(true);
+        // A supervised task that returns before shutdown counts as a failure.
+        shutdown.cancelled().await;
         return;
     }
     loop {
