@@ -254,9 +254,17 @@ fn spawn_http(
                         slots,
                         accept_shutdown,
                     );
-                    serve(tls, router, limits, stop).await
+                    serve(tls, router, limits.header_timeout, stop).await
                 }
-                None => serve(Plain::new(listener, slots), router, limits, stop).await,
+                None => {
+                    serve(
+                        Plain::new(listener, slots),
+                        router,
+                        limits.header_timeout,
+                        stop,
+                    )
+                    .await
+                }
             }
             Ok(())
         }

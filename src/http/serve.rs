@@ -28,8 +28,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::add_extension::AddExtension;
 
-use crate::config::ListenerLimits;
-
 /// An accepted connection, holding one of the listener's slots until it is dropped.
 pub struct Accepted<I> {
     pub io: I,
@@ -92,16 +90,17 @@ pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
 }
 
 /// Serves `router` on the connections of `source` until `stop` completes, then lets every
-/// open connection finish its request and waits for them.
+/// open connection finish its request and waits for them. A client that has not sent a
+/// request's headers within `header_timeout` is disconnected (an idle keep-alive too).
 pub async fn serve<S: Source>(
     mut source: S,
     router: Router,
-    limits: ListenerLimits,
+    header_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
