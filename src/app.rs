@@ -18,7 +18,9 @@
 //! while this replica leads), see [`crate::schedule`]; `provision-drain`, which gives the
 //! provisioning jobs the grace period on shutdown (each job is a task of
 //! [`crate::provision`]'s own), and `server-probe` (each provisioning server's
-//! reachability, every 5 s, for `GET /v1/servers`); `token-refresh` (this replica's copy of
+//! reachability, every 5 s, for `GET /v1/servers`), `provision-resume` (starts the
+//! provisioning retries due on tenant rows that a stopped replica left, every 2 s);
+//! `token-refresh` (this replica's copy of
 //! the token table: LISTEN for changes, reload every second, see
 //! [`crate::access::snapshot`]); `events-notify` (LISTEN for committed events, waking
 //! streams) and `webhook-worker` (sends the webhook outbox), see [`crate::events`];
@@ -339,6 +341,10 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
     let provisioner = state.provisioner.clone();
     tasks.spawn("server-probe", Policy::Restart, move |shutdown| {
         provision::probe::run(provisioner.clone(), shutdown)
+    });
+    let provisioner = state.provisioner.clone();
+    tasks.spawn("provision-resume", Policy::Restart, move |shutdown| {
+        provision::resume::run(provisioner.clone(), shutdown)
     });
     let s = state.clone();
     tasks.spawn("fleet-gauges", Policy::Restart, move |shutdown| {

@@ -22,6 +22,13 @@
 //! session (`setsid`) so a harness killing our process group does not take it down,
 //! and it has null stdio so `cargo test` does not wait on its inherited stdout pipe.
 //!
+//! **Passwords.** By default loopback TCP and the socket are trusted (tests connect as
+//! any role without a password, except members of `drover_password_auth`). With
+//! [`ClusterOptions::superuser_password`] (what `drover quickstart` uses) nothing is
+//! trusted: initdb sets the superuser's password (`--auth=scram-sha-256 --pwfile`, the
+//! file removed at once) and every connection, socket or TCP, must present it with SCRAM.
+//! [`Cluster::psql`] then reads it from a 0600 password file in the data directory.
+//!
 //! **Limits.** The data directory doubles as the Unix socket directory (avoiding
 //! collisions in /var/run/postgresql), so its path must stay well under ~100 bytes.
 //! When running as root, every ancestor of the data directory must be searchable by
@@ -35,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, info, warn};
 
 const HOST: &str = "127.0.0.1";
@@ -60,6 +68,13 @@ const SERVER_SETTINGS: [&str; 8] = [
     "max_locks_per_transaction=256",
     "password_encryption=scram-sha-256",
 ];
+
+/// Nothing trusted: every role, over the socket or TCP, presents its password (SCRAM).
+const PG_HBA_PASSWORDS: &str = "\
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+";
 
 const PG_HBA: &str = "\
 local all all trust
@@ -103,6 +118,8 @@ pub struct ClusterOptions {
     pub stop_with_process: bool,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// The superuser's password; with one, no connection is trusted (see the module docs).
+    pub superuser_password: Option<SecretString>,
 }
 
 /// Why a throwaway cluster could not be started, queried or stopped.
@@ -149,6 +166,8 @@ pub struct Cluster {
     as_postgres: bool,
     keep: bool,
     settings: Vec<(String, String)>,
+    /// The superuser's password, when connections need one.
+    password: Option<SecretString>,
     /// Whether we believe the postmaster is up.
     running: bool,
     /// `stop()` has completed (data dir removed unless `keep`).
@@ -177,6 +196,7 @@ impl Cluster {
             as_postgres: owner.is_some(),
             keep: opts.keep,
             settings: opts.settings,
+            password: opts.superuser_password,
             running: false,
             finished: false,
             watchdog: None,
@@ -187,11 +207,17 @@ impl Cluster {
                 .map_err(io_err("spawn watchdog"))?;
             cluster.watchdog = Some(child);
         }
-        cluster.initdb()?;
+        cluster.initdb(owner)?;
         let hba = cluster.data_dir.join("pg_hba.conf");
+        let rules = if cluster.password.is_some() {
+            cluster.write_pgpass()?;
+            PG_HBA_PASSWORDS
+        } else {
+            PG_HBA
+        };
         // Truncating the existing file keeps initdb's owner and mode; chown anyway in
         // case initdb did not create it.
-        fs::write(&hba, PG_HBA).map_err(io_err("write pg_hba.conf"))?;
+        fs::write(&hba, rules).map_err(io_err("write pg_hba.conf"))?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&hba, Some(uid), Some(gid))
                 .map_err(io_err("chown pg_hba.conf"))?;
@@ -237,11 +263,44 @@ impl Cluster {
     }
 
     /// Superuser connection URL for database `dbname`, e.g.
-    /// `postgres://postgres@127.0.0.1:PORT/dbname`. No password: loopback is trusted
-    /// for every role outside `drover_password_auth`.
+    /// `postgres://postgres@127.0.0.1:PORT/dbname`. No password: enough when loopback is
+    /// trusted (no [`ClusterOptions::superuser_password`]) for every role outside
+    /// `drover_password_auth`; see [`Cluster::superuser_url`].
     pub fn url(&self, dbname: &str) -> String {
         let (port, db) = (self.port, percent_encode(dbname));
         format!("postgres://{SUPERUSER}@{HOST}:{port}/{db}")
+    }
+
+    /// Superuser connection URL for database `dbname` with the password, if there is one.
+    pub fn superuser_url(&self, dbname: &str) -> SecretString {
+        let (port, db) = (self.port, percent_encode(dbname));
+        match &self.password {
+            Some(p) => {
+                let p = percent_encode(p.expose_secret());
+                SecretString::from(format!("postgres://{SUPERUSER}:{p}@{HOST}:{port}/{db}"))
+            }
+            None => SecretString::from(self.url(dbname)),
+        }
+    }
+
+    /// Where [`Cluster::psql`] reads the password from (in the data directory).
+    fn pgpass(&self) -> PathBuf {
+        self.data_dir.join("drover.pgpass")
+    }
+
+    /// The superuser's password for `psql`, in a file only we may read (libpq ignores a
+    /// password file others can read); never in its environment or arguments, which
+    /// `run` logs.
+    fn write_pgpass(&self) -> Result<(), ClusterError> {
+        let Some(password) = &self.password else {
+            return Ok(());
+        };
+        let escaped = password
+            .expose_secret()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:");
+        let line = format!("*:*:*:{SUPERUSER}:{escaped}\n");
+        write_private(&self.pgpass(), line.as_bytes(), None).map_err(io_err("write pgpass"))
     }
 
     /// Run `psql` from the bindir as the superuser against `dbname` and return its
@@ -254,6 +313,9 @@ impl Cluster {
         cmd.args(["-h", HOST, "-p", &port]);
         cmd.args(["-U", SUPERUSER, "-d", dbname, "-c", sql]);
         sanitize(&mut cmd);
+        if self.password.is_some() {
+            cmd.env("PGPASSFILE", self.pgpass());
+        }
         let out = run("psql", cmd)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -338,18 +400,30 @@ impl Cluster {
         }
     }
 
-    fn initdb(&self) -> Result<(), ClusterError> {
+    fn initdb(&self, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
         let mut cmd = self.pg_command("initdb");
         cmd.arg("-D").arg(&self.data_dir);
-        cmd.args([
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-        ]);
+        cmd.args(["-U", SUPERUSER, "--encoding=UTF8", "--locale=C"]);
         cmd.arg("--no-sync");
-        run("initdb", cmd).map(drop).map_err(|e| match e {
+        // The password goes to initdb in a file beside the data directory (which must be
+        // empty), readable by the server's user alone, and removed as soon as it ran.
+        let pwfile = self.data_dir.with_extension("pwfile");
+        match &self.password {
+            Some(p) => {
+                let line = format!("{}\n", p.expose_secret());
+                write_private(&pwfile, line.as_bytes(), owner)
+                    .map_err(io_err("write initdb password file"))?;
+                cmd.arg("--auth=scram-sha-256").arg("--pwfile").arg(&pwfile);
+            }
+            None => {
+                cmd.arg("--auth=trust");
+            }
+        }
+        let ran = run("initdb", cmd);
+        if self.password.is_some() {
+            let _ = fs::remove_file(&pwfile);
+        }
+        ran.map(drop).map_err(|e| match e {
             ClusterError::Command { step, detail } if self.as_postgres => ClusterError::Command {
                 step,
                 detail: format!(
@@ -473,6 +547,22 @@ fn free_port() -> Result<u16, ClusterError> {
     let listener = TcpListener::bind((HOST, 0)).map_err(io_err("pick free port"))?;
     let addr = listener.local_addr().map_err(io_err("pick free port"))?;
     Ok(addr.port())
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner alone (`owner` when given).
+fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 fn create_data_dir(parent: &Path, owner: Option<(u32, u32)>) -> Result<PathBuf, ClusterError> {

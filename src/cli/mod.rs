@@ -19,7 +19,7 @@ mod fleet;
 mod lint;
 mod migrations;
 mod output;
-mod quickstart;
+pub mod quickstart;
 mod schedules;
 mod servers;
 mod sets;

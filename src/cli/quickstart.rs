@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -58,8 +59,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir.join("secrets/tenants"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let (cluster, admin_url) = start_postgres(&dir, args.keep).await?;
-    let admin = crate::db::connect(&secrecy::SecretString::from(admin_url.clone()), None).await?;
-    let (host, port) = server_address(&admin_url)?;
+    let admin = crate::db::connect(&admin_url, None).await?;
+    let (host, port) = server_address(admin_url.expose_secret())?;
     create_control_db(&admin).await?;
     let (migrations, newest) = stage_migrations(&dir)?;
     let daemon = Daemon::start(&args, &dir, &admin_url, &migrations).await?;
@@ -85,30 +86,35 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
 
 /// The PostgreSQL server the tour uses and a superuser URL for it: the one of
 /// `DROVER_DATABASE_URL`, else a throwaway cluster started under `dir`.
-async fn start_postgres(dir: &Path, keep: bool) -> anyhow::Result<(Option<Cluster>, String)> {
+async fn start_postgres(dir: &Path, keep: bool) -> anyhow::Result<(Option<Cluster>, SecretString)> {
     let external = std::env::var("DROVER_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
     if let Some(url) = external {
         println!("using the PostgreSQL server of DROVER_DATABASE_URL");
-        return Ok((None, url));
+        return Ok((None, SecretString::from(url)));
     }
     println!(
         "starting a throwaway PostgreSQL cluster in {} ...",
         dir.display()
     );
     let parent = dir.to_path_buf();
-    let cluster = tokio::task::spawn_blocking(move || {
-        Cluster::start(ClusterOptions {
-            parent_dir: Some(parent),
-            keep,
-            stop_with_process: true,
-            ..Default::default()
-        })
-    })
-    .await??;
-    let url = cluster.url("postgres");
+    let cluster = tokio::task::spawn_blocking(move || throwaway_cluster(&parent, keep)).await??;
+    let url = cluster.superuser_url("postgres");
     Ok((Some(cluster), url))
+}
+
+/// The tour's own cluster under `dir`: its superuser has a fresh random password and no
+/// connection is trusted, socket or TCP (other accounts on the machine reach loopback
+/// too). With `keep`, the password stays in the kept data directory's `drover.pgpass`.
+pub fn throwaway_cluster(dir: &Path, keep: bool) -> anyhow::Result<Cluster> {
+    Ok(Cluster::start(ClusterOptions {
+        parent_dir: Some(dir.to_path_buf()),
+        keep,
+        stop_with_process: true,
+        superuser_password: Some(SecretString::from(token()?)),
+        ..Default::default()
+    })?)
 }
 
 /// The host and port tenants are registered with: the admin URL's (a TCP host), else the
@@ -153,9 +159,11 @@ impl Daemon {
     async fn start(
         args: &QuickstartArgs,
         dir: &Path,
-        admin_url: &str,
+        admin_url: &SecretString,
         migrations: &Path,
     ) -> anyhow::Result<Daemon> {
+        // Exposed only into the configuration, which keeps both as secrets again.
+        let admin_url = admin_url.expose_secret();
         let control_url = replace_dbname(admin_url, "qs_control");
         let (admin_token, resolver_token) = (token()?, token()?);
         let listen = if std::net::TcpListener::bind(args.listen).is_ok() {
@@ -274,7 +282,10 @@ async fn clean_up(cluster: Option<Cluster>, dir: &Path, migrations: &Path, keep:
     if let Some(mut c) = cluster {
         let _ = tokio::task::spawn_blocking(move || c.stop()).await;
         if keep {
-            println!("kept the cluster's data in {}", dir.display());
+            println!(
+                "kept the cluster's data in {} (the superuser's password is in its drover.pgpass)",
+                dir.display()
+            );
         }
     }
     if !keep {

@@ -13,6 +13,7 @@ use super::session::Session;
 use super::ConsoleError;
 use crate::registry::FleetReport;
 use crate::state::AppState;
+use crate::waves::redact::Audience;
 use crate::waves::{WaveError, WaveView};
 
 /// Rows of each "needs attention" list shown before "and N more".
@@ -33,8 +34,8 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
                 .await
                 .map_err(ConsoleError::from)
         },
-        halted_waves(&s),
-        active_waves(&s),
+        halted_waves(&s, session.audience()),
+        active_waves(&s, session.audience()),
         async { s.schedules.list().await.map_err(schedule_error) },
     )?;
     schedules.retain(|x| x.enabled && x.next_fire_at.is_some());
@@ -102,18 +103,18 @@ fn schedule_error(e: crate::schedule::store::ScheduleError) -> ConsoleError {
     ConsoleError::internal("the schedule store", &e, r)
 }
 
-async fn halted_waves(s: &AppState) -> Result<Vec<WaveView>, ConsoleError> {
+async fn halted_waves(s: &AppState, audience: Audience) -> Result<Vec<WaveView>, ConsoleError> {
     let mut out = Vec::new();
     for id in s.waves.halted(SHOWN as i64).await? {
-        out.push(s.waves.view(id).await?);
+        out.push(s.waves.view(id, audience).await?);
     }
     Ok(out)
 }
 
-async fn active_waves(s: &AppState) -> Result<Vec<WaveView>, ConsoleError> {
+async fn active_waves(s: &AppState, audience: Audience) -> Result<Vec<WaveView>, ConsoleError> {
     let mut out = Vec::new();
     for id in s.waves.active().await? {
-        out.push(s.waves.view(id).await?);
+        out.push(s.waves.view(id, audience).await?);
     }
     out.sort_by_key(|w| std::cmp::Reverse(w.created_at));
     Ok(out)

@@ -82,6 +82,12 @@ impl Session {
         })
     }
 
+    /// How much of a wave target's error this session reads (the server's words are for
+    /// operators and admins).
+    pub fn audience(&self) -> crate::waves::redact::Audience {
+        crate::waves::redact::Audience::of(self.role)
+    }
+
     /// The actor of the events an action writes.
     pub fn actor(&self) -> Result<Actor, ConsoleError> {
         Actor::new(&self.identity).map_err(ConsoleError::from)

@@ -190,7 +190,7 @@ pub async fn show(
         };
         crate::events::feed::list(&**client, &params).await?
     };
-    let waves = s.waves.of_tenant(t.id, 50).await?;
+    let waves = s.waves.of_tenant(t.id, 50, session.audience()).await?;
     let body = html! {
         h1 { (t.display_name) " " span.muted.mono { (t.slug) } " " (badge(t.status.as_str())) }
         (actions(&session, &t))

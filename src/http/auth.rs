@@ -16,6 +16,7 @@ use super::ApiError;
 use crate::access::{needed_role, Lookup, Needed, Principal};
 use crate::registry::Actor;
 use crate::state::AppState;
+use crate::waves::redact::Audience;
 
 /// Constant-time comparison of the presented token with the expected one.
 fn token_matches(presented: &str, expected: &SecretString) -> bool {
@@ -136,5 +137,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             None => actor,
         };
         Ok(Caller(actor))
+    }
+}
+
+/// How much of a wave target's error the caller reads ([`Audience::of`] its role).
+pub struct Reader(pub Audience);
+
+impl<S: Send + Sync> FromRequestParts<S> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Without a principal nothing is read at all; fail closed as `Caller` does.
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(Reader(Audience::of(principal.role)))
     }
 }

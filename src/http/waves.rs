@@ -6,6 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::auth::Reader;
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
 use crate::registry::FleetReport;
@@ -92,10 +93,13 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(s): State<AppState>,
+    Reader(audience): Reader,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<WaveView>>, ApiError> {
     Ok(Json(
-        s.waves.list(q.limit.unwrap_or(20).clamp(1, 200)).await?,
+        s.waves
+            .list(q.limit.unwrap_or(20).clamp(1, 200), audience)
+            .await?,
     ))
 }
 
@@ -108,9 +112,10 @@ pub async fn list(
 )]
 pub async fn get(
     State(s): State<AppState>,
+    Reader(audience): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<WaveView>, ApiError> {
-    Ok(Json(s.waves.view(wave_id(&id)?).await?))
+    Ok(Json(s.waves.view(wave_id(&id)?, audience).await?))
 }
 
 /// `GET /v1/waves/{id}/events`: the wave's timeline, oldest first.
@@ -152,6 +157,7 @@ pub struct TargetsQuery {
 )]
 pub async fn targets(
     State(s): State<AppState>,
+    Reader(audience): Reader,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<TargetsQuery>,
 ) -> Result<Json<Vec<TargetView>>, ApiError> {
@@ -166,7 +172,7 @@ pub async fn targets(
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     Ok(Json(
         s.waves
-            .targets(wave_id(&id)?, q.state.as_deref(), limit)
+            .targets(wave_id(&id)?, q.state.as_deref(), limit, audience)
             .await?,
     ))
 }

@@ -81,6 +81,9 @@ impl SetSource {
 pub struct MigrationSet {
     files: Vec<MigrationFile>,
     source: SetSource,
+    /// The older id a set published before ids hashed the contents is stored under
+    /// ([`MigrationSet::legacy_id`]); `None`: the set goes by its content id.
+    legacy: Option<String>,
 }
 
 /// Parses `V12__add_users.sql` into (12, "add_users").
@@ -165,6 +168,7 @@ impl MigrationSet {
         Ok(MigrationSet {
             files,
             source: SetSource::Directory,
+            legacy: None,
         })
     }
 
@@ -179,19 +183,61 @@ impl MigrationSet {
         self.source
     }
 
-    /// The content address: SHA-256 (hex) of every file's name and refinery checksum, in
-    /// version order. The same files give the same id on every machine, wherever they
-    /// were read from.
+    /// The same files, known by `id` when that is their [`MigrationSet::legacy_id`] (a set
+    /// read back from the control DB under the id it was published with); otherwise
+    /// unchanged. Waves that run it name that id.
+    pub fn published_as(mut self, id: &str) -> MigrationSet {
+        if id != self.content_id() && id == self.legacy_id() {
+            self.legacy = Some(id.to_string());
+        }
+        self
+    }
+
+    /// The id this set goes by: its content id ([`MigrationSet::content_id`]), or the
+    /// older id it was published under ([`MigrationSet::published_as`]).
     pub fn id(&self) -> String {
+        self.legacy.clone().unwrap_or_else(|| self.content_id())
+    }
+
+    /// The content address: the SHA-256 (lowercase hex) of every file's name and whole
+    /// SQL text, in version order, each as a netstring (its length in bytes in decimal,
+    /// `:`, the bytes, `,`):
+    ///
+    /// ```text
+    /// sha256( for each file by version: netstring("V1__a.sql") netstring(sql) )
+    /// netstring("V1__a.sql") = "9:V1__a.sql,"
+    /// ```
+    ///
+    /// Every byte of every file counts, and the lengths keep names and contents from
+    /// running into each other. The same files give the same id on every machine,
+    /// wherever they were read from.
+    pub fn content_id(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for f in &self.files {
+            for part in [f.file_name().as_bytes(), f.sql.as_bytes()] {
+                ctx.update(format!("{}:", part.len()).as_bytes());
+                ctx.update(part);
+                ctx.update(b",");
+            }
+        }
+        hex(ctx.finish().as_ref())
+    }
+
+    /// The id sets had before [`MigrationSet::content_id`] hashed the files' contents: the SHA-256
+    /// of each file's `name\trefinery checksum\n`. Sets published then keep it (their rows
+    /// never change); it only confirms that such a set's stored files are the ones it was
+    /// published with, and lets a push of the same files find it.
+    pub fn legacy_id(&self) -> String {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for f in &self.files {
             ctx.update(format!("{}\t{}\n", f.file_name(), f.checksum).as_bytes());
         }
-        ctx.finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(ctx.finish().as_ref())
+    }
+
+    /// Whether `id` is this set's content id, or its [`MigrationSet::legacy_id`].
+    pub fn answers_to(&self, id: &str) -> bool {
+        self.content_id() == id || self.legacy_id() == id
     }
 
     /// The size of all SQL, in bytes.
@@ -225,6 +271,10 @@ impl MigrationSet {
             .map(|f| (f.version, f.name.clone(), f.checksum.to_string()))
             .collect()
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -305,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn the_id_depends_on_names_and_checksums_only() {
+    fn the_id_depends_on_names_and_contents_only() {
         let a = MigrationSet::from_files([
             ("V2__b.sql".to_string(), "select 2;".to_string()),
             ("V1__a.sql".to_string(), "select 1;".to_string()),
@@ -326,6 +376,26 @@ mod tests {
         assert_eq!(a.id(), same.id());
         assert_ne!(a.id(), edited.id());
         assert_eq!(a.id().len(), 64);
+        assert!(a.answers_to(&a.legacy_id()) && a.answers_to(&a.id()));
+        assert!(!edited.answers_to(&a.legacy_id()));
+    }
+
+    #[test]
+    fn the_id_is_the_sha256_of_the_names_and_contents_as_netstrings() {
+        let set = MigrationSet::from_files([
+            ("V2__b.sql".to_string(), "select 'é';".to_string()),
+            ("V1__a.sql".to_string(), "select 1;".to_string()),
+        ])
+        .unwrap();
+        let encoded = "9:V1__a.sql,9:select 1;,9:V2__b.sql,12:select 'é';,";
+        let digest = ring::digest::digest(&ring::digest::SHA256, encoded.as_bytes());
+
+        assert_eq!(set.id(), hex(digest.as_ref()));
+        assert_ne!(set.id(), set.legacy_id());
+        let old = set.legacy_id();
+        let stored = set.clone().published_as(&old);
+        assert_eq!(stored.id(), old);
+        assert_eq!(set.clone().published_as("f00").id(), set.content_id());
     }
 
     #[test]

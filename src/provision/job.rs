@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{admin, JobResult, ProvisionError, Provisioner};
 use crate::migrate::{tenant, MigrateError, RunLimits};
 use crate::registry::TenantDb;
-use crate::registry::{DbIdent, ProvisioningError, Tenant, TenantStatus};
+use crate::registry::{DbIdent, ProvisioningError, RetrySchedule, Tenant, TenantStatus};
 use crate::secrets::{SecretError, SecretRef};
 
 /// Longest retry delay, however many retries are configured.
@@ -23,6 +23,17 @@ impl Provisioner {
     /// Starts (or joins) the provisioning job of a tenant in `provisioning`; the receiver
     /// turns `Some` when it ends.
     pub fn start(self: &Arc<Self>, tenant: Tenant) -> watch::Receiver<Option<JobResult>> {
+        self.start_after(tenant, 0)
+    }
+
+    /// Starts (or joins) the job of a tenant whose earlier job failed `failed` attempts
+    /// and stopped with a retry due (`provision-resume`): it continues the count, so
+    /// `provision_retries` bounds the attempts whichever replicas make them.
+    pub fn start_after(
+        self: &Arc<Self>,
+        tenant: Tenant,
+        failed: u32,
+    ) -> watch::Receiver<Option<JobResult>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = running.get(&tenant.id) {
             if rx.borrow().is_none() {
@@ -38,7 +49,7 @@ impl Provisioner {
             async move {
                 let id = tenant.id;
                 let result = tokio::select! {
-                    r = me.job(tenant) => r,
+                    r = me.job(tenant, failed) => r,
                     _ = me.cancel.cancelled() => Err(ProvisionError::Cancelled),
                 };
                 let outcome = if result.is_ok() {
@@ -63,9 +74,11 @@ impl Provisioner {
 
     /// Runs the steps, and again after a retryable failure (bounded, with backoff). The
     /// slot is given back while waiting, so a server that is down does not block others.
-    async fn job(&self, tenant: Tenant) -> Result<Tenant, ProvisionError> {
+    /// Each failure records when the next attempt is due on the tenant: this replica
+    /// waits for it, and should it stop, another resumes (`resume`).
+    async fn job(&self, tenant: Tenant, failed: u32) -> Result<Tenant, ProvisionError> {
         let started = Instant::now();
-        let mut attempt: u32 = 0;
+        let mut attempt: u32 = failed;
         loop {
             attempt += 1;
             let result = {
@@ -83,21 +96,26 @@ impl Provisioner {
             let again =
                 e.is_retryable() && !matches!(e, ProvisionError::Busy) && attempt <= self.retries;
             tracing::warn!(step = e.step(), error = %e, attempt, retry = again, "provisioning failed");
+            let delay = retry_delay(self.retry_backoff, attempt);
             if !matches!(e, ProvisionError::Busy) {
-                self.record_failure(&tenant, &e, attempt).await;
+                let schedule = RetrySchedule {
+                    attempts: attempt,
+                    retry_in: again.then_some(delay),
+                };
+                self.record_failure(&tenant, &e, schedule).await;
             }
             if !again {
                 return Err(e);
             }
-            tokio::time::sleep(retry_delay(self.retry_backoff, attempt)).await;
+            tokio::time::sleep(delay).await;
         }
     }
 
     /// The `error` event and the tenant's `provisioning_error`, together.
-    async fn record_failure(&self, tenant: &Tenant, e: &ProvisionError, attempt: u32) {
+    async fn record_failure(&self, tenant: &Tenant, e: &ProvisionError, schedule: RetrySchedule) {
         let payload = json!({
             "operation": "provision", "step": e.step(),
-            "error": e.to_string(), "retryable": e.is_retryable(), "attempt": attempt,
+            "error": e.to_string(), "retryable": e.is_retryable(), "attempt": schedule.attempts,
         });
         let error = ProvisioningError {
             step: e.step().to_string(),
@@ -107,7 +125,7 @@ impl Provisioner {
         };
         if let Err(re) = self
             .registry
-            .record_provisioning_error(tenant.id, &self.actor, payload, &error)
+            .record_provisioning_error(tenant.id, &self.actor, payload, &error, schedule)
             .await
         {
             tracing::error!(error = %re, "could not record the provisioning error");

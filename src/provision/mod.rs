@@ -19,10 +19,13 @@
 //!                     `provisioning_error` (one transaction); the tenant stays
 //!                     `provisioning`. A retryable failure (server unreachable, too many
 //!                     connections) is tried again by the job itself, `provision_retries`
-//!                     times with doubling delays from `provision_retry_backoff`; a
-//!                     permanent one waits for the retry endpoint, which runs every step
-//!                     again, reusing what is ours. Success sets `provisioned_at` and
-//!                     clears `provisioning_error`.
+//!                     times with doubling delays from `provision_retry_backoff`; each
+//!                     failure records the attempts and when the next is due on the tenant
+//!                     row, so if this replica stops, any replica resumes the schedule
+//!                     (`provision-resume`, [`resume`]); a permanent one waits for the
+//!                     retry endpoint, which runs every step again, reusing what is ours.
+//!                     Success sets `provisioned_at` and clears `provisioning_error` and
+//!                     the schedule.
 //! ```
 //!
 //! Where: a tenant is placed on one of the provisioning servers ([`servers`]) when it is
@@ -47,7 +50,8 @@
 //! tenant is registered), `job.rs` (the background job and its steps), `deprovision.rs`
 //! (dropping a tenant's database, role and secret), `admin.rs` (SQL on the admin
 //! connection), `servers.rs` (a server and where a tenant goes), `probe.rs` (the
-//! `server-probe` task: each server's reachability, every 5 s), `report.rs`
+//! `server-probe` task: each server's reachability, every 5 s), `resume.rs` (the
+//! `provision-resume` task: due retries a stopped replica left, every 2 s), `report.rs`
 //! (`GET /v1/servers`).
 
 mod admin;
@@ -57,6 +61,7 @@ mod job;
 mod placement;
 pub mod probe;
 mod report;
+pub mod resume;
 pub mod servers;
 
 pub use admin::marker;
@@ -207,7 +212,7 @@ impl Provisioner {
     pub async fn shutdown(&self, grace: Duration) {
         self.jobs.close();
         if tokio::time::timeout(grace, self.jobs.wait()).await.is_err() {
-            tracing::warn!("provisioning jobs still running after the grace period; cancelling them (retry with POST /v1/tenants/{{slug}}/provision)");
+            tracing::warn!("provisioning jobs still running after the grace period; cancelling them (a due retry is resumed by any replica; otherwise retry with POST /v1/tenants/{{slug}}/provision)");
             self.cancel.cancel();
             self.jobs.wait().await;
         }

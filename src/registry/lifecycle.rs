@@ -6,8 +6,13 @@
 //!  any live     ──begin_delete─────────► deleting      (+ deleting {drop_database})
 //!  deleting     ──finish_delete────────► deleted       (+ deleted {database_dropped, …})
 //!  any          ──record_error─────────► (unchanged)   (+ error {operation, step, error})
-//!  provisioning ──record_provisioning_error► (unchanged, provisioning_error set) (+ error)
+//!  provisioning ──record_provisioning_error► (unchanged, provisioning_error set,
+//!                                               retry schedule set or cleared) (+ error)
 //! ```
+//!
+//! A failed provisioning's retry schedule (`provision_attempts`, `provision_retry_at`) is
+//! on the tenant row, so any replica resumes it ([`Registry::due_provisioning_retries`]);
+//! activation clears it.
 //!
 //! Placement: [`Registry::create_placed`] counts live tenants per server and inserts the
 //! new one under one transaction-level advisory lock, so two creates at once cannot both
@@ -21,6 +26,23 @@ use uuid::Uuid;
 
 use super::{insert_row, record_event, tenant_from_row, Actor, Registry, RegistryError, Tenant};
 use super::{NewTenant, ProvisioningError, TenantStatus, Transition};
+
+/// When a failed provisioning is tried again, as recorded with the failure.
+#[derive(Debug, Clone, Copy)]
+pub struct RetrySchedule {
+    /// Attempts failed so far (this one included).
+    pub attempts: u32,
+    /// The wait before the next; `None`: no retry is scheduled.
+    pub retry_in: Option<std::time::Duration>,
+}
+
+/// A tenant whose provisioning retry is overdue.
+#[derive(Debug, Clone, Copy)]
+pub struct DueRetry {
+    pub tenant_id: Uuid,
+    /// Attempts failed so far.
+    pub attempts: u32,
+}
 
 /// Transaction-level advisory lock serializing placement ("drover" in ASCII, then 12).
 const PLACEMENT_LOCK: i64 = 0x6472_6f76_6572_0012;
@@ -169,24 +191,56 @@ impl Registry {
         Ok(tenant)
     }
 
-    /// Writes the `provisioning_failed` event of a failed attempt and keeps the failure on
-    /// the tenant (`provisioning_error`), in one transaction.
+    /// Writes the `provisioning_failed` event of failed attempt number `schedule.attempts`
+    /// and keeps the failure on the tenant (`provisioning_error`) with its retry schedule,
+    /// in one transaction.
     pub async fn record_provisioning_error(
         &self,
         tenant_id: Uuid,
         actor: &Actor,
         payload: Value,
         error: &ProvisioningError,
+        schedule: RetrySchedule,
     ) -> Result<(), RegistryError> {
-        const SQL: &str = "UPDATE control_plane.tenants SET provisioning_error = $2 WHERE id = $1";
+        const SQL: &str = "UPDATE control_plane.tenants SET provisioning_error = $2, \
+             provision_attempts = $3, \
+             provision_retry_at = now() + make_interval(secs => $4::float8) WHERE id = $1";
         let stored = serde_json::to_value(error)
             .map_err(|e| RegistryError::Db(crate::db::DbError::Internal(e.to_string())))?;
+        let attempts = i32::try_from(schedule.attempts).unwrap_or(i32::MAX);
+        let delay = schedule.retry_in.map(|d| d.as_secs_f64());
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(SQL, &[&tenant_id, &stored]).await?;
+        tx.execute(SQL, &[&tenant_id, &stored, &attempts, &delay])
+            .await?;
         record_event(&*tx, tenant_id, "provisioning_failed", actor, payload).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Tenants still `provisioning` whose next retry was due `late_by` ago or earlier (the
+    /// replica that scheduled it would have started it by then), with the attempts made,
+    /// longest overdue first, at most `limit`.
+    pub async fn due_provisioning_retries(
+        &self,
+        late_by: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<DueRetry>, RegistryError> {
+        const SQL: &str = "SELECT id, provision_attempts FROM control_plane.tenants \
+             WHERE provision_retry_at <= now() - make_interval(secs => $1::float8) \
+             AND status = 'provisioning' AND deleted_at IS NULL \
+             ORDER BY provision_retry_at LIMIT $2";
+        let client = self.pool.get().await?;
+        let rows = client.query(SQL, &[&late_by.as_secs_f64(), &limit]).await?;
+        rows.iter()
+            .map(|r| {
+                let attempts: i32 = r.try_get("provision_attempts")?;
+                Ok(DueRetry {
+                    tenant_id: r.try_get("id")?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Writes an `error` event; the tenant itself is left as it is.
@@ -213,7 +267,8 @@ impl Registry {
     ) -> Result<Tenant, RegistryError> {
         const SQL: &str = concat!(
             "UPDATE control_plane.tenants SET status = 'active', schema_version = $2, \
-             provisioned_at = now(), provisioning_error = NULL WHERE id = $1 RETURNING ",
+             provisioned_at = now(), provisioning_error = NULL, provision_attempts = 0, \
+             provision_retry_at = NULL WHERE id = $1 RETURNING ",
             tenant_cols!()
         );
         let mut client = self.pool.get().await?;

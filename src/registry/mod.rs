@@ -111,7 +111,7 @@ pub(crate) use tenant_now_cols;
 // Declared after the macros so their statements can use them.
 mod fleet;
 mod lifecycle;
-pub use lifecycle::Reached;
+pub use lifecycle::{DueRetry, Reached, RetrySchedule};
 mod limits;
 mod put;
 pub mod queries;

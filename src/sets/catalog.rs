@@ -113,7 +113,7 @@ impl Catalog {
             }
         }
         let dir = self.fresh()?;
-        if published::is_id(wanted) && dir.id() == wanted {
+        if published::is_id(wanted) && dir.answers_to(wanted) {
             return Ok(dir);
         }
         Err(PublishedError::NotFound(wanted.to_string()))

@@ -3,8 +3,11 @@
 //! `migration_sets`, `migration_set_files` and `migration_set_labels`.
 //!
 //! A set is validated with the rules of a migrations directory ([`MigrationSet::from_files`])
-//! and stored content-addressed ([`MigrationSet::id`]) in immutable rows: pushing the same
-//! files again finds the existing set. Labels (e.g. the application's git sha) name one set
+//! and stored content-addressed ([`MigrationSet::id`]: SHA-256 over every name and whole
+//! file) in immutable rows: pushing the same files again finds the existing set. Sets
+//! published when the id hashed refinery's checksums instead keep that id
+//! ([`MigrationSet::legacy_id`]): reading one back checks its files against it, and pushing
+//! the same files finds it. Labels (e.g. the application's git sha) name one set
 //! for good; several labels may name the same set, since most commits change no migration.
 //!
 //! Who still needs a set (unfinished waves, schedules) is not read here: those tables
@@ -159,12 +162,15 @@ pub async fn push(
     const LABEL_OWNER: &str =
         "SELECT set_id FROM control_plane.migration_set_labels WHERE label = $1";
     let set = validate(req)?;
-    let id = set.id();
     let latest = set.latest().unwrap_or(0);
     let lint = crate::lint::lint_set(&set, None, latest);
     let lint = serde_json::to_value(&lint).unwrap_or_default();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let id = match published_before(&*tx, &set).await? {
+        Some(legacy) => legacy,
+        None => set.id(),
+    };
     let count = i32::try_from(set.files().len()).unwrap_or(i32::MAX);
     let bytes = i64::try_from(set.total_bytes()).unwrap_or(i64::MAX);
     let created = tx
@@ -208,6 +214,33 @@ pub async fn push(
         tracing::info!(set = %id, files = count, latest, label = ?req.label, actor, "migration set pushed");
     }
     Ok((created, view(pool, &id).await?))
+}
+
+/// The id of the same files published before ids hashed the contents (under their
+/// [`MigrationSet::legacy_id`]), compared byte for byte: pushing them again finds that
+/// set, and its labels, rather than storing a twin under the new id.
+async fn published_before(
+    client: &impl tokio_postgres::GenericClient,
+    set: &MigrationSet,
+) -> Result<Option<String>, PublishedError> {
+    const FILES: &str = "SELECT version, name, sql FROM control_plane.migration_set_files \
+         WHERE set_id = $1 ORDER BY version";
+    let legacy = set.legacy_id();
+    let rows = client.query(FILES, &[&legacy]).await?;
+    if rows.len() != set.files().len() {
+        return Ok(None);
+    }
+    for (row, file) in rows.iter().zip(set.files()) {
+        let (version, name, sql): (i32, String, String) = (
+            row.try_get("version")?,
+            row.try_get("name")?,
+            row.try_get("sql")?,
+        );
+        if version != file.version || name != file.name || sql != file.sql {
+            return Ok(None);
+        }
+    }
+    Ok(Some(legacy))
 }
 
 const SUMMARY: &str = "SELECT s.id, s.latest_version, s.file_count, s.total_bytes, s.created_by, s.created_at, \
@@ -317,10 +350,11 @@ pub async fn fetch(pool: &Pool, id: &str) -> Result<Option<MigrationSet>, Publis
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     let set = MigrationSet::from_files(files)?.with_source(SetSource::Pushed);
-    if set.id() != id {
+    // A set published before ids hashed the contents keeps its older id.
+    if !set.answers_to(id) {
         return Err(PublishedError::Corrupt(id.to_string()));
     }
-    Ok(Some(set))
+    Ok(Some(set.published_as(id)))
 }
 
 /// Pins pushed set `id` in the caller's transaction (one creating a wave that runs it): the

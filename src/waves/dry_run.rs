@@ -19,7 +19,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::claim::Claimed;
-use super::WaveError;
+use super::{redact, WaveError};
 use crate::migrate::{DryRunOutcome, MigrateError, MigrationSet};
 
 /// `error_kind` of a target skipped because a dry run found it failing.
@@ -29,7 +29,7 @@ pub const NOT_RUN: &str = "not_run";
 
 /// The structured part of a failure (stored in `wave_targets.detail`).
 fn failure_detail(err: &MigrateError, set: &MigrationSet) -> Value {
-    match err {
+    let detail = match err {
         MigrateError::Sql {
             version,
             code,
@@ -64,7 +64,9 @@ fn failure_detail(err: &MigrateError, set: &MigrationSet) -> Value {
             "blockers": blockers,
         }),
         other => json!({ "outcome": "fails", "message": other.to_string() }),
-    }
+    };
+    // `message` and `detail` may quote rows; viewers read the public form instead.
+    redact::with_public_error(Some(detail), err)
 }
 
 /// `detail` plus what the run measured: the size of the relations the pending files name
@@ -106,7 +108,7 @@ pub async fn record(
     const RETRY: &str =
         "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, \
          lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => $4::float8), \
-         error = $5, error_kind = $6 \
+         error = $5, error_kind = $6, detail = $7 \
          WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
     let client = pool.get().await?;
     let done = match result {
@@ -143,6 +145,7 @@ pub async fn record(
                         &backoff.as_secs_f64(),
                         &e.to_string(),
                         &e.kind().as_str(),
+                        &redact::with_public_error(None, e),
                     ],
                 )
                 .await?;
@@ -236,16 +239,19 @@ pub struct TenantCost {
     pub migrate_ms: Option<i64>,
 }
 
-/// The report of a dry-run wave.
+/// The report of a dry-run wave. Viewers read each group's public form as its message
+/// and no example detail (`redact`).
 pub async fn report(
     client: &impl tokio_postgres::GenericClient,
     wave_id: Uuid,
+    audience: redact::Audience,
 ) -> Result<DryRunReport, WaveError> {
     const COUNTS: &str =
         "SELECT state, count(*) AS n FROM control_plane.wave_targets WHERE wave_id = $1 GROUP BY 1";
     const GROUPS: &str = "SELECT state, error_kind, detail->>'code' AS code, \
          coalesce(detail->>'file', CASE WHEN detail ? 'not_run' THEN detail->'not_run'->>0 END) AS file, \
          coalesce(detail->>'message', error, '') AS message, min(detail->>'detail') AS example_detail, \
+         min(detail->>'public_error') AS public_error, \
          count(*) AS n, array_agg(slug ORDER BY slug) AS slugs \
          FROM control_plane.wave_targets WHERE wave_id = $1 AND state IN ('failed', 'skipped') \
          GROUP BY 1, 2, 3, 4, 5 ORDER BY count(*) DESC, 5";
@@ -282,12 +288,20 @@ pub async fn report(
     r.slowest = cost(client.query(SLOWEST, &[&wave_id]).await?)?;
     for row in client.query(GROUPS, &[&wave_id]).await? {
         let state: String = row.try_get("state")?;
+        let (kind, message): (Option<String>, String) =
+            (row.try_get("error_kind")?, row.try_get("message")?);
+        let public: Option<String> = row.try_get("public_error")?;
+        let viewers = audience == redact::Audience::Viewers;
         let group = ReportGroup {
-            kind: row.try_get("error_kind")?,
+            message: redact::error_for(audience, kind.as_deref(), &message, public.as_deref()),
+            kind,
             code: row.try_get("code")?,
             file: row.try_get("file")?,
-            message: row.try_get("message")?,
-            example_detail: row.try_get("example_detail")?,
+            example_detail: if viewers {
+                None
+            } else {
+                row.try_get("example_detail")?
+            },
             count: row.try_get("n")?,
             slugs: row.try_get("slugs")?,
         };

@@ -57,6 +57,7 @@ pub mod host_limits;
 mod lint_gate;
 pub mod overview;
 pub mod plan;
+pub mod redact;
 pub mod run_settings;
 pub mod state;
 pub mod store;

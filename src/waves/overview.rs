@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::redact::{self, Audience};
 use super::row::parse_state;
 use super::state::WaveState;
 use super::{WaveError, WaveStore};
@@ -109,14 +110,17 @@ impl WaveStore {
             .collect()
     }
 
-    /// The waves the tenant `tenant_id` was a target of, newest first.
+    /// The waves the tenant `tenant_id` was a target of, newest first, its errors as
+    /// `audience` reads them.
     pub async fn of_tenant(
         &self,
         tenant_id: Uuid,
         limit: i64,
+        audience: Audience,
     ) -> Result<Vec<TenantWave>, WaveError> {
         const SQL: &str = "SELECT t.wave_id, w.state AS wave_state, w.dry_run, w.target_version, \
-             t.phase, t.state, t.attempts, t.from_version, t.to_version, t.error, w.created_at \
+             t.phase, t.state, t.attempts, t.from_version, t.to_version, t.error_kind, t.error, \
+             t.detail->>'public_error' AS public_error, w.created_at \
              FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
              WHERE t.tenant_id = $1 ORDER BY w.created_at DESC LIMIT $2";
         let client = self.pool().get().await.map_err(crate::db::DbError::from)?;
@@ -125,6 +129,9 @@ impl WaveStore {
             .await?
             .iter()
             .map(|r| {
+                let kind: Option<String> = r.try_get("error_kind")?;
+                let error: Option<String> = r.try_get("error")?;
+                let public: Option<String> = r.try_get("public_error")?;
                 Ok(TenantWave {
                     wave_id: r.try_get("wave_id")?,
                     wave_state: r.try_get("wave_state")?,
@@ -135,7 +142,9 @@ impl WaveStore {
                     attempts: r.try_get("attempts")?,
                     from_version: r.try_get("from_version")?,
                     to_version: r.try_get("to_version")?,
-                    error: r.try_get("error")?,
+                    error: error.map(|e| {
+                        redact::error_for(audience, kind.as_deref(), &e, public.as_deref())
+                    }),
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -144,32 +153,45 @@ impl WaveStore {
     }
 
     /// The wave's failed targets grouped by error kind and message, largest group first:
-    /// at most `groups` groups, each naming at most `slugs` tenants (by slug).
+    /// at most `groups` groups, each naming at most `slugs` tenants (by slug). Viewers'
+    /// groups are by the public form (`redact`), which many server messages share.
     pub async fn failure_groups(
         &self,
         id: Uuid,
         groups: i64,
         slugs: i32,
+        audience: Audience,
     ) -> Result<Vec<FailureGroup>, WaveError> {
         const SQL: &str = "SELECT error_kind, coalesce(error, '') AS error, count(*) AS n, \
+               min(detail->>'public_error') AS public_error, \
                (array_agg(slug ORDER BY slug))[1:$2] AS slugs \
              FROM control_plane.wave_targets WHERE wave_id = $1 AND state = 'failed' \
              GROUP BY error_kind, coalesce(error, '') ORDER BY n DESC, error LIMIT $3";
         let client = self.pool().get().await.map_err(crate::db::DbError::from)?;
-        client
-            .query(SQL, &[&id, &slugs, &groups])
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(FailureGroup {
-                    kind: r.try_get("error_kind")?,
-                    error: r.try_get("error")?,
-                    count: r.try_get("n")?,
-                    slugs: r.try_get("slugs")?,
-                })
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(WaveError::from)
+        let mut out: Vec<FailureGroup> = Vec::new();
+        for r in client.query(SQL, &[&id, &slugs, &groups]).await? {
+            let kind: Option<String> = r.try_get("error_kind")?;
+            let (error, public): (String, Option<String>) =
+                (r.try_get("error")?, r.try_get("public_error")?);
+            let error = redact::error_for(audience, kind.as_deref(), &error, public.as_deref());
+            let (count, names): (i64, Vec<String>) = (r.try_get("n")?, r.try_get("slugs")?);
+            match out.iter_mut().find(|g| g.kind == kind && g.error == error) {
+                Some(g) => {
+                    g.count += count;
+                    g.slugs.extend(names);
+                    g.slugs.sort();
+                    g.slugs.truncate(usize::try_from(slugs).unwrap_or(0));
+                }
+                None => out.push(FailureGroup {
+                    kind,
+                    error,
+                    count,
+                    slugs: names,
+                }),
+            }
+        }
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.error.cmp(&b.error)));
+        Ok(out)
     }
 
     /// The state a paused wave returns to on resume (`None` when not paused, unknown, or

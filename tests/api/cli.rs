@@ -345,3 +345,44 @@ async fn quickstart_uses_the_server_of_drover_database_url_instead_of_a_throwawa
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_quickstart_cluster_refuses_connections_without_its_password_over_tcp_and_the_socket() {
+    let dir = std::env::temp_dir().join(format!("drover-qs-auth-{}", std::process::id()));
+    let cluster = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || drover::cli::quickstart::throwaway_cluster(&dir, false).unwrap()
+    })
+    .await
+    .unwrap();
+    let socket = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.data_dir().display(),
+        cluster.port()
+    );
+
+    let tcp = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls).await;
+    let local = tokio_postgres::connect(&socket, tokio_postgres::NoTls).await;
+    let url = cluster.superuser_url("postgres");
+    let with_password = tokio_postgres::connect(
+        secrecy::ExposeSecret::expose_secret(&url),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    let hba = std::fs::read_to_string(cluster.data_dir().join("pg_hba.conf")).unwrap();
+    let psql = cluster
+        .psql("postgres", "SELECT 1")
+        .map_err(|e| e.to_string());
+
+    let refused = |r: &Result<_, tokio_postgres::Error>| match r {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(refused(&tcp).contains("password"), "{}", refused(&tcp));
+    assert!(refused(&local).contains("password"), "{}", refused(&local));
+    assert!(with_password.is_ok(), "{}", refused(&with_password));
+    assert!(!hba.contains("trust"), "{hba}");
+    assert_eq!(psql.as_deref().map(str::trim), Ok("1"));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}

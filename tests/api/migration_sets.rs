@@ -399,3 +399,115 @@ async fn drover_migrations_push_prints_the_id_and_list_set_shows_the_pushed_file
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("V4__bad-name.sql"));
 }
+
+/// The documented encoding of a set's id, hashed by coreutils' `sha256sum`: for each file
+/// in version order, its name and its SQL as netstrings (`<bytes>:<text>,`).
+fn sha256sum_of_set(files: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let mut encoded = Vec::new();
+    for (name, sql) in files {
+        for part in [name.as_bytes(), sql.as_bytes()] {
+            encoded.extend_from_slice(format!("{}:", part.len()).as_bytes());
+            encoded.extend_from_slice(part);
+            encoded.push(b',');
+        }
+    }
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&encoded).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[tokio::test]
+async fn a_sets_id_is_the_sha256_of_its_names_and_whole_files_and_one_changed_byte_changes_it() {
+    let app = spawn_app().await;
+    let files = [
+        ("V1__accounts.sql", "CREATE TABLE accounts (id int);\n"),
+        (
+            "V2__note.sql",
+            "-- why: support asked\nALTER TABLE accounts ADD note text;\n",
+        ),
+    ];
+    // One byte of a comment: the SQL PostgreSQL runs is the same, the file is not.
+    let edited = [
+        files[0],
+        (
+            "V2__note.sql",
+            "-- why: Support asked\nALTER TABLE accounts ADD note text;\n",
+        ),
+    ];
+
+    let first: Value = app
+        .push_set(&set_body(&files, None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = app
+        .push_set(&set_body(&edited, None))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(first["id"], sha256sum_of_set(&files).as_str(), "{first}");
+    assert_eq!(second["id"], sha256sum_of_set(&edited).as_str(), "{second}");
+    assert_ne!(first["id"], second["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_published_under_the_older_checksum_id_keeps_it_runs_and_is_found_by_a_push_of_its_files(
+) {
+    let files = [("V1__t.sql", "CREATE TABLE t (id int);")];
+    let migrations = MigrationsDir::new(&files);
+    let secrets = SecretsDir::new();
+    let app = wave_app(&migrations, &secrets, &[]).await;
+    let tenants = app.register_tenants(&secrets, "legacy", 1, 0).await;
+    // Stored as a release before this one would have: the id from names and refinery checksums.
+    let set = drover::migrate::MigrationSet::from_files(
+        files.iter().map(|(n, s)| (n.to_string(), s.to_string())),
+    )
+    .unwrap();
+    let (old, file) = (set.legacy_id(), &set.files()[0]);
+    let db = app.control_db().await;
+    db.execute(
+        "INSERT INTO control_plane.migration_sets (id, latest_version, file_count, total_bytes, created_by) \
+         VALUES ($1, 1, 1, $2, 'ci')",
+        &[&old, &(file.sql.len() as i64)],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO control_plane.migration_set_files (set_id, version, name, checksum, sql, no_transaction) \
+         VALUES ($1, 1, $2, $3, $4, false)",
+        &[&old, &file.name, &file.checksum.to_string(), &file.sql],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO control_plane.migration_set_labels (label, set_id, created_by) VALUES ('r1', $1, 'ci')",
+        &[&old],
+    )
+    .await
+    .unwrap();
+
+    let pushed = app.push_set(&set_body(&files, Some("r1"))).await;
+    let status = pushed.status();
+    let pushed: Value = pushed.json().await.unwrap();
+    let id = app
+        .start_wave(json!({"migration_set": old, "soak_seconds": 0}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+
+    assert_eq!(status, StatusCode::OK, "{pushed}");
+    assert_eq!(pushed["id"], old.as_str(), "{pushed}");
+    assert_ne!(old, set.id());
+    assert_eq!(set_rows(&app).await, (1, 1));
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["plan"]["migration_set"], old.as_str(), "{wave:#}");
+    assert_eq!(history(&tenants[0].url).await, [1]);
+}

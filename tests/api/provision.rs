@@ -692,6 +692,85 @@ async fn daemon_killed_mid_provisioning_leaves_the_tenant_provisioning_and_a_ret
     );
 }
 
+/// Forwards every connection to `port` on loopback to the test server: a provisioning
+/// server whose port was closed and is open again.
+async fn open_port_to_the_server(port: u16) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (host, server_port) = server_host_port();
+    let target = format!("{host}:{server_port}");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_failed_provisionings_retries_resume_after_its_daemon_is_killed_and_the_server_is_back() {
+    let fleet = Fleet::new(&[("V1__t.sql", "CREATE TABLE t (id int);")]).await;
+    // The provisioner role, reached through a port nothing listens on yet.
+    let closed = free_port();
+    let mut url: url::Url = fleet.provision_url.parse().unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(closed)).unwrap();
+    let retries = [
+        ("DROVER_PROVISION_URL", url.as_str()),
+        ("DROVER_PROVISION_RETRIES", "30"),
+        ("DROVER_PROVISION_RETRY_BACKOFF", "200ms"),
+    ];
+    let mut first = fleet.daemon("first", &retries).await;
+    let (slug, db) = names("resume");
+    let accepted = first.create_tenant(&provision_body(&slug, &db)).await;
+    let control = connect(&fleet.control).await;
+    let failed_twice = wait_until(Duration::from_secs(20), || async {
+        let t: Value = first.get_tenant(&slug).await.json().await.unwrap();
+        let attempts: i32 = control
+            .query_one(
+                "SELECT provision_attempts FROM control_plane.tenants WHERE slug = $1",
+                &[&slug],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        attempts >= 2 && t["provisioning_error"]["step"] == "connect"
+    })
+    .await;
+
+    first.kill9();
+    open_port_to_the_server(closed).await;
+    let second = fleet.daemon("second", &retries).await;
+    // No call but reads: the retry schedule on the tenant row is all the second has.
+    let active = wait_until(Duration::from_secs(60), || async {
+        let t: Value = second.get_tenant(&slug).await.json().await.unwrap();
+        t["status"] == "active"
+    })
+    .await;
+    let t: Value = second.get_tenant(&slug).await.json().await.unwrap();
+    let schedule = control
+        .query_one(
+            "SELECT provision_attempts, provision_retry_at IS NULL AS cleared \
+             FROM control_plane.tenants WHERE slug = $1",
+            &[&slug],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert!(failed_twice, "the closed port never failed the job twice");
+    assert!(active, "the second daemon never resumed the retries: {t}");
+    assert!(t["provisioning_error"].is_null(), "{t}");
+    assert_eq!(t["schema_version"], 1, "{t}");
+    assert_eq!(schedule.get::<_, i32>("provision_attempts"), 0);
+    assert!(schedule.get::<_, bool>("cleared"));
+}
+
 #[tokio::test]
 async fn sigterm_mid_provisioning_lets_the_job_finish_within_the_grace_period() {
     let fleet = Fleet::new(&[SLOW]).await;

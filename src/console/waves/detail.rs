@@ -12,6 +12,7 @@ use crate::console::ConsoleError;
 use crate::state::AppState;
 use crate::waves::analysis::AnalysisView;
 pub use crate::waves::overview::FailureGroup;
+use crate::waves::redact::Audience;
 use crate::waves::state::operate;
 use crate::waves::store::PhaseView;
 use crate::waves::timeline::WaveEvent;
@@ -42,12 +43,15 @@ pub struct Detail {
     pub timeline: Vec<WaveEvent>,
 }
 
-/// Reads the wave `id`; `NotFound` when there is none.
-pub async fn load(s: &AppState, id: Uuid) -> Result<Detail, ConsoleError> {
-    let view = s.waves.view(id).await?;
+/// Reads the wave `id`, its errors as `audience` reads them; `NotFound` when there is none.
+pub async fn load(s: &AppState, id: Uuid, audience: Audience) -> Result<Detail, ConsoleError> {
+    let view = s.waves.view(id, audience).await?;
     let timeline = s.waves.events(id).await?;
     let paused_from = s.waves.paused_from(id).await?;
-    let groups = s.waves.failure_groups(id, GROUPS, SLUGS_PER_GROUP).await?;
+    let groups = s
+        .waves
+        .failure_groups(id, GROUPS, SLUGS_PER_GROUP, audience)
+        .await?;
     Ok(Detail {
         view,
         paused_from,

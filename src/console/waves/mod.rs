@@ -71,7 +71,7 @@ async fn page(
     id: Uuid,
     flash: Option<Flash>,
 ) -> Result<Response, ConsoleError> {
-    let d = detail::load(s, id).await?;
+    let d = detail::load(s, id, session.audience()).await?;
     let v = &d.view;
     let inner = detail::live(&d, session);
     // A finished wave never changes again: no stream held open for it.
@@ -129,7 +129,7 @@ pub async fn progress(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Markup, ConsoleError> {
-    let d = detail::load(&s, wave_id(&id)?).await?;
+    let d = detail::load(&s, wave_id(&id)?, session.audience()).await?;
     Ok(html! { div id=(LIVE_ID) { (detail::live(&d, &session)) } })
 }
 

@@ -13,7 +13,7 @@ use super::outcome::{Claimed, Finished};
 use super::registry_err;
 use crate::migrate::{MigrateError, RunOutcome};
 use crate::registry::{self, record_event, Actor};
-use crate::waves::WaveError;
+use crate::waves::{redact, WaveError};
 
 /// Records finished targets, all in one control-DB transaction; returns how many failed
 /// for good (the caller checks the failure budget before it claims more). Should the
@@ -195,8 +195,10 @@ async fn fail_in(
     // tenant's issue carry only what may leave drover.
     let public = err.public();
     // Who held the lock a lock timeout waited for (docs/design.md, README "Lock timeouts"); nothing for other errors.
-    let detail: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
+    let blockers: Option<Value> = matches!(err, MigrateError::LockTimeout { .. })
         .then(|| json!({ "blockers": err.blockers() }));
+    // Beside them, the form viewers read (`waves::redact`).
+    let detail = Some(redact::with_public_error(blockers, err));
     let retry = err.is_retryable() && c.attempt < c.run.max_attempts;
     if retry {
         tx.execute(
@@ -221,8 +223,8 @@ async fn fail_in(
             .await?;
         if owned == 1 {
             let mut payload = json!({ "wave_id": c.wave_id, "kind": kind, "error": public, "attempts": c.attempt });
-            if let Some(d) = &detail {
-                payload["blockers"] = d["blockers"].clone();
+            if matches!(err, MigrateError::LockTimeout { .. }) {
+                payload["blockers"] = json!(err.blockers());
             }
             record_event(&**tx, c.tenant_id, "error", actor, payload)
                 .await

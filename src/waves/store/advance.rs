@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{WaveStore, WaveView};
 use crate::registry::Actor;
 use crate::waves::analysis;
+use crate::waves::redact::Audience;
 use crate::waves::row::{wave_cols, Wave};
 use crate::waves::state::{
     self as machine, Action, Budget, Counts, Gate, Snapshot, Transition, WaveState,
@@ -58,7 +59,8 @@ impl WaveStore {
         tracing::info!(wave = %id, action = action.as_str(), actor = actor.as_str(), to = %t.to(), "wave {}", t.event_type());
         let engine = engine_actor();
         while self.advance_as(id, &engine).await? {}
-        self.view(id).await
+        // Only operators and admins act on waves.
+        self.view(id, Audience::Operators).await
     }
 
     /// Waves still moving, oldest first.

@@ -12,6 +12,7 @@ use deadpool_postgres::Pool;
 use uuid::Uuid;
 
 use super::plan::WaveRequest;
+use super::redact::Audience;
 pub use super::state::Counts;
 use super::timeline;
 use super::WaveError;
@@ -85,7 +86,8 @@ impl WaveStore {
         let tx = client.transaction().await?;
         let id = Self::create_in(&tx, req, set, actor).await?;
         tx.commit().await?;
-        self.view(id).await
+        // Only operators and admins create waves.
+        self.view(id, Audience::Operators).await
     }
 
     /// [`WaveStore::create`] inside the caller's transaction (the scheduler records the

@@ -8,13 +8,14 @@ use uuid::Uuid;
 use super::{FailureView, PhaseView, TargetView, WaveStore, WaveView};
 use crate::waves::analysis;
 use crate::waves::dry_run;
+use crate::waves::redact::{self, Audience};
 use crate::waves::row::{wave_cols, Wave};
 use crate::waves::state::Counts;
 use crate::waves::WaveError;
 
 impl WaveStore {
-    /// Progress of one wave.
-    pub async fn view(&self, id: Uuid) -> Result<WaveView, WaveError> {
+    /// Progress of one wave, its failures' errors as `audience` reads them.
+    pub async fn view(&self, id: Uuid, audience: Audience) -> Result<WaveView, WaveError> {
         const WAVE: &str = concat!(
             "SELECT ",
             wave_cols!(),
@@ -22,9 +23,9 @@ impl WaveStore {
         );
         const PHASES: &str = "SELECT phase, state, count(*) AS n, avg(duration_ms)::float8 AS avg_ms FROM control_plane.wave_targets \
              WHERE wave_id = $1 GROUP BY 1, 2 ORDER BY 1";
-        const FAILURES: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
+        const FAILURES: &str = "SELECT slug, error_kind, error, detail->>'public_error' AS public_error FROM control_plane.wave_targets \
              WHERE wave_id = $1 AND state = 'failed' ORDER BY slug LIMIT 100";
-        const SKIPPED: &str = "SELECT slug, error_kind, error FROM control_plane.wave_targets \
+        const SKIPPED: &str = "SELECT slug, error_kind, error, detail->>'public_error' AS public_error FROM control_plane.wave_targets \
              WHERE wave_id = $1 AND state = 'skipped' ORDER BY slug LIMIT 100";
         let client = self.pool.get().await?;
         let w = client
@@ -47,10 +48,15 @@ impl WaveStore {
         let listed = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<FailureView>, WaveError> {
             rows.iter()
                 .map(|r| {
+                    let kind: Option<String> = r.try_get("error_kind")?;
+                    let error: Option<String> = r.try_get("error")?;
+                    let public: Option<String> = r.try_get("public_error")?;
                     Ok(FailureView {
                         slug: r.try_get("slug")?,
-                        kind: r.try_get("error_kind")?,
-                        error: r.try_get("error")?,
+                        error: error.map(|e| {
+                            redact::error_for(audience, kind.as_deref(), &e, public.as_deref())
+                        }),
+                        kind,
                     })
                 })
                 .collect()
@@ -61,7 +67,7 @@ impl WaveStore {
         let dry = wave.dry_run;
         let pg: &tokio_postgres::Client = &client;
         let dry_run_report = if dry {
-            Some(dry_run::report(pg, id).await?)
+            Some(dry_run::report(pg, id, audience).await?)
         } else {
             None
         };
@@ -116,7 +122,7 @@ impl WaveStore {
     }
 
     /// The most recent waves, newest first.
-    pub async fn list(&self, limit: i64) -> Result<Vec<WaveView>, WaveError> {
+    pub async fn list(&self, limit: i64, audience: Audience) -> Result<Vec<WaveView>, WaveError> {
         const SQL: &str = "SELECT id FROM control_plane.waves ORDER BY created_at DESC LIMIT $1";
         let ids: Vec<Uuid> = {
             let client = self.pool.get().await?;
@@ -129,17 +135,19 @@ impl WaveStore {
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(self.view(id).await?);
+            out.push(self.view(id, audience).await?);
         }
         Ok(out)
     }
 
-    /// Targets of a wave, optionally only those in `state`.
+    /// Targets of a wave, optionally only those in `state`, their errors as `audience`
+    /// reads them.
     pub async fn targets(
         &self,
         id: Uuid,
         state: Option<&str>,
         limit: i64,
+        audience: Audience,
     ) -> Result<Vec<TargetView>, WaveError> {
         const SQL: &str =
             "SELECT slug, phase, state, attempts, from_version, to_version, error_kind, error, \
@@ -149,6 +157,11 @@ impl WaveStore {
         let rows = client.query(SQL, &[&id, &state, &limit]).await?;
         rows.iter()
             .map(|r| {
+                let kind: Option<String> = r.try_get("error_kind")?;
+                let error: Option<String> = r.try_get("error")?;
+                let detail: Option<serde_json::Value> = r.try_get("detail")?;
+                let public = redact::stored_public(detail.as_ref());
+                let error = error.map(|e| redact::error_for(audience, kind.as_deref(), &e, public));
                 Ok(TargetView {
                     slug: r.try_get("slug")?,
                     phase: r.try_get("phase")?,
@@ -156,11 +169,11 @@ impl WaveStore {
                     attempts: r.try_get("attempts")?,
                     from_version: r.try_get("from_version")?,
                     to_version: r.try_get("to_version")?,
-                    error_kind: r.try_get("error_kind")?,
-                    error: r.try_get("error")?,
+                    error_kind: kind,
+                    error,
                     duration_ms: r.try_get("duration_ms")?,
                     lease_owner: r.try_get("lease_owner")?,
-                    detail: r.try_get("detail")?,
+                    detail: redact::detail_for(audience, detail),
                 })
             })
             .collect()

@@ -118,6 +118,8 @@ pub struct TargetView {
     pub to_version: Option<i32>,
     #[schema(required)]
     pub error_kind: Option<String>,
+    /// The server's words (message and DETAIL) for operators and admins; for viewers the
+    /// migration and SQLSTATE only, as events carry it.
     #[schema(required)]
     pub error: Option<String>,
     #[schema(required)]
