@@ -116,6 +116,8 @@ impl Provisioner {
 pub async fn run(provisioner: Arc<Provisioner>, shutdown: CancellationToken) {
     if provisioner.servers.is_empty() {
         provisioner.reach.probed.send_replace(true);
+        // Nothing to probe, but a task returning before shutdown counts as failing.
+        shutdown.cancelled().await;
         return;
     }
     loop {
