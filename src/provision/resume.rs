@@ -56,6 +56,8 @@ impl Provisioner {
 /// The `provision-resume` task: a round every [`RESUME_EVERY`] until `shutdown` fires.
 pub async fn run(provisioner: Arc<Provisioner>, shutdown: CancellationToken) {
     if !provisioner.available() {
+        // Nothing to resume, but a task returning before shutdown counts as failing.
+        shutdown.cancelled().await;
         return;
     }
     loop {
