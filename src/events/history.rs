@@ -49,14 +49,25 @@ pub async fn prepare(client: &impl GenericClient) -> Result<u32, DbError> {
     Ok(created)
 }
 
+/// What [`drop_expired`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// A month partition holding this many rows is gone.
+    Month(u64),
+    /// No month partition is wholly past retention.
+    Nothing,
+    /// One is, but its lock was not free within [`LOCK_TIMEOUT`]: the next round tries
+    /// again (deleting its rows one by one meanwhile would be the slow way).
+    Busy,
+}
+
 /// Drops the oldest month partition of `table` whose every row is older than `older_than`
-/// (its month ended before then); returns its row count, or `None` when there is none (or
-/// its lock was not free within [`LOCK_TIMEOUT`]: the next round tries again).
+/// (its month ended before then).
 pub async fn drop_expired(
     client: &mut tokio_postgres::Client,
     table: &'static str,
     older_than: Duration,
-) -> Result<Option<u64>, DbError> {
+) -> Result<Dropped, DbError> {
     // The month is read back from the partition's name, which only V20's function gives.
     const FIND: &str = "SELECT c.relname AS name FROM pg_inherits i \
          JOIN pg_class c ON c.oid = i.inhrelid \
@@ -69,11 +80,11 @@ pub async fn drop_expired(
         .query_opt(FIND, &[&table, &older_than.as_secs_f64()])
         .await?
     else {
-        return Ok(None);
+        return Ok(Dropped::Nothing);
     };
     let name: String = row.try_get("name")?;
     let Some(ident) = partition_ident(table, &name) else {
-        return Ok(None);
+        return Ok(Dropped::Nothing);
     };
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
@@ -91,11 +102,11 @@ pub async fn drop_expired(
         Ok(rows) => {
             tx.commit().await?;
             tracing::info!(table, partition = %name, rows, "dropped an event partition past retention");
-            Ok(Some(rows))
+            Ok(Dropped::Month(rows))
         }
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
             tracing::info!(table, partition = %name, "event partition busy; dropped next round");
-            Ok(None)
+            Ok(Dropped::Busy)
         }
         Err(e) => Err(e.into()),
     }

@@ -162,14 +162,22 @@ pub fn domain_sweeps(s: &RetentionSettings) -> Vec<Sweep> {
 }
 
 /// An event table's sweep: a whole month partition past retention first, one per step;
-/// then the rows past it that remain, a batch per step.
+/// then the rows past it that remain, a batch per step. A month whose lock is busy ends
+/// the table's sweep for this round.
 fn event_sweep(table: &'static str, retention: Duration) -> Sweep {
     use crate::events::history;
     Sweep::new(table, move |pool: Pool| {
         Box::pin(async move {
             let mut client = pool.get().await?;
-            if let Some(rows) = history::drop_expired(&mut client, table, retention).await? {
-                return Ok(Step { rows, more: true });
+            match history::drop_expired(&mut client, table, retention).await? {
+                history::Dropped::Month(rows) => return Ok(Step { rows, more: true }),
+                history::Dropped::Busy => {
+                    return Ok(Step {
+                        rows: 0,
+                        more: false,
+                    })
+                }
+                history::Dropped::Nothing => {}
             }
             Ok(Step::batch(
                 history::delete_batch(&**client, table, retention, BATCH).await?,
