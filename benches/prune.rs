@@ -160,9 +160,12 @@ async fn main() {
     client.execute(TENANT_EVENTS, &[&tenant_n]).await.unwrap();
     client.execute(WAVE_EVENTS, &[&wave_n]).await.unwrap();
     client
+        .batch_execute("SET session_replication_role = origin")
+        .await
+        .unwrap();
+    client
         .batch_execute(
-            "SET session_replication_role = origin; \
-             VACUUM ANALYZE control_plane.tenant_events, control_plane.wave_events, control_plane.tenants",
+            "VACUUM ANALYZE control_plane.tenant_events, control_plane.wave_events, control_plane.tenants",
         )
         .await
         .unwrap();
@@ -191,11 +194,12 @@ async fn main() {
         reader.await.unwrap().line()
     );
 
-    // Round 1: a retention ending where a month ends six months back: whole months only.
+    // Round 1: a retention ending where the month before the 180 d cutoff ends: whole
+    // months only, and round 2 then deletes the rest of that month up to 180 d in batches.
     let boundary: f64 = client
         .query_one(
             "SELECT extract(epoch FROM now() - (date_trunc('month', now() AT TIME ZONE 'UTC') \
-               - interval '5 months') AT TIME ZONE 'UTC')::float8 AS secs",
+               - interval '6 months') AT TIME ZONE 'UTC')::float8 AS secs",
             &[],
         )
         .await
