@@ -24,7 +24,9 @@
 //! the token table: LISTEN for changes, reload every second, see
 //! [`crate::access::snapshot`]); `events-notify` (LISTEN for committed events, waking
 //! streams) and `webhook-worker` (sends the webhook outbox), see [`crate::events`];
-//! `fleet-gauges` (the `/metrics` snapshot, see [`crate::http::metrics`]). Every task
+//! `fleet-gauges` (the `/metrics` snapshot, see [`crate::http::metrics`]); `prune` (removes
+//! history past its retention every `prune_interval` while this replica leads, see
+//! [`crate::retention`]). Every task
 //! watches the same [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -346,10 +348,30 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
     tasks.spawn("provision-resume", Policy::Restart, move |shutdown| {
         provision::resume::run(provisioner.clone(), shutdown)
     });
+    let pruner = Arc::new(pruner(state));
+    tasks.spawn("prune", Policy::Restart, move |shutdown| {
+        pruner.clone().run(shutdown)
+    });
     let s = state.clone();
     tasks.spawn("fleet-gauges", Policy::Restart, move |shutdown| {
         crate::http::metrics::refresh_fleet_gauges(s.clone(), shutdown)
     });
+}
+
+/// The leader's pruner: the domains' sweeps, then the console's sessions.
+fn pruner(state: &AppState) -> crate::retention::Pruner {
+    let settings = &state.config.retention;
+    let mut sweeps = crate::retention::domain_sweeps(settings);
+    sweeps.push(crate::console::session::retention_sweep(
+        settings.console_sessions,
+    ));
+    crate::retention::Pruner::new(
+        state.pool.clone(),
+        sweeps,
+        settings.prune_interval,
+        state.leadership.clone(),
+        state.metrics.pruned_rows_total.clone(),
+    )
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT.

@@ -61,6 +61,7 @@ pub mod preflight;
 pub mod provision;
 pub mod registry;
 pub mod resolve;
+pub mod retention;
 pub mod schedule;
 pub mod secrets;
 pub mod sets;

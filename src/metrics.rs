@@ -80,6 +80,8 @@ pub struct Metrics {
     pub http_request_duration_seconds: HistogramVec,
     /// Background tasks that panicked, failed or returned before shutdown, by task name.
     pub task_failures_total: IntCounterVec,
+    /// Rows removed past their retention by the leader's pruner, by table.
+    pub pruned_rows_total: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -183,6 +185,7 @@ impl Metrics {
             http_requests_total: counter_vec(&r, "drover_http_requests_total", "HTTP requests by route template, method and status code.", &["route", "method", "status"]),
             http_request_duration_seconds: histogram_vec(&r, "drover_http_request_duration_seconds", "HTTP request latency by route template and method, in seconds.", &["route", "method"], vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
             task_failures_total: counter_vec(&r, "drover_task_failures_total", "Background tasks that panicked, failed or returned before shutdown, by task name.", &["task"]),
+            pruned_rows_total: counter_vec(&r, "drover_pruned_rows_total", "Rows removed past their retention by the leader's pruner, by table.", &["table"]),
             registry: r,
         };
         m.preset_own_labels();

@@ -18,6 +18,7 @@ use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
 use crate::resolve::CacheSettings;
+use crate::retention::{parse_retention, RetentionSettings};
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
 use crate::tls::HttpsFiles;
 use crate::waves::executor::WorkerSettings;
@@ -92,6 +93,7 @@ impl Builder {
         let mut events = self.events(&instance_id);
         events.secret_scope = ref_scope.clone();
         let console = self.console(https.is_some());
+        let retention = self.retention();
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
         provision.lock_wait = waves.lock_wait;
@@ -124,6 +126,7 @@ impl Builder {
             prometheus_url,
             events,
             console,
+            retention,
         }
     }
 
@@ -246,6 +249,18 @@ impl Builder {
             allowed_networks: self
                 .optional("webhook_allowed_networks", networks)
                 .unwrap_or_default(),
+        }
+    }
+
+    fn retention(&mut self) -> RetentionSettings {
+        RetentionSettings {
+            events: self.parsed("event_retention", parse_retention),
+            webhook_delivered: self.parsed("webhook_delivered_retention", parse_retention),
+            webhook_dead: self.parsed("webhook_dead_retention", parse_retention),
+            evaluations: self.parsed("evaluation_retention", parse_retention),
+            console_sessions: self.parsed("console_session_retention", parse_retention),
+            schedule_fires: self.parsed("schedule_fire_retention", parse_retention),
+            prune_interval: self.parsed("prune_interval", parse_retention),
         }
     }
 

@@ -62,6 +62,13 @@
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
 //! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
+//! | `event_retention` | `DROVER_EVENT_RETENTION` | `180d` | tenant, wave and control events are kept this long (the feed, the timelines, the stream's history); a month whose events are all older is dropped whole; at least 1s |
+//! | `webhook_delivered_retention` | `DROVER_WEBHOOK_DELIVERED_RETENTION` | `14d` | a delivered webhook delivery is kept this long after it succeeded; at least 1s |
+//! | `webhook_dead_retention` | `DROVER_WEBHOOK_DEAD_RETENTION` | `90d` | a `dead` webhook delivery is kept this long after it gave up; at least 1s |
+//! | `evaluation_retention` | `DROVER_EVALUATION_RETENTION` | `30d` | analysis check measurements are kept this long; at least 1s |
+//! | `console_session_retention` | `DROVER_CONSOLE_SESSION_RETENTION` | `1d` | an expired console session row is kept this long after it expired; at least 1s |
+//! | `schedule_fire_retention` | `DROVER_SCHEDULE_FIRE_RETENTION` | `90d` | a handled schedule tick is kept this long (each schedule's newest always); at least 1s |
+//! | `prune_interval` | `DROVER_PRUNE_INTERVAL` | `10m` | how often the leader removes rows past their retention (in batches of 1,000); at least 1s |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -191,6 +198,13 @@ pub const KEYS: &[Key] = &[
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
     key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
     key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),
+    key("event_retention", Value("180d"), "tenant, wave and control events are kept this long (the feed, the timelines, the stream's history); a month whose events are all older is dropped whole; at least 1s"),
+    key("webhook_delivered_retention", Value("14d"), "a delivered webhook delivery is kept this long after it succeeded; at least 1s"),
+    key("webhook_dead_retention", Value("90d"), "a `dead` webhook delivery is kept this long after it gave up; at least 1s"),
+    key("evaluation_retention", Value("30d"), "analysis check measurements are kept this long; at least 1s"),
+    key("console_session_retention", Value("1d"), "an expired console session row is kept this long after it expired; at least 1s"),
+    key("schedule_fire_retention", Value("90d"), "a handled schedule tick is kept this long (each schedule's newest always); at least 1s"),
+    key("prune_interval", Value("10m"), "how often the leader removes rows past their retention (in batches of 1,000); at least 1s"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -311,3 +311,30 @@ fn overlapping_reference_prefixes_and_env_prefixes_of_known_families_are_refused
     );
     assert!(err.contains("tenants/ and tenants/hooks/ overlap"), "{err}");
 }
+
+#[test]
+fn unset_retention_keys_give_the_retention_module_its_documented_defaults() {
+    let cfg = Config::load_with(None, &env(&[])).unwrap();
+
+    assert_eq!(
+        cfg.retention,
+        crate::retention::RetentionSettings::default()
+    );
+    assert_eq!(cfg.retention.events, Duration::from_secs(180 * 86_400));
+    assert_eq!(cfg.retention.prune_interval, Duration::from_secs(600));
+}
+
+#[test]
+fn a_retention_setting_set_in_the_environment_reaches_the_retention_settings() {
+    let cfg = Config::load_with(
+        None,
+        &env(&[
+            ("DROVER_EVENT_RETENTION", "7d"),
+            ("DROVER_PRUNE_INTERVAL", "1s"),
+        ]),
+    )
+    .unwrap();
+
+    assert_eq!(cfg.retention.events, Duration::from_secs(7 * 86_400));
+    assert_eq!(cfg.retention.prune_interval, Duration::from_secs(1));
+}

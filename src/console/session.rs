@@ -374,6 +374,21 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// The retention sweep of this table: sessions expired more than `older_than` ago, at most
+/// a batch per step. (A login also sweeps every expired session; this keeps the table
+/// bounded when nobody logs in.)
+pub fn retention_sweep(older_than: std::time::Duration) -> crate::retention::Sweep {
+    crate::retention::Sweep::batched("console_sessions", move |c| async move {
+        const SQL: &str = "DELETE FROM control_plane.console_sessions WHERE id_hash IN \
+             (SELECT id_hash FROM control_plane.console_sessions \
+              WHERE expires_at < now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $2)";
+        Ok(
+            c.execute(SQL, &[&older_than.as_secs_f64(), &crate::retention::BATCH])
+                .await?,
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@
 //! configuration; [`Events::new`] takes nothing else of it.
 
 pub mod feed;
+pub mod history;
 pub mod notify;
 pub mod stream;
 pub mod webhooks;

@@ -45,3 +45,22 @@ impl ScheduleStore {
             .map_err(|e| ScheduleError::Db(e.into()))
     }
 }
+
+/// Deletes at most `batch` fires handled more than `older_than` ago, oldest first, keeping
+/// every schedule's newest (the retention task's step); returns how many.
+pub async fn prune(
+    client: &impl tokio_postgres::GenericClient,
+    older_than: std::time::Duration,
+    batch: i64,
+) -> Result<u64, crate::db::DbError> {
+    const SQL: &str = "DELETE FROM control_plane.schedule_fires f USING \
+         (SELECT schedule_name, tick FROM control_plane.schedule_fires o \
+          WHERE handled_at < now() - make_interval(secs => $1) \
+            AND tick < (SELECT max(tick) FROM control_plane.schedule_fires n \
+                        WHERE n.schedule_name = o.schedule_name) \
+          ORDER BY handled_at LIMIT $2) old \
+         WHERE f.schedule_name = old.schedule_name AND f.tick = old.tick";
+    Ok(client
+        .execute(SQL, &[&older_than.as_secs_f64(), &batch])
+        .await?)
+}

@@ -27,6 +27,7 @@ mod readme;
 mod registry_check;
 mod replicas;
 mod resolve;
+mod retention;
 mod safety;
 mod schedules;
 mod security;

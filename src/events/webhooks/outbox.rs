@@ -281,3 +281,21 @@ pub async fn last_failures(
     }
     Ok(out)
 }
+
+/// Deletes at most `batch` deliveries in `state` (`delivered` or `dead`) that finished more
+/// than `older_than` ago, oldest first (the retention task's step); returns how many.
+/// Pending deliveries are never touched.
+pub async fn prune(
+    client: &impl GenericClient,
+    state: &'static str,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, crate::db::DbError> {
+    const SQL: &str = "DELETE FROM control_plane.webhook_deliveries WHERE id IN \
+         (SELECT id FROM control_plane.webhook_deliveries \
+          WHERE state = $1 AND state IN ('delivered', 'dead') \
+            AND finished_at < now() - make_interval(secs => $2) ORDER BY finished_at LIMIT $3)";
+    Ok(client
+        .execute(SQL, &[&state, &older_than.as_secs_f64(), &batch])
+        .await?)
+}

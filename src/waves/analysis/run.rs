@@ -486,3 +486,18 @@ pub async fn insert_checks(
     }
     Ok(())
 }
+
+/// Deletes at most `batch` measurements taken more than `older_than` ago, oldest first
+/// (the retention task's step); returns how many.
+pub async fn prune_evaluations(
+    client: &impl tokio_postgres::GenericClient,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, crate::db::DbError> {
+    const SQL: &str = "DELETE FROM control_plane.wave_check_evaluations WHERE id IN \
+         (SELECT id FROM control_plane.wave_check_evaluations \
+          WHERE evaluated_at < now() - make_interval(secs => $1) ORDER BY evaluated_at LIMIT $2)";
+    Ok(client
+        .execute(SQL, &[&older_than.as_secs_f64(), &batch])
+        .await?)
+}
