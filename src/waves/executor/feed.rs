@@ -16,6 +16,7 @@ impl Executor {
     /// aborted): they must not start after the stop.
     pub(super) async fn release_stopped(&self, active: &[uuid::Uuid]) -> Result<(), WaveError> {
         let gone = self.buffered().drop_inactive(active);
+        self.close_ahead(&gone);
         if !gone.is_empty() {
             claim::release(
                 self.store.pool(),
@@ -47,12 +48,9 @@ impl Executor {
         }
     }
 
-    /// Starts buffered tenants while slots are free.
+    /// Starts buffered tenants while slots are free; opens the rest's connections ahead.
     pub(super) fn start_buffered(self: &Arc<Self>, slots: &Arc<Semaphore>, jobs: &mut JoinSet<()>) {
-        loop {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return;
-            };
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
             let Some(c) = self.buffered().pop() else {
                 return;
             };
@@ -63,6 +61,8 @@ impl Executor {
                 me.wake.notify_one();
             });
         }
+        // Every slot is busy: the tenants left wait with their connections opening.
+        self.connect_ahead();
     }
 
     /// One claim over every active wave when the buffer is at its low-water mark; the

@@ -130,7 +130,7 @@ impl Executor {
     }
 
     /// The tenant's connection and the wave's limits, or why it is skipped.
-    async fn prepare(&self, c: &Claimed) -> Result<Prepared, MigrateError> {
+    pub(super) async fn prepare(&self, c: &Claimed) -> Result<Prepared, MigrateError> {
         let t = &c.tenant;
         match t.status.as_deref() {
             None => return Ok(Prepared::Skip("tenant was deleted".into())),
@@ -168,17 +168,24 @@ impl Executor {
             Prepared::Go(conn, limits) => (conn, limits),
         };
         let set = self.wave_set(c).await?;
+        let retries = &c.run.lock_retries;
+        // Opened ahead while a slot was busy, or now.
+        let opened = match self.take_ahead(c).await {
+            Some(opened) => opened,
+            None => tenant::open(&conn, &limits, retries).await?,
+        };
+        // Lets a hard stop cancel the running statement instead of waiting for the server
+        // to notice the closed socket.
+        self.track(c.tenant_id, opened.cancel_token());
         let counted = || self.metrics.lock_timeouts_total.inc();
-        let result = tenant::run_with(
-            &conn,
-            &set,
-            c.target_version,
-            &limits,
-            &c.run.lock_retries,
-            &counted,
-            |token| self.track(c.tenant_id, token),
-        )
-        .await;
+        let run = tenant::Run {
+            conn: &conn,
+            set: &set,
+            target: c.target_version,
+            limits: &limits,
+            retries,
+        };
+        let result = tenant::run_opened(opened, &run, &counted).await;
         self.untrack(c.tenant_id);
         result.map(Ran::Done)
     }

@@ -9,6 +9,7 @@
 //!  claim    one statement for all active waves, up to free slots + prefetch, when the
 //!           buffer is at its low-water mark (not while the batch is backlogged)
 //!  start    what was claimed; the rest waits in the buffer, its leases renewed together
+//!           and its connections opened ahead (`ahead`)
 //! ```
 //!
 //! Each started tenant runs on its own task with a lease heartbeat (`job`; dry-run targets
@@ -24,6 +25,7 @@
 //! `retry_backoff`, `record_batch_age`, `prometheus_url`), filled by the configuration;
 //! [`Executor::new`] takes nothing else of it.
 
+mod ahead;
 mod batch;
 mod buffer;
 mod feed;
@@ -94,6 +96,8 @@ pub struct Executor {
     finished: std::sync::Mutex<Batch>,
     /// Tenants claimed ahead of a free slot.
     buffer: std::sync::Mutex<Buffer>,
+    /// Connections of buffered tenants opened while the slots are busy.
+    ahead: std::sync::Mutex<ahead::Ahead>,
     /// When the loop last looked for due analysis checks.
     analysis_at: std::sync::Mutex<Option<Instant>>,
     /// Cancel handles of tenant connections migrating right now.
@@ -182,6 +186,7 @@ impl Executor {
             advanced_at: std::sync::Mutex::new(std::collections::HashMap::new()),
             finished: std::sync::Mutex::new(Batch::default()),
             buffer: std::sync::Mutex::new(Buffer::default()),
+            ahead: std::sync::Mutex::new(ahead::Ahead::default()),
             analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
@@ -253,6 +258,7 @@ impl Executor {
     /// (then cancelled), outcomes recorded, the remaining leases released.
     async fn stop(&self, mut jobs: JoinSet<()>, grace: Duration) {
         let unstarted = self.buffered().drain();
+        self.close_ahead(&unstarted);
         if let Err(e) = claim::release(
             self.store.pool(),
             &self.owner,
