@@ -9,8 +9,9 @@
 //!              min(max_concurrency − running, allowed − failed + 1 − running)
 //!          otherwise max_concurrency − running
 //!          "tight": a canary phase, or fewer failures to spare than max_concurrency
-//!  cand    claimable targets of the phases so far (pending and due, or a lease that
-//!          expired), MATERIALIZED, LIMIT, FOR UPDATE SKIP LOCKED
+//!  cand    per wave with room, its claimable targets of the phases so far (pending and
+//!          due, or a lease that expired), four times max_concurrency of them (enough to
+//!          fill the room past hosts at their cap), FOR UPDATE SKIP LOCKED, MATERIALIZED
 //!  fit     per (wave, host) rank ≤ min(max_per_host, adaptive limit) − running on it
 //!  pick    per wave rank ≤ room (≤ the free slots when tight), round robin over waves,
 //!          LIMIT what the replica asked for
@@ -24,8 +25,7 @@
 //! `max_concurrency` as it always was. A tight wave's tenants are claimed only for slots
 //! free now: none waits in the replica's buffer while a failure may be on its way.
 //!
-//! `$1` the locked waves, `$2` how many tenants the replica wants, `$3` its free slots,
-//! `$4` how many candidates to lock.
+//! `$1` the locked waves, `$2` how many tenants the replica wants, `$3` its free slots.
 
 /// The `WITH` list of the claim statement, ending in `pick (wave_id, tenant_id, tight, n)`.
 pub(super) const PICK: &str = "WITH wv AS (\
@@ -52,12 +52,14 @@ pub(super) const PICK: &str = "WITH wv AS (\
                (state = 'canary' OR coalesce(spare_total - failed < max_concurrency, false)) AS tight \
         FROM allowed), \
      cand AS MATERIALIZED (\
-        SELECT t.wave_id, t.tenant_id, t.db_host, t.phase, t.slug \
-        FROM control_plane.wave_targets t JOIN wv ON wv.id = t.wave_id \
-        WHERE t.wave_id IN (SELECT wave_id FROM room WHERE free > 0) AND t.phase <= wv.current_phase \
-          AND ((t.state = 'pending' AND t.next_attempt_at <= now()) \
-               OR (t.state = 'running' AND t.lease_expires_at <= now())) \
-        ORDER BY t.phase, t.slug LIMIT $4 FOR UPDATE OF t SKIP LOCKED), \
+        SELECT c.* FROM room r JOIN wv ON wv.id = r.wave_id CROSS JOIN LATERAL (\
+            SELECT t.wave_id, t.tenant_id, t.db_host, t.phase, t.slug \
+            FROM control_plane.wave_targets t \
+            WHERE t.wave_id = r.wave_id AND t.phase <= wv.current_phase \
+              AND ((t.state = 'pending' AND t.next_attempt_at <= now()) \
+                   OR (t.state = 'running' AND t.lease_expires_at <= now())) \
+            ORDER BY t.phase, t.slug LIMIT 4 * wv.max_concurrency FOR UPDATE SKIP LOCKED) c \
+        WHERE r.free > 0), \
      on_host AS (\
         SELECT wave_id, db_host, count(*) AS n FROM control_plane.wave_targets \
         WHERE wave_id = ANY($1) AND state = 'running' AND lease_expires_at > now() GROUP BY 1, 2), \

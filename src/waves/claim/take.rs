@@ -35,12 +35,6 @@ pub(super) async fn take(
     let sql = take_sql();
     let ids: Vec<Uuid> = locked.iter().map(|l| l.wave.id).collect();
     let by_id: HashMap<Uuid, &Locked> = locked.iter().map(|l| (l.wave.id, *l)).collect();
-    // Enough candidates to fill the room past hosts at their cap.
-    let cand: i64 = locked
-        .iter()
-        .map(|l| l.wave.max_concurrency as i64 * 4)
-        .sum::<i64>()
-        .max(want.total as i64 * 4);
     let stmt = tx.prepare_cached(sql).await?;
     let rows = tx
         .query(
@@ -49,7 +43,6 @@ pub(super) async fn take(
                 &ids,
                 &(want.total as i64),
                 &(want.free as i64),
-                &cand,
                 &owner,
                 &lease.as_secs_f64(),
             ],
@@ -86,8 +79,8 @@ fn take_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "{PICK}UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $5, \
-             lease_expires_at = now() + make_interval(secs => $6::float8), attempts = w.attempts + 1, \
+            "{PICK}UPDATE control_plane.wave_targets w SET state = 'running', lease_owner = $4, \
+             lease_expires_at = now() + make_interval(secs => $5::float8), attempts = w.attempts + 1, \
              started_at = now() FROM pick p, {} \
              WHERE w.wave_id = p.wave_id AND w.tenant_id = p.tenant_id AND t.id = w.tenant_id \
              RETURNING w.wave_id, w.tenant_id, w.slug, w.attempts, w.db_host AS target_host, p.tight, p.n, {}",
