@@ -74,6 +74,10 @@ pub struct Metrics {
     pub webhook_dead_deliveries: IntGauge,
     /// Event stream (SSE) clients connected to this replica.
     pub event_stream_clients: IntGauge,
+    /// Wave tenants this replica claimed ahead and has not started yet.
+    pub worker_buffered_tenants: IntGauge,
+    /// Finished wave tenants of this replica whose outcome waits to be recorded.
+    pub worker_unrecorded_outcomes: IntGauge,
     /// HTTP requests by route template, method and status code.
     pub http_requests_total: IntCounterVec,
     /// HTTP request latency by route template and method, in seconds.
@@ -182,6 +186,8 @@ impl Metrics {
             },
             webhook_dead_deliveries: gauge(&r, "drover_webhook_dead_deliveries", "Webhook deliveries that gave up (state dead), over all subscriptions."),
             event_stream_clients: gauge(&r, "drover_event_stream_clients", "Event stream (SSE) clients connected to this replica."),
+            worker_buffered_tenants: gauge(&r, "drover_worker_buffered_tenants", "Wave tenants this replica claimed ahead and has not started yet."),
+            worker_unrecorded_outcomes: gauge(&r, "drover_worker_unrecorded_outcomes", "Finished wave tenants of this replica whose outcome waits to be recorded."),
             http_requests_total: counter_vec(&r, "drover_http_requests_total", "HTTP requests by route template, method and status code.", &["route", "method", "status"]),
             http_request_duration_seconds: histogram_vec(&r, "drover_http_request_duration_seconds", "HTTP request latency by route template and method, in seconds.", &["route", "method"], vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
             task_failures_total: counter_vec(&r, "drover_task_failures_total", "Background tasks that panicked, failed or returned before shutdown, by task name.", &["task"]),

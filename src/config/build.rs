@@ -271,6 +271,7 @@ impl Builder {
             slots: self.parsed("worker_slots", |v| integer_in(v, 1, 1000)),
             lock_wait: self.parsed("lock_wait", parse_duration),
             retry_backoff: self.parsed("retry_backoff", parse_duration),
+            record_batch_age: self.parsed("record_batch_age", parse_duration),
             prometheus_url: prometheus_url.clone(),
         }
     }

@@ -47,6 +47,7 @@
 //! | `worker_slots` | `DROVER_WORKER_SLOTS` | `16` | tenants this replica migrates at once |
 //! | `lock_wait` | `DROVER_LOCK_WAIT` | `10s` | how long to poll for a tenant's migration lock |
 //! | `retry_backoff` | `DROVER_RETRY_BACKOFF` | `1s` | first retry delay (doubles, capped at 60 s) |
+//! | `record_batch_age` | `DROVER_RECORD_BATCH_AGE` | `25ms` | how long a finished tenant's outcome waits to be recorded with others (64 make a batch at once; a final failure is recorded at once) |
 //! | `leader_ttl` | `DROVER_LEADER_TTL` | `15s` | leader lease length (renewed every third) |
 //! | `prometheus_url` | `DROVER_PROMETHEUS_URL` | | Prometheus base URL for `prometheus` analysis checks (no credentials in it) |
 //! | `env_secret_prefix` | `DROVER_ENV_SECRET_PREFIX` | `TENANT_` | `env:` tenant refs may only name variables starting with this (never one matching `DROVER_`) |
@@ -80,6 +81,7 @@
 use crate::secrets::{
     DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
 };
+use crate::waves::executor::RECORD_BATCH_AGE;
 use IfUnset::{Note, Nothing, Value};
 
 /// Where a key may be set.
@@ -183,6 +185,7 @@ pub const KEYS: &[Key] = &[
     key("worker_slots", Value("16"), "tenants this replica migrates at once"),
     key("lock_wait", Value("10s"), "how long to poll for a tenant's migration lock"),
     key("retry_backoff", Value("1s"), "first retry delay (doubles, capped at 60 s)"),
+    key("record_batch_age", Value(RECORD_BATCH_AGE), "how long a finished tenant's outcome waits to be recorded with others (64 make a batch at once; a final failure is recorded at once)"),
     key("leader_ttl", Value("15s"), "leader lease length (renewed every third)"),
     key("prometheus_url", Nothing, "Prometheus base URL for `prometheus` analysis checks (no credentials in it)"),
     key("env_secret_prefix", Value(DEFAULT_ENV_PREFIX), "`env:` tenant refs may only name variables starting with this (never one matching `DROVER_`)"),

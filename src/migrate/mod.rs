@@ -11,6 +11,7 @@
 mod connect;
 pub mod dry_run;
 pub mod error;
+mod history;
 pub mod lock_retry;
 pub mod set;
 pub mod split;

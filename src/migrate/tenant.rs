@@ -1,12 +1,14 @@
 //! Migrating one tenant database, safely against any other runner.
 //!
 //! ```text
-//!  connect (own connection, resolved credentials; timeouts in the startup packet)
-//!   ├► read the history: already at the target (and no drift) → done, no lock taken
-//!   │   (the cheap check of an up-to-date tenant: committed history cannot go back)
-//!   └► poll pg_try_advisory_lock every 100 ms up to lock_wait   (never a blocking waiter:
-//!       │   + re-read refinery_schema_history, pipelined         it would deadlock against
-//!       │   (after the lock: another runner may just have run)   CREATE INDEX CONCURRENTLY)
+//!  open: connect (own connection, resolved credentials; timeouts in the startup packet)
+//!   │     + pg_try_advisory_lock + read the history, pipelined: one round trip (a worker
+//!   │     may open ahead, while its slot still runs the tenant before)
+//!   ├► already at the target (and no drift) → done (committed history cannot go back)
+//!   └► lock not ours: poll pg_try_advisory_lock every 100 ms up to lock_wait (never a
+//!       │   + re-read refinery_schema_history, pipelined    blocking waiter: it would
+//!       │   (after the lock: another runner may just have run)  deadlock against
+//!       │                                                        CREATE INDEX CONCURRENTLY)
 //!       ├► check it against the files: edited or missing version → Drift, nothing runs
 //!       ├► pending ≤ target (lock timeouts retried on the wave's schedule, `lock_retry`):
 //!       │                    transactional run → one round trip: per file BEGIN; the file;
@@ -33,6 +35,8 @@ use tokio_postgres::Client;
 pub(crate) use super::connect::connect_with;
 pub use super::connect::{RunLimits, TenantConnection};
 use super::error::MigrateError;
+use super::history::read_history_table;
+pub use super::history::{check_history, read_history, History};
 use super::lock_retry::{with_lock_retries, LockRetries};
 use super::set::MigrationSet;
 use super::split::split_statements;
@@ -87,56 +91,6 @@ pub(crate) async fn simple_bool(client: &Client, sql: &str) -> Result<bool, toki
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.try_get("ok").ok().flatten() == Some("t"))))
 }
 
-/// (version, name, checksum) rows of `refinery_schema_history`.
-pub type History = Vec<(i32, String, String)>;
-
-/// (version, name, checksum) rows of `refinery_schema_history`; empty when it does not exist.
-/// One round trip: an absent table answers with 42P01 rather than a second query.
-pub async fn read_history(client: &Client) -> Result<History, tokio_postgres::Error> {
-    Ok(read_history_table(client).await?.unwrap_or_default())
-}
-
-/// The history rows, or None when the table does not exist (yet).
-async fn read_history_table(client: &Client) -> Result<Option<History>, tokio_postgres::Error> {
-    const SQL: &str =
-        "SELECT version, coalesce(name, '') AS name, coalesce(checksum, '') AS checksum \
-                       FROM refinery_schema_history ORDER BY version";
-    let messages = match client.simple_query(SQL).await {
-        Ok(m) => m,
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(Some(history_rows(&messages)))
-}
-
-fn history_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> History {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
-                r.try_get("version")
-                    .ok()
-                    .flatten()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                r.try_get("name")
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default()
-                    .to_string(),
-                r.try_get("checksum")
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default()
-                    .to_string(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Takes the tenant's advisory lock like `take_lock` and reads the history in the same
 /// round trip: the read is queued behind the lock request on the connection, so the server
 /// runs it after the lock is ours and it sees whatever the previous holder committed.
@@ -163,49 +117,6 @@ async fn lock_and_read(
     }
 }
 
-/// Checks the history against the files; returns the current version.
-pub fn check_history(
-    history: &[(i32, String, String)],
-    set: &MigrationSet,
-) -> Result<Option<i32>, MigrateError> {
-    for (version, name, checksum) in history {
-        let Some(file) = set.get(*version) else {
-            return Err(MigrateError::Drift {
-                version: *version,
-                why: format!("V{version}__{name} is applied but missing from the migration files"),
-            });
-        };
-        if file.checksum.to_string() != *checksum || file.name != *name {
-            return Err(MigrateError::Drift {
-                version: *version,
-                why: format!(
-                    "{} was edited after it was applied (checksum {} in the database, {} on disk)",
-                    file.file_name(),
-                    checksum,
-                    file.checksum
-                ),
-            });
-        }
-    }
-    let current = history.iter().map(|h| h.0).max();
-    if let Some(cur) = current {
-        if let Some(gap) = set
-            .files()
-            .iter()
-            .find(|f| f.version < cur && !history.iter().any(|h| h.0 == f.version))
-        {
-            return Err(MigrateError::Drift {
-                version: gap.version,
-                why: format!(
-                    "{} is not applied but later versions are (a file was added below V{cur})",
-                    gap.file_name()
-                ),
-            });
-        }
-    }
-    Ok(current)
-}
-
 /// Brings one tenant database up to `target` (see the module diagram), with one attempt
 /// at `limits.lock_timeout` and no lock retries.
 pub async fn run(
@@ -227,6 +138,50 @@ pub async fn run(
     .await
 }
 
+/// A tenant connection opened ahead of its run: connected with the first lock attempt's
+/// timeouts, its advisory lock tried and its history read in the same round trip.
+pub struct Opened {
+    client: Client,
+    /// The session advisory lock is ours (closing the connection releases it).
+    locked: bool,
+    /// The history as read after the lock request (None: no history table yet).
+    history: Option<History>,
+    connected: Duration,
+}
+
+impl Opened {
+    /// Cancels the statement running on this connection (a hard stop).
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.client.cancel_token()
+    }
+}
+
+/// Connects to the tenant and, pipelined, tries its lock and reads its history: what a
+/// run starts with, done before the run when a worker connects ahead.
+pub async fn open(
+    conn: &TenantConnection,
+    limits: &RunLimits,
+    retries: &LockRetries,
+) -> Result<Opened, MigrateError> {
+    let started = Instant::now();
+    // The first attempt's lock_timeout travels in the startup packet, as ever.
+    let first = RunLimits {
+        lock_timeout: retries.schedule(limits.lock_timeout)[0].0,
+        ..*limits
+    };
+    let client = connect(conn, &first).await?;
+    let connected = started.elapsed();
+    let lock = format!("SELECT pg_try_advisory_lock({TENANT_LOCK_KEY}) AS ok");
+    let (got, history) =
+        futures_util::future::join(simple_bool(&client, &lock), read_history_table(&client)).await;
+    Ok(Opened {
+        locked: got.map_err(|e| MigrateError::from_pg(0, &e))?,
+        history: history.map_err(|e| MigrateError::from_pg(0, &e))?,
+        client,
+        connected,
+    })
+}
+
 /// [`run`] retrying lock timeouts on the `retries` schedule, the last attempt at
 /// `limits.lock_timeout`; a final lock timeout names its blockers (see `lock_retry`).
 /// `on_lock_timeout` is called for every lock timeout.
@@ -239,18 +194,51 @@ pub async fn run_with(
     on_lock_timeout: &(dyn Fn() + Send + Sync),
     on_connect: impl FnOnce(tokio_postgres::CancelToken),
 ) -> Result<RunOutcome, MigrateError> {
-    let started = Instant::now();
-    // The first attempt's lock_timeout travels in the startup packet, as ever.
-    let first = RunLimits {
-        lock_timeout: retries.schedule(limits.lock_timeout)[0].0,
-        ..*limits
-    };
-    let client = connect(conn, &first).await?;
+    let opened = open(conn, limits, retries).await?;
     // Lets a hard stop cancel the running statement instead of waiting for the server
     // to notice the closed socket (it only does when it next talks to the client).
-    on_connect(client.cancel_token());
-    let connected = started.elapsed();
-    if let Some(current) = up_to_date(&client, set, target).await? {
+    on_connect(opened.cancel_token());
+    let run = Run {
+        conn,
+        set,
+        target,
+        limits,
+        retries,
+    };
+    run_opened(opened, &run, on_lock_timeout).await
+}
+
+/// What one run applies where, and how.
+pub struct Run<'a> {
+    pub conn: &'a TenantConnection,
+    pub set: &'a MigrationSet,
+    pub target: i32,
+    pub limits: &'a RunLimits,
+    pub retries: &'a LockRetries,
+}
+
+/// Runs on a connection [`open`] made (now or ahead of time).
+pub async fn run_opened(
+    opened: Opened,
+    run: &Run<'_>,
+    on_lock_timeout: &(dyn Fn() + Send + Sync),
+) -> Result<RunOutcome, MigrateError> {
+    let Run {
+        conn,
+        set,
+        target,
+        limits,
+        retries,
+    } = *run;
+    let Opened {
+        client,
+        locked,
+        history,
+        connected,
+    } = opened;
+    // Committed history cannot go back: a tenant at the target is done, lock or not
+    // (closing the connection releases a lock taken for nothing).
+    if let Some(current) = up_to_date(history.as_deref().unwrap_or_default(), set, target)? {
         return Ok(RunOutcome {
             from: current,
             to: current,
@@ -258,7 +246,11 @@ pub async fn run_with(
             lock_wait: Duration::ZERO,
         });
     }
-    let (lock_wait, history) = lock_and_read(&client, limits.lock_wait).await?;
+    let (lock_wait, history) = if locked {
+        (Duration::ZERO, history)
+    } else {
+        lock_and_read(&client, limits.lock_wait).await?
+    };
     tracing::debug!(
         connect_ms = connected.as_millis() as u64,
         lock_ms = lock_wait.as_millis() as u64,
@@ -329,18 +321,15 @@ async fn unlock(client: &Client) {
     }
 }
 
-/// `Some(current version)` when nothing up to `target` is pending. Read without the lock:
-/// a runner mid-way holds its rows uncommitted, so this sees the tenant before it and
-/// answers `None`; what it does see is committed and stays.
-async fn up_to_date(
-    client: &Client,
+/// `Some(current version)` when nothing up to `target` is pending in `history`. Read
+/// with or without the lock: a runner mid-way holds its rows uncommitted, so the read sees
+/// the tenant before it and answers `None`; what it does see is committed and stays.
+fn up_to_date(
+    history: &[(i32, String, String)],
     set: &MigrationSet,
     target: i32,
 ) -> Result<Option<Option<i32>>, MigrateError> {
-    let history = read_history(client)
-        .await
-        .map_err(|e| MigrateError::from_pg(0, &e))?;
-    let current = check_history(&history, set)?;
+    let current = check_history(history, set)?;
     let pending = set
         .files()
         .iter()

@@ -119,7 +119,7 @@ mod read;
 mod row;
 mod write;
 
-pub use row::{record_event, string_map};
+pub use row::{record_event, record_events, string_map};
 // For the submodules: every write goes through these.
 use row::{insert_row, store_row, tenant_from_row};
 use write::change;

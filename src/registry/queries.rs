@@ -94,6 +94,38 @@ pub async fn set_schema_version(
     tx.execute(&stmt, &[&tenant, &version]).await
 }
 
+/// [`lock_schema_version`] for many tenants in one statement, locked in id order (two
+/// recorders locking overlapping sets never deadlock): (tenant, recorded version).
+pub async fn lock_schema_versions(
+    tx: &impl CachingClient,
+    tenants: &[Uuid],
+) -> Result<Vec<(Uuid, Option<i32>)>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT id, schema_version FROM control_plane.tenants WHERE id = ANY($1) \
+                       ORDER BY id FOR UPDATE";
+    let stmt = tx.prepare_cached(SQL).await?;
+    tx.query(&stmt, &[&tenants])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("schema_version")?)))
+        .collect()
+}
+
+/// [`set_schema_version`] for many tenants (`tenants[i]` at `versions[i]`) in one statement.
+pub async fn set_schema_versions(
+    tx: &impl CachingClient,
+    tenants: &[Uuid],
+    versions: &[Option<i32>],
+) -> Result<u64, tokio_postgres::Error> {
+    const SQL: &str = "UPDATE control_plane.tenants t SET schema_version = d.v, migration_issue = NULL \
+         FROM unnest($1::uuid[], $2::int4[]) AS d(id, v) \
+         WHERE t.id = d.id AND (t.schema_version IS DISTINCT FROM d.v OR t.migration_issue IS NOT NULL)";
+    if tenants.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx.prepare_cached(SQL).await?;
+    tx.execute(&stmt, &[&tenants, &versions]).await
+}
+
 /// Flags the tenant for drift or attention (`migration_issue`, shown by the fleet report).
 pub async fn set_migration_issue(
     tx: &impl GenericClient,

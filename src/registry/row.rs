@@ -81,18 +81,53 @@ pub async fn record_event(
     const SQL: &str =
         "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
                        VALUES ($1, $2, $3, $4)";
-    let payload = match (actor.behalf(), payload) {
+    let payload = with_behalf(actor, payload);
+    client
+        .execute(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
+        .await?;
+    Ok(())
+}
+
+/// Writes many tenant events (tenant, type, payload) by one actor in one statement, in
+/// the order given (their ids follow it). The webhook outbox rows come with them: the
+/// trigger on the table writes them in the same transaction.
+pub async fn record_events(
+    client: &impl GenericClient,
+    actor: &Actor,
+    events: Vec<(Uuid, &str, Value)>,
+) -> Result<(), RegistryError> {
+    const SQL: &str =
+        "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
+         SELECT d.tenant_id, d.event_type, $3, d.payload \
+         FROM unnest($1::uuid[], $2::text[], $4::jsonb[]) WITH ORDINALITY AS d(tenant_id, event_type, payload, n) \
+         ORDER BY d.n";
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tenants = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for (tenant, event_type, payload) in events {
+        tenants.push(tenant);
+        types.push(event_type);
+        payloads.push(with_behalf(actor, payload));
+    }
+    client
+        .execute(SQL, &[&tenants, &types, &actor.as_str(), &payloads])
+        .await?;
+    Ok(())
+}
+
+/// `payload` with the actor's `on_behalf_of`, when it has one.
+fn with_behalf(actor: &Actor, payload: Value) -> Value {
+    match (actor.behalf(), payload) {
         (Some(who), Value::Object(mut map)) => {
             map.insert("on_behalf_of".into(), json!(who));
             Value::Object(map)
         }
         (Some(who), Value::Null) => json!({ "on_behalf_of": who }),
         (_, payload) => payload,
-    };
-    client
-        .execute(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
-        .await?;
-    Ok(())
+    }
 }
 
 /// Inserts a tenant in `status` and writes its `created` event (POST and PUT both create

@@ -104,12 +104,12 @@ pub async fn record(
         "UPDATE control_plane.wave_targets SET state = $4, from_version = $5, to_version = $6, \
          error_kind = $7, error = $8, detail = $9, finished_at = now(), duration_ms = $10, \
          lease_owner = NULL, lease_expires_at = NULL \
-         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND attempts = $11 AND state = 'running'";
     const RETRY: &str =
         "UPDATE control_plane.wave_targets SET state = 'pending', lease_owner = NULL, \
          lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => $4::float8), \
          error = $5, error_kind = $6, detail = $7 \
-         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND state = 'running'";
+         WHERE wave_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND attempts = $8 AND state = 'running'";
     let client = pool.get().await?;
     let done = match result {
         Ok(out) if out.not_run.is_empty() => Finished {
@@ -146,6 +146,7 @@ pub async fn record(
                         &e.to_string(),
                         &e.kind().as_str(),
                         &redact::with_public_error(None, e),
+                        &c.attempt,
                     ],
                 )
                 .await?;
@@ -174,6 +175,7 @@ pub async fn record(
                 &done.error,
                 &done.detail,
                 &duration_ms,
+                &c.attempt,
             ],
         )
         .await?;

@@ -3,7 +3,7 @@
 //! too many connections) and grows by one after as many clean finishes as the limit.
 //!
 //! ```text
-//!  record (one batch of outcomes)          claim (under the wave's row lock)
+//!  record (one batch of outcomes)          claim (`claim::pick`, wave rows locked)
 //!   per (wave, host): ok, congested          running per host ⨝ wave_host_limits
 //!    congested > 0 → limit = max(limit/2, 1)  cap = min(max_per_host, limit)
 //!    else clean += ok; clean ≥ limit →
@@ -87,15 +87,6 @@ pub async fn adjust(tx: &Transaction<'_>, batch: &[Finished]) -> Result<(), Wave
     tx.execute(&stmt, &[&waves, &hosts, &ok, &bad]).await?;
     Ok(())
 }
-
-/// The current limit of every host with a row for `wave_id`, joined with the running
-/// counts: (host, running, limit). For the claim, inside its transaction.
-pub const RUNNING_AND_LIMITS: &str = "SELECT coalesce(r.db_host, l.db_host) AS db_host, \
-         coalesce(r.n, 0) AS running, l.current_limit \
-     FROM (SELECT db_host, count(*) AS n FROM control_plane.wave_targets \
-           WHERE wave_id = $1 AND state = 'running' AND lease_expires_at > now() GROUP BY 1) r \
-     FULL JOIN (SELECT db_host, current_limit FROM control_plane.wave_host_limits WHERE wave_id = $1) l \
-       ON l.db_host = r.db_host";
 
 /// Every host of a wave with its limit (the first 1,000, by name).
 pub async fn view(

@@ -339,3 +339,69 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
         "V2 was rolled back, not half-applied"
     );
 }
+
+// The replica dies holding tenants claimed ahead in its buffer (leased, not started) and
+// finished tenants whose outcomes wait in its completion batch (a batch age of an hour
+// keeps them waiting). Both kinds are recovered by lease expiry on the other replica:
+// the buffered ones run there, the finished ones are found at the target and recorded,
+// each tenant migrated once, with one `migrated` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_holding_a_full_buffer_and_a_pending_completion_batch_migrates_every_tenant_exactly_once(
+) {
+    let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
+    let control = fresh_database("control").await;
+    let mut e = env(&migrations, &secrets);
+    e.extend([
+        ("DROVER_WORKER_SLOTS", "8"),
+        ("DROVER_RECORD_BATCH_AGE", "1h"),
+    ]);
+    let mut doomed = Daemon::start(&control, "doomed", &e).await;
+    let tenants = doomed.register_tenants(&secrets, "kf", 24, 0).await;
+    let id = doomed
+        .start_wave(json!({"max_concurrency": 24, "batch_size": 24}))
+        .await;
+    // Eight slots claim two ahead.
+    let holding = wait_until(Duration::from_secs(60), || async {
+        doomed.metric("drover_worker_buffered_tenants").await >= 2.0
+            && doomed.metric("drover_worker_unrecorded_outcomes").await >= 1.0
+    })
+    .await;
+    assert!(holding, "never a full buffer and a pending batch at once");
+    doomed.kill9();
+    let ctl = connect(&control).await;
+    let at_kill = target_states(&ctl, &id).await;
+    let taker = Daemon::start(&control, "taker", &env(&migrations, &secrets)).await;
+    let wave = taker
+        .wait_for_wave_state(&id, &["completed", "halted"])
+        .await;
+
+    let pending = at_kill.iter().filter(|(_, s)| s == "pending").count();
+    assert!(pending >= 1, "the kill came after every claim: {at_kill:?}");
+    assert!(
+        at_kill.iter().all(|(_, s)| s != "succeeded"),
+        "an outcome was recorded despite the hour-long batch age: {at_kill:?}"
+    );
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], 24);
+    for t in &tenants {
+        assert_eq!(history(&t.url).await, vec![1, 2, 3], "{}", t.slug);
+        assert_eq!(
+            side_effects(&t.url).await,
+            vec![1, 2, 3],
+            "{} ran a migration twice",
+            t.slug
+        );
+    }
+    let per_tenant: Vec<i64> = ctl
+        .query(
+            "SELECT count(e.*) AS n FROM control_plane.tenants t LEFT JOIN control_plane.tenant_events e \
+             ON e.tenant_id = t.id AND e.event_type = 'migrated' GROUP BY t.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("n"))
+        .collect();
+    assert_eq!(per_tenant, vec![1; 24], "one migrated event per tenant");
+}

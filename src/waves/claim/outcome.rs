@@ -29,6 +29,9 @@ pub struct Claimed {
     pub source: Arc<PlanSource>,
     /// The tenant as it is now (read in the claim, so the worker needs no extra query).
     pub tenant: TenantNow,
+    /// Claimed for a slot free now, never to wait in the replica's buffer: its wave is in
+    /// its canary phase or has little failure budget to spare.
+    pub start_now: bool,
 }
 
 /// A claimed tenant's current status and connection parameters.

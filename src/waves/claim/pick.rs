@@ -1,141 +1,77 @@
-//! Claim step 2: choose which claimable targets to take without going over the wave's
-//! caps — `max_concurrency` over every replica, and per database host the lower of
-//! `max_per_host` and its adaptive limit ([`crate::waves::host_limits`]). The running
-//! counts are read under the wave's row lock, so no other claimer moves them meanwhile.
+//! Claim step 2: which claimable targets to take, decided by the database in the claim's
+//! one statement (the `WITH` part of [`super::take`]'s `UPDATE`). Per locked wave:
+//!
+//! ```text
+//!  tally   failed, started (phases so far), running (unexpired leases, this replica's
+//!          buffered tenants and pending outcomes included)
+//!  room    over the failure budget → 0
+//!          budget with failures to spare (max_failures, max_failure_percent):
+//!              min(max_concurrency − running, allowed − failed + 1 − running)
+//!          otherwise max_concurrency − running
+//!          "tight": a canary phase, or fewer failures to spare than max_concurrency
+//!  cand    per wave with room, its claimable targets of the phases so far (pending and
+//!          due, or a lease that expired), four times max_concurrency of them (enough to
+//!          fill the room past hosts at their cap), FOR UPDATE SKIP LOCKED, MATERIALIZED
+//!  fit     per (wave, host) rank ≤ min(max_per_host, adaptive limit) − running on it
+//!  pick    per wave rank ≤ room (≤ the free slots when tight), round robin over waves,
+//!          LIMIT what the replica asked for
+//! ```
+//!
+//! The budget is read from the targets' states, which completion transactions write:
+//! a wave over its budget gets nothing more even before its state machine halts it. With
+//! failures to spare, running + failed never exceeds what the budget allows plus one, so
+//! a burst of failures halts the wave at most one failure past `max_failures`; with none
+//! to spare (no budget set) the first failure halts, and what runs is bounded by
+//! `max_concurrency` as it always was. A tight wave's tenants are claimed only for slots
+//! free now: none waits in the replica's buffer while a failure may be on its way.
+//!
+//! `$1` the locked waves, `$2` how many tenants the replica wants, `$3` its free slots.
 
-use std::collections::HashMap;
-
-use deadpool_postgres::Transaction;
-use uuid::Uuid;
-
-use super::lock::Locked;
-use crate::waves::host_limits::RUNNING_AND_LIMITS;
-use crate::waves::WaveError;
-
-/// What runs now, per host, and each host's cap.
-#[derive(Debug, Default)]
-pub(super) struct HostLoad {
-    running: HashMap<String, i64>,
-    /// Hosts whose adaptive limit has a row; the rest run at `max_per_host`.
-    caps: HashMap<String, i64>,
-    max_per_host: i64,
-}
-
-impl HostLoad {
-    /// Tenants running over every host.
-    pub fn total(&self) -> i64 {
-        self.running.values().sum()
-    }
-
-    /// Counts one more tenant on `host` when its cap allows it.
-    fn admit(&mut self, host: &str) -> bool {
-        let cap = self.caps.get(host).copied().unwrap_or(self.max_per_host);
-        let on_host = self.running.entry(host.to_string()).or_default();
-        if *on_host >= cap {
-            return false;
-        }
-        *on_host += 1;
-        true
-    }
-}
-
-/// The wave's running tenants and host caps.
-pub(super) async fn load(tx: &Transaction<'_>, locked: &Locked) -> Result<HostLoad, WaveError> {
-    let max_host = locked.wave.max_per_host;
-    let mut load = HostLoad {
-        max_per_host: max_host as i64,
-        ..HostLoad::default()
-    };
-    let stmt = tx.prepare_cached(RUNNING_AND_LIMITS).await?;
-    for r in tx.query(&stmt, &[&locked.wave.id]).await? {
-        let host: String = r.try_get("db_host")?;
-        if let Some(limit) = r.try_get::<_, Option<i32>>("current_limit")? {
-            load.caps.insert(host.clone(), limit.min(max_host) as i64);
-        }
-        load.running.insert(host, r.try_get("running")?);
-    }
-    Ok(load)
-}
-
-/// Claimable targets of the current phase (and earlier ones: a retried canary), in the
-/// order they are taken, as (tenant, host). Four times `max_concurrency` of them: enough
-/// to fill the free slots past hosts that are at their cap.
-pub(super) async fn candidates(
-    tx: &Transaction<'_>,
-    locked: &Locked,
-) -> Result<Vec<(Uuid, String)>, WaveError> {
-    const CANDIDATES: &str = "SELECT tenant_id, slug, db_host FROM control_plane.wave_targets \
-         WHERE wave_id = $1 AND phase <= $2 \
-           AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'running' AND lease_expires_at <= now())) \
-         ORDER BY phase, slug LIMIT $3 FOR UPDATE SKIP LOCKED";
-    let w = &locked.wave;
-    let stmt = tx.prepare_cached(CANDIDATES).await?;
-    tx.query(
-        &stmt,
-        &[&w.id, &w.current_phase, &(w.max_concurrency as i64 * 4)],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("db_host")?)))
-    .collect()
-}
-
-/// Up to `free` of `candidates`, in order, skipping those whose host is at its cap.
-pub(super) fn pick(load: &mut HostLoad, candidates: &[(Uuid, String)], free: usize) -> Vec<Uuid> {
-    let mut picked = Vec::new();
-    for (tenant, host) in candidates {
-        if picked.len() >= free {
-            break;
-        }
-        if load.admit(host) {
-            picked.push(*tenant);
-        }
-    }
-    picked
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(running: &[(&str, i64)], caps: &[(&str, i64)], max_per_host: i64) -> HostLoad {
-        HostLoad {
-            running: running.iter().map(|(h, n)| (h.to_string(), *n)).collect(),
-            caps: caps.iter().map(|(h, n)| (h.to_string(), *n)).collect(),
-            max_per_host,
-        }
-    }
-
-    fn on(hosts: &[&str]) -> Vec<(Uuid, String)> {
-        hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (Uuid::from_u128(i as u128 + 1), h.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_host_at_max_per_host_is_passed_over_for_the_next_one() {
-        let mut l = load(&[("a", 1)], &[], 2);
-
-        let picked = pick(&mut l, &on(&["a", "a", "b", "b", "b"]), 10);
-
-        assert_eq!(
-            picked,
-            vec![Uuid::from_u128(1), Uuid::from_u128(3), Uuid::from_u128(4)]
-        );
-        assert_eq!(l.total(), 4);
-    }
-
-    #[test]
-    fn a_lowered_adaptive_limit_caps_its_host_and_free_caps_the_total() {
-        let mut l = load(&[], &[("a", 1)], 4);
-
-        let picked = pick(&mut l, &on(&["a", "a", "b", "b", "b"]), 3);
-
-        assert_eq!(
-            picked,
-            vec![Uuid::from_u128(1), Uuid::from_u128(3), Uuid::from_u128(4)]
-        );
-    }
-}
+/// The `WITH` list of the claim statement, ending in `pick (wave_id, tenant_id, tight, n)`.
+pub(super) const PICK: &str = "WITH wv AS (\
+        SELECT id, state, current_phase, max_concurrency, max_per_host, max_failures, \
+               max_failure_percent, dry_run FROM control_plane.waves WHERE id = ANY($1)), \
+     tally AS (\
+        SELECT t.wave_id, count(*) FILTER (WHERE t.state = 'failed') AS failed, \
+               count(*) FILTER (WHERE t.phase <= wv.current_phase) AS started, \
+               count(*) FILTER (WHERE t.state = 'running' AND t.lease_expires_at > now()) AS running \
+        FROM control_plane.wave_targets t JOIN wv ON wv.id = t.wave_id GROUP BY t.wave_id), \
+     allowed AS (\
+        SELECT wv.*, tl.failed, tl.running, \
+               CASE WHEN wv.dry_run OR (wv.max_failures IS NULL AND wv.max_failure_percent IS NULL) THEN NULL \
+                    ELSE least(coalesce(wv.max_failures::float8, 'infinity'), \
+                               coalesce(floor(wv.max_failure_percent * tl.started / 100.0), 'infinity')) END AS spare_total, \
+               (NOT wv.dry_run AND wv.max_failures IS NULL AND wv.max_failure_percent IS NULL AND tl.failed > 0) AS spent_none \
+        FROM wv JOIN tally tl ON tl.wave_id = wv.id), \
+     room AS (\
+        SELECT id AS wave_id, max_per_host, \
+               CASE WHEN spent_none OR failed > spare_total THEN 0 \
+                    WHEN spare_total IS NOT NULL \
+                        THEN least(max_concurrency - running, spare_total - failed + 1 - running) \
+                    ELSE max_concurrency - running END AS free, \
+               (state = 'canary' OR coalesce(spare_total - failed < max_concurrency, false)) AS tight \
+        FROM allowed), \
+     cand AS MATERIALIZED (\
+        SELECT c.* FROM room r JOIN wv ON wv.id = r.wave_id CROSS JOIN LATERAL (\
+            SELECT t.wave_id, t.tenant_id, t.db_host, t.phase, t.slug \
+            FROM control_plane.wave_targets t \
+            WHERE t.wave_id = r.wave_id AND t.phase <= wv.current_phase \
+              AND ((t.state = 'pending' AND t.next_attempt_at <= now()) \
+                   OR (t.state = 'running' AND t.lease_expires_at <= now())) \
+            ORDER BY t.phase, t.slug LIMIT 4 * wv.max_concurrency FOR UPDATE SKIP LOCKED) c \
+        WHERE r.free > 0), \
+     on_host AS (\
+        SELECT wave_id, db_host, count(*) AS n FROM control_plane.wave_targets \
+        WHERE wave_id = ANY($1) AND state = 'running' AND lease_expires_at > now() GROUP BY 1, 2), \
+     fit AS (\
+        SELECT c.*, row_number() OVER (PARTITION BY c.wave_id ORDER BY c.phase, c.slug) AS n \
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.wave_id, c.db_host ORDER BY c.phase, c.slug) AS host_n \
+              FROM cand c) c \
+        JOIN room m ON m.wave_id = c.wave_id \
+        LEFT JOIN on_host h ON h.wave_id = c.wave_id AND h.db_host = c.db_host \
+        LEFT JOIN control_plane.wave_host_limits l ON l.wave_id = c.wave_id AND l.db_host = c.db_host \
+        WHERE c.host_n <= least(m.max_per_host, coalesce(l.current_limit, m.max_per_host)) - coalesce(h.n, 0)), \
+     pick AS (\
+        SELECT f.wave_id, f.tenant_id, m.tight, f.n FROM fit f JOIN room m ON m.wave_id = f.wave_id \
+        WHERE f.n <= m.free AND (NOT m.tight OR f.n <= $3) \
+        ORDER BY m.tight DESC, f.n, f.phase, f.slug LIMIT $2) ";

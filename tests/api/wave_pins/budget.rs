@@ -1,5 +1,7 @@
-//! A failure budget that tolerates what happened lets the wave finish: every other budget
-//! test expects a halt, so an engine that halted on any failure would pass them all.
+//! The failure budget with outcomes recorded in batches and tenants claimed ahead. A
+//! budget that tolerates what happened lets the wave finish (every other budget test
+//! expects a halt, so an engine that halted on any failure would pass them all); a burst
+//! of failures stops one past `max_failures`; the canary gate holds while outcomes wait.
 
 use std::collections::BTreeSet;
 
@@ -60,4 +62,112 @@ async fn a_wave_whose_failures_stay_within_max_failure_percent_completes_with_th
             assert_eq!(migrated_events(&app, &t.slug).await.len(), 1, "{}", t.slug);
         }
     }
+}
+
+/// Targets of wave `id` as (phase, slug, state, attempts), read from the control DB.
+async fn target_rows(app: &crate::helpers::TestApp, id: &str) -> Vec<(i32, String, String, i32)> {
+    app.control_db()
+        .await
+        .query(
+            "SELECT phase, slug, state, attempts FROM control_plane.wave_targets WHERE wave_id = $1 ORDER BY slug",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("phase"), r.get("slug"), r.get("state"), r.get("attempts")))
+        .collect()
+}
+
+// Pins: failures counted late (in a batch recorded after more claims) or tenants claimed
+// ahead past what the budget still allows. Eight broken tenants come first in claim
+// order; with a budget of two, at most three may run before the third failure is
+// recorded, whatever the slots, the buffer and the batch age. Without the bound, six
+// (max_concurrency) start at once and all fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failures_halts_the_wave_at_most_one_failure_past_max_failures() {
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[("DROVER_RECORD_BATCH_AGE", "2s")]).await;
+    let tenants = app.register_tenants(&secrets, "bu", 14, 0).await;
+    for t in &tenants[..8] {
+        plant_widgets_clash(&t.url).await;
+    }
+
+    let id = app
+        .start_wave(json!({"batch_size": 14, "max_concurrency": 6, "max_failures": 2}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let rows = target_rows(&app, &id).await;
+
+    assert_eq!(wave["state"], "halted", "{wave:#}");
+    assert_eq!(wave["counts"]["failed"], 3, "{rows:?}");
+    let mut touched = 0;
+    for t in &tenants[..8] {
+        if !history(&t.url).await.is_empty() {
+            touched += 1;
+        }
+    }
+    assert_eq!(touched, 3, "broken tenants run: {rows:?}");
+    let claimed = rows.iter().filter(|r| r.3 > 0).count();
+    assert!(claimed <= 3, "claimed after the budget was spent: {rows:?}");
+}
+
+// Pins: a batch tenant claimed (even only into a replica's buffer, never started) while
+// the canaries run, or after one failed. The passing canary's outcome waits in the batch
+// when the failing one arrives; no batch target may ever have been claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_canary_leaves_every_batch_target_unclaimed_with_outcomes_batched() {
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[("DROVER_RECORD_BATCH_AGE", "2s")]).await;
+    let tenants = app.register_tenants(&secrets, "cg", 10, 2).await;
+    plant_widgets_clash(&tenants[1].url).await;
+
+    let id = app
+        .start_wave(json!({"batch_size": 4, "soak_seconds": 0, "max_failures": 5}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let rows = target_rows(&app, &id).await;
+
+    assert_eq!(wave["state"], "halted", "{wave:#}");
+    for (phase, slug, state, attempts) in &rows {
+        if *phase > 0 {
+            assert_eq!(
+                (state.as_str(), *attempts),
+                ("pending", 0),
+                "batch target {slug} was claimed: {rows:?}"
+            );
+        }
+    }
+    for t in &tenants[2..] {
+        assert!(history(&t.url).await.is_empty(), "{} was touched", t.slug);
+    }
+}
+
+// Pins: batch tenants claimed ahead while the canaries' outcomes still wait in the
+// completion batch. Every batch target's claim comes after the `canary_passed` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_tenants_are_claimed_only_after_canary_passed_when_outcomes_are_batched() {
+    let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
+    let app = wave_app(&migrations, &secrets, &[("DROVER_RECORD_BATCH_AGE", "1s")]).await;
+    app.register_tenants(&secrets, "cp", 8, 2).await;
+
+    let id = app
+        .start_wave(json!({"batch_size": 3, "soak_seconds": 0, "max_concurrency": 4}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    let after: bool = app
+        .control_db()
+        .await
+        .query_one(
+            "SELECT min(t.started_at) > (SELECT created_at FROM control_plane.wave_events \
+                 WHERE wave_id = $1 AND event_type = 'canary_passed') AS after \
+             FROM control_plane.wave_targets t WHERE t.wave_id = $1 AND t.phase > 0",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get("after");
+    assert!(after, "a batch tenant was claimed before canary_passed");
 }

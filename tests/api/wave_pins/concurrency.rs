@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::support::{copy_of, register_many, targets, two_replicas, wait_for_wave, LockSampler};
+use super::support::{
+    copy_of, register_many, replica, targets, two_replicas, wait_for_wave, LockSampler,
+};
 use crate::helpers::{
     connect, counted_migrations, server_host_port, wait_until, MigrationsDir, SecretsDir, WAVE_DONE,
 };
@@ -159,4 +161,40 @@ async fn a_host_whose_limit_congestion_lowered_to_one_never_runs_two_tenants_at_
         "tenants of the host migrating at once under a limit of 1"
     );
     assert_eq!(wave["state"], "completed", "{wave:#}");
+}
+
+// Pins: a replica that opens its next tenant's connection only once a slot frees (no
+// connect ahead: one slot then never holds two tenant locks), or one that connects ahead
+// past the wave's cap (three at once). One slot, max_concurrency 2: while the slot runs a
+// tenant, the next one is claimed, connected and locked, and never a third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_slot_connects_its_next_tenant_ahead_within_max_concurrency() {
+    let (migrations, secrets) = (
+        MigrationsDir::owned(&counted_migrations(0.3)),
+        SecretsDir::new(),
+    );
+    let app = replica(
+        None,
+        "ahead",
+        &migrations,
+        &secrets,
+        &[("DROVER_WORKER_SLOTS", "1")],
+    )
+    .await;
+    let (host, _) = server_host_port();
+    let tenants = register_many(&app, &secrets, "ah", 5, &host).await;
+    let sampler = LockSampler::start(&tenants).await;
+
+    let id = app
+        .start_wave(json!({"max_concurrency": 2, "max_per_host": 10, "batch_size": 100}))
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let seen = sampler.stop().await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(
+        seen.peak(&tenants),
+        2,
+        "tenant locks held at once by one slot with max_concurrency 2"
+    );
 }

@@ -6,7 +6,8 @@
 //! - `access_matrix`: every role × every route, expected answers written from the README;
 //! - `concurrency`: `max_concurrency`, `max_per_host` and the adaptive host limit measured
 //!   on the tenant server across two replicas;
-//! - `budget`: a tolerant percentage budget lets a wave finish;
+//! - `budget`: a tolerant percentage budget lets a wave finish; a burst of failures stops
+//!   one past `max_failures`; no batch tenant is claimed before the canaries pass;
 //! - `operator_actions`: pause and abort stop new work; resume leaves succeeded tenants;
 //! - `coverage`: which tenants a wave covers, by status, also after the plan froze;
 //! - `crash_windows`: "committed but not recorded" and "lease lost", forced;

@@ -5,8 +5,10 @@
 //!
 //! "Being migrated" is read from the tenant server, not from drover: a runner holds a
 //! session-level advisory lock in the tenant database from before its first file until
-//! after its history check, so the databases holding an advisory lock at one instant are
-//! the tenants migrating then, whichever replica runs them and however drover counts them.
+//! after its history check (from when it connected ahead, for a tenant waiting in a
+//! replica's buffer: claimed, so the caps count it), so the databases holding an advisory
+//! lock at one instant are the tenants migrating then, whichever replica runs them and
+//! however drover counts them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
