@@ -109,7 +109,8 @@ impl Application {
             metrics.clone(),
         ));
         let config = Arc::new(config);
-        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
+        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone())
+            .with_lifecycle(config.lifecycle.clone());
         warn_refs_out_of_scope(&registry).await;
         let events = Arc::new(
             crate::events::Events::new(

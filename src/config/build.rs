@@ -17,6 +17,7 @@ use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
+use crate::registry::{parse_reserved_slugs, LifecycleSettings};
 use crate::resolve::CacheSettings;
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
 use crate::tls::HttpsFiles;
@@ -92,6 +93,7 @@ impl Builder {
         let mut events = self.events(&instance_id);
         events.secret_scope = ref_scope.clone();
         let console = self.console(https.is_some());
+        let lifecycle = self.lifecycle();
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
         provision.lock_wait = waves.lock_wait;
@@ -124,6 +126,14 @@ impl Builder {
             prometheus_url,
             events,
             console,
+            lifecycle,
+        }
+    }
+
+    /// The registry's lifecycle rules: reserved slugs.
+    fn lifecycle(&mut self) -> LifecycleSettings {
+        LifecycleSettings {
+            reserved_slugs: self.parsed("reserved_slugs", parse_reserved_slugs),
         }
     }
 

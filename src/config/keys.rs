@@ -62,6 +62,7 @@
 //! | `console_session_ttl` | `DROVER_CONSOLE_SESSION_TTL` | `8h` | web console session lifetime after login (the cookie's Max-Age too), 1m to 30d |
 //! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
 //! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
+//! | `reserved_slugs` | `DROVER_RESERVED_SLUGS` | `www, api, admin, app, mail, smtp, imap, ftp, status, drover, blog, docs, help, support, dashboard, console, portal, login, signup, auth, sso, account, billing, static, assets, cdn, dev, staging, test, demo` | comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -70,6 +71,7 @@
 //! here panics in every test that loads a configuration, and a key listed here that the
 //! builder never reads fails `every_declared_key_is_read_by_the_builder`.
 
+use crate::registry::DEFAULT_RESERVED_SLUGS;
 use crate::secrets::{
     DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
 };
@@ -191,6 +193,7 @@ pub const KEYS: &[Key] = &[
     key("console_session_ttl", Value("8h"), "web console session lifetime after login (the cookie's Max-Age too), 1m to 30d"),
     key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
     key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),
+    key("reserved_slugs", Value(DEFAULT_RESERVED_SLUGS), "comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -14,7 +14,7 @@
 //!
 //! Each domain owns the type of the settings it reads (`secrets::SecretSettings`,
 //! `resolve::CacheSettings`, `waves::executor::WorkerSettings`, `events::DeliverySettings`,
-//! `provision::ProvisionSettings`, `tls::HttpsFiles`) and its constructor takes only that;
+//! `provision::ProvisionSettings`, `tls::HttpsFiles`, `registry::LifecycleSettings`) and its constructor takes only that;
 //! this module fills them from the one key table. Only the application, its state and the
 //! CLI read [`Config`] itself. Adding a setting: its key in `keys.rs`, the field in the
 //! domain's settings type, and the line in `build.rs` (or `provision.rs`) that reads it.
@@ -115,6 +115,8 @@ pub struct Config {
     pub events: DeliverySettings,
     /// The web console: session lifetime, its public origin, the proxies it believes.
     pub console: crate::origin::ConsoleSettings,
+    /// The registry's lifecycle rules: reserved slugs, portal URLs, renames, trials.
+    pub lifecycle: crate::registry::LifecycleSettings,
 }
 
 /// What one client may hold of the listener.

@@ -21,6 +21,7 @@ impl Provisioner {
             return Err(ProvisionError::NotConfigured);
         }
         let slug = Slug::for_lookup(&request.slug)?;
+        self.registry.check_slug_free(&slug).await?;
         let mut new = request.clone();
         new.fill_display_name();
         self.fill_names(&mut new, &slug)?;

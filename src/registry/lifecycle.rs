@@ -163,6 +163,7 @@ impl Registry {
         placed.fill_display_name();
         let slug = placed.validate()?;
         self.check_scope(&placed.db_secret_ref)?;
+        self.check_reserved(&*tx, &slug).await?;
         let tenant = insert_row(&*tx, &placed, &slug, TenantStatus::Provisioning, actor).await?;
         tx.commit().await.map_err(RegistryError::from)?;
         tracing::info!(actor = actor.as_str(), server = ?tenant.server, "tenant created");

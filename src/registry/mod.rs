@@ -10,7 +10,7 @@
 //! - `read`: get, list, a tenant's events, the fleet report (`fleet`) and health
 //!   (`health`); `write`: create, PATCH, suspend, resume, delete;
 //! - `put`: the declarative `PUT`; `lifecycle`: provisioning's steps; `limits`: the
-//!   per-tenant limits row;
+//!   per-tenant limits row; `naming`: reserved slugs and the lifecycle settings;
 //! - [`queries`]: the statements and fragments other modules run inside their own
 //!   transactions (the wave claim and outcome, wave selection, the lint gate, analysis
 //!   canaries, resolution, the events feed's slug filter) and [`fleet_gauges`] for
@@ -28,6 +28,7 @@
 mod error;
 mod health;
 mod model;
+mod naming;
 mod schema;
 mod tenant_db;
 
@@ -41,6 +42,7 @@ pub use model::{
     ProvisioningError, Slug, Tenant, TenantLimits, TenantPatch, TenantStatus, Transition,
     DEFAULT_PORT, RESERVED_SLUGS,
 };
+pub use naming::{parse_reserved_slugs, LifecycleSettings, DEFAULT_RESERVED_SLUGS};
 pub use put::{declared_transition, Declared, Refused};
 pub use tenant_db::TenantDb;
 
@@ -130,6 +132,8 @@ pub struct Registry {
     pool: Pool,
     /// Which secret references a tenant may be given (checked on every write).
     scope: std::sync::Arc<crate::secrets::RefScope>,
+    /// Reserved names, portal URLs, rename aliases, trials.
+    lifecycle: std::sync::Arc<LifecycleSettings>,
 }
 
 impl Registry {
@@ -143,7 +147,19 @@ impl Registry {
         Registry {
             pool,
             scope: std::sync::Arc::new(scope),
+            lifecycle: std::sync::Arc::new(LifecycleSettings::default()),
         }
+    }
+
+    /// The same registry applying `settings` (reserved slugs, portal URLs, renames, trials).
+    pub fn with_lifecycle(mut self, settings: LifecycleSettings) -> Self {
+        self.lifecycle = std::sync::Arc::new(settings);
+        self
+    }
+
+    /// The lifecycle rules this registry applies.
+    pub fn lifecycle(&self) -> &LifecycleSettings {
+        &self.lifecycle
     }
 
     /// The secret reference rules this registry enforces.

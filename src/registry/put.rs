@@ -168,6 +168,8 @@ impl Registry {
         let (tenant, created) = match Self::lock_live(&*tx, &declared.tenant.slug).await {
             Ok(before) => (converge(&*tx, before, declared, actor).await?, false),
             Err(RegistryError::NotFound(_)) => {
+                let slug = Slug::for_lookup(&declared.tenant.slug)?;
+                self.check_reserved(&*tx, &slug).await?;
                 let inserted = insert(&*tx, declared, actor).await?;
                 // A tenant declared suspended is created active and suspended at once, so
                 // its history shows the suspension (and the reason) like any other.

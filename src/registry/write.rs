@@ -63,6 +63,7 @@ impl Registry {
         let status = new.status.unwrap_or(TenantStatus::Provisioning);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        self.check_reserved(&*tx, &slug).await?;
         let tenant = insert_row(&*tx, new, &slug, status, actor).await?;
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), "tenant created");

@@ -17,6 +17,7 @@ mod events;
 mod lifecycle;
 mod lint;
 mod migration_sets;
+mod names;
 mod observability;
 mod openapi;
 mod openbao;
