@@ -164,6 +164,9 @@ pub struct CreateArgs {
     billing_plan: Option<String>,
     #[arg(long)]
     contact_email: Option<String>,
+    /// The tenant's portal (default: from the daemon's portal_url_template).
+    #[arg(long)]
+    portal_url: Option<String>,
     /// Create the role and database on DROVER_PROVISION_URL, write a generated password
     /// behind --secret-ref (file: or vault:) and migrate to the latest version.
     #[arg(long)]
@@ -195,6 +198,7 @@ impl CreateArgs {
             contact_email: self.contact_email,
             app_version: None,
             maintenance_flag: false,
+            portal_url: self.portal_url,
         })
     }
 }
@@ -223,6 +227,9 @@ pub struct UpdateArgs {
     labels: Option<Vec<String>>,
     #[arg(long)]
     canary: Option<bool>,
+    /// The tenant's portal; `--portal-url ''` goes back to the daemon's template.
+    #[arg(long)]
+    portal_url: Option<String>,
     /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
     #[arg(long)]
     status: Option<String>,
@@ -242,6 +249,7 @@ impl UpdateArgs {
             labels: self.labels.as_deref().map(labels_map).transpose()?,
             canary: self.canary,
             status: parse_status(self.status)?,
+            portal_url: self.portal_url.map(|u| Some(u).filter(|u| !u.is_empty())),
             ..TenantPatch::default()
         })
     }

@@ -17,7 +17,7 @@ use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
-use crate::registry::{parse_reserved_slugs, LifecycleSettings};
+use crate::registry::{parse_reserved_slugs, LifecycleSettings, PortalTemplate};
 use crate::resolve::CacheSettings;
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
 use crate::tls::HttpsFiles;
@@ -130,10 +130,11 @@ impl Builder {
         }
     }
 
-    /// The registry's lifecycle rules: reserved slugs.
+    /// The registry's lifecycle rules: reserved slugs, the portal URL template.
     fn lifecycle(&mut self) -> LifecycleSettings {
         LifecycleSettings {
             reserved_slugs: self.parsed("reserved_slugs", parse_reserved_slugs),
+            portal_url_template: self.optional("portal_url_template", PortalTemplate::parse),
         }
     }
 

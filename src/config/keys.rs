@@ -63,6 +63,7 @@
 //! | `public_url` | `DROVER_PUBLIC_URL` | | the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https |
 //! | `trusted_proxies` | `DROVER_TRUSTED_PROXIES` | | comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored |
 //! | `reserved_slugs` | `DROVER_RESERVED_SLUGS` | `www, api, admin, app, mail, smtp, imap, ftp, status, drover, blog, docs, help, support, dashboard, console, portal, login, signup, auth, sso, account, billing, static, assets, cdn, dev, staging, test, demo` | comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides |
+//! | `portal_url_template` | `DROVER_PORTAL_URL_TEMPLATE` | | a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com` |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -194,6 +195,7 @@ pub const KEYS: &[Key] = &[
     key("public_url", Nothing, "the origin browsers reach drover at through a proxy, e.g. `https://drover.example.com` (no path): the only origin the console accepts logins and forms from; its session cookie is Secure when it is https"),
     key("trusted_proxies", Nothing, "comma-separated networks (CIDR, e.g. `10.0.0.0/8`) of proxies whose `X-Forwarded-Proto`, `-Host` and `-For` are believed; from any other peer they are ignored"),
     key("reserved_slugs", Value(DEFAULT_RESERVED_SLUGS), "comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides"),
+    key("portal_url_template", Nothing, "a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com`"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -372,6 +372,8 @@ spec:
             server: None,
             provisioned_at: None,
             provisioning_error: None,
+            portal_url_explicit: d.tenant.portal_url.is_some(),
+            portal_url: d.tenant.portal_url,
             limits: d.limits,
         }
     }

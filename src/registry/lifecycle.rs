@@ -87,7 +87,7 @@ impl Registry {
         );
         let client = self.pool.get().await?;
         match client.query_opt(SQL, &[&id]).await? {
-            Some(row) => tenant_from_row(&row),
+            Some(row) => tenant_from_row(&row).map(|t| self.present(t)),
             None => Err(RegistryError::NotFound(id.to_string())),
         }
     }
@@ -167,7 +167,7 @@ impl Registry {
         let tenant = insert_row(&*tx, &placed, &slug, TenantStatus::Provisioning, actor).await?;
         tx.commit().await.map_err(RegistryError::from)?;
         tracing::info!(actor = actor.as_str(), server = ?tenant.server, "tenant created");
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// Writes the `provisioning_failed` event of a failed attempt and keeps the failure on
@@ -238,7 +238,7 @@ impl Registry {
         }
         record_event(&*tx, id, "provisioned", actor, provisioned).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// → deleting, before the database is dropped. A tenant already `deleting` (an earlier
@@ -257,7 +257,7 @@ impl Registry {
         let tx = client.transaction().await?;
         let before = Self::lock_live(&*tx, slug).await?;
         if before.status == TenantStatus::Deleting {
-            return Ok(before);
+            return Ok(self.present(before));
         }
         if Transition::StartDelete.apply(before.status).is_none() {
             return Err(RegistryError::IllegalTransition {
@@ -272,7 +272,7 @@ impl Registry {
         merge(&mut payload, extra);
         record_event(&*tx, before.id, "deleting", actor, payload).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// deleting → deleted (`deleted_at` set, slug and db_name free again).
@@ -303,7 +303,7 @@ impl Registry {
         merge(&mut payload, extra);
         record_event(&*tx, id, "deleted", actor, payload).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 }
 

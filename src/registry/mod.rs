@@ -42,7 +42,7 @@ pub use model::{
     ProvisioningError, Slug, Tenant, TenantLimits, TenantPatch, TenantStatus, Transition,
     DEFAULT_PORT, RESERVED_SLUGS,
 };
-pub use naming::{parse_reserved_slugs, LifecycleSettings, DEFAULT_RESERVED_SLUGS};
+pub use naming::{parse_reserved_slugs, LifecycleSettings, PortalTemplate, DEFAULT_RESERVED_SLUGS};
 pub use put::{declared_transition, Declared, Refused};
 pub use tenant_db::TenantDb;
 
@@ -54,7 +54,7 @@ macro_rules! tenant_cols {
         "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, db_options, \
          schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
          suspended_reason, maintenance_flag, created_at, updated_at, deleted_at, server, \
-         provisioned_at, provisioning_error, \
+         provisioned_at, provisioning_error, portal_url, \
          (SELECT to_jsonb(l) - 'tenant_id' FROM control_plane.tenant_limits l \
           WHERE l.tenant_id = tenants.id) AS limits"
     };

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::GenericClient;
 
 use super::model::RESERVED_SLUGS;
-use super::{Registry, RegistryError, Slug};
+use super::{Registry, RegistryError, Slug, Tenant};
 
 /// Names a SaaS never gives a tenant (its own hosts and pages), the default of
 /// `reserved_slugs`.
@@ -25,12 +25,38 @@ pub const DEFAULT_RESERVED_SLUGS: &str = "www, api, admin, app, mail, smtp, imap
 pub struct LifecycleSettings {
     /// `reserved_slugs`: never given to a new tenant (besides [`RESERVED_SLUGS`]).
     pub reserved_slugs: BTreeSet<String>,
+    /// `portal_url_template`: a tenant's portal URL unless one is set explicitly.
+    pub portal_url_template: Option<PortalTemplate>,
+}
+
+/// `portal_url_template`: an `http(s)://` URL with `{slug}` where the slug goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalTemplate(String);
+
+impl PortalTemplate {
+    /// Parses the setting: a URL that names the slug (else every tenant would share one).
+    pub fn parse(v: &str) -> Result<PortalTemplate, String> {
+        if !v.contains("{slug}") {
+            return Err("must contain {slug}, e.g. https://{slug}.example.com".into());
+        }
+        super::model::validate_portal_url("portal_url_template", v).map_err(|_| {
+            "must be an http:// or https:// URL without spaces, e.g. https://{slug}.example.com"
+                .to_string()
+        })?;
+        Ok(PortalTemplate(v.to_string()))
+    }
+
+    /// The URL of the tenant called `slug`.
+    pub fn render(&self, slug: &str) -> String {
+        self.0.replace("{slug}", slug)
+    }
 }
 
 impl Default for LifecycleSettings {
     fn default() -> Self {
         LifecycleSettings {
             reserved_slugs: parse_reserved_slugs(DEFAULT_RESERVED_SLUGS).unwrap_or_default(),
+            portal_url_template: None,
         }
     }
 }
@@ -50,6 +76,20 @@ pub fn parse_reserved_slugs(v: &str) -> Result<BTreeSet<String>, String> {
 }
 
 impl Registry {
+    /// A tenant as the registry hands it out: without an explicit portal URL, the one the
+    /// template gives its current slug. Rows are read with the explicit value only, so a
+    /// template changed later applies to every tenant that did not set its own.
+    pub(super) fn present(&self, mut t: Tenant) -> Tenant {
+        if !t.portal_url_explicit {
+            t.portal_url = self
+                .lifecycle
+                .portal_url_template
+                .as_ref()
+                .map(|tpl| tpl.render(&t.slug));
+        }
+        t
+    }
+
     /// [`Registry::check_reserved`] on its own, before a caller does work of its own for
     /// a new tenant (provisioning checks its server and secret first).
     pub async fn check_slug_free(&self, slug: &Slug) -> Result<(), RegistryError> {
@@ -92,6 +132,15 @@ mod tests {
         let set = parse_reserved_slugs(" WWW , api,,").unwrap();
         assert_eq!(set.into_iter().collect::<Vec<_>>(), ["api", "www"]);
         assert!(parse_reserved_slugs("www, not a slug").is_err());
+    }
+
+    #[test]
+    fn a_portal_template_must_name_the_slug_and_be_a_web_url() {
+        let t = PortalTemplate::parse("https://{slug}.example.com").unwrap();
+        assert_eq!(t.render("acme"), "https://acme.example.com");
+        assert!(PortalTemplate::parse("https://example.com").is_err());
+        assert!(PortalTemplate::parse("ftp://{slug}.example.com").is_err());
+        assert!(PortalTemplate::parse("https://{slug}.example.com/a b").is_err());
     }
 
     #[test]

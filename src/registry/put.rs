@@ -190,7 +190,7 @@ impl Registry {
             status = %tenant.status,
             "tenant declared"
         );
-        Ok((tenant, created))
+        Ok((self.present(tenant), created))
     }
 }
 
@@ -287,6 +287,13 @@ async fn converge(
         &mut t.maintenance_flag,
         Some(new.maintenance_flag),
     );
+    change(
+        &mut changes,
+        "portal_url",
+        &mut t.portal_url,
+        Some(new.portal_url),
+    );
+    t.portal_url_explicit = t.portal_url.is_some();
     let reason = declared.reason();
     match step {
         // A new reason for a tenant that stays suspended is a field edit.
@@ -343,6 +350,7 @@ mod tests {
                 contact_email: None,
                 app_version: None,
                 maintenance_flag: false,
+                portal_url: None,
             },
             status,
             suspended_reason: reason.map(str::to_string),

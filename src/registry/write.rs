@@ -67,7 +67,7 @@ impl Registry {
         let tenant = insert_row(&*tx, new, &slug, status, actor).await?;
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), "tenant created");
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     pub(super) async fn lock_live(
@@ -110,7 +110,7 @@ impl Registry {
             t.status = to;
         }
         if changes.is_empty() && status_change.is_none() {
-            return Ok(before);
+            return Ok(self.present(before));
         }
         let after = store_row(&*tx, &t).await?;
         if !changes.is_empty() {
@@ -126,7 +126,7 @@ impl Registry {
             fields = changes.len(),
             "tenant updated"
         );
-        Ok(after)
+        Ok(self.present(after))
     }
 
     /// active → suspended, with a reason resolution will report (423).
@@ -199,7 +199,7 @@ impl Registry {
         }
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), status = %tenant.status, "tenant status changed");
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 }
 
@@ -250,6 +250,8 @@ fn patch_fields(t: &mut Tenant, patch: &TenantPatch) -> serde_json::Map<String, 
         &mut t.maintenance_flag,
         patch.maintenance_flag,
     );
+    change(c, "portal_url", &mut t.portal_url, patch.portal_url.clone());
+    t.portal_url_explicit = t.portal_url.is_some();
     changes
 }
 

@@ -2,7 +2,7 @@
 //! portal URL from a template, renames with an alias.
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -84,4 +84,93 @@ async fn a_reserved_slugs_entry_that_is_not_a_slug_stops_the_start_up() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].key.contains("DROVER_RESERVED_SLUGS"));
     assert!(problems[0].message.contains("not a slug"), "{problems:?}");
+}
+
+/// Runs the real `drover` binary against `app` (off the runtime serving it); its stdout.
+async fn drover(app: &TestApp, args: &[&str]) -> String {
+    let mut cmd = drover_cmd();
+    cmd.env("DROVER_SERVER", app.base())
+        .env("DROVER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "drover {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_url_follows_the_template_unless_set_and_shows_in_the_api_cli_and_export() {
+    let app = TestApp::builder()
+        .env("DROVER_PORTAL_URL_TEMPLATE", "https://{slug}.example.com")
+        .spawn()
+        .await;
+    let mut own = tenant_body("own");
+    own["portal_url"] = json!("https://portal.own.example");
+
+    let (_, templated) = json_of(app.create_tenant(&tenant_body("templated")).await).await;
+    let (_, explicit) = json_of(app.create_tenant(&own).await).await;
+    let (_, back) = json_of(app.patch_tenant("own", &json!({"portal_url": null})).await).await;
+    let (_, set) = json_of(
+        app.patch_tenant("templated", &json!({"portal_url": "https://t.example/app"}))
+            .await,
+    )
+    .await;
+    let (bad, bad_body) = json_of(
+        app.patch_tenant("own", &json!({"portal_url": "javascript:alert(1)"}))
+            .await,
+    )
+    .await;
+    let shown = drover(&app, &["tenants", "get", "own"]).await;
+    let dir = temp_dir("export");
+    drover(&app, &["export", "-o", dir.to_str().unwrap()]).await;
+    let exported_own = std::fs::read_to_string(dir.join("own.yaml")).unwrap();
+    let exported_templated = std::fs::read_to_string(dir.join("templated.yaml")).unwrap();
+    let applied = put_definition(&app, "own", exported_own.clone()).await;
+
+    assert_eq!(templated["portal_url"], "https://templated.example.com");
+    assert_eq!(templated["portal_url_explicit"], false);
+    assert_eq!(explicit["portal_url"], "https://portal.own.example");
+    assert_eq!(explicit["portal_url_explicit"], true);
+    assert_eq!(back["portal_url"], "https://own.example.com", "{back}");
+    assert_eq!(back["portal_url_explicit"], false);
+    assert_eq!(set["portal_url"], "https://t.example/app");
+    assert_eq!(bad, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_body["error"]["field"], "portal_url");
+    assert!(shown.contains("https://own.example.com"), "{shown}");
+    // Only an explicit URL is declared; the template's shows as observed status.
+    assert!(
+        exported_templated.contains("portalUrl: https://t.example/app"),
+        "{exported_templated}"
+    );
+    let (spec, status) = exported_own.split_once("\nstatus:").unwrap();
+    assert!(!spec.contains("portalUrl"), "{exported_own}");
+    assert!(
+        status.contains("portalUrl: https://own.example.com"),
+        "{exported_own}"
+    );
+    assert_eq!(applied.0, StatusCode::OK, "{}", applied.1);
+    assert_eq!(applied.1["portal_url_explicit"], false);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn without_a_template_a_tenant_has_no_portal_url_until_one_is_declared() {
+    let app = spawn_app().await;
+    let mut declared = definition("declared");
+    declared = declared.replace(
+        "status: active}",
+        "status: active, portalUrl: 'https://d.example'}",
+    );
+
+    let (_, plain) = json_of(app.create_tenant(&tenant_body("plain")).await).await;
+    let (status, with_url) = put_definition(&app, "declared", declared).await;
+
+    assert!(plain["portal_url"].is_null(), "{plain}");
+    assert_eq!(status, StatusCode::CREATED, "{with_url}");
+    assert_eq!(with_url["portal_url"], "https://d.example");
 }

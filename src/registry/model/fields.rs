@@ -176,6 +176,22 @@ pub(super) fn validate_email(s: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// A portal URL: `http://` or `https://`, no whitespace, at most 2048 bytes.
+pub fn validate_portal_url(field: &'static str, s: &str) -> Result<(), RegistryError> {
+    let ok = (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > "https://".len()
+        && s.len() <= 2048
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be an http:// or https:// URL of at most 2048 bytes, without spaces",
+        ))
+    }
+}
+
 /// The most labels a tenant may carry.
 pub(in crate::registry) const MAX_LABELS: usize = 64;
 /// The longest label key, in bytes (all of them ASCII) and the longest value, in characters.
