@@ -174,6 +174,9 @@ pub struct CreateArgs {
     /// With --provision: wait until the tenant is active (or the job failed).
     #[arg(long, requires = "provision")]
     wait: bool,
+    /// Check everything and show the names, the server and the steps; create nothing.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
 }
 
 impl CreateArgs {
@@ -345,6 +348,37 @@ fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A create's dry run: the tenant it would register, the checks, the steps.
+fn print_plan(output: Output, plan: &Value) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+        return Ok(());
+    }
+    let t = &plan["tenant"];
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    println!("dry run: nothing was created");
+    println!("slug       {}", text(&t["slug"]));
+    println!(
+        "database   {} (user {}) on {}:{}",
+        text(&t["db_name"]),
+        text(&t["db_user"]),
+        text(&t["db_host"]),
+        t["db_port"]
+    );
+    println!("secret     {}", text(&t["db_secret_ref"]));
+    println!("server     {}", text(&plan["server"]));
+    println!("portal     {}", text(&plan["portal_url"]));
+    println!("checks:");
+    for c in plan["checks"].as_array().into_iter().flatten() {
+        println!("  ok  {}", text(c));
+    }
+    println!("steps:");
+    for (i, step) in plan["steps"].as_array().into_iter().flatten().enumerate() {
+        println!("  {}. {}", i + 1, text(step));
+    }
+    Ok(())
+}
+
 /// Runs one tenant command.
 pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
@@ -363,6 +397,17 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             return Ok(ExitCode::SUCCESS);
         }
         TenantsCommand::Get { slug } => api.call(Method::GET, &path(&slug, ""), none).await?,
+        TenantsCommand::Create(create) if create.dry_run => {
+            let plan: Value = api
+                .call(
+                    Method::POST,
+                    "/v1/tenants?dry_run=true",
+                    Some(&create.body()?),
+                )
+                .await?;
+            print_plan(args.output, &plan)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         TenantsCommand::Create(create) => {
             let wait = create.wait;
             let body = create.body()?;

@@ -42,7 +42,9 @@ pub async fn register_plan(
     new.fill_display_name();
     let mut checks = registry.check_new(&new).await?;
     checks.insert(0, "fields are valid".into());
-    let status = new.status.map_or("provisioning".to_string(), |s| s.to_string());
+    let status = new
+        .status
+        .map_or("provisioning".to_string(), |s| s.to_string());
     Ok(CreatePlan {
         dry_run: true,
         portal_url: registry.portal_url_of(&new),
@@ -87,7 +89,9 @@ impl Provisioner {
             "db_secret_ref {} is in scope and drover may write there",
             new.db_secret_ref
         ));
-        let max = server.max_tenants.map_or("no limit".into(), |m| m.to_string());
+        let max = server
+            .max_tenants
+            .map_or("no limit".into(), |m| m.to_string());
         checks.push(format!(
             "server {} takes the tenant's labels and has room ({load} of {max} tenants)",
             server.name

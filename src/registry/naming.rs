@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::GenericClient;
 
 use super::model::RESERVED_SLUGS;
-use super::{Registry, RegistryError, Slug, Tenant};
+use super::{NewTenant, Registry, RegistryError, Slug, Tenant};
 
 /// Names a SaaS never gives a tenant (its own hosts and pages), the default of
 /// `reserved_slugs`.
@@ -79,6 +79,17 @@ impl Registry {
     /// A tenant as the registry hands it out: without an explicit portal URL, the one the
     /// template gives its current slug. Rows are read with the explicit value only, so a
     /// template changed later applies to every tenant that did not set its own.
+    /// The portal URL a tenant registered from `new` would have.
+    pub fn portal_url_of(&self, new: &NewTenant) -> Option<String> {
+        new.portal_url.clone().or_else(|| {
+            let slug = new.slug.to_ascii_lowercase();
+            self.lifecycle
+                .portal_url_template
+                .as_ref()
+                .map(|t| t.render(&slug))
+        })
+    }
+
     pub(super) fn present(&self, mut t: Tenant) -> Tenant {
         if !t.portal_url_explicit {
             t.portal_url = self

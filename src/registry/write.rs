@@ -70,6 +70,32 @@ impl Registry {
         Ok(self.present(tenant))
     }
 
+    /// Every check [`Registry::create`] makes, with nothing written: the fields, the
+    /// secret reference's scope, reserved names, and that neither the slug nor the
+    /// database name is taken. Returns what was checked, for a dry run to show.
+    pub async fn check_new(&self, new: &NewTenant) -> Result<Vec<String>, RegistryError> {
+        const TAKEN: &str = "SELECT \
+             EXISTS (SELECT 1 FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL) AS slug_taken, \
+             EXISTS (SELECT 1 FROM control_plane.tenants WHERE lower(db_name) = lower($2) AND deleted_at IS NULL) AS db_taken";
+        let slug = new.validate()?;
+        self.check_scope(&new.db_secret_ref)?;
+        let client = self.pool.get().await?;
+        self.check_reserved(&**client, &slug).await?;
+        let row = client
+            .query_one(TAKEN, &[&slug.as_str(), &new.db_name])
+            .await?;
+        if row.try_get("slug_taken")? {
+            return Err(RegistryError::DuplicateSlug(slug.to_string()));
+        }
+        if row.try_get("db_taken")? {
+            return Err(RegistryError::DuplicateDbName(new.db_name.clone()));
+        }
+        Ok(vec![
+            format!("slug {:?} is free and not reserved", slug.as_str()),
+            format!("db_name {:?} is not used by a live tenant", new.db_name),
+        ])
+    }
+
     pub(super) async fn lock_live(
         tx: &impl GenericClient,
         slug: &str,

@@ -13,6 +13,7 @@ mod console;
 mod control_schema;
 mod deploy;
 mod dry_run;
+mod dry_run_create;
 mod events;
 mod lifecycle;
 mod lint;

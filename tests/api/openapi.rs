@@ -695,6 +695,12 @@ async fn real_responses_match_the_document() {
     let mut provision = tenant_body("delta");
     provision["provision"] = json!(true);
     p.json("POST", t, provision, 501).await;
+    let plan = p
+        .json("POST", "/v1/tenants?dry_run=true", tenant_body("zeta"), 200)
+        .await;
+    assert_eq!(plan["dry_run"], true);
+    let reserved = p.json("POST", t, tenant_body("status"), 422).await;
+    assert_eq!(reserved["error"]["code"], "slug_reserved");
     let raw = |b: String| app.req(Method::POST, t).body(b);
     let as_json = |b: &str| raw(b.into()).header("content-type", "application/json");
     p.check(as_json("{nope"), 400).await;
