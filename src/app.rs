@@ -329,6 +329,16 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
             s.provisioner.shutdown(s.config.shutdown_grace).await;
         }
     });
+    let s = state.clone();
+    tasks.spawn("lifecycle-sweep", Policy::Restart, move |shutdown| {
+        let leadership = s.leadership.clone();
+        crate::registry::trials::run(
+            s.registry.clone(),
+            s.provisioner.actor().clone(),
+            move || leadership.is_leader(),
+            shutdown,
+        )
+    });
     let provisioner = state.provisioner.clone();
     tasks.spawn("server-probe", Policy::Restart, move |shutdown| {
         provision::probe::run(provisioner.clone(), shutdown)

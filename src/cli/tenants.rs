@@ -167,6 +167,9 @@ pub struct CreateArgs {
     /// The tenant's portal (default: from the daemon's portal_url_template).
     #[arg(long)]
     portal_url: Option<String>,
+    /// A trial: suspended once this time (RFC 3339) has passed.
+    #[arg(long)]
+    trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Create the role and database on DROVER_PROVISION_URL, write a generated password
     /// behind --secret-ref (file: or vault:) and migrate to the latest version.
     #[arg(long)]
@@ -202,6 +205,7 @@ impl CreateArgs {
             app_version: None,
             maintenance_flag: false,
             portal_url: self.portal_url,
+            trial_ends_at: self.trial_ends_at,
         })
     }
 }
@@ -233,6 +237,9 @@ pub struct UpdateArgs {
     /// The tenant's portal; `--portal-url ''` goes back to the daemon's template.
     #[arg(long)]
     portal_url: Option<String>,
+    /// When the trial ends (RFC 3339); `--trial-ends-at ''` converts the trial.
+    #[arg(long)]
+    trial_ends_at: Option<String>,
     /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
     #[arg(long)]
     status: Option<String>,
@@ -253,6 +260,15 @@ impl UpdateArgs {
             canary: self.canary,
             status: parse_status(self.status)?,
             portal_url: self.portal_url.map(|u| Some(u).filter(|u| !u.is_empty())),
+            trial_ends_at: match self.trial_ends_at.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(t) => Some(Some(t.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--trial-ends-at: expected RFC 3339 (2025-07-01T00:00:00Z): {e}"
+                    )
+                })?)),
+            },
             ..TenantPatch::default()
         })
     }

@@ -56,6 +56,8 @@ pub const TENANT_TYPES: &[&str] = &[
     "deleted",
     "status_changed",
     "error",
+    "trial_ending",
+    "trial_expired",
 ];
 
 /// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.

@@ -145,6 +145,9 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
     pub portal_url: Option<String>,
+    /// When the tenant's trial ends (RFC 3339); absent: not on a trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The tenant's limits; absent: left as they are (set with `PUT …/limits`), `{}`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
@@ -313,6 +316,7 @@ fn path_of(api_field: &str) -> &'static [&'static str] {
         "app_version" => &["spec", "appVersion"],
         "maintenance_flag" => &["spec", "maintenanceFlag"],
         "portal_url" => &["spec", "portalUrl"],
+        "trial_ends_at" => &["spec", "trialEndsAt"],
         "max_db_size_mb" => &["spec", "limits", "maxDbSizeMb"],
         "max_users" => &["spec", "limits", "maxUsers"],
         "max_attachments_gb" => &["spec", "limits", "maxAttachmentsGb"],
@@ -358,6 +362,7 @@ impl Definition {
                 app_version: t.app_version.clone(),
                 maintenance_flag: t.maintenance_flag,
                 portal_url: t.portal_url.clone().filter(|_| t.portal_url_explicit),
+                trial_ends_at: t.trial_ends_at,
                 limits: t
                     .limits
                     .as_ref()
@@ -400,6 +405,7 @@ impl Definition {
                 app_version: s.app_version.clone(),
                 maintenance_flag: s.maintenance_flag,
                 portal_url: s.portal_url.clone(),
+                trial_ends_at: s.trial_ends_at,
             },
             status: s.status,
             suspended_reason: s.suspended_reason.clone(),
@@ -493,6 +499,9 @@ impl Definition {
             }
         }
         f.insert("maintenanceFlag".into(), s.maintenance_flag.to_string());
+        if let Some(end) = s.trial_ends_at {
+            f.insert("trialEndsAt".into(), end.to_rfc3339());
+        }
         if let Some(l) = &s.limits {
             let limits = [
                 ("limits.maxDbSizeMb", l.max_db_size_mb),
@@ -638,6 +647,7 @@ spec: {database: {host: db1, port: 5432, name: t_acme, user: t_acme,
             provisioning_error: None,
             portal_url: None,
             portal_url_explicit: false,
+            trial_ends_at: None,
             limits: None,
         };
         assert_eq!(Definition::from_tenant(&t), d);

@@ -196,6 +196,11 @@ impl Provisioner {
         })
     }
 
+    /// The actor this replica's own changes are recorded as (`drover:<instance_id>`).
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
     /// Whether any provisioning server is configured.
     pub fn available(&self) -> bool {
         !self.servers.is_empty()

@@ -11,6 +11,7 @@
 //!   (`health`); `write`: create, PATCH, suspend, resume, delete;
 //! - `put`: the declarative `PUT`; `lifecycle`: provisioning's steps; `limits`: the
 //!   per-tenant limits row; `naming`: reserved slugs and the lifecycle settings;
+//!   [`trials`]: the leader's sweep of trial ends and expired aliases;
 //! - [`queries`]: the statements and fragments other modules run inside their own
 //!   transactions (the wave claim and outcome, wave selection, the lint gate, analysis
 //!   canaries, resolution, the events feed's slug filter) and [`fleet_gauges`] for
@@ -23,7 +24,8 @@
 //! concurrent operators serialize instead of both "winning". Validation happens in Rust
 //! first (clear, field-named errors); the schema's constraints repeat the rules.
 //!
-//! No loops or background tasks: callers (HTTP handlers, the CLI's `check`) drive it.
+//! One loop: [`trials::run`], the leader's `lifecycle-sweep` task (the application spawns
+//! it); everything else is driven by callers (HTTP handlers, the CLI's `check`).
 
 mod error;
 mod health;
@@ -54,7 +56,7 @@ macro_rules! tenant_cols {
         "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, db_options, \
          schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
          suspended_reason, maintenance_flag, created_at, updated_at, deleted_at, server, \
-         provisioned_at, provisioning_error, portal_url, \
+         provisioned_at, provisioning_error, portal_url, trial_ends_at, \
          (SELECT to_jsonb(l) - 'tenant_id' FROM control_plane.tenant_limits l \
           WHERE l.tenant_id = tenants.id) AS limits"
     };
@@ -119,6 +121,7 @@ mod put;
 pub mod queries;
 mod read;
 mod row;
+pub mod trials;
 mod write;
 
 pub use row::{record_event, string_map};

@@ -8,6 +8,7 @@
 //! later keeps working.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
@@ -27,6 +28,8 @@ pub struct LifecycleSettings {
     pub reserved_slugs: BTreeSet<String>,
     /// `portal_url_template`: a tenant's portal URL unless one is set explicitly.
     pub portal_url_template: Option<PortalTemplate>,
+    /// `trial_warning_before`: `trial_ending` is sent this long before a trial ends.
+    pub trial_warning_before: Duration,
 }
 
 /// `portal_url_template`: an `http(s)://` URL with `{slug}` where the slug goes.
@@ -57,6 +60,7 @@ impl Default for LifecycleSettings {
         LifecycleSettings {
             reserved_slugs: parse_reserved_slugs(DEFAULT_RESERVED_SLUGS).unwrap_or_default(),
             portal_url_template: None,
+            trial_warning_before: Duration::from_secs(3 * 86_400),
         }
     }
 }

@@ -294,6 +294,12 @@ async fn converge(
         Some(new.portal_url),
     );
     t.portal_url_explicit = t.portal_url.is_some();
+    change(
+        &mut changes,
+        "trial_ends_at",
+        &mut t.trial_ends_at,
+        Some(new.trial_ends_at),
+    );
     let reason = declared.reason();
     match step {
         // A new reason for a tenant that stays suspended is a field edit.
@@ -351,6 +357,7 @@ mod tests {
                 app_version: None,
                 maintenance_flag: false,
                 portal_url: None,
+                trial_ends_at: None,
             },
             status,
             suspended_reason: reason.map(str::to_string),

@@ -131,11 +131,17 @@ impl Registry {
         let before = Self::lock_live(&*tx, slug).await?;
         let mut t = before.clone();
         let changes = patch_fields(&mut t, patch);
-        let status_change = patch_status(&*tx, &before, patch.status).await?;
+        let mut status_change = patch_status(&*tx, &before, patch.status).await?;
         if let Some((_, to)) = status_change {
             t.status = to;
         }
-        if changes.is_empty() && status_change.is_none() {
+        let converted = trial_lifted(&before, &t);
+        if converted {
+            t.status = TenantStatus::Active;
+            t.suspended_reason = None;
+            status_change = None;
+        }
+        if changes.is_empty() && status_change.is_none() && !converted {
             return Ok(self.present(before));
         }
         let after = store_row(&*tx, &t).await?;
@@ -145,6 +151,11 @@ impl Registry {
         if let Some((from, to)) = status_change {
             let payload = json!({ "from": from, "to": to });
             record_event(&*tx, t.id, "status_changed", actor, payload).await?;
+        }
+        if converted {
+            let payload =
+                json!({ "from": before.status, "to": t.status, "reason": "trial_ends_at changed" });
+            record_event(&*tx, t.id, "resumed", actor, payload).await?;
         }
         tx.commit().await?;
         tracing::info!(
@@ -229,6 +240,17 @@ impl Registry {
     }
 }
 
+/// Whether a PATCH lifts the suspension of an expired trial: the tenant was suspended
+/// because its trial ended, and the trial is now converted (no end) or ends later.
+fn trial_lifted(before: &Tenant, after: &Tenant) -> bool {
+    before.status == TenantStatus::Suspended
+        && before.suspended_reason.as_deref() == Some(super::trials::TRIAL_EXPIRED)
+        && before.trial_ends_at != after.trial_ends_at
+        && after
+            .trial_ends_at
+            .is_none_or(|end| end > chrono::Utc::now())
+}
+
 /// Copies the fields a PATCH gives into `t`; returns each changed one's old and new value.
 fn patch_fields(t: &mut Tenant, patch: &TenantPatch) -> serde_json::Map<String, Value> {
     let mut changes = serde_json::Map::new();
@@ -277,6 +299,12 @@ fn patch_fields(t: &mut Tenant, patch: &TenantPatch) -> serde_json::Map<String, 
         patch.maintenance_flag,
     );
     change(c, "portal_url", &mut t.portal_url, patch.portal_url.clone());
+    change(
+        c,
+        "trial_ends_at",
+        &mut t.trial_ends_at,
+        patch.trial_ends_at,
+    );
     t.portal_url_explicit = t.portal_url.is_some();
     changes
 }

@@ -36,5 +36,6 @@ mod supervisor;
 mod tenants;
 mod timeline;
 mod tls;
+mod trials;
 mod wave_pins;
 mod waves;

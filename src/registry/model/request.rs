@@ -93,6 +93,9 @@ pub struct NewTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
     pub portal_url: Option<String>,
+    /// A trial tenant: suspended (reason `trial_expired`) once this has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The port of a tenant registered without one.
@@ -254,6 +257,14 @@ pub struct TenantPatch {
     )]
     #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
     pub portal_url: Option<Option<String>>,
+    /// `null` converts a trial (and lifts a `trial_expired` suspension, as does a later
+    /// end).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trial_ends_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
     /// Only `active`, from `provisioning`; suspend, resume and DELETE change the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::registry::schema::patch_status)]

@@ -66,6 +66,11 @@ pub struct Tenant {
     /// slug, through a rename).
     #[serde(default)]
     pub portal_url_explicit: bool,
+    /// When the tenant's trial ends (it is then suspended, reason `trial_expired`); null:
+    /// not on a trial.
+    #[serde(default)]
+    #[schema(required)]
+    pub trial_ends_at: Option<DateTime<Utc>>,
     /// `tenant_limits`, when any were set.
     #[serde(default)]
     #[schema(required)]
