@@ -22,6 +22,11 @@ pub enum TenantsCommand {
     List(ListArgs),
     /// Show one tenant.
     Get { slug: String },
+    /// Change a tenant's slug; the old one resolves to it (and stays reserved) for the
+    /// daemon's rename_alias_ttl.
+    ///
+    /// Example: drover tenants rename acme acme-corp
+    Rename { slug: String, new_slug: String },
     /// Register a tenant whose database already exists, or (--provision) have drover
     /// create its role and database, store the password and migrate it.
     ///
@@ -413,6 +418,11 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             return Ok(ExitCode::SUCCESS);
         }
         TenantsCommand::Get { slug } => api.call(Method::GET, &path(&slug, ""), none).await?,
+        TenantsCommand::Rename { slug, new_slug } => {
+            let body = json!({ "slug": new_slug });
+            api.call(Method::POST, &path(&slug, "/rename"), Some(&body))
+                .await?
+        }
         TenantsCommand::Create(create) if create.dry_run => {
             let plan: Value = api
                 .call(

@@ -130,12 +130,14 @@ impl Builder {
         }
     }
 
-    /// The registry's lifecycle rules: reserved slugs, the portal URL template, trials.
+    /// The registry's lifecycle rules: reserved slugs, the portal URL template, trials,
+    /// rename aliases.
     fn lifecycle(&mut self) -> LifecycleSettings {
         LifecycleSettings {
             reserved_slugs: self.parsed("reserved_slugs", parse_reserved_slugs),
             portal_url_template: self.optional("portal_url_template", PortalTemplate::parse),
             trial_warning_before: self.parsed("trial_warning_before", positive_duration),
+            rename_alias_ttl: self.parsed("rename_alias_ttl", positive_duration),
         }
     }
 

@@ -65,6 +65,7 @@
 //! | `reserved_slugs` | `DROVER_RESERVED_SLUGS` | `www, api, admin, app, mail, smtp, imap, ftp, status, drover, blog, docs, help, support, dashboard, console, portal, login, signup, auth, sso, account, billing, static, assets, cdn, dev, staging, test, demo` | comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides |
 //! | `portal_url_template` | `DROVER_PORTAL_URL_TEMPLATE` | | a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com` |
 //! | `trial_warning_before` | `DROVER_TRIAL_WARNING_BEFORE` | `3d` | how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent |
+//! | `rename_alias_ttl` | `DROVER_RENAME_ALIAS_TTL` | `7d` | how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -198,6 +199,7 @@ pub const KEYS: &[Key] = &[
     key("reserved_slugs", Value(DEFAULT_RESERVED_SLUGS), "comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides"),
     key("portal_url_template", Nothing, "a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com`"),
     key("trial_warning_before", Value("3d"), "how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent"),
+    key("rename_alias_ttl", Value("7d"), "how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -58,6 +58,7 @@ pub const TENANT_TYPES: &[&str] = &[
     "error",
     "trial_ending",
     "trial_expired",
+    "renamed",
 ];
 
 /// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.

@@ -248,6 +248,37 @@ pub async fn suspend(
     Ok(Json(s.registry.suspend(&slug, &body.reason, &actor).await?))
 }
 
+/// Body of `POST /v1/tenants/{slug}/rename`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RenameRequest)]
+pub struct RenameBody {
+    /// The new slug.
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+    slug: String,
+}
+
+/// `POST /v1/tenants/{slug}/rename`.
+#[utoipa::path(
+    post, path = "/tenants/{slug}/rename", tag = "tenants", operation_id = "renameTenant",
+    summary = "Change a tenant's slug",
+    description = "The old slug becomes an alias for `rename_alias_ttl` (default 7 days): resolving it answers for \
+        the tenant, with the new slug, and no new tenant may take it (422 `slug_reserved`). Writes a `renamed` event \
+        `{from, to, alias_expires_at}`. The new slug must be free (409 `duplicate_slug`) and not reserved (422 \
+        `slug_reserved`; the tenant's own aliases excepted). Database names, roles and the secret reference stay.",
+    params(doc::SlugPath, doc::ActorHeader), request_body = RenameBody,
+    responses((status = 200, description = "The renamed tenant.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+)]
+pub async fn rename(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<RenameBody>,
+) -> Result<Json<Tenant>, ApiError> {
+    Ok(Json(s.registry.rename(&slug, &body.slug, &actor).await?))
+}
+
 /// `POST /v1/tenants/{slug}/resume`.
 #[utoipa::path(
     post, path = "/tenants/{slug}/resume", tag = "tenants", operation_id = "resumeTenant",

@@ -11,7 +11,8 @@
 //!   (`health`); `write`: create, PATCH, suspend, resume, delete;
 //! - `put`: the declarative `PUT`; `lifecycle`: provisioning's steps; `limits`: the
 //!   per-tenant limits row; `naming`: reserved slugs and the lifecycle settings;
-//!   [`trials`]: the leader's sweep of trial ends and expired aliases;
+//!   [`trials`]: the leader's sweep of trial ends and expired aliases; `rename`: a new
+//!   slug, the old one kept as an alias (`tenant_aliases`, owned here too);
 //! - [`queries`]: the statements and fragments other modules run inside their own
 //!   transactions (the wave claim and outcome, wave selection, the lint gate, analysis
 //!   canaries, resolution, the events feed's slug filter) and [`fleet_gauges`] for
@@ -120,6 +121,7 @@ mod limits;
 mod put;
 pub mod queries;
 mod read;
+mod rename;
 mod row;
 pub mod trials;
 mod write;

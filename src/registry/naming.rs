@@ -30,6 +30,8 @@ pub struct LifecycleSettings {
     pub portal_url_template: Option<PortalTemplate>,
     /// `trial_warning_before`: `trial_ending` is sent this long before a trial ends.
     pub trial_warning_before: Duration,
+    /// `rename_alias_ttl`: how long a renamed tenant's old slug stays its alias.
+    pub rename_alias_ttl: Duration,
 }
 
 /// `portal_url_template`: an `http(s)://` URL with `{slug}` where the slug goes.
@@ -61,6 +63,7 @@ impl Default for LifecycleSettings {
             reserved_slugs: parse_reserved_slugs(DEFAULT_RESERVED_SLUGS).unwrap_or_default(),
             portal_url_template: None,
             trial_warning_before: Duration::from_secs(3 * 86_400),
+            rename_alias_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -120,6 +123,21 @@ impl Registry {
         client: &impl GenericClient,
         slug: &Slug,
     ) -> Result<(), RegistryError> {
+        self.check_reserved_for(client, slug, None).await
+    }
+
+    /// [`Registry::check_reserved`], where an alias of `renaming` (the tenant being
+    /// renamed) does not count: a tenant may take its old slug back.
+    pub(super) async fn check_reserved_for(
+        &self,
+        client: &impl GenericClient,
+        slug: &Slug,
+        renaming: Option<uuid::Uuid>,
+    ) -> Result<(), RegistryError> {
+        const ALIAS: &str = "SELECT t.slug, a.expires_at FROM control_plane.tenant_aliases a \
+             JOIN control_plane.tenants t ON t.id = a.tenant_id \
+             WHERE a.slug = $1 AND a.expires_at > now() AND t.deleted_at IS NULL \
+               AND a.tenant_id IS DISTINCT FROM $2";
         let s = slug.as_str();
         if RESERVED_SLUGS.contains(&s) {
             return Err(RegistryError::SlugReserved {
@@ -133,7 +151,17 @@ impl Registry {
                 why: "it is listed in reserved_slugs".into(),
             });
         }
-        let _ = client;
+        if let Some(row) = client.query_opt(ALIAS, &[&s, &renaming]).await? {
+            let (to, until): (String, chrono::DateTime<chrono::Utc>) =
+                (row.try_get("slug")?, row.try_get("expires_at")?);
+            return Err(RegistryError::SlugReserved {
+                slug: s.to_string(),
+                why: format!(
+                    "tenant '{to}' was renamed from it, and it resolves to that tenant until {}",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            });
+        }
         Ok(())
     }
 }

@@ -174,3 +174,77 @@ async fn without_a_template_a_tenant_has_no_portal_url_until_one_is_declared() {
     assert_eq!(status, StatusCode::CREATED, "{with_url}");
     assert_eq!(with_url["portal_url"], "https://d.example");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_tenant_resolves_under_its_old_slug_which_stays_reserved_until_the_alias_expires()
+{
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/old-name", "pw");
+    let app = TestApp::builder()
+        .envs(&[
+            ("DROVER_SECRETS_DIR", secrets.path()),
+            ("DROVER_RENAME_ALIAS_TTL", "4s"),
+            ("DROVER_TENANT_CACHE_TTL", "1s"),
+            ("DROVER_PORTAL_URL_TEMPLATE", "https://{slug}.example.com"),
+        ])
+        .spawn()
+        .await;
+    app.create_tenant(&tenant_body("old-name")).await;
+    app.create_tenant(&tenant_body("other")).await;
+    let (_, cached) = json_of(app.resolve("old-name").await).await;
+    let rename = |from: &str, to: &str| {
+        let (path, body) = (format!("/v1/tenants/{from}/rename"), json!({"slug": to}));
+        let app = &app;
+        async move { json_of(app.post_json(&path, &body).await).await }
+    };
+
+    let (status, renamed) = rename("old-name", "new-name").await;
+    let (via_alias, alias_body) = json_of(app.resolve("old-name").await).await;
+    let (taken, taken_body) = json_of(app.create_tenant(&tenant_body("old-name")).await).await;
+    let (onto_live, onto_live_body) = rename("other", "new-name").await;
+    let (onto_alias, onto_alias_body) = rename("other", "old-name").await;
+    let (reserved, _) = rename("other", "www").await;
+    let kinds = app.event_types("new-name").await;
+    let by_old_name = app.get_tenant("old-name").await.status();
+    let dir = temp_dir("export");
+    drover(&app, &["export", "-o", dir.to_str().unwrap()]).await;
+    let exported = std::fs::read_to_string(dir.join("new-name.yaml")).unwrap();
+    let events_before = app.event_rows().await;
+    let (reapplied, _) = put_definition(&app, "new-name", exported.clone()).await;
+    let events_after = app.event_rows().await;
+    let expired = wait_until(std::time::Duration::from_secs(30), || async {
+        app.resolve("old-name").await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
+    let mut again = tenant_body("old-name");
+    again["db_name"] = json!("t_old_name_again");
+    let (reused, reused_body) = json_of(app.create_tenant(&again).await).await;
+
+    assert_eq!(cached["slug"], "old-name");
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["slug"], "new-name");
+    assert_eq!(renamed["portal_url"], "https://new-name.example.com");
+    assert_eq!(via_alias, StatusCode::OK, "{alias_body}");
+    assert_eq!(alias_body["slug"], "new-name");
+    assert_eq!(taken, StatusCode::UNPROCESSABLE_ENTITY, "{taken_body}");
+    assert_eq!(taken_body["error"]["code"], "slug_reserved");
+    assert_eq!(onto_live, StatusCode::CONFLICT, "{onto_live_body}");
+    assert_eq!(
+        onto_alias,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{onto_alias_body}"
+    );
+    assert_eq!(reserved, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(kinds[0], "renamed", "{kinds:?}");
+    assert_eq!(by_old_name, StatusCode::NOT_FOUND);
+    assert!(exported.contains("name: new-name"), "{exported}");
+    assert!(!dir.join("old-name.yaml").exists());
+    assert_eq!(reapplied, StatusCode::OK);
+    assert_eq!(
+        events_after, events_before,
+        "apply of the export changed something"
+    );
+    assert!(expired, "the alias still resolves after its ttl");
+    assert_eq!(reused, StatusCode::CREATED, "{reused_body}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -732,6 +732,43 @@ async fn real_responses_match_the_document() {
     let limits = json!({ "max_users": 10 });
     p.json("PUT", "/v1/tenants/acme/limits", limits, 200).await;
     p.post("/v1/tenants/gamma/provision", 501).await;
+    let renamed = p
+        .json(
+            "POST",
+            "/v1/tenants/beta/rename",
+            json!({ "slug": "beta2" }),
+            200,
+        )
+        .await;
+    assert_eq!(renamed["slug"], "beta2");
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "acme" }),
+        409,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "www" }),
+        422,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/nope/rename",
+        json!({ "slug": "x" }),
+        404,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "beta" }),
+        200,
+    )
+    .await;
     p.get("/v1/servers", 200).await;
 
     // PUT: a definition as YAML or JSON; every problem listed on 422.
