@@ -113,7 +113,8 @@ impl Application {
             metrics.clone(),
         ));
         let config = Arc::new(config);
-        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone());
+        let registry = Registry::with_scope(pool.clone(), config.ref_scope.clone())
+            .with_lifecycle(config.lifecycle.clone());
         warn_refs_out_of_scope(&registry).await;
         let events = Arc::new(
             crate::events::Events::new(
@@ -339,6 +340,16 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
             shutdown.cancelled().await;
             s.provisioner.shutdown(s.config.shutdown_grace).await;
         }
+    });
+    let s = state.clone();
+    tasks.spawn("lifecycle-sweep", Policy::Restart, move |shutdown| {
+        let leadership = s.leadership.clone();
+        crate::registry::trials::run(
+            s.registry.clone(),
+            s.provisioner.actor().clone(),
+            move || leadership.is_leader(),
+            shutdown,
+        )
     });
     let provisioner = state.provisioner.clone();
     tasks.spawn("server-probe", Policy::Restart, move |shutdown| {

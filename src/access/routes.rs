@@ -53,6 +53,7 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("POST", "/v1/tenants/{slug}/suspend", OPERATOR),
     ("POST", "/v1/tenants/{slug}/resume", OPERATOR),
     ("POST", "/v1/tenants/{slug}/provision", ADMIN),
+    ("POST", "/v1/tenants/{slug}/rename", ADMIN),
     ("GET", "/v1/tenants/{slug}/events", VIEWER),
     // Limits are commercial settings: reading them is viewing, setting them is admin's.
     ("GET", "/v1/tenants/{slug}/limits", VIEWER),

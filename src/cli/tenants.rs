@@ -22,6 +22,11 @@ pub enum TenantsCommand {
     List(ListArgs),
     /// Show one tenant.
     Get { slug: String },
+    /// Change a tenant's slug; the old one resolves to it (and stays reserved) for the
+    /// daemon's rename_alias_ttl.
+    ///
+    /// Example: drover tenants rename acme acme-corp
+    Rename { slug: String, new_slug: String },
     /// Register a tenant whose database already exists, or (--provision) have drover
     /// create its role and database, store the password and migrate it.
     ///
@@ -164,6 +169,12 @@ pub struct CreateArgs {
     billing_plan: Option<String>,
     #[arg(long)]
     contact_email: Option<String>,
+    /// The tenant's portal (default: from the daemon's portal_url_template).
+    #[arg(long)]
+    portal_url: Option<String>,
+    /// A trial: suspended once this time (RFC 3339) has passed.
+    #[arg(long)]
+    trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Create the role and database on DROVER_PROVISION_URL, write a generated password
     /// behind --secret-ref (file: or vault:) and migrate to the latest version.
     #[arg(long)]
@@ -171,6 +182,9 @@ pub struct CreateArgs {
     /// With --provision: wait until the tenant is active (or the job failed).
     #[arg(long, requires = "provision")]
     wait: bool,
+    /// Check everything and show the names, the server and the steps; create nothing.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
 }
 
 impl CreateArgs {
@@ -195,6 +209,8 @@ impl CreateArgs {
             contact_email: self.contact_email,
             app_version: None,
             maintenance_flag: false,
+            portal_url: self.portal_url,
+            trial_ends_at: self.trial_ends_at,
         })
     }
 }
@@ -223,6 +239,12 @@ pub struct UpdateArgs {
     labels: Option<Vec<String>>,
     #[arg(long)]
     canary: Option<bool>,
+    /// The tenant's portal; `--portal-url ''` goes back to the daemon's template.
+    #[arg(long)]
+    portal_url: Option<String>,
+    /// When the trial ends (RFC 3339); `--trial-ends-at ''` converts the trial.
+    #[arg(long)]
+    trial_ends_at: Option<String>,
     /// Only `active` (from provisioning); use suspend/resume/delete otherwise.
     #[arg(long)]
     status: Option<String>,
@@ -242,6 +264,16 @@ impl UpdateArgs {
             labels: self.labels.as_deref().map(labels_map).transpose()?,
             canary: self.canary,
             status: parse_status(self.status)?,
+            portal_url: self.portal_url.map(|u| Some(u).filter(|u| !u.is_empty())),
+            trial_ends_at: match self.trial_ends_at.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(t) => Some(Some(t.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--trial-ends-at: expected RFC 3339 (2025-07-01T00:00:00Z): {e}"
+                    )
+                })?)),
+            },
             ..TenantPatch::default()
         })
     }
@@ -337,6 +369,37 @@ fn print_tenant(output: Output, t: &Tenant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A create's dry run: the tenant it would register, the checks, the steps.
+fn print_plan(output: Output, plan: &Value) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+        return Ok(());
+    }
+    let t = &plan["tenant"];
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    println!("dry run: nothing was created");
+    println!("slug       {}", text(&t["slug"]));
+    println!(
+        "database   {} (user {}) on {}:{}",
+        text(&t["db_name"]),
+        text(&t["db_user"]),
+        text(&t["db_host"]),
+        t["db_port"]
+    );
+    println!("secret     {}", text(&t["db_secret_ref"]));
+    println!("server     {}", text(&plan["server"]));
+    println!("portal     {}", text(&plan["portal_url"]));
+    println!("checks:");
+    for c in plan["checks"].as_array().into_iter().flatten() {
+        println!("  ok  {}", text(c));
+    }
+    println!("steps:");
+    for (i, step) in plan["steps"].as_array().into_iter().flatten().enumerate() {
+        println!("  {}. {}", i + 1, text(step));
+    }
+    Ok(())
+}
+
 /// Runs one tenant command.
 pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args.server)?;
@@ -355,6 +418,22 @@ pub async fn run(args: &ClientArgs, cmd: TenantsCommand) -> anyhow::Result<ExitC
             return Ok(ExitCode::SUCCESS);
         }
         TenantsCommand::Get { slug } => api.call(Method::GET, &path(&slug, ""), none).await?,
+        TenantsCommand::Rename { slug, new_slug } => {
+            let body = json!({ "slug": new_slug });
+            api.call(Method::POST, &path(&slug, "/rename"), Some(&body))
+                .await?
+        }
+        TenantsCommand::Create(create) if create.dry_run => {
+            let plan: Value = api
+                .call(
+                    Method::POST,
+                    "/v1/tenants?dry_run=true",
+                    Some(&create.body()?),
+                )
+                .await?;
+            print_plan(args.output, &plan)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         TenantsCommand::Create(create) => {
             let wait = create.wait;
             let body = create.body()?;

@@ -17,6 +17,7 @@ use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
+use crate::registry::{parse_reserved_slugs, LifecycleSettings, PortalTemplate};
 use crate::resolve::CacheSettings;
 use crate::retention::{parse_retention, RetentionSettings};
 use crate::secrets::{self, SecretRef, SecretSettings, VaultConfig};
@@ -94,6 +95,7 @@ impl Builder {
         events.secret_scope = ref_scope.clone();
         let console = self.console(https.is_some());
         let retention = self.retention();
+        let lifecycle = self.lifecycle();
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
         provision.lock_wait = waves.lock_wait;
@@ -127,6 +129,18 @@ impl Builder {
             events,
             console,
             retention,
+            lifecycle,
+        }
+    }
+
+    /// The registry's lifecycle rules: reserved slugs, the portal URL template, trials,
+    /// rename aliases.
+    fn lifecycle(&mut self) -> LifecycleSettings {
+        LifecycleSettings {
+            reserved_slugs: self.parsed("reserved_slugs", parse_reserved_slugs),
+            portal_url_template: self.optional("portal_url_template", PortalTemplate::parse),
+            trial_warning_before: self.parsed("trial_warning_before", positive_duration),
+            rename_alias_ttl: self.parsed("rename_alias_ttl", positive_duration),
         }
     }
 

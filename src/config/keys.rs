@@ -70,6 +70,10 @@
 //! | `console_session_retention` | `DROVER_CONSOLE_SESSION_RETENTION` | `1d` | an expired console session row is kept this long after it expired; at least 1s |
 //! | `schedule_fire_retention` | `DROVER_SCHEDULE_FIRE_RETENTION` | `90d` | a handled schedule tick is kept this long (each schedule's newest always); at least 1s |
 //! | `prune_interval` | `DROVER_PRUNE_INTERVAL` | `10m` | how often the leader removes rows past their retention (in batches of 1,000); at least 1s |
+//! | `reserved_slugs` | `DROVER_RESERVED_SLUGS` | `www, api, admin, app, mail, smtp, imap, ftp, status, drover, blog, docs, help, support, dashboard, console, portal, login, signup, auth, sso, account, billing, static, assets, cdn, dev, staging, test, demo` | comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides |
+//! | `portal_url_template` | `DROVER_PORTAL_URL_TEMPLATE` | | a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com` |
+//! | `trial_warning_before` | `DROVER_TRIAL_WARNING_BEFORE` | `3d` | how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent |
+//! | `rename_alias_ttl` | `DROVER_RENAME_ALIAS_TTL` | `7d` | how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -78,6 +82,7 @@
 //! here panics in every test that loads a configuration, and a key listed here that the
 //! builder never reads fails `every_declared_key_is_read_by_the_builder`.
 
+use crate::registry::DEFAULT_RESERVED_SLUGS;
 use crate::secrets::{
     DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
 };
@@ -208,6 +213,10 @@ pub const KEYS: &[Key] = &[
     key("console_session_retention", Value("1d"), "an expired console session row is kept this long after it expired; at least 1s"),
     key("schedule_fire_retention", Value("90d"), "a handled schedule tick is kept this long (each schedule's newest always); at least 1s"),
     key("prune_interval", Value("10m"), "how often the leader removes rows past their retention (in batches of 1,000); at least 1s"),
+    key("reserved_slugs", Value(DEFAULT_RESERVED_SLUGS), "comma-separated slugs no tenant may be created with or renamed to (422 `slug_reserved`); drover's own route and system names (`healthz`, `v1`, `template0`, …) are reserved besides"),
+    key("portal_url_template", Nothing, "a tenant's `portal_url` unless one is set explicitly: an http(s) URL with `{slug}`, e.g. `https://{slug}.example.com`"),
+    key("trial_warning_before", Value("3d"), "how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent"),
+    key("rename_alias_ttl", Value("7d"), "how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -15,7 +15,7 @@
 //! Each domain owns the type of the settings it reads (`secrets::SecretSettings`,
 //! `resolve::CacheSettings`, `waves::executor::WorkerSettings`, `events::DeliverySettings`,
 //! `provision::ProvisionSettings`, `tls::HttpsFiles`,
-//! `retention::RetentionSettings`) and its constructor takes only that;
+//! `retention::RetentionSettings`, `registry::LifecycleSettings`) and its constructor takes only that;
 //! this module fills them from the one key table. Only the application, its state and the
 //! CLI read [`Config`] itself. Adding a setting: its key in `keys.rs`, the field in the
 //! domain's settings type, and the line in `build.rs` (or `provision.rs`) that reads it.
@@ -118,6 +118,8 @@ pub struct Config {
     pub console: crate::origin::ConsoleSettings,
     /// How long each kind of history is kept, and how often the leader prunes.
     pub retention: crate::retention::RetentionSettings,
+    /// The registry's lifecycle rules: reserved slugs, portal URLs, renames, trials.
+    pub lifecycle: crate::registry::LifecycleSettings,
 }
 
 /// What one client may hold of the listener.

@@ -55,6 +55,7 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
             }
             div.card { div.muted { "Needing attention" } div.stat { (attention) } }
             div.card { div.muted { "Active waves" } div.stat { (active.len()) } }
+            div.card { div.muted { "Trials ending this week" } div.stat { (fleet.trials_ending_this_week) } }
         }
         div.cards {
             section.panel.chart aria-labelledby="by-status" {

@@ -215,6 +215,8 @@ pub async fn show(
                     dt { "Canary" } dd { (if t.canary { "yes" } else { "no" }) }
                     dt { "Plan" } dd { (t.billing_plan.clone().unwrap_or_default()) }
                     dt { "Contact" } dd { (t.contact_email.clone().unwrap_or_default()) }
+                    @if let Some(end) = &t.trial_ends_at { dt { "Trial ends" } dd { (layout::time(end)) } }
+                    dt { "Portal" } dd { @if let Some(u) = &t.portal_url { a href=(u) rel="noopener noreferrer" { (u) } } @else { "none" } }
                     dt { "Labels" } dd { (labels(&t)) }
                     @if let Some(r) = &t.suspended_reason { dt { "Suspended because" } dd { (r) } }
                     dt { "Created" } dd { (layout::time(&t.created_at)) }

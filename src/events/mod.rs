@@ -57,6 +57,9 @@ pub const TENANT_TYPES: &[&str] = &[
     "deleted",
     "status_changed",
     "error",
+    "trial_ending",
+    "trial_expired",
+    "renamed",
 ];
 
 /// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.

@@ -139,6 +139,15 @@ impl From<RegistryError> for ApiError {
                     extra: None,
                 };
             }
+            RegistryError::SlugReserved { .. } => {
+                let mut err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "slug_reserved",
+                    e.to_string(),
+                );
+                err.set_field("slug");
+                return err;
+            }
             RegistryError::DuplicateSlug(_) => (StatusCode::CONFLICT, "duplicate_slug"),
             RegistryError::DuplicateDbName(_) => (StatusCode::CONFLICT, "duplicate_db_name"),
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),

@@ -83,6 +83,7 @@ pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(tenants::suspend))
         .routes(routes!(tenants::resume))
+        .routes(routes!(tenants::rename))
         .routes(routes!(tenants::provision))
         .routes(routes!(tenants::events))
         .routes(routes!(tenants::limits, tenants::set_limits))

@@ -158,7 +158,7 @@ errors! {
         files (`label_taken`, with `set_id`), a migration set still in use (`set_in_use`, with `used_by`).",
     E413 "413" "The body is larger than `max_body_bytes` (`max_set_bytes` for `POST /v1/migration-sets`) (`invalid_body`).",
     E415 "415" "The body is not declared `Content-Type: application/json` (`invalid_body`).",
-    E422 "422" "A field is invalid (`invalid_field`, with `field`), the body does not fit the schema \
+    E422 "422" "A field is invalid (`invalid_field`, with `field`), a new tenant's slug is reserved (`slug_reserved`), the body does not fit the schema \
         (`invalid_body`), a query parameter or header is invalid (`invalid_query`), the tenant migration files are \
         broken (`invalid_migrations`, with `file` when one is named), a pushed file is too large (`file_too_large`), \
         lint errors are not acknowledged (`lint_failed`, with `findings`), or a schedule's stored template no \

@@ -2,11 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::openapi as doc;
 use super::{ApiError, ApiJson, ApiQuery, Caller};
+use crate::provision::CreatePlan;
 use crate::registry::{
     Event, ListFilter, NewTenant, Page, Tenant, TenantLimits, TenantPatch, TenantStatus,
 };
@@ -38,6 +40,21 @@ pub struct WaitQuery {
     wait: bool,
 }
 
+/// The query of `POST /v1/tenants`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// With `provision: true`: answer when the job has finished instead of at once.
+    #[serde(default)]
+    #[param(default = false)]
+    wait: bool,
+    /// Compute the names, the placement, the checks and the steps, and write nothing.
+    #[serde(default)]
+    #[param(default = false)]
+    dry_run: bool,
+}
+
 /// `POST /v1/tenants[?wait=true]` → 201; with `provision: true` → 202 (tenant in
 /// `provisioning`, the job runs in the background) or, waiting, 201 with the active tenant.
 #[utoipa::path(
@@ -51,8 +68,11 @@ pub struct WaitQuery {
         latest tenant migration. Only `slug` is needed then. The answer is 202 with the tenant in `provisioning` \
         while that runs in the background, or with `wait=true` 201 with the active tenant (502 \
         `provisioning_failed`, with `step`, when a step fails; the tenant stays `provisioning` with its \
-        `provisioning_error`; `POST /v1/tenants/{slug}/provision` retries).",
-    params(WaitQuery, doc::ActorHeader),
+        `provisioning_error`; `POST /v1/tenants/{slug}/provision` retries). With `dry_run=true` nothing is written \
+        anywhere (no row, no event, no secret, no role or database): the answer is 200 with the tenant as it would \
+        be registered, its server, the checks made and the steps the request would take, or the error the request \
+        would give.",
+    params(CreateQuery, doc::ActorHeader),
     request_body(content = NewTenant, example = json!({
         "slug": "acme", "display_name": "Acme Corp", "db_name": "tenant_acme", "db_host": "db1.internal",
         "db_port": 5432, "db_user": "tenant_acme", "db_secret_ref": "file:tenants/acme",
@@ -63,26 +83,43 @@ pub struct WaitQuery {
         (status = 201, description = "The tenant as stored (with `provision` and `wait=true`: active, migrated).", body = Tenant,
             links(("GetTenant" = (operation_id = "getTenant", parameters(("slug" = "$response.body#/slug")))), ("PutTenant" = (operation_id = "putTenant", parameters(("slug" = "$response.body#/slug")))), ("UpdateTenant" = (operation_id = "updateTenant", parameters(("slug" = "$response.body#/slug")))), ("DeleteTenant" = (operation_id = "deleteTenant", parameters(("slug" = "$response.body#/slug")))), ("SuspendTenant" = (operation_id = "suspendTenant", parameters(("slug" = "$response.body#/slug")))), ("ResumeTenant" = (operation_id = "resumeTenant", parameters(("slug" = "$response.body#/slug")))), ("ListTenantEvents" = (operation_id = "listTenantEvents", parameters(("slug" = "$response.body#/slug")))), ("Resolve" = (operation_id = "resolve", parameters(("slug" = "$response.body#/slug")))))),
         (status = 202, description = "`provision: true`: the tenant, `provisioning`; the job runs in the background.", body = Tenant),
+        (status = 200, description = "`dry_run=true`: what the request would do; nothing was written.", body = CreatePlan),
         (status = 409, response = doc::E409), (status = 501, response = doc::E501), (status = 502, response = doc::E502))
 )]
 pub async fn create(
     State(s): State<AppState>,
     Caller(actor): Caller,
-    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiQuery(q): ApiQuery<CreateQuery>,
     ApiJson(body): ApiJson<NewTenant>,
-) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+) -> Result<Response, ApiError> {
+    if q.dry_run {
+        let plan = if body.provision {
+            s.provisioner.plan(&body).await?
+        } else {
+            crate::provision::register_plan(&s.registry, &body).await?
+        };
+        return Ok(Json(plan).into_response());
+    }
+    let (status, tenant) = create_tenant(&s, &actor, q.wait, body).await?;
+    Ok((status, Json(tenant)).into_response())
+}
+
+/// The create itself (the request without `dry_run`).
+async fn create_tenant(
+    s: &AppState,
+    actor: &crate::registry::Actor,
+    wait: bool,
+    body: NewTenant,
+) -> Result<(StatusCode, Tenant), ApiError> {
     if !body.provision {
-        return Ok((
-            StatusCode::CREATED,
-            Json(s.registry.create(&body, &actor).await?),
-        ));
+        return Ok((StatusCode::CREATED, s.registry.create(&body, actor).await?));
     }
-    let tenant = s.provisioner.create(&body, &actor).await?;
+    let tenant = s.provisioner.create(&body, actor).await?;
     let job = s.provisioner.start(tenant.clone());
-    if q.wait {
-        return Ok((StatusCode::CREATED, Json(finished(job).await?)));
+    if wait {
+        return Ok((StatusCode::CREATED, finished(job).await?));
     }
-    Ok((StatusCode::ACCEPTED, Json(tenant)))
+    Ok((StatusCode::ACCEPTED, tenant))
 }
 
 /// `POST /v1/tenants/{slug}/provision[?wait=true]`: runs provisioning again for a tenant
@@ -209,6 +246,37 @@ pub async fn suspend(
     ApiJson(body): ApiJson<SuspendBody>,
 ) -> Result<Json<Tenant>, ApiError> {
     Ok(Json(s.registry.suspend(&slug, &body.reason, &actor).await?))
+}
+
+/// Body of `POST /v1/tenants/{slug}/rename`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RenameRequest)]
+pub struct RenameBody {
+    /// The new slug.
+    #[schema(pattern = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+    slug: String,
+}
+
+/// `POST /v1/tenants/{slug}/rename`.
+#[utoipa::path(
+    post, path = "/tenants/{slug}/rename", tag = "tenants", operation_id = "renameTenant",
+    summary = "Change a tenant's slug",
+    description = "The old slug becomes an alias for `rename_alias_ttl` (default 7 days): resolving it answers for \
+        the tenant, with the new slug, and no new tenant may take it (422 `slug_reserved`). Writes a `renamed` event \
+        `{from, to, alias_expires_at}`. The new slug must be free (409 `duplicate_slug`) and not reserved (422 \
+        `slug_reserved`; the tenant's own aliases excepted). Database names, roles and the secret reference stay.",
+    params(doc::SlugPath, doc::ActorHeader), request_body = RenameBody,
+    responses((status = 200, description = "The renamed tenant.", body = Tenant),
+        (status = 404, response = doc::E404), (status = 409, response = doc::E409))
+)]
+pub async fn rename(
+    State(s): State<AppState>,
+    Caller(actor): Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<RenameBody>,
+) -> Result<Json<Tenant>, ApiError> {
+    Ok(Json(s.registry.rename(&slug, &body.slug, &actor).await?))
 }
 
 /// `POST /v1/tenants/{slug}/resume`.

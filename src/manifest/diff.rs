@@ -372,6 +372,9 @@ spec:
             server: None,
             provisioned_at: None,
             provisioning_error: None,
+            portal_url_explicit: d.tenant.portal_url.is_some(),
+            portal_url: d.tenant.portal_url,
+            trial_ends_at: d.tenant.trial_ends_at,
             limits: d.limits,
         }
     }

@@ -53,8 +53,8 @@ pub struct Definition {
     pub status: Option<Observed>,
 }
 
-/// The top-level `status` of an exported definition: the tenant's server and its
-/// provisioning outcome. Read-only: apply and `PUT` ignore it.
+/// The top-level `status` of an exported definition: the tenant's server, its
+/// provisioning outcome and its portal URL. Read-only: apply and `PUT` ignore it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = ObservedStatus)]
@@ -68,6 +68,9 @@ pub struct Observed {
     /// The last provisioning failure (cleared on success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_error: Option<crate::registry::ProvisioningError>,
+    /// The tenant's portal URL, explicit or from the daemon's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_url: Option<String>,
 }
 
 /// `metadata`.
@@ -138,6 +141,13 @@ pub struct Spec {
     /// Free flag for the application.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance_flag: bool,
+    /// The tenant's portal; absent: from the daemon's `portal_url_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
+    pub portal_url: Option<String>,
+    /// When the tenant's trial ends (RFC 3339); absent: not on a trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The tenant's limits; absent: left as they are (set with `PUT …/limits`), `{}`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
@@ -305,6 +315,8 @@ fn path_of(api_field: &str) -> &'static [&'static str] {
         "contact_email" => &["spec", "contactEmail"],
         "app_version" => &["spec", "appVersion"],
         "maintenance_flag" => &["spec", "maintenanceFlag"],
+        "portal_url" => &["spec", "portalUrl"],
+        "trial_ends_at" => &["spec", "trialEndsAt"],
         "max_db_size_mb" => &["spec", "limits", "maxDbSizeMb"],
         "max_users" => &["spec", "limits", "maxUsers"],
         "max_attachments_gb" => &["spec", "limits", "maxAttachmentsGb"],
@@ -349,6 +361,8 @@ impl Definition {
                 contact_email: t.contact_email.clone(),
                 app_version: t.app_version.clone(),
                 maintenance_flag: t.maintenance_flag,
+                portal_url: t.portal_url.clone().filter(|_| t.portal_url_explicit),
+                trial_ends_at: t.trial_ends_at,
                 limits: t
                     .limits
                     .as_ref()
@@ -357,11 +371,13 @@ impl Definition {
             },
             status: (t.server.is_some()
                 || t.provisioned_at.is_some()
-                || t.provisioning_error.is_some())
+                || t.provisioning_error.is_some()
+                || t.portal_url.is_some())
             .then(|| Observed {
                 server: t.server.clone(),
                 provisioned_at: t.provisioned_at,
                 provisioning_error: t.provisioning_error.clone(),
+                portal_url: t.portal_url.clone(),
             }),
         }
     }
@@ -388,6 +404,8 @@ impl Definition {
                 contact_email: s.contact_email.clone(),
                 app_version: s.app_version.clone(),
                 maintenance_flag: s.maintenance_flag,
+                portal_url: s.portal_url.clone(),
+                trial_ends_at: s.trial_ends_at,
             },
             status: s.status,
             suspended_reason: s.suspended_reason.clone(),
@@ -473,6 +491,7 @@ impl Definition {
             ("billingPlan", &s.billing_plan),
             ("contactEmail", &s.contact_email),
             ("appVersion", &s.app_version),
+            ("portalUrl", &s.portal_url),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
@@ -480,6 +499,9 @@ impl Definition {
             }
         }
         f.insert("maintenanceFlag".into(), s.maintenance_flag.to_string());
+        if let Some(end) = s.trial_ends_at {
+            f.insert("trialEndsAt".into(), end.to_rfc3339());
+        }
         if let Some(l) = &s.limits {
             let limits = [
                 ("limits.maxDbSizeMb", l.max_db_size_mb),
@@ -623,6 +645,9 @@ spec: {database: {host: db1, port: 5432, name: t_acme, user: t_acme,
             server: None,
             provisioned_at: None,
             provisioning_error: None,
+            portal_url: None,
+            portal_url_explicit: false,
+            trial_ends_at: None,
             limits: None,
         };
         assert_eq!(Definition::from_tenant(&t), d);

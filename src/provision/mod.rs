@@ -47,7 +47,8 @@
 //! [`Provisioner::new`] takes nothing else of it.
 //!
 //! Files: `placement.rs` (names from templates, choosing a server, the checks before a
-//! tenant is registered), `job.rs` (the background job and its steps), `deprovision.rs`
+//! tenant is registered), `plan.rs` (the same checks and the steps, written nowhere: the
+//! dry run of a create), `job.rs` (the background job and its steps), `deprovision.rs`
 //! (dropping a tenant's database, role and secret), `admin.rs` (SQL on the admin
 //! connection), `servers.rs` (a server and where a tenant goes), `probe.rs` (the
 //! `server-probe` task: each server's reachability, every 5 s), `resume.rs` (the
@@ -59,6 +60,7 @@ mod deprovision;
 mod error;
 mod job;
 mod placement;
+mod plan;
 pub mod probe;
 mod report;
 pub mod resume;
@@ -66,6 +68,7 @@ pub mod servers;
 
 pub use admin::marker;
 pub use error::ProvisionError;
+pub use plan::{register_plan, CreatePlan};
 pub use report::ServerReport;
 pub use servers::Server;
 
@@ -196,6 +199,11 @@ impl Provisioner {
             running: Mutex::new(HashMap::new()),
             metrics: p.metrics,
         })
+    }
+
+    /// The actor this replica's own changes are recorded as (`drover:<instance_id>`).
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// Whether any provisioning server is configured.

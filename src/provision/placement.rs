@@ -21,6 +21,7 @@ impl Provisioner {
             return Err(ProvisionError::NotConfigured);
         }
         let slug = Slug::for_lookup(&request.slug)?;
+        self.registry.check_slug_free(&slug).await?;
         let mut new = request.clone();
         new.fill_display_name();
         self.fill_names(&mut new, &slug)?;
@@ -53,7 +54,11 @@ impl Provisioner {
     }
 
     /// Database, role and secret reference from the templates, where not given.
-    fn fill_names(&self, new: &mut NewTenant, slug: &Slug) -> Result<(), ProvisionError> {
+    pub(super) fn fill_names(
+        &self,
+        new: &mut NewTenant,
+        slug: &Slug,
+    ) -> Result<(), ProvisionError> {
         let derive = |field: &'static str, template: &str| {
             let name = servers::render(template, slug.as_str());
             if name.len() > 63 {
@@ -80,7 +85,7 @@ impl Provisioner {
         Ok(())
     }
 
-    fn named(&self, name: &str) -> Result<&Server, ProvisionError> {
+    pub(super) fn named(&self, name: &str) -> Result<&Server, ProvisionError> {
         self.servers
             .iter()
             .find(|s| s.name == name)
@@ -182,7 +187,7 @@ impl Provisioner {
 
 /// The request placed on `server`: its name recorded, host and port (and `sslmode`, when
 /// the server sets one) filled where the request left them out.
-fn on_server(mut new: NewTenant, server: &Server) -> NewTenant {
+pub(super) fn on_server(mut new: NewTenant, server: &Server) -> NewTenant {
     if new.db_host.is_empty() {
         new.db_host.clone_from(&server.host);
     }

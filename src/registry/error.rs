@@ -20,6 +20,14 @@ pub enum RegistryError {
     /// Another live tenant already uses this database name (case-insensitively).
     #[error("database name '{0}' is already used by a live tenant")]
     DuplicateDbName(String),
+    /// The slug may not be given to a tenant (reserved, or a renamed tenant's alias).
+    #[error("slug '{slug}' is reserved: {why}; choose another")]
+    SlugReserved {
+        /// The slug asked for.
+        slug: String,
+        /// Why it is reserved.
+        why: String,
+    },
     /// No live tenant has this slug.
     #[error("no tenant '{0}'")]
     NotFound(String),
@@ -63,6 +71,12 @@ impl From<tokio_postgres::Error> for RegistryError {
                 }
                 ("23505", "tenants_db_name_live_key") => {
                     return RegistryError::DuplicateDbName(detail_value(db.detail()));
+                }
+                ("23514", "tenants_slug_not_reserved") => {
+                    return RegistryError::SlugReserved {
+                        slug: String::new(),
+                        why: "it is one of drover's own route or system names".into(),
+                    };
                 }
                 ("23514", c) => {
                     return RegistryError::Invalid {

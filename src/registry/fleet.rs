@@ -41,6 +41,9 @@ pub struct FleetReport {
     pub drifted: Vec<Issue>,
     /// Half-applied no-transaction migration, invalid index, …
     pub needs_attention: Vec<Issue>,
+    /// Tenants (not deleted) whose trial ends within the next 7 days.
+    #[serde(default)]
+    pub trials_ending_this_week: i64,
 }
 
 pub(super) async fn report(
@@ -70,7 +73,10 @@ pub(super) async fn report(
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    const TRIALS: &str = "SELECT count(*) AS trials FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND trial_ends_at > now() AND trial_ends_at <= now() + interval '7 days'";
     let behind_rows = client.query(BEHIND, &[&latest]).await?;
+    let trials_ending_this_week = client.query_one(TRIALS, &[]).await?.try_get("trials")?;
     let (mut drifted, mut needs_attention) = (Vec::new(), Vec::new());
     for r in client.query(ISSUES, &[]).await? {
         let issue = Issue {
@@ -97,6 +103,7 @@ pub(super) async fn report(
             .collect::<Result<_, _>>()?,
         drifted,
         needs_attention,
+        trials_ending_this_week,
     })
 }
 

@@ -109,7 +109,7 @@ impl Registry {
         );
         let client = self.pool.get().await?;
         match client.query_opt(SQL, &[&id]).await? {
-            Some(row) => tenant_from_row(&row),
+            Some(row) => tenant_from_row(&row).map(|t| self.present(t)),
             None => Err(RegistryError::NotFound(id.to_string())),
         }
     }
@@ -185,10 +185,11 @@ impl Registry {
         placed.fill_display_name();
         let slug = placed.validate()?;
         self.check_scope(&placed.db_secret_ref)?;
+        self.check_reserved(&*tx, &slug).await?;
         let tenant = insert_row(&*tx, &placed, &slug, TenantStatus::Provisioning, actor).await?;
         tx.commit().await.map_err(RegistryError::from)?;
         tracing::info!(actor = actor.as_str(), server = ?tenant.server, "tenant created");
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// Writes the `provisioning_failed` event of failed attempt number `schedule.attempts`
@@ -292,7 +293,7 @@ impl Registry {
         }
         record_event(&*tx, id, "provisioned", actor, provisioned).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// → deleting, before the database is dropped. A tenant already `deleting` (an earlier
@@ -311,7 +312,7 @@ impl Registry {
         let tx = client.transaction().await?;
         let before = Self::lock_live(&*tx, slug).await?;
         if before.status == TenantStatus::Deleting {
-            return Ok(before);
+            return Ok(self.present(before));
         }
         if Transition::StartDelete.apply(before.status).is_none() {
             return Err(RegistryError::IllegalTransition {
@@ -326,7 +327,7 @@ impl Registry {
         merge(&mut payload, extra);
         record_event(&*tx, before.id, "deleting", actor, payload).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 
     /// deleting → deleted (`deleted_at` set, slug and db_name free again).
@@ -357,7 +358,7 @@ impl Registry {
         merge(&mut payload, extra);
         record_event(&*tx, id, "deleted", actor, payload).await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
 }
 

@@ -10,7 +10,9 @@
 //! - `read`: get, list, a tenant's events, the fleet report (`fleet`) and health
 //!   (`health`); `write`: create, PATCH, suspend, resume, delete;
 //! - `put`: the declarative `PUT`; `lifecycle`: provisioning's steps; `limits`: the
-//!   per-tenant limits row;
+//!   per-tenant limits row; `naming`: reserved slugs and the lifecycle settings;
+//!   [`trials`]: the leader's sweep of trial ends and expired aliases; `rename`: a new
+//!   slug, the old one kept as an alias (`tenant_aliases`, owned here too);
 //! - [`queries`]: the statements and fragments other modules run inside their own
 //!   transactions (the wave claim and outcome, wave selection, the lint gate, analysis
 //!   canaries, resolution, the events feed's slug filter) and [`fleet_gauges`] for
@@ -23,11 +25,13 @@
 //! concurrent operators serialize instead of both "winning". Validation happens in Rust
 //! first (clear, field-named errors); the schema's constraints repeat the rules.
 //!
-//! No loops or background tasks: callers (HTTP handlers, the CLI's `check`) drive it.
+//! One loop: [`trials::run`], the leader's `lifecycle-sweep` task (the application spawns
+//! it); everything else is driven by callers (HTTP handlers, the CLI's `check`).
 
 mod error;
 mod health;
 mod model;
+mod naming;
 mod schema;
 mod tenant_db;
 
@@ -41,6 +45,7 @@ pub use model::{
     ProvisioningError, Slug, Tenant, TenantLimits, TenantPatch, TenantStatus, Transition,
     DEFAULT_PORT, RESERVED_SLUGS,
 };
+pub use naming::{parse_reserved_slugs, LifecycleSettings, PortalTemplate, DEFAULT_RESERVED_SLUGS};
 pub use put::{declared_transition, Declared, Refused};
 pub use tenant_db::TenantDb;
 
@@ -52,7 +57,7 @@ macro_rules! tenant_cols {
         "id, slug, display_name, db_name, db_host, db_port, db_user, db_secret_ref, db_options, \
          schema_version, app_version, status, labels, canary, billing_plan, contact_email, \
          suspended_reason, maintenance_flag, created_at, updated_at, deleted_at, server, \
-         provisioned_at, provisioning_error, \
+         provisioned_at, provisioning_error, portal_url, trial_ends_at, \
          (SELECT to_jsonb(l) - 'tenant_id' FROM control_plane.tenant_limits l \
           WHERE l.tenant_id = tenants.id) AS limits"
     };
@@ -116,7 +121,9 @@ mod limits;
 mod put;
 pub mod queries;
 mod read;
+mod rename;
 mod row;
+pub mod trials;
 mod write;
 
 pub use row::{record_event, record_events, string_map};
@@ -130,6 +137,8 @@ pub struct Registry {
     pool: Pool,
     /// Which secret references a tenant may be given (checked on every write).
     scope: std::sync::Arc<crate::secrets::RefScope>,
+    /// Reserved names, portal URLs, rename aliases, trials.
+    lifecycle: std::sync::Arc<LifecycleSettings>,
 }
 
 impl Registry {
@@ -143,7 +152,19 @@ impl Registry {
         Registry {
             pool,
             scope: std::sync::Arc::new(scope),
+            lifecycle: std::sync::Arc::new(LifecycleSettings::default()),
         }
+    }
+
+    /// The same registry applying `settings` (reserved slugs, portal URLs, renames, trials).
+    pub fn with_lifecycle(mut self, settings: LifecycleSettings) -> Self {
+        self.lifecycle = std::sync::Arc::new(settings);
+        self
+    }
+
+    /// The lifecycle rules this registry applies.
+    pub fn lifecycle(&self) -> &LifecycleSettings {
+        &self.lifecycle
     }
 
     /// The secret reference rules this registry enforces.

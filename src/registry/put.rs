@@ -168,6 +168,8 @@ impl Registry {
         let (tenant, created) = match Self::lock_live(&*tx, &declared.tenant.slug).await {
             Ok(before) => (converge(&*tx, before, declared, actor).await?, false),
             Err(RegistryError::NotFound(_)) => {
+                let slug = Slug::for_lookup(&declared.tenant.slug)?;
+                self.check_reserved(&*tx, &slug).await?;
                 let inserted = insert(&*tx, declared, actor).await?;
                 // A tenant declared suspended is created active and suspended at once, so
                 // its history shows the suspension (and the reason) like any other.
@@ -188,7 +190,7 @@ impl Registry {
             status = %tenant.status,
             "tenant declared"
         );
-        Ok((tenant, created))
+        Ok((self.present(tenant), created))
     }
 }
 
@@ -285,6 +287,19 @@ async fn converge(
         &mut t.maintenance_flag,
         Some(new.maintenance_flag),
     );
+    change(
+        &mut changes,
+        "portal_url",
+        &mut t.portal_url,
+        Some(new.portal_url),
+    );
+    t.portal_url_explicit = t.portal_url.is_some();
+    change(
+        &mut changes,
+        "trial_ends_at",
+        &mut t.trial_ends_at,
+        Some(new.trial_ends_at),
+    );
     let reason = declared.reason();
     match step {
         // A new reason for a tenant that stays suspended is a field edit.
@@ -341,6 +356,8 @@ mod tests {
                 contact_email: None,
                 app_version: None,
                 maintenance_flag: false,
+                portal_url: None,
+                trial_ends_at: None,
             },
             status,
             suspended_reason: reason.map(str::to_string),

@@ -29,10 +29,18 @@ pub async fn resolution_row(
     client: &impl CachingClient,
     slug: &str,
 ) -> Result<Option<Row>, tokio_postgres::Error> {
+    // A live tenant by that slug first; else the tenant a live alias (a renamed tenant's
+    // old slug) points to, answering with its new slug.
     const SQL: &str =
         "SELECT slug, status, db_host, db_port, db_name, db_user, db_secret_ref, db_options, \
-                       schema_version, suspended_reason \
-                       FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL";
+                schema_version, suspended_reason FROM ( \
+           SELECT t.*, false AS via_alias FROM control_plane.tenants t \
+           WHERE lower(t.slug) = $1 AND t.deleted_at IS NULL \
+           UNION ALL \
+           SELECT t.*, true FROM control_plane.tenant_aliases a \
+           JOIN control_plane.tenants t ON t.id = a.tenant_id \
+           WHERE a.slug = $1 AND a.expires_at > now() AND t.deleted_at IS NULL \
+         ) found ORDER BY via_alias LIMIT 1";
     let stmt = client.prepare_cached(SQL).await?;
     client.query_opt(&stmt, &[&slug]).await
 }

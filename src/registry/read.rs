@@ -51,7 +51,7 @@ impl Registry {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(SQL).await?;
         match client.query_opt(&stmt, &[&slug.as_str()]).await? {
-            Some(row) => tenant_from_row(&row),
+            Some(row) => tenant_from_row(&row).map(|t| self.present(t)),
             None => Err(RegistryError::NotFound(slug.to_string())),
         }
     }
@@ -117,7 +117,7 @@ impl Registry {
             .await?;
         let mut items = rows
             .iter()
-            .map(tenant_from_row)
+            .map(|r| tenant_from_row(r).map(|t| self.present(t)))
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);

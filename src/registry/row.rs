@@ -27,6 +27,9 @@ pub fn string_map(v: Value) -> BTreeMap<String, String> {
 pub(super) fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
     let labels = string_map(row.try_get("labels")?);
     let status: String = row.try_get("status")?;
+    // The stored value is the explicit one; the registry fills the template in when it
+    // hands a tenant out (`Registry::present`).
+    let portal_url: Option<String> = row.try_get("portal_url")?;
     Ok(Tenant {
         id: row.try_get("id")?,
         slug: row.try_get("slug")?,
@@ -52,6 +55,9 @@ pub(super) fn tenant_from_row(row: &Row) -> Result<Tenant, RegistryError> {
         server: row.try_get("server")?,
         provisioned_at: row.try_get("provisioned_at")?,
         provisioning_error: json_column(row, "provisioning_error")?,
+        trial_ends_at: row.try_get("trial_ends_at")?,
+        portal_url_explicit: portal_url.is_some(),
+        portal_url,
         limits: json_column(row, "limits")?,
     })
 }
@@ -142,7 +148,8 @@ pub(super) async fn insert_row(
     const SQL: &str = concat!(
         "INSERT INTO control_plane.tenants (slug, display_name, db_name, db_host, db_port, db_user, \
          db_secret_ref, labels, canary, status, billing_plan, contact_email, app_version, maintenance_flag, \
-         db_options, server) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         db_options, server, portal_url, trial_ends_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          RETURNING ",
         tenant_cols!()
     );
@@ -168,6 +175,8 @@ pub(super) async fn insert_row(
                 &new.maintenance_flag,
                 &options,
                 &new.server,
+                &new.portal_url,
+                &new.trial_ends_at,
             ],
         )
         .await?;
@@ -190,11 +199,13 @@ pub(super) async fn store_row(
         "UPDATE control_plane.tenants SET display_name = $2, db_name = $3, db_host = $4, db_port = $5, \
          db_user = $6, db_secret_ref = $7, labels = $8, canary = $9, billing_plan = $10, \
          contact_email = $11, app_version = $12, maintenance_flag = $13, status = $14, db_options = $15, \
-         suspended_reason = $16 WHERE id = $1 RETURNING ",
+         suspended_reason = $16, portal_url = $17, trial_ends_at = $18 WHERE id = $1 RETURNING ",
         tenant_cols!()
     );
     let labels = serde_json::to_value(&t.labels).unwrap_or_else(|_| json!({}));
     let options = serde_json::to_value(&t.db_options).unwrap_or_else(|_| json!({}));
+    // Only an explicit portal URL is stored; one from the template is not.
+    let portal_url = t.portal_url.as_ref().filter(|_| t.portal_url_explicit);
     let row = tx
         .query_one(
             SQL,
@@ -215,6 +226,8 @@ pub(super) async fn store_row(
                 &t.status.as_str(),
                 &options,
                 &t.suspended_reason,
+                &portal_url,
+                &t.trial_ends_at,
             ],
         )
         .await?;

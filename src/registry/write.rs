@@ -63,10 +63,37 @@ impl Registry {
         let status = new.status.unwrap_or(TenantStatus::Provisioning);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        self.check_reserved(&*tx, &slug).await?;
         let tenant = insert_row(&*tx, new, &slug, status, actor).await?;
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), "tenant created");
-        Ok(tenant)
+        Ok(self.present(tenant))
+    }
+
+    /// Every check [`Registry::create`] makes, with nothing written: the fields, the
+    /// secret reference's scope, reserved names, and that neither the slug nor the
+    /// database name is taken. Returns what was checked, for a dry run to show.
+    pub async fn check_new(&self, new: &NewTenant) -> Result<Vec<String>, RegistryError> {
+        const TAKEN: &str = "SELECT \
+             EXISTS (SELECT 1 FROM control_plane.tenants WHERE lower(slug) = $1 AND deleted_at IS NULL) AS slug_taken, \
+             EXISTS (SELECT 1 FROM control_plane.tenants WHERE lower(db_name) = lower($2) AND deleted_at IS NULL) AS db_taken";
+        let slug = new.validate()?;
+        self.check_scope(&new.db_secret_ref)?;
+        let client = self.pool.get().await?;
+        self.check_reserved(&**client, &slug).await?;
+        let row = client
+            .query_one(TAKEN, &[&slug.as_str(), &new.db_name])
+            .await?;
+        if row.try_get("slug_taken")? {
+            return Err(RegistryError::DuplicateSlug(slug.to_string()));
+        }
+        if row.try_get("db_taken")? {
+            return Err(RegistryError::DuplicateDbName(new.db_name.clone()));
+        }
+        Ok(vec![
+            format!("slug {:?} is free and not reserved", slug.as_str()),
+            format!("db_name {:?} is not used by a live tenant", new.db_name),
+        ])
     }
 
     pub(super) async fn lock_live(
@@ -104,12 +131,18 @@ impl Registry {
         let before = Self::lock_live(&*tx, slug).await?;
         let mut t = before.clone();
         let changes = patch_fields(&mut t, patch);
-        let status_change = patch_status(&*tx, &before, patch.status).await?;
+        let mut status_change = patch_status(&*tx, &before, patch.status).await?;
         if let Some((_, to)) = status_change {
             t.status = to;
         }
-        if changes.is_empty() && status_change.is_none() {
-            return Ok(before);
+        let converted = trial_lifted(&before, &t);
+        if converted {
+            t.status = TenantStatus::Active;
+            t.suspended_reason = None;
+            status_change = None;
+        }
+        if changes.is_empty() && status_change.is_none() && !converted {
+            return Ok(self.present(before));
         }
         let after = store_row(&*tx, &t).await?;
         if !changes.is_empty() {
@@ -119,13 +152,18 @@ impl Registry {
             let payload = json!({ "from": from, "to": to });
             record_event(&*tx, t.id, "status_changed", actor, payload).await?;
         }
+        if converted {
+            let payload =
+                json!({ "from": before.status, "to": t.status, "reason": "trial_ends_at changed" });
+            record_event(&*tx, t.id, "resumed", actor, payload).await?;
+        }
         tx.commit().await?;
         tracing::info!(
             actor = actor.as_str(),
             fields = changes.len(),
             "tenant updated"
         );
-        Ok(after)
+        Ok(self.present(after))
     }
 
     /// active → suspended, with a reason resolution will report (423).
@@ -198,8 +236,19 @@ impl Registry {
         }
         tx.commit().await?;
         tracing::info!(actor = actor.as_str(), status = %tenant.status, "tenant status changed");
-        Ok(tenant)
+        Ok(self.present(tenant))
     }
+}
+
+/// Whether a PATCH lifts the suspension of an expired trial: the tenant was suspended
+/// because its trial ended, and the trial is now converted (no end) or ends later.
+fn trial_lifted(before: &Tenant, after: &Tenant) -> bool {
+    before.status == TenantStatus::Suspended
+        && before.suspended_reason.as_deref() == Some(super::trials::TRIAL_EXPIRED)
+        && before.trial_ends_at != after.trial_ends_at
+        && after
+            .trial_ends_at
+            .is_none_or(|end| end > chrono::Utc::now())
 }
 
 /// Copies the fields a PATCH gives into `t`; returns each changed one's old and new value.
@@ -249,6 +298,14 @@ fn patch_fields(t: &mut Tenant, patch: &TenantPatch) -> serde_json::Map<String, 
         &mut t.maintenance_flag,
         patch.maintenance_flag,
     );
+    change(c, "portal_url", &mut t.portal_url, patch.portal_url.clone());
+    change(
+        c,
+        "trial_ends_at",
+        &mut t.trial_ends_at,
+        patch.trial_ends_at,
+    );
+    t.portal_url_explicit = t.portal_url.is_some();
     changes
 }
 

@@ -695,6 +695,12 @@ async fn real_responses_match_the_document() {
     let mut provision = tenant_body("delta");
     provision["provision"] = json!(true);
     p.json("POST", t, provision, 501).await;
+    let plan = p
+        .json("POST", "/v1/tenants?dry_run=true", tenant_body("zeta"), 200)
+        .await;
+    assert_eq!(plan["dry_run"], true);
+    let reserved = p.json("POST", t, tenant_body("status"), 422).await;
+    assert_eq!(reserved["error"]["code"], "slug_reserved");
     let raw = |b: String| app.req(Method::POST, t).body(b);
     let as_json = |b: &str| raw(b.into()).header("content-type", "application/json");
     p.check(as_json("{nope"), 400).await;
@@ -726,6 +732,43 @@ async fn real_responses_match_the_document() {
     let limits = json!({ "max_users": 10 });
     p.json("PUT", "/v1/tenants/acme/limits", limits, 200).await;
     p.post("/v1/tenants/gamma/provision", 501).await;
+    let renamed = p
+        .json(
+            "POST",
+            "/v1/tenants/beta/rename",
+            json!({ "slug": "beta2" }),
+            200,
+        )
+        .await;
+    assert_eq!(renamed["slug"], "beta2");
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "acme" }),
+        409,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "www" }),
+        422,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/nope/rename",
+        json!({ "slug": "x" }),
+        404,
+    )
+    .await;
+    p.json(
+        "POST",
+        "/v1/tenants/beta2/rename",
+        json!({ "slug": "beta" }),
+        200,
+    )
+    .await;
     p.get("/v1/servers", 200).await;
 
     // PUT: a definition as YAML or JSON; every problem listed on 422.

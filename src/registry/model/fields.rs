@@ -10,8 +10,11 @@ use serde::Serialize;
 
 use crate::registry::RegistryError;
 
-/// Slugs that would collide with routes, system databases or well-known names.
-/// Kept in step with the `tenants_slug_not_reserved` constraint in the control schema.
+/// Slugs that would collide with drover's routes, system databases or well-known names:
+/// never given to a tenant, whatever `reserved_slugs` says. Kept in step with the
+/// `tenants_slug_not_reserved` constraint in the control schema. Checked when a tenant is
+/// created or renamed (`Registry::check_reserved`), not when a slug is parsed: looking up
+/// a reserved name finds nothing rather than failing.
 pub const RESERVED_SLUGS: &[&str] = &[
     "admin",
     "api",
@@ -41,7 +44,8 @@ pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Regist
     }
 }
 
-/// A tenant slug: `^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`, not reserved.
+/// A tenant slug: `^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`. Whether it may be given to a
+/// new tenant is the registry's question (reserved names, aliases of renamed tenants).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Slug(String);
 
@@ -81,9 +85,6 @@ impl FromStr for Slug {
                 "slug",
                 "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
             ));
-        }
-        if RESERVED_SLUGS.contains(&s) {
-            return Err(invalid("slug", format!("'{s}' is reserved")));
         }
         Ok(Slug(s.to_string()))
     }
@@ -171,6 +172,22 @@ pub(super) fn validate_email(s: &str) -> Result<(), RegistryError> {
         Err(invalid(
             "contact_email",
             "must be an e-mail address like ops@acme.example",
+        ))
+    }
+}
+
+/// A portal URL: `http://` or `https://`, no whitespace, at most 2048 bytes.
+pub fn validate_portal_url(field: &'static str, s: &str) -> Result<(), RegistryError> {
+    let ok = (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > "https://".len()
+        && s.len() <= 2048
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be an http:// or https:// URL of at most 2048 bytes, without spaces",
         ))
     }
 }
@@ -350,7 +367,6 @@ mod tests {
             "a_b",
             "a.b",
             &"a".repeat(64),
-            "admin",
             "café",
         ] {
             assert!(bad.parse::<Slug>().is_err(), "{bad}");

@@ -11,7 +11,8 @@ mod status;
 mod tenant;
 
 pub use fields::{
-    validate_db_options, validate_labels, validate_reason, Actor, DbIdent, Slug, RESERVED_SLUGS,
+    validate_db_options, validate_labels, validate_portal_url, validate_reason, Actor, DbIdent,
+    Slug, RESERVED_SLUGS,
 };
 pub(super) use fields::{
     OptionValue, DB_OPTIONS, LABEL_KEY_PUNCTUATION, MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE,

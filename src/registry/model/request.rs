@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::fields::{
     invalid, validate_db_options, validate_email, validate_host, validate_labels, validate_port,
-    validate_secret_ref, validate_text, DbIdent, Slug,
+    validate_portal_url, validate_secret_ref, validate_text, DbIdent, Slug,
 };
 use super::status::{NEW_TENANT_STATUSES, PATCH_STATUSES};
 use super::TenantStatus;
@@ -89,6 +89,13 @@ pub struct NewTenant {
     pub app_version: Option<String>,
     #[serde(default)]
     pub maintenance_flag: bool,
+    /// The tenant's portal; absent: from `portal_url_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
+    pub portal_url: Option<String>,
+    /// A trial tenant: suspended (reason `trial_expired`) once this has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The port of a tenant registered without one.
@@ -142,6 +149,9 @@ impl NewTenant {
         }
         if let Some(v) = &self.app_version {
             check(validate_text("app_version", v, 100));
+        }
+        if let Some(v) = &self.portal_url {
+            check(validate_portal_url("portal_url", v));
         }
         if self
             .status
@@ -239,6 +249,22 @@ pub struct TenantPatch {
     pub app_version: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_flag: Option<bool>,
+    /// `null`: back to `portal_url_template`.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(max_length = 2048, pattern = "^https?://\\S+$")]
+    pub portal_url: Option<Option<String>>,
+    /// `null` converts a trial (and lifts a `trial_expired` suspension, as does a later
+    /// end).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trial_ends_at: Option<Option<chrono::DateTime<chrono::Utc>>>,
     /// Only `active`, from `provisioning`; suspend, resume and DELETE change the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::registry::schema::patch_status)]
@@ -280,6 +306,9 @@ impl TenantPatch {
         }
         if let Some(Some(v)) = &self.app_version {
             validate_text("app_version", v, 100)?;
+        }
+        if let Some(Some(v)) = &self.portal_url {
+            validate_portal_url("portal_url", v)?;
         }
         match self.status {
             Some(s) if !PATCH_STATUSES.contains(&s) => Err(invalid(

@@ -57,6 +57,20 @@ pub struct Tenant {
     #[serde(default)]
     #[schema(required)]
     pub provisioning_error: Option<ProvisioningError>,
+    /// The tenant's portal: set explicitly, else `portal_url_template` filled with the
+    /// slug; null without either.
+    #[serde(default)]
+    #[schema(required)]
+    pub portal_url: Option<String>,
+    /// Whether `portal_url` was set explicitly; false: it follows the template (and the
+    /// slug, through a rename).
+    #[serde(default)]
+    pub portal_url_explicit: bool,
+    /// When the tenant's trial ends (it is then suspended, reason `trial_expired`); null:
+    /// not on a trial.
+    #[serde(default)]
+    #[schema(required)]
+    pub trial_ends_at: Option<DateTime<Utc>>,
     /// `tenant_limits`, when any were set.
     #[serde(default)]
     #[schema(required)]
