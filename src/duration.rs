@@ -14,17 +14,34 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("expected a duration like 30s, 5m or 2h, got {v:?}"))?;
-    let secs = match unit {
+    let per_unit: u64 = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "unknown duration unit {unit:?}; use ms, s, m, h or d"
             ))
         }
     };
-    Ok(Duration::from_secs(secs))
+    // A request body can carry any number: too large is an error, never an overflow.
+    n.checked_mul(per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {v:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn a_duration_too_long_to_count_is_an_error_not_an_overflow() {
+        assert!(parse_duration("18446744073709551615d").is_err());
+        assert!(parse_duration("213503982334602d").is_err());
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
 }

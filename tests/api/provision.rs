@@ -587,7 +587,10 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
     let resolved: Value = app.get_json(&format!("/v1/resolve/{slug}")).await;
     let login = connect(resolved["dsn"].as_str().unwrap()).await;
     let logged_in = login.simple_query("SELECT 1").await.is_ok();
+    drop(login);
     let deleted = app.delete_tenant_and_database(&slug).await;
+    let deleted_status = deleted.status();
+    let deleted_body = deleted.text().await.unwrap_or_default();
     let (gone, _) = read(format!("tenants/{slug}")).await;
     let (kept, other) = read("tenants/other".into()).await;
 
@@ -598,7 +601,7 @@ async fn provisioning_with_a_vault_reference_stores_the_password_in_kv2_and_depr
         Some(43)
     );
     assert!(logged_in, "the password in Vault is the role's");
-    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(deleted_status, StatusCode::OK, "{deleted_body}");
     assert_eq!(gone, StatusCode::NOT_FOUND);
     assert_eq!(
         (kept, &other["data"]["data"]),

@@ -27,6 +27,7 @@ const WRITES: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/tenants/{slug}/suspend", &["operator", "admin"]),
     ("POST", "/v1/tenants/{slug}/resume", &["operator", "admin"]),
     ("POST", "/v1/tenants/{slug}/provision", &["admin"]),
+    ("POST", "/v1/tenants/{slug}/rename", &["admin"]),
     ("PUT", "/v1/tenants/{slug}/limits", &["admin"]),
     ("POST", "/v1/waves", &["operator", "admin"]),
     ("POST", "/v1/waves/{id}/pause", &["operator", "admin"]),
