@@ -165,20 +165,27 @@ pub fn parse_file_prefix(s: &str) -> Result<String, String> {
     if p.is_empty() {
         return Err("expected a directory under the secrets directory, e.g. tenants/ (the whole directory holds drover's own files too)".into());
     }
-    let ok = p.split('/').all(|seg| {
-        !seg.is_empty()
-            && seg != "."
-            && seg != ".."
-            && seg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    });
-    if !ok {
+    if !is_plain_path(p) {
         return Err(format!(
             "{s:?} is not a relative directory (letters, digits, '.', '_', '-' and '/'), e.g. tenants/"
         ));
     }
     Ok(format!("{p}/"))
+}
+
+/// A relative path of plain segments: letters, digits, `.`, `_`, `-`, never empty, `.` or
+/// `..` (so a prefix can neither climb out nor hide an empty segment). The one rule both
+/// the file and the Vault prefixes follow.
+fn is_plain_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
 }
 
 /// `secret/tenants, kv/apps/x` → the prefixes; `*` → any path.
@@ -197,16 +204,7 @@ pub fn parse_vault_prefixes(s: &str) -> Result<VaultScope, String> {
     let mut out = Vec::new();
     for item in items {
         let p = item.trim_matches('/');
-        let ok = !p.is_empty()
-            && p.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            });
-        if !ok {
+        if !is_plain_path(p) {
             return Err(format!(
                 "{item:?} is not a mount/path prefix (letters, digits, '.', '_', '-' and '/'); use * for any path"
             ));
