@@ -209,7 +209,9 @@ pub async fn dead_count(client: &impl GenericClient) -> Result<i64, EventsError>
 pub struct PendingSummary {
     /// The subscription's name.
     pub webhook: String,
-    /// Pending deliveries that failed at least once (waiting for their next attempt).
+    /// Pending deliveries that failed at least once (waiting for their next attempt). A
+    /// first attempt in flight has `attempts = 1` already, so the count reads the recorded
+    /// error, not the attempt counter.
     pub retrying: i64,
     /// Seconds since the oldest pending delivery was written (`None`: nothing pending).
     pub oldest_pending_secs: Option<f64>,
@@ -236,7 +238,7 @@ pub async fn pending_by_webhook(
     client: &impl GenericClient,
 ) -> Result<Vec<PendingSummary>, EventsError> {
     const SQL: &str = "SELECT w.name, \
-           count(d.id) FILTER (WHERE d.state = 'pending' AND d.attempts > 0) AS retrying, \
+           count(d.id) FILTER (WHERE d.state = 'pending' AND d.last_error IS NOT NULL) AS retrying, \
            extract(epoch FROM now() - min(d.created_at) FILTER (WHERE d.state = 'pending'))::float8 AS oldest \
          FROM control_plane.webhooks w \
          LEFT JOIN control_plane.webhook_deliveries d ON d.webhook_id = w.id \
