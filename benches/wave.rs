@@ -24,6 +24,9 @@
 //! disk for 1,600 databases). `BENCH_TENANTS` and `BENCH_NOOP_TENANTS` shrink it.
 
 mod support;
+use support::daemon::{
+    cpu_secs, create_databases, machine_cpu_secs, peak_rss_mb, per_tenant, serve,
+};
 use support::env_or;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +36,6 @@ use std::time::{Duration, Instant};
 use drover::devcluster::{Cluster, ClusterOptions};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "bench-admin-token-0123456789abcdef";
 const V1: &str = "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n\
                   CREATE INDEX items_name_idx ON items (name);\n\
                   INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;\n";
@@ -44,28 +46,6 @@ const CONCURRENCY: usize = 8;
 
 fn v2() -> String {
     V1.replace("items", "orders")
-}
-
-async fn create_databases(url: &str, prefix: &str, n: usize) {
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let url = url.to_string();
-        let prefix = prefix.to_string();
-        tasks.push(tokio::spawn(async move {
-            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            for i in (w..n).step_by(4) {
-                c.batch_execute(&format!("CREATE DATABASE {prefix}{i}"))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
 }
 
 /// The three migrations, in order.
@@ -239,137 +219,6 @@ fn refinery_loop(
     started.elapsed()
 }
 
-/// CPU seconds (user + system) of one process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
-/// CPU seconds (busy, all cores) of the whole machine.
-fn machine_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let f: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap())
-        .collect();
-    (f.iter().sum::<f64>() - f[3] - f[4]) / 100.0
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
-        assert!(status.is_success(), "{path}: {v}");
-        v
-    }
-
-    /// Starts a wave and returns its wall time until a final state.
-    async fn wave(&self, body: Value) -> (Duration, Value) {
-        let started = Instant::now();
-        let id = self.post("/v1/waves", body).await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        loop {
-            let w: Value = self
-                .http
-                .get(format!("{}/v1/waves/{id}", self.base))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ["completed", "halted", "aborted"].contains(&w["state"].as_str().unwrap()) {
-                return (started.elapsed(), w);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Per-tenant figures of one wave, from its targets in the control DB.
-struct Tenants {
-    median_ms: f64,
-    p90_ms: f64,
-    /// Mean duration of the first and last tenth of the tenants to finish.
-    first_tenth_ms: f64,
-    last_tenth_ms: f64,
-    /// Tenants per second during the first and last tenth.
-    first_tenth_rate: f64,
-    last_tenth_rate: f64,
-    /// Wave created → first tenant claimed, and last tenant recorded → wave completed (s).
-    start_lag: f64,
-    tail: f64,
-    /// Share of the slots (`max_concurrency`) busy with tenant work while the wave ran.
-    busy: f64,
-}
-
-async fn per_tenant(control: &tokio_postgres::Client, wave: &Value) -> Tenants {
-    const SQL: &str =
-        "SELECT duration_ms::float8 AS ms, extract(epoch FROM finished_at)::float8 AS at \
-         FROM control_plane.wave_targets WHERE wave_id = $1::text::uuid ORDER BY finished_at";
-    let id = wave["id"].as_str().unwrap();
-    let rows = control.query(SQL, &[&id]).await.unwrap();
-    let ms: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("ms")).collect();
-    let at: Vec<f64> = rows.iter().map(|r| r.get::<_, f64>("at")).collect();
-    const SHAPE: &str = "SELECT extract(epoch FROM min(t.started_at) - w.created_at)::float8 AS start_lag, \
-         extract(epoch FROM w.finished_at - max(t.finished_at))::float8 AS tail, \
-         (sum(t.duration_ms) / 1000.0 / (extract(epoch FROM max(t.finished_at) - min(t.started_at)) * w.max_concurrency))::float8 AS busy \
-         FROM control_plane.wave_targets t JOIN control_plane.waves w ON w.id = t.wave_id \
-         WHERE w.id = $1::text::uuid GROUP BY w.created_at, w.finished_at, w.max_concurrency";
-    let shape = control.query_one(SHAPE, &[&id]).await.unwrap();
-    let mut sorted = ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f) as usize];
-    let tenth = (ms.len() / 10).max(2);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let rate = |v: &[f64]| (v.len() - 1) as f64 / (v[v.len() - 1] - v[0]).max(1e-3);
-    Tenants {
-        median_ms: q(0.5),
-        p90_ms: q(0.9),
-        first_tenth_ms: mean(&ms[..tenth]),
-        last_tenth_ms: mean(&ms[ms.len() - tenth..]),
-        first_tenth_rate: rate(&at[..tenth]),
-        last_tenth_rate: rate(&at[at.len() - tenth..]),
-        start_lag: shape.get("start_lag"),
-        tail: shape.get("tail"),
-        busy: shape.get("busy"),
-    }
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "ok"
@@ -441,46 +290,12 @@ async fn main() {
         }
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let daemon = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .arg("serve")
-        .env("DROVER_DATABASE_URL", cluster.url("drover_bench"))
-        .env("DROVER_ADMIN_TOKEN", ADMIN)
-        .env("DROVER_SECRETS_DIR", work.join("secrets"))
-        .env("DROVER_MIGRATIONS_DIR", work.join("migrations"))
-        .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DROVER_WORKER_SLOTS", "16")
-        .env(
-            "DROVER_LOG",
-            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .env("DROVER_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(match std::env::var("BENCH_LOG_FILE") {
-            Ok(f) => Stdio::from(std::fs::File::create(f).unwrap()),
-            Err(_) => Stdio::inherit(),
-        })
-        .spawn()
-        .expect("drover serve starts");
-    // Killed on every way out, a failed assertion included.
-    let daemon = KillOnDrop(daemon);
-    let api = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
-    while api
-        .http
-        .get(format!("{}/readyz", api.base))
-        .send()
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (daemon, api) = serve(
+        &cluster.url("drover_bench"),
+        &work,
+        &[("DROVER_WORKER_SLOTS", "16")],
+    )
+    .await;
     let (control, conn) =
         tokio_postgres::connect(&cluster.url("drover_bench"), tokio_postgres::NoTls)
             .await
@@ -595,20 +410,4 @@ async fn main() {
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&work);
-}
-
-/// The daemon child, killed and reaped when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses part of it
 
+pub mod daemon;
+
 use drover::devcluster::{Cluster, ClusterOptions};
 use secrecy::SecretString;
 
