@@ -250,8 +250,10 @@ async fn insert_targets(
     exclude_failed_of: Option<Uuid>,
 ) -> Result<(), WaveError> {
     const INSERT_TARGETS: &str =
-        "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase) \
-         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[])";
+        "INSERT INTO control_plane.wave_targets (wave_id, tenant_id, slug, db_host, phase, host_seq) \
+         SELECT $1, t.id, t.slug, t.host, t.phase, \
+                row_number() OVER (PARTITION BY t.phase, t.host ORDER BY t.slug) \
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[]) AS t(id, slug, host, phase)";
     const INSERT_QUARANTINED: &str = "INSERT INTO control_plane.wave_targets \
          (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
          SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \

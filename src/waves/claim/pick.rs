@@ -11,7 +11,10 @@
 //!          "tight": a canary phase, or fewer failures to spare than max_concurrency
 //!  cand    per wave with room, its claimable targets of the phases so far (pending and
 //!          due, or a lease that expired), four times max_concurrency of them (enough to
-//!          fill the room past hosts at their cap), FOR UPDATE SKIP LOCKED, MATERIALIZED
+//!          fill the room past hosts at their cap), FOR UPDATE SKIP LOCKED, MATERIALIZED;
+//!          read hosts interleaved (`host_seq`: each host's first tenant, then each
+//!          host's second, ...), or a window of one host's tenants would leave the
+//!          others idle whenever the slugs group tenants by host
 //!  fit     per (wave, host) rank ≤ min(max_per_host, adaptive limit) − running on it
 //!  pick    per wave rank ≤ room (≤ the free slots when tight), round robin over waves,
 //!          LIMIT what the replica asked for
@@ -53,19 +56,19 @@ pub(super) const PICK: &str = "WITH wv AS (\
         FROM allowed), \
      cand AS MATERIALIZED (\
         SELECT c.* FROM room r JOIN wv ON wv.id = r.wave_id CROSS JOIN LATERAL (\
-            SELECT t.wave_id, t.tenant_id, t.db_host, t.phase, t.slug \
+            SELECT t.wave_id, t.tenant_id, t.db_host, t.phase, t.host_seq, t.slug \
             FROM control_plane.wave_targets t \
             WHERE t.wave_id = r.wave_id AND t.phase <= wv.current_phase \
               AND ((t.state = 'pending' AND t.next_attempt_at <= now()) \
                    OR (t.state = 'running' AND t.lease_expires_at <= now())) \
-            ORDER BY t.phase, t.slug LIMIT 4 * wv.max_concurrency FOR UPDATE SKIP LOCKED) c \
+            ORDER BY t.phase, t.host_seq, t.slug LIMIT 4 * wv.max_concurrency FOR UPDATE SKIP LOCKED) c \
         WHERE r.free > 0), \
      on_host AS (\
         SELECT wave_id, db_host, count(*) AS n FROM control_plane.wave_targets \
         WHERE wave_id = ANY($1) AND state = 'running' AND lease_expires_at > now() GROUP BY 1, 2), \
      fit AS (\
-        SELECT c.*, row_number() OVER (PARTITION BY c.wave_id ORDER BY c.phase, c.slug) AS n \
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.wave_id, c.db_host ORDER BY c.phase, c.slug) AS host_n \
+        SELECT c.*, row_number() OVER (PARTITION BY c.wave_id ORDER BY c.phase, c.host_seq, c.slug) AS n \
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.wave_id, c.db_host ORDER BY c.phase, c.host_seq, c.slug) AS host_n \
               FROM cand c) c \
         JOIN room m ON m.wave_id = c.wave_id \
         LEFT JOIN on_host h ON h.wave_id = c.wave_id AND h.db_host = c.db_host \

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::support::{
-    copy_of, register_many, replica, targets, two_replicas, wait_for_wave, LockSampler,
+    copy_of, db_name, register_many, replica, targets, two_replicas, wait_for_wave, LockSampler,
 };
 use crate::helpers::{
     connect, counted_migrations, server_host_port, wait_until, MigrationsDir, SecretsDir, WAVE_DONE,
@@ -69,6 +69,54 @@ async fn two_replicas_never_migrate_more_tenants_of_one_host_at_once_than_max_pe
     assert_eq!(seen.peak(&first), 2, "at once on {host}");
     assert_eq!(seen.peak(&second), 2, "at once on localhost");
     assert!(seen.peak(&all) <= 4);
+}
+
+// Pins: candidates read in slug order alone (tried by hand: `ORDER BY t.phase, t.slug` in
+// the claim; the second host then starts only after three of the first host's tenants are
+// done). Ten tenants on one host whose slugs sort first, two on another; max_concurrency 2
+// and max_per_host 1, so the claim's window (four times max_concurrency) is eight
+// tenants: in slug order all on the first host, which may run one at a time. Read with
+// hosts interleaved, the second host starts next to the first host's first tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_slugs_sort_last_starts_beside_the_first_host_not_after_it() {
+    let (migrations, secrets) = (
+        MigrationsDir::owned(&counted_migrations(0.3)),
+        SecretsDir::new(),
+    );
+    let app = replica(None, "interleave", &migrations, &secrets, &[]).await;
+    let (host, _) = server_host_port();
+    let first = register_many(&app, &secrets, "ia", 10, &host).await;
+    let second = register_many(&app, &secrets, "ib", 2, "localhost").await;
+    let all: Vec<_> = first.iter().chain(&second).map(copy_of).collect();
+    let sampler = LockSampler::start(&all).await;
+
+    let id = app
+        .start_wave(
+            json!({"max_concurrency": 2, "max_per_host": 1, "batch_size": 100,
+                           "canary": {"count": 0}}),
+        )
+        .await;
+    let wave = app.wait_for_wave_state(&id, WAVE_DONE).await;
+    let seen = sampler.stop().await;
+
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    let (first_names, second_names): (Vec<String>, Vec<String>) = (
+        first.iter().map(db_name).collect(),
+        second.iter().map(db_name).collect(),
+    );
+    let until = seen
+        .0
+        .iter()
+        .position(|(_, s)| second_names.iter().any(|n| s.contains(n)))
+        .expect("the second host's tenants were seen migrating");
+    let first_host_before: std::collections::BTreeSet<&String> = seen.0[..until]
+        .iter()
+        .flat_map(|(_, s)| s.iter().filter(|n| first_names.contains(n)))
+        .collect();
+    assert!(
+        first_host_before.len() < 2,
+        "the first host's tenants migrated before the second host started: {first_host_before:?}"
+    );
 }
 
 fn accounts_migrations() -> MigrationsDir {
