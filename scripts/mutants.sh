@@ -15,12 +15,22 @@
 #   flag would reach only the test run, and the build step would still compile the
 #   integration binary for every mutant).
 # - The copy builds into this checkout's `target/` (CARGO_TARGET_DIR): the dependencies are
-#   already built there, and the copy's own crate gets its own artifacts (its path differs),
-#   so nothing of the checkout's build is overwritten.
+#   already built there. Cargo names the crate's artifacts without its path, so the copy's
+#   test binary replaces the checkout's: a `cargo` command in the checkout waits for cargo's
+#   lock on `target/` while a mutant builds, and rebuilds the crate once after the run. To
+#   keep working meanwhile, point CARGO_TARGET_DIR at a copy (`cp -a target /tmp/t`).
 # - One job (`-j 1`) and `nice`: each mutant rebuilds the library's test binary, which is
 #   the whole cost; on a busy machine more jobs only fight over the same cores.
 # - A test timeout of at least 60 s: the unit tests take about a second, but on a loaded
 #   machine the auto-set timeout (a multiple of the baseline) can cut a healthy run short.
+# - The mold linker when it is installed (`apt-get install mold`), through `mold -run`,
+#   which swaps the linker in without changing any flag (a different RUSTFLAGS would make
+#   cargo rebuild every dependency once). Measured on the project's 2-core machine, one
+#   mutant's rebuild of the library's test binary: 12.6 CPU-s with GNU ld, 10.8 with mold
+#   (about 15 % less; the wall clock follows the load of the machine more than either).
+#   Turning debug info off (CARGO_PROFILE_TEST_DEBUG=0) was measured too and is not used:
+#   the crate already builds with line tables only and its dependencies without debug
+#   info, and a mutant's rebuild took the same CPU time without them (11-12.7 CPU-s).
 # Not run by CI: it takes minutes per file (about one library rebuild per mutant).
 #
 # Environment: MUTANTS_JOBS (default 1), MUTANTS_NICE (default 10), MUTANTS_ARGS (extra
@@ -58,8 +68,12 @@ for f in "${modules[@]}"; do
     files+=(--file "$f")
 done
 # A missed mutant makes cargo-mutants exit non-zero; the table says what happened.
+linker=()
+if command -v mold >/dev/null; then
+    linker=(mold -run)
+fi
 # shellcheck disable=SC2086
-nice -n "${MUTANTS_NICE:-10}" cargo mutants \
+nice -n "${MUTANTS_NICE:-10}" "${linker[@]}" cargo mutants \
     "${files[@]}" \
     --jobs "${MUTANTS_JOBS:-1}" \
     --cargo-arg=--lib \

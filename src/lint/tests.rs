@@ -289,3 +289,124 @@ fn the_readme_documents_every_rule_with_its_level() {
         assert!(readme.contains(&row), "README lacks the row {row}");
     }
 }
+
+/// `(rule, message)` of every finding of `sql`, linted as [`rules_of`] does.
+fn findings(sql: &str) -> Vec<(String, String)> {
+    lint_files(&[&file(2, sql)])
+        .findings
+        .into_iter()
+        .map(|f| (f.rule, f.message))
+        .collect()
+}
+
+#[test]
+fn each_risky_statement_raises_its_own_rule_and_no_other() {
+    for (sql, rule) in [
+        (
+            "CREATE INDEX e ON accounts (email);",
+            "require-concurrent-index-creation",
+        ),
+        (
+            "DROP INDEX accounts_email;",
+            "require-concurrent-index-deletion",
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY e ON accounts (email);",
+            "concurrent-in-transaction",
+        ),
+        (
+            "DROP INDEX CONCURRENTLY accounts_email;",
+            "concurrent-in-transaction",
+        ),
+        ("DROP TABLE accounts;", "ban-drop-table"),
+        (
+            "ALTER TABLE accounts RENAME TO customers;",
+            "renaming-table",
+        ),
+        (
+            "ALTER TABLE accounts RENAME COLUMN email TO mail;",
+            "renaming-column",
+        ),
+        (
+            "ALTER TABLE accounts ADD COLUMN n int NOT NULL;",
+            "adding-not-nullable-field",
+        ),
+        (
+            "ALTER TABLE accounts ADD COLUMN ref bigint PRIMARY KEY;",
+            "disallowed-unique-constraint",
+        ),
+        (
+            "ALTER TABLE accounts ADD COLUMN code text UNIQUE;",
+            "disallowed-unique-constraint",
+        ),
+    ] {
+        assert_eq!(rules_of(sql), [rule], "{sql}");
+    }
+}
+
+#[test]
+fn a_nullable_column_and_generated_or_identity_not_null_columns_pass() {
+    passes("ALTER TABLE accounts ADD COLUMN note text;");
+    passes("ALTER TABLE accounts ADD COLUMN n bigint NOT NULL GENERATED ALWAYS AS IDENTITY;");
+    passes(
+        "ALTER TABLE accounts ADD COLUMN twice numeric NOT NULL GENERATED ALWAYS AS (balance * 2) STORED;",
+    );
+    // Renaming an index breaks no query.
+    passes("ALTER INDEX accounts_email RENAME TO accounts_mail;");
+}
+
+#[test]
+fn messages_name_the_table_with_its_schema_only_when_one_is_written() {
+    assert_eq!(
+        findings("CREATE INDEX e ON accounts (email);"),
+        [(
+            "require-concurrent-index-creation".to_string(),
+            "CREATE INDEX on existing table accounts blocks its writes until the index is built"
+                .to_string()
+        )]
+    );
+    // A schema-qualified table and index created in the file are new; another table of the
+    // schema is not.
+    let sql = "CREATE TABLE app.widgets (id int);\n\
+               CREATE INDEX w_id ON app.widgets (id);\n\
+               DROP INDEX app.w_id;\n\
+               CREATE INDEX a_email ON app.accounts (email);";
+    assert_eq!(
+        findings(sql),
+        [(
+            "require-concurrent-index-creation".to_string(),
+            "CREATE INDEX on existing table app.accounts blocks its writes until the index is built"
+                .to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_drop_names_only_the_objects_that_existed_before_the_file() {
+    assert_eq!(
+        findings("CREATE TABLE scratch (id int);\nDROP TABLE accounts, scratch;"),
+        [(
+            "ban-drop-table".to_string(),
+            "DROP TABLE accounts loses its data on every tenant".to_string()
+        )]
+    );
+    assert_eq!(
+        findings("CREATE INDEX CONCURRENTLY s ON accounts (id);\nDROP INDEX accounts_email, s;")
+            .into_iter()
+            .filter(|(rule, _)| rule == "require-concurrent-index-deletion")
+            .collect::<Vec<_>>(),
+        [(
+            "require-concurrent-index-deletion".to_string(),
+            "DROP INDEX accounts_email locks its table against reads and writes".to_string()
+        )]
+    );
+    passes("CREATE TABLE scratch (id int);\nDROP TABLE scratch;");
+}
+
+#[test]
+fn a_new_enum_value_is_only_a_problem_in_a_transaction_and_only_where_it_is_used() {
+    passes(
+        "-- drover:no-transaction\nALTER TYPE plan ADD VALUE 'team';\nUPDATE accounts SET plan = 'team' WHERE seats > 5;",
+    );
+    passes("ALTER TYPE plan ADD VALUE 'team';\nUPDATE accounts SET note = 'solo';");
+}

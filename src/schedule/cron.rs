@@ -1014,4 +1014,78 @@ mod tests {
             "0 0 0 * * SUN"
         );
     }
+
+    #[test]
+    fn a_token_of_neither_digits_nor_letters_is_a_syntax_error_not_a_bad_name() {
+        assert_eq!(
+            err("0 3 * * 1;2"),
+            "day-of-week field \"1;2\": \"1;2\" is not valid: use *, a value, a range a-b, a \
+             step */n or a-b/n, or a comma-separated list of these; values are 0-7 (0 and 7 \
+             are Sunday) or SUN-SAT"
+        );
+        assert!(
+            err("1,,2 * * * *").starts_with("minute field \"1,,2\": \"\" is not valid"),
+            "an empty list item"
+        );
+        // `u32` parses "+5" as 5: a signed step is refused as syntax, not as a range.
+        assert!(err("*/+5 * * * *").starts_with("minute field \"*/+5\": \"*/+5\" is not valid"));
+        assert!(err("*/60 * * * *").contains("step 60 in \"*/60\" must be between 1 and 59"));
+    }
+
+    #[test]
+    fn a_question_mark_stands_alone_without_a_step_or_a_list() {
+        for expr in ["0 0 12 ?/2 * *", "0 0 12 ?,1 JAN *", "0 0 12 1,? JAN *"] {
+            assert!(err(expr).contains("must stand alone"), "{expr}");
+        }
+        assert_eq!(
+            CronSpec::parse("0 0 12 ? JAN MON").unwrap().translated(),
+            "0 0 12 ? 1 MON"
+        );
+    }
+
+    #[test]
+    fn a_range_of_one_value_is_accepted_and_a_backwards_one_names_the_wrap_only_for_days() {
+        assert_eq!(
+            CronSpec::parse("3-3 5 * * *").unwrap().translated(),
+            "0 3-3 5 * * *"
+        );
+        assert_eq!(
+            CronSpec::parse("0 3 * * 2-2").unwrap().translated(),
+            "0 0 3 * * TUE"
+        );
+        assert_eq!(
+            err("0 3 * * 5-1"),
+            "day-of-week field \"5-1\": range \"5-1\" runs backwards (start after end); write \
+             it as a list (for days that wrap past Sunday write e.g. 5-7 or FRI,SAT,SUN,MON)"
+        );
+        assert_eq!(
+            err("50-10 * * * *"),
+            "minute field \"50-10\": range \"50-10\" runs backwards (start after end); write it \
+             as a list"
+        );
+    }
+
+    #[test]
+    fn a_stepped_single_value_runs_to_the_end_of_its_field() {
+        // 1/2 is 1, 3, 5, 7: Sunday is 7 as well as 0.
+        assert_eq!(
+            CronSpec::parse("0 3 * * 1/2").unwrap().translated(),
+            "0 0 3 * * SUN,MON,WED,FRI"
+        );
+        // A stepped day-of-month restricts it as much as a list does.
+        assert!(err("0 3 1/2 * MON").contains("both restricted"));
+    }
+
+    #[test]
+    fn the_31st_never_comes_in_the_30_day_months() {
+        for month in ["4", "6", "9", "11", "4,6,9,11"] {
+            assert!(
+                err(&format!("0 0 31 {month} *")).contains("never fire"),
+                "{month}"
+            );
+        }
+        assert!(CronSpec::parse("0 0 30 4,6,9,11 *").is_ok());
+        assert!(CronSpec::parse("0 0 29 2 *").is_ok(), "leap years");
+        assert!(CronSpec::parse("0 0 31 4,5 *").is_ok(), "31 May exists");
+    }
 }
