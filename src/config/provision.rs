@@ -16,6 +16,20 @@
 //!
 //! `DROVER_PROVISION_URL` alone is one server named `default`, with its URL's host and
 //! port and no labels.
+//!
+//! An external provisioner (a job elsewhere creates the role and database when asked):
+//!
+//! ```toml
+//! [[provision_servers]]
+//! name = "k8s-eu"
+//! kind = "external"                               # (default: "admin", the table above)
+//! url = "https://provisioner.internal/drover"     # signed requests are POSTed here
+//! secret_ref = "file:webhooks/provisioner"        # HMAC key, in the webhook scope
+//! labels = { region = "eu" }
+//! max_tenants = 500
+//! timeout = "30m"                                 # to call back (default 30m)
+//! callback_url = "https://drover.internal"        # (default: public_url, else listen)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,7 +40,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::build::Builder;
 use super::ConfigProblem;
 use crate::duration::parse_duration;
-use crate::provision::servers::{render, DEFAULT_SERVER};
+use crate::provision::servers::{render, External, Kind, DEFAULT_SERVER, PENDING_HOST};
 use crate::provision::{ProvisionSettings, Server};
 use crate::secrets::{self, SecretRef};
 use crate::tls::{PgTarget, SslMode};
@@ -41,7 +55,18 @@ const SERVER_KEYS: &[&str] = &[
     "max_tenants",
     "sslmode",
     "ca_file",
+    "kind",
+    "secret_ref",
+    "timeout",
+    "callback_url",
 ];
+
+/// The keys only an external server takes, and those only an admin server takes.
+const EXTERNAL_ONLY: &[&str] = &["secret_ref", "timeout", "callback_url"];
+const ADMIN_ONLY: &[&str] = &["sslmode", "ca_file"];
+
+/// How long an external provisioner has to call back when `timeout` is not given.
+pub const DEFAULT_EXTERNAL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 impl Builder {
     /// The provisioning settings but `lock_wait` (zero until `build` sets it, once the wave
@@ -53,7 +78,7 @@ impl Builder {
         ca_file: Option<PathBuf>,
         instance_id: String,
     ) -> ProvisionSettings {
-        let servers = self.servers();
+        let servers = self.servers(scope);
         let db_name = self.template("provision_db_name", |v| {
             crate::registry::DbIdent::parse("db_name", v)
                 .map(drop)
@@ -91,7 +116,7 @@ impl Builder {
     }
 
     /// `DROVER_PROVISION_URL` or the file's `[[provision_servers]]`, not both.
-    fn servers(&mut self) -> Vec<Server> {
+    fn servers(&mut self, scope: &secrets::RefScope) -> Vec<Server> {
         let url = self.take("provision_url");
         let mut list = Vec::new();
         match (url, self.servers.take()) {
@@ -106,7 +131,7 @@ impl Builder {
                 Err(p) => self.problems.push(p),
             },
             (None, Some((value, file))) => {
-                let (found, problems) = parse_servers(&value, &file);
+                let (found, problems) = parse_servers(&value, &file, scope);
                 list = found;
                 self.problems.extend(problems);
             }
@@ -139,6 +164,41 @@ impl Builder {
                 default.to_string()
             }
             None => r.value,
+        }
+    }
+}
+
+impl Builder {
+    /// Gives every external server without a `callback_url` the origin drover is reached at:
+    /// `public_url`, else the listen address (a problem when that is a wildcard address,
+    /// which no job can call).
+    pub(super) fn fill_callback_bases(
+        &mut self,
+        servers: &mut [Server],
+        public_url: Option<&crate::origin::PublicUrl>,
+        listen: std::net::SocketAddr,
+        https: bool,
+    ) {
+        for s in servers {
+            let Kind::External(e) = &mut s.kind else {
+                continue;
+            };
+            if !e.callback_base.is_empty() {
+                continue;
+            }
+            if let Some(u) = public_url {
+                e.callback_base = u.origin().to_string();
+            } else if listen.ip().is_unspecified() {
+                self.problems.push(ConfigProblem {
+                key: format!("provision_servers.{}.callback_url", s.name),
+                message: format!(
+                    "required: the origin the provisioner reaches drover at (e.g. https://drover.internal);                      neither public_url is set nor is listen ({listen}) an address a job could call"
+                ),
+            });
+            } else {
+                let scheme = if https { "https" } else { "http" };
+                e.callback_base = format!("{scheme}://{listen}");
+            }
         }
     }
 }
@@ -187,7 +247,7 @@ fn default_server(url: &SecretString, origin: &str) -> Result<Server, ConfigProb
     })?;
     Ok(Server {
         name: DEFAULT_SERVER.into(),
-        admin,
+        kind: Kind::Admin(Box::new(admin)),
         host,
         port,
         labels: BTreeMap::new(),
@@ -199,7 +259,11 @@ fn default_server(url: &SecretString, origin: &str) -> Result<Server, ConfigProb
 
 /// Reads the `provision_servers` array of the config file; every problem is named by
 /// `provision_servers[i].key (file)`.
-fn parse_servers(value: &toml::Value, file: &str) -> (Vec<Server>, Vec<ConfigProblem>) {
+fn parse_servers(
+    value: &toml::Value,
+    file: &str,
+    scope: &secrets::RefScope,
+) -> (Vec<Server>, Vec<ConfigProblem>) {
     let mut servers: Vec<Server> = Vec::new();
     let mut problems = Vec::new();
     let Some(entries) = value.as_array() else {
@@ -218,7 +282,12 @@ fn parse_servers(value: &toml::Value, file: &str) -> (Vec<Server>, Vec<ConfigPro
             });
             continue;
         };
-        match parse_one(table, &at) {
+        let parsed = if table.get("kind").and_then(toml::Value::as_str) == Some("external") {
+            parse_external(table, &at, scope)
+        } else {
+            parse_one(table, &at)
+        };
+        match parsed {
             Ok(s) if servers.iter().any(|o| o.name == s.name) => problems.push(ConfigProblem {
                 key: at("name"),
                 message: format!("server {:?} is listed twice", s.name),
@@ -242,6 +311,7 @@ fn parse_one(
         problems: Vec::new(),
     };
     e.refuse_unknown_keys();
+    e.refuse_keys_of_the_other_kind(EXTERNAL_ONLY, "an admin server");
     let name = e.name();
     let admin = e.admin();
     let sslmode = e.sslmode();
@@ -273,13 +343,77 @@ fn parse_one(
     }
     Ok(Server {
         name,
-        admin,
+        kind: Kind::Admin(Box::new(admin)),
         host,
         port,
         labels,
         max_tenants,
         sslmode,
         ca_file,
+    })
+}
+
+/// One external server from its table. `callback_url` left out is filled later from
+/// `public_url` or `listen` ([`fill_callback_bases`]).
+fn parse_external(
+    table: &toml::Table,
+    at: &dyn Fn(&str) -> String,
+    scope: &secrets::RefScope,
+) -> Result<Server, Vec<ConfigProblem>> {
+    let mut e = Entry {
+        table,
+        at,
+        problems: Vec::new(),
+    };
+    e.refuse_unknown_keys();
+    e.refuse_keys_of_the_other_kind(ADMIN_ONLY, "an external server");
+    let name = e.name();
+    let url = e.provisioner_url();
+    let secret_ref = e.hmac_key(scope);
+    let timeout = match e.text("timeout").map(parse_duration) {
+        None => DEFAULT_EXTERNAL_TIMEOUT,
+        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+        Some(Ok(_)) => {
+            e.problem("timeout", "must be at least 1s");
+            DEFAULT_EXTERNAL_TIMEOUT
+        }
+        Some(Err(m)) => {
+            e.problem("timeout", m);
+            DEFAULT_EXTERNAL_TIMEOUT
+        }
+    };
+    let callback_base = match e.text("callback_url").map(crate::origin::PublicUrl::parse) {
+        None => String::new(),
+        Some(Ok(u)) => u.origin().to_string(),
+        Some(Err(m)) => {
+            e.problem("callback_url", m);
+            String::new()
+        }
+    };
+    let labels = e.labels();
+    let max_tenants = e.max_tenants();
+    let port = e.port();
+    let host = e.text("host").unwrap_or(PENDING_HOST).to_string();
+    let (Some(url), Some(secret_ref)) = (url, secret_ref) else {
+        return Err(e.problems);
+    };
+    if !e.problems.is_empty() {
+        return Err(e.problems);
+    }
+    Ok(Server {
+        name,
+        kind: Kind::External(External {
+            url,
+            secret_ref,
+            timeout,
+            callback_base,
+        }),
+        host,
+        port: port.unwrap_or(5432),
+        labels,
+        max_tenants,
+        sslmode: None,
+        ca_file: None,
     })
 }
 
@@ -311,6 +445,76 @@ impl<'a> Entry<'a> {
                     key,
                     format!("unknown key; known keys: {}", SERVER_KEYS.join(", ")),
                 );
+            }
+        }
+    }
+
+    fn refuse_keys_of_the_other_kind(&mut self, keys: &[&str], kind: &str) {
+        for key in keys {
+            if self.table.contains_key(*key) {
+                self.problem(key, format!("not a key of {kind} (see kind)"));
+            }
+        }
+        match self.text("kind") {
+            None | Some("admin" | "external") => {}
+            Some(other) => self.problem(
+                "kind",
+                format!("expected \"admin\" or \"external\", not {other:?}"),
+            ),
+        }
+    }
+
+    /// An external server's URL: http(s), a host, no credentials (they would be shown
+    /// wherever the configuration is).
+    fn provisioner_url(&mut self) -> Option<String> {
+        let Some(u) = self.text("url") else {
+            self.problem("url", "required: where drover POSTs the signed requests");
+            return None;
+        };
+        let problem = match reqwest::Url::parse(u) {
+            Err(e) => Some(format!("not a URL: {e}")),
+            Ok(p) if !matches!(p.scheme(), "http" | "https") => {
+                Some("must be an http:// or https:// URL".into())
+            }
+            Ok(p) if p.host_str().is_none_or(str::is_empty) => Some("needs a host".into()),
+            Ok(p) if !p.username().is_empty() || p.password().is_some() => Some(
+                "must not carry credentials; the provisioner authenticates drover by the signature"
+                    .into(),
+            ),
+            Ok(_) => None,
+        };
+        match problem {
+            Some(m) => {
+                self.problem("url", m);
+                None
+            }
+            None => Some(u.to_string()),
+        }
+    }
+
+    /// The HMAC key reference: in the webhook scope, as a webhook's.
+    fn hmac_key(&mut self, scope: &secrets::RefScope) -> Option<SecretRef> {
+        let Some(v) = self.text("secret_ref") else {
+            self.problem(
+                "secret_ref",
+                "required: the reference of the HMAC key requests are signed with",
+            );
+            return None;
+        };
+        let checked = v
+            .parse::<SecretRef>()
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                scope
+                    .check_webhook(&r)
+                    .map(|()| r)
+                    .map_err(|e| e.to_string())
+            });
+        match checked {
+            Ok(r) => Some(r),
+            Err(m) => {
+                self.problem("secret_ref", m);
+                None
             }
         }
     }
@@ -416,7 +620,11 @@ mod tests {
         )
         .unwrap();
 
-        let (servers, problems) = parse_servers(&value["provision_servers"], "drover.toml");
+        let (servers, problems) = parse_servers(
+            &value["provision_servers"],
+            "drover.toml",
+            &secrets::RefScope::default(),
+        );
 
         assert_eq!(servers.len(), 1);
         assert_eq!(servers[0].host, "db-eu");

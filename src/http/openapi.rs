@@ -216,6 +216,7 @@ fn finish(doc: &mut Document) {
     };
     components.add_security_scheme("adminToken", bearer(ADMIN_TOKEN));
     components.add_security_scheme("resolverToken", bearer(RESOLVER_TOKEN));
+    components.add_security_scheme("callbackToken", bearer(CALLBACK_TOKEN));
     for (code, description) in ERRORS {
         let r = RefOr::T(error_response(code, description));
         components.responses.insert(code.to_string(), r);
@@ -233,6 +234,21 @@ fn finish(doc: &mut Document) {
             let needed = needed_role(method, path);
             if needed == Needed::Public {
                 op.security = Some(Vec::new());
+                continue;
+            }
+            if needed == Needed::Callback {
+                let scheme = utoipa::openapi::security::SecurityRequirement::new(
+                    "callbackToken",
+                    Vec::<String>::new(),
+                );
+                op.security = Some(vec![scheme]);
+                for code in ["401", "500", "503"]
+                    .into_iter()
+                    .chain(WITH_BODY.iter().copied())
+                {
+                    let shared = RefOr::Ref(Ref::from_response_name(code));
+                    op.responses.responses.entry(code.into()).or_insert(shared);
+                }
                 continue;
             }
             let mut common = AUTHED.to_vec();
@@ -310,6 +326,10 @@ const ADMIN_TOKEN: &str = "The root token (`DROVER_ADMIN_TOKEN` or `DROVER_ADMIN
 const RESOLVER_TOKEN: &str =
     "The resolver token (`DROVER_RESOLVER_TOKEN` or `DROVER_RESOLVER_TOKEN_REF`) \
     or a named token with role resolver, for application servers: accepted by /v1/resolve only.";
+
+const CALLBACK_TOKEN: &str =
+    "The single-use callback token of an external provisioner's request (its body's `callback.token`): \
+    accepted once, by POST /v1/tenants/{slug}/provisioning for that tenant only.";
 
 const DESCRIPTION: &str = "Tenant registry, slug → DSN resolution and canary-first schema \
 migration waves for database-per-tenant PostgreSQL fleets.\n\n\

@@ -58,6 +58,7 @@
 mod admin;
 mod deprovision;
 mod error;
+pub mod external;
 mod job;
 mod placement;
 mod plan;
@@ -113,6 +114,8 @@ pub struct Provisioner {
     cancel: CancellationToken,
     running: Mutex<HashMap<Uuid, watch::Receiver<Option<JobResult>>>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The control pool (external provisioners' requests are written with their events).
+    pool: deadpool_postgres::Pool,
     /// Each server's last answer, for `GET /v1/servers`.
     reach: probe::Reachability,
 }
@@ -164,6 +167,8 @@ pub struct Parts {
     pub resolver: Arc<crate::resolve::Resolver>,
     /// Metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The control pool.
+    pub pool: deadpool_postgres::Pool,
 }
 
 impl Provisioner {
@@ -198,6 +203,7 @@ impl Provisioner {
             cancel: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             metrics: p.metrics,
+            pool: p.pool,
         })
     }
 
