@@ -249,6 +249,9 @@ fn finish(doc: &mut Document) {
                     let shared = RefOr::Ref(Ref::from_response_name(code));
                     op.responses.responses.entry(code.into()).or_insert(shared);
                 }
+                // No API role: the request's callback token is the credential.
+                let ext = ExtensionsBuilder::new().add("x-drover-role", "callback");
+                op.extensions = Some(ext.build());
                 continue;
             }
             let mut common = AUTHED.to_vec();
@@ -339,7 +342,9 @@ operation (each operation's `x-drover-role`): `viewer` reads everything but \
 `/v1/resolve`; `resolver` resolves only; `operator` is viewer plus wave and schedule \
 actions and tenant suspend/resume; `publisher` (CI) pushes and reads migration sets only; \
 `admin` (also the root token of the configuration) may do everything. A token without the \
-right gets 403 `forbidden` with `required_role`.\n\n\
+right gets 403 `forbidden` with `required_role`. The one exception is \
+`POST /v1/tenants/{slug}/provisioning` (`x-drover-role: callback`): an external provisioner's \
+single-use callback token, and no API token, is accepted there.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \
 is one. 5xx bodies never carry internals (the cause is in drover's log). A 503 under `/v1` \
