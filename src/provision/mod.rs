@@ -46,6 +46,10 @@
 //! filled by the configuration, which also reads `[[provision_servers]]` into [`Server`]s;
 //! [`Provisioner::new`] takes nothing else of it.
 //!
+//! External servers (`kind = "external"`): none of the steps above run there; the tenant's
+//! job asks the server's provisioner with a signed request and the provisioner's callback
+//! finishes (or fails) the attempt, see [`external`].
+//!
 //! Files: `placement.rs` (names from templates, choosing a server, the checks before a
 //! tenant is registered), `plan.rs` (the same checks and the steps, written nowhere: the
 //! dry run of a create), `job.rs` (the background job and its steps), `deprovision.rs`

@@ -128,7 +128,11 @@ impl Provisioner {
             dry_run: true,
             portal_url: self.registry.portal_url_of(&new),
             server: Some(server.name.clone()),
-            steps: provision_steps(&new, &server.name, version),
+            steps: if server.external().is_some() {
+                external_steps(&new, &server.name, version)
+            } else {
+                provision_steps(&new, &server.name, version)
+            },
             tenant: new,
             checks,
         })
@@ -136,6 +140,26 @@ impl Provisioner {
 }
 
 /// The job's steps (the module diagram) for `new` on `server`, migrating to `version`.
+/// The steps on an external server: the request, then what the callback does.
+fn external_steps(new: &NewTenant, server: &str, version: Option<i32>) -> Vec<String> {
+    let migrate = match version {
+        Some(v) => format!("on its `succeeded` callback: log in with the reported reference and migrate to version {v}"),
+        None => "on its `succeeded` callback: log in with the reported reference".to_string(),
+    };
+    vec![
+        format!(
+            "register tenant {:?} as provisioning on server {server}",
+            new.slug.to_ascii_lowercase()
+        ),
+        format!(
+            "send server {server}'s provisioner a signed tenant.provisioning_requested for role {:?} and database {:?}, with a single-use callback token",
+            new.db_user, new.db_name
+        ),
+        migrate,
+        "mark the tenant active and record `migrated` and `provisioned`".into(),
+    ]
+}
+
 fn provision_steps(new: &NewTenant, server: &str, version: Option<i32>) -> Vec<String> {
     let migrate = match version {
         Some(v) => format!("migrate database {:?} to version {v}", new.db_name),
