@@ -23,7 +23,8 @@
 //! `token-refresh` (this replica's copy of
 //! the token table: LISTEN for changes, reload every second, see
 //! [`crate::access::snapshot`]); `events-notify` (LISTEN for committed events, waking
-//! streams) and `webhook-worker` (sends the webhook outbox), see [`crate::events`];
+//! streams) and `webhook-worker` (sends the webhook outbox), `provision-requests` (sends
+//! external provisioners their requests), see [`crate::events`];
 //! `fleet-gauges` (the `/metrics` snapshot, see [`crate::http::metrics`]); `prune` (removes
 //! history past its retention every `prune_interval` while this replica leads, see
 //! [`crate::retention`]). Every task
@@ -134,6 +135,7 @@ impl Application {
             connector: connector.clone(),
             resolver: resolver.clone(),
             metrics: metrics.clone(),
+            pool: pool.clone(),
         })?);
         let tokens = crate::access::TokenStore::new(pool.clone());
         tokens.load().await.context("reading the token table")?;
@@ -304,6 +306,16 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
     let (sender, wake) = (state.events.sender.clone(), state.events.wake.clone());
     tasks.spawn("webhook-worker", Policy::Restart, move |shutdown| {
         crate::events::webhooks::deliver::run(sender.clone(), wake.clone(), shutdown, grace)
+    });
+    let (sender, wake) = (state.events.sender.clone(), state.events.wake.clone());
+    let provisioner = state.provisioner.clone();
+    tasks.spawn("provision-requests", Policy::Restart, move |shutdown| {
+        crate::events::webhooks::provisioners::run(
+            sender.clone(),
+            provisioner.clone(),
+            wake.clone(),
+            shutdown,
+        )
     });
     let executor = state.executor.clone();
     tasks.spawn("wave-worker", Policy::Restart, move |shutdown| {

@@ -30,6 +30,7 @@
 //! | `schedules`, `schedule_fires`, `leader`, `replicas` | [`schedule`] |
 //! | `migration_sets`, `migration_set_files`, `migration_set_labels` | [`sets`] |
 //! | `webhooks`, `webhook_deliveries`, `event_types`; reads of the merged feed over `tenant_events` and `wave_events` | [`events`] |
+//! | `provision_requests` (external provisioners' requests and callback tokens) | [`provision`] |
 //! | `access_tokens` | [`access`] |
 //! | `console_sessions` | [`console`] |
 //! | `refinery_schema_history` (control migrations) | [`db`] |

@@ -10,6 +10,9 @@ use super::Role;
 pub enum Needed {
     /// No token (health, metrics, the OpenAPI document).
     Public,
+    /// No API token: the route takes its own credential (an external provisioner's
+    /// single-use callback token) and answers 401 to anything else, API tokens included.
+    Callback,
     /// A token whose role grants this one ([`Role::grants`]).
     Role(Role),
     /// A token whose role grants any of these (the first is the one error messages name
@@ -21,7 +24,7 @@ impl Needed {
     /// The roles any of which is enough; empty for a public route.
     pub fn roles(&self) -> Vec<Role> {
         match self {
-            Needed::Public => Vec::new(),
+            Needed::Public | Needed::Callback => Vec::new(),
             Needed::Role(r) => vec![*r],
             Needed::Any(rs) => rs.to_vec(),
         }
@@ -54,6 +57,8 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("POST", "/v1/tenants/{slug}/resume", OPERATOR),
     ("POST", "/v1/tenants/{slug}/provision", ADMIN),
     ("POST", "/v1/tenants/{slug}/rename", ADMIN),
+    // An external provisioner's report: its callback token, never an API token.
+    ("POST", "/v1/tenants/{slug}/provisioning", Needed::Callback),
     ("GET", "/v1/tenants/{slug}/events", VIEWER),
     // Limits are commercial settings: reading them is viewing, setting them is admin's.
     ("GET", "/v1/tenants/{slug}/limits", VIEWER),

@@ -94,6 +94,12 @@ impl Builder {
         let mut events = self.events(&instance_id);
         events.secret_scope = ref_scope.clone();
         let console = self.console(https.is_some());
+        self.fill_callback_bases(
+            &mut provision.servers,
+            console.public_url.as_ref(),
+            listen,
+            https.is_some(),
+        );
         let retention = self.retention();
         let lifecycle = self.lifecycle();
         let waves = self.worker(&instance_id, &prometheus_url);

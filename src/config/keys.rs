@@ -15,7 +15,7 @@
 //! | `migrations_dir` | `DROVER_MIGRATIONS_DIR` | `./tenant-migrations` | tenant migrations used while no set was pushed (see [Migration sets](#migration-sets-published-by-ci)) |
 //! | `secrets_dir` | `DROVER_SECRETS_DIR` | | directory `file:` refs are read under |
 //! | `provision_url` | `DROVER_PROVISION_URL` | | admin connection for creating tenant databases: one provisioning server named `default` |
-//! | `[[provision_servers]]` | — | | several provisioning servers (see [Provisioning](#provisioning)); not together with `provision_url` |
+//! | `[[provision_servers]]` | — | | several provisioning servers, each `kind = "admin"` (the default: drover logs in and creates the role and database) or `kind = "external"` (a job of yours does, when asked; see [External provisioners](#external-provisioners)); not together with `provision_url` |
 //! | `provision_db_name` | `DROVER_PROVISION_DB_NAME` | `t_{ident}` | `db_name` of a tenant created from its slug (`{slug}`; `{ident}` = slug with `-` → `_`) |
 //! | `provision_db_user` | `DROVER_PROVISION_DB_USER` | `t_{ident}` | its `db_user` |
 //! | `provision_secret_ref` | `DROVER_PROVISION_SECRET_REF` | `file:tenants/{slug}` | its `db_secret_ref` (must pass the secret-ref scope) |
@@ -157,7 +157,7 @@ pub const KEYS: &[Key] = &[
         name: "provision_servers",
         source: Source::FileTables,
         unset: Nothing,
-        doc: "several provisioning servers (see [Provisioning](#provisioning)); not together with `provision_url`",
+        doc: "several provisioning servers, each `kind = \"admin\"` (the default: drover logs in and creates the role and database) or `kind = \"external\"` (a job of yours does, when asked; see [External provisioners](#external-provisioners)); not together with `provision_url`",
     },
     key("provision_db_name", Value("t_{ident}"), "`db_name` of a tenant created from its slug (`{slug}`; `{ident}` = slug with `-` → `_`)"),
     key("provision_db_user", Value("t_{ident}"), "its `db_user`"),

@@ -8,8 +8,9 @@
 //!   table of keys lives there and is checked against the list, as is the README's;
 //! - `file.rs`: the TOML file → raw values (unknown keys and plain tokens refused);
 //! - `build.rs`: raw values → `Config`, collecting every problem;
-//! - `provision.rs`: `[[provision_servers]]` / `DROVER_PROVISION_URL` and the name
-//!   templates → the provisioning settings;
+//! - `provision.rs`: `DROVER_PROVISION_URL` or the servers, the name templates and the
+//!   external servers' callback origin → the provisioning settings;
+//! - `servers.rs`: each `[[provision_servers]]` table (`kind` admin or external) → a server;
 //! - `values.rs`: value syntaxes (durations are [`crate::duration`]'s).
 //!
 //! Each domain owns the type of the settings it reads (`secrets::SecretSettings`,
@@ -28,6 +29,7 @@ mod build;
 mod file;
 pub mod keys;
 mod provision;
+mod servers;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};

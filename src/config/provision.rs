@@ -1,18 +1,7 @@
 //! The provisioning settings: `DROVER_PROVISION_URL` or the file's `[[provision_servers]]`
-//! tables → [`Server`]s, and the `provision_*` name templates. Every problem is named by
-//! where it came from (`provision_servers[1].port (drover.toml)`), like the other keys'.
-//!
-//! ```toml
-//! [[provision_servers]]
-//! name = "eu-1"                                   # recorded on the tenant (`server`)
-//! url = "postgres://drover_admin:…@10.0.0.5/postgres?sslmode=verify-full"
-//! host = "db-eu-1.internal"                       # what tenants connect to (default: url's)
-//! port = 5432                                     # (default: url's)
-//! labels = { region = "eu" }
-//! max_tenants = 500                               # (default: no limit)
-//! sslmode = "verify-full"                         # admin connection and tenants' DSNs
-//! ca_file = "/etc/drover/eu-ca.pem"               # admin connection's CA bundle
-//! ```
+//! tables (read by `servers.rs`) → [`Server`]s, the `provision_*` name templates, and the
+//! external servers' callback origin. Every problem is named by where it came from
+//! (`provision_servers[1].port (drover.toml)`), like the other keys'.
 //!
 //! `DROVER_PROVISION_URL` alone is one server named `default`, with its URL's host and
 //! port and no labels.
@@ -21,27 +10,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::build::Builder;
+use super::servers::{admin_target, parse_servers, url_host_port};
 use super::ConfigProblem;
 use crate::duration::parse_duration;
-use crate::provision::servers::{render, DEFAULT_SERVER};
+use crate::provision::servers::{render, Kind, DEFAULT_SERVER};
 use crate::provision::{ProvisionSettings, Server};
 use crate::secrets::{self, SecretRef};
-use crate::tls::{PgTarget, SslMode};
-
-/// Keys of one `[[provision_servers]]` entry.
-const SERVER_KEYS: &[&str] = &[
-    "name",
-    "url",
-    "host",
-    "port",
-    "labels",
-    "max_tenants",
-    "sslmode",
-    "ca_file",
-];
 
 impl Builder {
     /// The provisioning settings but `lock_wait` (zero until `build` sets it, once the wave
@@ -53,7 +30,7 @@ impl Builder {
         ca_file: Option<PathBuf>,
         instance_id: String,
     ) -> ProvisionSettings {
-        let servers = self.servers();
+        let servers = self.servers(scope);
         let db_name = self.template("provision_db_name", |v| {
             crate::registry::DbIdent::parse("db_name", v)
                 .map(drop)
@@ -91,7 +68,7 @@ impl Builder {
     }
 
     /// `DROVER_PROVISION_URL` or the file's `[[provision_servers]]`, not both.
-    fn servers(&mut self) -> Vec<Server> {
+    fn servers(&mut self, scope: &secrets::RefScope) -> Vec<Server> {
         let url = self.take("provision_url");
         let mut list = Vec::new();
         match (url, self.servers.take()) {
@@ -106,7 +83,7 @@ impl Builder {
                 Err(p) => self.problems.push(p),
             },
             (None, Some((value, file))) => {
-                let (found, problems) = parse_servers(&value, &file);
+                let (found, problems) = parse_servers(&value, &file, scope);
                 list = found;
                 self.problems.extend(problems);
             }
@@ -143,39 +120,39 @@ impl Builder {
     }
 }
 
-/// A server name: like a slug, `_` allowed (it is stored and shown, never quoted).
-fn valid_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && b.len() <= 63
-        && edge(&b[0])
-        && edge(&b[b.len() - 1])
-        && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'_')
-}
-
-/// The tenant-facing host and port of an admin URL.
-fn url_host_port(target: &PgTarget) -> Option<(String, i32)> {
-    let host = match target.config.get_hosts().first()? {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        tokio_postgres::config::Host::Unix(p) => p.to_string_lossy().into_owned(),
-    };
-    let port = target.config.get_ports().first().copied().unwrap_or(5432);
-    Some((host, i32::from(port)))
-}
-
-fn admin_target(url: &SecretString, origin: &str) -> Result<PgTarget, ConfigProblem> {
-    let mut target = PgTarget::parse(url.expose_secret()).map_err(|e| ConfigProblem {
-        key: origin.to_string(),
-        message: format!("not a valid PostgreSQL connection URL: {e}"),
-    })?;
-    if target.config.get_application_name().is_none() {
-        target.config.application_name("drover");
+impl Builder {
+    /// Gives every external server without a `callback_url` the origin drover is reached at:
+    /// `public_url`, else the listen address (a problem when that is a wildcard address,
+    /// which no job can call).
+    pub(super) fn fill_callback_bases(
+        &mut self,
+        servers: &mut [Server],
+        public_url: Option<&crate::origin::PublicUrl>,
+        listen: std::net::SocketAddr,
+        https: bool,
+    ) {
+        for s in servers {
+            let Kind::External(e) = &mut s.kind else {
+                continue;
+            };
+            if !e.callback_base.is_empty() {
+                continue;
+            }
+            if let Some(u) = public_url {
+                e.callback_base = u.origin().to_string();
+            } else if listen.ip().is_unspecified() {
+                self.problems.push(ConfigProblem {
+                key: format!("provision_servers.{}.callback_url", s.name),
+                message: format!(
+                    "required: the origin the provisioner reaches drover at (e.g. https://drover.internal);                      neither public_url is set nor is listen ({listen}) an address a job could call"
+                ),
+            });
+            } else {
+                let scheme = if https { "https" } else { "http" };
+                e.callback_base = format!("{scheme}://{listen}");
+            }
+        }
     }
-    if target.config.get_connect_timeout().is_none() {
-        target.config.connect_timeout(Duration::from_secs(5));
-    }
-    Ok(target)
 }
 
 /// `DROVER_PROVISION_URL` as the one server `default`.
@@ -187,7 +164,7 @@ fn default_server(url: &SecretString, origin: &str) -> Result<Server, ConfigProb
     })?;
     Ok(Server {
         name: DEFAULT_SERVER.into(),
-        admin,
+        kind: Kind::Admin(Box::new(admin)),
         host,
         port,
         labels: BTreeMap::new(),
@@ -195,244 +172,4 @@ fn default_server(url: &SecretString, origin: &str) -> Result<Server, ConfigProb
         sslmode: None,
         ca_file: None,
     })
-}
-
-/// Reads the `provision_servers` array of the config file; every problem is named by
-/// `provision_servers[i].key (file)`.
-fn parse_servers(value: &toml::Value, file: &str) -> (Vec<Server>, Vec<ConfigProblem>) {
-    let mut servers: Vec<Server> = Vec::new();
-    let mut problems = Vec::new();
-    let Some(entries) = value.as_array() else {
-        problems.push(ConfigProblem {
-            key: format!("provision_servers ({file})"),
-            message: "expected [[provision_servers]] tables".into(),
-        });
-        return (servers, problems);
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let at = |key: &str| format!("provision_servers[{i}].{key} ({file})");
-        let Some(table) = entry.as_table() else {
-            problems.push(ConfigProblem {
-                key: format!("provision_servers[{i}] ({file})"),
-                message: "expected a table".into(),
-            });
-            continue;
-        };
-        match parse_one(table, &at) {
-            Ok(s) if servers.iter().any(|o| o.name == s.name) => problems.push(ConfigProblem {
-                key: at("name"),
-                message: format!("server {:?} is listed twice", s.name),
-            }),
-            Ok(s) => servers.push(s),
-            Err(mut p) => problems.append(&mut p),
-        }
-    }
-    (servers, problems)
-}
-
-/// One server from its table: every key is read (so every problem is reported), then
-/// the host and port default to the URL's.
-fn parse_one(
-    table: &toml::Table,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Server, Vec<ConfigProblem>> {
-    let mut e = Entry {
-        table,
-        at,
-        problems: Vec::new(),
-    };
-    e.refuse_unknown_keys();
-    let name = e.name();
-    let admin = e.admin();
-    let sslmode = e.sslmode();
-    let ca_file = e.text("ca_file").map(PathBuf::from);
-    let labels = e.labels();
-    let max_tenants = e.max_tenants();
-    let port = e.port();
-    let Some(mut admin) = admin else {
-        return Err(e.problems);
-    };
-    let from_url = url_host_port(&admin);
-    let host = e
-        .text("host")
-        .map(str::to_string)
-        .or_else(|| from_url.as_ref().map(|(h, _)| h.clone()));
-    let port = port.or(from_url.map(|(_, p)| p)).unwrap_or(5432);
-    let Some(host) = host else {
-        e.problem("host", "required when the url names no host");
-        return Err(e.problems);
-    };
-    if !e.problems.is_empty() {
-        return Err(e.problems);
-    }
-    if let Some(mode) = sslmode {
-        admin.sslmode = mode;
-    }
-    if ca_file.is_some() {
-        admin.root_cert.clone_from(&ca_file);
-    }
-    Ok(Server {
-        name,
-        admin,
-        host,
-        port,
-        labels,
-        max_tenants,
-        sslmode,
-        ca_file,
-    })
-}
-
-/// One `[[provision_servers]]` table being read, with the problems found so far.
-struct Entry<'a> {
-    table: &'a toml::Table,
-    /// `provision_servers[i].key (file)` for a key.
-    at: &'a dyn Fn(&str) -> String,
-    problems: Vec<ConfigProblem>,
-}
-
-impl<'a> Entry<'a> {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
-            key: (self.at)(key),
-            message: message.into(),
-        });
-    }
-
-    fn text(&self, key: &str) -> Option<&'a str> {
-        self.table.get(key).and_then(toml::Value::as_str)
-    }
-
-    fn refuse_unknown_keys(&mut self) {
-        let table = self.table;
-        for key in table.keys() {
-            if !SERVER_KEYS.contains(&key.as_str()) {
-                self.problem(
-                    key,
-                    format!("unknown key; known keys: {}", SERVER_KEYS.join(", ")),
-                );
-            }
-        }
-    }
-
-    fn name(&mut self) -> String {
-        let name = self.text("name").unwrap_or_default().to_string();
-        if !valid_name(&name) {
-            self.problem("name", "required: 1-63 characters of a-z, 0-9, '-' and '_', starting and ending with a letter or digit");
-        }
-        name
-    }
-
-    fn admin(&mut self) -> Option<PgTarget> {
-        let Some(u) = self.text("url") else {
-            self.problem(
-                "url",
-                "required: the admin connection (a role with CREATEDB and CREATEROLE)",
-            );
-            return None;
-        };
-        match admin_target(&SecretString::from(u.to_string()), &(self.at)("url")) {
-            Ok(t) => Some(t),
-            Err(p) => {
-                self.problem("url", p.message);
-                None
-            }
-        }
-    }
-
-    fn sslmode(&mut self) -> Option<SslMode> {
-        match self.text("sslmode")?.parse::<SslMode>() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.problem("sslmode", e.to_string());
-                None
-            }
-        }
-    }
-
-    fn labels(&mut self) -> BTreeMap<String, String> {
-        let mut labels = BTreeMap::new();
-        match self.table.get("labels") {
-            None => {}
-            Some(toml::Value::Table(t)) => {
-                for (k, v) in t {
-                    match v.as_str() {
-                        Some(v) => {
-                            labels.insert(k.clone(), v.to_string());
-                        }
-                        None => self.problem("labels", format!("label {k:?}: expected a string")),
-                    }
-                }
-                if let Err(e) = crate::registry::validate_labels(&labels) {
-                    self.problem("labels", e.to_string());
-                }
-            }
-            Some(_) => self.problem(
-                "labels",
-                "expected a table of strings, e.g. { region = \"eu\" }",
-            ),
-        }
-        labels
-    }
-
-    fn max_tenants(&mut self) -> Option<i64> {
-        match self.table.get("max_tenants")? {
-            toml::Value::Integer(n) if *n >= 0 => Some(*n),
-            _ => {
-                self.problem("max_tenants", "expected a whole number of at least 0");
-                None
-            }
-        }
-    }
-
-    fn port(&mut self) -> Option<i32> {
-        match self.table.get("port")? {
-            toml::Value::Integer(n) if (1..=65535).contains(n) => Some(*n as i32),
-            _ => {
-                self.problem("port", "expected a port between 1 and 65535");
-                None
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_entries_are_validated_with_their_position() {
-        let value: toml::Table = toml::from_str(
-            r#"
-            [[provision_servers]]
-            name = "eu-1"
-            url = "postgres://a@db-eu/postgres"
-            labels = { region = "eu" }
-            max_tenants = 10
-            [[provision_servers]]
-            name = "Bad Name"
-            port = 0
-            "#,
-        )
-        .unwrap();
-
-        let (servers, problems) = parse_servers(&value["provision_servers"], "drover.toml");
-
-        assert_eq!(servers.len(), 1);
-        assert_eq!(servers[0].host, "db-eu");
-        assert_eq!(servers[0].port, 5432);
-        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert!(
-            keys.contains(&"provision_servers[1].name (drover.toml)"),
-            "{keys:?}"
-        );
-        assert!(
-            keys.contains(&"provision_servers[1].url (drover.toml)"),
-            "{keys:?}"
-        );
-        assert!(
-            keys.contains(&"provision_servers[1].port (drover.toml)"),
-            "{keys:?}"
-        );
-    }
 }

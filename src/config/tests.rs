@@ -338,3 +338,47 @@ fn a_retention_setting_set_in_the_environment_reaches_the_retention_settings() {
     assert_eq!(cfg.retention.events, Duration::from_secs(7 * 86_400));
     assert_eq!(cfg.retention.prune_interval, Duration::from_secs(1));
 }
+
+#[test]
+fn an_external_server_calls_back_to_public_url_else_to_listen_and_never_to_a_wildcard() {
+    let dir = std::env::temp_dir().join(format!("drover-cfg-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("drover.toml");
+    std::fs::write(
+        &file,
+        "[[provision_servers]]\nname = \"k8s\"\nkind = \"external\"\n\
+         url = \"https://prov.example.com/\"\nsecret_ref = \"file:webhooks/prov\"\n",
+    )
+    .unwrap();
+    let base = |cfg: &Config| {
+        cfg.provision.servers[0]
+            .external()
+            .unwrap()
+            .callback_base
+            .clone()
+    };
+
+    let listen =
+        Config::load_with(Some(&file), &env(&[("DROVER_LISTEN", "127.0.0.1:7000")])).unwrap();
+    let public = Config::load_with(
+        Some(&file),
+        &env(&[
+            ("DROVER_LISTEN", "0.0.0.0:7000"),
+            ("DROVER_PUBLIC_URL", "https://drover.example.com"),
+        ]),
+    )
+    .unwrap();
+    let wildcard =
+        Config::load_with(Some(&file), &env(&[("DROVER_LISTEN", "0.0.0.0:7000")])).unwrap_err();
+
+    assert_eq!(base(&listen), "http://127.0.0.1:7000");
+    assert_eq!(base(&public), "https://drover.example.com");
+    assert!(
+        wildcard
+            .problems
+            .iter()
+            .any(|p| p.key.contains("callback_url")),
+        "{wildcard}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

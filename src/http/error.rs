@@ -404,6 +404,9 @@ impl ApiError {
                 ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_available", e.to_string())
             }
             P::Busy => ApiError::new(StatusCode::CONFLICT, "provisioning_busy", e.to_string()),
+            P::CallbackToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+            }
             P::NoServer { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "no_provisioning_server",

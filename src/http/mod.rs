@@ -15,6 +15,7 @@ pub mod https;
 pub mod metrics;
 mod migration_sets;
 pub mod openapi;
+mod provisioning;
 mod resolve;
 mod schedules;
 pub mod serve;
@@ -85,6 +86,7 @@ pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::resume))
         .routes(routes!(tenants::rename))
         .routes(routes!(tenants::provision))
+        .routes(routes!(provisioning::report))
         .routes(routes!(tenants::events))
         .routes(routes!(tenants::limits, tenants::set_limits))
         .routes(routes!(tenants::servers))

@@ -216,6 +216,7 @@ fn finish(doc: &mut Document) {
     };
     components.add_security_scheme("adminToken", bearer(ADMIN_TOKEN));
     components.add_security_scheme("resolverToken", bearer(RESOLVER_TOKEN));
+    components.add_security_scheme("callbackToken", bearer(CALLBACK_TOKEN));
     for (code, description) in ERRORS {
         let r = RefOr::T(error_response(code, description));
         components.responses.insert(code.to_string(), r);
@@ -233,6 +234,24 @@ fn finish(doc: &mut Document) {
             let needed = needed_role(method, path);
             if needed == Needed::Public {
                 op.security = Some(Vec::new());
+                continue;
+            }
+            if needed == Needed::Callback {
+                let scheme = utoipa::openapi::security::SecurityRequirement::new(
+                    "callbackToken",
+                    Vec::<String>::new(),
+                );
+                op.security = Some(vec![scheme]);
+                for code in ["401", "500", "503"]
+                    .into_iter()
+                    .chain(WITH_BODY.iter().copied())
+                {
+                    let shared = RefOr::Ref(Ref::from_response_name(code));
+                    op.responses.responses.entry(code.into()).or_insert(shared);
+                }
+                // No API role: the request's callback token is the credential.
+                let ext = ExtensionsBuilder::new().add("x-drover-role", "callback");
+                op.extensions = Some(ext.build());
                 continue;
             }
             let mut common = AUTHED.to_vec();
@@ -311,6 +330,10 @@ const RESOLVER_TOKEN: &str =
     "The resolver token (`DROVER_RESOLVER_TOKEN` or `DROVER_RESOLVER_TOKEN_REF`) \
     or a named token with role resolver, for application servers: accepted by /v1/resolve only.";
 
+const CALLBACK_TOKEN: &str =
+    "The single-use callback token of an external provisioner's request (its body's `callback.token`): \
+    accepted once, by POST /v1/tenants/{slug}/provisioning for that tenant only.";
+
 const DESCRIPTION: &str = "Tenant registry, slug → DSN resolution and canary-first schema \
 migration waves for database-per-tenant PostgreSQL fleets.\n\n\
 Authentication: `Authorization: Bearer <token>`. `/healthz`, `/readyz`, `/metrics` and \
@@ -319,7 +342,9 @@ operation (each operation's `x-drover-role`): `viewer` reads everything but \
 `/v1/resolve`; `resolver` resolves only; `operator` is viewer plus wave and schedule \
 actions and tenant suspend/resume; `publisher` (CI) pushes and reads migration sets only; \
 `admin` (also the root token of the configuration) may do everything. A token without the \
-right gets 403 `forbidden` with `required_role`.\n\n\
+right gets 403 `forbidden` with `required_role`. The one exception is \
+`POST /v1/tenants/{slug}/provisioning` (`x-drover-role: callback`): an external provisioner's \
+single-use callback token, and no API token, is accepted there.\n\n\
 Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`; `code` is stable and meant \
 for programs, `message` for people, `field` names the offending request field when there \
 is one. 5xx bodies never carry internals (the cause is in drover's log). A 503 under `/v1` \

@@ -22,6 +22,9 @@ impl Provisioner {
         let role = DbIdent::parse("db_user", &t.db_user).map_err(ProvisionError::invalid)?;
         let db = DbIdent::parse("db_name", &t.db_name).map_err(ProvisionError::invalid)?;
         let server = self.server_for(&t)?;
+        if server.external().is_some() {
+            return self.request_deprovisioning(&t, actor).await;
+        }
         let admin = self.admin_client(server).await?;
         admin::lock(&admin, t.id).await?;
         let nothing_here = admin::refuse_foreign(&admin, &db, &role, t.id).await?;

@@ -93,6 +93,27 @@ pub enum ProvisionError {
     /// Recording the outcome in the control database failed.
     #[error("activate: {0}")]
     Registry(String),
+    /// The external provisioner reported that it failed.
+    #[error("external provisioner on server {server:?} failed: {message}")]
+    Reported {
+        /// The server's name.
+        server: String,
+        /// Its words.
+        message: String,
+        /// Whether it said trying again may help.
+        retryable: bool,
+    },
+    /// The external provisioner did not call back before the request expired.
+    #[error("external provisioner on server {server:?} did not call back within {timeout}")]
+    NoCallback {
+        /// The server's name.
+        server: String,
+        /// Its `timeout`, as configured.
+        timeout: String,
+    },
+    /// A callback whose token is unknown, used, expired, superseded or another tenant's.
+    #[error("the callback token is not valid for this tenant (unknown, already used, expired or replaced by a newer request)")]
+    CallbackToken,
     /// The daemon shut down before the job finished.
     #[error("the daemon shut down before provisioning finished")]
     Cancelled,
@@ -130,6 +151,8 @@ impl ProvisionError {
             ProvisionError::Secret(_) => "secret",
             ProvisionError::Migrations(_) | ProvisionError::Migrate(_) => "migrate",
             ProvisionError::Registry(_) => "activate",
+            ProvisionError::Reported { .. } | ProvisionError::NoCallback { .. } => "external",
+            ProvisionError::CallbackToken => "callback",
             ProvisionError::Cancelled => "cancelled",
         }
     }
@@ -138,7 +161,8 @@ impl ProvisionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ProvisionError::Busy | ProvisionError::Admin { .. } | ProvisionError::Cancelled => true,
-            ProvisionError::Registry(_) => true,
+            ProvisionError::Registry(_) | ProvisionError::NoCallback { .. } => true,
+            ProvisionError::Reported { retryable, .. } => *retryable,
             ProvisionError::Sql { retryable, .. } => *retryable,
             ProvisionError::Secret(e) => e.is_retryable(),
             ProvisionError::Migrate(e) => e.is_retryable(),
@@ -150,6 +174,7 @@ impl ProvisionError {
             | ProvisionError::NothingToDrop { .. }
             | ProvisionError::NoServer { .. }
             | ProvisionError::UnknownServer { .. }
+            | ProvisionError::CallbackToken
             | ProvisionError::Migrations(_) => false,
         }
     }

@@ -34,6 +34,9 @@ impl Provisioner {
         tenant: Tenant,
         failed: u32,
     ) -> watch::Receiver<Option<JobResult>> {
+        if self.is_external(&tenant) {
+            return self.request_provisioning(tenant, failed);
+        }
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = running.get(&tenant.id) {
             if rx.borrow().is_none() {
@@ -112,7 +115,12 @@ impl Provisioner {
     }
 
     /// The `error` event and the tenant's `provisioning_error`, together.
-    async fn record_failure(&self, tenant: &Tenant, e: &ProvisionError, schedule: RetrySchedule) {
+    pub(super) async fn record_failure(
+        &self,
+        tenant: &Tenant,
+        e: &ProvisionError,
+        schedule: RetrySchedule,
+    ) {
         let payload = json!({
             "operation": "provision", "step": e.step(),
             "error": e.to_string(), "retryable": e.is_retryable(), "attempt": schedule.attempts,
@@ -249,7 +257,7 @@ impl Provisioner {
         Ok(password)
     }
 
-    async fn migrate(
+    pub(super) async fn migrate(
         &self,
         t: &Tenant,
         password: SecretString,
@@ -285,7 +293,7 @@ impl Provisioner {
 }
 
 /// The wait before retry `attempt` (1-based): `first`, doubled each time, capped.
-fn retry_delay(first: Duration, attempt: u32) -> Duration {
+pub(super) fn retry_delay(first: Duration, attempt: u32) -> Duration {
     first
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(MAX_RETRY_DELAY)

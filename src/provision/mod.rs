@@ -46,6 +46,10 @@
 //! filled by the configuration, which also reads `[[provision_servers]]` into [`Server`]s;
 //! [`Provisioner::new`] takes nothing else of it.
 //!
+//! External servers (`kind = "external"`): none of the steps above run there; the tenant's
+//! job asks the server's provisioner with a signed request and the provisioner's callback
+//! finishes (or fails) the attempt, see [`external`].
+//!
 //! Files: `placement.rs` (names from templates, choosing a server, the checks before a
 //! tenant is registered), `plan.rs` (the same checks and the steps, written nowhere: the
 //! dry run of a create), `job.rs` (the background job and its steps), `deprovision.rs`
@@ -58,6 +62,7 @@
 mod admin;
 mod deprovision;
 mod error;
+pub mod external;
 mod job;
 mod placement;
 mod plan;
@@ -113,6 +118,8 @@ pub struct Provisioner {
     cancel: CancellationToken,
     running: Mutex<HashMap<Uuid, watch::Receiver<Option<JobResult>>>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The control pool (external provisioners' requests are written with their events).
+    pool: deadpool_postgres::Pool,
     /// Each server's last answer, for `GET /v1/servers`.
     reach: probe::Reachability,
 }
@@ -164,6 +171,8 @@ pub struct Parts {
     pub resolver: Arc<crate::resolve::Resolver>,
     /// Metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The control pool.
+    pub pool: deadpool_postgres::Pool,
 }
 
 impl Provisioner {
@@ -198,6 +207,7 @@ impl Provisioner {
             cancel: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             metrics: p.metrics,
+            pool: p.pool,
         })
     }
 

@@ -102,14 +102,23 @@ impl Provisioner {
         );
         // A tenant that does not exist yet owns nothing: any role or database by these
         // names is somebody else's, and the real job would stop there.
-        let admin = self.admin_client(server).await?;
-        admin::refuse_foreign(&admin, &db, &role, Uuid::nil()).await?;
-        checks.push(format!(
-            "neither role {:?} nor database {:?} exists on server {}",
-            role.as_str(),
-            db.as_str(),
-            server.name
-        ));
+        if server.external().is_some() {
+            checks.push(format!(
+                "server {} is an external provisioner: it is asked to create role {:?} and database {:?}",
+                server.name,
+                role.as_str(),
+                db.as_str()
+            ));
+        } else {
+            let admin = self.admin_client(server).await?;
+            admin::refuse_foreign(&admin, &db, &role, Uuid::nil()).await?;
+            checks.push(format!(
+                "neither role {:?} nor database {:?} exists on server {}",
+                role.as_str(),
+                db.as_str(),
+                server.name
+            ));
+        }
         let version = self
             .catalog
             .newest_version()
@@ -119,7 +128,11 @@ impl Provisioner {
             dry_run: true,
             portal_url: self.registry.portal_url_of(&new),
             server: Some(server.name.clone()),
-            steps: provision_steps(&new, &server.name, version),
+            steps: if server.external().is_some() {
+                external_steps(&new, &server.name, version)
+            } else {
+                provision_steps(&new, &server.name, version)
+            },
             tenant: new,
             checks,
         })
@@ -127,6 +140,26 @@ impl Provisioner {
 }
 
 /// The job's steps (the module diagram) for `new` on `server`, migrating to `version`.
+/// The steps on an external server: the request, then what the callback does.
+fn external_steps(new: &NewTenant, server: &str, version: Option<i32>) -> Vec<String> {
+    let migrate = match version {
+        Some(v) => format!("on its `succeeded` callback: log in with the reported reference and migrate to version {v}"),
+        None => "on its `succeeded` callback: log in with the reported reference".to_string(),
+    };
+    vec![
+        format!(
+            "register tenant {:?} as provisioning on server {server}",
+            new.slug.to_ascii_lowercase()
+        ),
+        format!(
+            "send server {server}'s provisioner a signed tenant.provisioning_requested for role {:?} and database {:?}, with a single-use callback token",
+            new.db_user, new.db_name
+        ),
+        migrate,
+        "mark the tenant active and record `migrated` and `provisioned`".into(),
+    ]
+}
+
 fn provision_steps(new: &NewTenant, server: &str, version: Option<i32>) -> Vec<String> {
     let migrate = match version {
         Some(v) => format!("migrate database {:?} to version {v}", new.db_name),

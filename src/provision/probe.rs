@@ -72,8 +72,9 @@ impl Reachability {
 }
 
 /// Connects to `server` as its admin role and runs `SELECT 1`, within [`REACH_TIMEOUT`].
+/// An external server is not probed (drover has no connection to it): never an error.
 async fn probe(server: &Server, default_ca: Option<&std::path::Path>) -> Option<String> {
-    let mut target = server.admin.clone();
+    let mut target = server.admin()?.clone();
     target.config.connect_timeout(REACH_TIMEOUT);
     let ca = server.ca_file.as_deref().or(default_ca);
     let attempt = async {

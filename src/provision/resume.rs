@@ -5,6 +5,8 @@
 //! ```text
 //!  every RESUME_EVERY (2 s) ──► tenants `provisioning` whose `provision_retry_at` passed
 //!                               LATE_BY (5 s) ago ──► start_after(tenant, attempts)
+//!                          ──► external provisioners' requests past `expires_at` without a
+//!                              callback ──► failed attempt (retried on the schedule)
 //! ```
 //!
 //! The replica that recorded a failure waits for the retry itself and starts it on time,
@@ -61,6 +63,14 @@ pub async fn run(provisioner: Arc<Provisioner>, shutdown: CancellationToken) {
         return;
     }
     loop {
+        tokio::select! {
+            r = provisioner.expire_requests() => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, retryable = e.is_retryable(), "could not look for expired provisioning requests");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
         tokio::select! {
             r = provisioner.resume_due() => {
                 if let Err(e) = r {

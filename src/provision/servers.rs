@@ -6,12 +6,15 @@
 //! Placement: a server fits a tenant when every label the server declares that the tenant
 //! also has is equal (`region=eu` takes `region=eu` tenants and tenants without `region`),
 //! and it has room (`max_tenants`). Of those, the one with the fewest live tenants wins
-//! (ties: the first in the file).
+//! (ties: the first in the file). External servers ([`Kind::External`]) are placed the same
+//! way; only what happens once a tenant is placed differs (see `external/`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::ProvisionError;
+use crate::secrets::SecretRef;
 use crate::tls::{PgTarget, SslMode};
 
 /// The name of the server `DROVER_PROVISION_URL` alone configures.
@@ -22,8 +25,8 @@ pub const DEFAULT_SERVER: &str = "default";
 pub struct Server {
     /// Its name, recorded on the tenants placed there.
     pub name: String,
-    /// The admin connection (CREATEDB and CREATEROLE), with `sslmode`/`ca_file` applied.
-    pub admin: PgTarget,
+    /// Who creates the tenants' roles and databases there.
+    pub kind: Kind,
     /// The host tenants connect to.
     pub host: String,
     /// The port tenants connect to.
@@ -38,6 +41,35 @@ pub struct Server {
     pub ca_file: Option<PathBuf>,
 }
 
+/// How tenants are made on a server.
+#[derive(Clone)]
+pub enum Kind {
+    /// drover logs in as an admin role (CREATEDB and CREATEROLE), with `sslmode`/`ca_file`
+    /// applied, and creates them itself.
+    Admin(Box<PgTarget>),
+    /// A job behind a URL creates them when asked and reports back (`kind = "external"`).
+    External(External),
+}
+
+/// An external provisioner: where requests go and how they are signed.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// Where the signed requests are POSTed.
+    pub url: String,
+    /// The HMAC key the requests are signed with (as a webhook's `secret_ref`); the
+    /// callback tokens are derived from it too.
+    pub secret_ref: SecretRef,
+    /// How long the job has to call back (the callback token's lifetime).
+    pub timeout: Duration,
+    /// The origin the job reaches drover at (`https://drover.internal`): the callback URL
+    /// is this plus `/v1/tenants/{slug}/provisioning`.
+    pub callback_base: String,
+}
+
+/// The tenant host of an external server that names none: a reserved name (RFC 2606)
+/// that never resolves, until the job reports the real one.
+pub const PENDING_HOST: &str = "pending.invalid";
+
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
@@ -46,6 +78,7 @@ impl std::fmt::Debug for Server {
             .field("port", &self.port)
             .field("labels", &self.labels)
             .field("max_tenants", &self.max_tenants)
+            .field("external", &self.external().map(|e| &e.url))
             .finish_non_exhaustive()
     }
 }
@@ -63,12 +96,34 @@ impl Server {
         self.max_tenants.is_none_or(|max| load < max)
     }
 
-    /// Connects to the admin connection.
+    /// The admin connection, for a server drover provisions on itself.
+    pub fn admin(&self) -> Option<&PgTarget> {
+        match &self.kind {
+            Kind::Admin(t) => Some(t.as_ref()),
+            Kind::External(_) => None,
+        }
+    }
+
+    /// The provisioner, for an external server.
+    pub fn external(&self) -> Option<&External> {
+        match &self.kind {
+            Kind::External(e) => Some(e),
+            Kind::Admin(_) => None,
+        }
+    }
+
+    /// Connects to the admin connection (an external server has none).
     pub async fn connect(
         &self,
         default_ca: Option<&std::path::Path>,
     ) -> Result<tokio_postgres::Client, ProvisionError> {
-        self.admin
+        let Some(admin) = self.admin() else {
+            return Err(ProvisionError::Config(format!(
+                "server {:?} is an external provisioner: drover has no admin connection to it",
+                self.name
+            )));
+        };
+        admin
             .connect(self.ca_file.as_deref().or(default_ca))
             .await
             .map_err(|e| ProvisionError::Admin {
@@ -122,7 +177,9 @@ mod tests {
     fn server(name: &str, labels: &[(&str, &str)], max: Option<i64>) -> Server {
         Server {
             name: name.into(),
-            admin: PgTarget::parse("postgres://a@h/postgres").unwrap(),
+            kind: Kind::Admin(Box::new(
+                PgTarget::parse("postgres://a@h/postgres").unwrap(),
+            )),
             host: "h".into(),
             port: 5432,
             labels: labels

@@ -100,6 +100,20 @@ impl Registry {
         }
     }
 
+    /// Locks the live tenant with this id inside `tx` for an external provisioner's request
+    /// (written in the same transaction), and takes its retry off the schedule: the request
+    /// is the retry, and the resume task must not start another while it is open.
+    pub async fn hold_for_request(
+        tx: &impl GenericClient,
+        id: Uuid,
+    ) -> Result<Tenant, RegistryError> {
+        const SQL: &str =
+            "UPDATE control_plane.tenants SET provision_retry_at = NULL WHERE id = $1";
+        let t = Self::lock_by_id(tx, id).await?;
+        tx.execute(SQL, &[&id]).await?;
+        Ok(t)
+    }
+
     /// The live tenant with this id (a provisioning job re-reads its tenant under its lock).
     pub async fn get_by_id(&self, id: Uuid) -> Result<Tenant, RegistryError> {
         const SQL: &str = concat!(

@@ -126,7 +126,7 @@ mod row;
 pub mod trials;
 mod write;
 
-pub use row::{record_event, record_events, string_map};
+pub use row::{record_event, record_event_id, record_events, string_map};
 // For the submodules: every write goes through these.
 use row::{insert_row, store_row, tenant_from_row};
 use write::change;

@@ -94,6 +94,26 @@ pub async fn record_event(
     Ok(())
 }
 
+/// Writes one tenant event and returns its id (a request that carries the event, as an
+/// external provisioner's does, refers to it). Call it inside the transaction that makes
+/// the change.
+pub async fn record_event_id(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    event_type: &str,
+    actor: &Actor,
+    payload: Value,
+) -> Result<i64, RegistryError> {
+    const SQL: &str =
+        "INSERT INTO control_plane.tenant_events (tenant_id, event_type, actor, payload) \
+                       VALUES ($1, $2, $3, $4) RETURNING id";
+    let payload = with_behalf(actor, payload);
+    let row = client
+        .query_one(SQL, &[&tenant_id, &event_type, &actor.as_str(), &payload])
+        .await?;
+    Ok(row.try_get("id")?)
+}
+
 /// Writes many tenant events (tenant, type, payload) by one actor in one statement, in
 /// the order given (their ids follow it). The webhook outbox rows come with them: the
 /// trigger on the table writes them in the same transaction.

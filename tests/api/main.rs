@@ -15,6 +15,7 @@ mod deploy;
 mod dry_run;
 mod dry_run_create;
 mod events;
+mod external;
 mod lifecycle;
 mod lint;
 mod migration_sets;

@@ -977,6 +977,11 @@ async fn real_responses_match_the_document() {
     p.delete(&format!("{sets}/{}", again["id"].as_str().unwrap()), 204)
         .await;
 
+    // An external provisioner's callback takes its callback token, never an API token.
+    let report = json!({ "status": "failed", "error": { "message": "no", "retryable": false } });
+    p.json("POST", "/v1/tenants/gamma/provisioning", report, 401)
+        .await;
+
     // Deletion last.
     p.delete("/v1/tenants/gamma", 200).await;
     p.delete("/v1/tenants/gamma", 404).await;

@@ -11,6 +11,7 @@
 pub mod deliver;
 mod format;
 pub mod outbox;
+pub mod provisioners;
 pub mod target;
 
 // The formats: one file each, registered here and in `FORMATS`.

@@ -1,12 +1,14 @@
-//! The console's pages in a real headless Chromium: login and logout, search, roles.
+//! The console's pages in a real headless Chromium: login and logout, search, roles, a
+//! tenant's trial end and portal URL.
 //! Each test saves screenshots under `target/console-screenshots/`.
 
 use fantoccini::Locator;
 use reqwest::StatusCode;
+use serde_json::json;
 
 use super::{browser_login, csrf_of, post_form, seed_tenants};
 use crate::browser::Browser;
-use crate::helpers::{spawn_app, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, tenant_body, TestApp, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_an_anonymous_visit_goes_to_login_and_login_then_logout_work() {
@@ -215,4 +217,48 @@ async fn in_a_browser_a_viewer_sees_no_action_buttons_and_a_forged_post_with_its
         .await;
     assert_eq!(events["items"][0]["actor"], "token:oncall");
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_tenant_page_shows_its_trial_end_and_its_portal_url() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::builder()
+        .env("DROVER_PORTAL_URL_TEMPLATE", "https://{slug}.example.com")
+        .spawn()
+        .await;
+    let mut trial = tenant_body("trial-acme");
+    trial["trial_ends_at"] = json!("2030-01-02T03:04:05Z");
+    let mut own = tenant_body("own-portal");
+    own["portal_url"] = json!("https://portal.own.example.org/x");
+    for body in [trial, own] {
+        assert_eq!(app.create_tenant(&body).await.status(), StatusCode::CREATED);
+    }
+    browser_login(&b, &app, ADMIN_TOKEN).await;
+
+    b.open(&format!("{}/ui/tenants/trial-acme", app.base()), "dl.facts")
+        .await;
+    let page = b.wait_for("main").await.text().await.unwrap();
+    let link = b
+        .client
+        .find(Locator::Css("dl.facts a[rel~=noopener]"))
+        .await
+        .unwrap();
+    let href = link.attr("href").await.unwrap();
+    b.screenshot("tenant-trial-portal").await;
+    b.open(&format!("{}/ui/tenants/own-portal", app.base()), "dl.facts")
+        .await;
+    let own_page = b.wait_for("main").await.text().await.unwrap();
+    b.close().await;
+
+    assert!(page.contains("Trial ends"), "{page}");
+    assert!(page.contains("2030-01-02 03:04:05 UTC"), "{page}");
+    assert!(page.contains("https://trial-acme.example.com"), "{page}");
+    assert_eq!(href.as_deref(), Some("https://trial-acme.example.com"));
+    assert!(
+        own_page.contains("https://portal.own.example.org/x"),
+        "{own_page}"
+    );
+    assert!(!own_page.contains("Trial ends"), "{own_page}");
 }

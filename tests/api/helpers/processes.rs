@@ -73,7 +73,16 @@ impl Daemon {
     /// Starts `drover serve` on a free port of control database `control_url` as `instance`,
     /// with extra DROVER_* settings in `env`, and waits until it is ready.
     pub async fn start(control_url: &str, instance: &str, env: &[(&str, &str)]) -> Daemon {
-        let port = free_port();
+        Daemon::start_at(free_port(), control_url, instance, env).await
+    }
+
+    /// [`Daemon::start`] on a given port (a restart where the last one listened).
+    pub async fn start_at(
+        port: u16,
+        control_url: &str,
+        instance: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = drover_cmd();
         cmd.arg("serve")
             .env("DROVER_DATABASE_URL", control_url)

@@ -28,6 +28,8 @@ const WRITES: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/tenants/{slug}/resume", &["operator", "admin"]),
     ("POST", "/v1/tenants/{slug}/provision", &["admin"]),
     ("POST", "/v1/tenants/{slug}/rename", &["admin"]),
+    // The README: the callback token only; no role's API token.
+    ("POST", "/v1/tenants/{slug}/provisioning", &[]),
     ("PUT", "/v1/tenants/{slug}/limits", &["admin"]),
     ("POST", "/v1/waves", &["operator", "admin"]),
     ("POST", "/v1/waves/{id}/pause", &["operator", "admin"]),
@@ -50,6 +52,10 @@ const WRITES: &[(&str, &str, &[&str])] = &[
     ("DELETE", "/v1/webhooks/{name}", &["admin"]),
     ("POST", "/v1/webhooks/{name}/test", &["admin"]),
 ];
+
+/// Routes that take no API token at all (an external provisioner's callback token): every
+/// role is refused there with 401, not 403.
+const CALLBACK_ONLY: &[&str] = &["/v1/tenants/{slug}/provisioning"];
 
 /// Who may read `path`, by the README's rule: viewers (and so operators and admins) read
 /// every `GET` under `/v1` but resolution; resolution is the resolver's (and admin's);
@@ -143,7 +149,11 @@ async fn each_role_may_call_exactly_the_routes_the_readme_role_table_grants_it()
                 resp.json().await.unwrap_or(Value::Null)
             };
             let may = allowed.contains(role);
-            let refused = status == StatusCode::FORBIDDEN && body["error"]["code"] == "forbidden";
+            let refused = if CALLBACK_ONLY.contains(&route.as_str()) {
+                status == StatusCode::UNAUTHORIZED && body["error"]["code"] == "unauthorized"
+            } else {
+                status == StatusCode::FORBIDDEN && body["error"]["code"] == "forbidden"
+            };
             let let_in = status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED;
             if (may && !let_in) || (!may && !refused) {
                 wrong.push(format!("{role} {method} {route}: {status} {body}"));
