@@ -276,7 +276,13 @@ pub async fn rename(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<RenameBody>,
 ) -> Result<Json<Tenant>, ApiError> {
-    Ok(Json(s.registry.rename(&slug, &body.slug, &actor).await?))
+    let renamed = s.registry.rename(&slug, &body.slug, &actor).await?;
+    // The change notification reaches this replica's cache too, but later: the caller
+    // resolving the old slug right after the rename must get the alias, not the entry
+    // cached before it.
+    s.resolver.forget_tenant(&slug);
+    s.resolver.forget_tenant(&body.slug);
+    Ok(Json(renamed))
 }
 
 /// `POST /v1/tenants/{slug}/resume`.
