@@ -60,6 +60,8 @@ pub const TENANT_TYPES: &[&str] = &[
     "trial_ending",
     "trial_expired",
     "renamed",
+    "drift_detected",
+    "drift_resolved",
 ];
 
 /// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.
