@@ -76,7 +76,8 @@ pub async fn tenant(
         per database host). Asking while a scan waits answers that scan. Follow it with `GET /v1/drift/scans/{id}`.",
     params(doc::ActorHeader),
     responses((status = 202, description = "The scan, not started or running.", body = Scan,
-        links(("GetDriftScan" = (operation_id = "getDriftScan", parameters(("id" = "$response.body#/id")))))))
+        links(("GetDriftScan" = (operation_id = "getDriftScan", parameters(("id" = "$response.body#/id")))))),
+        (status = 422, response = doc::E422))
 )]
 pub async fn start_scan(
     State(s): State<AppState>,
@@ -93,19 +94,21 @@ pub async fn start_scan(
     get, path = "/drift/scans/{id}", tag = "drift", operation_id = "getDriftScan",
     summary = "A schema drift scan's progress",
     description = "`finished_at` is set once every tenant was read and answered against the reference.",
-    params(("id" = uuid::Uuid, Path, description = "The scan's id.")),
+    params(doc::ScanId),
     responses((status = 200, description = "The scan.", body = Scan), (status = 404, response = doc::E404))
 )]
 pub async fn get_scan(
     State(s): State<AppState>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<Scan>, ApiError> {
-    match s.scanner.get(id).await? {
-        Some(scan) => Ok(Json(scan)),
-        None => Err(ApiError::new(
+    let not_found = || {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "scan_not_found",
             format!("no schema drift scan {id}"),
-        )),
-    }
+        )
+    };
+    // Not a UUID: no such scan (as with waves), not a 400.
+    let parsed: uuid::Uuid = id.parse().map_err(|_| not_found())?;
+    s.scanner.get(parsed).await?.map(Json).ok_or_else(not_found)
 }

@@ -292,6 +292,14 @@ pub struct WaveId(
     uuid::Uuid,
 );
 
+/// `{id}` of a schema drift scan.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct ScanId(
+    /// The scan's id.
+    uuid::Uuid,
+);
+
 /// The optional `X-Drover-Actor` header of every change.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]

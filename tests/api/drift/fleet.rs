@@ -148,6 +148,18 @@ async fn four_hand_changed_tenants_form_four_cohorts_that_name_the_object_and_a_
     .await;
     assert!(gauge, "drover_tenants_drifted never read 4");
 
+    // A viewer sees the cohorts and each tenant's differences in the console.
+    let viewer = app.issue_token("drift-viewer", "viewer").await;
+    let cookie = crate::console::login(&app, &viewer).await;
+    let (status, page) = crate::console::get_page(&app, &cookie, "/ui/drift").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for (_, object, _) in changes {
+        assert!(page.contains(object), "/ui/drift does not name {object}");
+    }
+    let tenant_page = format!("/ui/tenants/{}", tenants[1].slug);
+    let (_, page) = crate::console::get_page(&app, &cookie, &tenant_page).await;
+    assert!(page.contains("Schema drift") && page.contains("index public.orders_customer_idx"));
+
     // Fixing one by hand and scanning again resolves it, and only it.
     connect(&tenants[0].url)
         .await
