@@ -131,7 +131,7 @@ async fn main() {
             .await;
             drop(client);
             let version = history.unwrap().iter().map(|h| h.0).max();
-            drover::drift::cohorts::record(&pool, id, version, &fp.unwrap())
+            drover::drift::cohorts::save(&pool, id, version, &fp.unwrap())
                 .await
                 .unwrap();
         });

@@ -244,6 +244,18 @@ pub async fn record(
     tx.commit().await.map_err(|e| DriftError::Db(e.into()))
 }
 
+/// Records a tenant's fingerprint without answering it (a scan answers every tenant
+/// once at its end).
+pub async fn save(
+    pool: &Pool,
+    tenant_id: Uuid,
+    version: Option<i32>,
+    fp: &super::Fingerprint,
+) -> Result<(), DriftError> {
+    let client = pool.get().await.map_err(|e| DriftError::Db(e.into()))?;
+    store::save_tenant(&**client, tenant_id, version, fp).await
+}
+
 /// Re-answers every tenant against the current reference (after a scan or a replay, the
 /// majority or the replay may have moved) and records the events of those that changed.
 pub async fn reconcile(pool: &Pool) -> Result<usize, DriftError> {

@@ -258,6 +258,7 @@ impl Scanner {
             .iter()
             .map(|h| h.0)
             .max();
-        cohorts::record(&self.pool, tenant_id, version, &fp?).await
+        // Answered once for every tenant when the scan ends (`reconcile`).
+        cohorts::save(&self.pool, tenant_id, version, &fp?).await
     }
 }

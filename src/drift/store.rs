@@ -28,8 +28,20 @@ fn corrupt(what: &str, e: serde_json::Error) -> DriftError {
 
 /// Stores a schema's objects once (a schema many tenants share is one row).
 async fn save_schema(client: &impl GenericClient, fp: &Fingerprint) -> Result<(), DriftError> {
+    const KNOWN: &str =
+        "SELECT EXISTS (SELECT 1 FROM control_plane.drift_schemas WHERE fingerprint = $1) AS ok";
     const SQL: &str = "INSERT INTO control_plane.drift_schemas (fingerprint, objects) \
                        VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING";
+    // Most tenants share a schema already stored: skip building and sending its objects.
+    let known: bool = client
+        .query_one(KNOWN, &[&fp.root])
+        .await
+        .map_err(db)?
+        .try_get("ok")
+        .map_err(db)?;
+    if known {
+        return Ok(());
+    }
     let objects = serde_json::to_value(&fp.objects).map_err(|e| corrupt("a fingerprint", e))?;
     client
         .execute(SQL, &[&fp.root, &objects])
