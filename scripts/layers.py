@@ -21,7 +21,7 @@ LAYERS = [
     ["state"],
     ["config"],
     # Domains, ordered so that each imports only those below it.
-    ["retention"], ["schedule"], ["events"], ["waves"], ["preflight"], ["provision"], ["manifest"], ["sets"],
+    ["retention"], ["schedule"], ["events"], ["waves"], ["drift"], ["preflight"], ["provision"], ["manifest"], ["sets"],
     ["resolve"], ["lint"], ["migrate"], ["registry"], ["access"],
     # Leaves: no domain.
     ["tasks", "origin", "audit", "db", "metrics", "cache", "secrets", "tls", "listen", "devcluster",

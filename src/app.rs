@@ -27,7 +27,8 @@
 //! external provisioners their requests), see [`crate::events`];
 //! `fleet-gauges` (the `/metrics` snapshot, see [`crate::http::metrics`]); `prune` (removes
 //! history past its retention every `prune_interval` while this replica leads, see
-//! [`crate::retention`]). Every task
+//! [`crate::retention`]); `drift-scan` (schema drift scans asked for, or every
+//! `drift_scan_interval`, while this replica leads, see [`crate::drift::scan`]). Every task
 //! watches the same [`CancellationToken`] and is awaited before the pool closes.
 
 use std::net::SocketAddr;
@@ -139,7 +140,15 @@ impl Application {
         })?);
         let tokens = crate::access::TokenStore::new(pool.clone());
         tokens.load().await.context("reading the token table")?;
+        let scanner = crate::drift::Scanner::new(
+            pool.clone(),
+            connector.clone(),
+            catalog.clone(),
+            config.drift.clone(),
+            config.ca_file.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
+            scanner,
             events,
             preflight: crate::preflight::Cache::default(),
             tasks: crate::tasks::TaskHealth::default(),
@@ -362,6 +371,13 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
             move || leadership.is_leader(),
             shutdown,
         )
+    });
+    let s = state.clone();
+    tasks.spawn("drift-scan", Policy::Restart, move |shutdown| {
+        let leadership = s.leadership.clone();
+        s.scanner
+            .clone()
+            .run(move || leadership.is_leader(), shutdown)
     });
     let provisioner = state.provisioner.clone();
     tasks.spawn("server-probe", Policy::Restart, move |shutdown| {

@@ -17,6 +17,8 @@
 //!  resolve ──► registry + secrets, cached; schedule ──► leader lease ──► waves
 //!  events: tenant_events + wave_events ──► feed, SSE stream, webhook outbox (trigger) ──► worker
 //!  manifest (YAML tenant definitions → plan) ──► CLI `apply`/`export`, `PUT /v1/tenants/{slug}`
+//!  drift: catalog fingerprint per tenant (after each migration, by scans) ──► cohorts vs the
+//!         expected schema (a replay on a scratch database, else the majority) ──► events, waves
 //! ```
 //!
 //! One owner per control-DB table: only the owning module has SQL text for it, and the
@@ -32,6 +34,7 @@
 //! | `webhooks`, `webhook_deliveries`, `event_types`; reads of the merged feed over `tenant_events` and `wave_events` | [`events`] |
 //! | `provision_requests` (external provisioners' requests and callback tokens) | [`provision`] |
 //! | `access_tokens` | [`access`] |
+//! | `drift_schemas`, `tenant_drift`, `drift_expected`, `drift_scans` | [`drift`] |
 //! | `console_sessions` | [`console`] |
 //! | `refinery_schema_history` (control migrations) | [`db`] |
 //!
@@ -49,6 +52,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod devcluster;
+pub mod drift;
 pub mod duration;
 pub mod events;
 pub mod http;

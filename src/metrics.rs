@@ -34,6 +34,8 @@ pub struct Metrics {
     pub tenants_needing_attention: IntGaugeVec,
     /// Live tenants whose last provisioning attempt failed (`provisioning_error` set).
     pub tenants_provisioning_failed: IntGauge,
+    /// Live tenants with schema drift: their last fingerprint differs from the expected schema of their version.
+    pub tenants_drifted: IntGauge,
     /// Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.
     pub migration_duration_seconds: Histogram,
     /// Tenant migrations (files) applied.
@@ -162,6 +164,7 @@ impl Metrics {
             tenants_behind: gauge(&r, "drover_tenants_behind", "Live active or suspended tenants below the latest migration version."),
             tenants_needing_attention: gauge_vec(&r, "drover_tenants_needing_attention", "Tenants with a migration problem a person must fix, by kind (drift, needs_attention).", &["kind"]),
             tenants_provisioning_failed: gauge(&r, "drover_tenants_provisioning_failed", "Live tenants whose last provisioning attempt failed (provisioning_error set)."),
+            tenants_drifted: gauge(&r, "drover_tenants_drifted", "Live tenants with schema drift: their last fingerprint differs from the expected schema of their version."),
             migration_duration_seconds: histogram(&r, "drover_migration_duration_seconds", "Wall time of one tenant's migration run (connect, lock, migrate, verify), in seconds.", vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
             migrations_applied_total: counter(&r, "drover_migrations_applied_total", "Tenant migrations (files) applied."),
             provisioning_total: counter_vec(&r, "drover_provisioning_total", "Tenant provisioning jobs finished, by outcome (succeeded, failed).", &["outcome"]),

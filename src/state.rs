@@ -75,4 +75,6 @@ pub struct AppInner {
     pub preflight: crate::preflight::Cache,
     /// The background tasks' health (which failed lately), for `/readyz`.
     pub tasks: crate::tasks::TaskHealth,
+    /// Schema drift scans (run by the leader's `drift-scan` task).
+    pub scanner: crate::drift::Scanner,
 }

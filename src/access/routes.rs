@@ -77,6 +77,11 @@ pub const ROUTE_ROLES: &[(&str, &str, Needed)] = &[
     ("POST", "/v1/waves/{id}/abort", OPERATOR),
     ("POST", "/v1/waves/{id}/promote", OPERATOR),
     ("GET", "/v1/fleet", VIEWER),
+    // Schema drift: viewers read it, operators start scans.
+    ("GET", "/v1/drift", VIEWER),
+    ("GET", "/v1/tenants/{slug}/drift", VIEWER),
+    ("POST", "/v1/drift/scans", OPERATOR),
+    ("GET", "/v1/drift/scans/{id}", VIEWER),
     ("GET", "/v1/schedules", VIEWER),
     ("POST", "/v1/schedules", OPERATOR),
     ("GET", "/v1/schedules/{name}", VIEWER),

@@ -1,5 +1,6 @@
-//! `drover fleet`: schema versions across the fleet, drifted tenants and tenants needing
-//! attention, from `GET /v1/fleet`.
+//! `drover fleet`: schema versions across the fleet, tenants with history drift (an applied
+//! migration edited or missing) and tenants needing attention, from `GET /v1/fleet`; and
+//! the schema drift summary (what the schemas really are) from `GET /v1/drift`.
 
 use std::process::ExitCode;
 
@@ -39,7 +40,7 @@ pub async fn fleet(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     println!();
     table(&["VERSION", "TENANTS"], &rows);
     for (title, list) in [
-        ("DRIFTED", &f.drifted),
+        ("HISTORY DRIFT", &f.drifted),
         ("NEEDS ATTENTION", &f.needs_attention),
     ] {
         if !list.is_empty() {
@@ -55,6 +56,13 @@ pub async fn fleet(args: &ClientArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             table(&[title, "ISSUE"], &rows);
         }
+    }
+    let drift: crate::drift::cohorts::DriftReport =
+        api.call(Method::GET, "/v1/drift", none).await?;
+    println!();
+    println!("schema drift");
+    for line in super::drift::summary(&drift) {
+        println!("  {line}");
     }
     Ok(ExitCode::SUCCESS)
 }

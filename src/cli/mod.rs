@@ -4,7 +4,7 @@
 //!   `migrate-control`, `check-config`, `check`, `doctor`; `migrations` reads the local
 //!   files or talks to the daemon about pushed sets ([`migrations`]).
 //! - Clients of a running daemon over its HTTP API ([`client`]): `tenants`, `resolve`,
-//!   `waves`, `schedules`, `events`, `webhooks`, `fleet`, `apply`/`export`, `tokens`,
+//!   `waves`, `schedules`, `events`, `webhooks`, `fleet`, `drift`, `apply`/`export`, `tokens`,
 //!   `servers`; one file each. `quickstart` starts a daemon in-process and is its client.
 //!
 //! Exit codes: 0 success, 1 failure (error printed as one line; for `apply`, also invalid
@@ -14,6 +14,7 @@
 mod apply;
 mod client;
 mod control;
+mod drift;
 mod events;
 mod fleet;
 mod lint;
@@ -153,10 +154,21 @@ pub enum Command {
         #[command(subcommand)]
         command: events::WebhooksCommand,
     },
-    /// Schema versions across the fleet; drifted tenants and tenants needing attention.
+    /// Schema versions across the fleet; tenants with history drift or schema drift, and
+    /// tenants needing attention.
     Fleet {
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Schema drift: the fleet grouped by what each tenant's schema really is, each group
+    /// compared with the expected schema of its version.
+    ///
+    /// Example: drover drift scan --wait
+    Drift {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: Option<drift::DriftCommand>,
     },
     /// The tenant migration files: the local directory (DROVER_MIGRATIONS_DIR) as drover
     /// reads it, and the sets pushed to the control DB.
@@ -298,6 +310,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { client, args } => quiet(events::run(&client, args)).await,
         Command::Webhooks { client, command } => quiet(events::webhooks(&client, command)).await,
         Command::Fleet { client } => quiet(fleet::fleet(&client)).await,
+        Command::Drift { client, command } => quiet(drift::run(&client, command)).await,
         Command::Apply { client, args } => quiet(apply::apply(&client, args)).await,
         Command::Export(args) => quiet(apply::export(&args)).await,
         Command::Tokens { client, command } => quiet(tokens::run(&client, command)).await,

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use super::keys::{self, env_name, IfUnset};
 use super::values::{default_instance_id, networks, positive_duration};
 use super::{Config, ConfigProblem, ListenerLimits, LogFormat, Raw};
+use crate::drift::DriftSettings;
 use crate::duration::parse_duration;
 use crate::events::DeliverySettings;
 use crate::origin::{ConsoleSettings, PublicUrl, TrustedProxies};
@@ -102,6 +103,7 @@ impl Builder {
         );
         let retention = self.retention();
         let lifecycle = self.lifecycle();
+        let drift = self.drift();
         let waves = self.worker(&instance_id, &prometheus_url);
         // Read with the wave keys, where its problem has always been listed.
         provision.lock_wait = waves.lock_wait;
@@ -136,6 +138,30 @@ impl Builder {
             console,
             retention,
             lifecycle,
+            drift,
+        }
+    }
+
+    /// Schema drift: the periodic scan, its concurrency, the scratch server for replays.
+    fn drift(&mut self) -> DriftSettings {
+        let scratch_url = self.take("drift_scratch_url").and_then(|r| {
+            let url = SecretString::from(r.value);
+            match crate::db::parse_url(&url, "drift_scratch_url") {
+                Ok(_) => Some(url),
+                Err(e) => {
+                    self.problems.push(ConfigProblem {
+                        key: r.origin,
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            }
+        });
+        DriftSettings {
+            scan_interval: self.optional("drift_scan_interval", positive_duration),
+            scan_concurrency: self.parsed("drift_scan_concurrency", |v| integer_in(v, 1, 256)),
+            scan_max_per_host: self.parsed("drift_scan_max_per_host", |v| integer_in(v, 1, 256)),
+            scratch_url,
         }
     }
 

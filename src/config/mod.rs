@@ -122,6 +122,8 @@ pub struct Config {
     pub retention: crate::retention::RetentionSettings,
     /// The registry's lifecycle rules: reserved slugs, portal URLs, renames, trials.
     pub lifecycle: crate::registry::LifecycleSettings,
+    /// Schema drift scans and replays.
+    pub drift: crate::drift::DriftSettings,
 }
 
 /// What one client may hold of the listener.

@@ -1,6 +1,7 @@
 //! `/ui/`: the fleet at a glance: tenants by status and by schema version (bar charts
 //! drawn here), how many are behind the latest version, who needs a person (failed
-//! provisioning, migration issues and drift, registry health findings, halted waves),
+//! provisioning, migration issues and history drift, registry health findings, halted
+//! waves), how many tenants have schema drift (details on `/ui/drift`),
 //! the active waves with their progress (kept live) and the next scheduled waves.
 
 use axum::extract::State;
@@ -44,6 +45,10 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
 
     let attention =
         provisioning.len() + fleet.needs_attention.len() + fleet.drifted.len() + halted.len();
+    let schema_drifted = {
+        let client = s.pool.get().await?;
+        crate::drift::store::drifted_count(&**client).await?
+    };
     let body = html! {
         h1 { "Fleet" }
         div.cards {
@@ -55,6 +60,7 @@ pub async fn page(State(s): State<AppState>, session: Session) -> Result<Respons
             }
             div.card { div.muted { "Needing attention" } div.stat { (attention) } }
             div.card { div.muted { "Active waves" } div.stat { (active.len()) } }
+            div.card { div.muted { a href="/ui/drift" { "Schema drift" } } div.stat { (schema_drifted) } }
             div.card { div.muted { "Trials ending this week" } div.stat { (fleet.trials_ending_this_week) } }
         }
         div.cards {
@@ -207,7 +213,7 @@ fn attention_list(
                     }
                     @for i in fleet.drifted.iter().take(SHOWN) {
                         tr {
-                            td { (badge("drift")) " drift" }
+                            td { (badge("drift")) " history drift" }
                             td { a href={"/ui/tenants/" (i.slug)} { (i.slug) } }
                             td.mono { (issue_text(&i.issue)) }
                         }
@@ -215,7 +221,7 @@ fn attention_list(
                 }
             }
             @let more = fleet.needs_attention.len().saturating_sub(SHOWN) + fleet.drifted.len().saturating_sub(SHOWN);
-            @if more > 0 { p.muted { "and " (more) " more tenants with migration issues or drift" } }
+            @if more > 0 { p.muted { "and " (more) " more tenants with migration issues or history drift" } }
         }
     }
 }

@@ -15,15 +15,17 @@ pub enum Nav {
     Fleet,
     Tenants,
     Waves,
+    Drift,
     Schedules,
     Webhooks,
 }
 
 impl Nav {
-    const ALL: [Nav; 5] = [
+    const ALL: [Nav; 6] = [
         Nav::Fleet,
         Nav::Tenants,
         Nav::Waves,
+        Nav::Drift,
         Nav::Schedules,
         Nav::Webhooks,
     ];
@@ -33,6 +35,7 @@ impl Nav {
             Nav::Fleet => "Fleet",
             Nav::Tenants => "Tenants",
             Nav::Waves => "Waves",
+            Nav::Drift => "Schema drift",
             Nav::Schedules => "Schedules",
             Nav::Webhooks => "Webhooks",
         }
@@ -43,6 +46,7 @@ impl Nav {
             Nav::Fleet => "/ui/",
             Nav::Tenants => "/ui/tenants",
             Nav::Waves => "/ui/waves",
+            Nav::Drift => "/ui/drift",
             Nav::Schedules => "/ui/schedules",
             Nav::Webhooks => "/ui/webhooks",
         }

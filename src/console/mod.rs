@@ -42,11 +42,13 @@
 //!   script or style anywhere: the CSP forbids both), `nosniff` and `Referrer-Policy`.
 //!
 //! Pages: fleet ([`fleet`]), tenants and one tenant ([`tenants`]), waves and one wave
-//! ([`waves`]), schedules ([`schedules`]) and webhooks ([`webhooks`]); [`layout`] is the
+//! ([`waves`]), schema drift ([`drift`]), schedules ([`schedules`]) and webhooks
+//! ([`webhooks`]); [`layout`] is the
 //! frame every page shares.
 
 pub mod assets;
 mod chart;
+mod drift;
 mod fleet;
 pub mod layout;
 mod login;
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/waves/{id}", get(waves::show))
         .route("/ui/waves/{id}/progress", get(waves::progress))
         .route("/ui/waves/{id}/{action}", post(waves::act))
+        .route("/ui/drift", get(drift::page))
         .route("/ui/schedules", get(schedules::page))
         .route("/ui/webhooks", get(webhooks::page))
         .route("/ui/stream", get(stream::events))

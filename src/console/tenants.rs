@@ -191,6 +191,7 @@ pub async fn show(
         crate::events::feed::list(&**client, &params).await?
     };
     let waves = s.waves.of_tenant(t.id, 50, session.audience()).await?;
+    let drift = crate::drift::cohorts::tenant(&s.pool, t.id).await?;
     let body = html! {
         h1 { (t.display_name) " " span.muted.mono { (t.slug) } " " (badge(t.status.as_str())) }
         (actions(&session, &t))
@@ -239,6 +240,7 @@ pub async fn show(
                 }
             }
         }
+        (super::drift::tenant_section(drift.as_ref()))
         h2 { "Waves" }
         (waves_table(&waves))
         h2 { "Events" }

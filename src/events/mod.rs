@@ -62,6 +62,8 @@ pub const TENANT_TYPES: &[&str] = &[
     "renamed",
     "provisioning_requested",
     "deprovisioning_requested",
+    "drift_detected",
+    "drift_resolved",
 ];
 
 /// Wave timeline types (docs/design.md#wave-timeline), without the `wave.` prefix.

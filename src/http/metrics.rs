@@ -127,6 +127,10 @@ async fn refresh(state: &AppState) -> Result<(), DbError> {
         &fleet.issues_by_kind,
     );
     m.tenants_provisioning_failed.set(fleet.provisioning_failed);
+    match crate::drift::store::drifted_count(client).await {
+        Ok(n) => m.tenants_drifted.set(n),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the drifted tenants"),
+    }
     refresh_waves(m, client).await?;
     refresh_webhooks(m, client).await;
     m.schedule_next_fire_timestamp_seconds.reset();

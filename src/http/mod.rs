@@ -8,6 +8,7 @@
 
 mod auth;
 mod definitions;
+mod drift;
 pub mod error;
 mod events;
 mod health;
@@ -100,6 +101,10 @@ pub fn api(max_set_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(waves::abort))
         .routes(routes!(waves::promote))
         .routes(routes!(waves::fleet))
+        .routes(routes!(drift::report))
+        .routes(routes!(drift::tenant))
+        .routes(routes!(drift::start_scan))
+        .routes(routes!(drift::get_scan))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(
             schedules::get,

@@ -28,6 +28,7 @@ use crate::access::{needed_role, Needed, Role};
     tags(
         (name = "tenants", description = "The tenant registry: CRUD, status changes, events."),
         (name = "waves", description = "Migration waves across the fleet, and the fleet's schema versions."),
+        (name = "drift", description = "Schema drift: each tenant's real schema fingerprinted, the fleet grouped into cohorts, differences explained."),
         (name = "schedules", description = "Scheduled waves and the replicas' leader."),
         (name = "events", description = "The fleet's event feed, its live stream, and signed webhooks."),
         (name = "resolve", description = "Slug → DSN resolution for application servers."),
@@ -149,7 +150,8 @@ errors! {
     E401 "401" "Missing or wrong bearer token (`unauthorized`).",
     E403 "403" "The token's role does not grant this operation (`forbidden`, with `required_role`).",
     E404 "404" "No such tenant, wave, schedule, token, webhook or migration set (`tenant_not_found`, \
-        `wave_not_found`, `schedule_not_found`, `token_not_found`, `webhook_not_found`, `set_not_found`).",
+        `wave_not_found`, `schedule_not_found`, `token_not_found`, `webhook_not_found`, `set_not_found`, `scan_not_found`), or a tenant without a schema \
+        fingerprint yet (`not_scanned`).",
     E409 "409" "A conflict: a live duplicate slug or db_name (`duplicate_slug`, `duplicate_db_name`), a status \
         change the state machine does not allow (`illegal_transition`), a tenant in an unfinished wave \
         (`wave_overlap`), a duplicate schedule, token or webhook name, a tick already handled (`already_fired`), \
@@ -306,6 +308,14 @@ path_param!(SetId "id" "A set's id (64 hex digits); GET also takes one of its la
 #[into_params(names("id"), parameter_in = Path)]
 pub struct WaveId(
     /// The wave's id.
+    uuid::Uuid,
+);
+
+/// `{id}` of a schema drift scan.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct ScanId(
+    /// The scan's id.
     uuid::Uuid,
 );
 

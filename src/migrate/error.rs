@@ -37,8 +37,9 @@ pub enum MigrateError {
         message: String,
         blockers: Vec<Blocker>,
     },
-    /// The tenant's history disagrees with the migration files; never repaired automatically.
-    #[error("drift at V{version}: {why}")]
+    /// History drift: the tenant's history disagrees with the migration files (an applied
+    /// file edited or missing); never repaired automatically. Not schema drift (`crate::drift`).
+    #[error("history drift at V{version}: {why}")]
     Drift { version: i32, why: String },
     /// A no-transaction migration stopped half-way, or left an invalid index behind.
     /// `why` may leave drover; `server` (the server's message and detail, when a statement

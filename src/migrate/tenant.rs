@@ -18,7 +18,8 @@
 //!       │                    no-transaction file → statement by statement (split by
 //!       │                    PostgreSQL's parser, `split`), then its row
 //!       └► re-read the history (it must end at the target) + pg_advisory_unlock (checked),
-//!          pipelined; close
+//!          pipelined; then the caller's `after` hook on the same connection (the wave
+//!          takes the schema fingerprint there); close
 //! ```
 //!
 //! The transactional run is what refinery's runner does (one transaction per file, the row
@@ -204,6 +205,7 @@ pub async fn run_with(
         target,
         limits,
         retries,
+        after: None,
     };
     run_opened(opened, &run, on_lock_timeout).await
 }
@@ -215,6 +217,20 @@ pub struct Run<'a> {
     pub target: i32,
     pub limits: &'a RunLimits,
     pub retries: &'a LockRetries,
+    /// Called on the run's connection once it succeeded (the history rows are written),
+    /// also when nothing was pending.
+    pub after: Option<&'a dyn AfterRun>,
+}
+
+/// Work on the tenant's connection after a successful run: the connection is open and
+/// the schema is the one the run left, so nothing needs to connect again. Its failures
+/// are its own to report; the run has succeeded either way.
+pub trait AfterRun: Send + Sync {
+    fn after<'c>(
+        &'c self,
+        client: &'c Client,
+        outcome: &'c RunOutcome,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'c>>;
 }
 
 /// Runs on a connection [`open`] made (now or ahead of time).
@@ -229,6 +245,7 @@ pub async fn run_opened(
         target,
         limits,
         retries,
+        after: hook,
     } = *run;
     let Opened {
         client,
@@ -239,12 +256,16 @@ pub async fn run_opened(
     // Committed history cannot go back: a tenant at the target is done, lock or not
     // (closing the connection releases a lock taken for nothing).
     if let Some(current) = up_to_date(history.as_deref().unwrap_or_default(), set, target)? {
-        return Ok(RunOutcome {
+        let outcome = RunOutcome {
             from: current,
             to: current,
             applied: Vec::new(),
             lock_wait: Duration::ZERO,
-        });
+        };
+        if let Some(hook) = hook {
+            hook.after(&client, &outcome).await;
+        }
+        return Ok(outcome);
     }
     let (lock_wait, history) = if locked {
         (Duration::ZERO, history)
@@ -306,12 +327,16 @@ pub async fn run_opened(
             server: None,
         });
     }
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         from,
         to,
         applied,
         lock_wait,
-    })
+    };
+    if let Some(hook) = hook {
+        hook.after(client, &outcome).await;
+    }
+    Ok(outcome)
 }
 
 async fn unlock(client: &Client) {

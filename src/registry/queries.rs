@@ -64,6 +64,18 @@ pub async fn wave_candidates(
     tx.query(SQL, &[&labels, &slugs, &billing_plan]).await
 }
 
+/// What a schema-drift scan reads: every live tenant, by slug. Columns `id`, `slug` and
+/// the `db_*` columns (`TenantDb::from_row`).
+pub async fn scan_targets(client: &impl GenericClient) -> Result<Vec<Row>, tokio_postgres::Error> {
+    const SQL: &str = concat!(
+        "SELECT id, slug, db_host, db_port, db_name, db_user, db_secret_ref, db_options \
+         FROM control_plane.tenants WHERE ",
+        live_tenant!(),
+        " ORDER BY slug"
+    );
+    client.query(SQL, &[]).await
+}
+
 /// The oldest recorded schema version among `tenants`, a tenant with none counting as 0;
 /// `None` when no tenant matches.
 pub async fn oldest_schema_version(

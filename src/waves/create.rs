@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::analysis;
 use super::dry_run::{self, QUARANTINED};
-use super::plan::{assign_phases, CanarySpec, Candidate, Planned, Settings, WaveRequest};
+use super::plan::{assign_phases, CanarySpec, Candidate, OnDrift, Planned, Settings, WaveRequest};
 use super::WaveError;
 use crate::migrate::{MigrationSet, SetSource};
 use crate::registry::Actor;
@@ -123,12 +123,18 @@ async fn target(
     Ok(target)
 }
 
-/// The selected tenants the dry run in `exclude_failed_of` set aside, with each one's
-/// reason.
+/// The selected tenants the dry run in `exclude_failed_of` (or `on_drift: skip`) set
+/// aside, with each one's reason; and the selected tenants with schema drift.
 struct Quarantine {
     tenants: Vec<Candidate>,
     reasons: BTreeMap<Uuid, String>,
+    /// Selected tenants with schema drift, by slug (quarantined or not).
+    drifted: Vec<Candidate>,
 }
+
+/// The reason a quarantined tenant with schema drift is skipped.
+const DRIFT_REASON: &str =
+    "schema drift: its schema differs from the expected schema of its version (on_drift: skip; see GET /v1/tenants/{slug}/drift)";
 
 /// The selected tenants: those the wave plans, and the quarantined ones.
 async fn select(
@@ -137,10 +143,23 @@ async fn select(
     canary: &CanarySpec,
 ) -> Result<(Vec<Candidate>, Quarantine), WaveError> {
     let all = candidates(tx, req).await?;
-    let reasons: BTreeMap<Uuid, String> = match req.exclude_failed_of {
+    let mut reasons: BTreeMap<Uuid, String> = match req.exclude_failed_of {
         Some(src) => dry_run::quarantined(tx, src).await?,
         None => BTreeMap::new(),
     };
+    let drifted_ids = crate::drift::store::drifted_ids(tx)
+        .await
+        .map_err(drift_err)?;
+    let drifted: Vec<Candidate> = all
+        .iter()
+        .filter(|c| drifted_ids.contains(&c.id))
+        .cloned()
+        .collect();
+    if req.on_drift == Some(OnDrift::Skip) {
+        for c in &drifted {
+            reasons.entry(c.id).or_insert_with(|| DRIFT_REASON.into());
+        }
+    }
     let (quarantined, to_plan): (Vec<Candidate>, Vec<Candidate>) =
         all.into_iter().partition(|c| reasons.contains_key(&c.id));
     if let Some(q) = canary
@@ -151,18 +170,25 @@ async fn select(
     {
         return Err(WaveError::Invalid {
             field: "canary.slugs",
-            message: format!("{q} is quarantined by the dry run in exclude_failed_of"),
+            message: format!(
+                "{q} is quarantined (by the dry run in exclude_failed_of, or on_drift: skip)"
+            ),
         });
     }
     if to_plan.is_empty() {
         return Err(WaveError::Invalid {
-            field: "exclude_failed_of",
+            field: if req.exclude_failed_of.is_some() {
+                "exclude_failed_of"
+            } else {
+                "on_drift"
+            },
             message: "every selected tenant is quarantined; nothing left to migrate".into(),
         });
     }
     let quarantine = Quarantine {
         tenants: quarantined,
         reasons,
+        drifted,
     };
     Ok((to_plan, quarantine))
 }
@@ -256,7 +282,9 @@ async fn insert_targets(
          FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[]) AS t(id, slug, host, phase)";
     const INSERT_QUARANTINED: &str = "INSERT INTO control_plane.wave_targets \
          (wave_id, tenant_id, slug, db_host, phase, state, error_kind, error, detail, finished_at) \
-         SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, jsonb_build_object('dry_run_wave', $7::uuid), now() \
+         SELECT $1, q.id, q.slug, q.host, $5, 'skipped', $6, q.reason, \
+                CASE WHEN q.reason = $9 THEN jsonb_build_object('schema_drift', true) \
+                     ELSE jsonb_build_object('dry_run_wave', $7::uuid) END, now() \
          FROM unnest($2::uuid[], $3::text[], $4::text[], $8::text[]) AS q(id, slug, host, reason)";
     let ids: Vec<Uuid> = planned.iter().map(|p| p.id).collect();
     let names: Vec<&str> = planned.iter().map(|p| p.slug.as_str()).collect();
@@ -291,10 +319,27 @@ async fn insert_targets(
             &QUARANTINED,
             &exclude_failed_of,
             &q_reasons,
+            &DRIFT_REASON,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// The selected tenants with schema drift, by slug (the plan and the `created` event
+/// name them whether the wave skips them or not).
+fn drifted_slugs(q: &Quarantine) -> Vec<&str> {
+    let mut slugs: Vec<&str> = q.drifted.iter().map(|c| c.slug.as_str()).collect();
+    slugs.sort_unstable();
+    slugs
+}
+
+fn drift_err(e: crate::drift::DriftError) -> WaveError {
+    match e {
+        crate::drift::DriftError::Db(db) => WaveError::Db(db),
+        crate::drift::DriftError::Registry(r) => WaveError::Registry(r),
+        other => WaveError::Db(crate::db::DbError::Internal(other.to_string())),
+    }
 }
 
 /// See [`super::WaveStore::create_in`].
@@ -330,6 +375,7 @@ pub async fn create_in(
         "request": req, "settings": s, "migrations": fingerprint, "tenants": planned.len(),
         "migration_set": set_id, "migration_source": set.source().as_str(),
         "quarantined": quarantine.tenants.len(), "lint": lint,
+        "drifted": drifted_slugs(&quarantine),
     });
     if !s.run.dry_run {
         // Serializes real wave creations (a schedule tick and an operator at the same
@@ -353,6 +399,7 @@ pub async fn create_in(
     let created = json!({
         "target_version": target, "migration_set": set_id, "tenants": planned.len(), "canaries": canaries,
         "batches": batches, "quarantined": quarantine.tenants.len(), "dry_run": s.run.dry_run,
+        "on_drift": s.on_drift, "drifted": drifted_slugs(&quarantine),
         "lint_acknowledged": plan["lint"]["acknowledged"].as_array().map(|a| {
             a.iter().map(|f| f["rule"].clone()).collect::<Vec<_>>()
         }),

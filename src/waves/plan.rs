@@ -126,6 +126,22 @@ pub struct WaveRequest {
     /// from 100 ms, pauses from 250 ms, both doubling; then one at `lock_timeout_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_retries: Option<LockRetries>,
+    /// What to do with selected tenants that have schema drift (their last fingerprint
+    /// differs from the expected schema of their version): `proceed` (the default;
+    /// they are named in the plan and the `created` event) or `skip` (quarantined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_drift: Option<OnDrift>,
+}
+
+/// A wave's answer to schema drift among its tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Migrate them like the others (they are named in the plan).
+    #[default]
+    Proceed,
+    /// Leave them untouched: skipped, quarantined like a dry run's failures.
+    Skip,
 }
 
 /// The effective settings, every default filled in and checked.
@@ -139,6 +155,7 @@ pub struct Settings {
     pub soak_seconds: i32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub analysis: Vec<Check>,
+    pub on_drift: OnDrift,
     /// What the runners read: stored flattened in `plan.settings`, read back whole by
     /// the claim.
     #[serde(flatten)]
@@ -205,6 +222,7 @@ impl WaveRequest {
             max_failure_percent: self.max_failure_percent,
             soak_seconds,
             analysis,
+            on_drift: self.on_drift.unwrap_or_default(),
             run: RunSettings {
                 lock_timeout_ms: positive(
                     "lock_timeout_ms",

@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod control_schema;
 mod deploy;
+mod drift;
 mod dry_run;
 mod dry_run_create;
 mod events;

@@ -903,6 +903,16 @@ async fn real_responses_match_the_document() {
     p.get(&format!("{dry}/targets"), 200).await;
     p.get("/v1/fleet", 200).await;
 
+    // Schema drift: the dry run took no fingerprint, a scan does (acme's database is not
+    // there: the scan counts it as failed and finishes).
+    p.get("/v1/tenants/acme/drift", 404).await;
+    let scan = p.post("/v1/drift/scans", 202).await;
+    let scan_path = format!("/v1/drift/scans/{}", scan["id"].as_str().unwrap());
+    p.get(&scan_path, 200).await;
+    p.get("/v1/drift/scans/00000000-0000-0000-0000-000000000000", 404)
+        .await;
+    p.get("/v1/drift", 200).await;
+
     // Schedules.
     let (s, nightly) = ("/v1/schedules", "/v1/schedules/nightly");
     let template = json!({ "selector": { "slugs": ["acme"] }, "soak_seconds": 0 });

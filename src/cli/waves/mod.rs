@@ -18,6 +18,7 @@ use super::output::table;
 use super::{ClientArgs, Output};
 use crate::config::parse_duration;
 use crate::resolve::dsn::encode;
+use crate::waves::plan::OnDrift;
 use crate::waves::timeline::Timeline;
 use crate::waves::{CanarySpec, Selector, WaveRequest, WaveState, WaveView};
 
@@ -87,9 +88,21 @@ pub struct StartArgs {
     /// Accept the error findings of this lint rule (repeat for several); stored in the plan.
     #[arg(long, value_name = "RULE")]
     pub acknowledge: Vec<String>,
+    /// Tenants with schema drift: `proceed` (default; named in the plan) or `skip`
+    /// (quarantined, left untouched).
+    #[arg(long, value_name = "proceed|skip", value_parser = parse_on_drift)]
+    pub on_drift: Option<OnDrift>,
     /// Draw live progress until the wave ends; exit non-zero if it halts or is aborted.
     #[arg(long)]
     pub watch: bool,
+}
+
+fn parse_on_drift(v: &str) -> Result<OnDrift, String> {
+    match v {
+        "proceed" => Ok(OnDrift::Proceed),
+        "skip" => Ok(OnDrift::Skip),
+        _ => Err("expected proceed or skip".into()),
+    }
 }
 
 impl StartArgs {
@@ -124,6 +137,7 @@ impl StartArgs {
             analysis: analysis_arg(self.analysis)?,
             acknowledge: (!self.acknowledge.is_empty()).then_some(self.acknowledge),
             lock_retries: None,
+            on_drift: self.on_drift,
         })
     }
 }

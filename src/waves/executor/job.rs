@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{AbortOnDrop, DryRan, Executor, Prepared, Ran};
-use crate::migrate::{dry_run, tenant, MigrateError, RunLimits};
+use crate::drift;
+use crate::migrate::{dry_run, tenant, MigrateError, RunLimits, RunOutcome};
 use crate::waves::analysis::run as analysis;
 use crate::waves::claim::{self, Claimed};
 use crate::waves::WaveError;
@@ -178,15 +179,26 @@ impl Executor {
         // to notice the closed socket.
         self.track(c.tenant_id, opened.cancel_token());
         let counted = || self.metrics.lock_timeouts_total.inc();
+        let fingerprint = TakeFingerprint::default();
         let run = tenant::Run {
             conn: &conn,
             set: &set,
             target: c.target_version,
             limits: &limits,
             retries,
+            after: Some(&fingerprint),
         };
         let result = tenant::run_opened(opened, &run, &counted).await;
         self.untrack(c.tenant_id);
+        if let (Ok(outcome), Some(fp)) = (&result, fingerprint.taken()) {
+            // Its own short transaction, after the tenant's connection is closed; a
+            // failure leaves the last fingerprint and does not fail the migration.
+            if let Err(e) =
+                drift::cohorts::record(self.store.pool(), c.tenant_id, outcome.to, &fp).await
+            {
+                tracing::warn!(error = %e, "schema fingerprint not recorded");
+            }
+        }
         result.map(Ran::Done)
     }
 
@@ -237,5 +249,31 @@ impl Executor {
             self.backoff(c.attempt),
         )
         .await
+    }
+}
+
+/// Takes the tenant's schema fingerprint on the migration's connection, once its history
+/// rows are written (see `migrate::tenant::AfterRun`).
+#[derive(Default)]
+struct TakeFingerprint(std::sync::Mutex<Option<drift::Fingerprint>>);
+
+impl TakeFingerprint {
+    fn taken(&self) -> Option<drift::Fingerprint> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl tenant::AfterRun for TakeFingerprint {
+    fn after<'c>(
+        &'c self,
+        client: &'c tokio_postgres::Client,
+        _outcome: &'c RunOutcome,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'c>> {
+        Box::pin(async move {
+            match drift::fingerprint::take(client).await {
+                Ok(fp) => *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp),
+                Err(e) => tracing::warn!(error = %e, "schema fingerprint not taken"),
+            }
+        })
     }
 }

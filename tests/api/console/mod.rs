@@ -127,6 +127,7 @@ async fn a_session_opens_every_page_and_logout_needs_the_csrf_token_and_ends_it(
         "/ui/health",
         "/ui/tenants",
         "/ui/waves",
+        "/ui/drift",
         "/ui/schedules",
         "/ui/webhooks",
     ] {
