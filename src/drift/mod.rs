@@ -16,9 +16,9 @@
 //!               expected schema of its version (the replay, else the largest group)
 //! ```
 //!
-//! A fingerprint is also taken after every tenant migration, on the migration's own
-//! connection (the wave executor hands a hook to `migrate`), so a wave leaves every tenant
-//! it touched fingerprinted.
+//! A fingerprint is also taken after every tenant migration that applied something, on
+//! the migration's own connection (the wave executor hands a hook to `migrate`), so a wave
+//! leaves every tenant it changed fingerprinted.
 
 pub mod cohorts;
 pub mod fingerprint;

@@ -253,7 +253,7 @@ impl Executor {
 }
 
 /// Takes the tenant's schema fingerprint on the migration's connection, once its history
-/// rows are written (see `migrate::tenant::AfterRun`).
+/// rows are written (see `migrate::tenant::AfterRun`), when the run applied something.
 #[derive(Default)]
 struct TakeFingerprint(std::sync::Mutex<Option<drift::Fingerprint>>);
 
@@ -267,9 +267,15 @@ impl tenant::AfterRun for TakeFingerprint {
     fn after<'c>(
         &'c self,
         client: &'c tokio_postgres::Client,
-        _outcome: &'c RunOutcome,
+        outcome: &'c RunOutcome,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'c>> {
         Box::pin(async move {
+            // A tenant the wave found up to date was not changed by it: its fingerprint
+            // stands (a scan reads what others changed). Fingerprinting it anyway would
+            // cost a no-op wave a catalog read and a control-DB write per tenant.
+            if outcome.applied.is_empty() {
+                return;
+            }
             match drift::fingerprint::take(client).await {
                 Ok(fp) => *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp),
                 Err(e) => tracing::warn!(error = %e, "schema fingerprint not taken"),
