@@ -50,11 +50,11 @@ pub async fn report(
     CallbackToken(token): CallbackToken,
     body: Result<ApiJson<CallbackBody>, ApiError>,
 ) -> Result<Json<Tenant>, ApiError> {
-    // A body that does not parse is refused as on every route (its schema is public);
-    // everything that reads or changes state needs the token.
-    let ApiJson(body) = body?;
     let Some(token) = token else {
         return Err(ProvisionError::CallbackToken.into());
     };
+    // The token first: a caller without one learns nothing, not even what a body is.
+    s.provisioner.check_callback(&slug, &token).await?;
+    let ApiJson(body) = body?;
     Ok(Json(s.provisioner.callback(&slug, &token, &body).await?))
 }

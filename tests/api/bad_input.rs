@@ -61,6 +61,10 @@ async fn every_operation_with_a_body_refuses_a_wrong_type_an_unknown_field_and_a
     let with_body: Vec<(String, String)> = operations(&document())
         .into_iter()
         .filter(|(_, _, op)| !op["requestBody"].is_null())
+        // The provisioning callback takes only a single-use token drover sent to an
+        // external provisioner; without it every body is 401 before it is read (the
+        // access matrix pins that), and its bodies are tried in `external::`.
+        .filter(|(_, _, op)| !op["security"].to_string().contains("callbackToken"))
         .map(|(m, p, _)| (m, p))
         .collect();
     assert!(with_body.len() >= 11, "{with_body:?}");

@@ -131,6 +131,12 @@ impl Provisioner {
         }
     }
 
+    /// Whether `token` is a callback token issued for tenant `slug` (spent or not: the
+    /// callback itself refuses a spent one), before its body is read.
+    pub async fn check_callback(&self, slug: &str, token: &str) -> Result<(), ProvisionError> {
+        self.authenticate(slug, token).await.map(drop)
+    }
+
     /// The open request a token belongs to, if it is this tenant's: anything else is the
     /// same 401, so a caller learns nothing about other tenants' requests.
     async fn authenticate(

@@ -16,7 +16,8 @@ const RESOLVER_TOKEN: &str = "pins-resolver-token-0123456789abcdef";
 const ROLES: [&str; 5] = ["viewer", "resolver", "operator", "admin", "publisher"];
 
 /// Every route that changes something, with the roles the README's table lets call it:
-/// operators start and steer waves and schedules and suspend/resume tenants; admins do
+/// operators start and steer waves and schedules, start schema drift scans and
+/// suspend/resume tenants; admins do
 /// everything; publishers push migration sets and nothing else; viewers and resolvers
 /// change nothing.
 const WRITES: &[(&str, &str, &[&str])] = &[
@@ -44,6 +45,7 @@ const WRITES: &[(&str, &str, &[&str])] = &[
         "/v1/schedules/{name}/trigger",
         &["operator", "admin"],
     ),
+    ("POST", "/v1/drift/scans", &["operator", "admin"]),
     ("POST", "/v1/migration-sets", &["publisher", "admin"]),
     ("DELETE", "/v1/migration-sets/{id}", &["admin"]),
     ("POST", "/v1/tokens", &["admin"]),
