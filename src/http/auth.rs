@@ -121,12 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // Only routes behind `authorize` have a principal; anything else fails closed.
-        let principal = parts
-            .extensions
-            .get::<Principal>()
-            .ok_or_else(ApiError::unauthorized)?;
-        let actor = Actor::new(&principal.identity)?;
+        let actor = Actor::new(&principal(parts)?.identity)?;
         let named = parts
             .headers
             .get("x-drover-actor")
@@ -148,11 +143,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // Without a principal nothing is read at all; fail closed as `Caller` does.
-        let principal = parts
-            .extensions
-            .get::<Principal>()
-            .ok_or_else(ApiError::unauthorized)?;
-        Ok(Reader(Audience::of(principal.role)))
+        Ok(Reader(Audience::of(principal(parts)?.role)))
     }
+}
+
+/// The request's principal. Only routes behind `authorize` have one; on any other route
+/// an extractor that needs it fails closed with 401.
+fn principal(parts: &Parts) -> Result<&Principal, ApiError> {
+    parts
+        .extensions
+        .get::<Principal>()
+        .ok_or_else(ApiError::unauthorized)
 }
