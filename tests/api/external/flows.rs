@@ -105,6 +105,15 @@ async fn a_tenant_on_an_external_server_becomes_active_when_its_provisioner_call
         .await,
         0
     );
+    // Nor does the token reach the feed (and so the stream and webhooks).
+    assert_eq!(
+        s.rows(
+            "tenant_events e",
+            &format!("row_to_json(e)::text LIKE '%{token}%'")
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
