@@ -30,6 +30,18 @@ pub struct SecretSettings {
 /// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A value as the backend returned it, with the backend's own name for that version of the
+/// secret where it keeps versions (a cloud store's version id). The cache compares versions
+/// to notice a rotation; `None` means the backend has no versions (env, file).
+pub struct Fetched {
+    pub value: SecretString,
+    pub version: Option<String>,
+}
+
+/// How many reads the default [`SecretBackend::fetch_many`] keeps in flight: enough to hide
+/// a remote store's latency, few enough to stay far inside any store's rate limit.
+pub const FETCH_MANY_IN_FLIGHT: usize = 8;
+
 /// Reads (and, if its scheme is writable, stores) the value behind references of one
 /// scheme. What can be known without a backend — syntax, scope rule, cacheability — is on
 /// the scheme's descriptor, which [`SecretBackend::scheme`] returns.
@@ -42,6 +54,38 @@ pub trait SecretBackend: Send + Sync {
         &'a self,
         reference: &'a SecretRef,
     ) -> BoxFuture<'a, Result<SecretString, SecretError>>;
+
+    /// Reads the value with its version. Backends that version their secrets override
+    /// this; the default is [`SecretBackend::read`] without a version.
+    fn fetch<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<Fetched, SecretError>> {
+        Box::pin(async move {
+            let value = self.read(reference).await?;
+            Ok(Fetched {
+                value,
+                version: None,
+            })
+        })
+    }
+
+    /// Fetches many references of this scheme, one answer per reference in the same order.
+    /// Backends with a batch call override this; the default keeps
+    /// [`FETCH_MANY_IN_FLIGHT`] single fetches in flight.
+    fn fetch_many<'a>(
+        &'a self,
+        references: &'a [SecretRef],
+    ) -> BoxFuture<'a, Vec<Result<Fetched, SecretError>>> {
+        use futures_util::StreamExt;
+        Box::pin(async move {
+            let fetches: Vec<_> = references.iter().map(|r| self.fetch(r)).collect();
+            futures_util::stream::iter(fetches)
+                .buffered(FETCH_MANY_IN_FLIGHT)
+                .collect()
+                .await
+        })
+    }
 
     /// Stores `value` behind the reference, replacing what was there.
     fn write<'a>(
@@ -90,6 +134,45 @@ impl SecretStore {
     /// Reads through the backend for the reference's scheme.
     pub async fn read(&self, reference: &SecretRef) -> Result<SecretString, SecretError> {
         self.backend(reference)?.read(reference).await
+    }
+
+    /// Reads the value and its version through the backend for the reference's scheme.
+    pub async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, SecretError> {
+        self.backend(reference)?.fetch(reference).await
+    }
+
+    /// Fetches many references, each through its scheme's backend (batched where the
+    /// backend can); one answer per reference, in the same order.
+    pub async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, SecretError>> {
+        let mut answers: Vec<Option<Result<Fetched, SecretError>>> =
+            references.iter().map(|_| None).collect();
+        let mut by_scheme: BTreeMap<&'static str, (Vec<usize>, Vec<SecretRef>)> = BTreeMap::new();
+        for (i, r) in references.iter().enumerate() {
+            let (at, refs) = by_scheme.entry(r.scheme().name).or_default();
+            at.push(i);
+            refs.push(r.clone());
+        }
+        for (_, (at, refs)) in by_scheme {
+            let fetched = match self.backend(&refs[0]) {
+                Ok(backend) => backend.fetch_many(&refs).await,
+                Err(e) => refs.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (i, answer) in at.into_iter().zip(fetched) {
+                answers[i] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .zip(references)
+            .map(|(a, r)| {
+                a.unwrap_or_else(|| {
+                    Err(SecretError::Unreadable {
+                        reference: r.to_string(),
+                        why: "the backend gave no answer for it".into(),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Writes through the backend for the reference's scheme (read-only schemes refuse).
@@ -175,5 +258,29 @@ mod tests {
             .unwrap_err();
 
         assert!(matches!(err, SecretError::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn many_references_are_answered_in_order_each_by_its_own_scheme() {
+        std::env::set_var("TENANT_DROVER_FETCH_MANY_A", "a-value");
+        let store = store(None);
+        let refs = [
+            r("env:TENANT_DROVER_FETCH_MANY_A"),
+            r("file:tenants/acme"),
+            r("env:TENANT_DROVER_SURELY_UNSET"),
+        ];
+
+        let answers = store.fetch_many(&refs).await;
+
+        use secrecy::ExposeSecret;
+        assert_eq!(answers.len(), 3);
+        let first = answers[0].as_ref().unwrap();
+        assert_eq!(first.value.expose_secret(), "a-value");
+        assert_eq!(first.version, None);
+        assert!(matches!(
+            answers[1],
+            Err(SecretError::NoSecretsDir { .. }) | Err(SecretError::Unsupported { .. })
+        ));
+        assert!(matches!(answers[2], Err(SecretError::NotFound { .. })));
     }
 }

@@ -34,7 +34,9 @@ pub mod vault;
 /// Every registered scheme, in the order messages list them.
 pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
 
-pub use backend::{BoxFuture, SecretBackend, SecretSettings, SecretStore};
+pub use backend::{
+    BoxFuture, Fetched, SecretBackend, SecretSettings, SecretStore, FETCH_MANY_IN_FLIGHT,
+};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
 pub use reference::{
