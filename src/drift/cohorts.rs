@@ -226,22 +226,16 @@ pub async fn tenant(pool: &Pool, tenant_id: Uuid) -> Result<Option<TenantDrift>,
     }))
 }
 
-/// Records a tenant's fingerprint and, in the same transaction, its drift answer and the
-/// event when that answer changed.
-pub async fn record(
-    pool: &Pool,
-    tenant_id: Uuid,
-    version: Option<i32>,
-    fp: &super::Fingerprint,
+/// Records fingerprints taken after migrations and, in the caller's transaction (a wave's
+/// completion batch), each tenant's drift answer and the event when that answer changed.
+pub async fn record_taken(
+    client: &impl tokio_postgres::GenericClient,
+    taken: &[(Uuid, Option<i32>, &super::Fingerprint)],
 ) -> Result<(), DriftError> {
-    let mut client = pool.get().await.map_err(|e| DriftError::Db(e.into()))?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| DriftError::Db(e.into()))?;
-    store::save_tenant(&*tx, tenant_id, version, fp).await?;
-    signal(&*tx, Some(tenant_id)).await?;
-    tx.commit().await.map_err(|e| DriftError::Db(e.into()))
+    store::save_tenants(client, taken).await?;
+    let ids: Vec<Uuid> = taken.iter().map(|t| t.0).collect();
+    signal(client, Some(&ids)).await?;
+    Ok(())
 }
 
 /// Records a tenant's fingerprint without answering it (a scan answers every tenant
@@ -271,7 +265,7 @@ pub async fn reconcile(pool: &Pool) -> Result<usize, DriftError> {
 
 async fn signal(
     client: &impl tokio_postgres::GenericClient,
-    only: Option<Uuid>,
+    only: Option<&[Uuid]>,
 ) -> Result<usize, DriftError> {
     let changed = store::reconcile(client, only).await?;
     let actor = Actor::new("drover").unwrap_or_else(|_| unreachable!("static actor is valid"));

@@ -57,13 +57,36 @@ pub async fn save_tenant(
     version: Option<i32>,
     fp: &Fingerprint,
 ) -> Result<(), DriftError> {
+    save_tenants(client, &[(tenant_id, version, fp)]).await
+}
+
+/// Records many tenants' fingerprints in one statement (a wave's completion batch); each
+/// distinct schema is stored once. A tenant named twice keeps its last fingerprint.
+pub async fn save_tenants(
+    client: &impl GenericClient,
+    taken: &[(Uuid, Option<i32>, &Fingerprint)],
+) -> Result<(), DriftError> {
     const SQL: &str = "INSERT INTO control_plane.tenant_drift (tenant_id, fingerprint, version, scanned_at) \
-                       VALUES ($1, $2, $3, now()) \
+                       SELECT tenant_id, fingerprint, version, now() \
+                       FROM unnest($1::uuid[], $2::text[], $3::int4[]) AS t(tenant_id, fingerprint, version) \
                        ON CONFLICT (tenant_id) DO UPDATE \
                        SET fingerprint = EXCLUDED.fingerprint, version = EXCLUDED.version, scanned_at = now()";
-    save_schema(client, fp).await?;
+    let mut last: BTreeMap<Uuid, (Option<i32>, &Fingerprint)> = BTreeMap::new();
+    for (id, version, fp) in taken {
+        last.insert(*id, (*version, *fp));
+    }
+    let mut schemas: BTreeMap<&str, &Fingerprint> = BTreeMap::new();
+    for (_, fp) in last.values() {
+        schemas.insert(fp.root.as_str(), fp);
+    }
+    for fp in schemas.values() {
+        save_schema(client, fp).await?;
+    }
+    let ids: Vec<Uuid> = last.keys().copied().collect();
+    let roots: Vec<&str> = last.values().map(|(_, fp)| fp.root.as_str()).collect();
+    let versions: Vec<Option<i32>> = last.values().map(|(v, _)| *v).collect();
     client
-        .execute(SQL, &[&tenant_id, &fp.root, &version])
+        .execute(SQL, &[&ids, &roots, &versions])
         .await
         .map_err(db)?;
     Ok(())
@@ -145,7 +168,7 @@ pub struct Changed {
 /// events.
 pub async fn reconcile(
     client: &impl GenericClient,
-    only: Option<Uuid>,
+    only: Option<&[Uuid]>,
 ) -> Result<Vec<Changed>, DriftError> {
     let sql = format!(
         "{REFERENCE_CTE} \
@@ -153,7 +176,7 @@ pub async fn reconcile(
          FROM reference r \
          WHERE r.version IS NOT DISTINCT FROM d.version \
            AND d.drifted <> (d.fingerprint <> r.fingerprint) \
-           AND ($1::uuid IS NULL OR d.tenant_id = $1) \
+           AND ($1::uuid[] IS NULL OR d.tenant_id = ANY ($1)) \
          RETURNING d.tenant_id, d.version, d.fingerprint, r.fingerprint AS expected, \
                    d.drifted, r.replay"
     );

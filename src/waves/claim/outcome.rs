@@ -65,6 +65,8 @@ pub enum Finished {
         claim: Claimed,
         out: RunOutcome,
         duration_ms: i64,
+        /// The schema fingerprint taken after the run, when it applied something.
+        schema: Option<crate::drift::Fingerprint>,
     },
     Failed {
         claim: Claimed,

@@ -87,6 +87,7 @@ async fn record_in(
                 claim,
                 out,
                 duration_ms,
+                ..
             } => succeeded.push((claim, out, *duration_ms)),
             Finished::Failed {
                 claim,
@@ -108,6 +109,7 @@ async fn record_in(
                 claim,
                 out,
                 duration_ms,
+                ..
             } => Some((claim, out, *duration_ms)),
             _ => None,
         })
@@ -123,7 +125,48 @@ async fn record_in(
         .await
         .map_err(registry_err)?;
     crate::waves::host_limits::adjust(tx, batch).await?;
+    record_schemas(tx, batch).await;
     Ok(failures.len())
+}
+
+/// Records the schema fingerprints the batch's runs took (and the drift events they
+/// cause) under a savepoint: a drift write that fails leaves each tenant's previous
+/// fingerprint and never costs the outcomes their record.
+async fn record_schemas(tx: &Transaction<'_>, batch: &[Finished]) {
+    let taken: Vec<_> = batch
+        .iter()
+        .filter_map(|f| match f {
+            Finished::Succeeded {
+                claim,
+                out,
+                schema: Some(fp),
+                ..
+            } => Some((claim.tenant_id, out.to, fp)),
+            _ => None,
+        })
+        .collect();
+    if taken.is_empty() {
+        return;
+    }
+    let recorded = async {
+        tx.batch_execute("SAVEPOINT schema_fingerprints").await?;
+        let done = crate::drift::cohorts::record_taken(&**tx, &taken).await;
+        let end = match &done {
+            Ok(()) => "RELEASE SAVEPOINT schema_fingerprints",
+            Err(_) => "ROLLBACK TO SAVEPOINT schema_fingerprints",
+        };
+        tx.batch_execute(end).await?;
+        Ok::<_, tokio_postgres::Error>(done)
+    };
+    match recorded.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, tenants = taken.len(), "schema fingerprints not recorded")
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::db::describe(&e), "schema fingerprints not recorded")
+        }
+    }
 }
 
 /// Columns every fenced statement takes: wave, tenant and attempt of each row.

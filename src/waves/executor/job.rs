@@ -47,7 +47,7 @@ impl Executor {
             .migration_duration_seconds
             .observe(started.elapsed().as_secs_f64());
         match &result {
-            Ok(Ran::Done(out)) => {
+            Ok(Ran::Done(out, _)) => {
                 self.metrics
                     .migrations_applied_total
                     .inc_by(out.applied.len() as u64);
@@ -63,12 +63,13 @@ impl Executor {
             Ok(Ran::Skipped(_)) => {}
         }
         let finished = match result {
-            Ok(Ran::Done(out)) => {
+            Ok(Ran::Done(out, schema)) => {
                 tracing::info!(from = ?out.from, to = ?out.to, applied = ?out.applied, ms, "tenant migrated");
                 claim::Finished::Succeeded {
                     claim: c,
                     out,
                     duration_ms: ms,
+                    schema,
                 }
             }
             Ok(Ran::Skipped(reason)) => claim::Finished::Skipped { claim: c, reason },
@@ -190,16 +191,8 @@ impl Executor {
         };
         let result = tenant::run_opened(opened, &run, &counted).await;
         self.untrack(c.tenant_id);
-        if let (Ok(outcome), Some(fp)) = (&result, fingerprint.taken()) {
-            // Its own short transaction, after the tenant's connection is closed; a
-            // failure leaves the last fingerprint and does not fail the migration.
-            if let Err(e) =
-                drift::cohorts::record(self.store.pool(), c.tenant_id, outcome.to, &fp).await
-            {
-                tracing::warn!(error = %e, "schema fingerprint not recorded");
-            }
-        }
-        result.map(Ran::Done)
+        // Recorded with the outcome, in the completion batch's transaction.
+        result.map(|out| Ran::Done(out, fingerprint.taken()))
     }
 
     async fn dry_run(&self, c: &Claimed) -> Result<DryRan, MigrateError> {

@@ -133,7 +133,8 @@ impl Drop for AbortOnDrop {
 }
 
 enum Ran {
-    Done(tenant::RunOutcome),
+    /// Ran, with the schema fingerprint taken after it when it applied something.
+    Done(tenant::RunOutcome, Option<crate::drift::Fingerprint>),
     Skipped(String),
 }
 
