@@ -17,6 +17,10 @@
 //!   (installed into `target/tools` with `cargo install` when missing; skipped, saying so,
 //!   when that fails).
 //!
+//! drover takes each migrated tenant's schema fingerprint after its run (`drift_after_migration`,
+//! on by default); the first and steady-state waves are run again on a second set of
+//! databases by a daemon with it off, so the cost of the fingerprint shows beside the rest.
+//!
 //! Then a no-op wave over 1,000 up-to-date tenants: tenants/s, the per-tenant time of the
 //! first and last tenth of the wave, and the daemon's peak RSS (VmHWM).
 //!
@@ -239,16 +243,19 @@ async fn main() {
     })
     .expect("PostgreSQL starts");
     let admin = cluster.url("postgres");
-    print!("creating {} databases... ", 2 * n + noop + 1);
+    print!("creating {} databases... ", 3 * n + noop + 2);
     let t = Instant::now();
     create_databases(&admin, "floor", n).await;
     if refinery.is_some() {
         create_databases(&admin, "ref", n).await;
     }
     create_databases(&admin, "t", noop).await;
-    cluster
-        .psql("postgres", "CREATE DATABASE drover_bench")
-        .unwrap();
+    create_databases(&admin, "u", n).await;
+    for db in ["drover_bench", "drover_bench_nodrift"] {
+        cluster
+            .psql("postgres", &format!("CREATE DATABASE {db}"))
+            .unwrap();
+    }
     println!("{:.1?}", t.elapsed());
 
     let work = std::env::temp_dir().join(format!("drover-wave-bench-{}", std::process::id()));
@@ -301,20 +308,7 @@ async fn main() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    for i in 0..noop {
-        let timed = if i < n { "yes" } else { "no" };
-        api.post(
-            "/v1/tenants",
-            json!({"slug": format!("t{i}"), "display_name": format!("Tenant {i}"), "db_name": format!("t{i}"),
-                   "db_host": "127.0.0.1", "db_port": cluster.port(), "db_user": "postgres",
-                   "db_secret_ref": "file:tenants/pw", "status": "active", "labels": {"timed": timed}}),
-        )
-        .await;
-    }
-    let plan = |labels: Value, target: i32| {
-        json!({"selector": {"labels": labels}, "target_version": target, "batch_size": 10000,
-               "max_concurrency": CONCURRENCY, "soak_seconds": 0, "canary": {"count": 0}})
-    };
+    register(&api, &cluster, "t", noop, n).await;
     let mut drover_times = Vec::new();
     let (mut cpu, mut machine) = (Vec::new(), Vec::new());
     for (step, _) in STEPS {
@@ -350,6 +344,30 @@ async fn main() {
     assert_eq!(nw["counts"]["succeeded"], noop as i64);
     let big = per_tenant(&control, &nw).await;
     let rss = peak_rss_mb(daemon.id());
+    drop(daemon);
+
+    // The same first and steady-state waves on fresh databases, without the fingerprint.
+    let (daemon, api) = serve(
+        &cluster.url("drover_bench_nodrift"),
+        &work,
+        &[
+            ("DROVER_WORKER_SLOTS", "16"),
+            ("DROVER_DRIFT_AFTER_MIGRATION", "false"),
+        ],
+    )
+    .await;
+    register(&api, &cluster, "u", n, n).await;
+    let mut bare = Vec::new();
+    for target in [1, 2] {
+        let (took, w) = api.wave(plan(json!({"timed": "yes"}), target)).await;
+        assert_eq!(w["state"], "completed", "{w}");
+        println!(
+            "  drover wave without the fingerprint, V{target}: {:.2} s",
+            took.as_secs_f64()
+        );
+        bare.push(took);
+    }
+    drop(daemon);
 
     println!();
     println!("drover wave benchmark: {n} tenant databases, max_concurrency {CONCURRENCY}; each migration is CREATE TABLE + CREATE INDEX + INSERT 100 rows");
@@ -382,6 +400,33 @@ async fn main() {
             rd
         );
     }
+    for (i, label) in [
+        "first, without the fingerprint",
+        "steady, without the fingerprint",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let step = [Step::First, Step::Steady][i];
+        let f = floor.iter().find(|b| b.0 == step).unwrap().2.as_secs_f64();
+        let d = bare[i].as_secs_f64();
+        let r = refinery_times[i].map_or("-".into(), |r| {
+            format!(
+                "{:.2} {}",
+                r.as_secs_f64() / d,
+                verdict(r.as_secs_f64() / d >= 1.3)
+            )
+        });
+        println!(
+            "  {:<46} {:>9} {:>9} {:>12} {:>14} {:>16}",
+            label,
+            "",
+            format!("{d:.2} s"),
+            "",
+            format!("{:.2} {}", d / f, verdict(d / f <= 1.15)),
+            r
+        );
+    }
     println!("  targets: drover <= 1.15 x the floor, refinery CLI >= 1.3 x drover");
     println!(
         "  drover CPU per wave (first, steady, no-op): {:.2} s, {:.2} s, {:.2} s; whole machine {:.2} s, {:.2} s, {:.2} s",
@@ -408,6 +453,31 @@ async fn main() {
         "  daemon peak RSS (VmHWM) {rss:.1} MB {} (target < 100 MB)",
         verdict(rss < 100.0)
     );
-    drop(daemon);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A wave over the tenants labelled `timed`, `max_concurrency` [`CONCURRENCY`].
+fn plan(labels: Value, target: i32) -> Value {
+    json!({"selector": {"labels": labels}, "target_version": target, "batch_size": 10000,
+           "max_concurrency": CONCURRENCY, "soak_seconds": 0, "canary": {"count": 0}})
+}
+
+/// Registers databases `{prefix}0..{prefix}{count}`, the first `timed` labelled `timed=yes`.
+async fn register(
+    api: &support::daemon::Api,
+    cluster: &Cluster,
+    prefix: &str,
+    count: usize,
+    timed: usize,
+) {
+    for i in 0..count {
+        let label = if i < timed { "yes" } else { "no" };
+        api.post(
+            "/v1/tenants",
+            json!({"slug": format!("{prefix}{i}"), "display_name": format!("Tenant {i}"), "db_name": format!("{prefix}{i}"),
+                   "db_host": "127.0.0.1", "db_port": cluster.port(), "db_user": "postgres",
+                   "db_secret_ref": "file:tenants/pw", "status": "active", "labels": {"timed": label}}),
+        )
+        .await;
+    }
 }

@@ -318,6 +318,7 @@ impl Builder {
             lock_wait: self.parsed("lock_wait", parse_duration),
             retry_backoff: self.parsed("retry_backoff", parse_duration),
             record_batch_age: self.parsed("record_batch_age", parse_duration),
+            fingerprint_migrated: self.parsed("drift_after_migration", boolean),
             prometheus_url: prometheus_url.clone(),
         }
     }
@@ -514,6 +515,15 @@ impl Builder {
 }
 
 /// An integer from `min` to `max`.
+/// `true` or `false`.
+fn boolean(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
 fn integer_in(v: &str, min: usize, max: usize) -> Result<usize, String> {
     match v.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),

@@ -75,6 +75,7 @@
 //! | `trial_warning_before` | `DROVER_TRIAL_WARNING_BEFORE` | `3d` | how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent |
 //! | `rename_alias_ttl` | `DROVER_RENAME_ALIAS_TTL` | `7d` | how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved |
 //! | `drift_scan_interval` | `DROVER_DRIFT_SCAN_INTERVAL` | | how often the leader fingerprints every live tenant's schema (a schema drift scan, e.g. `6h`); unset: only on request (`POST /v1/drift/scans`, `drover drift scan`) and after each migration |
+//! | `drift_after_migration` | `DROVER_DRIFT_AFTER_MIGRATION` | `true` | take a tenant's schema fingerprint on its connection after each migration run that applied something (`false`: only scans do; saves a catalog read per migrated tenant) |
 //! | `drift_scan_concurrency` | `DROVER_DRIFT_SCAN_CONCURRENCY` | `8` | tenants a schema drift scan reads at once, 1 to 256 |
 //! | `drift_scan_max_per_host` | `DROVER_DRIFT_SCAN_MAX_PER_HOST` | `4` | tenants of one database host a schema drift scan reads at once, 1 to 256 |
 //! | `drift_scratch_url` | `DROVER_DRIFT_SCRATCH_URL` | | admin connection (PostgreSQL URL, may create databases) where drover creates and drops a scratch database to replay each migration set: the expected schema of each version; unset: the schema most tenants at a version share is the reference |
@@ -222,6 +223,7 @@ pub const KEYS: &[Key] = &[
     key("trial_warning_before", Value("3d"), "how long before a trial ends (`trial_ends_at`) the `tenant.trial_ending` event is sent"),
     key("rename_alias_ttl", Value("7d"), "how long a renamed tenant's old slug resolves to it (answering with the new slug) and stays reserved"),
     key("drift_scan_interval", Nothing, "how often the leader fingerprints every live tenant's schema (a schema drift scan, e.g. `6h`); unset: only on request (`POST /v1/drift/scans`, `drover drift scan`) and after each migration"),
+    key("drift_after_migration", Value("true"), "take a tenant's schema fingerprint on its connection after each migration run that applied something (`false`: only scans do; saves a catalog read per migrated tenant)"),
     key("drift_scan_concurrency", Value("8"), "tenants a schema drift scan reads at once, 1 to 256"),
     key("drift_scan_max_per_host", Value("4"), "tenants of one database host a schema drift scan reads at once, 1 to 256"),
     key("drift_scratch_url", Nothing, "admin connection (PostgreSQL URL, may create databases) where drover creates and drops a scratch database to replay each migration set: the expected schema of each version; unset: the schema most tenants at a version share is the reference"),

@@ -49,7 +49,8 @@ pub async fn report(State(s): State<AppState>) -> Result<Json<DriftReport>, ApiE
     get, path = "/tenants/{slug}/drift", tag = "drift", operation_id = "getTenantDrift",
     summary = "The tenant's schema drift",
     description = "Its fingerprint and the expected one of its version, and each object that differs. 404 \
-        `not_scanned` before its first fingerprint (taken by every migration and every scan).",
+        `not_scanned` before its first fingerprint (taken by every scan, and by every migration that applies \
+        something unless `drift_after_migration` is off).",
     params(doc::SlugPath),
     responses((status = 200, description = "The tenant's drift.", body = TenantDrift), (status = 404, response = doc::E404))
 )]

@@ -180,7 +180,7 @@ impl Executor {
         // to notice the closed socket.
         self.track(c.tenant_id, opened.cancel_token());
         let counted = || self.metrics.lock_timeouts_total.inc();
-        let fingerprint = TakeFingerprint::default();
+        let fingerprint = TakeFingerprint::new(self.cfg.fingerprint_migrated);
         let run = tenant::Run {
             conn: &conn,
             set: &set,
@@ -247,12 +247,22 @@ impl Executor {
 
 /// Takes the tenant's schema fingerprint on the migration's connection, once its history
 /// rows are written (see `migrate::tenant::AfterRun`), when the run applied something.
-#[derive(Default)]
-struct TakeFingerprint(std::sync::Mutex<Option<drift::Fingerprint>>);
+struct TakeFingerprint {
+    /// `drift_after_migration`.
+    on: bool,
+    taken: std::sync::Mutex<Option<drift::Fingerprint>>,
+}
 
 impl TakeFingerprint {
+    fn new(on: bool) -> Self {
+        TakeFingerprint {
+            on,
+            taken: std::sync::Mutex::new(None),
+        }
+    }
+
     fn taken(&self) -> Option<drift::Fingerprint> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -266,11 +276,11 @@ impl tenant::AfterRun for TakeFingerprint {
             // A tenant the wave found up to date was not changed by it: its fingerprint
             // stands (a scan reads what others changed). Fingerprinting it anyway would
             // cost a no-op wave a catalog read and a control-DB write per tenant.
-            if outcome.applied.is_empty() {
+            if outcome.applied.is_empty() || !self.on {
                 return;
             }
             match drift::fingerprint::take(client).await {
-                Ok(fp) => *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp),
+                Ok(fp) => *self.taken.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp),
                 Err(e) => tracing::warn!(error = %e, "schema fingerprint not taken"),
             }
         })

@@ -73,6 +73,9 @@ pub struct WorkerSettings {
     pub retry_backoff: Duration,
     /// How long a finished tenant's outcome waits for others to be recorded with it.
     pub record_batch_age: Duration,
+    /// Take the tenant's schema fingerprint after a run that applied something
+    /// (`drift_after_migration`); off, only scans read schemas.
+    pub fingerprint_migrated: bool,
     /// Prometheus (HTTP API base URL, already checked) that `prometheus` analysis checks
     /// query; `None`: those checks are inconclusive.
     pub prometheus_url: Option<String>,

@@ -236,3 +236,39 @@ async fn a_wave_with_on_drift_skip_leaves_the_drifted_tenant_untouched_and_migra
     );
     app.stop().await;
 }
+
+/// Pins `drift_after_migration = false` being ignored (a wave still fingerprinting, and so
+/// still paying a catalog read per tenant) and the default being lost (no fingerprint
+/// after a migration until the next scan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_drift_after_migration_off_a_wave_leaves_fingerprints_to_the_next_scan() {
+    let (migrations, secrets) = (MigrationsDir::new(SET), SecretsDir::new());
+    let off = wave_app(
+        &migrations,
+        &secrets,
+        &[("DROVER_DRIFT_AFTER_MIGRATION", "false")],
+    )
+    .await;
+    let tenants = off.register_tenants(&secrets, "nf", 2, 0).await;
+    let on = wave_app(&migrations, &secrets, &[]).await;
+    let others = on.register_tenants(&secrets, "fp", 1, 0).await;
+    migrate_all(&off, json!({"target_version": 1, "soak_seconds": 0})).await;
+    migrate_all(&on, json!({"target_version": 1, "soak_seconds": 0})).await;
+
+    let before = off
+        .get(&format!("/v1/tenants/{}/drift", tenants[0].slug))
+        .await;
+    assert_eq!(before.status(), StatusCode::NOT_FOUND);
+    let by_default: Value = on
+        .get_json(&format!("/v1/tenants/{}/drift", others[0].slug))
+        .await;
+    assert_eq!(by_default["version"], 1, "{by_default:#}");
+    scan(&off).await;
+    let after: Value = off
+        .get_json(&format!("/v1/tenants/{}/drift", tenants[0].slug))
+        .await;
+    assert_eq!(after["version"], 1, "{after:#}");
+    assert_eq!(after["drifted"], false, "{after:#}");
+    off.stop().await;
+    on.stop().await;
+}
