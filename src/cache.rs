@@ -7,10 +7,18 @@
 //!     ├─ recent failure (age < negative_ttl) ─► stale value within ttl + stale_for ► Stale
 //!     │                                      └► otherwise the remembered error
 //!     └─ load (one caller per key; the others wait for its result)
-//!            ├─ ok ─────────────────────────────────────────────────► Miss
+//!            ├─ ok, the same as held before (or nothing held) ────────► Miss
+//!            ├─ ok, different from the value held before ────────────► Rotated
 //!            └─ error ─► stale value within ttl + stale_for ─────────► Stale
 //!                     └► the error (remembered for negative_ttl)
 //! ```
+//!
+//! "The same" is the cache's `same` rule ([`TtlCache::with_same`]; by default nothing is
+//! the same). A loaded value the rule calls the same as the one held is not stored: the
+//! held one is renewed, so whatever callers built from it (a rendered DSN) stays valid.
+//! [`TtlCache::reload`] loads past the TTL (a refetch after a refused password, a fresh
+//! resolution) and [`TtlCache::put`] stores a value loaded elsewhere (a warm-up batch);
+//! both under the same per-key gate as a load.
 //!
 //! A hit takes a read lock on the map and a short plain mutex on the entry, never an
 //! await. Single flight comes from a per-key async gate: the first caller loads while
@@ -45,6 +53,8 @@ pub enum Freshness {
     Miss,
     /// Past its TTL, served because loading failed.
     Stale,
+    /// Loaded just now, and different from the value held before (which it replaced).
+    Rotated,
 }
 
 struct State<V, E> {
@@ -82,6 +92,7 @@ const SHARDS: usize = 16;
 pub struct TtlCache<V, E> {
     policy: CachePolicy,
     shards: Vec<Shard<V, E>>,
+    same: fn(&V, &V) -> bool,
 }
 
 impl<V: Clone, E: Clone> TtlCache<V, E> {
@@ -90,7 +101,28 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
         TtlCache {
             policy,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            same: |_, _| false,
         }
+    }
+
+    /// The same cache, calling a loaded value the same as the held one when `same` says
+    /// so (then the held value is kept and renewed, and the load is not a rotation).
+    pub fn with_same(mut self, same: fn(&V, &V) -> bool) -> Self {
+        self.same = same;
+        self
+    }
+
+    /// Stores a loaded value in `st`: the held one renewed when it is the same, else the
+    /// new one (a rotation when something different was held).
+    fn store(&self, st: &mut State<V, E>, v: V) -> (V, Freshness) {
+        st.failure = None;
+        let (kept, freshness) = match st.value.take() {
+            Some((held, _)) if (self.same)(&held, &v) => (held, Freshness::Miss),
+            Some(_) => (v, Freshness::Rotated),
+            None => (v, Freshness::Miss),
+        };
+        st.value = Some((kept.clone(), Instant::now()));
+        (kept, freshness)
     }
 
     fn shard(&self, key: &str) -> &Shard<V, E> {
@@ -184,11 +216,7 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
         let loaded = load().await;
         let mut st = slot.state();
         match loaded {
-            Ok(v) => {
-                st.value = Some((v.clone(), Instant::now()));
-                st.failure = None;
-                Ok((v, Freshness::Miss))
-            }
+            Ok(v) => Ok(self.store(&mut st, v)),
             Err(e) => {
                 st.failure = Some((e.clone(), Instant::now()));
                 match stale_ok(&st) {
@@ -197,6 +225,42 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
                 }
             }
         }
+    }
+
+    /// Loads `key` past its TTL, unless the value held now is one `keep` accepts (another
+    /// caller reloaded it while this one waited for the gate): then that value, as a Hit.
+    /// A failed reload leaves the held value and remembers nothing: the caller asked for
+    /// this load on purpose and reports its error.
+    pub async fn reload<F, Fut>(
+        &self,
+        key: &str,
+        keep: impl FnOnce(&V) -> bool,
+        load: F,
+    ) -> Result<(V, Freshness), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let slot = self.slot(key);
+        let _loading = slot.loading.lock().await;
+        if let Some((v, _)) = &slot.state().value {
+            if keep(v) {
+                return Ok((v.clone(), Freshness::Hit));
+            }
+        }
+        let v = load().await?;
+        let mut st = slot.state();
+        let stored = self.store(&mut st, v);
+        Ok(stored)
+    }
+
+    /// Stores `v`, loaded elsewhere, under `key` as a load would (Miss, or Rotated).
+    pub async fn put(&self, key: &str, v: V) -> Freshness {
+        let slot = self.slot(key);
+        let _loading = slot.loading.lock().await;
+        let mut st = slot.state();
+        let (_, freshness) = self.store(&mut st, v);
+        freshness
     }
 
     /// Forgets `key`: the next `get_or_load` loads it again.

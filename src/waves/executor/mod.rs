@@ -45,7 +45,7 @@ use super::analysis::prometheus::PrometheusClient;
 use super::analysis::run as analysis;
 use super::claim;
 use super::{WaveError, WaveStore};
-use crate::migrate::{tenant, DryRunOutcome, MigrationSet, RunLimits, TenantConnection};
+use crate::migrate::{tenant, DryRunOutcome, MigrationSet, RunLimits};
 use crate::registry::Actor;
 use crate::resolve::Connector;
 use crate::sets::Catalog;
@@ -144,7 +144,7 @@ enum DryRan {
 
 enum Prepared {
     Skip(String),
-    Go(TenantConnection, RunLimits),
+    Go(RunLimits),
 }
 
 impl Executor {
