@@ -421,6 +421,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reload_of_the_same_value_renews_the_held_one_and_a_different_one_is_a_rotation() {
+        // Values are (version, payload); the same version is the same value.
+        let cache: TtlCache<Arc<(u32, &str)>, String> =
+            TtlCache::new(policy()).with_same(|a, b| a.0 == b.0);
+        let (first, _) = cache
+            .get_or_load("k", || async { Ok(Arc::new((1, "a"))) })
+            .await
+            .unwrap();
+
+        let (renewed, f1) = cache
+            .reload("k", |_| false, || async { Ok(Arc::new((1, "a"))) })
+            .await
+            .unwrap();
+        let (rotated, f2) = cache
+            .reload("k", |_| false, || async { Ok(Arc::new((2, "b"))) })
+            .await
+            .unwrap();
+
+        assert_eq!(f1, Freshness::Miss);
+        assert!(Arc::ptr_eq(&first, &renewed), "the held value is kept");
+        assert_eq!(f2, Freshness::Rotated);
+        assert_eq!(*rotated, (2, "b"));
+        assert_eq!(cache.peek("k").map(|v| v.0), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_value_another_caller_already_replaced() {
+        let cache: TtlCache<u32, String> = TtlCache::new(policy());
+        cache.get_or_load("k", || async { Ok(2) }).await.unwrap();
+        let loads = AtomicUsize::new(0);
+
+        let (v, f) = cache
+            .reload(
+                "k",
+                |held| *held != 1,
+                || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(3)
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!((v, f), (2, Freshness::Hit));
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
     async fn the_cache_never_grows_past_max_entries() {
         let cache: TtlCache<u32, String> = TtlCache::new(CachePolicy {
             max_entries: 10,

@@ -181,6 +181,11 @@ pub struct Warmed {
 }
 
 impl Resolver {
+    /// How many tenants' secrets a warm-up fetches at most (`secret_warm_limit`).
+    pub fn warm_limit(&self) -> usize {
+        self.warm_limit
+    }
+
     /// A stored reference parsed and checked against the scope: one outside it is never
     /// read (the registry refuses such a reference when it is written; one in the control
     /// DB anyway, written by hand or before the rule existed, is refused here).

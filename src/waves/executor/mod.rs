@@ -31,6 +31,7 @@ mod buffer;
 mod feed;
 mod files;
 mod job;
+mod warm;
 
 pub use batch::RECORD_BATCH_AGE;
 
@@ -98,6 +99,8 @@ pub struct Executor {
     buffer: std::sync::Mutex<Buffer>,
     /// Connections of buffered tenants opened while the slots are busy.
     ahead: std::sync::Mutex<ahead::Ahead>,
+    /// Waves whose secrets this replica fetched ahead.
+    warmed: std::sync::Mutex<warm::Warmed>,
     /// When the loop last looked for due analysis checks.
     analysis_at: std::sync::Mutex<Option<Instant>>,
     /// Cancel handles of tenant connections migrating right now.
@@ -187,6 +190,7 @@ impl Executor {
             finished: std::sync::Mutex::new(Batch::default()),
             buffer: std::sync::Mutex::new(Buffer::default()),
             ahead: std::sync::Mutex::new(ahead::Ahead::default()),
+            warmed: std::sync::Mutex::new(warm::Warmed::default()),
             analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
@@ -381,6 +385,7 @@ impl Executor {
             }
         }
         let active = self.store.active().await?;
+        self.warm_new_waves(&active);
         let mut settled = Vec::new();
         for &id in &active {
             // The state machine is checked every 200 ms, at once after a failure (the
