@@ -52,6 +52,7 @@ pub struct ResolveQuery {
         (status = 404, description = "No such tenant, or it is deleted (`tenant_not_found`).", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
         (status = 409, description = "The tenant is provisioning or deleting (`tenant_not_ready`).", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
         (status = 423, description = "The tenant is suspended (`tenant_suspended`); `suspended_reason` says why.", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
+        (status = 422, description = "The query string is not valid (`invalid_query`): `fresh` is `true` or `false`.", body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."))),
         (status = 503, description = "The secret backend (`secret_unavailable`) or the control database failed and nothing usable is cached.",
             body = doc::ErrorBody, headers(("Cache-Control" = String, description = "Always `no-store`: a DSN must not sit in a proxy cache."), ("Retry-After" = i64, description = "Seconds to wait."))))
 )]
