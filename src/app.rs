@@ -326,6 +326,10 @@ fn spawn_workers(tasks: &Supervisor, state: &AppState) {
             shutdown,
         )
     });
+    let resolver = state.resolver.clone();
+    tasks.spawn("secret-warm", Policy::Restart, move |shutdown| {
+        resolve::secret::warm_task(resolver.clone(), shutdown)
+    });
     let executor = state.executor.clone();
     tasks.spawn("wave-worker", Policy::Restart, move |shutdown| {
         executor.clone().run(shutdown, grace)

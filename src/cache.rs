@@ -7,10 +7,18 @@
 //!     ├─ recent failure (age < negative_ttl) ─► stale value within ttl + stale_for ► Stale
 //!     │                                      └► otherwise the remembered error
 //!     └─ load (one caller per key; the others wait for its result)
-//!            ├─ ok ─────────────────────────────────────────────────► Miss
+//!            ├─ ok, the same as held before (or nothing held) ────────► Miss
+//!            ├─ ok, different from the value held before ────────────► Rotated
 //!            └─ error ─► stale value within ttl + stale_for ─────────► Stale
 //!                     └► the error (remembered for negative_ttl)
 //! ```
+//!
+//! "The same" is the cache's `same` rule ([`TtlCache::with_same`]; by default nothing is
+//! the same). A loaded value the rule calls the same as the one held is not stored: the
+//! held one is renewed, so whatever callers built from it (a rendered DSN) stays valid.
+//! [`TtlCache::reload`] loads past the TTL (a refetch after a refused password, a fresh
+//! resolution) and [`TtlCache::put`] stores a value loaded elsewhere (a warm-up batch);
+//! both under the same per-key gate as a load.
 //!
 //! A hit takes a read lock on the map and a short plain mutex on the entry, never an
 //! await. Single flight comes from a per-key async gate: the first caller loads while
@@ -45,6 +53,8 @@ pub enum Freshness {
     Miss,
     /// Past its TTL, served because loading failed.
     Stale,
+    /// Loaded just now, and different from the value held before (which it replaced).
+    Rotated,
 }
 
 struct State<V, E> {
@@ -82,6 +92,7 @@ const SHARDS: usize = 16;
 pub struct TtlCache<V, E> {
     policy: CachePolicy,
     shards: Vec<Shard<V, E>>,
+    same: fn(&V, &V) -> bool,
 }
 
 impl<V: Clone, E: Clone> TtlCache<V, E> {
@@ -90,7 +101,28 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
         TtlCache {
             policy,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            same: |_, _| false,
         }
+    }
+
+    /// The same cache, calling a loaded value the same as the held one when `same` says
+    /// so (then the held value is kept and renewed, and the load is not a rotation).
+    pub fn with_same(mut self, same: fn(&V, &V) -> bool) -> Self {
+        self.same = same;
+        self
+    }
+
+    /// Stores a loaded value in `st`: the held one renewed when it is the same, else the
+    /// new one (a rotation when something different was held).
+    fn store(&self, st: &mut State<V, E>, v: V) -> (V, Freshness) {
+        st.failure = None;
+        let (kept, freshness) = match st.value.take() {
+            Some((held, _)) if (self.same)(&held, &v) => (held, Freshness::Miss),
+            Some(_) => (v, Freshness::Rotated),
+            None => (v, Freshness::Miss),
+        };
+        st.value = Some((kept.clone(), Instant::now()));
+        (kept, freshness)
     }
 
     fn shard(&self, key: &str) -> &Shard<V, E> {
@@ -184,11 +216,7 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
         let loaded = load().await;
         let mut st = slot.state();
         match loaded {
-            Ok(v) => {
-                st.value = Some((v.clone(), Instant::now()));
-                st.failure = None;
-                Ok((v, Freshness::Miss))
-            }
+            Ok(v) => Ok(self.store(&mut st, v)),
             Err(e) => {
                 st.failure = Some((e.clone(), Instant::now()));
                 match stale_ok(&st) {
@@ -197,6 +225,42 @@ impl<V: Clone, E: Clone> TtlCache<V, E> {
                 }
             }
         }
+    }
+
+    /// Loads `key` past its TTL, unless the value held now is one `keep` accepts (another
+    /// caller reloaded it while this one waited for the gate): then that value, as a Hit.
+    /// A failed reload leaves the held value and remembers nothing: the caller asked for
+    /// this load on purpose and reports its error.
+    pub async fn reload<F, Fut>(
+        &self,
+        key: &str,
+        keep: impl FnOnce(&V) -> bool,
+        load: F,
+    ) -> Result<(V, Freshness), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let slot = self.slot(key);
+        let _loading = slot.loading.lock().await;
+        if let Some((v, _)) = &slot.state().value {
+            if keep(v) {
+                return Ok((v.clone(), Freshness::Hit));
+            }
+        }
+        let v = load().await?;
+        let mut st = slot.state();
+        let stored = self.store(&mut st, v);
+        Ok(stored)
+    }
+
+    /// Stores `v`, loaded elsewhere, under `key` as a load would (Miss, or Rotated).
+    pub async fn put(&self, key: &str, v: V) -> Freshness {
+        let slot = self.slot(key);
+        let _loading = slot.loading.lock().await;
+        let mut st = slot.state();
+        let (_, freshness) = self.store(&mut st, v);
+        freshness
     }
 
     /// Forgets `key`: the next `get_or_load` loads it again.
@@ -354,6 +418,54 @@ mod tests {
         let again = cache.get_or_load("k", || async { Ok(2) }).await;
 
         assert_eq!(again, Ok((2, Freshness::Miss)));
+    }
+
+    #[tokio::test]
+    async fn a_reload_of_the_same_value_renews_the_held_one_and_a_different_one_is_a_rotation() {
+        // Values are (version, payload); the same version is the same value.
+        let cache: TtlCache<Arc<(u32, &str)>, String> =
+            TtlCache::new(policy()).with_same(|a, b| a.0 == b.0);
+        let (first, _) = cache
+            .get_or_load("k", || async { Ok(Arc::new((1, "a"))) })
+            .await
+            .unwrap();
+
+        let (renewed, f1) = cache
+            .reload("k", |_| false, || async { Ok(Arc::new((1, "a"))) })
+            .await
+            .unwrap();
+        let (rotated, f2) = cache
+            .reload("k", |_| false, || async { Ok(Arc::new((2, "b"))) })
+            .await
+            .unwrap();
+
+        assert_eq!(f1, Freshness::Miss);
+        assert!(Arc::ptr_eq(&first, &renewed), "the held value is kept");
+        assert_eq!(f2, Freshness::Rotated);
+        assert_eq!(*rotated, (2, "b"));
+        assert_eq!(cache.peek("k").map(|v| v.0), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_value_another_caller_already_replaced() {
+        let cache: TtlCache<u32, String> = TtlCache::new(policy());
+        cache.get_or_load("k", || async { Ok(2) }).await.unwrap();
+        let loads = AtomicUsize::new(0);
+
+        let (v, f) = cache
+            .reload(
+                "k",
+                |held| *held != 1,
+                || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(3)
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!((v, f), (2, Freshness::Hit));
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

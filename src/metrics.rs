@@ -60,6 +60,22 @@ pub struct Metrics {
     pub secret_backend_errors_total: IntCounterVec,
     /// Stored tenant secret references refused at read time because they are outside the allowed scope, by scheme.
     pub secret_refs_refused_total: IntCounterVec,
+    /// Latency of one secret backend fetch for resolution and tenant connections, by scheme, in seconds.
+    pub secret_fetch_duration_seconds: HistogramVec,
+    /// Secret backend fetches for resolution and tenant connections by scheme and outcome (ok, not_found, denied, unreadable, unsupported, refused).
+    pub secret_fetches_total: IntCounterVec,
+    /// Batched secret fetches (one fetch_many call of a warm-up, however many secrets it holds), by scheme.
+    pub secret_fetch_batches_total: IntCounterVec,
+    /// Stale secrets served because the backend failed, by scheme.
+    pub secret_stale_served_total: IntCounterVec,
+    /// Secrets found changed at a fetch (a new backend version, or a new value where the backend has no versions), by scheme.
+    pub secret_rotations_total: IntCounterVec,
+    /// Refetches of a tenant's secret after its password was refused (SQLSTATE 28P01), by outcome (retried: a new value was found and the connection tried again, unchanged, failed).
+    pub secret_auth_refetches_total: IntCounterVec,
+    /// Resolutions asked with fresh=true by result (fetched: the cache was bypassed, limited: answered from the cache inside the per-tenant interval).
+    pub secret_fresh_total: IntCounterVec,
+    /// Secrets fetched ahead (at start and when a wave plans) by outcome (ok, failed, skipped: over the limit).
+    pub secret_warm_total: IntCounterVec,
     /// Requests refused by authentication or authorization, by reason (missing, invalid, expired, forbidden).
     pub auth_failures_total: IntCounterVec,
     /// Next fire time of each enabled schedule, as a Unix timestamp in seconds.
@@ -177,6 +193,14 @@ impl Metrics {
             secret_cache_total: counter_vec(&r, "drover_secret_cache_total", "Secret cache lookups by result (hit, miss, stale).", &["result"]),
             secret_backend_errors_total: counter_vec(&r, "drover_secret_backend_errors_total", "Secret backend read failures by scheme (env, file, vault).", &["scheme"]),
             secret_refs_refused_total: counter_vec(&r, "drover_secret_refs_refused_total", "Stored tenant secret references refused at read time because they are outside the allowed scope, by scheme.", &["scheme"]),
+            secret_fetch_duration_seconds: histogram_vec(&r, "drover_secret_fetch_duration_seconds", "Latency of one secret backend fetch for resolution and tenant connections, by scheme, in seconds.", &["scheme"], vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            secret_fetches_total: counter_vec(&r, "drover_secret_fetches_total", "Secret backend fetches for resolution and tenant connections by scheme and outcome (ok, not_found, denied, unreadable, unsupported, refused).", &["scheme", "outcome"]),
+            secret_fetch_batches_total: counter_vec(&r, "drover_secret_fetch_batches_total", "Batched secret fetches (one fetch_many call of a warm-up, however many secrets it holds), by scheme.", &["scheme"]),
+            secret_stale_served_total: counter_vec(&r, "drover_secret_stale_served_total", "Stale secrets served because the backend failed, by scheme.", &["scheme"]),
+            secret_rotations_total: counter_vec(&r, "drover_secret_rotations_total", "Secrets found changed at a fetch (a new backend version, or a new value where the backend has no versions), by scheme.", &["scheme"]),
+            secret_auth_refetches_total: counter_vec(&r, "drover_secret_auth_refetches_total", "Refetches of a tenant's secret after its password was refused (SQLSTATE 28P01), by outcome (retried, unchanged, failed).", &["outcome"]),
+            secret_fresh_total: counter_vec(&r, "drover_secret_fresh_total", "Resolutions asked with fresh=true by result (fetched: the cache was bypassed, limited: answered from the cache inside the per-tenant interval).", &["result"]),
+            secret_warm_total: counter_vec(&r, "drover_secret_warm_total", "Secrets fetched ahead (at start and when a wave plans) by outcome (ok, failed, skipped: over the limit).", &["outcome"]),
             auth_failures_total: counter_vec(&r, "drover_auth_failures_total", "Requests refused by authentication or authorization, by reason (missing, invalid, expired, forbidden).", &["reason"]),
             schedule_next_fire_timestamp_seconds: gauge_vec(&r, "drover_schedule_next_fire_timestamp_seconds", "Next fire time of each enabled schedule, as a Unix timestamp in seconds.", &["schedule"]),
             leader: gauge(&r, "drover_leader", "1 while this replica holds the leader lease, else 0."),
@@ -206,7 +230,7 @@ impl Metrics {
         self.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let sets: [(&IntCounterVec, &[&str]); 6] = [
+        let sets: [(&IntCounterVec, &[&str]); 9] = [
             (
                 &self.migrations_failed_total,
                 &["retryable", "sql", "drift", "timeout", "needs_attention"],
@@ -221,6 +245,12 @@ impl Metrics {
                 &["delivered", "failed", "dead", "superseded"],
             ),
             (&self.secret_cache_total, &["hit", "miss", "stale"]),
+            (
+                &self.secret_auth_refetches_total,
+                &["retried", "unchanged", "failed"],
+            ),
+            (&self.secret_fresh_total, &["fetched", "limited"]),
+            (&self.secret_warm_total, &["ok", "failed", "skipped"]),
             (
                 &self.auth_failures_total,
                 &["missing", "invalid", "expired", "forbidden"],

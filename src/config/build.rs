@@ -267,6 +267,8 @@ impl Builder {
             secret_stale_for: self.parsed("secret_stale_for", parse_duration),
             secret_negative_ttl: self.parsed("secret_negative_ttl", parse_duration),
             tenant_ttl: self.parsed("tenant_cache_ttl", parse_duration),
+            fresh_min_interval: self.parsed("resolve_fresh_min_interval", parse_duration),
+            warm_limit: self.parsed("secret_warm_limit", |v| integer_in(v, 0, 1_000_000)),
         }
     }
 

@@ -34,6 +34,8 @@
 //! | `secret_ttl` | `DROVER_SECRET_TTL` | `60s` | resolved secrets reused this long |
 //! | `secret_stale_for` | `DROVER_SECRET_STALE_FOR` | `5m` | past the TTL, serve the old value this long while the backend fails |
 //! | `secret_negative_ttl` | `DROVER_SECRET_NEGATIVE_TTL` | `2s` | remember a failed read this long (don't hammer a broken backend) |
+//! | `resolve_fresh_min_interval` | `DROVER_RESOLVE_FRESH_MIN_INTERVAL` | `10s` | a tenant's `?fresh=true` resolution bypasses the secret cache at most once this often; inside it the cached value (what the last fresh fetch found) is the answer |
+//! | `secret_warm_limit` | `DROVER_SECRET_WARM_LIMIT` | `10000` | at most this many active tenants' secrets are fetched ahead when a replica starts (0: no warm-up) |
 //! | `tenant_cache_ttl` | `DROVER_TENANT_CACHE_TTL` | `30s` | tenant rows cached for resolution; changes arrive by LISTEN/NOTIFY, the TTL is the fallback |
 //! | `vault_addr` | `DROVER_VAULT_ADDR` | | Vault / OpenBao address for `vault:` refs |
 //! | — | `DROVER_VAULT_TOKEN` | | Vault token (or `vault_token_file` / `DROVER_VAULT_TOKEN_FILE`) |
@@ -182,6 +184,8 @@ pub const KEYS: &[Key] = &[
     key("secret_ttl", Value("60s"), "resolved secrets reused this long"),
     key("secret_stale_for", Value("5m"), "past the TTL, serve the old value this long while the backend fails"),
     key("secret_negative_ttl", Value("2s"), "remember a failed read this long (don't hammer a broken backend)"),
+    key("resolve_fresh_min_interval", Value("10s"), "a tenant's `?fresh=true` resolution bypasses the secret cache at most once this often; inside it the cached value (what the last fresh fetch found) is the answer"),
+    key("secret_warm_limit", Value("10000"), "at most this many active tenants' secrets are fetched ahead when a replica starts (0: no warm-up)"),
     key("tenant_cache_ttl", Value("30s"), "tenant rows cached for resolution; changes arrive by LISTEN/NOTIFY, the TTL is the fallback"),
     key("vault_addr", Nothing, "Vault / OpenBao address for `vault:` refs"),
     env_only("vault_token", Nothing, "Vault token (or `vault_token_file` / `DROVER_VAULT_TOKEN_FILE`)"),

@@ -244,12 +244,12 @@ impl Scanner {
 
     /// Reads one tenant (connect, history and catalog pipelined, close) and saves it.
     async fn one(&self, tenant_id: Uuid, db: &TenantDb) -> Result<(), DriftError> {
-        let conn = self
+        let client = self
             .connector
-            .connection(db)
-            .await
-            .map_err(|e| DriftError::Connect(e.into()))?;
-        let client = connect_with(&conn, &READ_LIMITS, "", "drover-drift").await?;
+            .open(db, None, |conn| async move {
+                connect_with(&conn, &READ_LIMITS, "", "drover-drift").await
+            })
+            .await?;
         let (history, fp) =
             futures_util::future::join(read_history(&client), fingerprint::take(&client)).await;
         drop(client);

@@ -76,6 +76,13 @@ pub fn preset(m: &Metrics) {
     let schemes: Vec<&str> = crate::secrets::SCHEMES.iter().map(|s| s.name).collect();
     Metrics::preset(&m.secret_backend_errors_total, &schemes);
     Metrics::preset(&m.secret_refs_refused_total, &schemes);
+    Metrics::preset(&m.secret_fetch_batches_total, &schemes);
+    Metrics::preset(&m.secret_stale_served_total, &schemes);
+    Metrics::preset(&m.secret_rotations_total, &schemes);
+    for s in &schemes {
+        m.secret_fetch_duration_seconds.with_label_values(&[s]);
+        m.secret_fetches_total.with_label_values(&[s, "ok"]);
+    }
 }
 
 /// The `fleet-gauges` task: refreshes at once, then every [`FLEET_REFRESH`] until

@@ -192,6 +192,12 @@ impl MigrateError {
         }
     }
 
+    /// Whether the tenant's server refused the password (SQLSTATE 28P01, read from the
+    /// server's error at connect): the secret may have been rotated since it was read.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, MigrateError::Sql { code, .. } if code == "28P01")
+    }
+
     /// From a tokio-postgres error raised while applying `version`.
     pub fn from_pg(version: i32, e: &tokio_postgres::Error) -> MigrateError {
         match e.as_db_error() {

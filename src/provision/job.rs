@@ -271,7 +271,6 @@ impl Provisioner {
                 ProvisionError::Migrations(e.to_string())
             }
         })?;
-        let conn = self.connector.with_password(&TenantDb::from(t), password);
         let limits = RunLimits {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(600),
@@ -286,7 +285,11 @@ impl Provisioner {
                 lock_wait: Duration::ZERO,
             });
         };
-        tenant::run(&conn, &set, target, &limits, |_| {})
+        let (set, limits) = (&set, &limits);
+        self.connector
+            .open(&TenantDb::from(t), Some(password), |conn| async move {
+                tenant::run(&conn, set, target, limits, |_| {}).await
+            })
             .await
             .map_err(ProvisionError::Migrate)
     }

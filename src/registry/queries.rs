@@ -64,6 +64,17 @@ pub async fn wave_candidates(
     tx.query(SQL, &[&labels, &slugs, &billing_plan]).await
 }
 
+/// The secret references of up to `limit` live active tenants, for a replica's warm-up of
+/// its secret cache. Column `db_secret_ref`.
+pub async fn active_secret_refs(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    const SQL: &str = "SELECT db_secret_ref FROM control_plane.tenants \
+         WHERE deleted_at IS NULL AND status = 'active' ORDER BY slug LIMIT $1";
+    client.query(SQL, &[&limit]).await
+}
+
 /// What a schema-drift scan reads: every live tenant, by slug. Columns `id`, `slug` and
 /// the `db_*` columns (`TenantDb::from_row`).
 pub async fn scan_targets(client: &impl GenericClient) -> Result<Vec<Row>, tokio_postgres::Error> {

@@ -15,13 +15,18 @@
 //! Loops: the `tenant-notify` task in [`listener`]. Passwords and DSNs exist only as
 //! `SecretString`; nothing here logs them.
 //!
+//! The secret cache (versions, refetches, `?fresh=true`, warm-up) is [`secret`]'s.
+//!
 //! Settings: [`CacheSettings`], how long each cache trusts what it holds (`secret_ttl`,
-//! `secret_stale_for`, `secret_negative_ttl`, `tenant_cache_ttl`); the configuration fills
-//! it and [`Resolver::new`] takes nothing else of it.
+//! `secret_stale_for`, `secret_negative_ttl`, `tenant_cache_ttl`), how often a tenant may
+//! bypass it (`resolve_fresh_min_interval`) and how many tenants a warm-up fetches ahead
+//! (`secret_warm_limit`); the configuration fills it and [`Resolver::new`] takes nothing
+//! else of it.
 
 pub mod connector;
 pub mod dsn;
 pub mod listener;
+pub mod secret;
 
 pub use connector::Connector;
 
@@ -33,9 +38,9 @@ use deadpool_postgres::Pool;
 use prometheus::IntCounter;
 use secrecy::SecretString;
 
-use crate::cache::{CachePolicy, Freshness, TtlCache};
+use crate::cache::{CachePolicy, TtlCache};
 use crate::registry::{Slug, TenantDb, TenantStatus};
-use crate::secrets::{RefScope, SecretError, SecretRef, SecretStore};
+use crate::secrets::{RefScope, SecretError, SecretStore};
 
 /// How long resolution trusts what it cached.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +53,11 @@ pub struct CacheSettings {
     pub secret_negative_ttl: Duration,
     /// A tenant row is reused this long when change notifications are not arriving.
     pub tenant_ttl: Duration,
+    /// A tenant's `?fresh=true` resolution bypasses the secret cache at most once this
+    /// often; inside it the answer comes from what the last fresh fetch cached.
+    pub fresh_min_interval: Duration,
+    /// At most this many active tenants' secrets are fetched ahead at start.
+    pub warm_limit: usize,
 }
 
 /// What resolution needs of a tenant row.
@@ -187,6 +197,8 @@ pub struct ResolveStats {
     pub secret_stale: IntCounter,
     backend_errors: prometheus::IntCounterVec,
     refused: prometheus::IntCounterVec,
+    /// The per-scheme secret counters (fetches, rotations, refetches, warm-ups).
+    pub secrets: secret::SecretStats,
 }
 
 impl ResolveStats {
@@ -205,6 +217,7 @@ impl ResolveStats {
             secret_stale: cache("stale"),
             backend_errors: m.secret_backend_errors_total.clone(),
             refused: m.secret_refs_refused_total.clone(),
+            secrets: secret::SecretStats::new(m),
         }
     }
 }
@@ -214,7 +227,10 @@ pub struct Resolver {
     pool: Pool,
     store: SecretStore,
     tenants: TtlCache<Option<Arc<TenantConn>>, ResolveError>,
-    secrets: TtlCache<Arc<SecretString>, SecretError>,
+    secrets: TtlCache<secret::Held, SecretError>,
+    /// When each tenant last bypassed the secret cache (`?fresh=true`).
+    fresh: secret::FreshLimiter,
+    warm_limit: usize,
     /// The references a tenant may use; a stored one outside it is never read.
     scope: RefScope,
     /// Counters for metrics and tests.
@@ -242,12 +258,15 @@ impl Resolver {
             stale_for: cfg.secret_stale_for,
             negative_ttl: cfg.secret_negative_ttl,
             max_entries: MAX_CACHED,
-        });
+        })
+        .with_same(secret::Held::same);
         Resolver {
             pool,
             store,
             tenants,
             secrets,
+            fresh: secret::FreshLimiter::new(cfg.fresh_min_interval),
+            warm_limit: cfg.warm_limit,
             scope: RefScope::default(),
             stats: ResolveStats::new(metrics),
         }
@@ -284,7 +303,23 @@ impl Resolver {
         if let Some(answer) = self.cached(slug.as_str()) {
             return Ok(self.count(answer));
         }
-        Box::pin(self.resolve_loading(slug)).await
+        Box::pin(self.resolve_loading(slug, false)).await
+    }
+
+    /// Resolves `slug` with its password fetched from the backend past the secret cache
+    /// (`?fresh=true`: an application whose login was just refused). At most once per
+    /// tenant per `resolve_fresh_min_interval`; inside it, the answer comes from the cache,
+    /// which holds what the last fresh fetch found.
+    pub async fn resolve_fresh(&self, slug: &str) -> Result<Resolution, ResolveError> {
+        let Ok(slug) = Slug::for_lookup(slug) else {
+            return Ok(self.count(Resolution::NotFound));
+        };
+        if !self.fresh.allow(slug.as_str()) {
+            self.stats.secrets.fresh_limited.inc();
+            return self.resolve(slug.as_str()).await;
+        }
+        self.stats.secrets.fresh_fetched.inc();
+        Box::pin(self.resolve_loading(slug, true)).await
     }
 
     /// The answer from fresh cache entries only.
@@ -295,7 +330,7 @@ impl Resolver {
         };
         Some(match tenant.status {
             TenantStatus::Active => {
-                let password = self.secrets.peek(&tenant.db.secret_ref)?;
+                let password = self.secrets.peek(&tenant.db.secret_ref)?.password;
                 self.stats.secret_hits.inc();
                 let rendered = tenant.render(&password);
                 Resolution::Ok(Resolved { tenant, rendered })
@@ -315,7 +350,7 @@ impl Resolver {
     }
 
     #[tracing::instrument(skip_all, fields(slug = %slug))]
-    async fn resolve_loading(&self, slug: Slug) -> Result<Resolution, ResolveError> {
+    async fn resolve_loading(&self, slug: Slug, fresh: bool) -> Result<Resolution, ResolveError> {
         let (tenant, _) = self
             .tenants
             .get_or_load(slug.as_str(), || load_tenant(&self.pool, slug.as_str()))
@@ -325,7 +360,12 @@ impl Resolver {
         };
         let answer = match tenant.status {
             TenantStatus::Active => {
-                let password = match self.password(&tenant.db.secret_ref).await {
+                let password = if fresh {
+                    self.password_fresh(&tenant.db.secret_ref).await
+                } else {
+                    self.password(&tenant.db.secret_ref).await
+                };
+                let password = match password {
                     Ok(p) => p,
                     Err(e) => {
                         self.stats.unavailable.inc();
@@ -350,61 +390,6 @@ impl Resolver {
         };
         counter.inc();
         r
-    }
-
-    /// The password behind a secret reference, through the secret cache.
-    pub async fn password(&self, reference: &str) -> Result<Arc<SecretString>, SecretError> {
-        let load = || async {
-            // Parsed only on a miss: the hit path stays a map lookup.
-            let parsed: SecretRef =
-                reference
-                    .parse()
-                    .map_err(|e: crate::secrets::SecretRefError| SecretError::NotFound {
-                        reference: "(stored reference)".into(),
-                        why: e.to_string(),
-                    })?;
-            // The registry refuses such a reference when it is written; one that is in the
-            // control DB anyway (written by hand, or before the rule existed) is refused
-            // here, before any backend is asked.
-            if let Err(rule) = self.scope.check(&parsed) {
-                self.stats
-                    .refused
-                    .with_label_values(&[parsed.scheme().as_str()])
-                    .inc();
-                tracing::error!(secret_ref = %parsed, %rule, "stored secret reference refused");
-                return Err(SecretError::OutOfScope {
-                    reference: parsed.to_string(),
-                    rule,
-                });
-            }
-            let read = self.store.read(&parsed).await.map(Arc::new);
-            if read.is_err() {
-                self.stats
-                    .backend_errors
-                    .with_label_values(&[parsed.scheme().as_str()])
-                    .inc();
-            }
-            read
-        };
-        // A scheme whose values must not be reused (e.g. short-lived credentials) is read
-        // every time; the others go through the cache.
-        if !crate::secrets::scheme::cacheable(reference) {
-            self.stats.secret_misses.inc();
-            return load().await;
-        }
-        let (value, freshness) = self.secrets.get_or_load(reference, load).await?;
-        match freshness {
-            Freshness::Hit => self.stats.secret_hits.inc(),
-            Freshness::Miss => self.stats.secret_misses.inc(),
-            Freshness::Stale => {
-                tracing::warn!(
-                    secret_ref = reference,
-                    "secret backend failing; serving a stale value"
-                );
-                self.stats.secret_stale.inc();
-            }
-        }
-        Ok(value)
     }
 }
 

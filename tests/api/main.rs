@@ -32,6 +32,7 @@ mod registry_check;
 mod replicas;
 mod resolve;
 mod retention;
+mod rotation;
 mod safety;
 mod schedules;
 mod security;

@@ -34,8 +34,8 @@ use answer::{extract_field, status_error, transport_error, vault_errors};
 use super::reference::{is_name_char, valid_path};
 use super::scheme::Scheme;
 use super::{
-    BoxFuture, RefScope, ScopeError, SecretBackend, SecretError, SecretRef, SecretSettings,
-    VaultScope,
+    BoxFuture, Fetched, RefScope, ScopeError, SecretBackend, SecretError, SecretRef,
+    SecretSettings, VaultScope,
 };
 
 /// The `vault:` scheme.
@@ -190,9 +190,10 @@ impl VaultBackend {
         })
     }
 
-    /// Reads the current version of the field named by `reference`.
+    /// Reads the current version of the field named by `reference`, with the KV v2
+    /// metadata version it came from (what the cache compares to notice a rotation).
     #[tracing::instrument(name = "vault_read", skip_all, fields(reference = %reference))]
-    async fn read_kv2(&self, reference: &SecretRef) -> Result<SecretString, SecretError> {
+    async fn read_kv2(&self, reference: &SecretRef) -> Result<Fetched, SecretError> {
         let Some(loc) = Kv2Location::parse(reference) else {
             return Err(SecretError::Unsupported {
                 reference: reference.to_string(),
@@ -221,7 +222,10 @@ impl VaultBackend {
         }
         let (value, version) = extract_field(reference, &loc, &body)?;
         tracing::debug!(version, "read vault secret");
-        Ok(value)
+        Ok(Fetched {
+            value,
+            version: version.map(|v| v.to_string()),
+        })
     }
 
     /// The fields of the current version and that version (0 and no fields when the path
@@ -353,6 +357,13 @@ impl SecretBackend for VaultBackend {
         &'a self,
         reference: &'a SecretRef,
     ) -> BoxFuture<'a, Result<SecretString, SecretError>> {
+        Box::pin(async move { self.read_kv2(reference).await.map(|f| f.value) })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<Fetched, SecretError>> {
         Box::pin(self.read_kv2(reference))
     }
 

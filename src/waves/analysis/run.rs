@@ -211,10 +211,6 @@ async fn sql_on_tenant(
     check: &Check,
     timeout: Duration,
 ) -> Result<(String, bool), String> {
-    let conn = connector
-        .connection(&tenant.db)
-        .await
-        .map_err(|e| unreachable_tenant(e.into()))?;
     let limits = crate::migrate::RunLimits {
         lock_timeout: timeout,
         statement_timeout: timeout,
@@ -224,14 +220,19 @@ async fn sql_on_tenant(
     // Read-only from the first packet: the session default, then an explicit read-only
     // transaction whose snapshot is taken before the check's query runs, so not even a
     // `SET TRANSACTION READ WRITE` as the query can lift it.
-    let mut client = crate::migrate::tenant::connect_with(
-        &conn,
-        &limits,
-        "-c default_transaction_read_only=on",
-        "drover-analysis",
-    )
-    .await
-    .map_err(unreachable_tenant)?;
+    let limits = &limits;
+    let mut client = connector
+        .open(&tenant.db, None, |conn| async move {
+            crate::migrate::tenant::connect_with(
+                &conn,
+                limits,
+                "-c default_transaction_read_only=on",
+                "drover-analysis",
+            )
+            .await
+        })
+        .await
+        .map_err(unreachable_tenant)?;
     let pg = no_answer;
     let tx = client
         .build_transaction()

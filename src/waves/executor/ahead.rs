@@ -13,7 +13,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Executor, Prepared};
-use crate::migrate::tenant::{self, Opened};
+use crate::migrate::tenant::Opened;
+use crate::migrate::TenantConnection;
 use crate::waves::claim::Claimed;
 
 /// A tenant target's identity: a new attempt is a new key.
@@ -26,7 +27,7 @@ fn key(c: &Claimed) -> Key {
 /// Connections being opened or open, per buffered tenant; dropping one closes it.
 #[derive(Default)]
 pub struct Ahead {
-    open: HashMap<Key, tokio::task::JoinHandle<Option<Opened>>>,
+    open: HashMap<Key, tokio::task::JoinHandle<Option<(TenantConnection, Opened)>>>,
 }
 
 impl Drop for Ahead {
@@ -53,10 +54,10 @@ impl Executor {
             let me = self.clone();
             let k = key(&c);
             let task = tokio::spawn(async move {
-                let Ok(Prepared::Go(conn, limits)) = me.prepare(&c).await else {
+                let Ok(Prepared::Go(limits)) = me.prepare(&c).await else {
                     return None;
                 };
-                match tenant::open(&conn, &limits, &c.run.lock_retries).await {
+                match me.open(&c, &limits).await {
                     Ok(opened) => Some(opened),
                     Err(e) => {
                         tracing::debug!(error = %e, slug = %c.slug, "connecting ahead failed; the run connects again");
@@ -69,7 +70,7 @@ impl Executor {
     }
 
     /// The connection opened ahead for `c`, if any (waiting for it to finish opening).
-    pub(super) async fn take_ahead(&self, c: &Claimed) -> Option<Opened> {
+    pub(super) async fn take_ahead(&self, c: &Claimed) -> Option<(TenantConnection, Opened)> {
         let task = self.ahead().open.remove(&key(c))?;
         task.await.ok().flatten()
     }

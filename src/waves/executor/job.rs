@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{AbortOnDrop, DryRan, Executor, Prepared, Ran};
 use crate::drift;
-use crate::migrate::{dry_run, tenant, MigrateError, RunLimits, RunOutcome};
+use crate::migrate::tenant::Opened;
+use crate::migrate::{dry_run, tenant, MigrateError, RunLimits, RunOutcome, TenantConnection};
 use crate::waves::analysis::run as analysis;
 use crate::waves::claim::{self, Claimed};
 use crate::waves::WaveError;
@@ -131,7 +132,7 @@ impl Executor {
         backoff.min(Duration::from_secs(60))
     }
 
-    /// The tenant's connection and the wave's limits, or why it is skipped.
+    /// The wave's limits for the tenant, or why it is skipped.
     pub(super) async fn prepare(&self, c: &Claimed) -> Result<Prepared, MigrateError> {
         let t = &c.tenant;
         match t.status.as_deref() {
@@ -139,14 +140,13 @@ impl Executor {
             Some("active" | "suspended") => {}
             Some(other) => return Ok(Prepared::Skip(format!("tenant is {other}"))),
         }
-        let conn = self.connector.connection(&t.db).await?;
         let limits = RunLimits {
             lock_timeout: Duration::from_millis(c.run.lock_timeout_ms as u64),
             statement_timeout: Duration::from_millis(c.run.statement_timeout_ms as u64),
             lock_wait: self.cfg.lock_wait,
             connect_timeout: Duration::from_secs(5),
         };
-        Ok(Prepared::Go(conn, limits))
+        Ok(Prepared::Go(limits))
     }
 
     /// Remembers a tenant connection's cancel handle while it runs (for a hard stop).
@@ -165,16 +165,16 @@ impl Executor {
     }
 
     async fn migrate(&self, c: &Claimed) -> Result<Ran, MigrateError> {
-        let (conn, limits) = match self.prepare(c).await? {
+        let limits = match self.prepare(c).await? {
             Prepared::Skip(reason) => return Ok(Ran::Skipped(reason)),
-            Prepared::Go(conn, limits) => (conn, limits),
+            Prepared::Go(limits) => limits,
         };
         let set = self.wave_set(c).await?;
         let retries = &c.run.lock_retries;
         // Opened ahead while a slot was busy, or now.
-        let opened = match self.take_ahead(c).await {
-            Some(opened) => opened,
-            None => tenant::open(&conn, &limits, retries).await?,
+        let (conn, opened) = match self.take_ahead(c).await {
+            Some(ahead) => ahead,
+            None => self.open(c, &limits).await?,
         };
         // Lets a hard stop cancel the running statement instead of waiting for the server
         // to notice the closed socket.
@@ -195,16 +195,39 @@ impl Executor {
         result.map(|out| Ran::Done(out, fingerprint.taken()))
     }
 
+    /// Connects to the tenant, tries its lock and reads its history (a refused password
+    /// is refetched once: [`crate::resolve::Connector::open`]); the connection comes back
+    /// with the password that worked.
+    pub(super) async fn open(
+        &self,
+        c: &Claimed,
+        limits: &RunLimits,
+    ) -> Result<(TenantConnection, Opened), MigrateError> {
+        let retries = &c.run.lock_retries;
+        self.connector
+            .open(&c.tenant.db, None, |conn| async move {
+                let opened = tenant::open(&conn, limits, retries).await?;
+                Ok((conn, opened))
+            })
+            .await
+    }
+
     async fn dry_run(&self, c: &Claimed) -> Result<DryRan, MigrateError> {
-        let (conn, limits) = match self.prepare(c).await? {
+        let limits = match self.prepare(c).await? {
             Prepared::Skip(reason) => return Ok(DryRan::Skipped(reason)),
-            Prepared::Go(conn, limits) => (conn, limits),
+            Prepared::Go(limits) => limits,
         };
         let set = self.wave_set(c).await?;
-        let result = dry_run::dry_run(&conn, &set, c.target_version, &limits, |token| {
-            self.track(c.tenant_id, token)
-        })
-        .await;
+        let (set, limits) = (&set, &limits);
+        let result = self
+            .connector
+            .open(&c.tenant.db, None, |conn| async move {
+                dry_run::dry_run(&conn, set, c.target_version, limits, |token| {
+                    self.track(c.tenant_id, token)
+                })
+                .await
+            })
+            .await;
         self.untrack(c.tenant_id);
         result.map(DryRan::Done)
     }

@@ -31,6 +31,7 @@ mod buffer;
 mod feed;
 mod files;
 mod job;
+mod warm;
 
 pub use batch::RECORD_BATCH_AGE;
 
@@ -45,7 +46,7 @@ use super::analysis::prometheus::PrometheusClient;
 use super::analysis::run as analysis;
 use super::claim;
 use super::{WaveError, WaveStore};
-use crate::migrate::{tenant, DryRunOutcome, MigrationSet, RunLimits, TenantConnection};
+use crate::migrate::{tenant, DryRunOutcome, MigrationSet, RunLimits};
 use crate::registry::Actor;
 use crate::resolve::Connector;
 use crate::sets::Catalog;
@@ -101,6 +102,8 @@ pub struct Executor {
     buffer: std::sync::Mutex<Buffer>,
     /// Connections of buffered tenants opened while the slots are busy.
     ahead: std::sync::Mutex<ahead::Ahead>,
+    /// Waves whose secrets this replica fetched ahead.
+    warmed: std::sync::Mutex<warm::Warmed>,
     /// When the loop last looked for due analysis checks.
     analysis_at: std::sync::Mutex<Option<Instant>>,
     /// Cancel handles of tenant connections migrating right now.
@@ -148,7 +151,7 @@ enum DryRan {
 
 enum Prepared {
     Skip(String),
-    Go(TenantConnection, RunLimits),
+    Go(RunLimits),
 }
 
 impl Executor {
@@ -191,6 +194,7 @@ impl Executor {
             finished: std::sync::Mutex::new(Batch::default()),
             buffer: std::sync::Mutex::new(Buffer::default()),
             ahead: std::sync::Mutex::new(ahead::Ahead::default()),
+            warmed: std::sync::Mutex::new(warm::Warmed::default()),
             analysis_at: std::sync::Mutex::new(None),
             in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
             prometheus,
@@ -385,6 +389,7 @@ impl Executor {
             }
         }
         let active = self.store.active().await?;
+        self.warm_new_waves(&active);
         let mut settled = Vec::new();
         for &id in &active {
             // The state machine is checked every 200 ms, at once after a failure (the

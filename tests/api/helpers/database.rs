@@ -124,6 +124,18 @@ pub async fn password_tenant_db(prefix: &str, password: &str) -> String {
     name
 }
 
+/// Gives login role `role` a new password (a rotation on the database side).
+pub async fn set_role_password(role: &str, password: &str) {
+    connect(&admin_db())
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE \"{role}\" PASSWORD '{}'",
+            password.replace('\'', "''")
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("alter role {role}: {e:?}"));
+}
+
 /// Creates `widgets` in a tenant database so the counted migrations' V2 (which creates
 /// it) fails there with 42P07: a tenant broken the way real data breaks migrations.
 pub async fn plant_widgets_clash(url: &str) {
