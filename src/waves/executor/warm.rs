@@ -4,7 +4,7 @@
 //! do not each wait for their own backend read. A failure is logged and counted by the
 //! warm-up and changes nothing else: each tenant's connection reads its secret as ever.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -12,10 +12,19 @@ use uuid::Uuid;
 use super::Executor;
 use crate::waves::WaveError;
 
-/// Waves this replica has warmed (kept while they are active).
+/// Waves this replica has warmed (kept while they are active), with their warm-up task:
+/// a wave that ends, or an executor that goes, stops its warm-up.
 #[derive(Default)]
 pub struct Warmed {
-    waves: HashSet<Uuid>,
+    waves: HashMap<Uuid, tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Warmed {
+    fn drop(&mut self) {
+        for (_, h) in self.waves.drain() {
+            h.abort();
+        }
+    }
 }
 
 impl Executor {
@@ -23,16 +32,22 @@ impl Executor {
     pub(super) fn warm_new_waves(self: &Arc<Self>, active: &[Uuid]) {
         let limit = self.connector.resolver().warm_limit();
         let mut warmed = self.warmed.lock().unwrap_or_else(|p| p.into_inner());
-        warmed.waves.retain(|id| active.contains(id));
+        warmed.waves.retain(|id, task| {
+            let keep = active.contains(id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
         if limit == 0 {
             return;
         }
         for &id in active {
-            if !warmed.waves.insert(id) {
+            if warmed.waves.contains_key(&id) {
                 continue;
             }
             let me = self.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 match me.wave_secret_refs(id, limit).await {
                     Ok(refs) => {
                         let done = me.connector.resolver().prefetch(refs).await;
@@ -44,6 +59,7 @@ impl Executor {
                     }
                 }
             });
+            warmed.waves.insert(id, task);
         }
     }
 
