@@ -376,6 +376,21 @@ mod syntax_tests {
         }
     }
 
+    #[cfg(not(feature = "aws"))]
+    #[tokio::test]
+    async fn without_the_aws_feature_a_reference_parses_but_is_refused_naming_the_feature() {
+        let store = crate::secrets::SecretStore::from_settings(&SecretSettings::default())
+            .expect("a store");
+
+        let err = store.read(&r("aws-sm:tenants/acme")).await.unwrap_err();
+
+        assert!(
+            err.to_string()
+                .contains("drover was built without the aws feature"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn the_recovery_window_is_seven_to_thirty_days_or_zero() {
         assert_eq!(parse_recovery_window("7"), Ok(7));
