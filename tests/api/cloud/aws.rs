@@ -391,3 +391,70 @@ async fn fetching_45_aws_secrets_in_batches_answers_each_reference_and_the_missi
     assert_eq!(single.value.expose_secret(), "pw-5");
     assert_eq!(single.version, answers[5].as_ref().unwrap().version);
 }
+
+#[tokio::test]
+async fn a_key_write_merges_into_a_json_secret_and_a_secret_scheduled_for_deletion_is_restored_on_write(
+) {
+    let Some(moto) = Moto::shared().await else {
+        return;
+    };
+    let prefix = Moto::prefix("merge");
+    let sm = moto.client().await;
+    sm.create_secret()
+        .name(format!("{prefix}shared"))
+        .secret_string(json!({"user": "app"}).to_string())
+        .send()
+        .await
+        .expect("plant the secret");
+    let endpoint = moto.endpoint.clone();
+    let backend =
+        AwsSmBackend::from_loader(AwsSmSettings::default(), move || sdk_loader(&endpoint));
+    let r = |s: String| -> SecretRef { s.parse().unwrap() };
+    let merged_ref = r(format!("aws-sm:{prefix}shared#password"));
+    let fresh_ref = r(format!("aws-sm:{prefix}fresh#password"));
+    let value = |s: &str| secrecy::SecretString::from(s.to_string());
+    let fields = |name: String| {
+        let sm = sm.clone();
+        async move {
+            let out = sm.get_secret_value().secret_id(name).send().await.unwrap();
+            serde_json::from_str::<Value>(out.secret_string().unwrap()).unwrap()
+        }
+    };
+
+    backend.write(&merged_ref, &value("first")).await.unwrap();
+    let after_write = fields(format!("{prefix}shared")).await;
+    backend.remove(&merged_ref).await.unwrap();
+    let after_remove = sm
+        .describe_secret()
+        .secret_id(format!("{prefix}shared"))
+        .send()
+        .await
+        .unwrap();
+    let left = fields(format!("{prefix}shared")).await;
+    backend.write(&fresh_ref, &value("one")).await.unwrap();
+    backend.remove(&fresh_ref).await.unwrap();
+    let scheduled = sm
+        .describe_secret()
+        .secret_id(format!("{prefix}fresh"))
+        .send()
+        .await
+        .unwrap()
+        .deleted_date()
+        .is_some();
+    let read_while_scheduled = backend.read(&fresh_ref).await.map(|_| ());
+    backend.write(&fresh_ref, &value("two")).await.unwrap();
+    let restored = backend.read(&fresh_ref).await.unwrap();
+
+    assert_eq!(after_write, json!({"user": "app", "password": "first"}));
+    assert!(after_remove.deleted_date().is_none(), "other fields remain");
+    assert_eq!(left, json!({"user": "app"}));
+    assert!(
+        scheduled,
+        "a secret left with no field is scheduled for deletion"
+    );
+    assert!(
+        matches!(read_while_scheduled, Err(SecretError::NotFound { .. })),
+        "{read_while_scheduled:?}"
+    );
+    assert_eq!(restored.expose_secret(), "two");
+}
