@@ -145,7 +145,7 @@ pub struct CreateArgs {
     /// Required unless --provision (then: the provision_db_user template, t_<slug>).
     #[arg(long)]
     db_user: Option<String>,
-    /// Secret reference for the password: env:VAR, file:path or vault:mount/path#field.
+    /// Secret reference for the password: env:VAR, file:path, vault:mount/path#field or aws-sm:NAME[#key].
     /// Required unless --provision (then: the provision_secret_ref template).
     #[arg(long)]
     secret_ref: Option<String>,
@@ -176,7 +176,7 @@ pub struct CreateArgs {
     #[arg(long)]
     trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Create the role and database on DROVER_PROVISION_URL, write a generated password
-    /// behind --secret-ref (file: or vault:) and migrate to the latest version.
+    /// behind --secret-ref (file:, vault: or aws-sm:) and migrate to the latest version.
     #[arg(long)]
     provision: bool,
     /// With --provision: wait until the tenant is active (or the job failed).

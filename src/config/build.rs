@@ -53,7 +53,8 @@ impl Builder {
         .with_file_prefixes(
             self.parsed("file_secret_prefix", secrets::parse_file_prefix),
             self.parsed("webhook_secret_prefix", secrets::parse_file_prefix),
-        );
+        )
+        .with_aws_sm(self.parsed("aws_sm_allowed_prefixes", secrets::parse_aws_sm_prefixes));
         self.check_own_paths(secrets_dir.as_deref(), &ref_scope, own_paths);
         // `check-config` lists problems in the order keys are read, and that order stays.
         // These two are read early for provisioning; neither can be wrong, so no problem moves.
@@ -89,6 +90,13 @@ impl Builder {
         };
         let cache = self.cache();
         let vault = self.vault();
+        let aws = secrets::AwsSmSettings {
+            recovery_window_days: self.parsed(
+                "aws_sm_recovery_window_days",
+                secrets::parse_recovery_window,
+            ),
+            timeout: self.parsed("aws_sm_timeout", parse_duration),
+        };
         let https = self.https();
         let leader_ttl = self.parsed("leader_ttl", |v| duration_at_least(v, 1, "1s"));
         let prometheus_url = self.prometheus_url();
@@ -118,6 +126,7 @@ impl Builder {
             secrets: SecretSettings {
                 dir: secrets_dir,
                 vault,
+                aws,
             },
             instance_id,
             log_format,

@@ -56,6 +56,9 @@
 //! | `vault_allowed_prefixes` | `DROVER_VAULT_ALLOWED_PREFIXES` | `secret/tenants` | comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in) |
 //! | `file_secret_prefix` | `DROVER_FILE_SECRET_PREFIX` | `tenants/` | directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it |
 //! | `webhook_secret_prefix` | `DROVER_WEBHOOK_SECRET_PREFIX` | `webhooks/` | directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it |
+//! | `aws_sm_allowed_prefixes` | `DROVER_AWS_SM_ALLOWED_PREFIXES` | `tenants/` | comma-separated secret name prefixes `aws-sm:` refs must start with (taken literally; an ARN's name part is checked); `*` allows any secret (an explicit opt-in) |
+//! | `aws_sm_recovery_window_days` | `DROVER_AWS_SM_RECOVERY_WINDOW_DAYS` | `7` | days a secret drover deletes from AWS Secrets Manager (deprovisioning) can still be restored, 7 to 30; `0` deletes it without recovery |
+//! | `aws_sm_timeout` | `DROVER_AWS_SM_TIMEOUT` | `5s` | longest one AWS Secrets Manager call may take, the SDK's retries included |
 //! | `webhook_retry_backoff` | `DROVER_WEBHOOK_RETRY_BACKOFF` | `5s` | first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered) |
 //! | `webhook_give_up_after` | `DROVER_WEBHOOK_GIVE_UP_AFTER` | `24h` | a delivery still failing this long after its event is `dead` |
 //! | `webhook_timeout` | `DROVER_WEBHOOK_TIMEOUT` | `10s` | longest a receiver may take to answer one delivery |
@@ -91,7 +94,8 @@
 
 use crate::registry::DEFAULT_RESERVED_SLUGS;
 use crate::secrets::{
-    DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
+    DEFAULT_AWS_SM_PREFIXES, DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_RECOVERY_WINDOW_DAYS,
+    DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
 };
 use crate::waves::executor::RECORD_BATCH_AGE;
 use IfUnset::{Note, Nothing, Value};
@@ -206,6 +210,9 @@ pub const KEYS: &[Key] = &[
     key("vault_allowed_prefixes", Value(DEFAULT_VAULT_PREFIXES), "comma-separated `mount/path` prefixes `vault:` tenant refs must be under; `*` allows any path (an explicit opt-in)"),
     key("file_secret_prefix", Value(DEFAULT_FILE_PREFIX), "directory under `secrets_dir` that `file:` tenant refs must be under (provisioning writes there); none of drover's own files may lie in it"),
     key("webhook_secret_prefix", Value(DEFAULT_WEBHOOK_PREFIX), "directory under `secrets_dir` that `file:` webhook key refs must be under; none of drover's own files may lie in it"),
+    key("aws_sm_allowed_prefixes", Value(DEFAULT_AWS_SM_PREFIXES), "comma-separated secret name prefixes `aws-sm:` refs must start with (taken literally; an ARN's name part is checked); `*` allows any secret (an explicit opt-in)"),
+    key("aws_sm_recovery_window_days", Value(DEFAULT_RECOVERY_WINDOW_DAYS), "days a secret drover deletes from AWS Secrets Manager (deprovisioning) can still be restored, 7 to 30; `0` deletes it without recovery"),
+    key("aws_sm_timeout", Value("5s"), "longest one AWS Secrets Manager call may take, the SDK's retries included"),
     key("webhook_retry_backoff", Value("5s"), "first retry delay of a failed webhook delivery (doubles, at most 1 h apart, jittered)"),
     key("webhook_give_up_after", Value("24h"), "a delivery still failing this long after its event is `dead`"),
     key("webhook_timeout", Value("10s"), "longest a receiver may take to answer one delivery"),

@@ -25,6 +25,9 @@ pub struct SecretSettings {
     pub dir: Option<PathBuf>,
     /// Vault / OpenBao (`vault_addr`, `vault_token`…); `None`: the `vault:` backend is off.
     pub vault: Option<VaultConfig>,
+    /// AWS Secrets Manager (`aws_sm_recovery_window_days`, `aws_sm_timeout`); the backend
+    /// is on whenever drover is built with the `aws` feature.
+    pub aws: super::AwsSmSettings,
 }
 
 /// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
@@ -213,7 +216,11 @@ mod tests {
     use super::*;
 
     fn store(dir: Option<PathBuf>) -> SecretStore {
-        SecretStore::from_settings(&SecretSettings { dir, vault: None }).unwrap()
+        SecretStore::from_settings(&SecretSettings {
+            dir,
+            ..SecretSettings::default()
+        })
+        .unwrap()
     }
 
     fn r(s: &str) -> SecretRef {
@@ -242,7 +249,7 @@ mod tests {
         assert!(store.check_writable(&r("file:tenants/acme")).is_ok());
         let env = store.check_writable(&r("env:TENANT_ACME")).unwrap_err();
         assert!(matches!(env, SecretError::ReadOnly { .. }), "{env}");
-        assert!(env.to_string().contains("file: or vault:"), "{env}");
+        assert!(env.to_string().contains("file:, vault:"), "{env}");
         for (name, backend) in store.backends.iter() {
             assert_eq!(*name, backend.scheme().name);
         }

@@ -27,13 +27,18 @@ mod scope;
 
 // The schemes: one file each, registered here and in `SCHEMES` (see `scheme.rs` for what a
 // scheme declares and why it is a descriptor rather than an enum variant).
+pub mod aws;
 mod env;
 mod file;
 pub mod vault;
 
 /// Every registered scheme, in the order messages list them.
-pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
+pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME, &aws::SCHEME];
 
+pub use aws::{
+    parse_aws_sm_prefixes, parse_recovery_window, AwsSmScope, AwsSmSettings,
+    DEFAULT_AWS_SM_PREFIXES, DEFAULT_RECOVERY_WINDOW_DAYS, SCHEME as AWS_SM,
+};
 pub use backend::{
     BoxFuture, Fetched, SecretBackend, SecretSettings, SecretStore, FETCH_MANY_IN_FLIGHT,
 };

@@ -204,11 +204,11 @@ mod tests {
     fn errors_list_the_registered_schemes() {
         assert_eq!(
             SecretRefError::NoScheme.to_string(),
-            "must be SCHEME:LOCATOR with scheme env, file or vault (e.g. file:tenants/acme)"
+            "must be SCHEME:LOCATOR with scheme env, file, vault or aws-sm (e.g. file:tenants/acme)"
         );
         assert_eq!(
             SecretRefError::UnknownScheme.to_string(),
-            "unknown scheme; use env:, file: or vault:"
+            "unknown scheme; use env:, file:, vault: or aws-sm:"
         );
         assert_eq!(
             "env:Pa$$w0rd!"
@@ -223,7 +223,7 @@ mod tests {
     fn the_pattern_is_built_from_every_registered_scheme() {
         assert_eq!(
             PATTERN,
-            r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+)$"
+            r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+|aws-sm:(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.-]+(#[A-Za-z0-9._-]+)?)$"
         );
         for s in SCHEMES {
             assert!(PATTERN.contains(&format!("{}:{}", s.name, s.locator_pattern)));

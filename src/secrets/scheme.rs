@@ -122,8 +122,8 @@ mod tests {
             assert!(SCHEMES[..i].iter().all(|o| o.name != s.name), "{s:?} twice");
             assert_eq!(Scheme::named(s.name), Some(*s));
         }
-        assert_eq!(listed(|_| true, ""), "env, file or vault");
-        assert_eq!(listed(|s| s.writable, ":"), "file: or vault:");
+        assert_eq!(listed(|_| true, ""), "env, file, vault or aws-sm");
+        assert_eq!(listed(|s| s.writable, ":"), "file:, vault: or aws-sm:");
     }
 
     #[test]

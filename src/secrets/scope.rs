@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::SecretRef;
+use super::{AwsSmScope, SecretRef};
 
 /// The default `env_secret_prefix`.
 pub const DEFAULT_ENV_PREFIX: &str = "TENANT_";
@@ -97,6 +97,9 @@ pub enum ScopeError {
     /// A webhook key's `file:` reference outside its directory.
     #[error("file: webhook key references must be under {prefix} (webhook_secret_prefix, DROVER_WEBHOOK_SECRET_PREFIX)")]
     WebhookFile { prefix: String },
+    /// `aws-sm:` secret name outside every allowed prefix.
+    #[error("aws-sm: references must be under {allowed} (aws_sm_allowed_prefixes, DROVER_AWS_SM_ALLOWED_PREFIXES)")]
+    AwsSm { allowed: String },
 }
 
 impl ScopeError {
@@ -117,6 +120,8 @@ pub struct RefScope {
     tenant_files: String,
     /// `webhook_secret_prefix`, ending in `/`.
     webhook_files: String,
+    /// `aws_sm_allowed_prefixes`.
+    aws_sm: AwsSmScope,
 }
 
 impl Default for RefScope {
@@ -128,6 +133,7 @@ impl Default for RefScope {
             own_files: Vec::new(),
             tenant_files: DEFAULT_FILE_PREFIX.into(),
             webhook_files: DEFAULT_WEBHOOK_PREFIX.into(),
+            aws_sm: AwsSmScope::default(),
         }
     }
 }
@@ -231,6 +237,17 @@ impl RefScope {
         self.tenant_files = tenants;
         self.webhook_files = webhooks;
         self
+    }
+
+    /// The same scope with these `aws-sm:` prefixes.
+    pub fn with_aws_sm(mut self, aws_sm: AwsSmScope) -> Self {
+        self.aws_sm = aws_sm;
+        self
+    }
+
+    /// Where `aws-sm:` references may point.
+    pub fn aws_sm(&self) -> &AwsSmScope {
+        &self.aws_sm
     }
 
     /// The directory `file:` references for `purpose` must be under, ending in `/`.

@@ -4,6 +4,7 @@
 //! - `apps`: `TestApp`, the daemon in-process on port 0 (`spawn_app()`, `TestApp::builder()`);
 //! - `processes`: `Daemon`, a real `drover serve` process; the CLI binary; Prometheus;
 //! - `openbao`: a real OpenBao dev server for the `vault:` secret backend;
+//! - `moto`: moto's AWS Secrets Manager emulator for the `aws-sm:` secret backend;
 //! - `nginx`: a real nginx ending TLS in front of a daemon;
 //! - `files`: temporary secrets and migrations directories;
 //! - `api`: `ApiClient`, one helper per endpoint, which `TestApp` and `Daemon` both deref to.
@@ -12,6 +13,8 @@ mod api;
 mod apps;
 mod database;
 mod files;
+#[cfg(feature = "aws")]
+mod moto;
 mod nginx;
 mod openbao;
 mod processes;
@@ -22,6 +25,8 @@ pub use api::*;
 pub use apps::*;
 pub use database::*;
 pub use files::*;
+#[cfg(feature = "aws")]
+pub use moto::*;
 pub use nginx::*;
 pub use openbao::*;
 pub use processes::*;
