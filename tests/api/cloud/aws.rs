@@ -458,3 +458,80 @@ async fn a_key_write_merges_into_a_json_secret_and_a_secret_scheduled_for_deleti
     );
     assert_eq!(restored.expose_secret(), "two");
 }
+
+/// Pins a rotation in AWS failing tenants: drover's connection refused with the old
+/// password (28P01) must fetch the secret again past its cache (PutSecretValue made a new
+/// AWSCURRENT version) and retry, so no tenant of the running wave fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_rotated_in_aws_and_postgres_in_the_middle_of_a_wave_fail_no_tenant() {
+    const TENANTS: usize = 16;
+    let Some(moto) = Moto::shared().await else {
+        return;
+    };
+    let prefix = Moto::prefix("rotate");
+    let sm = moto.client().await;
+    let migrations = MigrationsDir::owned(&counted_migrations(0.15));
+    let (app, _) = daemon(
+        moto,
+        &[
+            ("DROVER_MIGRATIONS_DIR", migrations.path()),
+            ("DROVER_RETRY_BACKOFF", "100ms"),
+            // Long enough that every tenant after the rotation starts from the old value.
+            ("DROVER_SECRET_TTL", "10m"),
+        ],
+    )
+    .await;
+    let mut roles = Vec::new();
+    for i in 0..TENANTS {
+        let old = format!("old-{i}");
+        let role = password_tenant_db("rotaws", &old).await;
+        let name = format!("{prefix}rot-{i}");
+        sm.create_secret()
+            .name(&name)
+            .secret_string(json!({"password": old}).to_string())
+            .send()
+            .await
+            .expect("plant the secret");
+        let slug = slug("aws-rot");
+        let created = app
+            .create_tenant(&tenant(&slug, &role, &format!("aws-sm:{name}#password")))
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        roles.push((name, role));
+    }
+
+    let id = app
+        .start_wave(json!({"max_concurrency": 2, "batch_size": TENANTS}))
+        .await;
+    let midpoint = wait_until(Duration::from_secs(60), || async {
+        app.get_wave(&id).await["counts"]["succeeded"].as_i64() >= Some(TENANTS as i64 / 2 - 2)
+    })
+    .await;
+    assert!(midpoint, "the wave never reached its midpoint");
+    let before_rotation = app.get_wave(&id).await["counts"]["succeeded"].as_i64();
+    for (i, (name, role)) in roles.iter().enumerate() {
+        let new = format!("new-{i}");
+        sm.put_secret_value()
+            .secret_id(name)
+            .secret_string(json!({"password": new}).to_string())
+            .send()
+            .await
+            .expect("rotate the secret");
+        set_role_password(role, &new).await;
+    }
+    let wave = app.wait_for_wave_state(&id, &["completed", "halted"]).await;
+    let retried = app
+        .metric("drover_secret_auth_refetches_total{outcome=\"retried\"}")
+        .await;
+
+    assert!(
+        before_rotation < Some(TENANTS as i64 - 2),
+        "the rotation came too late to matter: {before_rotation:?} tenants had finished"
+    );
+    assert_eq!(wave["state"], "completed", "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], TENANTS, "{wave:#}");
+    assert!(
+        retried > 0.0,
+        "no connection was retried after a refused password"
+    );
+}
