@@ -43,6 +43,7 @@ impl Builder {
         let own_paths = self.own_paths(secrets_dir.as_deref());
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
         let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
+        let cloud = self.cloud_secrets();
         let ref_scope = secrets::RefScope::new(
             self.parsed("env_secret_prefix", |v| {
                 secrets::check_env_prefix(v).map(|()| v.to_string())
@@ -53,7 +54,9 @@ impl Builder {
         .with_file_prefixes(
             self.parsed("file_secret_prefix", secrets::parse_file_prefix),
             self.parsed("webhook_secret_prefix", secrets::parse_file_prefix),
-        );
+        )
+        .with_gcp_sm(cloud.gcp_scope)
+        .with_azure_kv(cloud.azure_scope);
         self.check_own_paths(secrets_dir.as_deref(), &ref_scope, own_paths);
         // `check-config` lists problems in the order keys are read, and that order stays.
         // These two are read early for provisioning; neither can be wrong, so no problem moves.
@@ -118,6 +121,8 @@ impl Builder {
             secrets: SecretSettings {
                 dir: secrets_dir,
                 vault,
+                gcp: cloud.gcp,
+                azure: cloud.azure,
             },
             instance_id,
             log_format,
@@ -433,7 +438,11 @@ impl Builder {
 
     /// The value parsed by `parse` when set; `None` (with a problem recorded when the value
     /// is bad) otherwise.
-    fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let r = self.take(key)?;
         parse(r.value.trim())
             .map_err(|message| {

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use super::scheme::Scheme;
 use super::SCHEMES;
-use super::{SecretError, SecretRef, VaultConfig};
+use super::{AzureKvConfig, GcpSmConfig, SecretError, SecretRef, VaultConfig};
 
 /// What the backends are built from: one field per scheme that takes settings (`env:`
 /// takes none). The configuration fills it from its keys; a new backend's settings are a
@@ -25,6 +25,12 @@ pub struct SecretSettings {
     pub dir: Option<PathBuf>,
     /// Vault / OpenBao (`vault_addr`, `vault_token`…); `None`: the `vault:` backend is off.
     pub vault: Option<VaultConfig>,
+    /// Google Secret Manager (`gcp_sm_endpoint`); `None`: `gcp_projects` lists no project
+    /// and the `gcp-sm:` backend is off.
+    pub gcp: Option<GcpSmConfig>,
+    /// Azure Key Vault (`azure_kv_endpoint`, `azure_kv_ca_file`); `None`: `azure_vaults`
+    /// lists no vault and the `azure-kv:` backend is off.
+    pub azure: Option<AzureKvConfig>,
 }
 
 /// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
@@ -213,7 +219,11 @@ mod tests {
     use super::*;
 
     fn store(dir: Option<PathBuf>) -> SecretStore {
-        SecretStore::from_settings(&SecretSettings { dir, vault: None }).unwrap()
+        SecretStore::from_settings(&SecretSettings {
+            dir,
+            ..SecretSettings::default()
+        })
+        .unwrap()
     }
 
     fn r(s: &str) -> SecretRef {
@@ -242,7 +252,11 @@ mod tests {
         assert!(store.check_writable(&r("file:tenants/acme")).is_ok());
         let env = store.check_writable(&r("env:TENANT_ACME")).unwrap_err();
         assert!(matches!(env, SecretError::ReadOnly { .. }), "{env}");
-        assert!(env.to_string().contains("file: or vault:"), "{env}");
+        assert!(
+            env.to_string()
+                .contains("file:, vault:, gcp-sm: or azure-kv:"),
+            "{env}"
+        );
         for (name, backend) in store.backends.iter() {
             assert_eq!(*name, backend.scheme().name);
         }

@@ -21,24 +21,36 @@
 //! configuration fills both from its keys; nothing here reads the configuration.
 
 mod backend;
+pub mod cloud;
 mod reference;
 pub mod scheme;
 mod scope;
 
 // The schemes: one file each, registered here and in `SCHEMES` (see `scheme.rs` for what a
 // scheme declares and why it is a descriptor rather than an enum variant).
+pub mod azure;
 mod env;
 mod file;
+pub mod gcp;
 pub mod vault;
 
 /// Every registered scheme, in the order messages list them.
-pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME];
+pub const SCHEMES: &[&Scheme] = &[
+    &env::SCHEME,
+    &file::SCHEME,
+    &vault::SCHEME,
+    &gcp::SCHEME,
+    &azure::SCHEME,
+];
 
+pub use azure::AzureKvConfig;
 pub use backend::{
     BoxFuture, Fetched, SecretBackend, SecretSettings, SecretStore, FETCH_MANY_IN_FLIGHT,
 };
+pub use cloud::{CloudScope, DEFAULT_CLOUD_PREFIXES};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
+pub use gcp::GcpSmConfig;
 pub use reference::{
     schema as secret_ref_schema, SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN,
 };

@@ -122,8 +122,11 @@ mod tests {
             assert!(SCHEMES[..i].iter().all(|o| o.name != s.name), "{s:?} twice");
             assert_eq!(Scheme::named(s.name), Some(*s));
         }
-        assert_eq!(listed(|_| true, ""), "env, file or vault");
-        assert_eq!(listed(|s| s.writable, ":"), "file: or vault:");
+        assert_eq!(listed(|_| true, ""), "env, file, vault, gcp-sm or azure-kv");
+        assert_eq!(
+            listed(|s| s.writable, ":"),
+            "file:, vault:, gcp-sm: or azure-kv:"
+        );
     }
 
     #[test]
