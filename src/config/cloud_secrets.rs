@@ -36,10 +36,10 @@ impl Builder {
             .take("azure_kv_ca_file")
             .map(|r| PathBuf::from(r.value));
         CloudSecrets {
-            gcp: (!gcp_scope.places.is_empty()).then(|| GcpSmConfig {
+            gcp: (!gcp_scope.places.is_empty()).then_some(GcpSmConfig {
                 endpoint: gcp_endpoint,
             }),
-            azure: (!azure_scope.places.is_empty()).then(|| AzureKvConfig {
+            azure: (!azure_scope.places.is_empty()).then_some(AzureKvConfig {
                 endpoint: azure_endpoint,
                 ca_file,
             }),

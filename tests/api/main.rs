@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod cloud;
 mod console;
 mod control_schema;
 mod deploy;

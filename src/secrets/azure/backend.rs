@@ -284,7 +284,6 @@ fn credential(options: &ClientOptions) -> Result<Arc<dyn TokenCredential>, Secre
             .filter(|id| !id.is_empty())
             .map(UserAssignedId::ClientId),
         client_options: options.clone(),
-        ..ManagedIdentityCredentialOptions::default()
     };
     ManagedIdentityCredential::new(Some(o))
         .map(|c| c as Arc<dyn TokenCredential>)

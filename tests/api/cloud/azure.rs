@@ -1,0 +1,1 @@
+//! `azure-kv:` end to end (written after the Google side).
