@@ -2,8 +2,9 @@
 //!
 //! Read is Get Secret (latest version); the version drover reports is the last segment of
 //! the secret's `id` (`https://VAULT.vault.azure.net/secrets/NAME/VERSION`). Write is Set
-//! Secret with the tag `drover-created=true` (a new version; with `#key` the latest
-//! version's other JSON fields are kept). Remove is Delete Secret when the latest version
+//! Secret (a new version; with `#key` the latest version's other JSON fields are kept):
+//! a secret drover creates gets the tag `drover-created=true`, one that exists keeps its
+//! tags (Key Vault's tags belong to a version). Remove is Delete Secret when the latest version
 //! carries that tag: the vault soft-deletes it, and purging is left to the vault's own
 //! retention (drover's identity needs no purge right).
 //!
@@ -163,21 +164,25 @@ impl AzureKvBackend {
     #[tracing::instrument(name = "azure_kv_write", skip_all, fields(reference = %reference))]
     async fn set(&self, reference: &SecretRef, value: &SecretString) -> Result<(), SecretError> {
         let loc = Self::location(reference)?;
+        // Tags belong to a version: a secret drover creates gets the marker, one that
+        // exists keeps the tags it had (so a secret someone else made never gains it).
+        let current = match self.latest(reference, &loc).await {
+            Ok((value, _, tags)) => Some((value, tags)),
+            Err(SecretError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let text = match loc.key {
             None => value.expose_secret().to_string(),
             Some(key) => {
-                let mut doc = match self.latest(reference, &loc).await {
-                    Ok((current, _, _)) => {
-                        match serde_json::from_str::<serde_json::Value>(current.expose_secret()) {
-                            Ok(serde_json::Value::Object(fields)) => fields,
-                            _ => return Err(SecretError::NotFound {
-                                reference: reference.to_string(),
-                                why: "the secret holds something other than a JSON object; drover will not replace it".into(),
-                            }),
-                        }
-                    }
-                    Err(SecretError::NotFound { .. }) => serde_json::Map::new(),
-                    Err(e) => return Err(e),
+                let mut doc = match &current {
+                    None => serde_json::Map::new(),
+                    Some((old, _)) => match serde_json::from_str(old.expose_secret()) {
+                        Ok(serde_json::Value::Object(fields)) => fields,
+                        _ => return Err(SecretError::NotFound {
+                            reference: reference.to_string(),
+                            why: "the secret holds something other than a JSON object; drover will not replace it".into(),
+                        }),
+                    },
                 };
                 doc.insert(
                     key.to_string(),
@@ -186,10 +191,16 @@ impl AzureKvBackend {
                 serde_json::Value::Object(doc).to_string()
             }
         };
-        let (tag, mark) = CREATED_MARKER;
+        let tags = match current {
+            Some((_, tags)) => tags,
+            None => {
+                let (tag, mark) = CREATED_MARKER;
+                HashMap::from([(tag.to_string(), mark.to_string())])
+            }
+        };
         let parameters = SetSecretParameters {
             value: Some(text),
-            tags: Some(HashMap::from([(tag.to_string(), mark.to_string())])),
+            tags: Some(tags),
             ..SetSecretParameters::default()
         };
         let body: RequestContent<SetSecretParameters> =

@@ -18,7 +18,7 @@
 //!   429 RESOURCE_EXHAUSTED; the fake adds `Retry-After` to its 429)
 //! - https://developers.google.com/identity/protocols/oauth2/web-server#offline (the
 //!   `refresh_token` grant an `authorized_user` Application Default Credentials file uses:
-//!   `POST token_uri`, form body, JSON `access_token`/`expires_in`/`token_type`)
+//!   `POST token_uri`, a form or JSON body, JSON `access_token`/`expires_in`/`token_type`)
 //!
 //! Every Secret Manager request must carry `Authorization: Bearer <the token it issued>`
 //! (401 UNAUTHENTICATED otherwise), and the fake records which did.
@@ -182,8 +182,9 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     if path == "/token" && method == Method::POST {
-        let form = String::from_utf8_lossy(&body);
-        if !form.contains("grant_type=refresh_token") || !form.contains("fake-refresh-token") {
+        // The grant arrives as a form or as JSON (Google's endpoint takes both).
+        let sent = String::from_utf8_lossy(&body);
+        if !sent.contains("refresh_token") || !sent.contains("fake-refresh-token") {
             return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_grant\"}").into_response();
         }
         inner.lock().unwrap().tokens_issued += 1;

@@ -58,11 +58,14 @@ async fn a_gcp_json_secret_resolves_by_its_key_and_the_tenant_logs_in_and_failur
         ("gdenied", "tenants-denied"),
         ("gmissing", "tenants-missing"),
         ("gcrc", "tenants-crc"),
+        ("gthrottled", "tenants-throttled"),
     ] {
-        let (s, _) = names(name);
+        let (s, other_db) = names(name);
         let r = format!("gcp-sm:projects/{PROJECT}/secrets/{secret}#password");
         assert_eq!(
-            d.create_tenant(&tenant_on(&s, &db, &r)).await.status(),
+            d.create_tenant(&tenant_on(&s, &other_db, &r))
+                .await
+                .status(),
             StatusCode::CREATED
         );
         failing.push(s);
@@ -70,6 +73,7 @@ async fn a_gcp_json_secret_resolves_by_its_key_and_the_tenant_logs_in_and_failur
     fake.fail("tenants-denied", Some(Fault::Status(403)));
     fake.fail("tenants-missing", Some(Fault::Status(404)));
     fake.fail("tenants-crc", Some(Fault::BadCrc));
+    fake.fail("tenants-throttled", Some(Fault::Status(429)));
 
     let (status, first) = resolve(&d, &slug).await;
     let logged_in = logs_in(&first).await;
@@ -77,6 +81,7 @@ async fn a_gcp_json_secret_resolves_by_its_key_and_the_tenant_logs_in_and_failur
     fake.fail("tenants-acme", Some(Fault::Status(429)));
     let stale_before = stale_serves(&d).await;
     let served_stale = wait_until(Duration::from_secs(5), || async {
+        resolve(&d, &slug).await;
         stale_serves(&d).await > stale_before
     })
     .await;
@@ -119,6 +124,11 @@ async fn a_gcp_json_secret_resolves_by_its_key_and_the_tenant_logs_in_and_failur
     );
     assert!(texts[1].contains("not found"), "{}", texts[1]);
     assert!(texts[2].contains("dataCrc32c"), "{}", texts[2]);
+    assert!(
+        texts[3].contains("rate limit was reached; retry after 7 s"),
+        "{}",
+        texts[3]
+    );
     assert!(texts.iter().all(|t| !t.contains(pw)));
 }
 
@@ -159,7 +169,7 @@ async fn a_gcp_ref_outside_the_listed_projects_or_prefixes_is_refused_at_write_a
     let control = connect(&control_url).await;
     control
         .execute(
-            "UPDATE tenants SET db_secret_ref = $1 WHERE slug = $2",
+            "UPDATE control_plane.tenants SET db_secret_ref = $1 WHERE slug = $2",
             &[
                 &format!("gcp-sm:projects/{PROJECT}/secrets/drover-admin"),
                 &slug,
@@ -168,7 +178,7 @@ async fn a_gcp_ref_outside_the_listed_projects_or_prefixes_is_refused_at_write_a
         .await
         .unwrap();
     let planted = wait_until(Duration::from_secs(10), || async {
-        resolve(&d, &slug).await.1["error"] == "secret_ref_refused"
+        resolve(&d, &slug).await.1["error"]["code"] == "secret_ref_refused"
     })
     .await;
     let (_, refused) = resolve(&d, &slug).await;
@@ -235,6 +245,7 @@ async fn provisioning_with_a_gcp_ref_creates_the_secret_and_deprovisioning_delet
         .create_tenant_waiting(&body(&old_slug, &old_db))
         .await
         .status();
+    assert_eq!(created_status, StatusCode::CREATED, "{created_body}");
     let stored = fake.secret(PROJECT, &format!("tenants-{new_slug}"));
     let foreign = fake
         .secret(PROJECT, &format!("tenants-{old_slug}"))

@@ -43,7 +43,7 @@ pub(crate) fn tenant_on(slug: &str, db: &str, secret_ref: &str) -> Value {
     json!({
         "slug": slug, "display_name": format!("{slug} Ltd"),
         "db_name": db, "db_host": host, "db_port": port, "db_user": db,
-        "db_secret_ref": secret_ref,
+        "db_secret_ref": secret_ref, "status": "active",
     })
 }
 
