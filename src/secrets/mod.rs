@@ -12,7 +12,9 @@
 //! Layout: [`SCHEMES`] below is the one list to extend; `scheme.rs` says what a scheme
 //! declares; `reference.rs` parses references against that list; `backend.rs` is the
 //! [`SecretBackend`] trait and the [`SecretStore`] that routes by scheme; `env.rs`,
-//! `file.rs` and `vault/` are one scheme each (descriptor, scope rule, backend);
+//! `file.rs`, `vault/`, `gcp/` (`gcp-sm:`) and `azure/` (`azure-kv:`) are one scheme each
+//! (descriptor, scope rule, backend; the cloud backends behind the `gcp` and `azure` cargo
+//! features), `cloud.rs` what the cloud schemes share;
 //! `scope.rs` holds the scope settings. The resolver's cache sits above all of this.
 //!
 //! Settings this module owns: [`SecretSettings`] (what the backends are built from: the
