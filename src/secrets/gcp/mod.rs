@@ -160,6 +160,27 @@ mod tests {
         s.parse().unwrap()
     }
 
+    #[cfg(not(feature = "gcp"))]
+    #[tokio::test]
+    async fn without_the_gcp_feature_a_reference_is_refused_naming_it() {
+        let store = crate::secrets::SecretStore::from_settings(&SecretSettings {
+            gcp: Some(GcpSmConfig::default()),
+            ..SecretSettings::default()
+        })
+        .unwrap();
+
+        let err = store
+            .read(&r("gcp-sm:projects/p/secrets/tenants-a"))
+            .await
+            .unwrap_err();
+
+        assert!(
+            err.to_string()
+                .contains("drover was built without the gcp feature"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_locator_names_project_secret_version_and_key() {
         let loc =
