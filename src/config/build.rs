@@ -43,6 +43,7 @@ impl Builder {
         let own_paths = self.own_paths(secrets_dir.as_deref());
         let admin_token = self.token("admin_token", secrets_dir.as_deref());
         let resolver_token = self.token("resolver_token", secrets_dir.as_deref());
+        let cloud = self.cloud_secrets();
         let ref_scope = secrets::RefScope::new(
             self.parsed("env_secret_prefix", |v| {
                 secrets::check_env_prefix(v).map(|()| v.to_string())
@@ -54,7 +55,9 @@ impl Builder {
             self.parsed("file_secret_prefix", secrets::parse_file_prefix),
             self.parsed("webhook_secret_prefix", secrets::parse_file_prefix),
         )
-        .with_aws_sm(self.parsed("aws_sm_allowed_prefixes", secrets::parse_aws_sm_prefixes));
+        .with_aws_sm(self.parsed("aws_sm_allowed_prefixes", secrets::parse_aws_sm_prefixes))
+        .with_gcp_sm(cloud.gcp_scope)
+        .with_azure_kv(cloud.azure_scope);
         self.check_own_paths(secrets_dir.as_deref(), &ref_scope, own_paths);
         // `check-config` lists problems in the order keys are read, and that order stays.
         // These two are read early for provisioning; neither can be wrong, so no problem moves.
@@ -127,6 +130,8 @@ impl Builder {
                 dir: secrets_dir,
                 vault,
                 aws,
+                gcp: cloud.gcp,
+                azure: cloud.azure,
             },
             instance_id,
             log_format,
@@ -445,7 +450,11 @@ impl Builder {
 
     /// The value parsed by `parse` when set; `None` (with a problem recorded when the value
     /// is bad) otherwise.
-    fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let r = self.take(key)?;
         parse(r.value.trim())
             .map_err(|message| {

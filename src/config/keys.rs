@@ -84,6 +84,13 @@
 //! | `drift_scan_concurrency` | `DROVER_DRIFT_SCAN_CONCURRENCY` | `8` | tenants a schema drift scan reads at once, 1 to 256 |
 //! | `drift_scan_max_per_host` | `DROVER_DRIFT_SCAN_MAX_PER_HOST` | `4` | tenants of one database host a schema drift scan reads at once, 1 to 256 |
 //! | `drift_scratch_url` | `DROVER_DRIFT_SCRATCH_URL` | | admin connection (PostgreSQL URL, may create databases) where drover creates and drops a scratch database to replay each migration set: the expected schema of each version; unset: the schema most tenants at a version share is the reference |
+//! | `gcp_projects` | `DROVER_GCP_PROJECTS` | | comma-separated Google Cloud project ids `gcp-sm:` tenant refs may name; unset: the `gcp-sm:` backend is off (credentials: Application Default Credentials) |
+//! | `gcp_sm_allowed_prefixes` | `DROVER_GCP_SM_ALLOWED_PREFIXES` | `tenants-` | comma-separated prefixes a `gcp-sm:` tenant ref's secret name must start with |
+//! | `gcp_sm_endpoint` | `DROVER_GCP_SM_ENDPOINT` | | Secret Manager endpoint instead of `https://secretmanager.googleapis.com` (a private endpoint; the tests' fake) |
+//! | `azure_vaults` | `DROVER_AZURE_VAULTS` | | comma-separated Key Vault names `azure-kv:` tenant refs may name; unset: the `azure-kv:` backend is off (credentials: workload identity, else managed identity) |
+//! | `azure_kv_allowed_prefixes` | `DROVER_AZURE_KV_ALLOWED_PREFIXES` | `tenants-` | comma-separated prefixes an `azure-kv:` tenant ref's secret name must start with |
+//! | `azure_kv_endpoint` | `DROVER_AZURE_KV_ENDPOINT` | | URL replacing `https://VAULT.vault.azure.net` for every vault (a private endpoint under another name; the tests' fake); must be https for tokens to be sent |
+//! | `azure_kv_ca_file` | `DROVER_AZURE_KV_CA_FILE` | | PEM certificates trusted besides the public roots for Key Vault's TLS (a private CA or TLS-inspecting proxy) |
 //!
 //! Why the parse functions are not in the list: each returns its own type (`SocketAddr`,
 //! `Duration`, `LogFormat`, …) and several keys are validated together (a token and its
@@ -94,8 +101,8 @@
 
 use crate::registry::DEFAULT_RESERVED_SLUGS;
 use crate::secrets::{
-    DEFAULT_AWS_SM_PREFIXES, DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX, DEFAULT_RECOVERY_WINDOW_DAYS,
-    DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
+    DEFAULT_AWS_SM_PREFIXES, DEFAULT_CLOUD_PREFIXES, DEFAULT_ENV_PREFIX, DEFAULT_FILE_PREFIX,
+    DEFAULT_RECOVERY_WINDOW_DAYS, DEFAULT_VAULT_PREFIXES, DEFAULT_WEBHOOK_PREFIX,
 };
 use crate::waves::executor::RECORD_BATCH_AGE;
 use IfUnset::{Note, Nothing, Value};
@@ -238,6 +245,13 @@ pub const KEYS: &[Key] = &[
     key("drift_scan_concurrency", Value("8"), "tenants a schema drift scan reads at once, 1 to 256"),
     key("drift_scan_max_per_host", Value("4"), "tenants of one database host a schema drift scan reads at once, 1 to 256"),
     key("drift_scratch_url", Nothing, "admin connection (PostgreSQL URL, may create databases) where drover creates and drops a scratch database to replay each migration set: the expected schema of each version; unset: the schema most tenants at a version share is the reference"),
+    key("gcp_projects", Nothing, "comma-separated Google Cloud project ids `gcp-sm:` tenant refs may name; unset: the `gcp-sm:` backend is off (credentials: Application Default Credentials)"),
+    key("gcp_sm_allowed_prefixes", Value(DEFAULT_CLOUD_PREFIXES), "comma-separated prefixes a `gcp-sm:` tenant ref's secret name must start with"),
+    key("gcp_sm_endpoint", Nothing, "Secret Manager endpoint instead of `https://secretmanager.googleapis.com` (a private endpoint; the tests' fake)"),
+    key("azure_vaults", Nothing, "comma-separated Key Vault names `azure-kv:` tenant refs may name; unset: the `azure-kv:` backend is off (credentials: workload identity, else managed identity)"),
+    key("azure_kv_allowed_prefixes", Value(DEFAULT_CLOUD_PREFIXES), "comma-separated prefixes an `azure-kv:` tenant ref's secret name must start with"),
+    key("azure_kv_endpoint", Nothing, "URL replacing `https://VAULT.vault.azure.net` for every vault (a private endpoint under another name; the tests' fake); must be https for tokens to be sent"),
+    key("azure_kv_ca_file", Nothing, "PEM certificates trusted besides the public roots for Key Vault's TLS (a private CA or TLS-inspecting proxy)"),
 ];
 
 /// `DROVER_` + the name in upper case.

@@ -26,6 +26,7 @@
 //! Every problem found is reported with the key or variable that caused it.
 
 mod build;
+mod cloud_secrets;
 mod file;
 pub mod keys;
 mod provision;

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use super::scheme::Scheme;
 use super::SCHEMES;
-use super::{SecretError, SecretRef, VaultConfig};
+use super::{AzureKvConfig, GcpSmConfig, SecretError, SecretRef, VaultConfig};
 
 /// What the backends are built from: one field per scheme that takes settings (`env:`
 /// takes none). The configuration fills it from its keys; a new backend's settings are a
@@ -28,6 +28,12 @@ pub struct SecretSettings {
     /// AWS Secrets Manager (`aws_sm_recovery_window_days`, `aws_sm_timeout`); the backend
     /// is on whenever drover is built with the `aws` feature.
     pub aws: super::AwsSmSettings,
+    /// Google Secret Manager (`gcp_sm_endpoint`); `None`: `gcp_projects` lists no project
+    /// and the `gcp-sm:` backend is off.
+    pub gcp: Option<GcpSmConfig>,
+    /// Azure Key Vault (`azure_kv_endpoint`, `azure_kv_ca_file`); `None`: `azure_vaults`
+    /// lists no vault and the `azure-kv:` backend is off.
+    pub azure: Option<AzureKvConfig>,
 }
 
 /// A boxed future, so backends can sit behind `dyn` (an `async fn` in a trait cannot).
@@ -249,7 +255,11 @@ mod tests {
         assert!(store.check_writable(&r("file:tenants/acme")).is_ok());
         let env = store.check_writable(&r("env:TENANT_ACME")).unwrap_err();
         assert!(matches!(env, SecretError::ReadOnly { .. }), "{env}");
-        assert!(env.to_string().contains("file:, vault:"), "{env}");
+        assert!(
+            env.to_string()
+                .contains("file:, vault:, aws-sm:, gcp-sm: or azure-kv:"),
+            "{env}"
+        );
         for (name, backend) in store.backends.iter() {
             assert_eq!(*name, backend.scheme().name);
         }

@@ -12,7 +12,9 @@
 //! Layout: [`SCHEMES`] below is the one list to extend; `scheme.rs` says what a scheme
 //! declares; `reference.rs` parses references against that list; `backend.rs` is the
 //! [`SecretBackend`] trait and the [`SecretStore`] that routes by scheme; `env.rs`,
-//! `file.rs` and `vault/` are one scheme each (descriptor, scope rule, backend);
+//! `file.rs`, `vault/`, `gcp/` (`gcp-sm:`) and `azure/` (`azure-kv:`) are one scheme each
+//! (descriptor, scope rule, backend; the cloud backends behind the `gcp` and `azure` cargo
+//! features), `cloud.rs` what the cloud schemes share;
 //! `scope.rs` holds the scope settings. The resolver's cache sits above all of this.
 //!
 //! Settings this module owns: [`SecretSettings`] (what the backends are built from: the
@@ -21,6 +23,7 @@
 //! configuration fills both from its keys; nothing here reads the configuration.
 
 mod backend;
+pub mod cloud;
 mod reference;
 pub mod scheme;
 mod scope;
@@ -28,22 +31,34 @@ mod scope;
 // The schemes: one file each, registered here and in `SCHEMES` (see `scheme.rs` for what a
 // scheme declares and why it is a descriptor rather than an enum variant).
 pub mod aws;
+pub mod azure;
 mod env;
 mod file;
+pub mod gcp;
 pub mod vault;
 
 /// Every registered scheme, in the order messages list them.
-pub const SCHEMES: &[&Scheme] = &[&env::SCHEME, &file::SCHEME, &vault::SCHEME, &aws::SCHEME];
+pub const SCHEMES: &[&Scheme] = &[
+    &env::SCHEME,
+    &file::SCHEME,
+    &vault::SCHEME,
+    &aws::SCHEME,
+    &gcp::SCHEME,
+    &azure::SCHEME,
+];
 
 pub use aws::{
     parse_aws_sm_prefixes, parse_recovery_window, AwsSmScope, AwsSmSettings,
     DEFAULT_AWS_SM_PREFIXES, DEFAULT_RECOVERY_WINDOW_DAYS, SCHEME as AWS_SM,
 };
+pub use azure::AzureKvConfig;
 pub use backend::{
     BoxFuture, Fetched, SecretBackend, SecretSettings, SecretStore, FETCH_MANY_IN_FLIGHT,
 };
+pub use cloud::{CloudScope, DEFAULT_CLOUD_PREFIXES};
 pub use env::{EnvBackend, SCHEME as ENV};
 pub use file::{FileBackend, SCHEME as FILE};
+pub use gcp::GcpSmConfig;
 pub use reference::{
     schema as secret_ref_schema, SecretRef, SecretRefError, PATTERN as SECRET_REF_PATTERN,
 };

@@ -168,6 +168,9 @@ mod tests {
             "env:TENANT_ACME_PW",
             "file:tenants/acme",
             "vault:secret/tenants/acme#password",
+            "gcp-sm:projects/prod-1/secrets/tenants-acme",
+            "gcp-sm:projects/prod-1/secrets/tenants-acme/versions/3#password",
+            "azure-kv:prod-kv/tenants-acme#password",
         ] {
             let r: SecretRef = ok.parse().unwrap();
             assert_eq!(r.to_string(), ok);
@@ -204,11 +207,11 @@ mod tests {
     fn errors_list_the_registered_schemes() {
         assert_eq!(
             SecretRefError::NoScheme.to_string(),
-            "must be SCHEME:LOCATOR with scheme env, file, vault or aws-sm (e.g. file:tenants/acme)"
+            "must be SCHEME:LOCATOR with scheme env, file, vault, aws-sm, gcp-sm or azure-kv (e.g. file:tenants/acme)"
         );
         assert_eq!(
             SecretRefError::UnknownScheme.to_string(),
-            "unknown scheme; use env:, file:, vault: or aws-sm:"
+            "unknown scheme; use env:, file:, vault:, aws-sm:, gcp-sm: or azure-kv:"
         );
         assert_eq!(
             "env:Pa$$w0rd!"
@@ -223,7 +226,7 @@ mod tests {
     fn the_pattern_is_built_from_every_registered_scheme() {
         assert_eq!(
             PATTERN,
-            r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+|aws-sm:(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.-]+(#[A-Za-z0-9._-]+)?)$"
+            r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|vault:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+#[A-Za-z0-9._-]+|aws-sm:(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.-]+(#[A-Za-z0-9._-]+)?|gcp-sm:projects/[a-z0-9-]+/secrets/[A-Za-z0-9_-]+(/versions/([0-9]+|latest))?(#[A-Za-z0-9._-]+)?|azure-kv:[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]/[A-Za-z0-9-]{1,127}(#[A-Za-z0-9._-]+)?)$"
         );
         for s in SCHEMES {
             assert!(PATTERN.contains(&format!("{}:{}", s.name, s.locator_pattern)));

@@ -122,8 +122,14 @@ mod tests {
             assert!(SCHEMES[..i].iter().all(|o| o.name != s.name), "{s:?} twice");
             assert_eq!(Scheme::named(s.name), Some(*s));
         }
-        assert_eq!(listed(|_| true, ""), "env, file, vault or aws-sm");
-        assert_eq!(listed(|s| s.writable, ":"), "file:, vault: or aws-sm:");
+        assert_eq!(
+            listed(|_| true, ""),
+            "env, file, vault, aws-sm, gcp-sm or azure-kv"
+        );
+        assert_eq!(
+            listed(|s| s.writable, ":"),
+            "file:, vault:, aws-sm:, gcp-sm: or azure-kv:"
+        );
     }
 
     #[test]

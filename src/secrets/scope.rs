@@ -22,6 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::cloud::CloudScope;
 use super::{AwsSmScope, SecretRef};
 
 /// The default `env_secret_prefix`.
@@ -100,6 +101,18 @@ pub enum ScopeError {
     /// `aws-sm:` secret name outside every allowed prefix.
     #[error("aws-sm: references must be under {allowed} (aws_sm_allowed_prefixes, DROVER_AWS_SM_ALLOWED_PREFIXES)")]
     AwsSm { allowed: String },
+    /// A `gcp-sm:` reference in a project `gcp_projects` does not list.
+    #[error("gcp-sm: references must name a project listed in gcp_projects (DROVER_GCP_PROJECTS; listed: {listed})")]
+    GcpProject { listed: String },
+    /// A `gcp-sm:` secret whose name has none of the allowed prefixes.
+    #[error("gcp-sm: secret names must start with {allowed} (gcp_sm_allowed_prefixes, DROVER_GCP_SM_ALLOWED_PREFIXES)")]
+    GcpName { allowed: String },
+    /// An `azure-kv:` reference to a vault `azure_vaults` does not list.
+    #[error("azure-kv: references must name a vault listed in azure_vaults (DROVER_AZURE_VAULTS; listed: {listed})")]
+    AzureVault { listed: String },
+    /// An `azure-kv:` secret whose name has none of the allowed prefixes.
+    #[error("azure-kv: secret names must start with {allowed} (azure_kv_allowed_prefixes, DROVER_AZURE_KV_ALLOWED_PREFIXES)")]
+    AzureName { allowed: String },
 }
 
 impl ScopeError {
@@ -122,6 +135,10 @@ pub struct RefScope {
     webhook_files: String,
     /// `aws_sm_allowed_prefixes`.
     aws_sm: AwsSmScope,
+    /// `gcp_projects` and `gcp_sm_allowed_prefixes`.
+    gcp_sm: CloudScope,
+    /// `azure_vaults` and `azure_kv_allowed_prefixes`.
+    azure_kv: CloudScope,
 }
 
 impl Default for RefScope {
@@ -134,6 +151,8 @@ impl Default for RefScope {
             tenant_files: DEFAULT_FILE_PREFIX.into(),
             webhook_files: DEFAULT_WEBHOOK_PREFIX.into(),
             aws_sm: AwsSmScope::default(),
+            gcp_sm: CloudScope::default(),
+            azure_kv: CloudScope::default(),
         }
     }
 }
@@ -248,6 +267,28 @@ impl RefScope {
     /// Where `aws-sm:` references may point.
     pub fn aws_sm(&self) -> &AwsSmScope {
         &self.aws_sm
+    }
+
+    /// The same scope with these `gcp-sm:` projects and name prefixes.
+    pub fn with_gcp_sm(mut self, scope: CloudScope) -> Self {
+        self.gcp_sm = scope;
+        self
+    }
+
+    /// The same scope with these `azure-kv:` vaults and name prefixes.
+    pub fn with_azure_kv(mut self, scope: CloudScope) -> Self {
+        self.azure_kv = scope;
+        self
+    }
+
+    /// Where `gcp-sm:` references may point.
+    pub fn gcp_sm(&self) -> &CloudScope {
+        &self.gcp_sm
+    }
+
+    /// Where `azure-kv:` references may point.
+    pub fn azure_kv(&self) -> &CloudScope {
+        &self.azure_kv
     }
 
     /// The directory `file:` references for `purpose` must be under, ending in `/`.
