@@ -278,3 +278,43 @@ async fn provisioning_with_an_azure_ref_creates_the_secret_and_deprovisioning_de
         "a secret drover did not create is kept"
     );
 }
+
+/// Pins a rotated Key Vault secret being missed by the cache: a new version must replace
+/// the cached password at the next refresh (so the application logs in with it) and count
+/// as a rotation of `azure-kv`.
+#[tokio::test]
+async fn a_new_azure_secret_version_replaces_the_cached_password_and_counts_a_rotation() {
+    let fake = FakeAzure::start().await;
+    let (slug, _) = names("arot");
+    let db = password_tenant_db("tarot", "old-az-pw").await;
+    fake.put(
+        "tenants-rot",
+        &json!({"password": "old-az-pw"}).to_string(),
+        &[],
+    );
+    let (d, _) = daemon(&fake, &[("DROVER_SECRET_TTL", "300ms")]).await;
+    let reference = format!("azure-kv:{VAULT}/tenants-rot#password");
+    let created = d.create_tenant(&tenant_on(&slug, &db, &reference)).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let (status, first) = resolve(&d, &slug).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(logs_in(&first).await, "the first password does not log in");
+
+    fake.put(
+        "tenants-rot",
+        &json!({"password": "new-az-pw"}).to_string(),
+        &[],
+    );
+    set_role_password(&db, "new-az-pw").await;
+    let rotated = wait_until(Duration::from_secs(15), || async {
+        let (_, now) = resolve(&d, &slug).await;
+        logs_in(&now).await
+    })
+    .await;
+    let rotations = d
+        .metric("drover_secret_rotations_total{scheme=\"azure-kv\"}")
+        .await;
+
+    assert!(rotated, "the new version was never served");
+    assert!(rotations >= 1.0, "no rotation counted: {rotations}");
+}

@@ -286,3 +286,46 @@ async fn provisioning_with_a_gcp_ref_creates_the_secret_and_deprovisioning_delet
         "a secret drover did not create is kept"
     );
 }
+
+/// Pins a rotated Google secret being missed by the cache: a new version must replace the
+/// cached password at the next refresh (so the application logs in with it) and count as
+/// a rotation of `gcp-sm`.
+#[tokio::test]
+async fn a_new_gcp_secret_version_replaces_the_cached_password_and_counts_a_rotation() {
+    let fake = FakeGcp::start().await;
+    let files = SecretsDir::new();
+    let (slug, _) = names("grot");
+    let db = password_tenant_db("tgrot", "old-gcp-pw").await;
+    fake.put(
+        PROJECT,
+        "tenants-rot",
+        &json!({"password": "old-gcp-pw"}).to_string(),
+        &[],
+    );
+    let (d, _) = daemon(&fake, &files, &[("DROVER_SECRET_TTL", "300ms")]).await;
+    let reference = format!("gcp-sm:projects/{PROJECT}/secrets/tenants-rot#password");
+    let created = d.create_tenant(&tenant_on(&slug, &db, &reference)).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let (status, first) = resolve(&d, &slug).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(logs_in(&first).await, "the first password does not log in");
+
+    fake.put(
+        PROJECT,
+        "tenants-rot",
+        &json!({"password": "new-gcp-pw"}).to_string(),
+        &[],
+    );
+    set_role_password(&db, "new-gcp-pw").await;
+    let rotated = wait_until(Duration::from_secs(15), || async {
+        let (_, now) = resolve(&d, &slug).await;
+        logs_in(&now).await
+    })
+    .await;
+    let rotations = d
+        .metric("drover_secret_rotations_total{scheme=\"gcp-sm\"}")
+        .await;
+
+    assert!(rotated, "the new version was never served");
+    assert!(rotations >= 1.0, "no rotation counted: {rotations}");
+}
