@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     counted_migrations, password_tenant_db, server_host_port, set_role_password, tenant_body,
-    wait_until, MigrationsDir, OpenBao, SecretsDir, TestApp,
+    wait_until, ApiClient, MigrationsDir, OpenBao, SecretsDir, TestApp,
 };
 
 /// A tenant on database (and role) `db`, its password behind vault path `tenants/{slug}`.
@@ -83,33 +83,85 @@ async fn passwords_rotated_in_openbao_and_postgres_in_the_middle_of_a_wave_fail_
     let id = app
         .start_wave(json!({"max_concurrency": 2, "batch_size": TENANTS}))
         .await;
-    let midpoint = wait_until(Duration::from_secs(60), || async {
-        app.get_wave(&id).await["counts"]["succeeded"].as_i64() >= Some(TENANTS as i64 / 2 - 2)
-    })
-    .await;
-    assert!(midpoint, "the wave never reached its midpoint");
-    let before_rotation = app.get_wave(&id).await["counts"]["succeeded"].as_i64();
+    let before_rotation = midpoint(&app, &id, TENANTS).await;
     for (i, (slug, role)) in roles.iter().enumerate() {
         let new = format!("new-{i}");
         bao.put(&format!("tenants/{slug}"), json!({"password": new}))
             .await;
         set_role_password(role, &new).await;
     }
-    let wave = app.wait_for_wave_state(&id, &["completed", "halted"]).await;
+    no_tenant_failed(&app, &id, TENANTS, before_rotation).await;
+}
+
+/// Waits until about half of the wave's `tenants` succeeded; how many had, for
+/// [`no_tenant_failed`].
+pub(crate) async fn midpoint(app: &ApiClient, id: &str, tenants: usize) -> Option<i64> {
+    let reached = wait_until(Duration::from_secs(60), || async {
+        app.get_wave(id).await["counts"]["succeeded"].as_i64() >= Some(tenants as i64 / 2 - 2)
+    })
+    .await;
+    assert!(reached, "the wave never reached its midpoint");
+    app.get_wave(id).await["counts"]["succeeded"].as_i64()
+}
+
+/// After a rotation at the midpoint (`before_rotation` tenants done): the wave completes with
+/// every tenant, and at least one refused connection was retried with the refetched secret.
+pub(crate) async fn no_tenant_failed(
+    app: &ApiClient,
+    id: &str,
+    tenants: usize,
+    before_rotation: Option<i64>,
+) {
+    let wave = app.wait_for_wave_state(id, &["completed", "halted"]).await;
     let retried = app
         .metric("drover_secret_auth_refetches_total{outcome=\"retried\"}")
         .await;
 
     assert!(
-        before_rotation < Some(TENANTS as i64 - 2),
+        before_rotation < Some(tenants as i64 - 2),
         "the rotation came too late to matter: {before_rotation:?} tenants had finished"
     );
     assert_eq!(wave["state"], "completed", "{wave:#}");
-    assert_eq!(wave["counts"]["succeeded"], TENANTS, "{wave:#}");
+    assert_eq!(wave["counts"]["succeeded"], tenants, "{wave:#}");
     assert!(
         retried > 0.0,
         "no connection was retried after a refused password"
     );
+}
+
+/// Pins a malformed `fresh` being read as false (or as true) instead of refused: a client
+/// that misspells it must learn so, and the backend must not be asked.
+#[tokio::test]
+async fn a_malformed_fresh_parameter_is_a_422_that_reaches_no_backend() {
+    let secrets = SecretsDir::new();
+    secrets.put("tenants/acme", "pw-1");
+    let app = TestApp::builder()
+        .env("DROVER_SECRETS_DIR", secrets.path())
+        .spawn()
+        .await;
+    let mut body = tenant_body("acme");
+    body["db_secret_ref"] = json!("file:tenants/acme");
+    assert_eq!(app.create_tenant(&body).await.status(), StatusCode::CREATED);
+    let before = app.metrics_text().await;
+
+    for bad in ["maybe", "1", "TRUE", "true&fresh=false", ""] {
+        let resp = app.get(&format!("/v1/resolve/acme?fresh={bad}")).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fresh={bad}: {text}"
+        );
+        assert!(!text.contains("pw-1"), "fresh={bad}: {text}");
+    }
+    let fetches = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("drover_secret_fetches_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(fetches(&app.metrics_text().await), fetches(&before));
 }
 
 #[tokio::test]

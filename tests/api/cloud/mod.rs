@@ -105,3 +105,22 @@ pub(crate) async fn require_password(role: &str) {
         .await
         .unwrap();
 }
+
+/// After a new version of `slug`'s secret was written and its role's password changed:
+/// waits for resolution to serve a password that logs in (the cache refreshed from the new
+/// version), and asserts it did and that `scheme` counted a rotation.
+pub(crate) async fn new_version_is_served_and_counted(daemon: &Daemon, slug: &str, scheme: &str) {
+    let rotated = wait_until(std::time::Duration::from_secs(15), || async {
+        let (_, now) = resolve(daemon, slug).await;
+        logs_in(&now).await
+    })
+    .await;
+    let rotations = daemon
+        .metric(&format!(
+            "drover_secret_rotations_total{{scheme=\"{scheme}\"}}"
+        ))
+        .await;
+
+    assert!(rotated, "the new version was never served");
+    assert!(rotations >= 1.0, "no rotation counted: {rotations}");
+}
