@@ -78,7 +78,9 @@ async fn a_tenant_on_an_external_server_becomes_active_when_its_provisioner_call
         body["callback"]["url"],
         format!("http://127.0.0.1:{}/v1/tenants/{slug}/provisioning", s.port)
     );
-    assert_eq!(s.receiver.callbacks()[0]["status"], 200);
+    // The receiver records its callback's answer after drover has already set the
+    // tenant active, so wait for it rather than read it at once.
+    assert_eq!(s.wait_callbacks(1).await[0]["status"], 200);
     // It resolves, and a real client logs in with the password the job wrote, into a
     // database drover migrated.
     let resolved: Value = s.daemon().resolve(&slug).await.json().await.unwrap();
