@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    db_url, drover_cmd, fresh_database, spawn_app, tenant_body, wait_until, SecretsDir, TestApp,
-    ADMIN_TOKEN,
+    db_url, drover_cmd, fresh_control_database, spawn_app, tenant_body, wait_until, SecretsDir,
+    TestApp, ADMIN_TOKEN,
 };
 
 const RESOLVER_TOKEN: &str = "test-resolver-token-0123456789abcdef";
@@ -153,7 +153,7 @@ async fn a_token_is_shown_once_stored_only_as_a_hash_and_records_its_last_use() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_is_refused_on_another_within_two_seconds() {
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let a = TestApp::builder().control_db(&control).spawn().await;
     let b = TestApp::builder().control_db(&control).spawn().await;
     let token = a.issue_token("ci", "operator").await;

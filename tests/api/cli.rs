@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::helpers::{
-    drover_bin, drover_cmd, fresh_database, skip_unless_required, spawn_app, ADMIN_TOKEN,
+    drover_bin, drover_cmd, fresh_control_database, skip_unless_required, spawn_app, ADMIN_TOKEN,
 };
 
 fn tenants_cmd(server: &str) -> Command {
@@ -144,7 +144,7 @@ fn check_config_accepts_a_complete_configuration_and_redacts_secrets() {
 
 #[tokio::test]
 async fn serve_migrates_then_stops_cleanly_on_sigterm() {
-    let url = fresh_database("control").await;
+    let url = fresh_control_database().await;
     // `start` returns once /readyz answers 200: the control schema is at head.
     let daemon = crate::helpers::Daemon::start(&url, "sigterm", &[]).await;
 

@@ -16,8 +16,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations_dir, fresh_database, spawn_app, tenant_body, wait_until, wave_app,
-    ApiClient, Daemon, SecretsDir, TestApp, WAVE_DONE,
+    connect, counted_migrations_dir, fresh_control_database, spawn_app, tenant_body, wait_until,
+    wave_app, ApiClient, Daemon, SecretsDir, TestApp, WAVE_DONE,
 };
 
 const KEY: &str = "whsec-test-key-7f3a9c";
@@ -597,7 +597,7 @@ async fn the_stream_resumed_with_last_event_id_sees_each_of_1000_parallel_change
 async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id() {
     let (migrations, secrets) = (counted_migrations_dir(), SecretsDir::new());
     secrets.put("webhooks/key", KEY);
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let env = [
         ("DROVER_MIGRATIONS_DIR", migrations.path()),
         ("DROVER_SECRETS_DIR", secrets.path()),
@@ -690,7 +690,7 @@ async fn missed_deliveries_survive_a_kill_9_and_arrive_with_the_same_delivery_id
 async fn two_replicas_send_each_delivery_once() {
     let secrets = SecretsDir::new();
     secrets.put("webhooks/key", KEY);
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let env = [("DROVER_SECRETS_DIR", secrets.path())];
     let a = Daemon::start(&control, "a", &env).await;
     let b = Daemon::start(&control, "b", &env).await;

@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, history, set_body, side_effects, spawn_app,
-    wave_app, Daemon, MigrationsDir, SecretsDir, TestApp, WAVE_DONE,
+    connect, counted_migrations, fresh_control_database, history, set_body, side_effects,
+    spawn_app, wave_app, Daemon, MigrationsDir, SecretsDir, TestApp, WAVE_DONE,
 };
 
 fn counted(sleep_secs: f64) -> Vec<(String, String)> {
@@ -315,7 +315,7 @@ fn replica_env<'a>(dir: &'a str, secrets: &'a SecretsDir) -> Vec<(&'a str, &'a s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_with_no_files_and_with_different_files_run_a_pushed_set_without_stalling() {
     let secrets = SecretsDir::new();
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     // One replica's disk has another V2; the other has no migrations directory at all.
     let mut other = counted(0.0);
     other[1].1 = "CREATE TABLE not_this (id int);".into();

@@ -621,7 +621,7 @@ struct Fleet {
 impl Fleet {
     async fn new(files: &[(&str, &str)]) -> Fleet {
         Fleet {
-            control: fresh_database("control").await,
+            control: fresh_control_database().await,
             secrets: SecretsDir::new(),
             migrations: MigrationsDir::new(files),
             provision_url: provisioner_role("CREATEDB CREATEROLE").await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, history, side_effects, wait_until, Daemon,
+    connect, counted_migrations, fresh_control_database, history, side_effects, wait_until, Daemon,
     MigrationsDir, SecretsDir,
 };
 
@@ -39,7 +39,7 @@ async fn migrated_actors(control: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_wave_then_restart_finishes_every_tenant_exactly_once() {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let mut first = Daemon::start(&control, "first", &env(&migrations, &secrets)).await;
     let tenants = first.register_tenants(&secrets, "k9", 10, 0).await;
     let id = first
@@ -116,7 +116,7 @@ async fn target_states(c: &tokio_postgres::Client, id: &str) -> Vec<(String, Str
 async fn kill_9_holding_claimed_tenants_and_unrecorded_outcomes_still_migrates_every_tenant_exactly_once(
 ) {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let mut doomed = Daemon::start(&control, "doomed", &env(&migrations, &secrets)).await;
     let tenants = doomed.register_tenants(&secrets, "kb", 12, 0).await;
     let id = doomed
@@ -219,7 +219,7 @@ async fn kill_9_holding_claimed_tenants_and_unrecorded_outcomes_still_migrates_e
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_wave_and_migrate_every_tenant_exactly_once() {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let mut e = env(&migrations, &secrets);
     e.push(("DROVER_WORKER_SLOTS", "2"));
     let a = Daemon::start(&control, "replica-a", &e).await;
@@ -244,7 +244,7 @@ async fn two_replicas_share_one_wave_and_migrate_every_tenant_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_wave_finishes_in_flight_tenants_and_another_replica_completes_the_wave() {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let a = Daemon::start(&control, "leaving", &env(&migrations, &secrets)).await;
     let tenants = a.register_tenants(&secrets, "st", 8, 0).await;
     let id = a
@@ -283,7 +283,7 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
     let files = counted_migrations(20.0);
     let migrations = MigrationsDir::owned(&files);
     let secrets = SecretsDir::new();
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let d = Daemon::start(&control, "impatient", &env(&migrations, &secrets)).await;
     let tenants = d.register_tenants(&secrets, "sg", 1, 0).await;
     let id = d.start_wave(json!({"max_concurrency": 1})).await;
@@ -349,7 +349,7 @@ async fn a_second_sigterm_stops_at_once_and_the_open_tenant_transaction_rolls_ba
 async fn kill_9_holding_a_full_buffer_and_a_pending_completion_batch_migrates_every_tenant_exactly_once(
 ) {
     let (migrations, secrets) = (slow_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let mut e = env(&migrations, &secrets);
     e.extend([
         ("DROVER_WORKER_SLOTS", "8"),

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fresh_database, password_tenant_db, server_host_port, tenant_body, wait_until, Daemon,
+    fresh_control_database, password_tenant_db, server_host_port, tenant_body, wait_until, Daemon,
     SecretsDir, TestApp, ADMIN_TOKEN,
 };
 
@@ -156,7 +156,7 @@ async fn resolve_accepts_the_resolver_and_admin_tokens_and_the_resolver_token_no
 async fn a_suspend_through_one_replica_is_seen_by_another_within_two_seconds() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", "pw");
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     // A long TTL, so only the change notification can explain a fast update.
     let settings = [
         ("DROVER_SECRETS_DIR", secrets.path()),
@@ -280,7 +280,7 @@ async fn a_rotated_file_secret_is_picked_up_after_the_ttl_and_a_vanished_one_is_
 async fn trace_logs_of_resolutions_contain_no_password_and_no_dsn() {
     let secrets = SecretsDir::new();
     secrets.put("tenants/acme", NASTY_PASSWORD);
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let daemon = Daemon::start(
         &control,
         "trace",

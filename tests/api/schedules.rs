@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, counted_migrations, fresh_database, spawn_app, wait_until, Daemon, MigrationsDir,
-    SecretsDir, TestApp, ADMIN_TOKEN,
+    connect, counted_migrations, fresh_control_database, spawn_app, wait_until, Daemon,
+    MigrationsDir, SecretsDir, TestApp, ADMIN_TOKEN,
 };
 
 fn migrations() -> MigrationsDir {
@@ -89,7 +89,7 @@ async fn schedules_are_validated_show_their_next_fire_times_and_can_be_triggered
 async fn the_leader_fires_every_tick_once_and_a_new_leader_takes_over_after_kill_9_without_doubling_a_tick(
 ) {
     let (m, secrets) = (migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let env = [
         ("DROVER_MIGRATIONS_DIR", m.path()),
         ("DROVER_SECRETS_DIR", secrets.path()),
@@ -204,7 +204,7 @@ async fn the_leader_fires_every_tick_once_and_a_new_leader_takes_over_after_kill
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_with_sigterm_resigns_so_another_replica_leads_long_before_the_lease_ends()
 {
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let env = [("DROVER_LEADER_TTL", "30s")];
     let first = Daemon::start(&control, "first", &env).await;
     let db = connect(&control).await;

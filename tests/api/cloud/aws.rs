@@ -19,7 +19,7 @@ use crate::helpers::*;
 /// A real daemon on its own control database, reaching `moto` through the SDK's
 /// environment; `extra` adds settings.
 async fn daemon(moto: &Moto, extra: &[(&str, &str)]) -> (Daemon, String) {
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let aws = moto.env();
     let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(extra);

@@ -14,7 +14,7 @@ const VAULT: &str = "drover-test-kv";
 
 /// A daemon reading `azure-kv:` from `fake`, with `extra` settings, and its control DB's URL.
 async fn daemon(fake: &FakeAzure, extra: &[(&str, &str)]) -> (Daemon, String) {
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let identity = fake.identity_endpoint();
     let ca = fake.ca_file.display().to_string();
     let mut env = vec![

@@ -16,7 +16,7 @@ const PROJECT: &str = "drover-test";
 async fn daemon(fake: &FakeGcp, files: &SecretsDir, extra: &[(&str, &str)]) -> (Daemon, String) {
     files.put("gcp-adc.json", &fake.adc_json());
     let adc = format!("{}/gcp-adc.json", files.path());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let mut env = vec![
         ("GOOGLE_APPLICATION_CREDENTIALS", adc.as_str()),
         ("DROVER_GCP_PROJECTS", PROJECT),

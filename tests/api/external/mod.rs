@@ -130,7 +130,7 @@ impl Setup {
             ),
         )
         .unwrap();
-        let control_url = fresh_database("control").await;
+        let control_url = fresh_control_database().await;
         let mut setup = Setup {
             daemon: None,
             receiver,

@@ -12,7 +12,9 @@ use drover::state::AppState;
 use drover::tasks::Supervisor;
 use tokio_util::sync::CancellationToken;
 
-use super::{connect, fresh_database, temp_dir, ApiClient, MigrationsDir, SecretsDir, ADMIN_TOKEN};
+use super::{
+    connect, fresh_control_database, temp_dir, ApiClient, MigrationsDir, SecretsDir, ADMIN_TOKEN,
+};
 
 /// A running daemon on its own control database.
 pub struct TestApp {
@@ -122,7 +124,7 @@ impl TestAppBuilder {
     pub async fn spawn(self) -> TestApp {
         let database_url = match self.control_db {
             Some(url) => url,
-            None => fresh_database("control").await,
+            None => fresh_control_database().await,
         };
         let mut env: BTreeMap<String, String> = BTreeMap::from([
             ("DROVER_DATABASE_URL".into(), database_url.clone()),

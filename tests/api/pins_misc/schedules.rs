@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    counted_migrations_dir, fresh_database, wait_until, MigrationsDir, SecretsDir, TestApp,
+    counted_migrations_dir, fresh_control_database, wait_until, MigrationsDir, SecretsDir, TestApp,
 };
 
 const QUICK_WAVE: &str = r#"{"soak_seconds": 0, "canary": {"count": 0}}"#;
@@ -326,7 +326,7 @@ async fn lease(app: &TestApp) -> (Option<String>, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lease_holder_fires_and_no_replica_fires_while_another_holds_the_lease() {
     let (m, secrets) = (counted_migrations_dir(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let replica = |id: &'static str| {
         TestApp::builder()
             .control_db(&control)

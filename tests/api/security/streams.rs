@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::console::{csrf_of, get_page, login, post_form};
-use crate::helpers::{fresh_database, spawn_app, TestApp};
+use crate::helpers::{fresh_control_database, spawn_app, TestApp};
 
 /// `GET /v1/events/stream` with `token`.
 async fn open_stream(app: &TestApp, token: &str) -> reqwest::Response {
@@ -40,7 +40,7 @@ async fn ends_within(stream: &mut reqwest::Response, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_replica_ends_its_open_stream_on_another_within_two_seconds() {
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let a = TestApp::builder().control_db(&control).spawn().await;
     let b = TestApp::builder().control_db(&control).spawn().await;
     let token = a.issue_token("dashboard", "viewer").await;

@@ -14,8 +14,8 @@ use super::support::{
     migrated_events, replica, schema_version, stall_between_transactions, targets, StallRelay,
 };
 use crate::helpers::{
-    connect, fresh_database, history, side_effects, wait_until, ApiClient, Daemon, MigrationsDir,
-    SecretsDir, TenantDb, WAVE_DONE,
+    connect, fresh_control_database, history, side_effects, wait_until, ApiClient, Daemon,
+    MigrationsDir, SecretsDir, TenantDb, WAVE_DONE,
 };
 
 /// The advisory key V2 waits for (held by the test).
@@ -94,7 +94,7 @@ fn tos(events: &[Value]) -> Vec<Value> {
 async fn a_replica_killed_after_the_tenant_committed_but_before_recording_it_leaves_one_migrated_event(
 ) {
     let (migrations, secrets) = (held_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let env = [
         ("DROVER_MIGRATIONS_DIR", migrations.path()),
         ("DROVER_SECRETS_DIR", secrets.path()),
@@ -163,7 +163,7 @@ async fn a_replica_killed_after_the_tenant_committed_but_before_recording_it_lea
 async fn a_replica_that_lost_its_lease_and_records_late_never_moves_the_version_back() {
     const APP: &str = "pins-stalled";
     let (migrations, secrets) = (held_migrations(), SecretsDir::new());
-    let control = fresh_database("control").await;
+    let control = fresh_control_database().await;
     let relay = StallRelay::start().await;
     let through_relay = format!("{}?application_name={APP}", relay.url_for(&control));
     let stalled = replica(
