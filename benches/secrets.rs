@@ -1,7 +1,9 @@
 //! Secret backend benchmark against moto's emulation of AWS Secrets Manager:
 //! (a) resolution latency through a real `drover serve` (`GET /v1/resolve/{slug}`, one
 //!     request at a time) for 1,000 tenants with `aws-sm:` references: each slug's first
-//!     resolution (cold cache: one `GetSecretValue`) and then warm (from the cache);
+//!     resolution with the start-up warm-up off (cold cache: one `GetSecretValue`) and
+//!     then warm (from the cache); then a restart with the warm-up on: the time until all
+//!     1,000 are cached (`BatchGetSecretValue`) and each slug's first resolution after it;
 //! (b) fetching 1,000 secrets: `BatchGetSecretValue` (the backend's `fetch_many`, 20 a
 //!     call) vs single `GetSecretValue`s 8 in flight vs one after another.
 //!
@@ -191,8 +193,11 @@ async fn fetch_comparison(endpoint: &str, tenants: usize) {
     }
 }
 
-/// (a): a daemon with `tenants` tenants on `aws-sm:` references, resolved one request at
-/// a time: every slug once (cold: each is a backend read), then every slug again (warm).
+/// (a): daemons with `tenants` tenants on `aws-sm:` references, resolved one request at a
+/// time. First without the start-up warm-up (`secret_warm_limit = 0`): every slug once
+/// (cold: each is a backend read), then every slug again (warm). Then a restart with the
+/// warm-up on: how long until every secret is in the cache, and what each slug's first
+/// resolution costs after it.
 async fn resolution(endpoint: &str, tenants: usize) {
     let (_cluster, pool) = support::control_db("secretsbench", 4).await;
     let control = pool.get().await.unwrap();
@@ -210,49 +215,96 @@ async fn resolution(endpoint: &str, tenants: usize) {
     let work = std::env::temp_dir().join(format!("drover-secrets-bench-{}", std::process::id()));
     std::fs::create_dir_all(work.join("secrets")).unwrap();
     std::fs::create_dir_all(work.join("migrations")).unwrap();
-    let (_daemon, api) = serve(
-        &control_url,
-        &work,
-        &[
-            ("AWS_ACCESS_KEY_ID", KEY_ID),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ("AWS_REGION", REGION),
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("DROVER_SECRET_TTL", "10m"),
-            ("DROVER_TENANT_CACHE_TTL", "10m"),
-        ],
-    )
-    .await;
-    let resolve = |slug: String| {
-        let req = api
-            .http
-            .get(format!("{}/v1/resolve/{slug}", api.base))
-            .bearer_auth(ADMIN);
-        async move {
-            let started = Instant::now();
-            let r = req.send().await.unwrap();
-            let status = r.status();
-            let _ = r.bytes().await;
-            assert!(status.is_success(), "resolve {slug}: {status}");
-            started.elapsed()
-        }
-    };
-    // One resolution first so the SDK's configuration, the HTTP connection and the tenant
-    // rows are loaded: the cold figures are then one backend read each.
-    resolve(format!("t{}", tenants - 1)).await;
     println!("\n(a) resolution through the daemon, one request at a time");
-    let mut cold = Vec::with_capacity(tenants);
-    for i in 0..tenants - 1 {
-        cold.push(resolve(format!("t{i}")).await);
-    }
-    let mut warm = Vec::with_capacity(tenants * 3);
-    for _ in 0..3 {
-        for i in 0..tenants {
-            warm.push(resolve(format!("t{i}")).await);
+    {
+        let (_daemon, api) = serve(&control_url, &work, &daemon_env(endpoint, "0")).await;
+        // One resolution first so the SDK's configuration, the HTTP connection and the
+        // tenant rows are loaded: the cold figures are then one backend read each.
+        resolve(&api, &format!("t{}", tenants - 1)).await;
+        let mut cold = Vec::with_capacity(tenants);
+        for i in 0..tenants - 1 {
+            cold.push(resolve(&api, &format!("t{i}")).await);
         }
+        let mut warm = Vec::with_capacity(tenants * 3);
+        for _ in 0..3 {
+            for i in 0..tenants {
+                warm.push(resolve(&api, &format!("t{i}")).await);
+            }
+        }
+        report("cold cache (one GetSecretValue)", cold);
+        report("warm cache", warm);
     }
-    report("cold cache (one GetSecretValue)", cold);
-    report("warm cache", warm);
+
+    // A restart with the warm-up on (limit = every tenant): the clock runs from the
+    // process start to the moment the warm-up has counted every secret.
+    let limit = tenants.to_string();
+    let started = Instant::now();
+    let (_daemon, api) = serve(&control_url, &work, &daemon_env(endpoint, &limit)).await;
+    let ready = started.elapsed();
+    let mut warmed = 0.0;
+    while warmed < tenants as f64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "warm-up counted {warmed} of {tenants} in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        warmed = metric(&api, "drover_secret_warm_total{outcome=\"ok\"}").await;
+    }
+    let done = started.elapsed();
+    println!(
+        "warm start of {tenants} secrets (BatchGetSecretValue): ready after {:.2} s, every secret cached after {:.2} s",
+        ready.as_secs_f64(),
+        done.as_secs_f64()
+    );
+    let mut first = Vec::with_capacity(tenants);
+    for i in 0..tenants {
+        first.push(resolve(&api, &format!("t{i}")).await);
+    }
+    report("first resolution after warm start", first);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The daemon's environment: moto's endpoint and credentials, caches that outlast the
+/// bench, and the start-up warm-up's limit.
+fn daemon_env<'a>(endpoint: &'a str, warm_limit: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", REGION),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("DROVER_SECRET_TTL", "10m"),
+        ("DROVER_TENANT_CACHE_TTL", "10m"),
+        ("DROVER_SECRET_WARM_LIMIT", warm_limit),
+    ]
+}
+
+async fn resolve(api: &support::daemon::Api, slug: &str) -> Duration {
+    let req = api
+        .http
+        .get(format!("{}/v1/resolve/{slug}", api.base))
+        .bearer_auth(ADMIN);
+    let started = Instant::now();
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let _ = r.bytes().await;
+    assert!(status.is_success(), "resolve {slug}: {status}");
+    started.elapsed()
+}
+
+/// The value of one sample line of the daemon's `/metrics` (0 when absent).
+async fn metric(api: &support::daemon::Api, series: &str) -> f64 {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
