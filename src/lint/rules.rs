@@ -188,7 +188,9 @@ pub(super) fn lint_file(file: &MigrationFile, scope: &mut Scope) -> Vec<Finding>
             NodeEnum::DropStmt(d) => out.extend(drop(&stmt, d, scope)),
             NodeEnum::AlterTableStmt(a) => out.extend(alter_table(&stmt, a, scope)),
             NodeEnum::RenameStmt(r) => out.extend(rename(&stmt, r, scope)),
-            NodeEnum::AlterEnumStmt(e) if !e.new_val.is_empty() => {
+            // ADD VALUE has no old value; RENAME VALUE has one, and a renamed value may be
+            // used in the same transaction (PostgreSQL restricts only added ones).
+            NodeEnum::AlterEnumStmt(e) if e.old_val.is_empty() => {
                 added_enum_values.push(e.new_val.clone());
             }
             _ => {}

@@ -199,6 +199,13 @@ fn a_new_enum_value_used_in_the_same_file_is_flagged_and_in_a_later_file_passes(
 }
 
 #[test]
+fn a_renamed_enum_value_used_in_the_same_file_passes() {
+    // Pins the rule to ADD VALUE: PostgreSQL refuses an added value inside its own
+    // transaction, not a renamed one; the rule once flagged renames too.
+    passes("ALTER TYPE plan RENAME VALUE 'pro' TO 'team';\nUPDATE accounts SET plan = 'team' WHERE seats > 5;");
+}
+
+#[test]
 fn an_allow_comment_with_a_reason_silences_the_next_statement_only() {
     let sql = "-- drover:allow require-concurrent-index-creation accounts has 10 rows per tenant\n\
                CREATE INDEX a1 ON accounts (email);\n\
